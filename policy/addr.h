@@ -1,0 +1,62 @@
+/* IP addresses: strict literal parsing, inet_aton-compatible IPv4 canonicalisation, formatting. */
+#ifndef PORTCULLIS_ADDR_H
+#define PORTCULLIS_ADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ADDR_V4 4
+#define ADDR_V6 6
+/* Longest text form: IPv6 with embedded IPv4 (45) + NUL. */
+#define ADDR_STRLEN 46
+
+/* One IPv4 or IPv6 address, network byte order. IPv4 uses b[0..3]. */
+struct pc_addr {
+	uint8_t family; /* ADDR_V4 or ADDR_V6 */
+	uint8_t b[16];
+};
+
+enum addr_status {
+	ADDR_OK = 0,
+	ADDR_ERR_SYNTAX = -1,   /* not a valid literal */
+	ADDR_ERR_OVERFLOW = -2, /* numeric IPv4 form whose parts overflow (425.1.1.1, 7147006462) */
+	ADDR_ERR_ZONE = -3,     /* IPv6 zone id (fe80::1%eth0) */
+};
+
+/*
+ * True when the text "looks like an IPv4 number" in the WHATWG URL sense: its
+ * last dot-separated label (one trailing dot ignored) is all decimal digits or
+ * 0x/0X followed by hex digits.  Such a host must parse as IPv4 or be refused;
+ * it is never handed to a resolver as a name.
+ */
+bool addr_looks_ipv4(const char *s, size_t len);
+
+/*
+ * Parse every IPv4 notation inet_aton(3) accepts: 1 to 4 parts, each decimal,
+ * octal (leading 0) or hex (0x); the last part fills the remaining bytes
+ * (a, a.b, a.b.c, a.b.c.d).  One trailing dot is ignored.  Overflow is
+ * ADDR_ERR_OVERFLOW, anything else malformed ADDR_ERR_SYNTAX.
+ */
+int addr_parse_ipv4(const char *s, size_t len, struct pc_addr *out)
+	__attribute__((warn_unused_result));
+
+/* Parse an IPv6 literal without brackets (RFC 4291 §2.2, incl. trailing dotted IPv4). */
+int addr_parse_ipv6(const char *s, size_t len, struct pc_addr *out)
+	__attribute__((warn_unused_result));
+
+/* Canonical text: dotted quad, or RFC 5952 IPv6 (no brackets). Returns length. */
+size_t addr_format(const struct pc_addr *a, char *buf, size_t n);
+
+bool addr_equal(const struct pc_addr *a, const struct pc_addr *b);
+
+/*
+ * When a is an IPv6 address that carries an IPv4 address — mapped
+ * ::ffff:0:0/96, translated ::ffff:0:0:0/96, compat ::/96 (except :: and ::1),
+ * NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16, Teredo 2001::/32
+ * (client address, bit-inverted) — store that IPv4 address in *v4 and return
+ * true.
+ */
+bool addr_embedded_v4(const struct pc_addr *a, struct pc_addr *v4);
+
+#endif

@@ -1,0 +1,157 @@
+/* The policy snapshot: YAML loading and validation, identity, and decisions. */
+#ifndef PORTCULLIS_POLICY_H
+#define PORTCULLIS_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "host.h"
+#include "reason.h"
+
+#define POLICY_MAX_RESOLVERS 8
+#define POLICY_MAX_LISTEN 8
+
+/* A host:port socket address from the policy (listen / resolver entries). */
+struct policy_sockaddr {
+	struct pc_addr addr;
+	uint16_t port;
+};
+
+enum tier_mode { TIER_ENFORCE = 0, TIER_AUDIT = 1 };
+
+/* Per-tier settings the proxy reads.  Values already have defaults applied. */
+struct policy_tier {
+	const char *name;
+	enum tier_mode mode;
+	/* tls: (enforced by the ClientHello issue; parsed and validated now) */
+	bool require_sni;           /* default true */
+	bool sni_must_match;        /* default true */
+	bool allow_ech;             /* default false */
+	const uint16_t *tls_ports;  /* require_tls_ports, default {443} */
+	size_t n_tls_ports;
+	/* caps: 0 = unlimited */
+	uint64_t upload_bytes;
+	uint64_t download_bytes;
+	uint32_t connections_per_source;
+	/* timeouts in milliseconds; 0 = inherit the global value */
+	uint32_t idle_timeout_ms;
+	uint32_t max_lifetime_ms;
+	uint32_t connect_timeout_ms;
+};
+
+/* Global settings. Durations in milliseconds, sizes in bytes. */
+struct policy_settings {
+	struct policy_sockaddr listen_proxy[POLICY_MAX_LISTEN]; /* listen.proxy: string or list */
+	size_t n_listen_proxy;
+	struct policy_sockaddr listen_admin; /* listen.admin, default 127.0.0.1:9090 */
+	unsigned workers;                    /* listen.workers / "auto" = 0 (number of CPUs) */
+
+	struct policy_sockaddr resolvers[POLICY_MAX_RESOLVERS]; /* resolver.servers, port default 53 */
+	size_t n_resolvers;
+	uint32_t resolver_timeout_ms;  /* default 1500 */
+	uint32_t resolver_attempts;    /* default 2 */
+	uint32_t resolver_max_answers; /* default 16: answers beyond are ignored */
+
+	const char *audit_output; /* "-" = stdout (default) or a file path */
+
+	uint32_t max_connections;   /* limits.max_connections, default 10000 */
+	uint32_t header_timeout_ms; /* limits.header_timeout, default 10s */
+	uint32_t max_header_bytes;  /* limits.max_header_bytes, default 8KiB */
+	uint32_t max_headers;       /* limits.max_headers, default 100 */
+	uint32_t connect_timeout_ms; /* timeouts.connect, default 5s */
+	uint32_t idle_timeout_ms;    /* timeouts.idle, default 5m */
+	uint32_t max_lifetime_ms;    /* timeouts.max_lifetime, default 1h */
+	uint32_t drain_timeout_ms;   /* timeouts.drain, default 30s */
+
+	int unknown_source_tier; /* identity.unknown_source: -1 = deny (default), else a tier index */
+};
+
+/* One validation problem, located in the file. */
+struct policy_diag {
+	unsigned line; /* 1-based; 0 when not tied to a place */
+	unsigned col;  /* 1-based */
+	char msg[240];
+};
+
+/* Collected problems.  Loading reports every problem it can find. */
+struct policy_diags {
+	struct policy_diag *v;
+	size_t n, cap;
+};
+
+void policy_diags_init(struct policy_diags *d);
+void policy_diags_fini(struct policy_diags *d);
+
+/* An immutable, reference-counted snapshot (opaque). */
+struct policy;
+
+enum policy_status {
+	POLICY_OK = 0,
+	POLICY_ERR_INVALID = -1, /* diags holds the reasons */
+	POLICY_ERR_IO = -2,      /* file could not be read; diags holds strerror */
+	POLICY_ERR_NOMEM = -3,
+};
+
+/*
+ * Parse and validate YAML.  On success *out holds a snapshot with refcount 1.
+ * On failure *out is NULL and d lists every problem (file name is not stored
+ * in diags; callers print "name:line:col: msg").
+ */
+int policy_load_buffer(const char *buf, size_t len, struct policy **out, struct policy_diags *d)
+	__attribute__((warn_unused_result));
+/* Read a file (at most 1 MiB) then policy_load_buffer. */
+int policy_load_file(const char *path, struct policy **out, struct policy_diags *d)
+	__attribute__((warn_unused_result));
+
+struct policy *policy_ref(struct policy *p);   /* atomic; thread-safe */
+void policy_unref(struct policy *p);           /* atomic; NULL is a no-op */
+
+const struct policy_settings *policy_settings(const struct policy *p);
+size_t policy_tier_count(const struct policy *p);
+const struct policy_tier *policy_tier(const struct policy *p, size_t i);
+size_t policy_rule_count(const struct policy *p);  /* allow rules over all tiers */
+size_t policy_range_count(const struct policy *p); /* blocked (built-in + file) + allow_ranges */
+
+/* Identity: tier index for a source address (longest `sources` prefix), or unknown_source_tier. */
+int policy_identify(const struct policy *p, const struct pc_addr *src);
+
+/* A decision. rule points into the snapshot (valid while it is referenced) or is "". */
+struct verdict {
+	bool allow;          /* the connection may proceed (true also for audit-mode would-deny) */
+	bool would_deny;     /* audit mode: enforce would have refused with `reason` */
+	enum reason reason;  /* R_ALLOWED or why not */
+	const char *rule;    /* matched rule's name (its host pattern text) */
+};
+
+/*
+ * (tier, canonical host, port) → verdict.  tier < 0 → R_UNKNOWN_SOURCE.
+ * An IP-literal host is first checked against the blocked ranges
+ * (R_BLOCKED_ADDRESS unless the tier's allow_ranges contains it; enforced in
+ * every mode), then against the allowlist like a name: IP-literal rules
+ * match the address exactly (allow_ranges only lifts the block, it is not an
+ * allow rule).  Names: first matching rule whose ports include `port`; a name
+ * matching only rules with other ports → R_PORT_NOT_ALLOWED.
+ * Audit-mode tiers turn allowlist refusals into allow + would_deny.
+ */
+void policy_decide_host(const struct policy *p, int tier, const struct pc_host *host, uint16_t port,
+			struct verdict *out);
+
+/*
+ * (tier, resolved addresses) → verdict: deny R_RESOLVED_TO_BLOCKED if any
+ * address is in a blocked range (embedded IPv4 included) and not in the
+ * tier's allow_ranges.  Enforced in every mode.  n == 0 → R_DNS_ERROR.
+ */
+void policy_decide_addrs(const struct policy *p, int tier, const struct pc_addr *addrs, size_t n,
+			 struct verdict *out);
+
+/* Is this single address blocked for the tier?  (The check policy_decide_addrs applies to each.) */
+bool policy_addr_blocked(const struct policy *p, int tier, const struct pc_addr *a);
+
+/* Units: "100MiB", "10GiB", "512", "1kB"...; "1500ms", "10s", "5m", "1h". */
+int policy_parse_size(const char *s, size_t len, uint64_t *out) __attribute__((warn_unused_result));
+int policy_parse_duration_ms(const char *s, size_t len, uint64_t *out)
+	__attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,62 @@
+/* Reason codes: stable names, HTTP statuses and RFC 9209 Proxy-Status error types. */
+#include "reason.h"
+
+#include <stddef.h>
+
+struct reason_info {
+	const char *name;
+	int status;
+	const char *proxy_status; /* RFC 9209 §2.3 error types */
+};
+
+static const struct reason_info reasons[R__COUNT] = {
+	[R_ALLOWED] = {"allowed", 200, ""},
+	[R_UNKNOWN_SOURCE] = {"unknown_source", 403, "http_request_denied"},
+	[R_HOST_NOT_ALLOWED] = {"host_not_allowed", 403, "destination_denied"},
+	[R_PORT_NOT_ALLOWED] = {"port_not_allowed", 403, "destination_denied"},
+	[R_BLOCKED_ADDRESS] = {"blocked_address", 403, "destination_ip_prohibited"},
+	[R_RESOLVED_TO_BLOCKED] = {"resolved_to_blocked_range", 403, "destination_ip_prohibited"},
+	[R_INVALID_HOST] = {"invalid_host", 400, "http_request_error"},
+	[R_DNS_ERROR] = {"dns_error", 502, "dns_error"},
+	[R_DNS_NXDOMAIN] = {"dns_nxdomain", 502, "dns_error"},
+	[R_DNS_TIMEOUT] = {"dns_timeout", 504, "dns_timeout"},
+	[R_UPSTREAM_REFUSED] = {"upstream_refused", 502, "connection_refused"},
+	[R_UPSTREAM_UNREACHABLE] = {"upstream_unreachable", 502, "destination_ip_unroutable"},
+	[R_UPSTREAM_TIMEOUT] = {"upstream_timeout", 504, "connection_timeout"},
+	[R_BAD_REQUEST] = {"bad_request", 400, "http_request_error"},
+	[R_HEADERS_TOO_LARGE] = {"headers_too_large", 431, "http_request_error"},
+	[R_REQUEST_TIMEOUT] = {"request_timeout", 408, "http_request_error"},
+	[R_METHOD_NOT_SUPPORTED] = {"method_not_supported", 501, "http_request_denied"},
+	[R_VERSION_NOT_SUPPORTED] = {"version_not_supported", 505, "http_request_error"},
+	[R_CONNECTION_LIMIT] = {"connection_limit", 503, "proxy_internal_error"},
+	[R_SHUTTING_DOWN] = {"shutting_down", 503, "proxy_internal_error"},
+	[R_INTERNAL_ERROR] = {"internal_error", 500, "proxy_internal_error"},
+	[R_CLIENT_CLOSED] = {"client_closed", 200, ""},
+	[R_UPSTREAM_CLOSED] = {"upstream_closed", 200, ""},
+	[R_IDLE_TIMEOUT] = {"idle_timeout", 200, ""},
+	[R_MAX_LIFETIME] = {"max_lifetime", 200, ""},
+	[R_DRAIN_TIMEOUT] = {"drain_timeout", 200, ""},
+	[R_CLIENT_ERROR] = {"client_error", 200, ""},
+	[R_UPSTREAM_ERROR] = {"upstream_error", 200, ""},
+};
+
+const char *reason_name(enum reason r)
+{
+	if ((unsigned)r >= R__COUNT)
+		return "internal_error";
+	return reasons[r].name;
+}
+
+int reason_http_status(enum reason r)
+{
+	if ((unsigned)r >= R__COUNT)
+		return 500;
+	return reasons[r].status;
+}
+
+const char *reason_proxy_status(enum reason r)
+{
+	if ((unsigned)r >= R__COUNT)
+		return "proxy_internal_error";
+	return reasons[r].proxy_status;
+}

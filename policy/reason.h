@@ -1,0 +1,56 @@
+/* Reason codes: one enum of stable machine-readable names, each with its HTTP status. */
+#ifndef PORTCULLIS_REASON_H
+#define PORTCULLIS_REASON_H
+
+/*
+ * Stable: names never change once released; new codes are appended.
+ * Keep in sync with the README's reason-code table (a unit test checks the names).
+ */
+enum reason {
+	R_ALLOWED = 0,             /* 200 allowed by a rule */
+	/* decision refusals */
+	R_UNKNOWN_SOURCE,          /* 403 source address maps to no tier */
+	R_HOST_NOT_ALLOWED,        /* 403 host matches no rule of the tier */
+	R_PORT_NOT_ALLOWED,        /* 403 host matches but port is not in the rule's ports */
+	R_BLOCKED_ADDRESS,         /* 403 IP-literal target in a blocked range */
+	R_RESOLVED_TO_BLOCKED,     /* 403 a DNS answer is in a blocked range */
+	R_INVALID_HOST,            /* 400 target host fails canonicalisation */
+	/* resolver */
+	R_DNS_ERROR,               /* 502 resolver failure (SERVFAIL, refused, bad reply, no answer) */
+	R_DNS_NXDOMAIN,            /* 502 name does not exist */
+	R_DNS_TIMEOUT,             /* 504 resolvers did not answer in time */
+	/* upstream */
+	R_UPSTREAM_REFUSED,        /* 502 every vetted address refused the connection */
+	R_UPSTREAM_UNREACHABLE,    /* 502 network/host unreachable */
+	R_UPSTREAM_TIMEOUT,        /* 504 connect timeout on every vetted address */
+	/* request */
+	R_BAD_REQUEST,             /* 400 malformed request */
+	R_HEADERS_TOO_LARGE,       /* 431 request head over the limit */
+	R_REQUEST_TIMEOUT,         /* 408 request head not complete before the deadline */
+	R_METHOD_NOT_SUPPORTED,    /* 501 not CONNECT (plain HTTP comes later) */
+	R_VERSION_NOT_SUPPORTED,   /* 505 not HTTP/1.x */
+	/* limits and service */
+	R_CONNECTION_LIMIT,        /* 503 process connection ceiling reached */
+	R_SHUTTING_DOWN,           /* 503 draining */
+	R_INTERNAL_ERROR,          /* 500 out of memory or another internal failure */
+	/* tunnel close reasons (after 200) */
+	R_CLIENT_CLOSED,           /* tunnel ended, client closed first */
+	R_UPSTREAM_CLOSED,         /* tunnel ended, upstream closed first */
+	R_IDLE_TIMEOUT,            /* tunnel idle too long */
+	R_MAX_LIFETIME,            /* tunnel lived too long */
+	R_DRAIN_TIMEOUT,           /* tunnel cut when the drain timeout expired */
+	R_CLIENT_ERROR,            /* socket error on the client side */
+	R_UPSTREAM_ERROR,          /* socket error on the upstream side */
+	R__COUNT
+};
+
+/* Stable snake_case name, e.g. "host_not_allowed". */
+const char *reason_name(enum reason r);
+
+/* HTTP status sent for a refusal with this reason (200 for close reasons). */
+int reason_http_status(enum reason r);
+
+/* RFC 9209 Proxy-Status error type for this reason, e.g. "destination_denied". */
+const char *reason_proxy_status(enum reason r);
+
+#endif

@@ -1,0 +1,72 @@
+/* Audit log: ECS JSON records, formatted by workers, written by one writer thread. */
+#ifndef PORTCULLIS_AUDIT_H
+#define PORTCULLIS_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "reason.h"
+
+/* Everything one record can carry. Strings may be NULL (field omitted). */
+struct audit_rec {
+	uint64_t ts_ns;            /* wall clock, ns since the epoch (@timestamp) */
+	uint64_t duration_ns;      /* event.duration */
+	bool tunnel_end;           /* true: a tunnel closed; false: a refusal at decision time */
+	bool allowed;              /* event.type allowed vs denied; outcome success vs failure */
+	enum reason reason;        /* event.reason */
+	const struct pc_addr *src; /* source.ip */
+	uint16_t src_port;
+	const char *dst_domain;    /* destination.domain (canonical host name) */
+	const struct pc_addr *dst_ip; /* destination.ip */
+	uint16_t dst_port;
+	const char *method;        /* http.request.method */
+	int status;                /* http.response.status_code (0: omit) */
+	uint64_t bytes_up;         /* source.bytes (client → upstream) */
+	uint64_t bytes_down;       /* destination.bytes (upstream → client) */
+	const char *rule;          /* rule.name */
+	const char *tier;          /* rule.ruleset */
+	const char *would_deny;    /* labels.would_deny (audit mode) */
+	const char *sni;           /* tls.client.server_name */
+};
+
+/*
+ * Format one record as a single JSON line (with '\n') into buf.
+ * Pure: no clock, no I/O. Returns the length, or 0 if it does not fit.
+ * hostname is observer.hostname. Every string is JSON-escaped.
+ */
+size_t audit_format(const struct audit_rec *r, const char *hostname, char *buf, size_t n);
+
+/* The writer: one per process. Opaque. */
+struct audit_log;
+
+/*
+ * Open the output ("-" = stdout, else a file opened O_APPEND|O_CREAT, 0640)
+ * and start the writer thread. queue_bytes bounds the memory of records
+ * waiting to be written. NULL on failure (errmsg filled).
+ */
+struct audit_log *audit_log_create(const char *output, size_t queue_bytes, char *errmsg,
+				   size_t errlen);
+
+/*
+ * Queue one complete line (copied). Never blocks on I/O: takes a short lock
+ * to append to the queue. Returns 0, or -1 if the queue is full (the record
+ * is not written; the caller counts it and fails closed).
+ */
+int audit_log_submit(struct audit_log *l, const char *line, size_t len)
+	__attribute__((warn_unused_result));
+
+/* True when the queue has room for new records (used to refuse new connections when not). */
+bool audit_log_available(const struct audit_log *l);
+
+/* Ask the writer to reopen the file at its next record (SIGUSR1). */
+void audit_log_reopen(struct audit_log *l);
+
+/* Flush everything queued, stop the thread, close. NULL is a no-op. */
+void audit_log_destroy(struct audit_log *l);
+
+/* Records dropped because the queue was full. */
+uint64_t audit_log_dropped(const struct audit_log *l);
+
+#endif

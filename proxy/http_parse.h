@@ -1,0 +1,67 @@
+/* HTTP/1.1 request-head parser: resumable, I/O-free, with limits (RFC 9112). */
+#ifndef PORTCULLIS_HTTP_PARSE_H
+#define PORTCULLIS_HTTP_PARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A non-owning view into the caller's buffer. */
+struct http_view {
+	const char *p;
+	size_t len;
+};
+
+#define HTTP_MAX_HEADERS_HARD 128
+
+struct http_limits {
+	size_t max_head_bytes;   /* request line + headers + final CRLF; default 8192 */
+	size_t max_line_bytes;   /* one line incl. CRLF; default 4096 */
+	size_t max_headers;      /* default 100, at most HTTP_MAX_HEADERS_HARD */
+};
+
+enum http_method_kind { HTTP_M_CONNECT = 1, HTTP_M_OTHER = 2 };
+
+struct http_header {
+	struct http_view name;
+	struct http_view value; /* leading/trailing OWS trimmed */
+};
+
+struct http_req {
+	enum http_method_kind method_kind;
+	struct http_view method;
+	struct http_view target;      /* request-target as sent */
+	int version_minor;            /* HTTP/1.x: x (0 or 1) */
+	size_t n_headers;
+	struct http_header headers[HTTP_MAX_HEADERS_HARD];
+	struct http_view host;        /* value of the single Host header, or {NULL,0} */
+	int has_proxy_authorization;  /* the header is present (its value is never copied anywhere) */
+};
+
+enum http_status {
+	HTTP_NEED_MORE = 0,
+	HTTP_ERR_SYNTAX = -1,       /* malformed request line or header → 400 */
+	HTTP_ERR_TOO_LARGE = -2,    /* head bytes over max_head_bytes → 431 */
+	HTTP_ERR_LINE_TOO_LONG = -3,/* a line over max_line_bytes → 431 (request line: 414) */
+	HTTP_ERR_TOO_MANY = -4,     /* more than max_headers → 431 */
+	HTTP_ERR_BAD_CHAR = -5,     /* NUL or another control byte → 400 */
+	HTTP_ERR_BARE_LF = -6,      /* LF without CR → 400 */
+	HTTP_ERR_DUP_HOST = -7,     /* more than one Host header → 400 */
+	HTTP_ERR_VERSION = -8,      /* not HTTP/1.0 or HTTP/1.1 → 505 */
+	HTTP_ERR_OBS_FOLD = -9,     /* obsolete line folding → 400 */
+	HTTP_ERR_URI_TOO_LONG = -10,/* request line over max_line_bytes → 414 */
+};
+
+void http_limits_default(struct http_limits *l);
+
+/*
+ * Parse the request head in buf[0..len).  Returns the number of bytes the
+ * head occupies (> 0) when complete, HTTP_NEED_MORE when more bytes are
+ * needed (and no limit is exceeded yet), or a negative http_status.  Safe
+ * to call again on the same buffer as it grows.  out's views point into buf.
+ */
+int http_parse_request(const char *buf, size_t len, const struct http_limits *lim,
+		       struct http_req *out) __attribute__((warn_unused_result));
+
+const char *http_status_str(int status);
+
+#endif
