@@ -1,1 +1,809 @@
-/* placeholder: being written */
+/* One client connection: request, decision, resolution, upstream connect, relay, audit. */
+#include "conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "audit.h"
+#include "dns.h"
+#include "http_parse.h"
+#include "policy.h"
+#include "server.h"
+
+/* Relay buffering bound per direction: stop reading a side above HIGH, resume at or below LOW. */
+#define RELAY_HIGH (256u * 1024u)
+#define RELAY_LOW (64u * 1024u)
+#define RELAY_MAX_READ (128 * 1024)
+/* After a refusal is flushed: how long to drain the client's input before closing. */
+#define LINGER_MS 2000
+/* How long a client may take to read a refusal. */
+#define RESPOND_MS 5000
+#define AUDIT_LINE_MAX 4096
+
+enum conn_state {
+	CS_REQUEST,    /* reading the request head; header deadline armed */
+	CS_RESOLVING,  /* DNS lookup in flight; client reads paused */
+	CS_CONNECTING, /* connecting to addrs[addr_idx]; connect timeout armed */
+	CS_TUNNEL,     /* 200 sent; relaying both ways; idle and lifetime deadlines armed */
+	CS_RESPONDING, /* writing a refusal; client reads paused */
+	CS_LINGER,     /* refusal flushed and our write side shut; discarding client input */
+};
+
+static const char *const state_names[] = {"request", "resolving", "connecting",
+					  "tunnel",  "responding", "linger"};
+
+struct conn {
+	struct conn *prev, *next; /* worker's list */
+	struct worker *w;
+	struct policy *policy; /* snapshot this connection started under */
+	enum conn_state state;
+	int tier;
+	struct bufferevent *cbev;
+	struct bufferevent *ubev;
+	evutil_socket_t ufd;     /* upstream socket while connecting */
+	struct event *uconn_ev;  /* EV_WRITE on ufd while connecting */
+	struct event *timer;     /* the one deadline of the current state */
+	struct dns_query *dq;    /* lookup in flight (cancel handle) */
+	struct pc_addr src;
+	uint16_t src_port;
+	uint16_t port;
+	bool have_request;       /* a request head was parsed: the connection gets an audit record */
+	bool audited;            /* the record was written */
+	bool client_eof, upstream_eof;
+	bool client_shut, upstream_shut; /* our write side towards them is shut */
+	bool have_dst;
+	enum reason first_eof;   /* close reason once both sides are done */
+	enum reason connect_fail;
+	int status;              /* HTTP status sent */
+	struct pc_addr dst;
+	struct pc_addr *addrs;   /* vetted addresses, freed once connected */
+	size_t n_addrs, addr_idx;
+	struct verdict verdict;
+	uint64_t t0_mono, t0_wall, last_active;
+	uint64_t up, down;       /* client→upstream, upstream→client */
+	uint64_t received;       /* request bytes seen before a head was complete */
+	char method[16];
+	struct pc_host host;
+};
+
+static void conn_close(struct conn *c, enum reason why);
+static void conn_refuse(struct conn *c, enum reason why);
+static void connect_next(struct conn *c);
+
+static uint64_t coarse_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void set_state(struct conn *c, enum conn_state to)
+{
+	/* Allowed transitions; anything else is a bug that must not pass silently. */
+	static const unsigned allowed[] = {
+		[CS_REQUEST] = 1u << CS_RESOLVING | 1u << CS_CONNECTING | 1u << CS_RESPONDING,
+		[CS_RESOLVING] = 1u << CS_CONNECTING | 1u << CS_RESPONDING,
+		[CS_CONNECTING] = 1u << CS_TUNNEL | 1u << CS_RESPONDING,
+		[CS_TUNNEL] = 0,
+		[CS_RESPONDING] = 1u << CS_LINGER,
+		[CS_LINGER] = 0,
+	};
+	if (!(allowed[c->state] & (1u << to))) {
+		oplog("error", "impossible connection state change %s -> %s", state_names[c->state],
+		      state_names[to]);
+		abort();
+	}
+	c->state = to;
+}
+
+static void arm_ms(struct conn *c, uint64_t ms)
+{
+	struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(c->timer, &tv);
+}
+
+static uint32_t pick(uint32_t tier_val, uint32_t global_val)
+{
+	return tier_val ? tier_val : global_val;
+}
+
+static const struct policy_tier *conn_tier(const struct conn *c)
+{
+	if (c->tier < 0)
+		return NULL;
+	return policy_tier(c->policy, (size_t)c->tier);
+}
+
+/* ---- audit ---- */
+
+static void conn_audit(struct conn *c, enum reason why, bool tunnel_end)
+{
+	if (c->audited || !c->have_request)
+		return;
+	c->audited = true;
+	const struct policy_tier *t = conn_tier(c);
+	struct audit_rec r = {
+		.ts_ns = c->t0_wall,
+		.duration_ns = mono_ns() - c->t0_mono,
+		.tunnel_end = tunnel_end,
+		.allowed = tunnel_end,
+		.reason = why,
+		.src = &c->src,
+		.src_port = c->src_port,
+		.dst_domain = c->host.kind == HOST_NAME ? c->host.name : NULL,
+		.dst_ip = c->have_dst ? &c->dst : NULL,
+		.dst_port = c->port,
+		.method = c->method[0] ? c->method : NULL,
+		.status = c->status,
+		.bytes_up = c->up,
+		.bytes_down = c->down,
+		.rule = c->verdict.rule && c->verdict.rule[0] ? c->verdict.rule : NULL,
+		.tier = t ? t->name : NULL,
+		.would_deny = c->verdict.would_deny ? reason_name(c->verdict.reason) : NULL,
+	};
+	if (c->host.kind != HOST_NAME && c->host.kind != 0 && !c->have_dst)
+		r.dst_ip = &c->host.addr;
+	char line[AUDIT_LINE_MAX];
+	size_t n = audit_format(&r, c->w->srv->hostname, line, sizeof(line));
+	if (n == 0 || audit_log_submit(c->w->srv->audit, line, n) != 0)
+		atomic_fetch_add_explicit(&c->w->stats.audit_lost, 1, memory_order_relaxed);
+}
+
+/* ---- teardown: the one path ---- */
+
+static void conn_close(struct conn *c, enum reason why)
+{
+	struct worker *w = c->w;
+	conn_audit(c, why, c->state == CS_TUNNEL);
+	if (c->dq != NULL)
+		dns_cancel(c->dq);
+	if (c->uconn_ev != NULL)
+		event_free(c->uconn_ev);
+	if (c->ufd >= 0)
+		close(c->ufd);
+	if (c->ubev != NULL)
+		bufferevent_free(c->ubev);
+	if (c->cbev != NULL)
+		bufferevent_free(c->cbev);
+	if (c->timer != NULL)
+		event_free(c->timer);
+	free(c->addrs);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	w->n_conns--;
+	policy_unref(c->policy);
+	free(c);
+	atomic_fetch_sub_explicit(&w->srv->n_conns, 1, memory_order_relaxed);
+	worker_conn_gone(w);
+}
+
+void conn_close_all(struct worker *w)
+{
+	while (w->conns != NULL)
+		conn_close(w->conns, R_DRAIN_TIMEOUT);
+}
+
+/* ---- refusals ---- */
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 408: return "Request Timeout";
+	case 414: return "URI Too Long";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Error";
+	}
+}
+
+/* RFC 9209 §2: Proxy-Status names the proxy, the error type and our reason in details. */
+static size_t format_refusal(enum reason why, int status, char *buf, size_t n)
+{
+	char body[96];
+	int blen = snprintf(body, sizeof(body), "portcullis refused the request: %s\n",
+			    reason_name(why));
+	int len = snprintf(buf, n,
+			   "HTTP/1.1 %d %s\r\n"
+			   "Proxy-Status: portcullis; error=%s; details=\"%s\"\r\n"
+			   "Content-Type: text/plain\r\n"
+			   "Content-Length: %d\r\n"
+			   "Connection: close\r\n"
+			   "\r\n%s",
+			   status, status_text(status), reason_proxy_status(why), reason_name(why), blen,
+			   body);
+	return len > 0 && (size_t)len < n ? (size_t)len : 0;
+}
+
+static void linger_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void linger_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	conn_close(c, c->verdict.reason);
+}
+
+static void respond_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	/*
+	 * The refusal is flushed: shut our write side and read until the client
+	 * closes (bounded), so unread request bytes do not turn into a RST that
+	 * destroys the response before the client reads it.
+	 */
+	shutdown(bufferevent_getfd(bev), SHUT_WR);
+	set_state(c, CS_LINGER);
+	bufferevent_setcb(bev, linger_read_cb, NULL, linger_event_cb, c);
+	bufferevent_enable(bev, EV_READ);
+	linger_read_cb(bev, c);
+	arm_ms(c, LINGER_MS);
+}
+
+static void respond_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	conn_close(c, c->verdict.reason);
+}
+
+static void conn_refuse(struct conn *c, enum reason why)
+{
+	c->verdict.allow = false;
+	c->verdict.reason = why;
+	c->status = reason_http_status(why);
+	if (c->dq != NULL) {
+		dns_cancel(c->dq);
+		c->dq = NULL;
+	}
+	if (c->uconn_ev != NULL) {
+		event_free(c->uconn_ev);
+		c->uconn_ev = NULL;
+	}
+	if (c->ufd >= 0) {
+		close(c->ufd);
+		c->ufd = -1;
+	}
+	c->have_request = c->have_request || c->received > 0;
+	conn_audit(c, why, false);
+	atomic_fetch_add_explicit(&c->w->stats.refused, 1, memory_order_relaxed);
+
+	char resp[512];
+	size_t n = format_refusal(why, c->status, resp, sizeof(resp));
+	set_state(c, CS_RESPONDING);
+	bufferevent_disable(c->cbev, EV_READ);
+	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+	bufferevent_setcb(c->cbev, NULL, respond_write_cb, respond_event_cb, c);
+	if (n == 0 || bufferevent_write(c->cbev, resp, n) != 0) {
+		conn_close(c, why);
+		return;
+	}
+	arm_ms(c, RESPOND_MS);
+}
+
+/* ---- relay ---- */
+
+static void tunnel_check_done(struct conn *c)
+{
+	if (c->client_shut && c->upstream_shut)
+		conn_close(c, c->first_eof);
+}
+
+/* Our side towards `to` has nothing more to send once `from` hit EOF and to's output drained. */
+static void maybe_shut(struct conn *c, struct bufferevent *to)
+{
+	bool to_client = to == c->cbev;
+	bool from_eof = to_client ? c->upstream_eof : c->client_eof;
+	bool *shut = to_client ? &c->client_shut : &c->upstream_shut;
+	if (!from_eof || *shut || evbuffer_get_length(bufferevent_get_output(to)) != 0)
+		return;
+	shutdown(bufferevent_getfd(to), SHUT_WR);
+	*shut = true;
+}
+
+static void relay(struct conn *c, struct bufferevent *from, struct bufferevent *to)
+{
+	struct evbuffer *in = bufferevent_get_input(from);
+	struct evbuffer *out = bufferevent_get_output(to);
+	size_t n = evbuffer_get_length(in);
+	if (n == 0)
+		return;
+	if (from == c->cbev)
+		c->up += n;
+	else
+		c->down += n;
+	c->last_active = coarse_ns();
+	evbuffer_add_buffer(out, in);
+	if (evbuffer_get_length(out) >= RELAY_HIGH) {
+		/* Backpressure: stop reading `from` until `to` drains to RELAY_LOW. */
+		bufferevent_disable(from, EV_READ);
+		bufferevent_setwatermark(to, EV_WRITE, RELAY_LOW, 0);
+	}
+}
+
+static void tunnel_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	relay(c, bev, bev == c->cbev ? c->ubev : c->cbev);
+}
+
+static void tunnel_write_cb(struct bufferevent *to, void *arg)
+{
+	struct conn *c = arg;
+	struct bufferevent *from = to == c->cbev ? c->ubev : c->cbev;
+	bool from_eof = to == c->cbev ? c->upstream_eof : c->client_eof;
+	if (!from_eof && !(bufferevent_get_enabled(from) & EV_READ)) {
+		bufferevent_setwatermark(to, EV_WRITE, 0, 0);
+		bufferevent_enable(from, EV_READ);
+	}
+	maybe_shut(c, to);
+	tunnel_check_done(c);
+}
+
+static void tunnel_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	bool is_client = bev == c->cbev;
+	struct bufferevent *to = is_client ? c->ubev : c->cbev;
+	if (what & BEV_EVENT_ERROR) {
+		conn_close(c, is_client ? R_CLIENT_ERROR : R_UPSTREAM_ERROR);
+		return;
+	}
+	if (!(what & BEV_EVENT_EOF))
+		return;
+	/* Half-close (RFC 9110 §9.3.6): pass the EOF on once everything before it is written. */
+	relay(c, bev, to);
+	if (is_client)
+		c->client_eof = true;
+	else
+		c->upstream_eof = true;
+	if (!(c->client_eof && c->upstream_eof))
+		c->first_eof = is_client ? R_CLIENT_CLOSED : R_UPSTREAM_CLOSED;
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_setwatermark(to, EV_WRITE, 0, 0);
+	maybe_shut(c, to);
+	tunnel_check_done(c);
+}
+
+static void tunnel_arm(struct conn *c)
+{
+	const struct policy_tier *t = conn_tier(c);
+	const struct policy_settings *s = policy_settings(c->policy);
+	uint64_t idle = (uint64_t)pick(t ? t->idle_timeout_ms : 0, s->idle_timeout_ms) * 1000000ull;
+	uint64_t life = (uint64_t)pick(t ? t->max_lifetime_ms : 0, s->max_lifetime_ms) * 1000000ull;
+	uint64_t now = coarse_ns();
+	uint64_t idle_left = c->last_active + idle > now ? c->last_active + idle - now : 0;
+	uint64_t life_end = c->t0_mono + life;
+	uint64_t now_fine = mono_ns();
+	uint64_t life_left = life_end > now_fine ? life_end - now_fine : 0;
+	if (life_left == 0) {
+		conn_close(c, R_MAX_LIFETIME);
+		return;
+	}
+	if (idle_left == 0) {
+		conn_close(c, R_IDLE_TIMEOUT);
+		return;
+	}
+	uint64_t left = idle_left < life_left ? idle_left : life_left;
+	/* Coarse clock granularity: never re-arm for less than 10 ms. */
+	arm_ms(c, left / 1000000ull + 10);
+}
+
+static void tunnel_start(struct conn *c, evutil_socket_t fd)
+{
+	struct event_base *base = c->w->base;
+	c->ubev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->ubev == NULL) {
+		close(fd);
+		conn_refuse(c, R_INTERNAL_ERROR);
+		return;
+	}
+	c->ufd = -1;
+	c->have_dst = true;
+	c->dst = c->addrs[c->addr_idx];
+	free(c->addrs);
+	c->addrs = NULL;
+	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+	if (bufferevent_write(c->cbev, ok, sizeof(ok) - 1) != 0) {
+		conn_close(c, R_INTERNAL_ERROR);
+		return;
+	}
+	c->status = 200;
+	set_state(c, CS_TUNNEL);
+	atomic_fetch_add_explicit(&c->w->stats.tunnels, 1, memory_order_relaxed);
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	bufferevent_set_max_single_read(c->cbev, RELAY_MAX_READ);
+	bufferevent_set_max_single_read(c->ubev, RELAY_MAX_READ);
+	bufferevent_setcb(c->cbev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, c);
+	bufferevent_setcb(c->ubev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, c);
+	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
+	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+	c->last_active = coarse_ns();
+	/* Bytes the client sent after the request head belong to the tunnel. */
+	relay(c, c->cbev, c->ubev);
+	tunnel_arm(c);
+}
+
+/* ---- upstream connect: only vetted addresses, in order, never resolving again ---- */
+
+static enum reason connect_errno_reason(int err)
+{
+	switch (err) {
+	case ECONNREFUSED: return R_UPSTREAM_REFUSED;
+	case ETIMEDOUT: return R_UPSTREAM_TIMEOUT;
+	default: return R_UPSTREAM_UNREACHABLE;
+	}
+}
+
+static socklen_t to_sockaddr(const struct pc_addr *a, uint16_t port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (a->family == ADDR_V4) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		memcpy(&sin->sin_addr, a->b, 4);
+		return sizeof(*sin);
+	}
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(port);
+	memcpy(&sin6->sin6_addr, a->b, 16);
+	return sizeof(*sin6);
+}
+
+static void connect_failed(struct conn *c, enum reason why)
+{
+	c->connect_fail = why;
+	if (c->uconn_ev != NULL) {
+		event_free(c->uconn_ev);
+		c->uconn_ev = NULL;
+	}
+	if (c->ufd >= 0) {
+		close(c->ufd);
+		c->ufd = -1;
+	}
+	c->addr_idx++;
+	connect_next(c);
+}
+
+static void connect_ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+		err = errno;
+	if (err != 0) {
+		connect_failed(c, connect_errno_reason(err));
+		return;
+	}
+	evtimer_del(c->timer);
+	event_free(c->uconn_ev);
+	c->uconn_ev = NULL;
+	tunnel_start(c, fd);
+}
+
+static void connect_next(struct conn *c)
+{
+	const struct policy_tier *t = conn_tier(c);
+	const struct policy_settings *s = policy_settings(c->policy);
+	for (; c->addr_idx < c->n_addrs; c->addr_idx++) {
+		const struct pc_addr *a = &c->addrs[c->addr_idx];
+		struct sockaddr_storage ss;
+		socklen_t sl = to_sockaddr(a, c->port, &ss);
+		int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			c->connect_fail = R_INTERNAL_ERROR;
+			continue;
+		}
+		if (connect(fd, (struct sockaddr *)&ss, sl) == 0) {
+			tunnel_start(c, fd);
+			return;
+		}
+		if (errno != EINPROGRESS) {
+			c->connect_fail = connect_errno_reason(errno);
+			close(fd);
+			continue;
+		}
+		c->ufd = fd;
+		c->uconn_ev = event_new(c->w->base, fd, EV_WRITE, connect_ready_cb, c);
+		if (c->uconn_ev == NULL || event_add(c->uconn_ev, NULL) != 0) {
+			conn_refuse(c, R_INTERNAL_ERROR);
+			return;
+		}
+		arm_ms(c, pick(t ? t->connect_timeout_ms : 0, s->connect_timeout_ms));
+		return;
+	}
+	conn_refuse(c, c->connect_fail);
+}
+
+static void connect_start(struct conn *c, const struct pc_addr *addrs, size_t n)
+{
+	struct verdict v;
+	policy_decide_addrs(c->policy, c->tier, addrs, n, &v);
+	if (!v.allow) {
+		conn_refuse(c, v.reason);
+		return;
+	}
+	c->addrs = malloc(n * sizeof(*addrs));
+	if (c->addrs == NULL) {
+		conn_refuse(c, R_INTERNAL_ERROR);
+		return;
+	}
+	memcpy(c->addrs, addrs, n * sizeof(*addrs));
+	c->n_addrs = n;
+	c->addr_idx = 0;
+	c->connect_fail = R_UPSTREAM_UNREACHABLE;
+	set_state(c, CS_CONNECTING);
+	connect_next(c);
+}
+
+static void dns_done(void *arg, enum dns_result res, const struct pc_addr *addrs, size_t n)
+{
+	struct conn *c = arg;
+	c->dq = NULL;
+	switch (res) {
+	case DNS_OK: connect_start(c, addrs, n); return;
+	case DNS_NXDOMAIN: conn_refuse(c, R_DNS_NXDOMAIN); return;
+	case DNS_TIMEOUT: conn_refuse(c, R_DNS_TIMEOUT); return;
+	case DNS_NODATA:
+	case DNS_ERROR:
+	default: conn_refuse(c, R_DNS_ERROR); return;
+	}
+}
+
+/* ---- request ---- */
+
+static bool header_is(const struct http_header *h, const char *name)
+{
+	size_t n = strlen(name);
+	return h->name.len == n && strncasecmp(h->name.p, name, n) == 0;
+}
+
+static enum reason parse_error_reason(int err)
+{
+	switch (err) {
+	case HTTP_ERR_TOO_LARGE:
+	case HTTP_ERR_LINE_TOO_LONG:
+	case HTTP_ERR_TOO_MANY:
+	case HTTP_ERR_URI_TOO_LONG: return R_HEADERS_TOO_LARGE;
+	case HTTP_ERR_VERSION: return R_VERSION_NOT_SUPPORTED;
+	default: return R_BAD_REQUEST;
+	}
+}
+
+/*
+ * Decide on a complete request head.  The head (head_len bytes) is drained
+ * from the client input once the views in req are no longer needed; what
+ * follows it stays there for the tunnel.
+ */
+static void handle_request(struct conn *c, const struct http_req *req, size_t head_len)
+{
+	size_t mlen = req->method.len < sizeof(c->method) - 1 ? req->method.len
+							       : sizeof(c->method) - 1;
+	memcpy(c->method, req->method.p, mlen);
+	c->method[mlen] = '\0';
+	c->have_request = true;
+	c->tier = policy_identify(c->policy, &c->src);
+
+	if (req->method_kind != HTTP_M_CONNECT) {
+		conn_refuse(c, R_METHOD_NOT_SUPPORTED);
+		return;
+	}
+	/* RFC 9110 §9.3.6: a CONNECT request has no content. */
+	for (size_t i = 0; i < req->n_headers; i++) {
+		if (header_is(&req->headers[i], "content-length") ||
+		    header_is(&req->headers[i], "transfer-encoding")) {
+			conn_refuse(c, R_BAD_REQUEST);
+			return;
+		}
+	}
+	if (host_parse_authority(req->target.p, req->target.len, 0, &c->host, &c->port) != HOST_OK) {
+		conn_refuse(c, R_INVALID_HOST);
+		return;
+	}
+	policy_decide_host(c->policy, c->tier, &c->host, c->port, &c->verdict);
+	if (!c->verdict.allow) {
+		conn_refuse(c, c->verdict.reason);
+		return;
+	}
+	evbuffer_drain(bufferevent_get_input(c->cbev), head_len);
+	evtimer_del(c->timer);
+	bufferevent_disable(c->cbev, EV_READ);
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, 0);
+	if (c->host.kind != HOST_NAME) {
+		connect_start(c, &c->host.addr, 1);
+		return;
+	}
+	set_state(c, CS_RESOLVING);
+	/* A backstop only: the resolver enforces timeout x attempts itself. */
+	const struct policy_settings *s = policy_settings(c->policy);
+	uint64_t n = s->n_resolvers ? s->n_resolvers : 1;
+	arm_ms(c, (uint64_t)s->resolver_timeout_ms * (s->resolver_attempts + 1) * n + 1000);
+	c->dq = dns_lookup(c->w->dns, c->host.name, dns_done, c);
+	if (c->dq == NULL)
+		conn_refuse(c, R_DNS_ERROR);
+}
+
+static void request_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	const struct policy_settings *s = policy_settings(c->policy);
+	struct http_limits lim;
+	http_limits_default(&lim);
+	lim.max_head_bytes = s->max_header_bytes;
+	lim.max_headers = s->max_headers;
+
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = evbuffer_get_length(in);
+	c->received = len;
+	size_t look = len < lim.max_head_bytes + 1 ? len : lim.max_head_bytes + 1;
+	const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+	if (p == NULL) {
+		conn_refuse(c, R_INTERNAL_ERROR);
+		return;
+	}
+	struct http_req req;
+	int r = http_parse_request(p, look, &lim, &req);
+	if (r == HTTP_NEED_MORE)
+		return;
+	if (r < 0) {
+		conn_refuse(c, parse_error_reason(r));
+		return;
+	}
+	/* c may be gone after this call. */
+	handle_request(c, &req, (size_t)r);
+}
+
+static void request_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	/* Client went away before a complete request: audit only if it sent something. */
+	c->have_request = c->have_request || c->received > 0;
+	conn_close(c, (what & BEV_EVENT_ERROR) ? R_CLIENT_ERROR : R_CLIENT_CLOSED);
+}
+
+/* ---- the one timer ---- */
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	switch (c->state) {
+	case CS_REQUEST: conn_refuse(c, R_REQUEST_TIMEOUT); return;
+	case CS_RESOLVING: conn_refuse(c, R_DNS_TIMEOUT); return;
+	case CS_CONNECTING: connect_failed(c, R_UPSTREAM_TIMEOUT); return;
+	case CS_TUNNEL: tunnel_arm(c); return;
+	case CS_RESPONDING:
+	case CS_LINGER: conn_close(c, c->verdict.reason); return;
+	}
+}
+
+/* ---- accept ---- */
+
+static void addr_from_sockaddr(const struct sockaddr *sa, struct pc_addr *a, uint16_t *port)
+{
+	memset(a, 0, sizeof(*a));
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+		a->family = ADDR_V4;
+		memcpy(a->b, &sin->sin_addr, 4);
+		*port = ntohs(sin->sin_port);
+		return;
+	}
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+	*port = ntohs(sin6->sin6_port);
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	if (memcmp(&sin6->sin6_addr, mapped, 12) == 0) {
+		/* A dual-stack listener: the client is an IPv4 address. */
+		a->family = ADDR_V4;
+		memcpy(a->b, (const uint8_t *)&sin6->sin6_addr + 12, 4);
+		return;
+	}
+	a->family = ADDR_V6;
+	memcpy(a->b, &sin6->sin6_addr, 16);
+}
+
+/* Refuse before a connection object exists (limits, out of memory), with its audit record. */
+static void refuse_raw(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa,
+		       enum reason why)
+{
+	struct pc_addr src;
+	uint16_t src_port;
+	addr_from_sockaddr(sa, &src, &src_port);
+	struct audit_rec r = {
+		.ts_ns = wall_ns(),
+		.reason = why,
+		.src = &src,
+		.src_port = src_port,
+		.status = reason_http_status(why),
+	};
+	char line[AUDIT_LINE_MAX];
+	size_t len = audit_format(&r, w->srv->hostname, line, sizeof(line));
+	if (len == 0 || audit_log_submit(w->srv->audit, line, len) != 0)
+		atomic_fetch_add_explicit(&w->stats.audit_lost, 1, memory_order_relaxed);
+	char resp[512];
+	size_t n = format_refusal(why, reason_http_status(why), resp, sizeof(resp));
+	/* Best effort, non-blocking: the socket is fresh so the send buffer is empty. */
+	if (n > 0 && send(fd, resp, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		(void)0;
+	close(fd);
+	atomic_fetch_add_explicit(&w->stats.refused, 1, memory_order_relaxed);
+}
+
+void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+{
+	struct server *srv = w->srv;
+	const struct policy_settings *s = policy_settings(w->policy);
+	atomic_fetch_add_explicit(&w->stats.accepted, 1, memory_order_relaxed);
+	unsigned open = atomic_fetch_add_explicit(&srv->n_conns, 1, memory_order_relaxed);
+	if (open >= s->max_connections) {
+		atomic_fetch_sub_explicit(&srv->n_conns, 1, memory_order_relaxed);
+		refuse_raw(w, fd, sa, R_CONNECTION_LIMIT);
+		return;
+	}
+	struct conn *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		atomic_fetch_sub_explicit(&srv->n_conns, 1, memory_order_relaxed);
+		refuse_raw(w, fd, sa, R_INTERNAL_ERROR);
+		return;
+	}
+	c->w = w;
+	c->policy = policy_ref(w->policy);
+	c->ufd = -1;
+	c->tier = -1;
+	c->t0_mono = mono_ns();
+	c->t0_wall = wall_ns();
+	addr_from_sockaddr(sa, &c->src, &c->src_port);
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	w->n_conns++;
+
+	evutil_make_socket_nonblocking(fd);
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->cbev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(w->base, timer_cb, c);
+	if (c->cbev == NULL || c->timer == NULL) {
+		if (c->cbev == NULL)
+			close(fd);
+		conn_close(c, R_INTERNAL_ERROR);
+		return;
+	}
+	bufferevent_setcb(c->cbev, request_read_cb, NULL, request_event_cb, c);
+	/* Never buffer more of a request head than the limit allows (+1 to detect overflow). */
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, s->max_header_bytes + 1);
+	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+	arm_ms(c, s->header_timeout_ms);
+	(void)salen;
+}

@@ -1,1 +1,381 @@
-/* placeholder: being written */
+/* The server: worker threads with their own loops and SO_REUSEPORT listeners, signals, drain. */
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "audit.h"
+#include "conn.h"
+#include "dns.h"
+
+/* How long accepting pauses after EMFILE/ENFILE instead of spinning on the error. */
+#define ACCEPT_BACKOFF_MS 100
+
+uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void oplog(const char *level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* JSON-escape the message; the line goes out in one write so lines never interleave. */
+	char line[2400];
+	size_t n = 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	n += strftime(line, sizeof(line), "{\"@timestamp\":\"%Y-%m-%dT%H:%M:%S", &tm);
+	n += (size_t)snprintf(line + n, sizeof(line) - n,
+			      ".%03ldZ\",\"log.level\":\"%s\",\"message\":\"", ts.tv_nsec / 1000000,
+			      level);
+	for (const unsigned char *p = (const unsigned char *)msg; *p && n < sizeof(line) - 16; p++) {
+		if (*p == '"' || *p == '\\') {
+			line[n++] = '\\';
+			line[n++] = (char)*p;
+		} else if (*p < 0x20 || *p >= 0x7f) {
+			n += (size_t)snprintf(line + n, sizeof(line) - n, "\\u%04x", *p);
+		} else {
+			line[n++] = (char)*p;
+		}
+	}
+	line[n++] = '"';
+	line[n++] = '}';
+	line[n++] = '\n';
+	ssize_t w = write(STDERR_FILENO, line, n);
+	(void)w;
+}
+
+static void sockaddr_from(const struct policy_sockaddr *pa, struct sockaddr_storage *ss,
+			  socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (pa->addr.family == ADDR_V4) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(pa->port);
+		memcpy(&sin->sin_addr, pa->addr.b, 4);
+		*len = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(pa->port);
+		memcpy(&sin6->sin6_addr, pa->addr.b, 16);
+		*len = sizeof(*sin6);
+	}
+}
+
+/* ---- per-worker events ---- */
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
+{
+	conn_accept(arg, fd, sa, salen);
+}
+
+static void backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	if (w->draining)
+		return;
+	for (size_t i = 0; i < w->n_listeners; i++)
+		evconnlistener_enable(w->listeners[i]);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct worker *w = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		/* Out of descriptors or memory: pause accepting rather than spin on the error. */
+		for (size_t i = 0; i < w->n_listeners; i++)
+			evconnlistener_disable(w->listeners[i]);
+		struct timeval tv = {0, ACCEPT_BACKOFF_MS * 1000};
+		evtimer_add(w->backoff_ev, &tv);
+		oplog("warn", "worker %u: accept: %s; pausing accepts for %d ms", w->id,
+		      strerror(err), ACCEPT_BACKOFF_MS);
+		return;
+	}
+	oplog("warn", "worker %u: accept: %s", w->id, strerror(err));
+}
+
+static void worker_maybe_finish(struct worker *w)
+{
+	if (w->draining && w->n_conns == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+void worker_conn_gone(struct worker *w)
+{
+	worker_maybe_finish(w);
+}
+
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	if (w->n_conns > 0)
+		oplog("info", "worker %u: drain timeout, closing %zu connections", w->id, w->n_conns);
+	conn_close_all(w);
+	worker_maybe_finish(w);
+}
+
+static void worker_start_drain(struct worker *w)
+{
+	if (w->draining)
+		return;
+	w->draining = true;
+	for (size_t i = 0; i < w->n_listeners; i++) {
+		evconnlistener_free(w->listeners[i]);
+		w->listeners[i] = NULL;
+	}
+	w->n_listeners = 0;
+	const struct policy_settings *s = policy_settings(w->policy);
+	struct timeval tv = {.tv_sec = s->drain_timeout_ms / 1000,
+			     .tv_usec = (suseconds_t)(s->drain_timeout_ms % 1000) * 1000};
+	evtimer_add(w->drain_ev, &tv);
+	worker_maybe_finish(w);
+}
+
+static void notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t v;
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		oplog("warn", "worker %u: notify read: %s", w->id, strerror(errno));
+	if (atomic_load(&w->srv->draining))
+		worker_start_drain(w);
+}
+
+static void notify_worker(struct worker *w)
+{
+	uint64_t one = 1;
+	if (write(w->notify_fd, &one, sizeof(one)) < 0)
+		oplog("warn", "worker %u: notify: %s", w->id, strerror(errno));
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	event_base_dispatch(w->base);
+	atomic_fetch_add(&w->srv->workers_done, 1);
+	return NULL;
+}
+
+/* ---- set-up ---- */
+
+static int worker_init(struct server *s, struct worker *w, unsigned id, char *errmsg, size_t errlen)
+{
+	const struct policy_settings *ps = policy_settings(s->policy);
+	w->srv = s;
+	w->id = id;
+	w->notify_fd = -1;
+	w->policy = policy_ref(s->policy);
+	w->base = event_base_new();
+	if (w->base == NULL) {
+		snprintf(errmsg, errlen, "event_base_new failed");
+		return -1;
+	}
+	w->dns = dns_resolver_create(w->base, ps, errmsg, errlen);
+	if (w->dns == NULL)
+		return -1;
+	w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	w->notify_ev = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, notify_cb, w);
+	w->backoff_ev = evtimer_new(w->base, backoff_cb, w);
+	w->drain_ev = evtimer_new(w->base, drain_timeout_cb, w);
+	if (w->notify_fd < 0 || w->notify_ev == NULL || w->backoff_ev == NULL ||
+	    w->drain_ev == NULL || event_add(w->notify_ev, NULL) != 0) {
+		snprintf(errmsg, errlen, "worker %u: event set-up failed", id);
+		return -1;
+	}
+	for (size_t i = 0; i < ps->n_listen_proxy; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		sockaddr_from(&ps->listen_proxy[i], &ss, &len);
+		unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
+				 LEV_OPT_CLOSE_ON_EXEC;
+		struct evconnlistener *l = evconnlistener_new_bind(
+			w->base, accept_cb, w, flags, 1024, (struct sockaddr *)&ss, (int)len);
+		if (l == NULL) {
+			char a[ADDR_STRLEN];
+			addr_format(&ps->listen_proxy[i].addr, a, sizeof(a));
+			snprintf(errmsg, errlen, "cannot listen on %s%s%s:%u: %s",
+				 ps->listen_proxy[i].addr.family == ADDR_V6 ? "[" : "", a,
+				 ps->listen_proxy[i].addr.family == ADDR_V6 ? "]" : "",
+				 ps->listen_proxy[i].port, strerror(errno));
+			return -1;
+		}
+		evconnlistener_set_error_cb(l, accept_error_cb);
+		w->listeners[w->n_listeners++] = l;
+	}
+	return 0;
+}
+
+static void worker_fini(struct worker *w)
+{
+	if (w->srv == NULL)
+		return; /* never initialised */
+	conn_close_all(w);
+	for (size_t i = 0; i < w->n_listeners; i++)
+		evconnlistener_free(w->listeners[i]);
+	if (w->notify_ev != NULL)
+		event_free(w->notify_ev);
+	if (w->backoff_ev != NULL)
+		event_free(w->backoff_ev);
+	if (w->drain_ev != NULL)
+		event_free(w->drain_ev);
+	if (w->notify_fd >= 0)
+		close(w->notify_fd);
+	dns_resolver_destroy(w->dns);
+	if (w->base != NULL)
+		event_base_free(w->base);
+	policy_unref(w->policy);
+}
+
+int server_init(struct server *s, struct policy *p, struct audit_log *audit, char *errmsg,
+		size_t errlen)
+{
+	memset(s, 0, sizeof(*s));
+	s->policy = policy_ref(p);
+	s->audit = audit;
+	if (gethostname(s->hostname, sizeof(s->hostname) - 1) != 0)
+		strcpy(s->hostname, "unknown");
+	const struct policy_settings *ps = policy_settings(p);
+	unsigned n = ps->workers;
+	if (n == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		n = cpus > 0 ? (unsigned)cpus : 1;
+	}
+	if (n > 64)
+		n = 64;
+	s->workers = calloc(n, sizeof(*s->workers));
+	if (s->workers == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return -1;
+	}
+	s->n_workers = n;
+	for (unsigned i = 0; i < n; i++) {
+		if (worker_init(s, &s->workers[i], i, errmsg, errlen) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- signals (main thread loop) ---- */
+
+static void sig_term_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+	if (atomic_exchange(&s->draining, true))
+		return;
+	const struct policy_settings *ps = policy_settings(s->policy);
+	oplog("info", "signal %d: draining (timeout %u ms)", (int)sig, ps->drain_timeout_ms);
+	for (unsigned i = 0; i < s->n_workers; i++)
+		notify_worker(&s->workers[i]);
+}
+
+static void sig_usr1_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+	audit_log_reopen(s->audit);
+	oplog("info", "SIGUSR1: audit output will be reopened");
+}
+
+static void done_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	if (atomic_load(&s->workers_done) == s->n_workers)
+		event_base_loopbreak(s->sigbase);
+}
+
+int server_run(struct server *s)
+{
+	/* Workers never see signals: block them before the threads start, handle them here. */
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	unsigned started = 0;
+	for (; started < s->n_workers; started++) {
+		if (pthread_create(&s->workers[started].thread, NULL, worker_main,
+				   &s->workers[started]) != 0) {
+			oplog("error", "cannot start worker thread %u", started);
+			break;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	int rc = 0;
+	s->sigbase = event_base_new();
+	struct event *ev_term = evsignal_new(s->sigbase, SIGTERM, sig_term_cb, s);
+	struct event *ev_int = evsignal_new(s->sigbase, SIGINT, sig_term_cb, s);
+	struct event *ev_usr1 = evsignal_new(s->sigbase, SIGUSR1, sig_usr1_cb, s);
+	struct event *ev_poll = event_new(s->sigbase, -1, EV_PERSIST, done_poll_cb, s);
+	struct timeval poll_tv = {0, 100 * 1000};
+	if (started < s->n_workers || s->sigbase == NULL || ev_term == NULL || ev_int == NULL ||
+	    ev_usr1 == NULL || ev_poll == NULL || event_add(ev_term, NULL) != 0 ||
+	    event_add(ev_int, NULL) != 0 || event_add(ev_usr1, NULL) != 0 ||
+	    event_add(ev_poll, &poll_tv) != 0) {
+		oplog("error", "signal handling set-up failed; stopping");
+		rc = 3;
+		atomic_store(&s->draining, true);
+		for (unsigned i = 0; i < started; i++)
+			notify_worker(&s->workers[i]);
+	} else {
+		oplog("info", "portcullis serving with %u workers", s->n_workers);
+		event_base_dispatch(s->sigbase);
+	}
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(s->workers[i].thread, NULL);
+	if (ev_term != NULL)
+		event_free(ev_term);
+	if (ev_int != NULL)
+		event_free(ev_int);
+	if (ev_usr1 != NULL)
+		event_free(ev_usr1);
+	if (ev_poll != NULL)
+		event_free(ev_poll);
+	oplog("info", "all workers stopped");
+	return rc;
+}
+
+void server_fini(struct server *s)
+{
+	for (unsigned i = 0; i < s->n_workers; i++)
+		worker_fini(&s->workers[i]);
+	free(s->workers);
+	if (s->sigbase != NULL)
+		event_base_free(s->sigbase);
+	policy_unref(s->policy);
+	memset(s, 0, sizeof(*s));
+}

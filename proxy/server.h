@@ -1,0 +1,77 @@
+/* The server: worker threads, each with its own event loop, listeners, resolver and connections. */
+#ifndef PORTCULLIS_SERVER_H
+#define PORTCULLIS_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct audit_log;
+struct dns_resolver;
+struct conn;
+
+/* Per-worker counters: written only by the owning worker, read by anyone (relaxed). */
+struct worker_stats {
+	atomic_ullong accepted;
+	atomic_ullong refused;
+	atomic_ullong tunnels;
+	atomic_ullong audit_lost; /* records that could not be queued */
+};
+
+/* One event loop on one thread. Everything here is touched only by that thread, except where noted. */
+struct worker {
+	struct server *srv;
+	unsigned id;
+	pthread_t thread;
+	struct event_base *base;
+	struct dns_resolver *dns;
+	struct policy *policy; /* this worker's reference to the current snapshot */
+	struct evconnlistener *listeners[POLICY_MAX_LISTEN];
+	size_t n_listeners;
+	struct event *notify_ev; /* the server pokes the worker through an eventfd */
+	int notify_fd;
+	struct event *backoff_ev; /* re-enables accepting after EMFILE/ENFILE */
+	struct event *drain_ev;   /* cuts the remaining tunnels when the drain timeout expires */
+	struct conn *conns;       /* every open connection of this worker (intrusive list) */
+	size_t n_conns;
+	bool draining;
+	struct worker_stats stats;
+};
+
+struct server {
+	struct policy *policy; /* main thread's reference */
+	struct audit_log *audit;
+	char hostname[256];
+	struct worker *workers;
+	unsigned n_workers;
+	atomic_uint n_conns;    /* open connections over all workers (process ceiling) */
+	atomic_bool draining;   /* SIGTERM/SIGINT received */
+	atomic_uint workers_done;
+	struct event_base *sigbase; /* main thread: signals */
+};
+
+/* Create listeners and workers from the policy. Returns 0 or -1 with errmsg filled. */
+int server_init(struct server *s, struct policy *p, struct audit_log *audit, char *errmsg,
+		size_t errlen) __attribute__((warn_unused_result));
+/* Run the workers and the signal loop until drained. Returns the process exit status. */
+int server_run(struct server *s);
+void server_fini(struct server *s);
+
+/* Called by conn.c when a worker's last connection closed (drain completion check). */
+void worker_conn_gone(struct worker *w);
+
+/* Monotonic clock in nanoseconds and wall clock in ns since the epoch. */
+uint64_t mono_ns(void);
+uint64_t wall_ns(void);
+
+/* Operational log: one JSON line on stderr. level: "info", "warn", "error". */
+void oplog(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
