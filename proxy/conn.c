@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -583,12 +582,6 @@ static void dns_done(void *arg, enum dns_result res, const struct pc_addr *addrs
 
 /* ---- request ---- */
 
-static bool header_is(const struct http_header *h, const char *name)
-{
-	size_t n = strlen(name);
-	return h->name.len == n && strncasecmp(h->name.p, name, n) == 0;
-}
-
 static enum reason parse_error_reason(int err)
 {
 	switch (err) {
@@ -620,12 +613,14 @@ static void handle_request(struct conn *c, const struct http_req *req, size_t he
 		return;
 	}
 	/* RFC 9110 §9.3.6: a CONNECT request has no content. */
-	for (size_t i = 0; i < req->n_headers; i++) {
-		if (header_is(&req->headers[i], "content-length") ||
-		    header_is(&req->headers[i], "transfer-encoding")) {
-			conn_refuse(c, R_BAD_REQUEST);
-			return;
-		}
+	if (req->n_content_length > 0 || req->n_transfer_encoding > 0) {
+		conn_refuse(c, R_BAD_REQUEST);
+		return;
+	}
+	/* RFC 9112 §3.2: an HTTP/1.1 request without Host is refused (1.0 clients may omit it). */
+	if (req->version_minor == 1 && !req->has_host) {
+		conn_refuse(c, R_BAD_REQUEST);
+		return;
 	}
 	if (host_parse_authority(req->target.p, req->target.len, 0, &c->host, &c->port) != HOST_OK) {
 		conn_refuse(c, R_INVALID_HOST);

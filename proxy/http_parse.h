@@ -35,6 +35,13 @@ struct http_req {
 	struct http_header headers[HTTP_MAX_HEADERS_HARD];
 	struct http_view host;        /* value of the single Host header, or {NULL,0} */
 	int has_proxy_authorization;  /* the header is present (its value is never copied anywhere) */
+	/* Added with the parser; the fields above are unchanged. */
+	int has_host;                 /* a Host field line was seen (host may still be empty) */
+	size_t n_content_length;      /* number of Content-Length field lines */
+	struct http_view content_length;    /* first Content-Length value or {NULL,0}; not validated */
+	size_t n_transfer_encoding;   /* number of Transfer-Encoding field lines */
+	struct http_view transfer_encoding; /* first Transfer-Encoding value or {NULL,0}; not validated */
+	int connection_close;         /* a Connection field lists the "close" option (RFC 9112 §9.6) */
 };
 
 enum http_status {
@@ -58,10 +65,26 @@ void http_limits_default(struct http_limits *l);
  * head occupies (> 0) when complete, HTTP_NEED_MORE when more bytes are
  * needed (and no limit is exceeded yet), or a negative http_status.  Safe
  * to call again on the same buffer as it grows.  out's views point into buf.
+ *
+ * Consistency: once some prefix of a byte stream gives a result other than
+ * HTTP_NEED_MORE, every longer prefix gives the same result.  Bytes after the
+ * head are never read.  out is zeroed at the start of each call and is left
+ * zeroed unless the result is > 0.  lim == NULL means http_limits_default;
+ * max_headers is clamped to HTTP_MAX_HEADERS_HARD and max_head_bytes to
+ * INT_MAX.  A NULL out, or a NULL buf with len > 0, gives HTTP_ERR_SYNTAX.
+ * The parser does not require Host (HTTP/1.0 clients omit it) and does not
+ * check Content-Length / Transfer-Encoding values: that is the caller's.
  */
 int http_parse_request(const char *buf, size_t len, const struct http_limits *lim,
 		       struct http_req *out) __attribute__((warn_unused_result));
 
+/*
+ * Stable snake_case name of a return value of http_parse_request, e.g.
+ * "bare_lf"; "complete" for any value > 0, "unknown" for anything else.
+ */
 const char *http_status_str(int status);
+
+/* HTTP status to answer a negative http_status with (400, 414, 431, 505); 0 otherwise. */
+int http_status_code(int status);
 
 #endif
