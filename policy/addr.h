@@ -41,6 +41,14 @@ bool addr_looks_ipv4(const char *s, size_t len);
 int addr_parse_ipv4(const char *s, size_t len, struct pc_addr *out)
 	__attribute__((warn_unused_result));
 
+/*
+ * Strict IPv4: exactly a canonical dotted quad, four decimal parts 0..255
+ * without leading zeros (RFC 3986 §3.2.2 dec-octet).  For configuration text
+ * and the IPv4 tail of an IPv6 literal, where inet_aton's forms are a trap.
+ */
+int addr_parse_ipv4_strict(const char *s, size_t len, struct pc_addr *out)
+	__attribute__((warn_unused_result));
+
 /* Parse an IPv6 literal without brackets (RFC 4291 §2.2, incl. trailing dotted IPv4). */
 int addr_parse_ipv6(const char *s, size_t len, struct pc_addr *out)
 	__attribute__((warn_unused_result));
@@ -58,5 +66,16 @@ bool addr_equal(const struct pc_addr *a, const struct pc_addr *b);
  * true.
  */
 bool addr_embedded_v4(const struct pc_addr *a, struct pc_addr *v4);
+
+/* Most IPv4 addresses addr_embedded_v4_all can report for one IPv6 address. */
+#define ADDR_EMBEDDED_MAX 2
+
+/*
+ * Every IPv4 address that traffic to a may reach: the one addr_embedded_v4
+ * reports first, and for Teredo also the server address (RFC 4380 §4, bytes
+ * 4..7).  Stores up to n addresses (n >= ADDR_EMBEDDED_MAX gets them all) and
+ * returns how many there are.  Blocklist checks use this one.
+ */
+size_t addr_embedded_v4_all(const struct pc_addr *a, struct pc_addr *v4, size_t n);
 
 #endif

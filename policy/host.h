@@ -32,6 +32,7 @@ enum host_status {
 	HOST_ERR_PORT = -7,        /* missing, empty, non-digit, 0 or > 65535 port */
 	HOST_ERR_BRACKET = -8,     /* unbalanced brackets / IPv6 without brackets in an authority */
 	HOST_ERR_PUNYCODE = -9,    /* malformed xn-- label */
+	HOST_ERR_WILDCARD = -10,   /* pattern: '*' other than a leading "*." over >= 2 labels */
 };
 
 /* Stable short name of a host_status, for messages. */
