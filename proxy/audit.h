@@ -69,4 +69,26 @@ void audit_log_destroy(struct audit_log *l);
 /* Records dropped because the queue was full. */
 uint64_t audit_log_dropped(const struct audit_log *l);
 
+/*
+ * Additions:
+ * - audit_format NUL-terminates buf, so it needs the returned length + 1
+ *   bytes; a record whose strings are all short and plain fits in 2 KiB
+ *   (each escaped byte of a string may take up to 6).
+ * - Event fields: event.type is ["connection","allowed"|"denied"] plus "end"
+ *   for tunnel_end; event.action is "tunnel" (tunnel_end) or "connect"
+ *   (refusal) for CONNECT and a NULL method, "http-request" for any other
+ *   method; source.bytes / destination.bytes are written for every
+ *   tunnel_end and otherwise only when not 0.
+ * - audit_log_reopen only sets an atomic flag (async-signal-safe); the writer
+ *   reopens before its next batch, or within a second when idle.  If the
+ *   open fails it keeps the old file and retries every second.
+ * - Write errors are retried (the queue fills, audit_log_available turns
+ *   false and the proxy refuses new work); the writer thread has every
+ *   signal blocked, so a closed stdout pipe is EPIPE, not SIGPIPE.
+ */
+
+/* Failed write()/open() calls of the writer so far, and the errno of the last one. */
+uint64_t audit_log_write_errors(const struct audit_log *l);
+int audit_log_last_errno(const struct audit_log *l);
+
 #endif

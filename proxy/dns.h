@@ -48,4 +48,46 @@ void dns_cancel(struct dns_query *q);
 /* Monotonic time (ms) of the last answer any pinned server gave (0: never). For /readyz. */
 unsigned long long dns_last_answer_ms(const struct dns_resolver *r);
 
+/*
+ * Details of the contract above:
+ * - addrs passed to a dns_cb is valid only during the call: copy what you keep.
+ * - A lookup ends with DNS_TIMEOUT at the latest resolver_timeout_ms x
+ *   resolver_attempts x n_resolvers after it started (c-ares alone would
+ *   double the timeout on every round through the servers).
+ * - "localhost", "*.localhost", "onion" and "*.onion" never reach a server:
+ *   DNS_NXDOMAIN (RFC 6761 §6.3, RFC 7686).  A name that is not a plain
+ *   LDH/underscore name of at most 253 bytes, or that addr_looks_ipv4(),
+ *   makes dns_lookup return NULL.
+ * - The name is matched case-insensitively with one trailing dot ignored.
+ */
+
+/*
+ * Answer cache (one per resolver).  Successful answers only, stored as c-ares
+ * returned them (already capped and de-duplicated): callers vet every address
+ * on every use, hits included.  An entry lives for the smallest TTL of the
+ * answer (CNAMEs included), clamped to [DNS_CACHE_TTL_MIN_S, DNS_CACHE_TTL_MAX_S];
+ * at most DNS_CACHE_MAX_ENTRIES, least recently used evicted first.  NXDOMAIN,
+ * NODATA, errors and timeouts are never cached.  Hits are delivered like misses:
+ * from the event loop, never from inside dns_lookup().  Concurrent lookups of
+ * one name share one c-ares query.
+ */
+#define DNS_CACHE_MAX_ENTRIES 4096
+#define DNS_CACHE_TTL_MIN_S   1
+#define DNS_CACHE_TTL_MAX_S   300
+
+/* Counters of one resolver (for /metrics). */
+struct dns_stats {
+	unsigned long long lookups;    /* dns_lookup calls that returned a handle */
+	unsigned long long cache_hits; /* answered from the cache */
+	unsigned long long shared;     /* joined a query already in flight for the same name */
+	unsigned long long queries;    /* ares_getaddrinfo calls (an A and an AAAA query each) */
+	unsigned long long timeouts;   /* lookups ended by the resolver deadline or c-ares */
+	unsigned long long cache_entries;
+};
+
+void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *out);
+
+/* Drop every cached answer (e.g. after a policy reload). Queries in flight are unaffected. */
+void dns_cache_flush(struct dns_resolver *r);
+
 #endif

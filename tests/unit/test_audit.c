@@ -1,0 +1,1004 @@
+/* Unit tests for proxy/audit.c: ECS JSON formatting, escaping, and the writer thread. */
+#include "audit.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+/* ---- a tiny strict JSON reader: validates and flattens a record to dotted keys ---- */
+
+struct jfield {
+	char path[96];
+	char type;       /* 's' string, 'n' integer, 'a' array of strings */
+	char val[16384]; /* decoded string; array items joined with '|' */
+};
+
+struct jdoc {
+	struct jfield f[48];
+	size_t n;
+};
+
+struct jp {
+	const unsigned char *s, *end;
+	struct jdoc *d;
+};
+
+static int jp_ws(struct jp *p)
+{
+	while (p->s < p->end && (*p->s == ' ' || *p->s == '\t'))
+		p->s++;
+	return 0;
+}
+
+static void put_utf8(char *out, size_t *o, size_t cap, unsigned cp)
+{
+	char t[4];
+	size_t k;
+	if (cp < 0x80) {
+		t[0] = (char)cp;
+		k = 1;
+	} else if (cp < 0x800) {
+		t[0] = (char)(0xc0 | cp >> 6);
+		t[1] = (char)(0x80 | (cp & 0x3f));
+		k = 2;
+	} else {
+		t[0] = (char)(0xe0 | cp >> 12);
+		t[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		t[2] = (char)(0x80 | (cp & 0x3f));
+		k = 3;
+	}
+	for (size_t i = 0; i < k && *o + 1 < cap; i++)
+		out[(*o)++] = t[i];
+}
+
+/* Length of a valid UTF-8 sequence at s (or 0). */
+static size_t t_utf8(const unsigned char *s, const unsigned char *end)
+{
+	unsigned char c = s[0];
+	size_t need;
+	unsigned char lo = 0x80, hi = 0xbf;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		need = 1;
+	else if (c >= 0xe0 && c <= 0xef) {
+		need = 2;
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 3;
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+	} else
+		return 0;
+	if (end - s < (ptrdiff_t)need + 1 || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i <= need; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return need + 1;
+}
+
+static int jp_string(struct jp *p, char *out, size_t cap)
+{
+	size_t o = 0;
+	if (p->s >= p->end || *p->s != '"')
+		return -1;
+	p->s++;
+	while (p->s < p->end && *p->s != '"') {
+		unsigned char c = *p->s;
+		if (c < 0x20)
+			return -1; /* raw control byte */
+		if (c == '\\') {
+			if (p->end - p->s < 2)
+				return -1;
+			char e = (char)p->s[1];
+			p->s += 2;
+			const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t";
+			const char *hit = e ? strchr(from, e) : NULL;
+			if (hit != NULL) {
+				if (o + 1 < cap)
+					out[o++] = to[hit - from];
+				continue;
+			}
+			if (e != 'u' || p->end - p->s < 4)
+				return -1;
+			unsigned cp = 0;
+			for (int i = 0; i < 4; i++) {
+				char h = (char)p->s[i];
+				cp <<= 4;
+				if (h >= '0' && h <= '9')
+					cp |= (unsigned)(h - '0');
+				else if (h >= 'a' && h <= 'f')
+					cp |= (unsigned)(h - 'a' + 10);
+				else if (h >= 'A' && h <= 'F')
+					cp |= (unsigned)(h - 'A' + 10);
+				else
+					return -1;
+			}
+			p->s += 4;
+			if (cp >= 0xd800 && cp <= 0xdfff)
+				return -1; /* the formatter never needs surrogates */
+			put_utf8(out, &o, cap, cp);
+			continue;
+		}
+		size_t k = t_utf8(p->s, p->end);
+		if (k == 0)
+			return -1;
+		for (size_t i = 0; i < k; i++)
+			if (o + 1 < cap)
+				out[o++] = (char)p->s[i];
+		p->s += k;
+	}
+	if (p->s >= p->end)
+		return -1;
+	p->s++;
+	out[o] = '\0';
+	return 0;
+}
+
+static struct jfield *jp_add(struct jp *p, const char *path, char type)
+{
+	if (p->d->n >= sizeof(p->d->f) / sizeof(p->d->f[0]))
+		return NULL;
+	for (size_t i = 0; i < p->d->n; i++)
+		if (strcmp(p->d->f[i].path, path) == 0)
+			return NULL; /* duplicate key */
+	struct jfield *f = &p->d->f[p->d->n++];
+	snprintf(f->path, sizeof(f->path), "%s", path);
+	f->type = type;
+	f->val[0] = '\0';
+	return f;
+}
+
+static int jp_object(struct jp *p, const char *prefix);
+
+static int jp_value(struct jp *p, const char *path)
+{
+	jp_ws(p);
+	if (p->s >= p->end)
+		return -1;
+	if (*p->s == '{')
+		return jp_object(p, path);
+	if (*p->s == '"') {
+		struct jfield *f = jp_add(p, path, 's');
+		return f ? jp_string(p, f->val, sizeof(f->val)) : -1;
+	}
+	if (*p->s == '[') {
+		struct jfield *f = jp_add(p, path, 'a');
+		char item[1024];
+		if (f == NULL)
+			return -1;
+		p->s++;
+		jp_ws(p);
+		if (p->s < p->end && *p->s == ']') {
+			p->s++;
+			return 0;
+		}
+		for (;;) {
+			jp_ws(p);
+			if (jp_string(p, item, sizeof(item)) != 0)
+				return -1;
+			if (f->val[0])
+				strcat(f->val, "|");
+			strcat(f->val, item);
+			jp_ws(p);
+			if (p->s < p->end && *p->s == ',') {
+				p->s++;
+				continue;
+			}
+			if (p->s < p->end && *p->s == ']') {
+				p->s++;
+				return 0;
+			}
+			return -1;
+		}
+	}
+	if (*p->s == '-' || (*p->s >= '0' && *p->s <= '9')) {
+		struct jfield *f = jp_add(p, path, 'n');
+		size_t o = 0;
+		if (f == NULL)
+			return -1;
+		if (*p->s == '-')
+			f->val[o++] = (char)*p->s++;
+		if (p->s >= p->end || *p->s < '0' || *p->s > '9')
+			return -1;
+		if (*p->s == '0' && p->s + 1 < p->end && p->s[1] >= '0' && p->s[1] <= '9')
+			return -1; /* leading zero */
+		while (p->s < p->end && *p->s >= '0' && *p->s <= '9' && o < 30)
+			f->val[o++] = (char)*p->s++;
+		f->val[o] = '\0';
+		return 0;
+	}
+	return -1;
+}
+
+static int jp_object(struct jp *p, const char *prefix)
+{
+	char k[64], path[96];
+	p->s++; /* '{' */
+	jp_ws(p);
+	if (p->s < p->end && *p->s == '}') {
+		p->s++;
+		return -1; /* the formatter never writes an empty object */
+	}
+	for (;;) {
+		jp_ws(p);
+		if (jp_string(p, k, sizeof(k)) != 0)
+			return -1;
+		snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", k);
+		jp_ws(p);
+		if (p->s >= p->end || *p->s++ != ':')
+			return -1;
+		if (jp_value(p, path) != 0)
+			return -1;
+		jp_ws(p);
+		if (p->s < p->end && *p->s == ',') {
+			p->s++;
+			continue;
+		}
+		if (p->s < p->end && *p->s == '}') {
+			p->s++;
+			return 0;
+		}
+		return -1;
+	}
+}
+
+/* Parse one line: exactly one object, then '\n', then the end. */
+static int jparse(const char *s, size_t len, struct jdoc *d)
+{
+	struct jp p = {(const unsigned char *)s, (const unsigned char *)s + len, d};
+	d->n = 0;
+	if (len < 3 || s[len - 1] != '\n' || memchr(s, '\n', len - 1) != NULL || s[0] != '{')
+		return -1;
+	p.end--; /* the newline */
+	if (jp_object(&p, "") != 0)
+		return -1;
+	return p.s == p.end ? 0 : -1;
+}
+
+static const struct jfield *jget(const struct jdoc *d, const char *path)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (strcmp(d->f[i].path, path) == 0)
+			return &d->f[i];
+	return NULL;
+}
+
+/* ---- the ECS field list ---- */
+
+struct ecs_field {
+	char name[96];
+	char type[24];
+};
+
+static struct ecs_field *ecs;
+static size_t n_ecs;
+
+static void load_ecs(void)
+{
+	if (ecs != NULL)
+		return;
+	FILE *f = fopen(ECS_FIELDS_CSV, "r");
+	assert_non_null(f);
+	char line[8192];
+	size_t cap = 4096;
+	ecs = calloc(cap, sizeof(*ecs));
+	assert_non_null(ecs);
+	while (fgets(line, sizeof(line), f) != NULL && n_ecs < cap) {
+		/* ECS_Version,Indexed,Field_Set,Field,Type,... (the first five are never quoted) */
+		char *col[5];
+		char *p = line;
+		int i;
+		for (i = 0; i < 5 && p; i++) {
+			col[i] = p;
+			p = strchr(p, ',');
+			if (p)
+				*p++ = '\0';
+		}
+		if (i < 5 || strcmp(col[0], "ECS_Version") == 0)
+			continue;
+		snprintf(ecs[n_ecs].name, sizeof(ecs[n_ecs].name), "%s", col[3]);
+		snprintf(ecs[n_ecs].type, sizeof(ecs[n_ecs].type), "%s", col[4]);
+		n_ecs++;
+	}
+	fclose(f);
+	assert_true(n_ecs > 1000);
+}
+
+static const char *ecs_type(const char *name)
+{
+	for (size_t i = 0; i < n_ecs; i++)
+		if (strcmp(ecs[i].name, name) == 0)
+			return ecs[i].type;
+	return NULL;
+}
+
+static bool is_rfc3339_us(const char *s)
+{
+	/* YYYY-MM-DDTHH:MM:SS.uuuuuuZ */
+	static const char pat[] = "dddd-dd-ddTdd:dd:dd.ddddddZ";
+	if (strlen(s) != sizeof(pat) - 1)
+		return false;
+	for (size_t i = 0; pat[i]; i++)
+		if (pat[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != pat[i])
+			return false;
+	return true;
+}
+
+/* Every key is an ECS 9.4 field (labels.* under the labels object) with a value of its type. */
+static void check_ecs(const struct jdoc *d)
+{
+	load_ecs();
+	for (size_t i = 0; i < d->n; i++) {
+		const struct jfield *f = &d->f[i];
+		const char *t;
+		if (strncmp(f->path, "labels.", 7) == 0) {
+			t = ecs_type("labels");
+			assert_non_null(t);
+			assert_string_equal(t, "object");
+			assert_int_equal(f->type, 's'); /* labels are keyword values */
+			continue;
+		}
+		t = ecs_type(f->path);
+		if (t == NULL)
+			fail_msg("key %s is not an ECS 9.4 field", f->path);
+		if (strcmp(t, "keyword") == 0) {
+			assert_true(f->type == 's' || f->type == 'a');
+		} else if (strcmp(t, "long") == 0) {
+			assert_int_equal(f->type, 'n');
+		} else if (strcmp(t, "date") == 0) {
+			assert_int_equal(f->type, 's');
+			assert_true(is_rfc3339_us(f->val));
+		} else if (strcmp(t, "ip") == 0) {
+			unsigned char b[16];
+			assert_int_equal(f->type, 's');
+			assert_true(inet_pton(AF_INET, f->val, b) == 1 ||
+			            inet_pton(AF_INET6, f->val, b) == 1);
+		} else {
+			fail_msg("key %s has ECS type %s the formatter should not use", f->path, t);
+		}
+	}
+}
+
+/* ---- formatting ---- */
+
+#define TS_2024 1704164645678901234ULL /* 2024-01-02T03:04:05.678901234Z */
+
+static const struct pc_addr SRC4 = {ADDR_V4, {10, 42, 0, 7}};
+static const struct pc_addr DST6 = {ADDR_V6,
+                                    {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}};
+
+static void test_format_refusal_minimal(void **state)
+{
+	struct audit_rec r = {.ts_ns = TS_2024, .reason = R_HOST_NOT_ALLOWED};
+	char buf[2048];
+	size_t n = audit_format(&r, "gw-1", buf, sizeof(buf));
+	const char *want =
+	    "{\"@timestamp\":\"2024-01-02T03:04:05.678901Z\",\"ecs\":{\"version\":\"9.4.0\"},"
+	    "\"event\":{\"kind\":\"event\",\"category\":[\"network\",\"web\"],"
+	    "\"type\":[\"connection\",\"denied\"],\"action\":\"connect\",\"outcome\":\"failure\","
+	    "\"reason\":\"host_not_allowed\",\"duration\":0},"
+	    "\"network\":{\"transport\":\"tcp\",\"protocol\":\"http\",\"direction\":\"outbound\"},"
+	    "\"observer\":{\"hostname\":\"gw-1\",\"product\":\"portcullis\",\"vendor\":"
+	    "\"portcullis\","
+	    "\"type\":\"proxy\",\"version\":\"" PORTCULLIS_VERSION "\"}}\n";
+	assert_string_equal(buf, want);
+	assert_int_equal(n, strlen(want));
+	struct jdoc d;
+	assert_int_equal(jparse(buf, n, &d), 0);
+	check_ecs(&d);
+}
+
+static void test_format_tunnel_full(void **state)
+{
+	struct audit_rec r = {
+	    .ts_ns = TS_2024,
+	    .duration_ns = 1234567890123ULL,
+	    .tunnel_end = true,
+	    .allowed = true,
+	    .reason = R_CLIENT_CLOSED,
+	    .src = &SRC4,
+	    .src_port = 51234,
+	    .dst_domain = "deb.debian.org",
+	    .dst_ip = &DST6,
+	    .dst_port = 443,
+	    .method = "CONNECT",
+	    .status = 200,
+	    .bytes_up = 1000,
+	    .bytes_down = 5000000000ULL,
+	    .rule = "deb.debian.org",
+	    .tier = "standard",
+	    .would_deny = "port_not_allowed",
+	    .sni = "deb.debian.org",
+	};
+	char buf[4096];
+	size_t n = audit_format(&r, NULL, buf, sizeof(buf));
+	const char *want =
+	    "{\"@timestamp\":\"2024-01-02T03:04:05.678901Z\",\"ecs\":{\"version\":\"9.4.0\"},"
+	    "\"event\":{\"kind\":\"event\",\"category\":[\"network\",\"web\"],"
+	    "\"type\":[\"connection\",\"allowed\",\"end\"],\"action\":\"tunnel\","
+	    "\"outcome\":\"success\",\"reason\":\"client_closed\",\"duration\":1234567890123},"
+	    "\"source\":{\"ip\":\"10.42.0.7\",\"port\":51234,\"bytes\":1000},"
+	    "\"destination\":{\"domain\":\"deb.debian.org\",\"ip\":\"2001:db8::1\",\"port\":443,"
+	    "\"bytes\":5000000000},"
+	    "\"network\":{\"transport\":\"tcp\",\"protocol\":\"http\",\"direction\":\"outbound\"},"
+	    "\"http\":{\"request\":{\"method\":\"CONNECT\"},\"response\":{\"status_code\":200}},"
+	    "\"tls\":{\"client\":{\"server_name\":\"deb.debian.org\"}},"
+	    "\"rule\":{\"name\":\"deb.debian.org\",\"ruleset\":\"standard\"},"
+	    "\"labels\":{\"would_deny\":\"port_not_allowed\"},"
+	    "\"observer\":{\"product\":\"portcullis\",\"vendor\":\"portcullis\","
+	    "\"type\":\"proxy\",\"version\":\"" PORTCULLIS_VERSION "\"}}\n";
+	assert_string_equal(buf, want);
+	assert_int_equal(n, strlen(want));
+	struct jdoc d;
+	assert_int_equal(jparse(buf, n, &d), 0);
+	check_ecs(&d);
+}
+
+/* Every combination of set / unset optional fields: valid JSON, ECS keys, presence rules. */
+static void test_format_combinations(void **state)
+{
+	static const char *methods[] = {NULL, "CONNECT", "GET"};
+	char buf[4096];
+	struct jdoc *d = malloc(sizeof(*d));
+	assert_non_null(d);
+	for (unsigned m = 0; m < 3; m++) {
+		for (unsigned bits = 0; bits < (1u << 14); bits++) {
+			struct audit_rec r = {.ts_ns = TS_2024 + bits,
+			                      .reason = (enum reason)(bits % R__COUNT)};
+			r.tunnel_end = bits & 1;
+			r.allowed = bits & 2;
+			r.src = bits & 4 ? &SRC4 : NULL;
+			r.src_port = bits & 8 ? 40000 : 0;
+			r.dst_domain = bits & 16 ? "example.com" : NULL;
+			r.dst_ip = bits & 32 ? &DST6 : NULL;
+			r.dst_port = bits & 64 ? 8443 : 0;
+			r.status = bits & 128 ? 403 : 0;
+			r.bytes_up = bits & 256 ? 7 : 0;
+			r.rule = bits & 512 ? "r" : NULL;
+			r.tier = bits & 1024 ? "t" : NULL;
+			r.would_deny = bits & 2048 ? "host_not_allowed" : NULL;
+			r.sni = bits & 4096 ? "example.com" : NULL;
+			const char *host = bits & 8192 ? "gw" : NULL;
+			r.method = methods[m];
+			size_t n = audit_format(&r, host, buf, sizeof(buf));
+			assert_true(n > 0);
+			assert_int_equal(jparse(buf, n, d), 0);
+			if (bits < 64 || bits % 97 == 0)
+				check_ecs(d);
+			bool bytes = r.tunnel_end || r.bytes_up;
+			assert_true((jget(d, "source.ip") != NULL) == (r.src != NULL));
+			assert_true((jget(d, "source.port") != NULL) == (r.src_port != 0));
+			assert_true((jget(d, "source.bytes") != NULL) == bytes);
+			assert_true((jget(d, "destination.bytes") != NULL) == bytes);
+			assert_true((jget(d, "destination.domain") != NULL) ==
+			            (r.dst_domain != NULL));
+			assert_true((jget(d, "destination.ip") != NULL) == (r.dst_ip != NULL));
+			assert_true((jget(d, "destination.port") != NULL) == (r.dst_port != 0));
+			assert_true((jget(d, "http.request.method") != NULL) == (r.method != NULL));
+			assert_true((jget(d, "http.response.status_code") != NULL) ==
+			            (r.status != 0));
+			assert_true((jget(d, "rule.name") != NULL) == (r.rule != NULL));
+			assert_true((jget(d, "rule.ruleset") != NULL) == (r.tier != NULL));
+			assert_true((jget(d, "labels.would_deny") != NULL) ==
+			            (r.would_deny != NULL));
+			assert_true((jget(d, "tls.client.server_name") != NULL) == (r.sni != NULL));
+			assert_true((jget(d, "observer.hostname") != NULL) == (host != NULL));
+			const struct jfield *f = jget(d, "event.type");
+			char want[64];
+			snprintf(want, sizeof(want), "connection|%s%s",
+			         r.allowed ? "allowed" : "denied", r.tunnel_end ? "|end" : "");
+			assert_string_equal(f->val, want);
+			f = jget(d, "event.action");
+			assert_string_equal(f->val, m == 2         ? "http-request"
+			                            : r.tunnel_end ? "tunnel"
+			                                           : "connect");
+			assert_string_equal(jget(d, "event.outcome")->val,
+			                    r.allowed ? "success" : "failure");
+			assert_string_equal(jget(d, "event.reason")->val, reason_name(r.reason));
+			assert_non_null(jget(d, "event.duration"));
+			assert_non_null(jget(d, "@timestamp"));
+		}
+	}
+	free(d);
+}
+
+static void test_format_timestamps(void **state)
+{
+	static const struct {
+		uint64_t ns;
+		const char *want;
+	} cases[] = {
+	    {0, "1970-01-01T00:00:00.000000Z"},
+	    {999, "1970-01-01T00:00:00.000000Z"},
+	    {1000, "1970-01-01T00:00:00.000001Z"},
+	    {951868799999999999ULL, "2000-02-29T23:59:59.999999Z"},
+	    {TS_2024, "2024-01-02T03:04:05.678901Z"},
+	};
+	char buf[2048];
+	struct jdoc d;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct audit_rec r = {.ts_ns = cases[i].ns};
+		size_t n = audit_format(&r, "h", buf, sizeof(buf));
+		assert_int_equal(jparse(buf, n, &d), 0);
+		assert_string_equal(jget(&d, "@timestamp")->val, cases[i].want);
+	}
+}
+
+/* The formatted value of destination.domain for a given input. */
+static void fmt_domain(const char *in, char *raw, size_t rawcap, char *decoded, size_t deccap)
+{
+	static char buf[65536];
+	struct audit_rec r = {.ts_ns = 1, .dst_domain = in};
+	size_t n = audit_format(&r, "h", buf, sizeof(buf));
+	assert_true(n > 0);
+	const char *k = strstr(buf, "\"domain\":\"");
+	assert_non_null(k);
+	k += strlen("\"domain\":");
+	const char *e = strstr(k, "},\"network\"");
+	assert_non_null(e);
+	assert_true((size_t)(e - k) < rawcap);
+	memcpy(raw, k, (size_t)(e - k));
+	raw[e - k] = '\0';
+	static struct jdoc d;
+	assert_int_equal(jparse(buf, n, &d), 0);
+	const char *v = jget(&d, "destination.domain")->val;
+	assert_true(strlen(v) < deccap);
+	memcpy(decoded, v, strlen(v) + 1);
+}
+
+static void test_escaping(void **state)
+{
+	static const struct {
+		const char *in, *raw, *decoded;
+	} cases[] = {
+	    {"plain.example", "\"plain.example\"", "plain.example"},
+	    {"a\"b\\c/d", "\"a\\\"b\\\\c/d\"", "a\"b\\c/d"},
+	    {"\b\f\n\r\t", "\"\\b\\f\\n\\r\\t\"", "\b\f\n\r\t"},
+	    {"\x01\x1f\x7f", "\"\\u0001\\u001f\\u007f\"", "\x01\x1f\x7f"},
+	    {"}\",\"x\":\"", "\"}\\\",\\\"x\\\":\\\"\"", "}\",\"x\":\""},
+	    /* valid UTF-8: é € U+1F600 copied as is */
+	    {"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"",
+	     "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"},
+	    /* lone continuation, 0xff, overlong '/', surrogate, truncated, above U+10FFFF */
+	    {"\x80", "\"\\ufffd\"", "\xef\xbf\xbd"},
+	    {"a\xff"
+	     "b",
+	     "\"a\\ufffdb\"",
+	     "a\xef\xbf\xbd"
+	     "b"},
+	    {"\xc0\xaf", "\"\\ufffd\\ufffd\"", "\xef\xbf\xbd\xef\xbf\xbd"},
+	    {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+	    {"\xe2\x82", "\"\\ufffd\\ufffd\"", "\xef\xbf\xbd\xef\xbf\xbd"},
+	    {"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\"",
+	     "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+	    {"", "\"\"", ""},
+	};
+	char raw[512], dec[512];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fmt_domain(cases[i].in, raw, sizeof(raw), dec, sizeof(dec));
+		assert_string_equal(raw, cases[i].raw);
+		assert_string_equal(dec, cases[i].decoded);
+	}
+}
+
+/* Every single byte value, and random garbage: the output is always valid UTF-8 JSON. */
+static void test_escaping_fuzz(void **state)
+{
+	char in[64], raw[1024], dec[1024];
+	for (int c = 1; c < 256; c++) {
+		in[0] = (char)c;
+		in[1] = '\0';
+		fmt_domain(in, raw, sizeof(raw), dec, sizeof(dec));
+	}
+	unsigned seed = 12345;
+	for (int i = 0; i < 20000; i++) {
+		size_t len = (size_t)(rand_r(&seed) % 40);
+		for (size_t k = 0; k < len; k++) {
+			in[k] = (char)(rand_r(&seed) % 255 + 1);
+		}
+		in[len] = '\0';
+		fmt_domain(in, raw, sizeof(raw), dec, sizeof(dec)); /* parses: asserted inside */
+	}
+}
+
+static void test_long_strings(void **state)
+{
+	size_t len = 10000;
+	char *dom = malloc(len + 1);
+	assert_non_null(dom);
+	for (size_t i = 0; i < len; i++)
+		dom[i] = (i % 64 == 63) ? '.' : 'a';
+	dom[len] = '\0';
+	struct audit_rec r = {.ts_ns = 1, .dst_domain = dom, .sni = dom};
+	char small[4096];
+	assert_int_equal(audit_format(&r, "h", small, sizeof(small)), 0);
+	char *big = malloc(65536);
+	assert_non_null(big);
+	size_t n = audit_format(&r, "h", big, 65536);
+	assert_true(n > 2 * len);
+	struct jdoc *d = malloc(sizeof(*d));
+	assert_non_null(d);
+	assert_int_equal(jparse(big, n, d), 0);
+	assert_string_equal(jget(d, "destination.domain")->val, dom);
+	assert_string_equal(jget(d, "tls.client.server_name")->val, dom);
+	free(d);
+	free(big);
+	free(dom);
+}
+
+/* Too small: 0 and not one byte written past n; one byte for the NUL is required. */
+static void test_buffer_too_small(void **state)
+{
+	struct audit_rec r = {.ts_ns = TS_2024,
+	                      .reason = R_DNS_ERROR,
+	                      .src = &SRC4,
+	                      .dst_domain = "x\"y.example",
+	                      .method = "CONNECT",
+	                      .status = 502};
+	char ref[2048];
+	size_t full = audit_format(&r, "gw", ref, sizeof(ref));
+	assert_true(full > 100);
+	assert_int_equal(audit_format(&r, "gw", NULL, 100), 0);
+	for (size_t n = 0; n <= full + 1; n++) {
+		char buf[2048 + 16];
+		memset(buf, 0xAA, sizeof(buf));
+		size_t got = audit_format(&r, "gw", buf, n);
+		if (n <= full) {
+			assert_int_equal(got, 0);
+		} else {
+			assert_int_equal(got, full);
+			assert_memory_equal(buf, ref, full + 1);
+		}
+		for (size_t i = n; i < sizeof(buf); i++)
+			assert_int_equal((unsigned char)buf[i], 0xAA);
+	}
+}
+
+/* ---- the writer ---- */
+
+static char tmpdir[256];
+
+static int setup_tmp(void **state)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "%s/pc-audit-XXXXXX",
+	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	assert_non_null(mkdtemp(tmpdir));
+	return 0;
+}
+
+static int teardown_tmp(void **state)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL) {
+		*len = 0;
+		return calloc(1, 1);
+	}
+	size_t cap = 1 << 16, n = 0;
+	char *b = malloc(cap + 1);
+	size_t k;
+	while ((k = fread(b + n, 1, cap - n, f)) > 0) {
+		n += k;
+		if (n == cap) {
+			cap *= 2;
+			b = realloc(b, cap + 1);
+		}
+	}
+	fclose(f);
+	b[n] = '\0';
+	*len = n;
+	return b;
+}
+
+/* Lines of the form {"t":T,"i":I,"p":"<pad>"} where pad is (I*7 + T) % 300 'x's. */
+static size_t make_line(char *buf, size_t cap, int t, int i)
+{
+	static char xs[301];
+	if (xs[0] == '\0')
+		memset(xs, 'x', sizeof(xs) - 1);
+	int pad = (i * 7 + t) % 300;
+	int k = snprintf(buf, cap, "{\"t\":%d,\"i\":%d,\"p\":\"%.*s\"}\n", t, i, pad, xs);
+	return (size_t)k;
+}
+
+/* Check every line is whole and count them into seen[t * per + i]; returns the line count. */
+static size_t check_lines(const char *data, size_t len, unsigned char *seen, int threads, int per)
+{
+	size_t lines = 0;
+	const char *p = data, *end = data + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		assert_non_null(nl); /* no partial last line */
+		int t, i, used = 0;
+		assert_int_equal(sscanf(p, "{\"t\":%d,\"i\":%d,\"p\":\"%n", &t, &i, &used), 2);
+		assert_true(used > 0);
+		assert_true(t >= 0 && t < threads && i >= 0 && i < per);
+		char want[512];
+		size_t wl = make_line(want, sizeof(want), t, i);
+		assert_int_equal((size_t)(nl + 1 - p), wl);
+		assert_memory_equal(p, want, wl);
+		seen[t * per + i]++;
+		lines++;
+		p = nl + 1;
+	}
+	return lines;
+}
+
+#define W_THREADS 4
+#define W_PER     2500
+
+struct wctx {
+	struct audit_log *l;
+	int t;
+};
+
+static void *submitter(void *arg)
+{
+	struct wctx *c = arg;
+	char line[512];
+	for (int i = 0; i < W_PER; i++) {
+		size_t n = make_line(line, sizeof(line), c->t, i);
+		if (audit_log_submit(c->l, line, n) != 0)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void test_writer_concurrent(void **state)
+{
+	char path[512], err[256];
+	snprintf(path, sizeof(path), "%s/audit.log", tmpdir);
+	struct audit_log *l = audit_log_create(path, 8u << 20, err, sizeof(err));
+	assert_non_null(l);
+	assert_true(audit_log_available(l));
+	pthread_t th[W_THREADS];
+	struct wctx c[W_THREADS];
+	for (int t = 0; t < W_THREADS; t++) {
+		c[t] = (struct wctx){l, t};
+		assert_int_equal(pthread_create(&th[t], NULL, submitter, &c[t]), 0);
+	}
+	for (int t = 0; t < W_THREADS; t++) {
+		void *rv;
+		pthread_join(th[t], &rv);
+		assert_null(rv);
+	}
+	assert_int_equal(audit_log_dropped(l), 0);
+	audit_log_destroy(l);
+
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0077 & ~0640, 0); /* 0640 at most */
+	size_t len;
+	char *data = slurp(path, &len);
+	unsigned char *seen = calloc(W_THREADS * W_PER, 1);
+	assert_int_equal(check_lines(data, len, seen, W_THREADS, W_PER), W_THREADS * W_PER);
+	for (int k = 0; k < W_THREADS * W_PER; k++)
+		assert_int_equal(seen[k], 1);
+	free(seen);
+	free(data);
+}
+
+static void wait_file_len(const char *path, size_t want)
+{
+	for (int i = 0; i < 500; i++) {
+		struct stat st;
+		if (stat(path, &st) == 0 && (size_t)st.st_size >= want)
+			return;
+		usleep(10000);
+	}
+	fail_msg("%s never reached %zu bytes", path, want);
+}
+
+/* Rotation: rename, reopen; every line submitted after the reopen lands in the new file. */
+static void test_writer_reopen(void **state)
+{
+	char path[512], old[512], err[256], line[512];
+	snprintf(path, sizeof(path), "%s/rot.log", tmpdir);
+	snprintf(old, sizeof(old), "%s/rot.log.1", tmpdir);
+	struct audit_log *l = audit_log_create(path, 1u << 20, err, sizeof(err));
+	assert_non_null(l);
+	size_t pre_bytes = 0;
+	for (int i = 0; i < 1000; i++) {
+		size_t n = make_line(line, sizeof(line), 0, i);
+		pre_bytes += n;
+		assert_int_equal(audit_log_submit(l, line, n), 0);
+	}
+	/* Half of the rotations happen while the writer may still be busy with the first lines. */
+	wait_file_len(path, pre_bytes / 2);
+	assert_int_equal(rename(path, old), 0);
+	audit_log_reopen(l);
+	for (int i = 0; i < 1000; i++) {
+		size_t n = make_line(line, sizeof(line), 1, i);
+		assert_int_equal(audit_log_submit(l, line, n), 0);
+	}
+	audit_log_destroy(l);
+
+	unsigned char *seen = calloc(2 * 1000, 1);
+	size_t la, lb;
+	char *a = slurp(old, &la), *b = slurp(path, &lb);
+	size_t na = check_lines(a, la, seen, 2, 1000);
+	size_t nb = check_lines(b, lb, seen, 2, 1000);
+	assert_int_equal(na + nb, 2000);
+	for (int k = 0; k < 2000; k++)
+		assert_int_equal(seen[k], 1);
+	/* every post-rotation line (t = 1) is in the new file */
+	memset(seen, 0, 2000);
+	check_lines(b, lb, seen, 2, 1000);
+	for (int k = 1000; k < 2000; k++)
+		assert_int_equal(seen[k], 1);
+	assert_true(na >= 500);
+	free(seen);
+	free(a);
+	free(b);
+}
+
+/* An idle writer notices a reopen request by itself (within about a second). */
+static void test_writer_reopen_idle(void **state)
+{
+	char path[512], old[512], err[256];
+	snprintf(path, sizeof(path), "%s/idle.log", tmpdir);
+	snprintf(old, sizeof(old), "%s/idle.log.1", tmpdir);
+	struct audit_log *l = audit_log_create(path, 4096, err, sizeof(err));
+	assert_non_null(l);
+	assert_int_equal(rename(path, old), 0);
+	audit_log_reopen(l);
+	struct stat st;
+	int i;
+	for (i = 0; i < 300 && stat(path, &st) != 0; i++)
+		usleep(10000);
+	assert_true(i < 300);
+	audit_log_destroy(l);
+}
+
+struct drain {
+	int fd;
+	size_t bytes;
+};
+
+static void *drainer(void *arg)
+{
+	struct drain *d = arg;
+	char buf[65536];
+	ssize_t k;
+	while ((k = read(d->fd, buf, sizeof(buf))) != 0) {
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			break;
+		d->bytes += (size_t)k;
+	}
+	return NULL;
+}
+
+/* A reader that does not read: only the writer blocks; the queue fills; submit says -1. */
+static void test_writer_full(void **state)
+{
+	char path[512], err[256], line[128];
+	snprintf(path, sizeof(path), "%s/fifo", tmpdir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	int rfd = open(path, O_RDONLY | O_NONBLOCK);
+	assert_true(rfd >= 0);
+	struct audit_log *l = audit_log_create(path, 4096, err, sizeof(err));
+	assert_non_null(l);
+	memset(line, 'y', sizeof(line));
+	line[sizeof(line) - 1] = '\n';
+
+	size_t ok = 0, refused = 0;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < 200000 && refused < 10; i++) {
+		if (audit_log_submit(l, line, sizeof(line)) == 0) {
+			ok++;
+		} else {
+			refused++;
+			assert_false(audit_log_available(l));
+		}
+		if (i % 64 == 0)
+			usleep(100); /* let the writer fill the pipe */
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(refused, 10);
+	assert_int_equal(audit_log_dropped(l), 10);
+	/* the pipe (64 KiB) plus the queue (4 KiB) took the rest */
+	assert_true(ok * sizeof(line) >= 4096);
+	assert_true(t1.tv_sec - t0.tv_sec < 10);            /* submit never blocked on the pipe */
+	assert_true(audit_log_submit(l, line, 5000) == -1); /* larger than the whole queue */
+
+	/* Now read: destroy flushes everything and the reader sees EOF. */
+	int fl = fcntl(rfd, F_GETFL);
+	fcntl(rfd, F_SETFL, fl & ~O_NONBLOCK);
+	struct drain d = {rfd, 0};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, drainer, &d), 0);
+	audit_log_destroy(l);
+	pthread_join(th, NULL);
+	close(rfd);
+	assert_int_equal(d.bytes, ok * sizeof(line));
+}
+
+/* "-" writes to stdout; a missing newline is added; reopen is a no-op; empty lines are skipped. */
+static void test_writer_stdout(void **state)
+{
+	int p[2], saved;
+	char err[256];
+	assert_int_equal(pipe(p), 0);
+	fflush(stdout);
+	saved = dup(STDOUT_FILENO);
+	assert_true(saved >= 0);
+	dup2(p[1], STDOUT_FILENO);
+	close(p[1]);
+	struct audit_log *l = audit_log_create("-", 4096, err, sizeof(err));
+	if (l != NULL) {
+		(void)!audit_log_submit(l, "{\"a\":1}", 7);
+		audit_log_reopen(l);
+		(void)!audit_log_submit(l, "", 0);
+		(void)!audit_log_submit(l, "{\"b\":2}\n", 8);
+		audit_log_destroy(l);
+	}
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	assert_non_null(l);
+	char buf[64] = "";
+	ssize_t k = read(p[0], buf, sizeof(buf) - 1);
+	close(p[0]);
+	assert_int_equal(k, 16);
+	assert_string_equal(buf, "{\"a\":1}\n{\"b\":2}\n");
+}
+
+static void test_writer_bad_path(void **state)
+{
+	char err[256] = "";
+	assert_null(audit_log_create("/nonexistent-dir/x/audit.log", 4096, err, sizeof(err)));
+	assert_non_null(strstr(err, "/nonexistent-dir/x/audit.log"));
+	assert_null(audit_log_create("-", 0, err, sizeof(err)));
+	audit_log_destroy(NULL);
+	assert_int_equal(audit_log_dropped(NULL), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_format_refusal_minimal),
+	    cmocka_unit_test(test_format_tunnel_full),
+	    cmocka_unit_test(test_format_combinations),
+	    cmocka_unit_test(test_format_timestamps),
+	    cmocka_unit_test(test_escaping),
+	    cmocka_unit_test(test_escaping_fuzz),
+	    cmocka_unit_test(test_long_strings),
+	    cmocka_unit_test(test_buffer_too_small),
+	    cmocka_unit_test_setup_teardown(test_writer_concurrent, setup_tmp, teardown_tmp),
+	    cmocka_unit_test_setup_teardown(test_writer_reopen, setup_tmp, teardown_tmp),
+	    cmocka_unit_test_setup_teardown(test_writer_reopen_idle, setup_tmp, teardown_tmp),
+	    cmocka_unit_test_setup_teardown(test_writer_full, setup_tmp, teardown_tmp),
+	    cmocka_unit_test(test_writer_stdout),
+	    cmocka_unit_test(test_writer_bad_path),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	free(ecs);
+	return rc;
+}
