@@ -1,1 +1,236 @@
-/* placeholder: being written */
+/* Decisions and identity on a loaded snapshot, plus the snapshot's lifetime and accessors. */
+#include "policy.h"
+#include "policy_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct policy *policy_ref(struct policy *p)
+{
+	if (p != NULL)
+		atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+	return p;
+}
+
+void policy_unref(struct policy *p)
+{
+	if (p == NULL)
+		return;
+	/* acq_rel: every use by other holders happens before the free. */
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
+		policy_destroy(p);
+}
+
+int policy_create(struct policy **out)
+{
+	static const struct policy_sockaddr proxy = {{ADDR_V4, {127, 0, 0, 1}}, 3128};
+	static const struct policy_sockaddr admin = {{ADDR_V4, {127, 0, 0, 1}}, 9090};
+	struct policy *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return POLICY_ERR_NOMEM;
+	atomic_init(&p->refs, 1);
+	*out = p;
+	p->blocked = range_set_create();
+	p->sources = range_set_create();
+	if (p->blocked == NULL || p->sources == NULL ||
+	    range_set_add_builtin_blocked(p->blocked) != RANGE_OK)
+		return POLICY_ERR_NOMEM;
+	struct policy_settings *s = &p->set;
+	s->listen_proxy[0] = proxy;
+	s->n_listen_proxy = 1;
+	s->listen_admin = admin;
+	s->resolver_timeout_ms = 1500;
+	s->resolver_attempts = 2;
+	s->resolver_max_answers = 16;
+	s->audit_output = "-";
+	s->max_connections = 10000;
+	s->header_timeout_ms = 10 * MS_S;
+	s->max_header_bytes = 8192;
+	s->max_headers = 100;
+	s->connect_timeout_ms = 5 * MS_S;
+	s->idle_timeout_ms = 5 * MS_M;
+	s->max_lifetime_ms = MS_H;
+	s->drain_timeout_ms = 30 * MS_S;
+	s->unknown_source_tier = -1;
+	return POLICY_OK;
+}
+
+void policy_destroy(struct policy *p)
+{
+	if (p == NULL)
+		return;
+	for (size_t i = 0; i < p->n_tiers; i++)
+		range_set_destroy(p->tiers[i].allow_ranges);
+	range_set_destroy(p->blocked);
+	range_set_destroy(p->sources);
+	policy_arena_fini(&p->arena);
+	free(p);
+}
+
+const struct policy_settings *policy_settings(const struct policy *p)
+{
+	return &p->set;
+}
+
+size_t policy_tier_count(const struct policy *p)
+{
+	return p->n_tiers;
+}
+
+const struct policy_tier *policy_tier(const struct policy *p, size_t i)
+{
+	return i < p->n_tiers ? &p->tiers[i].pub : NULL;
+}
+
+size_t policy_rule_count(const struct policy *p)
+{
+	return p->n_rules;
+}
+
+size_t policy_range_count(const struct policy *p)
+{
+	size_t n = range_set_count(p->blocked);
+	for (size_t i = 0; i < p->n_tiers; i++)
+		n += range_set_count(p->tiers[i].allow_ranges);
+	return n;
+}
+
+/*
+ * A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d: identify them by
+ * their IPv4 address.  Only the mapped form: 6to4, Teredo or NAT64 sources are
+ * IPv6 hosts and must not borrow an IPv4 tier.
+ */
+int policy_identify(const struct policy *p, const struct pc_addr *src)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	struct pc_addr v4;
+	int tag;
+	unsigned plen;
+
+	if (src->family == ADDR_V6 && memcmp(src->b, mapped, sizeof(mapped)) == 0) {
+		memset(&v4, 0, sizeof(v4));
+		v4.family = ADDR_V4;
+		memcpy(v4.b, src->b + 12, 4);
+		src = &v4;
+	}
+	if (range_set_lookup(p->sources, src, &tag, &plen))
+		return tag;
+	return p->set.unknown_source_tier;
+}
+
+static const struct policy_tier_int *tier_of(const struct policy *p, int tier)
+{
+	if (p == NULL || tier < 0 || (size_t)tier >= p->n_tiers)
+		return NULL;
+	return &p->tiers[tier];
+}
+
+/* One view of an address: in a blocked range and not lifted by the tier's allow_ranges. */
+static bool view_blocked(const struct policy *p, const struct policy_tier_int *t,
+                         const struct pc_addr *a)
+{
+	if (!range_set_lookup(p->blocked, a, NULL, NULL))
+		return false;
+	return t == NULL || !range_set_lookup(t->allow_ranges, a, NULL, NULL);
+}
+
+/*
+ * Blocked when the address itself, or any IPv4 address embedded in it (mapped,
+ * compat, NAT64, 6to4, Teredo client and server), is blocked and that same
+ * address is not in the tier's allow_ranges.  View by view, so an allowed
+ * Teredo server cannot vouch for a blocked Teredo client.
+ */
+bool policy_addr_blocked(const struct policy *p, int tier, const struct pc_addr *a)
+{
+	const struct policy_tier_int *t = tier_of(p, tier);
+	struct pc_addr v4[ADDR_EMBEDDED_MAX];
+
+	/* Fail closed on anything that is not an address. */
+	if (p == NULL || a == NULL || (a->family != ADDR_V4 && a->family != ADDR_V6))
+		return true;
+	if (view_blocked(p, t, a))
+		return true;
+	size_t n = addr_embedded_v4_all(a, v4, ADDR_EMBEDDED_MAX);
+	for (size_t i = 0; i < n && i < ADDR_EMBEDDED_MAX; i++)
+		if (view_blocked(p, t, &v4[i]))
+			return true;
+	return false;
+}
+
+static bool rule_matches(const struct policy_rule *r, const struct pc_host *h)
+{
+	/* Name patterns only match names and address rules only addresses. */
+	if ((r->pat.kind == HOST_NAME) != (h->kind == HOST_NAME))
+		return false;
+	if (h->kind != HOST_NAME)
+		return addr_equal(&r->pat.addr, &h->addr);
+	return host_pattern_match(&r->pat, r->wildcard, h);
+}
+
+static void deny(struct verdict *out, enum reason r)
+{
+	out->allow = false;
+	out->would_deny = false;
+	out->reason = r;
+	out->rule = "";
+}
+
+void policy_decide_host(const struct policy *p, int tier, const struct pc_host *host, uint16_t port,
+                        struct verdict *out)
+{
+	const struct policy_tier_int *t = tier_of(p, tier);
+	enum reason why = R_HOST_NOT_ALLOWED;
+
+	deny(out, R_UNKNOWN_SOURCE);
+	if (t == NULL)
+		return;
+	if (host == NULL) {
+		deny(out, R_INVALID_HOST);
+		return;
+	}
+	/* A blocked literal is refused in every mode: audit never opens a path to metadata. */
+	if (host->kind != HOST_NAME && policy_addr_blocked(p, tier, &host->addr)) {
+		deny(out, R_BLOCKED_ADDRESS);
+		return;
+	}
+	for (size_t i = 0; i < t->n_rules; i++) {
+		const struct policy_rule *r = &t->rules[i];
+		if (!rule_matches(r, host))
+			continue;
+		for (size_t j = 0; j < r->n_ports; j++) {
+			if (r->ports[j] == port) {
+				out->allow = true;
+				out->reason = R_ALLOWED;
+				out->rule = r->name;
+				return;
+			}
+		}
+		why = R_PORT_NOT_ALLOWED;
+	}
+	deny(out, why);
+	if (t->pub.mode == TIER_AUDIT) {
+		out->allow = true;
+		out->would_deny = true;
+	}
+}
+
+void policy_decide_addrs(const struct policy *p, int tier, const struct pc_addr *addrs, size_t n,
+                         struct verdict *out)
+{
+	deny(out, R_UNKNOWN_SOURCE);
+	if (tier_of(p, tier) == NULL)
+		return;
+	if (addrs == NULL || n == 0) {
+		deny(out, R_DNS_ERROR);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (policy_addr_blocked(p, tier, &addrs[i])) {
+			deny(out, R_RESOLVED_TO_BLOCKED);
+			return;
+		}
+	}
+	out->allow = true;
+	out->reason = R_ALLOWED;
+}

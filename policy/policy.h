@@ -149,7 +149,26 @@ void policy_decide_addrs(const struct policy *p, int tier, const struct pc_addr 
 /* Is this single address blocked for the tier?  (The check policy_decide_addrs applies to each.) */
 bool policy_addr_blocked(const struct policy *p, int tier, const struct pc_addr *a);
 
-/* Units: "100MiB", "10GiB", "512", "1kB"...; "1500ms", "10s", "5m", "1h". */
+/* Status of the unit parsers below (0 or negative). */
+enum policy_unit_status {
+	POLICY_UNIT_OK = 0,
+	POLICY_UNIT_ERR_EMPTY = -1,
+	POLICY_UNIT_ERR_SYNTAX = -2,       /* not digits[unit]: sign, fraction, space, junk */
+	POLICY_UNIT_ERR_LEADING_ZERO = -3, /* "010": octal to some YAML readers, refused */
+	POLICY_UNIT_ERR_UNIT = -4,         /* unknown (or wrongly cased) unit */
+	POLICY_UNIT_ERR_NO_UNIT = -5,      /* duration other than 0 without a unit */
+	POLICY_UNIT_ERR_OVERFLOW = -6,     /* does not fit in 64 bits */
+};
+
+/* Short plain-English text of a policy_unit_status, for messages. */
+const char *policy_unit_status_str(int status);
+
+/*
+ * Units (case-sensitive, no space, no sign, no fraction, no leading zeros):
+ * sizes: digits + "", B, KB, MB, GB, TB (x1000) or KiB, MiB, GiB, TiB (x1024);
+ * durations: digits + ms, s, m, h (a unit is required unless the value is 0),
+ * stored in milliseconds.  Overflow of uint64 is POLICY_UNIT_ERR_OVERFLOW.
+ */
 int policy_parse_size(const char *s, size_t len, uint64_t *out) __attribute__((warn_unused_result));
 int policy_parse_duration_ms(const char *s, size_t len, uint64_t *out)
 	__attribute__((warn_unused_result));

@@ -1,1 +1,577 @@
-int main(void) { return 1; /* placeholder: not yet written */ }
+/* Unit tests for policy/policy.c: loading, every validation rule with its place, accessors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "policy.h"
+#include "ranges.h"
+
+#define DATA     TEST_DATA_DIR "/policy/"
+#define EXAMPLES TEST_DATA_DIR "/../../../policy/examples/"
+
+/* Three lines that make a policy valid when followed by BASE_TIERS. */
+#define BASE_HEAD "version: 1\nresolver:\n  servers: [\"10.96.0.10\"]\n"
+/* Lines 4-8. */
+#define BASE_TIERS                                                                                 \
+	"tiers:\n  standard:\n    sources: [\"10.42.0.0/16\"]\n    allow:\n"                       \
+	"      - host: example.com\n"
+#define BASE BASE_HEAD BASE_TIERS
+
+static void dump(const struct policy_diags *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		print_message("  %u:%u: %s\n", d->v[i].line, d->v[i].col, d->v[i].msg);
+}
+
+static bool has_diag(const struct policy_diags *d, unsigned line, unsigned col, const char *sub)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->v[i].line == line && d->v[i].col == col && strstr(d->v[i].msg, sub) != NULL)
+			return true;
+	return false;
+}
+
+static struct policy *load_ok(const char *yaml)
+{
+	struct policy *p = NULL;
+	struct policy_diags d;
+	policy_diags_init(&d);
+	int rc = policy_load_buffer(yaml, strlen(yaml), &p, &d);
+	if (rc != POLICY_OK) {
+		dump(&d);
+		fail_msg("expected the policy to load, rc %d", rc);
+	}
+	assert_int_equal(d.n, 0);
+	policy_diags_fini(&d);
+	return p;
+}
+
+/* ---- one case per validation rule ---- */
+
+struct ecase {
+	const char *name;
+	const char *yaml;
+	unsigned line, col;
+	const char *msg; /* substring of the message */
+};
+
+static const struct ecase cases[] = {
+    /* YAML itself */
+    {"syntax error", "version: 1\nresolver: [\"a\"\ntiers: {}\n", 3, 1,
+     "YAML syntax error: did not find expected ',' or ']'"},
+    {"bad indentation", "version: 1\n  resolver: 1\n", 2, 11, "mapping values are not allowed"},
+    {"invalid utf-8", "version: 1\n# \xff\n", 2, 3, "UTF-8"},
+    {"anchor", BASE "listen: &l {workers: 2}\n", 9, 9, "YAML anchors (&l) are not allowed"},
+    {"alias", BASE "limits: &x {max_headers: 10}\ntimeouts: *x\n", 10, 11,
+     "YAML aliases (*x) are not allowed"},
+    {"tag", BASE "limits: {max_headers: !!int 10}\n", 9, 23, "explicit YAML tags"},
+    {"nesting too deep", BASE "x: [[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]\n", 9, 19,
+     "nesting deeper than 16 levels"},
+    {"scalar too long", BASE "audit: {output: \"" /* 4097 x, filled in at run time */, 9, 17,
+     "value longer than 4096 bytes"},
+    {"two documents", BASE "---\nversion: 1\n", 9, 1, "only one YAML document"},
+    {"empty", "# nothing here\n", 1, 1, "policy is empty"},
+    {"top level not a mapping", "- version: 1\n", 1, 1, "must be a mapping"},
+    {"complex key", BASE "? [a]\n: 1\n", 9, 3, "mapping keys must be plain strings"},
+    /* keys */
+    {"unknown key with suggestion", "versoin: 1\n" BASE, 1, 1,
+     "versoin: unknown key; did you mean 'version'?"},
+    {"unknown nested key", BASE_HEAD "  atempts: 3\n" BASE_TIERS, 4, 3,
+     "resolver.atempts: unknown key; did you mean 'attempts'?"},
+    {"unknown tier key", BASE "    alow: []\n", 9, 5,
+     "tiers.standard.alow: unknown key; did you mean 'allow'?"},
+    {"unknown rule key", BASE "        prots: [80]\n", 9, 9, "did you mean 'ports'?"},
+    {"duplicate top-level key", BASE "version: 1\n", 9, 1,
+     "version: duplicate key (first defined at line 1, column 1)"},
+    {"duplicate tier", BASE "  standard:\n    sources: []\n", 9, 3,
+     "tiers.standard: duplicate key (first defined at line 5, column 3)"},
+    {"duplicate nested key", BASE "        host: evil.example\n", 9, 9,
+     "tiers.standard.allow[0].host: duplicate key (first defined at line 8"},
+    {"missing version", "resolver:\n  servers: [\"10.96.0.10\"]\n" BASE_TIERS, 1, 1,
+     "version: required key is missing"},
+    {"missing resolver", "version: 1\n" BASE_TIERS, 1, 1, "resolver: required key is missing"},
+    {"missing servers", "version: 1\nresolver:\n  attempts: 2\n" BASE_TIERS, 3, 3,
+     "resolver.servers: required key is missing"},
+    {"missing tiers", BASE_HEAD, 1, 1, "tiers: required key is missing"},
+    {"missing rule host", BASE "      - ports: [443]\n", 9, 9,
+     "tiers.standard.allow[1].host: required key is missing"},
+    {"no tiers", BASE_HEAD "tiers: {}\n", 4, 8, "at least one tier is required"},
+    /* types */
+    {"expected mapping", BASE_HEAD "limits: 5\n" BASE_TIERS, 4, 9,
+     "limits: expected a mapping, got a scalar"},
+    {"expected sequence", BASE "blocked_ranges: 10.0.0.0/8\n", 9, 17,
+     "blocked_ranges: expected a sequence, got a scalar"},
+    {"expected scalar", BASE "audit: {output: [a]}\n", 9, 17,
+     "audit.output: expected a scalar value, got a sequence"},
+    {"expected integer", BASE_HEAD "  attempts: two\n" BASE_TIERS, 4, 13,
+     "resolver.attempts: expected an integer"},
+    {"quoted integer", BASE_HEAD "  attempts: \"2\"\n" BASE_TIERS, 4, 13,
+     "expected an integer, got a quoted string"},
+    {"octal-looking integer", BASE_HEAD "  attempts: 02\n" BASE_TIERS, 4, 13,
+     "leading zeros are not allowed"},
+    {"yaml 1.1 bool", BASE "    tls: {require_sni: yes}\n", 9, 24,
+     "expected true or false, got \"yes\""},
+    {"bool as string", BASE "    tls: {allow_ech: \"false\"}\n", 9, 22, "expected true or false"},
+    {"rule not a mapping", BASE "      - github.com\n", 9, 9,
+     "expected a mapping like {host: \"github.com\"}"},
+    {"empty value", BASE "audit:\n  output:\n", 10, 10, "got an empty value"},
+    {"control character", BASE "audit: {output: \"a\\tb\"}\n", 9, 17, "control characters"},
+    /* values */
+    {"version 2",
+     "version: 2\n"
+     "resolver:\n  servers: [\"10.96.0.10\"]\n" BASE_TIERS,
+     1, 10, "unsupported version 2"},
+    {"version string",
+     "version: \"1\"\n"
+     "resolver:\n  servers: [\"10.96.0.10\"]\n" BASE_TIERS,
+     1, 10, "expected an integer"},
+    {"sources overlap other tier", BASE "  build:\n    sources: [\"10.0.0.0/8\"]\n", 10, 15,
+     "10.0.0.0/8 overlaps 10.42.0.0/16 of tier 'standard' (line 6)"},
+    {"sources key twice", BASE "    sources: [\"10.42.0.0/16\"]\n", 9, 5, "duplicate key"},
+    {"sources duplicate entry",
+     BASE_HEAD "tiers:\n  t:\n    sources: [\"10.1.0.0/16\", \"10.1.0.0/16\"]\n", 6, 30,
+     "duplicate entry (first at line 6, column 15)"},
+    {"cidr syntax", BASE "blocked_ranges: [\"10.0.0/8\"]\n", 9, 18,
+     "invalid CIDR \"10.0.0/8\": expected a.b.c.d/len"},
+    {"cidr prefix", BASE "blocked_ranges: [\"10.0.0.0/33\"]\n", 9, 18,
+     "prefix length out of range"},
+    {"cidr host bits", BASE "blocked_ranges: [\"10.96.0.1/12\"]\n", 9, 18,
+     "host bits are set after the prefix (did you mean 10.96.0.0/12?)"},
+    {"cidr host bits v6", BASE "blocked_ranges: [\"fd00::1/64\"]\n", 9, 18,
+     "(did you mean fd00::/64?)"},
+    {"host wildcard in the middle", BASE "      - host: \"api.*.x\"\n", 9, 15,
+     "tiers.standard.allow[1].host: invalid host pattern \"api.*.x\": wildcard only allowed "
+     "as the whole first label"},
+    {"host bad char", BASE "      - host: \"exa mple.com\"\n", 9, 15, "invalid host pattern"},
+    {"host with port", BASE "      - host: \"github.com:443\"\n", 9, 15, "invalid host pattern"},
+    {"host bad ip", BASE "      - host: \"010.0.0.1\"\n", 9, 15, "invalid host pattern"},
+    {"port zero", BASE "        ports: [0]\n", 9, 17, "ports[0]: 0 is out of range (1 to 65535)"},
+    {"port too big", BASE "        ports: [443, 65536]\n", 9, 22, "65536 is out of range"},
+    {"port not integer", BASE "        ports: [https]\n", 9, 17, "expected an integer"},
+    {"port duplicate", BASE "        ports: [80, 443, 80]\n", 9, 26,
+     "duplicate port 80 (first at line 9, column 17)"},
+    {"ports empty", BASE "        ports: []\n", 9, 16, "at least one port is required"},
+    {"size with space", BASE "    caps: {upload_bytes: 10 MiB}\n", 9, 26,
+     "invalid size \"10 MiB\""},
+    {"size unit case", BASE "    caps: {download_bytes: 10Mib}\n", 9, 28, "unknown unit"},
+    {"duration without unit", BASE "timeouts: {connect: 5}\n", 9, 21, "a unit is required"},
+    {"duration fraction", BASE "timeouts: {idle: 1.5m}\n", 9, 18, "invalid duration"},
+    {"duration out of range", BASE_HEAD "  timeout: 50ms\n" BASE_TIERS, 4, 12,
+     "50ms is out of range (100ms to 30s)"},
+    {"size out of range", BASE "limits: {max_header_bytes: 1MiB}\n", 9, 28,
+     "1MiB is out of range (1KiB to 64KiB)"},
+    {"number out of range", BASE_HEAD "  attempts: 9\n" BASE_TIERS, 4, 13,
+     "9 is out of range (1 to 5)"},
+    {"max_answers zero", BASE_HEAD "  max_answers: 0\n" BASE_TIERS, 4, 16,
+     "out of range (1 to 64)"},
+    {"workers", BASE "listen: {workers: 65}\n", 9, 19, "expected \"auto\" or an integer"},
+    {"connections_per_source", BASE "    caps: {connections_per_source: -1}\n", 9, 36,
+     "expected an integer"},
+    {"tier drain", BASE "    timeouts: {drain: 1s}\n", 9, 16, "drain is a global timeout only"},
+    {"tier mode", BASE "    mode: enforcing\n", 9, 11, "expected enforce or audit"},
+    {"unknown tier in unknown_source", BASE "identity: {unknown_source: standrd}\n", 9, 28,
+     "\"standrd\" is neither deny nor a tier name; did you mean 'standard'?"},
+    {"tier name", BASE "  Build.Tier: {}\n", 9, 3, "invalid tier name"},
+    {"tier deny", BASE "  deny: {}\n", 9, 3, "\"deny\" is reserved"},
+    {"admin equals proxy", BASE "listen: {proxy: \"0.0.0.0:8080\", admin: \"127.0.0.1:8080\"}\n", 9,
+     40, "conflicts with the proxy address 0.0.0.0:8080"},
+    {"proxy equals default admin", BASE "listen: {proxy: \"127.0.0.1:9090\"}\n", 9, 17,
+     "conflicts with the default admin address"},
+    {"listen duplicate", BASE "listen: {proxy: [\"[::1]:3128\", \"[::1]:3128\"]}\n", 9, 32,
+     "[::1]:3128 conflicts with [::1]:3128"},
+    {"listen needs port", BASE "listen: {proxy: \"127.0.0.1\"}\n", 9, 17, "needs a port"},
+    {"resolver name", "version: 1\nresolver:\n  servers: [\"dns.google\"]\n" BASE_TIERS, 3, 13,
+     "host names are not allowed here"},
+    {"resolver bad port", "version: 1\nresolver:\n  servers: [\"1.1.1.1:0\"]\n" BASE_TIERS, 3, 13,
+     "invalid port"},
+    {"resolver inet_aton form", "version: 1\nresolver:\n  servers: [\"127.1\"]\n" BASE_TIERS, 3, 13,
+     "is not an IP address"},
+    {"resolver empty list", "version: 1\nresolver:\n  servers: []\n" BASE_TIERS, 3, 12,
+     "a list of 1 to 8 addresses"},
+    {"too many resolvers",
+     "version: 1\nresolver:\n  servers: [1.0.0.1, 1.0.0.2, 1.0.0.3, 1.0.0.4, 1.0.0.5, 1.0.0.6, "
+     "1.0.0.7, 1.0.0.8, 1.0.0.9]\n" BASE_TIERS,
+     3, 85, "too many addresses (at most 8)"},
+    {"too many ports",
+     BASE "        ports: [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,"
+          "21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,"
+          "43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,"
+          "65]\n",
+     9, 16, "too many ports (at most 64)"},
+    {"audit output empty", BASE "audit: {output: \"\"}\n", 9, 17, "must not be empty"},
+};
+
+/* "scalar too long" gets its 4097 bytes here. */
+static char *case_text(const struct ecase *c)
+{
+	size_t n = strlen(c->yaml);
+	char *s = malloc(n + 4200);
+	assert_non_null(s);
+	memcpy(s, c->yaml, n + 1);
+	if (strcmp(c->name, "scalar too long") == 0) {
+		memset(s + n, 'x', 4097);
+		strcpy(s + n + 4097, "\"}\n");
+	}
+	return s;
+}
+
+static void test_error_cases(void **state)
+{
+	unsigned failed = 0;
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct ecase *c = &cases[i];
+		struct policy *p = (struct policy *)1;
+		struct policy_diags d;
+		char *text = case_text(c);
+		policy_diags_init(&d);
+		int rc = policy_load_buffer(text, strlen(text), &p, &d);
+		if (rc != POLICY_ERR_INVALID || p != NULL ||
+		    !has_diag(&d, c->line, c->col, c->msg)) {
+			print_message("case \"%s\": rc %d, want %u:%u \"%s\", got:\n", c->name, rc,
+			              c->line, c->col, c->msg);
+			dump(&d);
+			failed++;
+		}
+		policy_diags_fini(&d);
+		free(text);
+	}
+	assert_int_equal(failed, 0);
+}
+
+/* The base every error case starts from is itself valid. */
+static void test_base_is_valid(void **state)
+{
+	(void)state;
+	policy_unref(load_ok(BASE));
+}
+
+static void test_every_problem_reported(void **state)
+{
+	struct policy *p = NULL;
+	struct policy_diags d;
+	(void)state;
+	policy_diags_init(&d);
+	assert_int_equal(policy_load_file(DATA "several_errors.yaml", &p, &d), POLICY_ERR_INVALID);
+	assert_null(p);
+	static const struct {
+		unsigned line, col;
+		const char *msg;
+	} want[] = {
+	    {1, 10, "unsupported version 3"},
+	    {4, 12, "listen.workers: expected \"auto\""},
+	    {6, 13, "host names are not allowed"},
+	    {7, 12, "invalid duration \"10 s\""},
+	    {8, 3, "resolver.atempts: unknown key; did you mean 'attempts'?"},
+	    {9, 18, "host bits are set"},
+	    {13, 11, "expected enforce or audit"},
+	    {16, 15, "wildcard only allowed as the whole first label"},
+	    {18, 22, "duplicate port 443"},
+	    {19, 9, "expected a mapping like"},
+	    {20, 5, "tiers.standard.alow: unknown key; did you mean 'allow'?"},
+	    {22, 15, "overlaps 10.42.0.0/16 of tier 'standard'"},
+	    {23, 3, "tiers.other: duplicate key (first defined at line 21, column 3)"},
+	    {26, 19, "did you mean 'standard'?"},
+	};
+	if (d.n != sizeof(want) / sizeof(want[0]))
+		dump(&d);
+	assert_int_equal(d.n, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < d.n; i++) {
+		/* Sorted by position. */
+		if (d.v[i].line != want[i].line || d.v[i].col != want[i].col ||
+		    strstr(d.v[i].msg, want[i].msg) == NULL) {
+			dump(&d);
+			fail_msg("diag %zu: want %u:%u %s", i, want[i].line, want[i].col,
+			         want[i].msg);
+		}
+	}
+	policy_diags_fini(&d);
+}
+
+static void test_diags_capped(void **state)
+{
+	char *text = malloc(200 * 16 + 64);
+	size_t n = 0;
+	struct policy *p = NULL;
+	struct policy_diags d;
+	(void)state;
+	assert_non_null(text);
+	for (int i = 0; i < 200; i++)
+		n += (size_t)sprintf(text + n, "unknown%d: 1\n", i);
+	policy_diags_init(&d);
+	assert_int_equal(policy_load_buffer(text, n, &p, &d), POLICY_ERR_INVALID);
+	assert_int_equal(d.n, 100);
+	assert_non_null(strstr(d.v[99].msg, "too many problems"));
+	assert_int_equal(d.v[0].line, 1);
+	policy_diags_fini(&d);
+	free(text);
+}
+
+static void test_too_large(void **state)
+{
+	size_t n = (1u << 20) + 1;
+	char *text = malloc(n);
+	struct policy *p = NULL;
+	struct policy_diags d;
+	(void)state;
+	assert_non_null(text);
+	memset(text, '#', n);
+	policy_diags_init(&d);
+	assert_int_equal(policy_load_buffer(text, n, &p, &d), POLICY_ERR_INVALID);
+	assert_int_equal(d.n, 1);
+	assert_non_null(strstr(d.v[0].msg, "larger than 1 MiB"));
+	policy_diags_fini(&d);
+
+	/* The same through a file. */
+	char path[] = "/tmp/portcullis-test-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, n), (ssize_t)n);
+	close(fd);
+	policy_diags_init(&d);
+	assert_int_equal(policy_load_file(path, &p, &d), POLICY_ERR_INVALID);
+	assert_null(p);
+	assert_non_null(strstr(d.v[0].msg, "larger than 1 MiB"));
+	policy_diags_fini(&d);
+	unlink(path);
+	free(text);
+}
+
+static void test_io_error(void **state)
+{
+	struct policy *p = (struct policy *)1;
+	struct policy_diags d;
+	(void)state;
+	policy_diags_init(&d);
+	assert_int_equal(policy_load_file(DATA "does-not-exist.yaml", &p, &d), POLICY_ERR_IO);
+	assert_null(p);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(d.v[0].line, 0);
+	assert_non_null(strstr(d.v[0].msg, "No such file"));
+	policy_diags_fini(&d);
+}
+
+static void check_addr(const struct policy_sockaddr *sa, const char *ip, uint16_t port)
+{
+	struct pc_addr a;
+	bool v6 = strchr(ip, ':') != NULL;
+	int rc = v6 ? addr_parse_ipv6(ip, strlen(ip), &a) : addr_parse_ipv4(ip, strlen(ip), &a);
+	assert_int_equal(rc, ADDR_OK);
+	assert_true(addr_equal(&sa->addr, &a));
+	assert_int_equal(sa->port, port);
+}
+
+static void test_full_policy_accessors(void **state)
+{
+	struct policy *p = NULL;
+	struct policy_diags d;
+	(void)state;
+	policy_diags_init(&d);
+	if (policy_load_file(DATA "full.yaml", &p, &d) != POLICY_OK)
+		dump(&d);
+	assert_non_null(p);
+	assert_int_equal(d.n, 0);
+	policy_diags_fini(&d);
+
+	const struct policy_settings *s = policy_settings(p);
+	assert_int_equal(s->n_listen_proxy, 2);
+	check_addr(&s->listen_proxy[0], "0.0.0.0", 3128);
+	check_addr(&s->listen_proxy[1], "::", 3129);
+	check_addr(&s->listen_admin, "127.0.0.1", 9091);
+	assert_int_equal(s->workers, 4);
+	assert_int_equal(s->n_resolvers, 3);
+	check_addr(&s->resolvers[0], "10.96.0.10", 53);
+	check_addr(&s->resolvers[1], "2001:db8::53", 5353);
+	check_addr(&s->resolvers[2], "2001:db8::54", 53);
+	assert_int_equal(s->resolver_timeout_ms, 2000);
+	assert_int_equal(s->resolver_attempts, 3);
+	assert_int_equal(s->resolver_max_answers, 8);
+	assert_string_equal(s->audit_output, "/var/log/portcullis/audit.json");
+	assert_int_equal(s->max_connections, 5000);
+	assert_int_equal(s->header_timeout_ms, 15000);
+	assert_int_equal(s->max_header_bytes, 16384);
+	assert_int_equal(s->max_headers, 64);
+	assert_int_equal(s->connect_timeout_ms, 3000);
+	assert_int_equal(s->idle_timeout_ms, 600000);
+	assert_int_equal(s->max_lifetime_ms, 7200000);
+	assert_int_equal(s->drain_timeout_ms, 60000);
+	assert_int_equal(s->unknown_source_tier, 1);
+
+	assert_int_equal(policy_tier_count(p), 2);
+	const struct policy_tier *t = policy_tier(p, 0);
+	assert_string_equal(t->name, "standard");
+	assert_int_equal(t->mode, TIER_ENFORCE);
+	assert_false(t->require_sni);
+	assert_false(t->sni_must_match);
+	assert_true(t->allow_ech);
+	assert_int_equal(t->n_tls_ports, 2);
+	assert_int_equal(t->tls_ports[0], 443);
+	assert_int_equal(t->tls_ports[1], 8443);
+	assert_int_equal(t->upload_bytes, 100ULL << 20);
+	assert_int_equal(t->download_bytes, 10ULL << 30);
+	assert_int_equal(t->connections_per_source, 32);
+	assert_int_equal(t->connect_timeout_ms, 2000);
+	assert_int_equal(t->idle_timeout_ms, 60000);
+	assert_int_equal(t->max_lifetime_ms, 1800000);
+
+	t = policy_tier(p, 1);
+	assert_string_equal(t->name, "restricted");
+	assert_int_equal(t->mode, TIER_AUDIT);
+	/* tier defaults */
+	assert_true(t->require_sni);
+	assert_true(t->sni_must_match);
+	assert_false(t->allow_ech);
+	assert_int_equal(t->n_tls_ports, 1);
+	assert_int_equal(t->tls_ports[0], 443);
+	assert_int_equal(t->upload_bytes, 0);
+	assert_int_equal(t->download_bytes, 0);
+	assert_int_equal(t->connections_per_source, 256);
+	assert_int_equal(t->connect_timeout_ms, 0);
+	assert_int_equal(t->idle_timeout_ms, 0);
+	assert_int_equal(t->max_lifetime_ms, 0);
+	assert_null(policy_tier(p, 2));
+
+	assert_int_equal(policy_rule_count(p), 3);
+	/* built-in + 2 blocked_ranges + 1 allow_range */
+	size_t builtin = range_builtin_count();
+	assert_int_equal(policy_range_count(p), builtin + 3);
+
+	/* Strings are the snapshot's own. */
+	struct pc_host h;
+	struct verdict v;
+	assert_int_equal(host_canon("gitlab.example.com", 18, &h), HOST_OK);
+	policy_decide_host(p, 0, &h, 80, &v);
+	assert_true(v.allow);
+	assert_string_equal(v.rule, "gitlab");
+	policy_unref(p);
+}
+
+static void test_defaults(void **state)
+{
+	(void)state;
+	struct policy *p = load_ok(BASE);
+	const struct policy_settings *s = policy_settings(p);
+	assert_int_equal(s->n_listen_proxy, 1);
+	check_addr(&s->listen_proxy[0], "127.0.0.1", 3128);
+	check_addr(&s->listen_admin, "127.0.0.1", 9090);
+	assert_int_equal(s->workers, 0);
+	assert_int_equal(s->n_resolvers, 1);
+	check_addr(&s->resolvers[0], "10.96.0.10", 53);
+	assert_int_equal(s->resolver_timeout_ms, 1500);
+	assert_int_equal(s->resolver_attempts, 2);
+	assert_int_equal(s->resolver_max_answers, 16);
+	assert_string_equal(s->audit_output, "-");
+	assert_int_equal(s->max_connections, 10000);
+	assert_int_equal(s->header_timeout_ms, 10000);
+	assert_int_equal(s->max_header_bytes, 8192);
+	assert_int_equal(s->max_headers, 100);
+	assert_int_equal(s->connect_timeout_ms, 5000);
+	assert_int_equal(s->idle_timeout_ms, 300000);
+	assert_int_equal(s->max_lifetime_ms, 3600000);
+	assert_int_equal(s->drain_timeout_ms, 30000);
+	assert_int_equal(s->unknown_source_tier, -1);
+	assert_int_equal(policy_tier_count(p), 1);
+	const struct policy_tier *t = policy_tier(p, 0);
+	assert_string_equal(t->name, "standard");
+	assert_int_equal(t->mode, TIER_ENFORCE);
+	assert_int_equal(policy_rule_count(p), 1);
+	assert_int_equal(policy_range_count(p), range_builtin_count());
+	policy_unref(p);
+}
+
+static void test_lenient_forms(void **state)
+{
+	(void)state;
+	/* Empty values mean empty collections; a single proxy address may be a string;
+	 * quoted strings are strings; "auto" quoted or not. */
+	struct policy *p =
+	    load_ok(BASE_HEAD "blocked_ranges:\nlisten:\n  proxy: \"[::1]:3128\"\n"
+	                      "  workers: \"auto\"\n"
+	                      "tiers:\n  empty:\n  other:\n    allow:\n    sources:\n");
+	assert_int_equal(policy_tier_count(p), 2);
+	assert_int_equal(policy_rule_count(p), 0);
+	assert_int_equal(policy_settings(p)->workers, 0);
+	policy_unref(p);
+	/* Sources may nest inside one tier. */
+	p = load_ok(BASE_HEAD "tiers:\n  t:\n    sources: [10.0.0.0/8, 10.1.0.0/16]\n");
+	policy_unref(p);
+}
+
+static void test_refcount(void **state)
+{
+	(void)state;
+	struct policy *p = load_ok(BASE);
+	assert_ptr_equal(policy_ref(p), p);
+	assert_ptr_equal(policy_ref(p), p);
+	policy_unref(p);
+	policy_unref(p);
+	/* Still alive: one reference left. */
+	assert_int_equal(policy_tier_count(p), 1);
+	policy_unref(p);
+	policy_unref(NULL);
+	assert_null(policy_ref(NULL));
+}
+
+static void test_diags_append(void **state)
+{
+	struct policy *p = NULL;
+	struct policy_diags d;
+	(void)state;
+	/* A second load appends; fini frees and resets. */
+	policy_diags_init(&d);
+	assert_int_equal(policy_load_buffer("x: 1\n", 5, &p, &d), POLICY_ERR_INVALID);
+	size_t first = d.n;
+	assert_true(first > 0);
+	assert_int_equal(policy_load_buffer("x: 1\n", 5, &p, &d), POLICY_ERR_INVALID);
+	assert_int_equal(d.n, 2 * first);
+	policy_diags_fini(&d);
+	assert_int_equal(d.n, 0);
+	assert_null(d.v);
+	policy_diags_fini(&d);
+	/* NULL diags: still refused. */
+	assert_int_equal(policy_load_buffer("x: 1\n", 5, &p, NULL), POLICY_ERR_INVALID);
+	assert_null(p);
+}
+
+static void test_examples(void **state)
+{
+	struct policy *p = NULL;
+	struct policy_diags d;
+	(void)state;
+	policy_diags_init(&d);
+	if (policy_load_file(EXAMPLES "default.yaml", &p, &d) != POLICY_OK)
+		dump(&d);
+	assert_non_null(p);
+	assert_int_equal(policy_tier_count(p), 1);
+	assert_int_equal(policy_settings(p)->unknown_source_tier, -1);
+	policy_unref(p);
+	assert_int_equal(policy_load_file(EXAMPLES "broken.yaml", &p, &d), POLICY_ERR_INVALID);
+	assert_true(d.n >= 9);
+	policy_diags_fini(&d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_base_is_valid),
+	    cmocka_unit_test(test_error_cases),
+	    cmocka_unit_test(test_every_problem_reported),
+	    cmocka_unit_test(test_diags_capped),
+	    cmocka_unit_test(test_too_large),
+	    cmocka_unit_test(test_io_error),
+	    cmocka_unit_test(test_full_policy_accessors),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_lenient_forms),
+	    cmocka_unit_test(test_refcount),
+	    cmocka_unit_test(test_diags_append),
+	    cmocka_unit_test(test_examples),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
