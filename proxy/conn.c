@@ -73,7 +73,6 @@ struct conn {
 	struct verdict verdict;
 	uint64_t t0_mono, t0_wall, last_active;
 	uint64_t up, down;       /* client→upstream, upstream→client */
-	uint64_t received;       /* request bytes seen before a head was complete */
 	char method[16];
 	struct pc_host host;
 };
@@ -289,7 +288,8 @@ static void conn_refuse(struct conn *c, enum reason why)
 		close(c->ufd);
 		c->ufd = -1;
 	}
-	c->have_request = c->have_request || c->received > 0;
+	/* Every refusal the client is sent has its audit record, even with no request bytes (408). */
+	c->have_request = true;
 	conn_audit(c, why, false);
 	atomic_fetch_add_explicit(&c->w->stats.refused, 1, memory_order_relaxed);
 
@@ -656,11 +656,12 @@ static void request_read_cb(struct bufferevent *bev, void *arg)
 	struct http_limits lim;
 	http_limits_default(&lim);
 	lim.max_head_bytes = s->max_header_bytes;
+	/* One long header (a JWT in Proxy-Authorization) may use the whole head budget. */
+	lim.max_line_bytes = s->max_header_bytes;
 	lim.max_headers = s->max_headers;
 
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len = evbuffer_get_length(in);
-	c->received = len;
 	size_t look = len < lim.max_head_bytes + 1 ? len : lim.max_head_bytes + 1;
 	const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
 	if (p == NULL) {
@@ -682,8 +683,7 @@ static void request_read_cb(struct bufferevent *bev, void *arg)
 static void request_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
-	/* Client went away before a complete request: audit only if it sent something. */
-	c->have_request = c->have_request || c->received > 0;
+	/* The client went away before a complete request: nothing was decided, nothing to audit. */
 	conn_close(c, (what & BEV_EVENT_ERROR) ? R_CLIENT_ERROR : R_CLIENT_CLOSED);
 }
 

@@ -1,0 +1,1210 @@
+"""Shared harness for the portcullis integration tests.
+
+A scenario script does:
+
+    import harness
+    ctx = harness.start(__file__, v4=["198.51.100.10"], v6=["2001:db8::10"])
+    with ctx:
+        ... ctx.case("name") blocks ...
+    # ctx.__exit__ prints the summary, cleans up and exits non-zero on failure
+
+start() re-executes the script inside a private network and mount namespace
+(unshare -n -m; unshare -r -n -m when not root), brings up lo, adds the
+requested addresses to lo and refuses to run if any interface other than lo
+exists.  No packet can leave the machine: the namespace has no route out.
+
+Every process the harness starts gets PR_SET_PDEATHSIG=SIGKILL and is stopped
+by PID on exit.  Every wait has a timeout.
+"""
+import argparse
+import csv
+import ctypes
+import datetime
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+PY = "/usr/bin/python3"
+HERE = os.path.dirname(os.path.abspath(__file__))
+NETNS_MARK = "PORTCULLIS_IT_NETNS"
+
+# Reason code -> HTTP status (the daemon's contract).
+REASON_STATUS = {
+    "unknown_source": 403, "host_not_allowed": 403, "port_not_allowed": 403,
+    "blocked_address": 403, "resolved_to_blocked_range": 403, "invalid_host": 400,
+    "dns_error": 502, "dns_nxdomain": 502, "dns_timeout": 504,
+    "upstream_refused": 502, "upstream_unreachable": 502, "upstream_timeout": 504,
+    "bad_request": 400, "headers_too_large": 431, "request_timeout": 408,
+    "method_not_supported": 501, "version_not_supported": 505,
+    "connection_limit": 503, "shutting_down": 503, "internal_error": 500,
+}
+CLOSE_REASONS = {"client_closed", "upstream_closed", "idle_timeout", "max_lifetime",
+                 "drain_timeout", "client_error", "upstream_error"}
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "ERROR: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer")
+
+
+class CaseFailed(Exception):
+    pass
+
+
+class Prerequisite(Exception):
+    """A tool the suite needs is missing: the case fails, never skips."""
+
+
+def expect(cond, msg):
+    if not cond:
+        raise CaseFailed(msg)
+
+
+def _pdeathsig():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    os.setpgrp()
+
+
+def need(path):
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise Prerequisite("prerequisite missing: %s (CI installs it; install it to run this test)" % path)
+    return path
+
+
+# --------------------------------------------------------------------------
+# Namespace
+# --------------------------------------------------------------------------
+
+def _enter_netns():
+    if os.environ.get(NETNS_MARK) == "1":
+        return
+    unshare = shutil.which("unshare") or "/usr/bin/unshare"
+    if not os.path.exists(unshare):
+        print("not ok - setup: unshare(1) not found; the suite must run in a private network namespace")
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    env = dict(os.environ)
+    env[NETNS_MARK] = "1"
+    flags = ["-n", "-m"] if os.geteuid() == 0 else ["-r", "-n", "-m"]
+    argv = [unshare] + flags + ["--", PY, os.path.abspath(sys.argv[0])] + sys.argv[1:]
+    sys.stdout.flush()
+    os.execve(unshare, argv, env)
+
+
+def _ip(*args):
+    subprocess.run(["ip"] + list(args), check=True, timeout=10,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _setup_lo(v4, v6):
+    # /sys/class/net shows the netns sysfs was mounted in; ask the kernel instead.
+    ifaces = sorted(name for _, name in socket.if_nameindex())
+    if ifaces != ["lo"]:
+        raise RuntimeError("refusing to run: network namespace has interfaces %s besides lo" % ifaces)
+    _ip("link", "set", "lo", "up")
+    for a in v4:
+        _ip("addr", "add", a + "/32", "dev", "lo")
+    for a in v6:
+        _ip("-6", "addr", "add", a + "/128", "dev", "lo", "nodad")
+
+
+# --------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------
+
+class _Case:
+    def __init__(self, ctx, name):
+        self.ctx = ctx
+        self.name = name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is None:
+            self.ctx.ok(self.name)
+        elif issubclass(et, (CaseFailed, Prerequisite)):
+            self.ctx.fail(self.name, str(ev))
+        elif issubclass(et, Exception):
+            last = traceback.extract_tb(tb)[-1]
+            self.ctx.fail(self.name, "%s: %s (at %s:%d)" % (et.__name__, ev,
+                                                           os.path.basename(last.filename), last.lineno))
+        else:
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------
+# Context
+# --------------------------------------------------------------------------
+
+class Context:
+    def __init__(self, args, script):
+        self.args = args
+        self.script = os.path.basename(script)
+        self.passed = 0
+        self.failed = 0
+        self.procs = []       # (name, Popen) in start order
+        self.cleanups = []    # callables, run in reverse
+        self.tmp = tempfile.mkdtemp(prefix="portcullis-it-")
+        self.binary = args.portcullis
+        self.srcdir = args.srcdir
+        self.ecs = EcsFields(args.fields)
+        self._certs = None
+        self.proxies = []
+
+    # results
+    def ok(self, name):
+        self.passed += 1
+        print("ok - %s" % name, flush=True)
+
+    def fail(self, name, why):
+        self.failed += 1
+        why = " ".join(str(why).split())
+        print("not ok - %s: %s" % (name, why), flush=True)
+
+    def case(self, name):
+        return _Case(self, name)
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    # processes
+    def spawn(self, name, argv, stdout=None, stderr=None, **kw):
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                             stdout=stdout or subprocess.DEVNULL,
+                             stderr=stderr or subprocess.DEVNULL,
+                             preexec_fn=_pdeathsig, **kw)
+        self.procs.append((name, p))
+        return p
+
+    def stop_proc(self, p, sig=signal.SIGTERM, timeout=5.0):
+        """Signal one of our processes by PID and reap it; SIGKILL after timeout."""
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait(timeout=5)
+        return p.returncode
+
+    def certs(self):
+        if self._certs is None:
+            self._certs = make_certs(self.path("certs"))
+        return self._certs
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is not None and not issubclass(et, SystemExit):
+            self.fail("scenario", "unexpected %s: %s" % (et.__name__, ev))
+            traceback.print_exception(et, ev, tb, file=sys.stdout)
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001
+                print("# cleanup error: %s" % e)
+        for _, p in reversed(self.procs):
+            try:
+                self.stop_proc(p, timeout=3)
+            except Exception:  # noqa: BLE001
+                pass
+        if self.failed:
+            for px in self.proxies:
+                tail = px.stderr_text()[-3000:]
+                if tail:
+                    print("# --- %s stderr (tail) ---" % px.name)
+                    for line in tail.splitlines():
+                        print("# " + line)
+        if self.args.keep:
+            print("# kept %s" % self.tmp)
+        else:
+            for _ in range(5):
+                try:
+                    shutil.rmtree(self.tmp)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as e:
+                    err = e
+                    time.sleep(0.2)
+            else:
+                print("# could not remove %s: %s" % (self.tmp, err))
+        print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
+        sys.exit(1 if self.failed or self.passed == 0 else 0)
+
+    # common end-of-scenario checks
+    def final_checks(self, audits, forbidden_text=()):
+        """Stop every proxy (SIGTERM -> exit 0), then check every audit file."""
+        for px in list(self.proxies):
+            if px.proc is None:
+                continue
+            if px.proc.poll() is None:
+                with self.case("%s: SIGTERM -> exit 0 within 5s, no sanitizer report" % px.name):
+                    t0 = time.monotonic()
+                    rc = px.stop(timeout=5)
+                    expect(rc == 0, "exit status %s %.1fs after SIGTERM, want 0" % (rc, time.monotonic() - t0))
+                    rep = px.sanitizer_report()
+                    expect(not rep, "sanitizer report on stderr: %s" % rep)
+            else:
+                # already stopped by the scenario, which checked its exit status
+                with self.case("%s: no sanitizer report" % px.name):
+                    rep = px.sanitizer_report()
+                    expect(not rep, "sanitizer report on stderr: %s" % rep)
+        for px in list(self.proxies):
+            if px.proc is None:
+                continue
+            with self.case("%s: operational log on stderr is JSON lines" % px.name):
+                bad = []
+                for ln in px.stderr_text().splitlines():
+                    if not ln.strip():
+                        continue
+                    try:
+                        ok = isinstance(json.loads(ln), dict)
+                    except ValueError:
+                        ok = False
+                    if not ok:
+                        bad.append(ln)
+                expect(not bad, "%d non-JSON stderr lines, e.g. %r" % (len(bad), bad[:2]))
+        for a in audits:
+            schema, semantic = a.validate(forbidden_text)
+            with self.case("audit %s: every record is valid ECS, whole lines, no secrets" % a.name):
+                expect(a.records(), "audit file %s holds no record" % a.path)
+                expect(not schema, "; ".join(schema[:8]))
+            with self.case("audit %s: denied records carry a refusal reason and its status, "
+                           "tunnel records a close reason" % a.name):
+                expect(not semantic, "%d problems: %s" % (len(semantic), "; ".join(semantic[:4])))
+
+
+def start(script, v4=(), v6=()):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--portcullis", default=os.environ.get("PORTCULLIS", ""))
+    ap.add_argument("--srcdir", default=os.path.normpath(os.path.join(HERE, "..", "..")))
+    ap.add_argument("--fields", default=os.path.join(HERE, "ecs", "fields.csv"))
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = ap.parse_args()
+    _enter_netns()
+    try:
+        _setup_lo(list(v4), list(v6))
+    except Exception as e:  # noqa: BLE001
+        print("not ok - setup: namespace: %s" % e)
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    if not args.portcullis or not os.access(args.portcullis, os.X_OK):
+        print("not ok - setup: portcullis binary not found (--portcullis %r)" % args.portcullis)
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    args.portcullis = os.path.abspath(args.portcullis)
+    print("# %s in a private netns, pid %d" % (os.path.basename(script), os.getpid()), flush=True)
+    return Context(args, script)
+
+
+def wait_until(fn, timeout, interval=0.05):
+    """Poll fn() until it returns a truthy value or timeout; returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+def port_open(host, port, timeout=0.2):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+# --------------------------------------------------------------------------
+# Certificates (made at run time with the openssl CLI; no key is committed)
+# --------------------------------------------------------------------------
+
+LEAF_DNS = ["allowed.example", "*.wild.example", "other.example", "v6only.example",
+            "good.example", "mixed.example", "localhost"]
+LEAF_IPS = ["198.51.100.10", "2001:db8::10"]
+
+
+def make_certs(d):
+    openssl = need(shutil.which("openssl") or "/usr/bin/openssl")
+    os.makedirs(d, exist_ok=True)
+    ca_key, ca, key, csr, leaf = (os.path.join(d, n) for n in
+                                  ("ca.key", "ca.pem", "leaf.key", "leaf.csr", "leaf.pem"))
+    ext = os.path.join(d, "leaf.ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=critical,CA:FALSE\n"
+                "keyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=serverAuth\n"
+                "subjectAltName=%s\n" % ",".join(["DNS:" + n for n in LEAF_DNS] +
+                                                  ["IP:" + i for i in LEAF_IPS]))
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = lambda *a: subprocess.run([openssl] + list(a), check=True, timeout=30,  # noqa: E731
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run("req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+        "-subj", "/CN=portcullis integration test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", "-new", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=allowed.example")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-days", "2", "-out", leaf, "-extfile", ext)
+    return {"ca": ca, "cert": leaf, "key": key}
+
+
+# --------------------------------------------------------------------------
+# Policy
+# --------------------------------------------------------------------------
+
+def _yaml_scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return json.dumps(str(v))
+
+
+def to_yaml(obj, indent=0):
+    """A small block-style YAML emitter for dicts / lists / scalars."""
+    pad = "  " * indent
+    out = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, dict) and v:
+                out.append("%s%s:" % (pad, k))
+                out.append(to_yaml(v, indent + 1))
+            elif isinstance(v, list) and v and isinstance(v[0], dict):
+                out.append("%s%s:" % (pad, k))
+                out.append(to_yaml(v, indent + 1))
+            elif isinstance(v, list):
+                out.append("%s%s: [%s]" % (pad, k, ", ".join(_yaml_scalar(x) for x in v)))
+            elif isinstance(v, dict):
+                out.append("%s%s: {}" % (pad, k))
+            else:
+                out.append("%s%s: %s" % (pad, k, _yaml_scalar(v)))
+    elif isinstance(obj, list):
+        for item in obj:
+            body = to_yaml(item, indent + 1).splitlines()
+            first = body[0].strip()
+            out.append("%s- %s" % (pad, first))
+            out.extend(body[1:])
+    return "\n".join(out)
+
+
+def _merge(a, b):
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(a.get(k), dict):
+            _merge(a[k], v)
+        else:
+            a[k] = v
+    return a
+
+
+def base_policy(audit_path, tiers, proxy_port=3128, admin_port=9090, **over):
+    pol = {
+        "version": 1,
+        "listen": {"proxy": "127.0.0.1:%d" % proxy_port, "admin": "127.0.0.1:%d" % admin_port,
+                   "workers": 2},
+        "resolver": {"servers": ["127.0.0.53:53"], "timeout": "1s", "attempts": 1},
+        "audit": {"output": audit_path},
+        "limits": {"header_timeout": "2s"},
+        "timeouts": {"connect": "1s", "idle": "5m", "drain": "3s"},
+        "identity": {"unknown_source": "deny"},
+        "tiers": tiers,
+    }
+    return _merge(pol, over)
+
+
+# --------------------------------------------------------------------------
+# The daemon
+# --------------------------------------------------------------------------
+
+def daemon_env():
+    env = {k: v for k, v in os.environ.items()
+           if not k.lower().endswith("_proxy") and k != NETNS_MARK}
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=86")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=87")
+    return env
+
+
+class Proxy:
+    """One portcullis process with its own policy, audit file and logs."""
+
+    def __init__(self, ctx, name, tiers, proxy_port=3128, admin_port=9090, **over):
+        self.ctx = ctx
+        self.name = name
+        self.port = proxy_port
+        self.audit_path = ctx.path("%s-audit.log" % name)
+        self.policy_path = ctx.path("%s-policy.yaml" % name)
+        self.stderr_path = ctx.path("%s-stderr.log" % name)
+        self.stdout_path = ctx.path("%s-stdout.log" % name)
+        self.policy = base_policy(self.audit_path, tiers, proxy_port, admin_port, **over)
+        with open(self.policy_path, "w") as f:
+            f.write(to_yaml(self.policy) + "\n")
+        self.audit = Audit(self.audit_path, ctx.ecs, name)
+        self.proc = None
+        self.start_error = None
+        ctx.proxies.append(self)
+
+    def start(self, timeout=10.0):
+        """Start and wait until the proxy port accepts (<= timeout).  Returns self;
+        on failure start_error says why and every later request fails on its own."""
+        out = open(self.stdout_path, "ab")
+        err = open(self.stderr_path, "ab")
+        self.proc = self.ctx.spawn(self.name, [self.ctx.binary, "-c", self.policy_path],
+                                   stdout=out, stderr=err, env=daemon_env())
+        out.close()
+        err.close()
+        ok = wait_until(lambda: self.proc.poll() is not None or port_open("127.0.0.1", self.port),
+                        timeout)
+        if self.proc.poll() is not None:
+            self.start_error = "exited with %s at start-up: %s" % (
+                self.proc.returncode, self.stderr_text()[-400:])
+        elif not ok:
+            self.start_error = "proxy port 127.0.0.1:%d not accepting after %.0fs" % (self.port, timeout)
+        if self.start_error:
+            print("# %s: %s" % (self.name, self.start_error), flush=True)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        if self.proc is None:
+            return None
+        return self.ctx.stop_proc(self.proc, sig, timeout)
+
+    def stderr_text(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def sanitizer_report(self):
+        t = self.stderr_text()
+        for m in SANITIZER_MARKERS:
+            i = t.find(m)
+            if i >= 0:
+                return t[max(0, i - 200):i + 600]
+        return ""
+
+
+# --------------------------------------------------------------------------
+# Clients
+# --------------------------------------------------------------------------
+
+class Reply:
+    def __init__(self):
+        self.raw = b""
+        self.status = None
+        self.status_line = ""
+        self.headers = []
+        self.body = b""
+        self.closed = False
+        self.leftover = b""
+        self.sock = None
+        self.src_port = None
+        self.elapsed = None
+        self.error = None
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def headers_named(self, name):
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    @property
+    def proxy_status(self):
+        v = self.header("Proxy-Status") or ""
+        m = re.search(r'details="([^"]*)"', v)
+        e = re.search(r'error=([A-Za-z0-9_.-]+)', v)
+        return {"raw": v, "details": m.group(1) if m else None, "error": e.group(1) if e else None}
+
+    @property
+    def reason(self):
+        return self.proxy_status["details"]
+
+    def describe(self):
+        if self.error:
+            return self.error
+        return "got %r (Proxy-Status %r)" % (self.status_line or self.raw[:80], self.header("Proxy-Status"))
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def _parse_head(head):
+    lines = head.decode("latin-1").split("\r\n")
+    status_line = lines[0]
+    m = re.match(r"HTTP/\d\.\d (\d{3})(?: (.*))?$", status_line)
+    hdrs = []
+    for ln in lines[1:]:
+        if not ln:
+            continue
+        k, _, v = ln.partition(":")
+        hdrs.append((k.strip(), v.strip()))
+    return status_line, (int(m.group(1)) if m else None), hdrs
+
+
+_NEXT_PORT = [11000]
+
+
+def next_src_port():
+    """Source ports are handed out from a counter below the ephemeral range, so an
+    audit record's source.port names exactly one client connection of a scenario."""
+    _NEXT_PORT[0] += 1
+    if _NEXT_PORT[0] > 32000:
+        _NEXT_PORT[0] = 11001
+    return _NEXT_PORT[0]
+
+
+def bound_socket(src, family=socket.AF_INET):
+    """A TCP socket bound to (src, a fresh port from next_src_port())."""
+    for _ in range(200):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((src, next_src_port()))
+            return s
+        except OSError:
+            s.close()
+    raise RuntimeError("no free source port on %s" % src)
+
+
+def send_raw(data, src="127.0.0.2", proxy=("127.0.0.1", 3128), timeout=8.0, chunks=None,
+             chunk_delay=0.0):
+    """Open a connection from src, send data (or chunks with a delay), read the reply head.
+    On 200 the socket stays open in reply.sock; otherwise the body is read to EOF."""
+    r = Reply()
+    t0 = time.monotonic()
+    s = bound_socket(src)
+    s.settimeout(timeout)
+    try:
+        r.src_port = s.getsockname()[1]
+        s.connect(proxy)
+    except OSError as e:
+        s.close()
+        r.error = "connect to proxy %s:%d from %s failed: %s" % (proxy[0], proxy[1], src, e)
+        return r
+    deadline = t0 + timeout
+    try:
+        if chunks is None:
+            s.sendall(data)
+        else:
+            for c in chunks:
+                s.sendall(c)
+                time.sleep(chunk_delay)
+    except OSError as e:
+        r.error = "send failed after %.2fs: %s" % (time.monotonic() - t0, e)
+    buf = b""
+    try:
+        while b"\r\n\r\n" not in buf and len(buf) < 65536:
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            d = s.recv(65536)
+            if not d:
+                r.closed = True
+                break
+            buf += d
+    except socket.timeout:
+        r.error = (r.error or "") + "no complete reply head within %.1fs (got %r)" % (timeout, buf[:120])
+    except OSError as e:
+        r.error = (r.error or "") + "recv: %s (got %r)" % (e, buf[:120])
+        r.closed = True
+    r.raw = buf
+    i = buf.find(b"\r\n\r\n")
+    if i >= 0:
+        r.error = None
+        r.status_line, r.status, r.headers = _parse_head(buf[:i])
+        rest = buf[i + 4:]
+        if r.status == 200:
+            r.leftover = rest
+            r.sock = s
+            s.settimeout(timeout)
+            r.elapsed = time.monotonic() - t0
+            return r
+        body = rest
+        if not r.closed:
+            try:
+                while len(body) < 1 << 20:
+                    s.settimeout(max(0.05, deadline - time.monotonic()))
+                    d = s.recv(65536)
+                    if not d:
+                        r.closed = True
+                        break
+                    body += d
+            except socket.timeout:
+                pass
+            except OSError:
+                r.closed = True
+        r.body = body
+    elif not r.error:
+        r.error = "connection closed without a reply head (got %r)" % buf[:120]
+    r.elapsed = time.monotonic() - t0
+    s.close()
+    return r
+
+
+def connect(target, src="127.0.0.2", proxy_port=3128, headers=(), version="HTTP/1.1", timeout=8.0,
+            host_header=True):
+    head = "CONNECT %s %s\r\n" % (target, version)
+    if host_header:
+        head += "Host: %s\r\n" % target
+    for h in headers:
+        head += h + "\r\n"
+    head += "\r\n"
+    return send_raw(head.encode("latin-1"), src=src, proxy=("127.0.0.1", proxy_port), timeout=timeout)
+
+
+def expect_refusal(reply, status, reasons, audit=None, ruleset=None):
+    """A refusal: the status, a Proxy-Status naming one of reasons, Connection: close,
+    a short body, the connection closed; and, when audit is given, exactly one
+    denied audit record for this connection with that reason and status."""
+    if isinstance(reasons, str):
+        reasons = (reasons,)
+    expect(reply.status is not None, reply.describe())
+    expect(reply.status == status and reply.reason in reasons,
+           "want %d %s, %s" % (status, "/".join(reasons), reply.describe()))
+    ps = reply.proxy_status
+    expect(ps["raw"].startswith("portcullis") and ps["error"],
+           "Proxy-Status %r lacks 'portcullis; error=...'" % ps["raw"])
+    conn = (reply.header("Connection") or "").lower()
+    expect("close" in conn, "no 'Connection: close' header (headers %r)" % reply.headers)
+    expect(0 < len(reply.body) <= 4096, "want a short text body, got %d bytes" % len(reply.body))
+    cl = reply.header("Content-Length")
+    if cl is not None:
+        expect(cl.isdigit() and int(cl) == len(reply.body),
+               "Content-Length %s but body has %d bytes" % (cl, len(reply.body)))
+    expect(reply.closed, "proxy did not close the connection after the refusal")
+    if audit is not None:
+        rec = audit.wait_one(lambda r: get(r, "source.port") == reply.src_port, timeout=5)
+        expect(rec is not None, "no audit record with source.port %s" % reply.src_port)
+        check_denied_record(rec, reply.reason, status)
+        if ruleset is not None:
+            expect(get(rec, "rule.ruleset") == ruleset,
+                   "audit rule.ruleset %r, want %r" % (get(rec, "rule.ruleset"), ruleset))
+        return rec
+    return None
+
+
+def any_refusal(reply, allowed, audit=None):
+    """reply must be one of allowed [(status, reason), ...] with the refusal shape."""
+    expect(reply.status is not None, reply.describe())
+    pairs = [(s, r) for s, r in allowed if s == reply.status and r == reply.reason]
+    expect(pairs, "want one of %s, %s" % (
+        ", ".join("%d %s" % p for p in allowed), reply.describe()))
+    return expect_refusal(reply, reply.status, reply.reason, audit=audit)
+
+
+def recv_exact(sock, n, timeout=10.0):
+    sock.settimeout(timeout)
+    buf = b""
+    while len(buf) < n:
+        d = sock.recv(n - len(buf))
+        if not d:
+            break
+        buf += d
+    return buf
+
+
+def recv_line(sock, leftover=b"", timeout=10.0, limit=4096):
+    sock.settimeout(timeout)
+    buf = leftover
+    while b"\n" not in buf and len(buf) < limit:
+        d = sock.recv(4096)
+        if not d:
+            break
+        buf += d
+    return buf
+
+
+def recv_to_eof(sock, timeout=10.0, limit=1 << 30):
+    sock.settimeout(timeout)
+    h = hashlib.sha256()
+    n = 0
+    head = b""
+    while n < limit:
+        d = sock.recv(1 << 20)
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+        if len(head) < 4096:
+            head += d[:4096 - len(head)]
+    return n, h.hexdigest(), head
+
+
+def say(target, text="ping", src="127.0.0.2", proxy_port=3128):
+    """CONNECT to a multi-mode upstream, send 'SAY text', return (reply, answer or None)."""
+    r = connect(target, src=src, proxy_port=proxy_port)
+    if r.status != 200:
+        return r, None
+    try:
+        r.sock.sendall(b"SAY %s\n" % text.encode())
+        ans = recv_line(r.sock, r.leftover)
+    except OSError as e:
+        ans = ("error: %s" % e).encode()
+    r.close()
+    return r, ans
+
+
+def expect_served(target="allowed.example:8080", src="127.0.0.2", proxy_port=3128, what=""):
+    token = "alive-%d" % int(time.monotonic() * 1000)
+    r, ans = say(target, token, src, proxy_port)
+    expect(r.status == 200, "%sCONNECT %s not served: %s" % (what, target, r.describe()))
+    expect(ans == (token + "\n").encode(), "%stunnel answer %r, want %r" % (what, ans, token))
+
+
+def curl(args, timeout=20):
+    exe = need(shutil.which("curl") or "/usr/bin/curl")
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    port = next_src_port()
+    argv = [exe, "-q", "-sS", "--max-time", str(timeout - 5), "--local-port", "%d-%d" % (port, port + 20),
+            "-w", "\n%{http_code} %{http_connect} %{local_port}"] + list(args)
+    _NEXT_PORT[0] += 20
+    p = subprocess.run(argv, capture_output=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+                       preexec_fn=_pdeathsig)
+    out = p.stdout.decode("utf-8", "replace")
+    body, _, tail = out.rpartition("\n")
+    parts = tail.split()
+    code, connect_code, lport = (parts + ["", "", ""])[:3]
+    return {"rc": p.returncode, "body": body, "code": code, "connect": connect_code,
+            "local_port": int(lport) if lport.isdigit() else None,
+            "stderr": p.stderr.decode("utf-8", "replace").strip()}
+
+
+# --------------------------------------------------------------------------
+# Upstream servers (upstreams.py in its own process)
+# --------------------------------------------------------------------------
+
+class Upstreams:
+    def __init__(self, ctx, specs, name="upstreams"):
+        self.ctx = ctx
+        self.name = name
+        self.spec_path = ctx.path("%s.json" % name)
+        self.events_path = ctx.path("%s-events.jsonl" % name)
+        certs = None
+        for s in specs:
+            s.setdefault("role", "upstream")
+            s.setdefault("kind", "tcp")
+            if s["kind"] == "tls":
+                certs = certs or ctx.certs()
+                s.setdefault("cert", certs["cert"])
+                s.setdefault("key", certs["key"])
+        self.specs = specs
+        with open(self.spec_path, "w") as f:
+            json.dump(specs, f)
+        err = open(ctx.path("%s-stderr.log" % name), "ab")
+        self.proc = ctx.spawn(name, [PY, os.path.join(HERE, "upstreams.py"), self.spec_path,
+                                     self.events_path], stderr=err)
+        err.close()
+        ok = wait_until(lambda: self.proc.poll() is not None or
+                        any(e["event"] == "ready" for e in self.events()), 10)
+        if self.proc.poll() is not None or not ok:
+            with open(ctx.path("%s-stderr.log" % name), "rb") as f:
+                raise RuntimeError("upstream servers did not start: %s" % f.read()[-600:])
+
+    def events(self):
+        try:
+            with open(self.events_path) as f:
+                return [json.loads(ln) for ln in f if ln.strip()]
+        except OSError:
+            return []
+
+    def accepts(self, listener=None, role=None):
+        return [e for e in self.events() if e["event"] == "accept"
+                and (listener is None or e["listener"] == listener)
+                and (role is None or e["role"] == role)]
+
+    def closes(self, listener=None):
+        return [e for e in self.events() if e["event"] == "close"
+                and (listener is None or e["listener"] == listener)]
+
+    def udp(self, listener=None):
+        return [e for e in self.events() if e["event"] == "udp"
+                and (listener is None or e["listener"] == listener)]
+
+    def wait_close(self, pred, timeout=10):
+        return wait_until(lambda: next((e for e in self.closes() if pred(e)), None), timeout)
+
+
+# --------------------------------------------------------------------------
+# dnsmasq
+# --------------------------------------------------------------------------
+
+DNSMASQ = "/usr/sbin/dnsmasq"
+
+
+class Dnsmasq:
+    """dnsmasq answering only from --host-record/--local data, logging every query."""
+
+    def __init__(self, ctx, listen, records, name="dnsmasq", local=("example", "test"), extra=()):
+        need(DNSMASQ)
+        self.ctx = ctx
+        self.listen = listen
+        self.log = ctx.path("%s.log" % name)
+        argv = [DNSMASQ, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
+                "--bind-interfaces", "--listen-address=%s" % listen, "--port=53",
+                "--except-interface=nonexistent0", "--user=root", "--pid-file=",
+                "--cache-size=0", "--log-queries", "--log-facility=%s" % self.log,
+                "--host-record=probe.portcullis-it,192.0.2.1"]
+        argv += ["--local=/%s/" % d for d in local]
+        argv += ["--host-record=%s,%s" % (n, a) for n, a in records]
+        argv += list(extra)
+        err = open(ctx.path("%s-stderr.log" % name), "ab")
+        self.proc = ctx.spawn(name, argv, stderr=err)
+        err.close()
+
+        def probe():
+            if self.proc.poll() is not None:
+                return True
+            try:
+                return dns_query(listen, "probe.portcullis-it", 1, timeout=0.3)[1] == ["192.0.2.1"]
+            except OSError:
+                return False
+        wait_until(probe, 10)
+        if self.proc.poll() is not None or not probe():
+            with open(ctx.path("%s-stderr.log" % name), "rb") as f:
+                raise RuntimeError("dnsmasq on %s did not start: %s" % (listen, f.read()[-600:]))
+
+    def queries(self):
+        """[(qtype, name, from)] for every query logged, the readiness probe excluded."""
+        out = []
+        try:
+            with open(self.log, errors="replace") as f:
+                for ln in f:
+                    m = re.search(r"query\[(\w+)\] (\S+) from (\S+)", ln)
+                    if m and m.group(2) != "probe.portcullis-it":
+                        out.append(m.groups())
+        except OSError:
+            pass
+        return out
+
+
+def dns_query(server, name, qtype, port=53, timeout=1.0):
+    """Minimal stub resolver for probes: (rcode, [addresses])."""
+    tid = struct.unpack(">H", os.urandom(2))[0]
+    q = struct.pack(">HHHHHH", tid, 0x0100, 1, 0, 0, 0)
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\0" + struct.pack(">HH", qtype, 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        s.sendto(q, (server, port))
+        r = s.recv(4096)
+    finally:
+        s.close()
+    flags, qd, an = struct.unpack(">HHH", r[2:8])
+    off = 12
+
+    def skip(o):
+        while True:
+            n = r[o]
+            if n == 0:
+                return o + 1
+            if n & 0xC0 == 0xC0:
+                return o + 2
+            o += 1 + n
+    for _ in range(qd):
+        off = skip(off) + 4
+    out = []
+    for _ in range(an):
+        off = skip(off)
+        t, _c, _ttl, rdl = struct.unpack(">HHIH", r[off:off + 10])
+        off += 10
+        rd = r[off:off + rdl]
+        off += rdl
+        if t == 1:
+            out.append(socket.inet_ntop(socket.AF_INET, rd))
+        elif t == 28:
+            out.append(socket.inet_ntop(socket.AF_INET6, rd))
+    return flags & 0xF, out
+
+
+# --------------------------------------------------------------------------
+# Audit records and the ECS checker
+# --------------------------------------------------------------------------
+
+STRING_TYPES = {"keyword", "constant_keyword", "wildcard", "match_only_text", "text", "ip", "date",
+                "version"}
+INT_TYPES = {"long", "integer", "short", "byte", "unsigned_long"}
+FLOAT_TYPES = {"float", "double", "scaled_float", "half_float"}
+OBJECT_TYPES = {"object", "flattened", "nested"}
+
+
+class EcsFields:
+    def __init__(self, path):
+        self.path = path
+        self.types = {}
+        self.error = None
+        try:
+            with open(path, newline="") as f:
+                for row in csv.DictReader(f):
+                    self.types[row["Field"]] = (row["Type"], row.get("Normalization", ""))
+        except OSError as e:
+            self.error = "cannot read ECS field list %s: %s" % (path, e)
+        if not self.error and "@timestamp" not in self.types:
+            self.error = "ECS field list %s has no @timestamp row" % path
+
+    def check_value(self, path, v):
+        """Problems with one leaf value at a dotted path."""
+        if path.startswith("labels."):
+            if path.count(".") != 1:
+                return ["%s: labels must be flat key/value pairs" % path]
+            if not isinstance(v, (str, bool, int, float)) or v is None:
+                return ["%s: label value %r is not a scalar" % (path, v)]
+            return []
+        if path not in self.types:
+            return ["%s: not an ECS 9.4 field" % path]
+        typ, _norm = self.types[path]
+        vals = v if isinstance(v, list) else [v]
+        if isinstance(v, list):
+            if typ not in STRING_TYPES:
+                return ["%s: array for a %s field" % (path, typ)]
+            if not v:
+                return ["%s: empty array" % path]
+        probs = []
+        for x in vals:
+            if typ in STRING_TYPES:
+                if not isinstance(x, str):
+                    probs.append("%s: %s field holds %s %r" % (path, typ, type(x).__name__, x))
+                elif typ == "ip":
+                    try:
+                        ipaddress.ip_address(x)
+                    except ValueError:
+                        probs.append("%s: %r is not an IP address" % (path, x))
+                elif typ == "date":
+                    try:
+                        datetime.datetime.fromisoformat(x.replace("Z", "+00:00"))
+                    except ValueError:
+                        probs.append("%s: %r is not an ISO 8601 date" % (path, x))
+            elif typ in INT_TYPES:
+                if not isinstance(x, int) or isinstance(x, bool):
+                    probs.append("%s: %s field holds %s %r" % (path, typ, type(x).__name__, x))
+            elif typ in FLOAT_TYPES:
+                if not isinstance(x, (int, float)) or isinstance(x, bool):
+                    probs.append("%s: %s field holds %s %r" % (path, typ, type(x).__name__, x))
+            elif typ == "boolean":
+                if not isinstance(x, bool):
+                    probs.append("%s: boolean field holds %r" % (path, x))
+            elif typ in OBJECT_TYPES:
+                probs.append("%s: %s field holds a scalar %r" % (path, typ, x))
+            else:
+                probs.append("%s: unhandled ECS type %s" % (path, typ))
+        return probs
+
+
+def flatten(rec, prefix=""):
+    """{dotted.path: leaf} for a nested record.  Keys with dots inside are reported."""
+    out = {}
+    for k, v in rec.items():
+        p = prefix + k
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, p + "."))
+        else:
+            out[p] = v
+    return out
+
+
+def get(rec, path):
+    cur = rec
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def as_list(v):
+    return v if isinstance(v, list) else ([] if v is None else [v])
+
+
+REQUIRED_ALWAYS = ("@timestamp", "ecs.version", "event.kind", "event.category", "event.type",
+                   "event.action", "event.outcome", "event.reason", "source.ip", "source.port",
+                   "observer.product", "observer.hostname")
+
+
+def check_denied_record(rec, reason, status):
+    """A refusal record: denied, failure, reason and status as the client saw."""
+    missing = [p for p in REQUIRED_ALWAYS if get(rec, p) is None]
+    expect(not missing, "audit refusal record lacks %s: %s" % (missing, json.dumps(rec)[:400]))
+    types = as_list(get(rec, "event.type"))
+    expect("denied" in types, "audit event.type %r lacks 'denied'" % types)
+    expect(get(rec, "event.outcome") == "failure", "audit event.outcome %r, want failure" %
+           get(rec, "event.outcome"))
+    expect(get(rec, "event.reason") == reason, "audit event.reason %r, client saw %r" %
+           (get(rec, "event.reason"), reason))
+    expect(get(rec, "http.response.status_code") == status,
+           "audit http.response.status_code %r, client saw %r" % (get(rec, "http.response.status_code"), status))
+
+
+def check_tunnel_record(rec):
+    need_paths = REQUIRED_ALWAYS + ("destination.ip", "destination.port", "source.bytes",
+                                    "destination.bytes", "event.duration", "rule.ruleset",
+                                    "http.request.method")
+    missing = [p for p in need_paths if get(rec, p) is None]
+    expect(not missing, "audit tunnel record lacks %s: %s" % (missing, json.dumps(rec)[:400]))
+    types = as_list(get(rec, "event.type"))
+    expect("allowed" in types and "end" in types, "audit event.type %r lacks allowed+end" % types)
+    expect(get(rec, "event.outcome") == "success", "audit event.outcome %r, want success" %
+           get(rec, "event.outcome"))
+    expect(get(rec, "event.reason") in CLOSE_REASONS, "audit event.reason %r is not a close reason" %
+           get(rec, "event.reason"))
+    expect(get(rec, "http.request.method") == "CONNECT", "http.request.method %r" %
+           get(rec, "http.request.method"))
+
+
+class Audit:
+    def __init__(self, path, ecs, name):
+        self.path = path
+        self.ecs = ecs
+        self.name = name
+
+    def lines(self):
+        try:
+            with open(self.path, "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
+
+    def records(self):
+        out = []
+        for ln in self.lines().split(b"\n"):
+            if not ln.strip():
+                continue
+            try:
+                r = json.loads(ln)
+            except ValueError:
+                continue
+            if isinstance(r, dict):
+                out.append(r)
+        return out
+
+    def find(self, pred):
+        return [r for r in self.records() if pred(r)]
+
+    def wait_one(self, pred, timeout=5.0):
+        """The single record matching pred, waiting up to timeout; None if none.
+        Raises CaseFailed if more than one matches."""
+        found = wait_until(lambda: self.find(pred), timeout)
+        if not found:
+            return None
+        time.sleep(0.05)
+        found = self.find(pred)
+        expect(len(found) == 1, "%d audit records match, want exactly one: %s" %
+               (len(found), [json.dumps(x)[:200] for x in found]))
+        return found[0]
+
+    def by_port(self, port, timeout=5.0):
+        return self.wait_one(lambda r: get(r, "source.port") == port, timeout)
+
+    def validate(self, forbidden_text=()):
+        """Every line is one whole JSON object whose every key is an ECS 9.4 field of the
+        right JSON type; no secrets; no query strings; no partial last line.
+        Returns (schema problems, semantic problems): the second list is about the
+        record kinds of the contract (refusal: denied + refusal reason + its status;
+        tunnel: allowed + end + close reason)."""
+        probs = []
+        sem = []
+        if self.ecs.error:
+            return [self.ecs.error], []
+        data = self.lines()
+        if data and not data.endswith(b"\n"):
+            probs.append("file does not end with a newline (split record?)")
+        for i, ln in enumerate(data.split(b"\n"), 1):
+            if not ln.strip():
+                continue
+            try:
+                rec = json.loads(ln)
+            except ValueError as e:
+                probs.append("line %d is not one JSON object (%s): %r" % (i, e, ln[:120]))
+                continue
+            if not isinstance(rec, dict):
+                probs.append("line %d is not a JSON object" % i)
+                continue
+            for k in _all_keys(rec):
+                if "." in k and not k.startswith("labels."):
+                    probs.append("line %d: dotted key %r (records use nested objects)" % (i, k))
+            flat = flatten(rec)
+            for p, v in flat.items():
+                for pr in self.ecs.check_value(p, v):
+                    probs.append("line %d: %s" % (i, pr))
+            for p in REQUIRED_ALWAYS:
+                if p not in flat:
+                    probs.append("line %d: lacks %s" % (i, p))
+            if flat.get("observer.product") not in (None, "portcullis"):
+                probs.append("line %d: observer.product %r" % (i, flat.get("observer.product")))
+            if "url.query" in flat:
+                probs.append("line %d: url.query present" % i)
+            for p, v in flat.items():
+                if p.startswith("url.") and isinstance(v, str) and "?" in v:
+                    probs.append("line %d: %s carries a query string %r" % (i, p, v))
+            low = ln.lower()
+            if b"proxy-authorization" in low:
+                probs.append("line %d mentions Proxy-Authorization" % i)
+            for t in forbidden_text:
+                if t.encode().lower() in low:
+                    probs.append("line %d contains forbidden text %r" % (i, t))
+            reason = flat.get("event.reason")
+            types = as_list(flat.get("event.type"))
+            if "denied" in types:
+                st = REASON_STATUS.get(reason)
+                if st is None:
+                    sem.append("line %d (source.port %s): event.type denied with %r, which is not a "
+                               "refusal reason (http.response.status_code %r)" %
+                               (i, flat.get("source.port"), reason, flat.get("http.response.status_code")))
+                elif flat.get("http.response.status_code") != st:
+                    sem.append("line %d: reason %s with status %r, want %d" %
+                               (i, reason, flat.get("http.response.status_code"), st))
+                if flat.get("event.outcome") != "failure":
+                    sem.append("line %d: denied with outcome %r" % (i, flat.get("event.outcome")))
+            elif "end" in types:
+                if reason not in CLOSE_REASONS:
+                    sem.append("line %d: tunnel end with reason %r" % (i, reason))
+                if flat.get("event.outcome") != "success":
+                    sem.append("line %d: tunnel end with outcome %r" % (i, flat.get("event.outcome")))
+            else:
+                sem.append("line %d: event.type %r is neither denied nor end" % (i, types))
+        return probs, sem
+
+
+def _all_keys(d):
+    for k, v in d.items():
+        yield k
+        if isinstance(v, dict) and k != "labels":
+            yield from _all_keys(v)
+
+
+# --------------------------------------------------------------------------
+# Namespace-local files
+# --------------------------------------------------------------------------
+
+def bind_mount(src, dst):
+    """Bind-mount src over dst inside this (private) mount namespace."""
+    subprocess.run(["mount", "--bind", src, dst], check=True, timeout=10,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
