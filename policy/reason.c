@@ -38,6 +38,19 @@ static const struct reason_info reasons[R__COUNT] = {
 	[R_DRAIN_TIMEOUT] = {"drain_timeout", 200, ""},
 	[R_CLIENT_ERROR] = {"client_error", 200, ""},
 	[R_UPSTREAM_ERROR] = {"upstream_error", 200, ""},
+	[R_TLS_NO_SNI] = {"tls_no_sni", 200, ""},
+	[R_TLS_SNI_MISMATCH] = {"tls_sni_mismatch", 200, ""},
+	[R_TLS_SNI_NOT_ALLOWED] = {"tls_sni_not_allowed", 200, ""},
+	[R_NOT_TLS] = {"not_tls", 200, ""},
+	[R_TLS_ECH] = {"tls_ech", 200, ""},
+	[R_TLS_MALFORMED] = {"tls_malformed", 200, ""},
+	[R_TLS_HELLO_TOO_LARGE] = {"tls_hello_too_large", 200, ""},
+	[R_TLS_HELLO_TIMEOUT] = {"tls_hello_timeout", 200, ""},
+	[R_UPLOAD_CAP] = {"upload_cap", 200, ""},
+	[R_DOWNLOAD_CAP] = {"download_cap", 200, ""},
+	[R_SOURCE_CONNECTION_LIMIT] = {"source_connection_limit", 429, "http_request_denied"},
+	[R_SOURCE_UPLOAD_BUDGET] = {"source_upload_budget", 429, "http_request_denied"},
+	[R_AUDIT_UNAVAILABLE] = {"audit_unavailable", 503, "proxy_internal_error"},
 };
 
 const char *reason_name(enum reason r)

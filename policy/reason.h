@@ -41,6 +41,21 @@ enum reason {
 	R_DRAIN_TIMEOUT,           /* tunnel cut when the drain timeout expired */
 	R_CLIENT_ERROR,            /* socket error on the client side */
 	R_UPSTREAM_ERROR,          /* socket error on the upstream side */
+	/* inside the tunnel's first flight (after 200: the tunnel is cut, the upstream gets nothing) */
+	R_TLS_NO_SNI,              /* ClientHello without SNI where the tier requires one */
+	R_TLS_SNI_MISMATCH,        /* SNI differs from the CONNECT host */
+	R_TLS_SNI_NOT_ALLOWED,     /* SNI not allowed by the tier's rules */
+	R_NOT_TLS,                 /* first bytes on a TLS port are not a TLS handshake */
+	R_TLS_ECH,                 /* Encrypted Client Hello (or draft ESNI) offered */
+	R_TLS_MALFORMED,           /* malformed, truncated or non-ClientHello handshake */
+	R_TLS_HELLO_TOO_LARGE,     /* ClientHello over the buffering cap */
+	R_TLS_HELLO_TIMEOUT,       /* ClientHello not complete in time */
+	/* caps */
+	R_UPLOAD_CAP,              /* tunnel cut at caps.upload_bytes */
+	R_DOWNLOAD_CAP,            /* tunnel cut at caps.download_bytes */
+	R_SOURCE_CONNECTION_LIMIT, /* 429 caps.connections_per_source reached */
+	R_SOURCE_UPLOAD_BUDGET,    /* 429 / cut: caps.upload_bytes_per_source spent for the window */
+	R_AUDIT_UNAVAILABLE,       /* 503 the audit log cannot take records: fail closed */
 	R__COUNT
 };
 

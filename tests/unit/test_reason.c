@@ -42,6 +42,9 @@ static void test_statuses(void **state)
 		assert_true(st >= 400 && st <= 599);
 		assert_true(strlen(reason_proxy_status((enum reason)i)) > 0);
 	}
+	assert_int_equal(reason_http_status(R_SOURCE_CONNECTION_LIMIT), 429);
+	assert_int_equal(reason_http_status(R_SOURCE_UPLOAD_BUDGET), 429);
+	assert_int_equal(reason_http_status(R_AUDIT_UNAVAILABLE), 503);
 	/* Out-of-range values fail closed. */
 	assert_int_equal(reason_http_status((enum reason)R__COUNT), 500);
 	assert_string_equal(reason_name((enum reason)(R__COUNT + 5)), "internal_error");
