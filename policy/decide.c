@@ -56,6 +56,27 @@ int policy_create(struct policy **out)
 	return POLICY_OK;
 }
 
+void policy_tier_builtin(struct policy_tier *t, const struct policy_settings *s)
+{
+	static const uint16_t tls443[] = {443};
+
+	t->require_sni = true;
+	t->sni_must_match = true;
+	t->allow_ech = false;
+	t->tls_ports = tls443;
+	t->n_tls_ports = 1;
+	t->hello_timeout_ms = 5 * MS_S;
+	t->max_hello_bytes = 16384;
+	t->upload_bytes = 0;
+	t->download_bytes = 0;
+	t->connections_per_source = 256;
+	t->upload_budget_bytes = 0;
+	t->upload_budget_window_ms = 0;
+	t->connect_timeout_ms = s->connect_timeout_ms;
+	t->idle_timeout_ms = s->idle_timeout_ms;
+	t->max_lifetime_ms = s->max_lifetime_ms;
+}
+
 void policy_destroy(struct policy *p)
 {
 	if (p == NULL)

@@ -245,7 +245,7 @@ static void cidr_list(struct policy_loader *L, const struct policy_node *seq, st
 
 static const char *const root_keys[] = {"version", "listen", "resolver", "blocked_ranges",
                                         "audit",   "limits", "timeouts", "identity",
-                                        "tiers",   NULL};
+                                        "tls",     "caps",   "tiers",    NULL};
 static const char *const listen_keys[] = {"proxy", "admin", "workers", NULL};
 static const char *const resolver_keys[] = {"servers", "timeout", "attempts", "max_answers", NULL};
 static const char *const audit_keys[] = {"output", NULL};
@@ -257,9 +257,11 @@ static const char *const tier_keys[] = {"mode", "sources", "allow",    "allow_ra
                                         "tls",  "caps",    "timeouts", NULL};
 static const char *const rule_keys[] = {"host", "ports", "name", NULL};
 static const char *const tls_keys[] = {"require_sni", "sni_must_match", "require_tls_ports",
-                                       "allow_ech", NULL};
+                                       "allow_ech",   "hello_timeout",  "max_hello_bytes",
+                                       NULL};
 static const char *const caps_keys[] = {"upload_bytes", "download_bytes", "connections_per_source",
-                                        NULL};
+                                        "upload_bytes_per_source", NULL};
+static const char *const budget_keys[] = {"bytes", "window", NULL};
 
 /* One address or a list of 1..max; conflicting or duplicate entries are refused. */
 static size_t sockaddr_list(struct policy_loader *L, const struct policy_node *v,
@@ -522,12 +524,73 @@ static void load_rule(struct policy_loader *L, const struct policy_node *n, stru
 	}
 }
 
+/* caps.upload_bytes_per_source: {bytes: SIZE, window: DURATION}, both required; or none. */
+static void load_budget(struct policy_loader *L, const struct policy_node *v,
+                        struct policy_tier *pt)
+{
+	uint64_t bytes = 0;
+	uint32_t ms = 0;
+
+	if (v == NULL || v->bad)
+		return;
+	if (policy_is_word(v, "none")) {
+		pt->upload_budget_bytes = 0;
+		pt->upload_budget_window_ms = 0;
+		return;
+	}
+	if (v->kind != PN_MAP) {
+		policy_diag(L, v, "expected a mapping {bytes: SIZE, window: DURATION} or none");
+		return;
+	}
+	policy_check_keys(L, v, budget_keys);
+	const struct policy_node *b = policy_get(v, "bytes"), *w = policy_get(v, "window");
+	if (b == NULL)
+		policy_missing(L, v, "bytes");
+	if (w == NULL)
+		policy_missing(L, v, "window");
+	bool ok = policy_want_unit(L, b, false, 1, UINT64_MAX, "1", "16EiB", &bytes);
+	if (policy_want_ms(L, w, MS_S, 24 * MS_H, "1s", "24h", &ms) && ok) {
+		pt->upload_budget_bytes = bytes;
+		pt->upload_budget_window_ms = ms;
+	}
+}
+
+/* tls: and caps: of a tier, or at top level (the tiers' defaults), over what pt holds. */
+static void load_tls_caps(struct policy_loader *L, const struct policy_node *m,
+                          struct policy_tier *pt)
+{
+	const struct policy_node *sub, *v;
+	uint64_t x;
+
+	sub = policy_section(L, m, "tls", tls_keys);
+	policy_want_bool(L, policy_get(sub, "require_sni"), &pt->require_sni);
+	policy_want_bool(L, policy_get(sub, "sni_must_match"), &pt->sni_must_match);
+	policy_want_bool(L, policy_get(sub, "allow_ech"), &pt->allow_ech);
+	v = policy_get(sub, "require_tls_ports");
+	if (v != NULL)
+		(void)port_list(L, v, 0, &pt->tls_ports, &pt->n_tls_ports);
+	policy_want_ms(L, policy_get(sub, "hello_timeout"), 100, 60 * MS_S, "100ms", "60s",
+	               &pt->hello_timeout_ms);
+	if (policy_want_unit(L, policy_get(sub, "max_hello_bytes"), false, 512, 65536, "512B",
+	                     "64KiB", &x))
+		pt->max_hello_bytes = (uint32_t)x;
+
+	sub = policy_section(L, m, "caps", caps_keys);
+	policy_want_unit(L, policy_get(sub, "upload_bytes"), false, 0, UINT64_MAX, "0", "16EiB",
+	                 &pt->upload_bytes);
+	policy_want_unit(L, policy_get(sub, "download_bytes"), false, 0, UINT64_MAX, "0", "16EiB",
+	                 &pt->download_bytes);
+	if ((v = policy_get(sub, "connections_per_source")) != NULL &&
+	    policy_want_uint(L, v, 0, 1000000, &x))
+		pt->connections_per_source = (uint32_t)x;
+	load_budget(L, policy_get(sub, "upload_bytes_per_source"), pt);
+}
+
 static void load_tier_body(struct policy_loader *L, const struct policy_node *m,
                            struct policy_tier_int *t, int idx)
 {
 	struct policy_tier *pt = &t->pub;
 	const struct policy_node *v, *sub;
-	uint64_t x;
 
 	v = policy_get(m, "mode");
 	if (v != NULL && policy_is_word(v, "audit"))
@@ -559,23 +622,7 @@ static void load_tier_body(struct policy_loader *L, const struct policy_node *m,
 		L->p->n_rules += n;
 	}
 	cidr_list(L, policy_get(m, "allow_ranges"), t->allow_ranges, -1);
-
-	sub = policy_section(L, m, "tls", tls_keys);
-	policy_want_bool(L, policy_get(sub, "require_sni"), &pt->require_sni);
-	policy_want_bool(L, policy_get(sub, "sni_must_match"), &pt->sni_must_match);
-	policy_want_bool(L, policy_get(sub, "allow_ech"), &pt->allow_ech);
-	v = policy_get(sub, "require_tls_ports");
-	if (v != NULL)
-		(void)port_list(L, v, 0, &pt->tls_ports, &pt->n_tls_ports);
-
-	sub = policy_section(L, m, "caps", caps_keys);
-	policy_want_unit(L, policy_get(sub, "upload_bytes"), false, 0, UINT64_MAX, "0", "16EiB",
-	                 &pt->upload_bytes);
-	policy_want_unit(L, policy_get(sub, "download_bytes"), false, 0, UINT64_MAX, "0", "16EiB",
-	                 &pt->download_bytes);
-	if ((v = policy_get(sub, "connections_per_source")) != NULL &&
-	    policy_want_uint(L, v, 0, 1000000, &x))
-		pt->connections_per_source = (uint32_t)x;
+	load_tls_caps(L, m, pt);
 
 	sub = policy_section(L, m, "timeouts", timeouts_keys);
 	if ((v = policy_get(sub, "drain")) != NULL)
@@ -603,7 +650,6 @@ static bool tier_name_ok(const struct policy_node *k)
 
 static void load_tiers(struct policy_loader *L, const struct policy_node *root)
 {
-	static const uint16_t tls443[] = {443};
 	struct policy *p = L->p;
 	const struct policy_node *m = policy_get(root, "tiers");
 	size_t n = 0;
@@ -640,17 +686,13 @@ static void load_tiers(struct policy_loader *L, const struct policy_node *root)
 		else if (policy_is_word(k, "deny"))
 			policy_diag(L, k, "\"deny\" is reserved (identity.unknown_source: deny)");
 		struct policy_tier_int *tier = &p->tiers[p->n_tiers];
+		tier->pub = L->tier_defaults; /* top-level tls:/caps:/timeouts: over built-in */
 		tier->allow_ranges = range_set_create();
 		tier->pub.name = pstrdup(L, k->s, k->len);
 		if (tier->allow_ranges == NULL || tier->pub.name == NULL) {
 			L->nomem = true;
 			return;
 		}
-		tier->pub.require_sni = true;
-		tier->pub.sni_must_match = true;
-		tier->pub.tls_ports = tls443;
-		tier->pub.n_tls_ports = 1;
-		tier->pub.connections_per_source = 256;
 		int idx = (int)p->n_tiers++;
 		if (policy_container(L, k->val, PN_MAP)) {
 			policy_check_keys(L, k->val, tier_keys);
@@ -733,6 +775,9 @@ int policy_load_buffer(const char *buf, size_t len, struct policy **out, struct 
 			load_listen(&L, root);
 			load_resolver(&L, root);
 			cidr_list(&L, policy_get(root, "blocked_ranges"), L.p->blocked, -1);
+			/* The tiers' defaults: built-in, then top-level tls: and caps:. */
+			policy_tier_builtin(&L.tier_defaults, &L.p->set);
+			load_tls_caps(&L, root, &L.tier_defaults);
 			load_tiers(&L, root);
 			load_identity(&L, root);
 		}

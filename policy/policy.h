@@ -21,11 +21,16 @@ struct policy_sockaddr {
 
 enum tier_mode { TIER_ENFORCE = 0, TIER_AUDIT = 1 };
 
-/* Per-tier settings the proxy reads.  Values already have defaults applied. */
+/*
+ * Per-tier settings the proxy reads.  Every value is resolved at load, key by
+ * key: the tier's own key, else the top-level tls: / caps: / timeouts: key,
+ * else the built-in default.  tls.* and caps.* are enforced by the tunnel
+ * inspection.
+ */
 struct policy_tier {
 	const char *name;
 	enum tier_mode mode;
-	/* tls: (enforced by the ClientHello issue; parsed and validated now) */
+	/* tls: */
 	bool require_sni;           /* default true */
 	bool sni_must_match;        /* default true */
 	bool allow_ech;             /* default false */
@@ -35,10 +40,18 @@ struct policy_tier {
 	uint64_t upload_bytes;
 	uint64_t download_bytes;
 	uint32_t connections_per_source;
-	/* timeouts in milliseconds; 0 = inherit the global value */
+	/* timeouts in milliseconds (a tier without its own key gets the global value) */
 	uint32_t idle_timeout_ms;
 	uint32_t max_lifetime_ms;
 	uint32_t connect_timeout_ms;
+	/* caps.upload_bytes_per_source: one budget per source address over all its
+	 * connections, a fixed window from the source's first upload byte, refilled
+	 * when the window ends. */
+	uint64_t upload_budget_bytes;     /* 0 = none (default) */
+	uint32_t upload_budget_window_ms; /* 1s..24h; 0 when there is no budget */
+	/* tls: ClientHello limits */
+	uint32_t hello_timeout_ms; /* tls.hello_timeout, default 5s */
+	uint32_t max_hello_bytes;  /* tls.max_hello_bytes, default 16KiB */
 };
 
 /* Global settings. Durations in milliseconds, sizes in bytes. */

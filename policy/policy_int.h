@@ -72,6 +72,8 @@ int policy_parse_uint(const char *s, size_t len, uint64_t *out) __attribute__((w
 
 /* A new snapshot with refcount 1, the built-in blocked ranges and every default setting. */
 int policy_create(struct policy **out) __attribute__((warn_unused_result));
+/* The built-in defaults of a tier's tls:, caps: and timeouts: (timeouts from s). */
+void policy_tier_builtin(struct policy_tier *t, const struct policy_settings *s);
 /* Free a snapshot whose refcount reached zero (or a half-built one). */
 void policy_destroy(struct policy *p);
 
@@ -116,6 +118,7 @@ struct policy_loader {
 	struct policy *p;
 	struct policy_src_seen *srcs;
 	size_t n_srcs;
+	struct policy_tier tier_defaults; /* built-in, then top-level tls: and caps: */
 };
 
 /* Diagnostics: located, prefixed with the node's path ("tiers.a.allow[2].host: ..."). */

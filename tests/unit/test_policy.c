@@ -206,6 +206,66 @@ static const struct ecase cases[] = {
           "65]\n",
      9, 16, "too many ports (at most 64)"},
     {"audit output empty", BASE "audit: {output: \"\"}\n", 9, 17, "must not be empty"},
+    /* top-level tls: and caps: (the tiers' defaults) */
+    {"top-level key typo", BASE "cpas: {}\n", 9, 1, "cpas: unknown key; did you mean 'caps'?"},
+    {"unknown top-level caps key", BASE "caps: {upload_byte: 1}\n", 9, 8,
+     "caps.upload_byte: unknown key; did you mean 'upload_bytes'?"},
+    {"unknown top-level tls key", BASE "tls: {helo_timeout: 1s}\n", 9, 7,
+     "tls.helo_timeout: unknown key; did you mean 'hello_timeout'?"},
+    {"top-level caps not a mapping", BASE "caps: 5\n", 9, 7,
+     "caps: expected a mapping, got a scalar"},
+    {"top-level tls bool", BASE "tls: {allow_ech: 1}\n", 9, 18,
+     "tls.allow_ech: expected true or false, got \"1\""},
+    {"top-level tls ports", BASE "tls: {require_tls_ports: [443, 443]}\n", 9, 32,
+     "tls.require_tls_ports[1]: duplicate port 443"},
+    {"top-level connections_per_source", BASE "caps: {connections_per_source: 1000001}\n", 9, 32,
+     "caps.connections_per_source: 1000001 is out of range (0 to 1000000)"},
+    {"top-level upload_bytes", BASE "caps: {upload_bytes: 1.5GiB}\n", 9, 22,
+     "caps.upload_bytes: invalid size \"1.5GiB\""},
+    /* tls.hello_timeout, tls.max_hello_bytes */
+    {"hello_timeout too short", BASE "tls: {hello_timeout: 50ms}\n", 9, 22,
+     "tls.hello_timeout: 50ms is out of range (100ms to 60s)"},
+    {"hello_timeout too long", BASE "    tls: {hello_timeout: 61s}\n", 9, 26,
+     "tiers.standard.tls.hello_timeout: 61s is out of range (100ms to 60s)"},
+    {"hello_timeout without unit", BASE "tls: {hello_timeout: 5}\n", 9, 22,
+     "tls.hello_timeout: invalid duration \"5\": a unit is required"},
+    {"max_hello_bytes too small", BASE "tls: {max_hello_bytes: 511}\n", 9, 24,
+     "tls.max_hello_bytes: 511 is out of range (512B to 64KiB)"},
+    {"max_hello_bytes too big", BASE "    tls: {max_hello_bytes: 65537}\n", 9, 28,
+     "tiers.standard.tls.max_hello_bytes: 65537 is out of range (512B to 64KiB)"},
+    {"max_hello_bytes unit case", BASE "tls: {max_hello_bytes: 16kib}\n", 9, 24,
+     "invalid size \"16kib\": unknown unit"},
+    /* caps.upload_bytes_per_source */
+    {"unknown tier caps key", BASE "    caps: {upload_byte_per_source: none}\n", 9, 12,
+     "tiers.standard.caps.upload_byte_per_source: unknown key; did you mean "
+     "'upload_bytes_per_source'?"},
+    {"budget as a size", BASE "caps: {upload_bytes_per_source: 1GiB}\n", 9, 33,
+     "caps.upload_bytes_per_source: expected a mapping {bytes: SIZE, window: DURATION} or none"},
+    {"budget as a list", BASE "caps: {upload_bytes_per_source: [1GiB, 1h]}\n", 9, 33,
+     "expected a mapping {bytes: SIZE, window: DURATION} or none"},
+    {"budget missing bytes", BASE "    caps:\n      upload_bytes_per_source:\n        window: 1h\n",
+     11, 9, "tiers.standard.caps.upload_bytes_per_source.bytes: required key is missing"},
+    {"budget missing window", BASE "caps: {upload_bytes_per_source: {bytes: 1GiB}}\n", 9, 33,
+     "caps.upload_bytes_per_source.window: required key is missing"},
+    {"budget empty", BASE "caps:\n  upload_bytes_per_source:\n", 10, 27,
+     "caps.upload_bytes_per_source: expected a mapping {bytes: SIZE, window: DURATION} or none"},
+    {"budget empty mapping", BASE "caps: {upload_bytes_per_source: {}}\n", 9, 33,
+     "caps.upload_bytes_per_source.bytes: required key is missing"},
+    {"budget unknown key", BASE "caps: {upload_bytes_per_source: {bytes: 1GiB, windw: 1h}}\n", 9,
+     47, "caps.upload_bytes_per_source.windw: unknown key; did you mean 'window'?"},
+    {"budget bytes zero", BASE "caps: {upload_bytes_per_source: {bytes: 0, window: 1h}}\n", 9, 41,
+     "caps.upload_bytes_per_source.bytes: 0 is out of range (1 to 16EiB)"},
+    {"budget bytes syntax", BASE "caps: {upload_bytes_per_source: {bytes: 1 GiB, window: 1h}}\n", 9,
+     41, "caps.upload_bytes_per_source.bytes: invalid size \"1 GiB\""},
+    {"budget window too short",
+     BASE "caps: {upload_bytes_per_source: {bytes: 1GiB, window: 500ms}}\n", 9, 55,
+     "caps.upload_bytes_per_source.window: 500ms is out of range (1s to 24h)"},
+    {"budget window too long",
+     BASE "    caps: {upload_bytes_per_source: {bytes: 1GiB, window: 25h}}\n", 9, 59,
+     "tiers.standard.caps.upload_bytes_per_source.window: 25h is out of range (1s to 24h)"},
+    {"budget window without unit",
+     BASE "caps: {upload_bytes_per_source: {bytes: 1GiB, window: 3600}}\n", 9, 55,
+     "caps.upload_bytes_per_source.window: invalid duration \"3600\": a unit is required"},
 };
 
 /* "scalar too long" gets its 4097 bytes here. */
@@ -414,9 +474,13 @@ static void test_full_policy_accessors(void **state)
 	assert_int_equal(t->n_tls_ports, 2);
 	assert_int_equal(t->tls_ports[0], 443);
 	assert_int_equal(t->tls_ports[1], 8443);
+	assert_int_equal(t->hello_timeout_ms, 500);
+	assert_int_equal(t->max_hello_bytes, 32768);
 	assert_int_equal(t->upload_bytes, 100ULL << 20);
 	assert_int_equal(t->download_bytes, 10ULL << 30);
 	assert_int_equal(t->connections_per_source, 32);
+	assert_int_equal(t->upload_budget_bytes, 1ULL << 30);
+	assert_int_equal(t->upload_budget_window_ms, 3600000);
 	assert_int_equal(t->connect_timeout_ms, 2000);
 	assert_int_equal(t->idle_timeout_ms, 60000);
 	assert_int_equal(t->max_lifetime_ms, 1800000);
@@ -424,18 +488,23 @@ static void test_full_policy_accessors(void **state)
 	t = policy_tier(p, 1);
 	assert_string_equal(t->name, "restricted");
 	assert_int_equal(t->mode, TIER_AUDIT);
-	/* tier defaults */
-	assert_true(t->require_sni);
-	assert_true(t->sni_must_match);
-	assert_false(t->allow_ech);
-	assert_int_equal(t->n_tls_ports, 1);
+	/* No tls:, caps: or timeouts: of its own: the top-level values. */
+	assert_false(t->require_sni);
+	assert_false(t->sni_must_match);
+	assert_true(t->allow_ech);
+	assert_int_equal(t->n_tls_ports, 2);
 	assert_int_equal(t->tls_ports[0], 443);
-	assert_int_equal(t->upload_bytes, 0);
-	assert_int_equal(t->download_bytes, 0);
-	assert_int_equal(t->connections_per_source, 256);
-	assert_int_equal(t->connect_timeout_ms, 0);
-	assert_int_equal(t->idle_timeout_ms, 0);
-	assert_int_equal(t->max_lifetime_ms, 0);
+	assert_int_equal(t->tls_ports[1], 993);
+	assert_int_equal(t->hello_timeout_ms, 2000);
+	assert_int_equal(t->max_hello_bytes, 8192);
+	assert_int_equal(t->upload_bytes, 1ULL << 30);
+	assert_int_equal(t->download_bytes, 20ULL << 30);
+	assert_int_equal(t->connections_per_source, 64);
+	assert_int_equal(t->upload_budget_bytes, 5ULL << 30);
+	assert_int_equal(t->upload_budget_window_ms, 24 * 3600000);
+	assert_int_equal(t->connect_timeout_ms, 3000);
+	assert_int_equal(t->idle_timeout_ms, 600000);
+	assert_int_equal(t->max_lifetime_ms, 7200000);
 	assert_null(policy_tier(p, 2));
 
 	assert_int_equal(policy_rule_count(p), 3);
@@ -451,6 +520,27 @@ static void test_full_policy_accessors(void **state)
 	assert_true(v.allow);
 	assert_string_equal(v.rule, "gitlab");
 	policy_unref(p);
+}
+
+/* Every built-in tier default, field by field. */
+static void check_builtin_tier(const struct policy_tier *t)
+{
+	assert_true(t->require_sni);
+	assert_true(t->sni_must_match);
+	assert_false(t->allow_ech);
+	assert_int_equal(t->n_tls_ports, 1);
+	assert_int_equal(t->tls_ports[0], 443);
+	assert_int_equal(t->hello_timeout_ms, 5000);
+	assert_int_equal(t->max_hello_bytes, 16384);
+	assert_int_equal(t->upload_bytes, 0);
+	assert_int_equal(t->download_bytes, 0);
+	assert_int_equal(t->connections_per_source, 256);
+	assert_int_equal(t->upload_budget_bytes, 0);
+	assert_int_equal(t->upload_budget_window_ms, 0);
+	/* Timeouts: the (default) global values. */
+	assert_int_equal(t->connect_timeout_ms, 5000);
+	assert_int_equal(t->idle_timeout_ms, 300000);
+	assert_int_equal(t->max_lifetime_ms, 3600000);
 }
 
 static void test_defaults(void **state)
@@ -481,8 +571,98 @@ static void test_defaults(void **state)
 	const struct policy_tier *t = policy_tier(p, 0);
 	assert_string_equal(t->name, "standard");
 	assert_int_equal(t->mode, TIER_ENFORCE);
+	check_builtin_tier(t);
 	assert_int_equal(policy_rule_count(p), 1);
 	assert_int_equal(policy_range_count(p), range_builtin_count());
+	policy_unref(p);
+}
+
+/*
+ * Per key: the tier's own value, else the top-level tls:/caps:/timeouts:, else
+ * built-in.  Top level here sets half the keys; tier "own" overrides some of
+ * those and some the top level left alone; tier "plain" sets nothing.
+ */
+static void test_tier_resolution(void **state)
+{
+	(void)state;
+	struct policy *p =
+	    load_ok(BASE_HEAD "timeouts: {connect: 7s, idle: 7m, max_lifetime: 7h}\n"
+	                      "tls: {require_sni: false, hello_timeout: 3s}\n"
+	                      "caps:\n"
+	                      "  download_bytes: 1GiB\n"
+	                      "  upload_bytes_per_source: {bytes: 2GiB, window: 2h}\n"
+	                      "tiers:\n"
+	                      "  own:\n"
+	                      "    tls: {hello_timeout: 1s, sni_must_match: false,\n"
+	                      "          max_hello_bytes: 512B, require_tls_ports: []}\n"
+	                      "    caps: {download_bytes: 0, upload_bytes: 1MB,\n"
+	                      "           upload_bytes_per_source: none}\n"
+	                      "    timeouts: {idle: 30s}\n"
+	                      "  plain:\n"
+	                      "  budget:\n"
+	                      "    caps: {upload_bytes_per_source: {bytes: 1, window: 1s}}\n");
+	assert_int_equal(policy_tier_count(p), 3);
+
+	const struct policy_tier *t = policy_tier(p, 0);
+	assert_string_equal(t->name, "own");
+	assert_false(t->require_sni);                     /* top level */
+	assert_false(t->sni_must_match);                  /* tier */
+	assert_false(t->allow_ech);                       /* built-in */
+	assert_int_equal(t->n_tls_ports, 0);              /* tier: empty list */
+	assert_int_equal(t->hello_timeout_ms, 1000);      /* tier over top level */
+	assert_int_equal(t->max_hello_bytes, 512);        /* tier */
+	assert_int_equal(t->upload_bytes, 1000000);       /* tier */
+	assert_int_equal(t->download_bytes, 0);           /* tier 0 over top level 1GiB */
+	assert_int_equal(t->connections_per_source, 256); /* built-in */
+	assert_int_equal(t->upload_budget_bytes, 0);      /* tier "none" over top level */
+	assert_int_equal(t->upload_budget_window_ms, 0);
+	assert_int_equal(t->connect_timeout_ms, 7000);     /* global */
+	assert_int_equal(t->idle_timeout_ms, 30000);       /* tier */
+	assert_int_equal(t->max_lifetime_ms, 7 * 3600000); /* global */
+
+	t = policy_tier(p, 1);
+	assert_string_equal(t->name, "plain");
+	assert_false(t->require_sni);
+	assert_true(t->sni_must_match);
+	assert_false(t->allow_ech);
+	assert_int_equal(t->n_tls_ports, 1);
+	assert_int_equal(t->tls_ports[0], 443);
+	assert_int_equal(t->hello_timeout_ms, 3000);
+	assert_int_equal(t->max_hello_bytes, 16384);
+	assert_int_equal(t->upload_bytes, 0);
+	assert_int_equal(t->download_bytes, 1ULL << 30);
+	assert_int_equal(t->connections_per_source, 256);
+	assert_int_equal(t->upload_budget_bytes, 2ULL << 30);
+	assert_int_equal(t->upload_budget_window_ms, 2 * 3600000);
+	assert_int_equal(t->connect_timeout_ms, 7000);
+	assert_int_equal(t->idle_timeout_ms, 7 * 60000);
+	assert_int_equal(t->max_lifetime_ms, 7 * 3600000);
+
+	/* The budget mapping is one value: a tier's replaces the top level's whole. */
+	t = policy_tier(p, 2);
+	assert_int_equal(t->upload_budget_bytes, 1);
+	assert_int_equal(t->upload_budget_window_ms, 1000);
+	assert_int_equal(t->download_bytes, 1ULL << 30);
+	policy_unref(p);
+
+	/* Bounds are inclusive, and "none" may be quoted or sit at top level. */
+	p = load_ok(BASE
+	            "    tls: {hello_timeout: 100ms, max_hello_bytes: 64KiB}\n"
+	            "    caps:\n"
+	            "      upload_bytes_per_source: {bytes: 18446744073709551615, window: 24h}\n"
+	            "  other:\n"
+	            "tls: {hello_timeout: 60s, max_hello_bytes: 512}\n"
+	            "caps: {upload_bytes_per_source: \"none\"}\n");
+	t = policy_tier(p, 0);
+	assert_int_equal(t->hello_timeout_ms, 100);
+	assert_int_equal(t->max_hello_bytes, 65536);
+	assert_true(t->upload_budget_bytes == UINT64_MAX);
+	assert_int_equal(t->upload_budget_window_ms, 24 * 3600000);
+	t = policy_tier(p, 1);
+	assert_int_equal(t->hello_timeout_ms, 60000);
+	assert_int_equal(t->max_hello_bytes, 512);
+	assert_int_equal(t->upload_budget_bytes, 0);
+	assert_int_equal(t->upload_budget_window_ms, 0);
 	policy_unref(p);
 }
 
@@ -568,6 +748,7 @@ int main(void)
 	    cmocka_unit_test(test_io_error),
 	    cmocka_unit_test(test_full_policy_accessors),
 	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_tier_resolution),
 	    cmocka_unit_test(test_lenient_forms),
 	    cmocka_unit_test(test_refcount),
 	    cmocka_unit_test(test_diags_append),
