@@ -1,0 +1,106 @@
+/* TLS ClientHello parser: resumable, I/O-free, strict, with limits (RFC 8446, 6066, 7301). */
+#ifndef PORTCULLIS_TLS_HELLO_H
+#define PORTCULLIS_TLS_HELLO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A non-owning view; in struct tls_hello it points into the caller's scratch. */
+struct tls_view {
+	const uint8_t *p;
+	size_t len;
+};
+
+#define TLS_MAX_ALPN     16
+#define TLS_MAX_VERSIONS 16
+
+/* Default and hard ceiling of tls_limits.max_hello_bytes. */
+#define TLS_HELLO_DEFAULT_MAX 16384
+#define TLS_HELLO_HARD_MAX    (1u << 20)
+
+struct tls_limits {
+	/*
+	 * Most bytes of the stream the caller has to hold: the TLS records
+	 * (5-byte headers included) that carry the ClientHello.  Default
+	 * 16384; clamped to TLS_HELLO_HARD_MAX.  Also an upper bound on the
+	 * handshake message, which needs 4 + body <= max_hello_bytes - 5.
+	 */
+	size_t max_hello_bytes;
+};
+
+struct tls_hello {
+	uint16_t record_version; /* TLSPlaintext.legacy_record_version of the first record */
+	uint16_t legacy_version; /* ClientHello.legacy_version */
+	bool has_sni;            /* a server_name extension was present (then it is valid) */
+	struct tls_view sni;     /* its one host_name, raw bytes (0x21..0x7e), 1..255 long;
+	                          * trailing dot / case / IP literal are the caller's to judge */
+	size_t n_alpn;           /* protocols stored in alpn[]: the first TLS_MAX_ALPN */
+	struct tls_view alpn[TLS_MAX_ALPN]; /* each 1..255 bytes, raw (GREASE included) */
+	size_t n_alpn_total; /* protocols in the ALPN list; > n_alpn when truncated */
+	size_t n_versions;   /* entries stored in versions[]: the first TLS_MAX_VERSIONS */
+	uint16_t versions[TLS_MAX_VERSIONS]; /* supported_versions in wire order, GREASE
+	                                      * values kept (test with tls_is_grease) */
+	size_t n_versions_total;             /* entries in supported_versions; 0 when absent */
+	bool has_alpn;                       /* an ALPN extension was present */
+	bool has_versions;                   /* a supported_versions extension was present */
+	bool has_ech;        /* encrypted_client_hello 0xfe0d (draft-ietf-tls-esni) */
+	bool has_esni;       /* legacy draft ESNI 0xffce */
+	size_t n_extensions; /* extensions in the hello, GREASE included */
+	size_t msg_len;      /* handshake message bytes in scratch (4-byte header included) */
+	size_t consumed;     /* bytes of the records that carried the hello == return value */
+};
+
+enum tls_status {
+	TLS_NEED_MORE = 0,      /* a prefix of a possibly valid hello; call again with more */
+	TLS_ERR_NOT_TLS = -1,   /* first record header is not TLS handshake (decided per byte) */
+	TLS_ERR_MALFORMED = -2, /* violates the record layer or ClientHello grammar */
+	TLS_ERR_TOO_LARGE = -3, /* the records would exceed max_hello_bytes (or scratch) */
+	TLS_ERR_NOT_HELLO = -4, /* TLS, but the first handshake message is not client_hello */
+	TLS_ERR_BAD_SNI = -5,   /* server_name is not exactly one acceptable host_name */
+};
+
+void tls_limits_default(struct tls_limits *l);
+
+/*
+ * Parse the ClientHello at the start of the byte stream buf[0..len).
+ *
+ * Returns the number of stream bytes taken by the complete records that
+ * carried the hello (> 0, also in out->consumed), TLS_NEED_MORE when buf is
+ * a proper prefix of something that could still be accepted within the
+ * limits, or a negative tls_status.  Stateless: call again with the longer
+ * buffer as bytes arrive (each call rescans from the start, O(len)).
+ *
+ * The handshake message is reassembled into scratch[0..scratch_len), which
+ * the caller provides (max_hello_bytes is always enough) and which must not
+ * overlap buf; every view in out points into scratch and stays valid while
+ * scratch is left alone.  A
+ * message that does not fit scratch gives TLS_ERR_TOO_LARGE; a NULL scratch
+ * counts as scratch_len 0.
+ *
+ * Consistency: once a prefix of a stream gets an answer other than
+ * TLS_NEED_MORE, every longer prefix gets the same answer.  Bytes after the
+ * hello's last record are never read, nor bytes past max_hello_bytes.  out
+ * is zeroed at the start of each call and left zeroed unless the result is
+ * > 0.  lim == NULL means tls_limits_default.  A NULL out, or a NULL buf
+ * with len > 0, gives TLS_ERR_MALFORMED.
+ *
+ * Refused, among others: an SSLv2-compatible hello (first byte has bit 7
+ * set, RFC 8446 Appendix D.5 lets servers refuse it), records that are not
+ * handshake between the first byte and the end of the hello, bytes after
+ * the hello inside its last record, duplicate extensions, and more than one
+ * server_name entry.  GREASE values (RFC 8701) are legal everywhere.
+ */
+int tls_hello_parse(const uint8_t *buf, size_t len, const struct tls_limits *lim, uint8_t *scratch,
+                    size_t scratch_len, struct tls_hello *out) __attribute__((warn_unused_result));
+
+/*
+ * Stable snake_case name of a return value of tls_hello_parse, e.g.
+ * "bad_sni"; "complete" for any value > 0, "unknown" for anything else.
+ */
+const char *tls_status_str(int status);
+
+/* Is v a GREASE value 0x?A?A with equal bytes (RFC 8701 §2)? */
+bool tls_is_grease(uint16_t v);
+
+#endif
