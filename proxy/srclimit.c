@@ -1,0 +1,429 @@
+/* Per-source limits: a striped hash table of sources with connection counts and upload budgets. */
+#include "srclimit.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STRIPE_BITS   6 /* 64 stripes, chosen by the top bits of the hash */
+#define N_STRIPES     (1u << STRIPE_BITS)
+#define MIN_BUCKETS   16 /* per stripe; doubled when a stripe holds more entries than buckets */
+#define SWEEP_BUCKETS 4  /* buckets one acquire's sweep step looks at ... */
+#define SWEEP_ENTRIES 32 /* ... stopping early after this many entries */
+#define NS_PER_S      1000000000ull
+#define CACHELINE     64
+
+struct stripe;
+
+/*
+ * One source's entry. A connection's slot is a pointer to it. Freed only under
+ * its stripe's lock when no connection holds it and no budget window runs, so
+ * a holder can use it without the lock.
+ */
+struct src_slot {
+	struct src_slot *next; /* bucket chain (stripe lock) */
+	struct stripe *stripe; /* the stripe that holds it, for charge and release */
+	uint64_t hash;
+	struct pc_addr key;       /* normalised source */
+	uint32_t conns;           /* holds taken and not released (stripe lock) */
+	_Atomic uint64_t win_end; /* the window runs while now_ns < win_end; 0 = never charged;
+	                             written under the stripe lock, read without it */
+	_Atomic uint64_t used;    /* bytes passed in the window, <= budget; lock-free */
+};
+
+struct stripe {
+	pthread_mutex_t mu;
+	struct src_slot **buckets;
+	size_t n_buckets; /* power of two */
+	size_t count;
+	size_t sweep_at; /* next bucket of the sweep */
+} __attribute__((aligned(CACHELINE)));
+
+struct srclimit {
+	struct stripe stripes[N_STRIPES];
+	uint64_t seed;
+	atomic_size_t entries;
+	atomic_uint sweep_next; /* stripe the next sweep step visits */
+};
+
+/* ---- keys and time ---- */
+
+static uint64_t mix64(uint64_t h)
+{
+	/* MurmurHash3 fmix64: every input bit reaches the top (stripe) and bottom (bucket) bits. */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
+
+static uint64_t key_hash(uint64_t seed, const struct pc_addr *k)
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ seed; /* FNV-1a 64 over family and all 16 bytes */
+
+	h = (h ^ k->family) * 0x100000001b3ull;
+	for (size_t i = 0; i < sizeof k->b; i++)
+		h = (h ^ k->b[i]) * 0x100000001b3ull;
+	return mix64(h);
+}
+
+/* ::ffff:a.b.c.d is a.b.c.d (RFC 4291 §2.5.5.2); unused bytes are zeroed so keys compare whole. */
+static void key_of(const struct pc_addr *src, struct pc_addr *k)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	memset(k, 0, sizeof *k);
+	if (src->family == ADDR_V6 && memcmp(src->b, mapped, sizeof mapped) == 0) {
+		k->family = ADDR_V4;
+		memcpy(k->b, src->b + 12, 4);
+	} else if (src->family == ADDR_V4) {
+		k->family = ADDR_V4;
+		memcpy(k->b, src->b, 4);
+	} else {
+		k->family = src->family;
+		memcpy(k->b, src->b, sizeof k->b);
+	}
+}
+
+static bool key_equal(const struct pc_addr *a, const struct pc_addr *b)
+{
+	return a->family == b->family && memcmp(a->b, b->b, sizeof a->b) == 0;
+}
+
+/*
+ * The window's length is fixed when it opens (a reload applies from the next
+ * window), so whether an entry's window runs depends only on the entry and
+ * now: the sweep can judge any source, whatever the caller's tier. A now
+ * behind the window's start (another worker read its clock a little earlier)
+ * is inside. window_ns 0 never ends.
+ */
+static uint64_t window_end(uint64_t window_ns, uint64_t now)
+{
+	if (window_ns == 0 || window_ns > UINT64_MAX - now)
+		return UINT64_MAX;
+	return now + window_ns;
+}
+
+static bool window_live(const struct src_slot *e, uint64_t now)
+{
+	return now < atomic_load(&e->win_end);
+}
+
+/* Whole seconds, rounded up, until a live window ends: 1..UINT32_MAX. */
+static uint32_t seconds_left(uint64_t end, uint64_t now)
+{
+	uint64_t left = end - now;
+	uint64_t s = left / NS_PER_S + (left % NS_PER_S != 0);
+
+	if (end == UINT64_MAX || s > UINT32_MAX)
+		return UINT32_MAX;
+	return s < 1 ? 1 : (uint32_t)s;
+}
+
+/* ---- entries (stripe lock held) ---- */
+
+/* Nobody holds it and no budget window keeps it: it can go. */
+static bool entry_dead(const struct src_slot *e, uint64_t now)
+{
+	return e->conns == 0 && !window_live(e, now);
+}
+
+static void entry_free(struct srclimit *t, struct stripe *st, struct src_slot *e)
+{
+	st->count--;
+	atomic_fetch_sub(&t->entries, 1);
+	free(e);
+}
+
+/* Unlink and free the dead entries of one bucket; returns how many entries it looked at. */
+static size_t bucket_collect(struct srclimit *t, struct stripe *st, size_t b, uint64_t now)
+{
+	struct src_slot **pp = &st->buckets[b];
+	size_t seen = 0;
+
+	while (*pp != NULL) {
+		struct src_slot *e = *pp;
+		seen++;
+		if (entry_dead(e, now)) {
+			*pp = e->next;
+			entry_free(t, st, e);
+		} else {
+			pp = &e->next;
+		}
+	}
+	return seen;
+}
+
+/* Find k in its bucket, collecting dead entries met on the way (the match itself is kept). */
+static struct src_slot *stripe_find(struct srclimit *t, struct stripe *st, const struct pc_addr *k,
+                                    uint64_t h, uint64_t now)
+{
+	struct src_slot **pp = &st->buckets[h & (st->n_buckets - 1)];
+	struct src_slot *found = NULL;
+
+	while (*pp != NULL) {
+		struct src_slot *e = *pp;
+		if (found == NULL && e->hash == h && key_equal(&e->key, k)) {
+			found = e;
+			pp = &e->next;
+		} else if (entry_dead(e, now)) {
+			*pp = e->next;
+			entry_free(t, st, e);
+		} else {
+			pp = &e->next;
+		}
+	}
+	return found;
+}
+
+/* Double the buckets; on allocation failure keep the old ones (longer chains, still correct). */
+static void stripe_grow(struct stripe *st)
+{
+	size_t n = st->n_buckets * 2;
+	struct src_slot **nb = calloc(n, sizeof *nb);
+
+	if (nb == NULL)
+		return;
+	for (size_t i = 0; i < st->n_buckets; i++) {
+		struct src_slot *e = st->buckets[i];
+		while (e != NULL) {
+			struct src_slot *next = e->next;
+			e->next = nb[e->hash & (n - 1)];
+			nb[e->hash & (n - 1)] = e;
+			e = next;
+		}
+	}
+	free(st->buckets);
+	st->buckets = nb;
+	st->n_buckets = n;
+}
+
+static struct src_slot *entry_new(struct srclimit *t, struct stripe *st, const struct pc_addr *k,
+                                  uint64_t h)
+{
+	struct src_slot *e;
+	size_t b;
+
+	/* Reserve first so concurrent stripes cannot overshoot the cap together. */
+	if (atomic_fetch_add(&t->entries, 1) >= SRCLIMIT_MAX_ENTRIES) {
+		atomic_fetch_sub(&t->entries, 1);
+		return NULL;
+	}
+	e = calloc(1, sizeof *e);
+	if (e == NULL) {
+		atomic_fetch_sub(&t->entries, 1);
+		return NULL;
+	}
+	e->stripe = st;
+	e->hash = h;
+	e->key = *k;
+	atomic_init(&e->win_end, 0);
+	atomic_init(&e->used, 0);
+	b = h & (st->n_buckets - 1);
+	e->next = st->buckets[b];
+	st->buckets[b] = e;
+	if (++st->count > st->n_buckets)
+		stripe_grow(st);
+	return e;
+}
+
+static int admit(const struct src_slot *e, uint32_t max_conns, uint64_t budget, uint64_t now,
+                 uint32_t *retry)
+{
+	if (budget != 0) {
+		uint64_t end = atomic_load(&e->win_end);
+		if (now < end && atomic_load(&e->used) >= budget) {
+			*retry = seconds_left(end, now);
+			return SRCLIMIT_BUDGET;
+		}
+	}
+	if ((max_conns != 0 && e->conns >= max_conns) || e->conns == UINT32_MAX) {
+		*retry = 1;
+		return SRCLIMIT_CONNS;
+	}
+	return SRCLIMIT_OK;
+}
+
+/*
+ * One bounded step of garbage collection on the next stripe in turn, so that
+ * dead entries go even in stripes no new connection hashes to. Every acquire
+ * adds at most one entry and sweeps SWEEP_BUCKETS buckets (load factor <= 1),
+ * so sweeping keeps ahead of growth. Skipped when the stripe is busy.
+ */
+static void sweep_step(struct srclimit *t, uint64_t now)
+{
+	unsigned i = atomic_fetch_add_explicit(&t->sweep_next, 1, memory_order_relaxed) % N_STRIPES;
+	struct stripe *st = &t->stripes[i];
+	size_t seen = 0;
+
+	if (pthread_mutex_trylock(&st->mu) != 0)
+		return;
+	for (int n = 0; n < SWEEP_BUCKETS && seen < SWEEP_ENTRIES; n++)
+		seen += bucket_collect(t, st, st->sweep_at++ & (st->n_buckets - 1), now);
+	pthread_mutex_unlock(&st->mu);
+}
+
+/* ---- API ---- */
+
+struct srclimit *srclimit_create(void)
+{
+	struct srclimit *t;
+	size_t size = (sizeof *t + CACHELINE - 1) / CACHELINE * CACHELINE;
+	unsigned i;
+
+	t = aligned_alloc(CACHELINE, size);
+	if (t == NULL)
+		return NULL;
+	memset(t, 0, size);
+	/* Not a secret, but not a constant either: where the table landed (ASLR). */
+	t->seed = mix64((uint64_t)(uintptr_t)t);
+	atomic_init(&t->entries, 0);
+	atomic_init(&t->sweep_next, 0);
+	for (i = 0; i < N_STRIPES; i++) {
+		struct stripe *st = &t->stripes[i];
+		st->buckets = calloc(MIN_BUCKETS, sizeof *st->buckets);
+		if (st->buckets == NULL || pthread_mutex_init(&st->mu, NULL) != 0) {
+			free(st->buckets);
+			goto fail;
+		}
+		st->n_buckets = MIN_BUCKETS;
+	}
+	return t;
+fail:
+	while (i-- > 0) {
+		pthread_mutex_destroy(&t->stripes[i].mu);
+		free(t->stripes[i].buckets);
+	}
+	free(t);
+	return NULL;
+}
+
+void srclimit_destroy(struct srclimit *t)
+{
+	if (t == NULL)
+		return;
+	for (unsigned i = 0; i < N_STRIPES; i++) {
+		struct stripe *st = &t->stripes[i];
+		for (size_t b = 0; b < st->n_buckets; b++) {
+			struct src_slot *e = st->buckets[b];
+			while (e != NULL) {
+				struct src_slot *next = e->next;
+				free(e);
+				e = next;
+			}
+		}
+		free(st->buckets);
+		pthread_mutex_destroy(&st->mu);
+	}
+	free(t);
+}
+
+int srclimit_acquire(struct srclimit *t, const struct pc_addr *src, uint32_t max_conns,
+                     uint64_t budget_bytes, uint64_t window_ns, uint64_t now_ns,
+                     struct src_slot **out, uint32_t *retry_after_s)
+{
+	struct pc_addr k;
+	uint64_t h;
+	struct stripe *st;
+	struct src_slot *e;
+	uint32_t retry = 1;
+	int rc = SRCLIMIT_NOMEM;
+
+	*out = NULL;
+	key_of(src, &k);
+	h = key_hash(t->seed, &k);
+	st = &t->stripes[h >> (64 - STRIPE_BITS)];
+
+	pthread_mutex_lock(&st->mu);
+	e = stripe_find(t, st, &k, h, now_ns);
+	if (e == NULL)
+		e = entry_new(t, st, &k, h);
+	if (e != NULL) {
+		/* A refused entry is never dead: it is full (conns >= 1) or its window runs. */
+		rc = admit(e, max_conns, budget_bytes, now_ns, &retry);
+		if (rc == SRCLIMIT_OK) {
+			e->conns++;
+			retry = 0;
+			*out = e;
+		}
+	}
+	pthread_mutex_unlock(&st->mu);
+
+	sweep_step(t, now_ns);
+	if (retry_after_s != NULL)
+		*retry_after_s = retry;
+	return rc;
+}
+
+/* Start a new window at now unless another thread already did (once per window). */
+static void window_open(struct src_slot *e, uint64_t window_ns, uint64_t now)
+{
+	pthread_mutex_lock(&e->stripe->mu);
+	if (!window_live(e, now)) {
+		/* used first: whoever sees the new end also sees the emptied counter. */
+		atomic_store(&e->used, 0);
+		atomic_store(&e->win_end, window_end(window_ns, now));
+	}
+	pthread_mutex_unlock(&e->stripe->mu);
+}
+
+/*
+ * Why the total passed in one window never exceeds the budget: used only ever
+ * moves by a successful compare-and-swap from u to u + take with
+ * take <= budget - u, so used <= budget at all times, and every byte this
+ * function lets pass was added to used by exactly one such swap. Passed bytes
+ * in a window therefore sum to used at the window's end, <= budget. A swap that
+ * loses a race (another charge, or window_open zeroing used) rereads and
+ * recomputes take; one that races a reset lands in the new window and counts
+ * there. When demand exceeds the budget the charge that cannot take all it asked
+ * for leaves used == budget, so the passed total is exactly the budget.
+ * (fetch_add + clamp would be wait-free but lets used run past the budget by
+ * the losers' n and could wrap with an absurd n; the CAS keeps used bounded.)
+ */
+uint64_t srclimit_charge(struct src_slot *s, uint64_t n, uint64_t budget_bytes, uint64_t window_ns,
+                         uint64_t now_ns)
+{
+	uint64_t used, take;
+
+	if (budget_bytes == 0 || n == 0)
+		return n;
+	if (!window_live(s, now_ns))
+		window_open(s, window_ns, now_ns);
+	used = atomic_load(&s->used);
+	do {
+		if (used >= budget_bytes)
+			return 0;
+		take = budget_bytes - used < n ? budget_bytes - used : n;
+	} while (!atomic_compare_exchange_weak(&s->used, &used, used + take));
+	return take;
+}
+
+void srclimit_release(struct srclimit *t, struct src_slot *s)
+{
+	struct stripe *st;
+
+	if (s == NULL)
+		return;
+	st = s->stripe;
+	pthread_mutex_lock(&st->mu);
+	if (s->conns == 0)
+		abort(); /* impossible: released more often than acquired */
+	/* Never charged (no budget, or nothing uploaded yet): nothing to keep. */
+	if (--s->conns == 0 && atomic_load(&s->win_end) == 0) {
+		struct src_slot **pp = &st->buckets[s->hash & (st->n_buckets - 1)];
+		while (*pp != s)
+			pp = &(*pp)->next;
+		*pp = s->next;
+		entry_free(t, st, s);
+	}
+	pthread_mutex_unlock(&st->mu);
+}
+
+size_t srclimit_entries(const struct srclimit *t)
+{
+	return atomic_load(&t->entries);
+}
