@@ -280,11 +280,19 @@ static void put_details(struct jbuf *b, const struct audit_rec *r)
 		}
 		obj_close(b);
 	}
-	if (r->sni != NULL) {
+	if (r->sni != NULL || r->tls_version != NULL || r->tls_next_protocol != NULL) {
 		obj_open(b, "tls");
-		obj_open(b, "client");
-		kv_str(b, "server_name", r->sni);
-		obj_close(b);
+		if (r->tls_version != NULL) {
+			kv_str(b, "version", r->tls_version);
+			kv_str(b, "version_protocol", "tls");
+		}
+		if (r->tls_next_protocol != NULL)
+			kv_str(b, "next_protocol", r->tls_next_protocol);
+		if (r->sni != NULL) {
+			obj_open(b, "client");
+			kv_str(b, "server_name", r->sni);
+			obj_close(b);
+		}
 		obj_close(b);
 	}
 	if (r->rule != NULL || r->tier != NULL) {

@@ -29,6 +29,8 @@ struct audit_rec {
 	const char *tier;          /* rule.ruleset */
 	const char *would_deny;    /* labels.would_deny (audit mode) */
 	const char *sni;           /* tls.client.server_name */
+	const char *tls_version;   /* tls.version ("1.3": highest offered) + tls.version_protocol "tls" */
+	const char *tls_next_protocol; /* tls.next_protocol (the one ALPN protocol offered) */
 };
 
 /*

@@ -1,5 +1,6 @@
 /* One client connection: request, decision, resolution, upstream connect, relay, audit. */
 #include "conn.h"
+#include "conn_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,81 +22,36 @@
 #include "http_parse.h"
 #include "policy.h"
 #include "server.h"
+#include "srclimit.h"
 
-/* Relay buffering bound per direction: stop reading a side above HIGH, resume at or below LOW. */
-#define RELAY_HIGH (256u * 1024u)
-#define RELAY_LOW (64u * 1024u)
-#define RELAY_MAX_READ (128 * 1024)
 /* After a refusal is flushed: how long to drain the client's input before closing. */
 #define LINGER_MS 2000
 /* How long a client may take to read a refusal. */
 #define RESPOND_MS 5000
 #define AUDIT_LINE_MAX 4096
 
-enum conn_state {
-	CS_REQUEST,    /* reading the request head; header deadline armed */
-	CS_RESOLVING,  /* DNS lookup in flight; client reads paused */
-	CS_CONNECTING, /* connecting to addrs[addr_idx]; connect timeout armed */
-	CS_TUNNEL,     /* 200 sent; relaying both ways; idle and lifetime deadlines armed */
-	CS_RESPONDING, /* writing a refusal; client reads paused */
-	CS_LINGER,     /* refusal flushed and our write side shut; discarding client input */
-};
-
-static const char *const state_names[] = {"request", "resolving", "connecting",
+static const char *const state_names[] = {"request", "resolving", "connecting", "hello",
 					  "tunnel",  "responding", "linger"};
 
-struct conn {
-	struct conn *prev, *next; /* worker's list */
-	struct worker *w;
-	struct policy *policy; /* snapshot this connection started under */
-	enum conn_state state;
-	int tier;
-	struct bufferevent *cbev;
-	struct bufferevent *ubev;
-	evutil_socket_t ufd;     /* upstream socket while connecting */
-	struct event *uconn_ev;  /* EV_WRITE on ufd while connecting */
-	struct event *timer;     /* the one deadline of the current state */
-	struct dns_query *dq;    /* lookup in flight (cancel handle) */
-	struct pc_addr src;
-	uint16_t src_port;
-	uint16_t port;
-	bool have_request;       /* a request head was parsed: the connection gets an audit record */
-	bool audited;            /* the record was written */
-	bool client_eof, upstream_eof;
-	bool client_shut, upstream_shut; /* our write side towards them is shut */
-	bool have_dst;
-	enum reason first_eof;   /* close reason once both sides are done */
-	enum reason connect_fail;
-	int status;              /* HTTP status sent */
-	struct pc_addr dst;
-	struct pc_addr *addrs;   /* vetted addresses, freed once connected */
-	size_t n_addrs, addr_idx;
-	struct verdict verdict;
-	uint64_t t0_mono, t0_wall, last_active;
-	uint64_t up, down;       /* client→upstream, upstream→client */
-	char method[16];
-	struct pc_host host;
-};
-
-static void conn_close(struct conn *c, enum reason why);
 static void conn_refuse(struct conn *c, enum reason why);
 static void connect_next(struct conn *c);
 
-static uint64_t coarse_ns(void)
+uint64_t conn_coarse_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void set_state(struct conn *c, enum conn_state to)
+void conn_set_state(struct conn *c, enum conn_state to)
 {
 	/* Allowed transitions; anything else is a bug that must not pass silently. */
 	static const unsigned allowed[] = {
 		[CS_REQUEST] = 1u << CS_RESOLVING | 1u << CS_CONNECTING | 1u << CS_RESPONDING,
 		[CS_RESOLVING] = 1u << CS_CONNECTING | 1u << CS_RESPONDING,
-		[CS_CONNECTING] = 1u << CS_TUNNEL | 1u << CS_RESPONDING,
-		[CS_TUNNEL] = 0,
+		[CS_CONNECTING] = 1u << CS_HELLO | 1u << CS_TUNNEL | 1u << CS_RESPONDING,
+		[CS_HELLO] = 1u << CS_TUNNEL,
+		[CS_TUNNEL] = 1u << CS_HELLO, /* only before the client's first byte (peek) */
 		[CS_RESPONDING] = 1u << CS_LINGER,
 		[CS_LINGER] = 0,
 	};
@@ -107,18 +63,18 @@ static void set_state(struct conn *c, enum conn_state to)
 	c->state = to;
 }
 
-static void arm_ms(struct conn *c, uint64_t ms)
+void conn_arm_ms(struct conn *c, uint64_t ms)
 {
 	struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 	evtimer_add(c->timer, &tv);
 }
 
-static uint32_t pick(uint32_t tier_val, uint32_t global_val)
+uint32_t conn_pick(uint32_t tier_val, uint32_t global_val)
 {
 	return tier_val ? tier_val : global_val;
 }
 
-static const struct policy_tier *conn_tier(const struct conn *c)
+const struct policy_tier *conn_tier(const struct conn *c)
 {
 	if (c->tier < 0)
 		return NULL;
@@ -127,7 +83,7 @@ static const struct policy_tier *conn_tier(const struct conn *c)
 
 /* ---- audit ---- */
 
-static void conn_audit(struct conn *c, enum reason why, bool tunnel_end)
+void conn_audit(struct conn *c, enum reason why, bool tunnel_end)
 {
 	if (c->audited || !c->have_request)
 		return;
@@ -152,6 +108,11 @@ static void conn_audit(struct conn *c, enum reason why, bool tunnel_end)
 		.tier = t ? t->name : NULL,
 		.would_deny = c->verdict.would_deny ? reason_name(c->verdict.reason) : NULL,
 	};
+	if (c->tls != NULL) {
+		r.sni = c->tls->sni[0] ? c->tls->sni : NULL;
+		r.tls_version = c->tls->version[0] ? c->tls->version : NULL;
+		r.tls_next_protocol = c->tls->alpn[0] ? c->tls->alpn : NULL;
+	}
 	if (c->host.kind != HOST_NAME && c->host.kind != 0 && !c->have_dst)
 		r.dst_ip = &c->host.addr;
 	char line[AUDIT_LINE_MAX];
@@ -162,10 +123,12 @@ static void conn_audit(struct conn *c, enum reason why, bool tunnel_end)
 
 /* ---- teardown: the one path ---- */
 
-static void conn_close(struct conn *c, enum reason why)
+void conn_close(struct conn *c, enum reason why)
 {
 	struct worker *w = c->w;
-	conn_audit(c, why, c->state == CS_TUNNEL);
+	conn_audit(c, why, c->state == CS_TUNNEL || c->state == CS_HELLO);
+	srclimit_release(w->srv->srclimit, c->slot);
+	free(c->tls);
 	if (c->dq != NULL)
 		dns_cancel(c->dq);
 	if (c->uconn_ev != NULL)
@@ -190,6 +153,14 @@ static void conn_close(struct conn *c, enum reason why)
 	free(c);
 	atomic_fetch_sub_explicit(&w->srv->n_conns, 1, memory_order_relaxed);
 	worker_conn_gone(w);
+}
+
+void conn_would_deny(struct conn *c, enum reason why)
+{
+	if (c->verdict.would_deny)
+		return;
+	c->verdict.would_deny = true;
+	c->verdict.reason = why;
 }
 
 void conn_close_all(struct worker *w)
@@ -220,20 +191,25 @@ static const char *status_text(int status)
 }
 
 /* RFC 9209 §2: Proxy-Status names the proxy, the error type and our reason in details. */
-static size_t format_refusal(enum reason why, int status, char *buf, size_t n)
+static size_t format_refusal(enum reason why, int status, uint32_t retry_after, char *buf, size_t n)
 {
+	char retry[40] = "";
+	/* RFC 9110 §10.2.3: how long to wait before trying again (429 / 503). */
+	if (retry_after > 0)
+		snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", retry_after);
 	char body[96];
 	int blen = snprintf(body, sizeof(body), "portcullis refused the request: %s\n",
 			    reason_name(why));
 	int len = snprintf(buf, n,
 			   "HTTP/1.1 %d %s\r\n"
 			   "Proxy-Status: portcullis; error=%s; details=\"%s\"\r\n"
+			   "%s"
 			   "Content-Type: text/plain\r\n"
 			   "Content-Length: %d\r\n"
 			   "Connection: close\r\n"
 			   "\r\n%s",
-			   status, status_text(status), reason_proxy_status(why), reason_name(why), blen,
-			   body);
+			   status, status_text(status), reason_proxy_status(why), reason_name(why), retry,
+			   blen, body);
 	return len > 0 && (size_t)len < n ? (size_t)len : 0;
 }
 
@@ -258,11 +234,11 @@ static void respond_write_cb(struct bufferevent *bev, void *arg)
 	 * destroys the response before the client reads it.
 	 */
 	shutdown(bufferevent_getfd(bev), SHUT_WR);
-	set_state(c, CS_LINGER);
+	conn_set_state(c, CS_LINGER);
 	bufferevent_setcb(bev, linger_read_cb, NULL, linger_event_cb, c);
 	bufferevent_enable(bev, EV_READ);
 	linger_read_cb(bev, c);
-	arm_ms(c, LINGER_MS);
+	conn_arm_ms(c, LINGER_MS);
 }
 
 static void respond_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -294,8 +270,8 @@ static void conn_refuse(struct conn *c, enum reason why)
 	atomic_fetch_add_explicit(&c->w->stats.refused, 1, memory_order_relaxed);
 
 	char resp[512];
-	size_t n = format_refusal(why, c->status, resp, sizeof(resp));
-	set_state(c, CS_RESPONDING);
+	size_t n = format_refusal(why, c->status, c->retry_after, resp, sizeof(resp));
+	conn_set_state(c, CS_RESPONDING);
 	bufferevent_disable(c->cbev, EV_READ);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
 	bufferevent_setcb(c->cbev, NULL, respond_write_cb, respond_event_cb, c);
@@ -303,152 +279,7 @@ static void conn_refuse(struct conn *c, enum reason why)
 		conn_close(c, why);
 		return;
 	}
-	arm_ms(c, RESPOND_MS);
-}
-
-/* ---- relay ---- */
-
-static void tunnel_check_done(struct conn *c)
-{
-	if (c->client_shut && c->upstream_shut)
-		conn_close(c, c->first_eof);
-}
-
-/* Our side towards `to` has nothing more to send once `from` hit EOF and to's output drained. */
-static void maybe_shut(struct conn *c, struct bufferevent *to)
-{
-	bool to_client = to == c->cbev;
-	bool from_eof = to_client ? c->upstream_eof : c->client_eof;
-	bool *shut = to_client ? &c->client_shut : &c->upstream_shut;
-	if (!from_eof || *shut || evbuffer_get_length(bufferevent_get_output(to)) != 0)
-		return;
-	shutdown(bufferevent_getfd(to), SHUT_WR);
-	*shut = true;
-}
-
-static void relay(struct conn *c, struct bufferevent *from, struct bufferevent *to)
-{
-	struct evbuffer *in = bufferevent_get_input(from);
-	struct evbuffer *out = bufferevent_get_output(to);
-	size_t n = evbuffer_get_length(in);
-	if (n == 0)
-		return;
-	if (from == c->cbev)
-		c->up += n;
-	else
-		c->down += n;
-	c->last_active = coarse_ns();
-	evbuffer_add_buffer(out, in);
-	if (evbuffer_get_length(out) >= RELAY_HIGH) {
-		/* Backpressure: stop reading `from` until `to` drains to RELAY_LOW. */
-		bufferevent_disable(from, EV_READ);
-		bufferevent_setwatermark(to, EV_WRITE, RELAY_LOW, 0);
-	}
-}
-
-static void tunnel_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct conn *c = arg;
-	relay(c, bev, bev == c->cbev ? c->ubev : c->cbev);
-}
-
-static void tunnel_write_cb(struct bufferevent *to, void *arg)
-{
-	struct conn *c = arg;
-	struct bufferevent *from = to == c->cbev ? c->ubev : c->cbev;
-	bool from_eof = to == c->cbev ? c->upstream_eof : c->client_eof;
-	if (!from_eof && !(bufferevent_get_enabled(from) & EV_READ)) {
-		bufferevent_setwatermark(to, EV_WRITE, 0, 0);
-		bufferevent_enable(from, EV_READ);
-	}
-	maybe_shut(c, to);
-	tunnel_check_done(c);
-}
-
-static void tunnel_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct conn *c = arg;
-	bool is_client = bev == c->cbev;
-	struct bufferevent *to = is_client ? c->ubev : c->cbev;
-	if (what & BEV_EVENT_ERROR) {
-		conn_close(c, is_client ? R_CLIENT_ERROR : R_UPSTREAM_ERROR);
-		return;
-	}
-	if (!(what & BEV_EVENT_EOF))
-		return;
-	/* Half-close (RFC 9110 §9.3.6): pass the EOF on once everything before it is written. */
-	relay(c, bev, to);
-	if (is_client)
-		c->client_eof = true;
-	else
-		c->upstream_eof = true;
-	if (!(c->client_eof && c->upstream_eof))
-		c->first_eof = is_client ? R_CLIENT_CLOSED : R_UPSTREAM_CLOSED;
-	bufferevent_disable(bev, EV_READ);
-	bufferevent_setwatermark(to, EV_WRITE, 0, 0);
-	maybe_shut(c, to);
-	tunnel_check_done(c);
-}
-
-static void tunnel_arm(struct conn *c)
-{
-	const struct policy_tier *t = conn_tier(c);
-	const struct policy_settings *s = policy_settings(c->policy);
-	uint64_t idle = (uint64_t)pick(t ? t->idle_timeout_ms : 0, s->idle_timeout_ms) * 1000000ull;
-	uint64_t life = (uint64_t)pick(t ? t->max_lifetime_ms : 0, s->max_lifetime_ms) * 1000000ull;
-	uint64_t now = coarse_ns();
-	uint64_t idle_left = c->last_active + idle > now ? c->last_active + idle - now : 0;
-	uint64_t life_end = c->t0_mono + life;
-	uint64_t now_fine = mono_ns();
-	uint64_t life_left = life_end > now_fine ? life_end - now_fine : 0;
-	if (life_left == 0) {
-		conn_close(c, R_MAX_LIFETIME);
-		return;
-	}
-	if (idle_left == 0) {
-		conn_close(c, R_IDLE_TIMEOUT);
-		return;
-	}
-	uint64_t left = idle_left < life_left ? idle_left : life_left;
-	/* Coarse clock granularity: never re-arm for less than 10 ms. */
-	arm_ms(c, left / 1000000ull + 10);
-}
-
-static void tunnel_start(struct conn *c, evutil_socket_t fd)
-{
-	struct event_base *base = c->w->base;
-	c->ubev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->ubev == NULL) {
-		close(fd);
-		conn_refuse(c, R_INTERNAL_ERROR);
-		return;
-	}
-	c->ufd = -1;
-	c->have_dst = true;
-	c->dst = c->addrs[c->addr_idx];
-	free(c->addrs);
-	c->addrs = NULL;
-	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-	if (bufferevent_write(c->cbev, ok, sizeof(ok) - 1) != 0) {
-		conn_close(c, R_INTERNAL_ERROR);
-		return;
-	}
-	c->status = 200;
-	set_state(c, CS_TUNNEL);
-	atomic_fetch_add_explicit(&c->w->stats.tunnels, 1, memory_order_relaxed);
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	bufferevent_set_max_single_read(c->cbev, RELAY_MAX_READ);
-	bufferevent_set_max_single_read(c->ubev, RELAY_MAX_READ);
-	bufferevent_setcb(c->cbev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, c);
-	bufferevent_setcb(c->ubev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, c);
-	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
-	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
-	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
-	c->last_active = coarse_ns();
-	/* Bytes the client sent after the request head belong to the tunnel. */
-	relay(c, c->cbev, c->ubev);
-	tunnel_arm(c);
+	conn_arm_ms(c, RESPOND_MS);
 }
 
 /* ---- upstream connect: only vetted addresses, in order, never resolving again ---- */
@@ -539,7 +370,7 @@ static void connect_next(struct conn *c)
 			conn_refuse(c, R_INTERNAL_ERROR);
 			return;
 		}
-		arm_ms(c, pick(t ? t->connect_timeout_ms : 0, s->connect_timeout_ms));
+		conn_arm_ms(c, conn_pick(t ? t->connect_timeout_ms : 0, s->connect_timeout_ms));
 		return;
 	}
 	conn_refuse(c, c->connect_fail);
@@ -562,7 +393,7 @@ static void connect_start(struct conn *c, const struct pc_addr *addrs, size_t n)
 	c->n_addrs = n;
 	c->addr_idx = 0;
 	c->connect_fail = R_UPSTREAM_UNREACHABLE;
-	set_state(c, CS_CONNECTING);
+	conn_set_state(c, CS_CONNECTING);
 	connect_next(c);
 }
 
@@ -592,6 +423,31 @@ static enum reason parse_error_reason(int err)
 	case HTTP_ERR_VERSION: return R_VERSION_NOT_SUPPORTED;
 	default: return R_BAD_REQUEST;
 	}
+}
+
+/* Per-source concurrency and upload budget (caps). Returns false when refused. */
+static bool source_limits(struct conn *c)
+{
+	const struct policy_tier *t = conn_tier(c);
+	if (t == NULL)
+		return true;
+	uint32_t retry = 0;
+	int r = srclimit_acquire(c->w->srv->srclimit, &c->src, t->connections_per_source,
+				 t->upload_budget_bytes,
+				 (uint64_t)t->upload_budget_window_ms * 1000000ull, mono_ns(), &c->slot,
+				 &retry);
+	if (r == SRCLIMIT_OK)
+		return true;
+	enum reason why = r == SRCLIMIT_CONNS    ? R_SOURCE_CONNECTION_LIMIT
+			  : r == SRCLIMIT_BUDGET ? R_SOURCE_UPLOAD_BUDGET
+						 : R_INTERNAL_ERROR;
+	if (t->mode == TIER_AUDIT && why != R_INTERNAL_ERROR) {
+		conn_would_deny(c, why);
+		return true;
+	}
+	c->retry_after = r == SRCLIMIT_BUDGET && retry > 0 ? retry : 1;
+	conn_refuse(c, why);
+	return false;
 }
 
 /*
@@ -631,6 +487,13 @@ static void handle_request(struct conn *c, const struct http_req *req, size_t he
 		conn_refuse(c, c->verdict.reason);
 		return;
 	}
+	/* Fail closed: a connection that could not be recorded does not happen. */
+	if (!audit_log_available(c->w->srv->audit)) {
+		conn_refuse(c, R_AUDIT_UNAVAILABLE);
+		return;
+	}
+	if (!source_limits(c))
+		return;
 	evbuffer_drain(bufferevent_get_input(c->cbev), head_len);
 	evtimer_del(c->timer);
 	bufferevent_disable(c->cbev, EV_READ);
@@ -639,11 +502,11 @@ static void handle_request(struct conn *c, const struct http_req *req, size_t he
 		connect_start(c, &c->host.addr, 1);
 		return;
 	}
-	set_state(c, CS_RESOLVING);
+	conn_set_state(c, CS_RESOLVING);
 	/* A backstop only: the resolver enforces timeout x attempts itself. */
 	const struct policy_settings *s = policy_settings(c->policy);
 	uint64_t n = s->n_resolvers ? s->n_resolvers : 1;
-	arm_ms(c, (uint64_t)s->resolver_timeout_ms * (s->resolver_attempts + 1) * n + 1000);
+	conn_arm_ms(c, (uint64_t)s->resolver_timeout_ms * (s->resolver_attempts + 1) * n + 1000);
 	c->dq = dns_lookup(c->w->dns, c->host.name, dns_done, c);
 	if (c->dq == NULL)
 		conn_refuse(c, R_DNS_ERROR);
@@ -696,7 +559,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	case CS_REQUEST: conn_refuse(c, R_REQUEST_TIMEOUT); return;
 	case CS_RESOLVING: conn_refuse(c, R_DNS_TIMEOUT); return;
 	case CS_CONNECTING: connect_failed(c, R_UPSTREAM_TIMEOUT); return;
-	case CS_TUNNEL: tunnel_arm(c); return;
+	case CS_HELLO:
+	case CS_TUNNEL: tunnel_timer(c); return;
 	case CS_RESPONDING:
 	case CS_LINGER: conn_close(c, c->verdict.reason); return;
 	}
@@ -746,7 +610,8 @@ static void refuse_raw(struct worker *w, evutil_socket_t fd, const struct sockad
 	if (len == 0 || audit_log_submit(w->srv->audit, line, len) != 0)
 		atomic_fetch_add_explicit(&w->stats.audit_lost, 1, memory_order_relaxed);
 	char resp[512];
-	size_t n = format_refusal(why, reason_http_status(why), resp, sizeof(resp));
+	size_t n = format_refusal(why, reason_http_status(why), why == R_CONNECTION_LIMIT ? 1 : 0,
+				  resp, sizeof(resp));
 	/* Best effort, non-blocking: the socket is fresh so the send buffer is empty. */
 	if (n > 0 && send(fd, resp, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		(void)0;
@@ -799,6 +664,6 @@ void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa
 	/* Never buffer more of a request head than the limit allows (+1 to detect overflow). */
 	bufferevent_setwatermark(c->cbev, EV_READ, 0, s->max_header_bytes + 1);
 	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
-	arm_ms(c, s->header_timeout_ms);
+	conn_arm_ms(c, s->header_timeout_ms);
 	(void)salen;
 }

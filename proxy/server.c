@@ -19,6 +19,7 @@
 #include "audit.h"
 #include "conn.h"
 #include "dns.h"
+#include "srclimit.h"
 
 /* How long accepting pauses after EMFILE/ENFILE instead of spinning on the error. */
 #define ACCEPT_BACKOFF_MS 100
@@ -263,6 +264,11 @@ int server_init(struct server *s, struct policy *p, struct audit_log *audit, cha
 	memset(s, 0, sizeof(*s));
 	s->policy = policy_ref(p);
 	s->audit = audit;
+	s->srclimit = srclimit_create();
+	if (s->srclimit == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return -1;
+	}
 	if (gethostname(s->hostname, sizeof(s->hostname) - 1) != 0)
 		strcpy(s->hostname, "unknown");
 	const struct policy_settings *ps = policy_settings(p);
@@ -374,6 +380,7 @@ void server_fini(struct server *s)
 	for (unsigned i = 0; i < s->n_workers; i++)
 		worker_fini(&s->workers[i]);
 	free(s->workers);
+	srclimit_destroy(s->srclimit);
 	if (s->sigbase != NULL)
 		event_base_free(s->sigbase);
 	policy_unref(s->policy);

@@ -16,6 +16,7 @@ struct evconnlistener;
 struct audit_log;
 struct dns_resolver;
 struct conn;
+struct srclimit;
 
 /* Per-worker counters: written only by the owning worker, read by anyone (relaxed). */
 struct worker_stats {
@@ -43,11 +44,13 @@ struct worker {
 	size_t n_conns;
 	bool draining;
 	struct worker_stats stats;
+	uint8_t hello_scratch[65536]; /* ClientHello reassembly, one parse at a time per loop */
 };
 
 struct server {
 	struct policy *policy; /* main thread's reference */
 	struct audit_log *audit;
+	struct srclimit *srclimit; /* per-source limits shared by every worker */
 	char hostname[256];
 	struct worker *workers;
 	unsigned n_workers;

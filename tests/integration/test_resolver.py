@@ -48,7 +48,9 @@ with ctx:
 
     names = ["allowed.example", "hosts-only.example", "poison-only.example", "nx.example", "nodata.example",
              "refused.example", "blackhole.example", "unrouted.example", "fallback.example", "other.org"]
-    tier = {"a": {"sources": ["127.0.0.2/32"], "allow": [{"host": n} for n in names]}}
+    # Plain line-protocol upstreams on 443: this scenario is about resolution, not TLS inspection.
+    tier = {"a": {"sources": ["127.0.0.2/32"], "allow": [{"host": n} for n in names],
+                  "tls": {"require_tls_ports": []}}}
     px = harness.Proxy(ctx, "proxy", tier).start()
     px_silent = harness.Proxy(ctx, "proxy-silent-dns", tier, proxy_port=3129, admin_port=9091,
                               resolver={"servers": ["127.0.0.55:53"]}).start()

@@ -40,7 +40,10 @@ with ctx:
               "allow": [{"host": "allowed.example", "ports": [443, 80, 8080]},
                         {"host": "*.wild.example"},
                         {"host": "v6only.example"},
-                        {"host": V6}]},
+                        {"host": V6}],
+              # curl sends no SNI for an IP-literal URL (RFC 6066 forbids literal addresses in
+              # SNI), so the literal-rule case needs a tier that does not require one.
+              "tls": {"require_sni": False}},
     }).start()
     audit = px.audit
     proxy_url = "http://127.0.0.1:3128"

@@ -1,0 +1,96 @@
+/* Private to conn.c and tunnel.c: the connection object and the helpers both halves use. */
+#ifndef PORTCULLIS_CONN_INT_H
+#define PORTCULLIS_CONN_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/util.h>
+
+#include "addr.h"
+#include "host.h"
+#include "policy.h"
+#include "reason.h"
+
+struct bufferevent;
+struct event;
+struct dns_query;
+struct src_slot;
+struct worker;
+
+enum conn_state {
+	CS_REQUEST,    /* reading the request head; header deadline armed */
+	CS_RESOLVING,  /* DNS lookup in flight; client reads paused */
+	CS_CONNECTING, /* connecting to addrs[addr_idx]; connect timeout armed */
+	CS_HELLO,      /* 200 sent; holding client bytes until a complete ClientHello; hello deadline */
+	CS_TUNNEL,     /* relaying both ways; idle and lifetime deadlines armed */
+	CS_RESPONDING, /* writing a refusal; client reads paused */
+	CS_LINGER,     /* refusal flushed and our write side shut; discarding client input */
+};
+
+/* What the ClientHello told us, kept for the audit record (allocated only for TLS tunnels). */
+struct conn_tls {
+	char sni[HOST_NAME_MAX_LEN + 1]; /* canonical SNI, "" when none */
+	char version[8];                 /* highest offered: "1.3", "1.2", ... */
+	char alpn[64];                   /* the one ALPN protocol offered, "" otherwise */
+};
+
+struct conn {
+	struct conn *prev, *next; /* worker's list */
+	struct worker *w;
+	struct policy *policy; /* snapshot this connection started under */
+	enum conn_state state;
+	int tier;
+	struct bufferevent *cbev;
+	struct bufferevent *ubev;
+	evutil_socket_t ufd;     /* upstream socket while connecting */
+	struct event *uconn_ev;  /* EV_WRITE on ufd while connecting */
+	struct event *timer;     /* the one deadline of the current state */
+	struct dns_query *dq;    /* lookup in flight (cancel handle) */
+	struct src_slot *slot;   /* hold on the per-source limits (NULL: none) */
+	struct pc_addr src;
+	uint16_t src_port;
+	uint16_t port;
+	bool have_request;       /* a request head was parsed: the connection gets an audit record */
+	bool audited;            /* the record was written */
+	bool client_eof, upstream_eof;
+	bool client_shut, upstream_shut; /* our write side towards them is shut */
+	bool have_dst;
+	bool peek_first;         /* not a TLS port: inspect only if the first client byte is 0x16 */
+	bool finishing;          /* a cap was reached: flush what was allowed, then close */
+	enum reason finish_reason;
+	enum reason first_eof;   /* close reason once both sides are done */
+	enum reason connect_fail;
+	int status;              /* HTTP status sent */
+	uint32_t retry_after;    /* Retry-After seconds on a 429 / 503 (0: none) */
+	struct pc_addr dst;
+	struct pc_addr *addrs;   /* vetted addresses, freed once connected */
+	size_t n_addrs, addr_idx;
+	struct verdict verdict;
+	uint64_t t0_mono, t0_wall, last_active;
+	uint64_t up, down;       /* client→upstream, upstream→client */
+	struct conn_tls *tls;
+	char method[16];
+	struct pc_host host;
+};
+
+/* conn.c */
+void conn_set_state(struct conn *c, enum conn_state to);
+void conn_arm_ms(struct conn *c, uint64_t ms);
+const struct policy_tier *conn_tier(const struct conn *c);
+uint32_t conn_pick(uint32_t tier_val, uint32_t global_val);
+uint64_t conn_coarse_ns(void);
+/* The one teardown path: audit (once), cancel, free. c is gone afterwards. */
+void conn_close(struct conn *c, enum reason why);
+/* A refusal record at decision time (no-op if already audited). */
+void conn_audit(struct conn *c, enum reason why, bool tunnel_end);
+/* Remember a would-deny (audit mode) without blocking: the first reason wins. */
+void conn_would_deny(struct conn *c, enum reason why);
+
+/* tunnel.c */
+/* Upstream connected: send 200 and start inspecting/relaying. */
+void tunnel_start(struct conn *c, evutil_socket_t fd);
+/* The connection timer fired in CS_HELLO or CS_TUNNEL. */
+void tunnel_timer(struct conn *c);
+
+#endif
