@@ -48,9 +48,20 @@ REASON_STATUS = {
     "bad_request": 400, "headers_too_large": 431, "request_timeout": 408,
     "method_not_supported": 501, "version_not_supported": 505,
     "connection_limit": 503, "shutting_down": 503, "internal_error": 500,
+    # refusals inside the tunnel's first flight: the client had already seen 200
+    "tls_no_sni": 200, "tls_sni_mismatch": 200, "tls_sni_not_allowed": 200, "not_tls": 200,
+    "tls_ech": 200, "tls_malformed": 200, "tls_hello_too_large": 200, "tls_hello_timeout": 200,
+    # caps
+    "source_connection_limit": 429, "source_upload_budget": 429, "audit_unavailable": 503,
 }
 CLOSE_REASONS = {"client_closed", "upstream_closed", "idle_timeout", "max_lifetime",
-                 "drain_timeout", "client_error", "upstream_error"}
+                 "drain_timeout", "client_error", "upstream_error",
+                 "upload_cap", "download_cap", "source_upload_budget"}
+# Reasons an audit-mode tier records in labels.would_deny instead of refusing.
+WOULD_DENY_REASONS = {"host_not_allowed", "port_not_allowed", "tls_no_sni", "tls_sni_mismatch",
+                      "tls_sni_not_allowed", "not_tls", "tls_ech", "tls_malformed",
+                      "tls_hello_too_large", "tls_hello_timeout", "upload_cap", "download_cap",
+                      "source_connection_limit", "source_upload_budget"}
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "ERROR: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer")
@@ -798,6 +809,361 @@ def curl(args, timeout=20):
 
 
 # --------------------------------------------------------------------------
+# Inside the tunnel: paced writes, waiting for the cut
+# --------------------------------------------------------------------------
+
+def send_paced(sock, data, piece=1, delay=0.004, limit=30.0):
+    """Write data piece bytes per send() with delay between them (TCP_NODELAY, so each
+    write is its own segment).  Bounded: raises CaseFailed after limit seconds."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    t0 = time.monotonic()
+    for off in range(0, len(data), piece):
+        sock.sendall(data[off:off + piece])
+        if delay:
+            time.sleep(delay)
+        expect(time.monotonic() - t0 < limit, "paced write of %d bytes took over %.0fs" % (len(data), limit))
+
+
+def await_close(sock, timeout=5.0):
+    """Read until the peer closes.  Returns {"end": "eof" | "reset" | None (still open
+    after timeout), "got": bytes received, "elapsed": seconds}."""
+    t0 = time.monotonic()
+    got = b""
+    end = None
+    while True:
+        left = timeout - (time.monotonic() - t0)
+        if left <= 0:
+            break
+        sock.settimeout(min(left, 0.5))
+        try:
+            d = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            end = "reset"
+            break
+        except OSError as e:
+            end = "reset" if e.errno in (104, 32) else "error: %s" % e
+            break
+        if not d:
+            end = "eof"
+            break
+        got += d
+    return {"end": end, "got": got, "elapsed": time.monotonic() - t0}
+
+
+def send_until_cut(sock, data, chunk=16384, timeout=10.0):
+    """Write data in chunks until done or the peer cuts us off.  Returns bytes written
+    (accepted by the kernel) and whether a write failed."""
+    sent = 0
+    sock.settimeout(timeout)
+    try:
+        for off in range(0, len(data), chunk):
+            sock.sendall(data[off:off + chunk])
+            sent = off + len(data[off:off + chunk])
+    except OSError:
+        return sent, True
+    return sent, False
+
+
+# --------------------------------------------------------------------------
+# TLS ClientHellos: crafted (with an OpenSSL self-check), parsed, re-framed;
+# and a MemoryBIO TLS client, so a real handshake can be fed through a raw
+# tunnel with segmentation of the test's choosing.
+# --------------------------------------------------------------------------
+
+EXT_SNI, EXT_GROUPS, EXT_SIGALGS, EXT_ALPN, EXT_PADDING = 0, 10, 13, 16, 21
+EXT_VERSIONS, EXT_PSK_MODES, EXT_KEY_SHARE = 43, 45, 51
+EXT_ECH, EXT_ESNI = 0xfe0d, 0xffce
+TLS_MAX_FRAGMENT = 16384
+
+
+def _v8(b):
+    return bytes([len(b)]) + b
+
+
+def _v16(b):
+    return struct.pack(">H", len(b)) + b
+
+
+def tls_ext(etype, body):
+    return struct.pack(">H", etype) + _v16(body)
+
+
+def ext_sni(name):
+    n = name.encode("latin-1") if isinstance(name, str) else name
+    return tls_ext(EXT_SNI, _v16(b"\x00" + _v16(n)))
+
+
+def ext_alpn(protos):
+    return tls_ext(EXT_ALPN, _v16(b"".join(_v8(p.encode() if isinstance(p, str) else p) for p in protos)))
+
+
+def ext_versions(versions):
+    return tls_ext(EXT_VERSIONS, _v8(b"".join(struct.pack(">H", v) for v in versions)))
+
+
+def ext_ech():
+    """encrypted_client_hello (draft-ietf-tls-esni-18+), outer form, GREASE-like content:
+    type outer(0), HPKE suite (HKDF-SHA256, AES-128-GCM), config_id, enc, payload."""
+    return tls_ext(EXT_ECH, b"\x00" + struct.pack(">HH", 1, 1) + os.urandom(1) +
+                   _v16(os.urandom(32)) + _v16(os.urandom(144)))
+
+
+def ext_esni():
+    """Draft ESNI (0xffce, draft-ietf-tls-esni-02): suite, key share, digest, encrypted SNI."""
+    return tls_ext(EXT_ESNI, struct.pack(">H", 0x1301) + struct.pack(">H", 0x001d) + _v16(os.urandom(32)) +
+                   _v16(os.urandom(32)) + _v16(os.urandom(276)))
+
+
+def ext_padding(n):
+    return tls_ext(EXT_PADDING, b"\x00" * n)
+
+
+def client_hello(sni="allowed.example", alpn=None, versions=(0x0304, 0x0303), ech=False, esni=False,
+                 padding=0, extra=(), legacy_version=0x0303, hs_type=1):
+    """One ClientHello handshake message (4-byte header included).  With versions it is
+    a TLS 1.3 hello (supported_versions, an x25519 key share); without, TLS 1.2 only.
+    Cipher suites and groups fit the harness's P-256 certificate, so an OpenSSL server
+    answers it with a ServerHello (see openssl_answers)."""
+    ciphers = [0x1301, 0x1302, 0x1303] if versions else []
+    ciphers += [0xc02b, 0xc02f, 0xc02c, 0xc030]
+    body = struct.pack(">H", legacy_version) + os.urandom(32) + _v8(os.urandom(32))
+    body += _v16(b"".join(struct.pack(">H", c) for c in ciphers)) + _v8(b"\x00")
+    exts = []
+    if sni is not None:
+        exts.append(ext_sni(sni))
+    exts.append(tls_ext(EXT_GROUPS, _v16(struct.pack(">HH", 0x001d, 0x0017))))
+    exts.append(tls_ext(EXT_SIGALGS, _v16(struct.pack(">HHHH", 0x0403, 0x0804, 0x0401, 0x0503))))
+    exts.append(tls_ext(11, _v8(b"\x00")))  # ec_point_formats: uncompressed
+    if versions:
+        exts.append(ext_versions(versions))
+        exts.append(tls_ext(EXT_PSK_MODES, _v8(b"\x01")))
+        exts.append(tls_ext(EXT_KEY_SHARE, _v16(struct.pack(">H", 0x001d) + _v16(os.urandom(32)))))
+    if alpn:
+        exts.append(ext_alpn(alpn))
+    if ech:
+        exts.append(ext_ech())
+    if esni:
+        exts.append(ext_esni())
+    exts.extend(extra)
+    if padding:
+        exts.append(ext_padding(padding))
+    body += _v16(b"".join(exts))
+    return bytes([hs_type]) + struct.pack(">I", len(body))[1:] + body
+
+
+def tls_records(msg, cuts=(), record_version=0x0301, content_type=0x16):
+    """Frame a handshake message into TLS records: a new record at every offset in cuts,
+    and whenever a fragment would exceed 2^14 bytes."""
+    pos = sorted(set(c for c in cuts if 0 < c < len(msg)))
+    bounds = [0]
+    for c in pos + [len(msg)]:
+        while c - bounds[-1] > TLS_MAX_FRAGMENT:
+            bounds.append(bounds[-1] + TLS_MAX_FRAGMENT)
+        bounds.append(c)
+    out = b""
+    for a, b in zip(bounds, bounds[1:]):
+        out += struct.pack(">BHH", content_type, record_version, b - a) + msg[a:b]
+    return out
+
+
+def parse_client_hello(stream):
+    """Reassemble and parse the ClientHello at the start of stream (strict, like a
+    server would).  Returns a dict: records [(offset, length)], consumed, msg, version,
+    sni, alpn [..], versions [..], ext_types [..], exts {type: (offset in msg, data)}.
+    Raises ValueError for anything that is not one complete, well-formed ClientHello."""
+    off = 0
+    msg = b""
+    recs = []
+    while True:
+        if len(stream) - off < 5:
+            raise ValueError("truncated record header at %d" % off)
+        ctype, rver, rlen = struct.unpack(">BHH", stream[off:off + 5])
+        if ctype != 0x16 or rver >> 8 != 3:
+            raise ValueError("record at %d is not TLS handshake (%02x %04x)" % (off, ctype, rver))
+        if rlen == 0 or rlen > TLS_MAX_FRAGMENT:
+            raise ValueError("record at %d has length %d" % (off, rlen))
+        if len(stream) - off - 5 < rlen:
+            raise ValueError("record at %d truncated (%d of %d bytes)" % (off, len(stream) - off - 5, rlen))
+        recs.append((off, rlen))
+        msg += stream[off + 5:off + 5 + rlen]
+        off += 5 + rlen
+        if len(msg) >= 4:
+            need_len = 4 + int.from_bytes(msg[1:4], "big")
+            if len(msg) >= need_len:
+                if len(msg) != need_len:
+                    raise ValueError("%d bytes after the hello inside its last record" % (len(msg) - need_len))
+                break
+    if msg[0] != 1:
+        raise ValueError("handshake type %d, not client_hello" % msg[0])
+    p = 4
+    ver = struct.unpack(">H", msg[p:p + 2])[0]
+    p += 2 + 32
+    p += 1 + msg[p]
+    p += 2 + struct.unpack(">H", msg[p:p + 2])[0]
+    p += 1 + msg[p]
+    if p == len(msg):
+        exts_end = p
+    else:
+        exts_end = p + 2 + struct.unpack(">H", msg[p:p + 2])[0]
+        p += 2
+    if exts_end != len(msg):
+        raise ValueError("extensions end at %d, message at %d" % (exts_end, len(msg)))
+    out = {"records": recs, "consumed": off, "msg": msg, "version": ver, "sni": None, "alpn": [],
+           "versions": [], "ext_types": [], "exts": {}}
+    while p < exts_end:
+        et, el = struct.unpack(">HH", msg[p:p + 4])
+        data = msg[p + 4:p + 4 + el]
+        if len(data) != el:
+            raise ValueError("extension %#x overruns the message" % et)
+        if et in out["exts"]:
+            raise ValueError("duplicate extension %#x" % et)
+        out["exts"][et] = (p + 4, data)
+        out["ext_types"].append(et)
+        if et == EXT_SNI:
+            q = 2
+            if data[q] != 0:
+                raise ValueError("server_name type %d" % data[q])
+            n = struct.unpack(">H", data[q + 1:q + 3])[0]
+            out["sni"] = data[q + 3:q + 3 + n].decode("latin-1")
+        elif et == EXT_ALPN:
+            q = 2
+            while q < len(data):
+                out["alpn"].append(data[q + 1:q + 1 + data[q]].decode("latin-1"))
+                q += 1 + data[q]
+        elif et == EXT_VERSIONS:
+            out["versions"] = [struct.unpack(">H", data[i:i + 2])[0] for i in range(1, 1 + data[0], 2)]
+        p += 4 + el
+    return out
+
+
+def reframe(stream, cuts):
+    """Re-frame the ClientHello at the start of stream: same handshake bytes, a new TLS
+    record at each offset of cuts (offsets into the handshake message)."""
+    h = parse_client_hello(stream)
+    rver = struct.unpack(">H", stream[1:3])[0]
+    return tls_records(h["msg"], cuts, record_version=rver) + stream[h["consumed"]:]
+
+
+def openssl_answers(stream, certs):
+    """Self-check of a crafted hello: feed it to an in-process OpenSSL server (python's
+    ssl over MemoryBIOs).  Returns (True, "") when OpenSSL answered with a ServerHello,
+    else (False, why)."""
+    import ssl
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(certs["cert"], certs["key"])
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = sctx.wrap_bio(inc, out, server_side=True)
+    inc.write(stream)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    except ssl.SSLError as e:
+        return False, "OpenSSL refused it: %s" % e
+    ans = out.read()
+    if len(ans) >= 6 and ans[0] == 0x16 and ans[5] == 2:
+        return True, ""
+    return False, "OpenSSL answered %r" % ans[:16]
+
+
+class TlsClient:
+    """A real TLS client (python's ssl = OpenSSL) over MemoryBIOs: hello() gives the first
+    flight; the test writes it into a tunnel however it likes, then finish() runs the rest
+    of the handshake over the socket and send()/recv_line() exchange data."""
+
+    def __init__(self, server_hostname, cafile=None, alpn=None, verify_name=True):
+        import ssl
+        self.ssl = ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if cafile:
+            ctx.load_verify_locations(cafile)
+            ctx.check_hostname = bool(verify_name and server_hostname)
+        else:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if alpn:
+            ctx.set_alpn_protocols(list(alpn))
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=server_hostname)
+        self._hello = None
+
+    def hello(self):
+        if self._hello is None:
+            try:
+                self.obj.do_handshake()
+            except self.ssl.SSLWantReadError:
+                pass
+            self._hello = self.out.read()
+        return self._hello
+
+    def _flush(self, sock):
+        d = self.out.read()
+        if d:
+            sock.sendall(d)
+
+    def _fill(self, sock, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise CaseFailed("TLS: no answer from the peer in time")
+        sock.settimeout(left)
+        d = sock.recv(65536)
+        if not d:
+            raise CaseFailed("TLS: connection closed by the peer")
+        self.inc.write(d)
+
+    def finish(self, sock, leftover=b"", timeout=10.0):
+        """Complete the handshake (the hello must already have been written)."""
+        self.hello()
+        deadline = time.monotonic() + timeout
+        if leftover:
+            self.inc.write(leftover)
+        while True:
+            try:
+                self.obj.do_handshake()
+                self._flush(sock)
+                return
+            except self.ssl.SSLWantReadError:
+                self._flush(sock)
+                self._fill(sock, deadline)
+
+    def send(self, sock, data):
+        self.obj.write(data)
+        self._flush(sock)
+
+    def recv_line(self, sock, timeout=10.0, limit=65536):
+        deadline = time.monotonic() + timeout
+        buf = b""
+        while b"\n" not in buf and len(buf) < limit:
+            try:
+                d = self.obj.read(65536)
+                if not d:
+                    break
+                buf += d
+            except self.ssl.SSLWantReadError:
+                self._flush(sock)
+                self._fill(sock, deadline)
+            except (self.ssl.SSLZeroReturnError, self.ssl.SSLEOFError):
+                break
+        return buf
+
+
+def real_hello(server_hostname, alpn=None):
+    """A ClientHello as python's ssl (OpenSSL) sends it, for a name (or None: no SNI)."""
+    return TlsClient(server_hostname, alpn=alpn).hello()
+
+
+def check_cut_record(rec, reason, sni=None):
+    """The record of a tunnel refused after 200: denied, failure, the reason, status 200
+    (what the client saw), and tls.client.server_name when an SNI was parsed."""
+    check_denied_record(rec, reason, 200)
+    if sni is not None:
+        expect(get(rec, "tls.client.server_name") == sni,
+               "audit tls.client.server_name %r, want %r" % (get(rec, "tls.client.server_name"), sni))
+
+
+# --------------------------------------------------------------------------
 # Upstream servers (upstreams.py in its own process)
 # --------------------------------------------------------------------------
 
@@ -811,7 +1177,7 @@ class Upstreams:
         for s in specs:
             s.setdefault("role", "upstream")
             s.setdefault("kind", "tcp")
-            if s["kind"] == "tls":
+            if s["kind"] in ("tls", "tls-raw"):
                 certs = certs or ctx.certs()
                 s.setdefault("cert", certs["cert"])
                 s.setdefault("key", certs["key"])
@@ -850,6 +1216,30 @@ class Upstreams:
 
     def wait_close(self, pred, timeout=10):
         return wait_until(lambda: next((e for e in self.closes() if pred(e)), None), timeout)
+
+    def mark(self, listener):
+        """How many connections listener has accepted so far; pass it to sessions_since."""
+        return len(self.accepts(listener))
+
+    def sessions_since(self, listener, mark, timeout=5.0):
+        """[(accept, close or None)] for every connection listener accepted after mark,
+        waiting up to timeout for each to close (None: still open when time ran out)."""
+        def pairs():
+            evs = self.events()
+            acc = [e for e in evs if e["event"] == "accept" and e["listener"] == listener][mark:]
+            out = []
+            for a in acc:
+                c = next((e for e in evs if e["event"] == "close" and e["listener"] == listener
+                          and e["peer"] == a["peer"] and e["t"] >= a["t"]), None)
+                out.append((a, c))
+            return out
+        wait_until(lambda: all(c is not None for _, c in pairs()), timeout)
+        return pairs()
+
+    def first_rx(self, listener, peer):
+        """Time the listener got its first byte from peer (kinds tls-raw, greet), or None."""
+        return next((e["t"] for e in self.events() if e["event"] == "first_rx"
+                     and e["listener"] == listener and e["peer"] == peer), None)
 
 
 # --------------------------------------------------------------------------
@@ -1123,6 +1513,22 @@ class Audit:
     def by_port(self, port, timeout=5.0):
         return self.wait_one(lambda r: get(r, "source.port") == port, timeout)
 
+    def mark(self):
+        """How many records there are now; pass it to wait_new."""
+        return len(self.records())
+
+    def wait_new(self, mark, pred=lambda r: True, timeout=5.0):
+        """The single record after mark matching pred (waits up to timeout); None if none.
+        For clients whose source port the test does not choose (openssl s_client)."""
+        found = wait_until(lambda: [r for r in self.records()[mark:] if pred(r)], timeout)
+        if not found:
+            return None
+        time.sleep(0.05)
+        found = [r for r in self.records()[mark:] if pred(r)]
+        expect(len(found) == 1, "%d new audit records match, want exactly one: %s" %
+               (len(found), [json.dumps(x)[:200] for x in found]))
+        return found[0]
+
     def validate(self, forbidden_text=()):
         """Every line is one whole JSON object whose every key is an ECS 9.4 field of the
         right JSON type; no secrets; no query strings; no partial last line.
@@ -1190,6 +1596,14 @@ class Audit:
                     sem.append("line %d: tunnel end with outcome %r" % (i, flat.get("event.outcome")))
             else:
                 sem.append("line %d: event.type %r is neither denied nor end" % (i, types))
+            wd = flat.get("labels.would_deny")
+            if wd is not None:
+                if wd not in WOULD_DENY_REASONS:
+                    sem.append("line %d: labels.would_deny %r is not a reason an audit tier may "
+                               "let through" % (i, wd))
+                if "denied" in types and wd == reason:
+                    sem.append("line %d: refused with %s and labelled would_deny %s: the refusal "
+                               "was enforced, not merely recorded" % (i, reason, wd))
         return probs, sem
 
 

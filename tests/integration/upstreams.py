@@ -8,9 +8,18 @@ Run as its own process by harness.Upstreams:
 SPEC is a JSON list of listeners:
 
     {"name": "v4-tls", "host": "198.51.100.10", "port": 443,
-     "kind": "tcp" | "tls" | "udp-silent" | "blackhole",
-     "cert": "leaf.pem", "key": "leaf.key",          # kind tls
+     "kind": "tcp" | "tls" | "tls-raw" | "greet" | "udp-silent" | "blackhole",
+     "cert": "leaf.pem", "key": "leaf.key",          # kind tls / tls-raw
+     "greeting": "SSH-2.0-x\\r\\n",                  # kind greet
      "role": "upstream" | "forbidden"}               # free text, copied to events
+
+Kind "tls-raw" is "tls" with the handshake run through a MemoryBIO, so the
+close event also counts every byte on the wire: raw_rx / raw_tx (the TLS
+records, ClientHello included), raw_head (hex of the first 64 bytes
+received), end ("eof" or "reset": how the peer ended the TCP connection, when
+it did) and sni.  It emits "first_rx" (time of the first byte received) too.
+Kind "greet" sends the greeting as soon as it accepts, then only reads to EOF
+(close event: rx, raw_head, end); it also emits "first_rx".
 
 Every event is one JSON line appended to EVENTS (written whole under a lock,
 flushed at once): "ready" when every listener is bound, "accept" for each
@@ -67,6 +76,7 @@ class Session:
         self.tx = 0
         self.buf = b""
         self.info = {}
+        self.raw_head = b""
 
     def recv(self, n=65536):
         if self.buf:
@@ -111,7 +121,7 @@ class Session:
         return n, h.hexdigest(), kept
 
     def shut_write(self):
-        if isinstance(self.sock, ssl.SSLSocket):
+        if isinstance(self.sock, (ssl.SSLSocket, BioConn)):
             return
         self.sock.shutdown(socket.SHUT_WR)
 
@@ -119,7 +129,15 @@ class Session:
         s = self.raw
         s.settimeout(IO_TIMEOUT)
         try:
-            if self.tls_ctx is not None:
+            kind = self.spec.get("kind")
+            if kind == "tls-raw":
+                self.sock = BioConn(s, self.tls_ctx, self)
+                self.sock.handshake()
+                self.info["sni"] = getattr(self.sock.obj, "sni", None)
+            elif kind == "greet":
+                self.greet()
+                return
+            elif self.tls_ctx is not None:
                 self.sock = self.tls_ctx.wrap_socket(s, server_side=True)
                 self.info["sni"] = getattr(self.sock, "sni", None)
             self.dispatch()
@@ -130,6 +148,14 @@ class Session:
                 self.sock.close()
             except OSError:
                 pass
+            if self.spec.get("kind") in ("tls-raw", "greet"):
+                self.info["raw_head"] = self.raw_head.hex()
+                if isinstance(self.sock, BioConn):
+                    self.info.update(raw_rx=self.sock.raw_rx, raw_tx=self.sock.raw_tx)
+                    if "sni" not in self.info:
+                        self.info["sni"] = getattr(self.sock.obj, "sni", None)
+                if "end" not in self.info and "ConnectionResetError" in self.info.get("error", ""):
+                    self.info["end"] = "reset"
             emit(event="close", listener=self.spec["name"], role=self.spec.get("role", ""),
                  peer=self.peer, rx=self.rx, tx=self.tx, **self.info)
 
@@ -178,6 +204,30 @@ class Session:
             self.send(line)
             self.echo()
 
+    def note_raw(self, d):
+        """First bytes and first-byte time of the raw TCP stream (tls-raw, greet)."""
+        if not d:
+            self.info.setdefault("end", "eof")
+            return
+        if not self.raw_head:
+            emit(event="first_rx", listener=self.spec["name"], role=self.spec.get("role", ""),
+                 peer=self.peer)
+        if len(self.raw_head) < 64:
+            self.raw_head += d[:64 - len(self.raw_head)]
+
+    def greet(self):
+        self.send(self.spec.get("greeting", "").encode("latin-1"))
+        while True:
+            try:
+                d = self.sock.recv(65536)
+            except ConnectionResetError:
+                self.info["end"] = "reset"
+                return
+            self.note_raw(d)
+            if not d:
+                return
+            self.rx += len(d)
+
     def echo(self):
         while True:
             d = self.recv()
@@ -200,6 +250,70 @@ class Session:
         body = ("upstream %s path=%s host=%s\n" % (self.spec["name"], path, host)).encode()
         self.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                   b"Connection: close\r\n\r\n" % len(body) + body)
+
+
+class BioConn:
+    """Server-side TLS over a MemoryBIO: counts every raw byte (kind tls-raw)."""
+
+    def __init__(self, raw, ctx, sess):
+        self.raw = raw
+        self.sess = sess
+        self.inc = ssl.MemoryBIO()
+        self.out = ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_side=True)
+        self.raw_rx = 0
+        self.raw_tx = 0
+        self.eof = False
+
+    def _flush(self):
+        d = self.out.read()
+        if d:
+            self.raw.sendall(d)
+            self.raw_tx += len(d)
+
+    def _fill(self):
+        try:
+            d = self.raw.recv(65536)
+        except ConnectionResetError:
+            self.sess.info["end"] = "reset"
+            raise
+        self.sess.note_raw(d)
+        if not d:
+            self.eof = True
+            self.inc.write_eof()
+            return False
+        self.raw_rx += len(d)
+        self.inc.write(d)
+        return True
+
+    def handshake(self):
+        while True:
+            try:
+                self.obj.do_handshake()
+                self._flush()
+                return
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._fill():
+                    raise ConnectionAbortedError("EOF during the TLS handshake")
+
+    def recv(self, n=65536):
+        while True:
+            try:
+                return self.obj.read(n)
+            except ssl.SSLWantReadError:
+                self._flush()
+                if self.eof or not self._fill():
+                    return b""
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    def sendall(self, data):
+        self.obj.write(data)
+        self._flush()
+
+    def close(self):
+        self.raw.close()
 
 
 def serve_tcp(lsock, spec, tls_ctx):
@@ -271,7 +385,7 @@ def main():
             time.sleep(0.2)
             continue
         s.listen(128)
-        tls_ctx = make_tls(spec) if kind == "tls" else None
+        tls_ctx = make_tls(spec) if kind in ("tls", "tls-raw") else None
         threading.Thread(target=serve_tcp, args=(s, spec, tls_ctx), daemon=True).start()
     emit(event="ready", pid=os.getpid(), listeners=[s["name"] for s in specs])
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
