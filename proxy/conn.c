@@ -106,7 +106,7 @@ void conn_audit(struct conn *c, enum reason why, bool tunnel_end)
 		.bytes_down = c->down,
 		.rule = c->verdict.rule && c->verdict.rule[0] ? c->verdict.rule : NULL,
 		.tier = t ? t->name : NULL,
-		.would_deny = c->verdict.would_deny ? reason_name(c->verdict.reason) : NULL,
+		.would_deny = c->would_deny ? reason_name(c->would_deny_reason) : NULL,
 	};
 	if (c->tls != NULL) {
 		r.sni = c->tls->sni[0] ? c->tls->sni : NULL;
@@ -115,6 +115,8 @@ void conn_audit(struct conn *c, enum reason why, bool tunnel_end)
 	}
 	if (c->host.kind != HOST_NAME && c->host.kind != 0 && !c->have_dst)
 		r.dst_ip = &c->host.addr;
+	/* One metric count per audit record, whether or not the writer could take it. */
+	metrics_add(&c->w->metrics->conns[c->tier_slot][why][tunnel_end ? MDEC_ALLOW : MDEC_DENY], 1);
 	char line[AUDIT_LINE_MAX];
 	size_t n = audit_format(&r, c->w->srv->hostname, line, sizeof(line));
 	if (n == 0 || audit_log_submit(c->w->srv->audit, line, n) != 0)
@@ -128,6 +130,9 @@ void conn_close(struct conn *c, enum reason why)
 	struct worker *w = c->w;
 	conn_audit(c, why, c->state == CS_TUNNEL || c->state == CS_HELLO);
 	srclimit_release(w->srv->srclimit, c->slot);
+	if (c->counted_active)
+		atomic_fetch_sub_explicit(&w->metrics->tunnels_active[c->tier_slot], 1,
+					  memory_order_relaxed);
 	free(c->tls);
 	if (c->dq != NULL)
 		dns_cancel(c->dq);
@@ -157,10 +162,10 @@ void conn_close(struct conn *c, enum reason why)
 
 void conn_would_deny(struct conn *c, enum reason why)
 {
-	if (c->verdict.would_deny)
+	if (c->would_deny)
 		return;
-	c->verdict.would_deny = true;
-	c->verdict.reason = why;
+	c->would_deny = true;
+	c->would_deny_reason = why;
 }
 
 void conn_close_all(struct worker *w)
@@ -336,6 +341,7 @@ static void connect_ready_cb(evutil_socket_t fd, short what, void *arg)
 		connect_failed(c, connect_errno_reason(err));
 		return;
 	}
+	metrics_observe(&c->w->metrics->connect, mono_ns() - c->t_step);
 	evtimer_del(c->timer);
 	event_free(c->uconn_ev);
 	c->uconn_ev = NULL;
@@ -350,12 +356,14 @@ static void connect_next(struct conn *c)
 		const struct pc_addr *a = &c->addrs[c->addr_idx];
 		struct sockaddr_storage ss;
 		socklen_t sl = to_sockaddr(a, c->port, &ss);
+		c->t_step = mono_ns();
 		int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0) {
 			c->connect_fail = R_INTERNAL_ERROR;
 			continue;
 		}
 		if (connect(fd, (struct sockaddr *)&ss, sl) == 0) {
+			metrics_observe(&c->w->metrics->connect, mono_ns() - c->t_step);
 			tunnel_start(c, fd);
 			return;
 		}
@@ -400,7 +408,16 @@ static void connect_start(struct conn *c, const struct pc_addr *addrs, size_t n)
 static void dns_done(void *arg, enum dns_result res, const struct pc_addr *addrs, size_t n)
 {
 	struct conn *c = arg;
+	struct worker_metrics *m = c->w->metrics;
 	c->dq = NULL;
+	metrics_observe(&m->dns, mono_ns() - c->t_step);
+	switch (res) {
+	case DNS_OK: break;
+	case DNS_NXDOMAIN: metrics_add(&m->dns_errors[MDNS_NXDOMAIN], 1); break;
+	case DNS_NODATA: metrics_add(&m->dns_errors[MDNS_NODATA], 1); break;
+	case DNS_TIMEOUT: metrics_add(&m->dns_errors[MDNS_TIMEOUT], 1); break;
+	default: metrics_add(&m->dns_errors[MDNS_ERROR], 1); break;
+	}
 	switch (res) {
 	case DNS_OK: connect_start(c, addrs, n); return;
 	case DNS_NXDOMAIN: conn_refuse(c, R_DNS_NXDOMAIN); return;
@@ -423,6 +440,17 @@ static enum reason parse_error_reason(int err)
 	case HTTP_ERR_VERSION: return R_VERSION_NOT_SUPPORTED;
 	default: return R_BAD_REQUEST;
 	}
+}
+
+/* The metrics label slot of the connection's tier. */
+static unsigned tier_slot(const struct conn *c)
+{
+	if (c->tier < 0)
+		return 0;
+	if (c->policy == c->w->policy && (size_t)c->tier < METRICS_MAX_TIERS)
+		return c->w->tier_slots[c->tier];
+	/* The worker adopted a newer policy since this connection was accepted. */
+	return metrics_tier_slot(&c->w->srv->tiers, policy_tier(c->policy, (size_t)c->tier)->name);
 }
 
 /* Per-source concurrency and upload budget (caps). Returns false when refused. */
@@ -462,7 +490,9 @@ static void handle_request(struct conn *c, const struct http_req *req, size_t he
 	memcpy(c->method, req->method.p, mlen);
 	c->method[mlen] = '\0';
 	c->have_request = true;
+	c->t_head = mono_ns();
 	c->tier = policy_identify(c->policy, &c->src);
+	c->tier_slot = tier_slot(c);
 
 	if (req->method_kind != HTTP_M_CONNECT) {
 		conn_refuse(c, R_METHOD_NOT_SUPPORTED);
@@ -483,6 +513,8 @@ static void handle_request(struct conn *c, const struct http_req *req, size_t he
 		return;
 	}
 	policy_decide_host(c->policy, c->tier, &c->host, c->port, &c->verdict);
+	if (c->verdict.would_deny)
+		conn_would_deny(c, c->verdict.reason);
 	if (!c->verdict.allow) {
 		conn_refuse(c, c->verdict.reason);
 		return;
@@ -507,6 +539,7 @@ static void handle_request(struct conn *c, const struct http_req *req, size_t he
 	const struct policy_settings *s = policy_settings(c->policy);
 	uint64_t n = s->n_resolvers ? s->n_resolvers : 1;
 	conn_arm_ms(c, (uint64_t)s->resolver_timeout_ms * (s->resolver_attempts + 1) * n + 1000);
+	c->t_step = mono_ns();
 	c->dq = dns_lookup(c->w->dns, c->host.name, dns_done, c);
 	if (c->dq == NULL)
 		conn_refuse(c, R_DNS_ERROR);
@@ -605,6 +638,7 @@ static void refuse_raw(struct worker *w, evutil_socket_t fd, const struct sockad
 		.src_port = src_port,
 		.status = reason_http_status(why),
 	};
+	metrics_add(&w->metrics->conns[0][why][MDEC_DENY], 1);
 	char line[AUDIT_LINE_MAX];
 	size_t len = audit_format(&r, w->srv->hostname, line, sizeof(line));
 	if (len == 0 || audit_log_submit(w->srv->audit, line, len) != 0)

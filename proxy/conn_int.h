@@ -63,10 +63,16 @@ struct conn {
 	enum reason connect_fail;
 	int status;              /* HTTP status sent */
 	uint32_t retry_after;    /* Retry-After seconds on a 429 / 503 (0: none) */
+	unsigned tier_slot;      /* metrics label slot of the tier (0: none) */
+	bool counted_active;     /* counted in tunnels_active */
+	uint64_t t_head;         /* request head complete (monotonic ns) */
+	uint64_t t_step;         /* start of the current lookup or connect attempt */
 	struct pc_addr dst;
 	struct pc_addr *addrs;   /* vetted addresses, freed once connected */
 	size_t n_addrs, addr_idx;
-	struct verdict verdict;
+	struct verdict verdict;  /* the host decision; reason is overwritten by a later refusal */
+	bool would_deny;         /* audit mode: something would have been refused ... */
+	enum reason would_deny_reason; /* ... for this reason (the first one) */
 	uint64_t t0_mono, t0_wall, last_active;
 	uint64_t up, down;       /* client→upstream, upstream→client */
 	struct conn_tls *tls;

@@ -32,31 +32,10 @@ static void usage(FILE *f)
 		   "exit codes: 0 ok, 1 invalid policy, 2 usage, 3 start-up failure\n");
 }
 
-static struct policy *load(const char *path)
-{
-	struct policy_diags d;
-	policy_diags_init(&d);
-	struct policy *p = NULL;
-	int rc = policy_load_file(path, &p, &d);
-	if (rc != POLICY_OK) {
-		for (size_t i = 0; i < d.n; i++) {
-			if (d.v[i].line > 0)
-				fprintf(stderr, "%s:%u:%u: %s\n", path, d.v[i].line, d.v[i].col,
-					d.v[i].msg);
-			else
-				fprintf(stderr, "%s: %s\n", path, d.v[i].msg);
-		}
-		if (d.n == 0)
-			fprintf(stderr, "%s: cannot load policy\n", path);
-		p = NULL;
-	}
-	policy_diags_fini(&d);
-	return p;
-}
-
 static int check(const char *path)
 {
-	struct policy *p = load(path);
+	char sha[65];
+	struct policy *p = policy_file_load(path, false, sha);
 	if (p == NULL)
 		return EXIT_POLICY;
 	const struct policy_settings *s = policy_settings(p);
@@ -70,7 +49,8 @@ static int check(const char *path)
 
 static int run(const char *path)
 {
-	struct policy *p = load(path);
+	char sha[65];
+	struct policy *p = policy_file_load(path, false, sha);
 	if (p == NULL)
 		return EXIT_POLICY;
 	char err[512] = "";
@@ -84,7 +64,7 @@ static int run(const char *path)
 	}
 	struct server srv;
 	int rc = EXIT_STARTUP;
-	if (server_init(&srv, p, audit, err, sizeof(err)) != 0) {
+	if (server_init(&srv, p, path, sha, audit, err, sizeof(err)) != 0) {
 		oplog("error", "start-up failed: %s", err);
 	} else {
 		oplog("info", "policy %s loaded: %zu tiers, %zu rules", path, policy_tier_count(p),

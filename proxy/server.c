@@ -8,18 +8,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/evp.h>
 
+#include "admin.h"
 #include "audit.h"
 #include "conn.h"
 #include "dns.h"
 #include "srclimit.h"
+
+/* Policy files larger than this are refused (the loader's own limit). */
+#define POLICY_FILE_MAX (1u << 20)
+/* File-change reloads wait for the writes to settle. */
+#define RELOAD_DEBOUNCE_MS 200
+#define HEARTBEAT_MS 1000
 
 /* How long accepting pauses after EMFILE/ENFILE instead of spinning on the error. */
 #define ACCEPT_BACKOFF_MS 100
@@ -71,6 +82,63 @@ void oplog(const char *level, const char *fmt, ...)
 	line[n++] = '\n';
 	ssize_t w = write(STDERR_FILENO, line, n);
 	(void)w;
+}
+
+struct policy *policy_file_load(const char *path, bool as_log, char sha256[65])
+{
+	char *buf = NULL;
+	struct policy *p = NULL;
+	struct policy_diags d;
+	policy_diags_init(&d);
+	sha256[0] = '\0';
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (as_log)
+			oplog("error", "%s: %s", path, strerror(errno));
+		else
+			fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		goto out;
+	}
+	buf = malloc(POLICY_FILE_MAX + 1);
+	size_t len = 0;
+	while (buf != NULL && len <= POLICY_FILE_MAX) {
+		ssize_t r = read(fd, buf + len, POLICY_FILE_MAX + 1 - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	if (buf == NULL)
+		goto out;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	if (EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) == 1)
+		for (unsigned i = 0; i < mdlen && i < 32; i++)
+			snprintf(sha256 + 2 * i, 3, "%02x", md[i]);
+	if (policy_load_buffer(buf, len, &p, &d) != POLICY_OK) {
+		p = NULL;
+		for (size_t i = 0; i < d.n; i++) {
+			if (as_log && d.v[i].line > 0)
+				oplog("error", "%s:%u:%u: %s", path, d.v[i].line, d.v[i].col, d.v[i].msg);
+			else if (as_log)
+				oplog("error", "%s: %s", path, d.v[i].msg);
+			else if (d.v[i].line > 0)
+				fprintf(stderr, "%s:%u:%u: %s\n", path, d.v[i].line, d.v[i].col,
+					d.v[i].msg);
+			else
+				fprintf(stderr, "%s: %s\n", path, d.v[i].msg);
+		}
+		if (d.n == 0 && as_log)
+			oplog("error", "%s: cannot load policy", path);
+		else if (d.n == 0)
+			fprintf(stderr, "%s: cannot load policy\n", path);
+	}
+out:
+	free(buf);
+	policy_diags_fini(&d);
+	return p;
 }
 
 static void sockaddr_from(const struct policy_sockaddr *pa, struct sockaddr_storage *ss,
@@ -163,14 +231,33 @@ static void worker_start_drain(struct worker *w)
 	worker_maybe_finish(w);
 }
 
+/* Take a snapshot as this worker's current one (new connections use it; open ones keep theirs). */
+static void worker_adopt(struct worker *w, struct policy *p)
+{
+	for (size_t i = 0; i < policy_tier_count(p) && i < METRICS_MAX_TIERS; i++)
+		w->tier_slots[i] =
+			(uint16_t)metrics_tier_slot(&w->srv->tiers, policy_tier(p, i)->name);
+	policy_unref(w->policy);
+	w->policy = p;
+}
+
 static void notify_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 	uint64_t v;
 	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		oplog("warn", "worker %u: notify read: %s", w->id, strerror(errno));
+	struct policy *next = atomic_exchange(&w->next_policy, NULL);
+	if (next != NULL)
+		worker_adopt(w, next);
 	if (atomic_load(&w->srv->draining))
 		worker_start_drain(w);
+}
+
+static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	atomic_store(&w->heartbeat_ms, mono_ns() / 1000000ull);
 }
 
 static void notify_worker(struct worker *w)
@@ -196,10 +283,18 @@ static int worker_init(struct server *s, struct worker *w, unsigned id, char *er
 	w->srv = s;
 	w->id = id;
 	w->notify_fd = -1;
-	w->policy = policy_ref(s->policy);
+	worker_adopt(w, policy_ref(s->policy));
+	w->metrics = calloc(1, sizeof(*w->metrics));
 	w->base = event_base_new();
-	if (w->base == NULL) {
-		snprintf(errmsg, errlen, "event_base_new failed");
+	if (w->base == NULL || w->metrics == NULL) {
+		snprintf(errmsg, errlen, "worker %u: out of memory", id);
+		return -1;
+	}
+	atomic_store(&w->heartbeat_ms, mono_ns() / 1000000ull);
+	w->heartbeat_ev = event_new(w->base, -1, EV_PERSIST, heartbeat_cb, w);
+	struct timeval hb = {HEARTBEAT_MS / 1000, (HEARTBEAT_MS % 1000) * 1000};
+	if (w->heartbeat_ev == NULL || event_add(w->heartbeat_ev, &hb) != 0) {
+		snprintf(errmsg, errlen, "worker %u: event set-up failed", id);
 		return -1;
 	}
 	w->dns = dns_resolver_create(w->base, ps, errmsg, errlen);
@@ -250,18 +345,36 @@ static void worker_fini(struct worker *w)
 		event_free(w->backoff_ev);
 	if (w->drain_ev != NULL)
 		event_free(w->drain_ev);
+	if (w->heartbeat_ev != NULL)
+		event_free(w->heartbeat_ev);
+	policy_unref(atomic_exchange(&w->next_policy, NULL));
 	if (w->notify_fd >= 0)
 		close(w->notify_fd);
 	dns_resolver_destroy(w->dns);
 	if (w->base != NULL)
 		event_base_free(w->base);
 	policy_unref(w->policy);
+	free(w->metrics);
 }
 
-int server_init(struct server *s, struct policy *p, struct audit_log *audit, char *errmsg,
-		size_t errlen)
+static void set_policy_info(struct server *s, const char *sha256)
+{
+	pthread_mutex_lock(&s->info_lock);
+	snprintf(s->policy_sha256, sizeof(s->policy_sha256), "%s", sha256);
+	s->policy_loaded_at = (double)wall_ns() / 1e9;
+	pthread_mutex_unlock(&s->info_lock);
+}
+
+int server_init(struct server *s, struct policy *p, const char *path, const char *sha256,
+		struct audit_log *audit, char *errmsg, size_t errlen)
 {
 	memset(s, 0, sizeof(*s));
+	s->inotify_fd = -1;
+	s->policy_path = path;
+	s->start_time = (double)wall_ns() / 1e9;
+	pthread_mutex_init(&s->info_lock, NULL);
+	metrics_tiers_init(&s->tiers);
+	set_policy_info(s, sha256);
 	s->policy = policy_ref(p);
 	s->audit = audit;
 	s->srclimit = srclimit_create();
@@ -289,7 +402,122 @@ int server_init(struct server *s, struct policy *p, struct audit_log *audit, cha
 		if (worker_init(s, &s->workers[i], i, errmsg, errlen) != 0)
 			return -1;
 	}
+	s->admin = admin_create(s, errmsg, errlen);
+	if (s->admin == NULL)
+		return -1;
 	return 0;
+}
+
+/* ---- reload (main thread) ---- */
+
+static bool same_sockaddrs(const struct policy_sockaddr *a, size_t na,
+			   const struct policy_sockaddr *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (!addr_equal(&a[i].addr, &b[i].addr) || a[i].port != b[i].port)
+			return false;
+	return true;
+}
+
+/* Settings fixed at start-up: say which ones a reload asked to change. */
+static void report_static_changes(const struct policy_settings *o, const struct policy_settings *n)
+{
+	char list[256] = "";
+	size_t len = 0;
+#define CHANGED(cond, name)                                                                        \
+	do {                                                                                       \
+		if (cond)                                                                          \
+			len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",            \
+						len ? ", " : "", name);                            \
+	} while (0)
+	CHANGED(!same_sockaddrs(o->listen_proxy, o->n_listen_proxy, n->listen_proxy,
+				n->n_listen_proxy), "listen.proxy");
+	CHANGED(!same_sockaddrs(&o->listen_admin, 1, &n->listen_admin, 1), "listen.admin");
+	CHANGED(o->workers != n->workers, "listen.workers");
+	CHANGED(!same_sockaddrs(o->resolvers, o->n_resolvers, n->resolvers, n->n_resolvers) ||
+			o->resolver_timeout_ms != n->resolver_timeout_ms ||
+			o->resolver_attempts != n->resolver_attempts ||
+			o->resolver_max_answers != n->resolver_max_answers,
+		"resolver");
+	CHANGED(strcmp(o->audit_output, n->audit_output) != 0, "audit.output");
+#undef CHANGED
+	if (len > 0)
+		oplog("warn", "policy reload: %s cannot change at runtime; the running values stay "
+			      "until restart", list);
+}
+
+static void server_reload(struct server *s, const char *why, bool only_if_changed)
+{
+	char sha[65];
+	struct policy *p = policy_file_load(s->policy_path, true, sha);
+	if (p == NULL) {
+		atomic_fetch_add(&s->reloads_failed, 1);
+		oplog("error", "policy reload (%s) failed: %s is invalid; the previous policy stays",
+		      why, s->policy_path);
+		return;
+	}
+	pthread_mutex_lock(&s->info_lock);
+	bool same = strcmp(sha, s->policy_sha256) == 0;
+	pthread_mutex_unlock(&s->info_lock);
+	if (same && only_if_changed) {
+		policy_unref(p);
+		return;
+	}
+	report_static_changes(policy_settings(s->policy), policy_settings(p));
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		struct policy *old = atomic_exchange(&s->workers[i].next_policy, policy_ref(p));
+		policy_unref(old);
+		notify_worker(&s->workers[i]);
+	}
+	policy_unref(s->policy);
+	s->policy = p;
+	set_policy_info(s, sha);
+	atomic_fetch_add(&s->reloads_ok, 1);
+	oplog("info", "policy reloaded (%s): %s sha256 %s, %zu tiers, %zu rules", why,
+	      s->policy_path, sha, policy_tier_count(p), policy_rule_count(p));
+}
+
+static void reload_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	server_reload(arg, "file change", true);
+}
+
+/*
+ * The policy's directory changed: editors replace the file, Kubernetes swaps
+ * the ConfigMap's ..data symlink. Reload once the changes settle.
+ */
+static void inotify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	struct timeval tv = {0, RELOAD_DEBOUNCE_MS * 1000};
+	evtimer_add(s->reload_ev, &tv);
+}
+
+static void watch_policy(struct server *s)
+{
+	char *copy = strdup(s->policy_path);
+	if (copy == NULL)
+		return;
+	const char *dir = dirname(copy);
+	s->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (s->inotify_fd < 0 ||
+	    inotify_add_watch(s->inotify_fd, dir,
+			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB) < 0) {
+		oplog("warn", "cannot watch %s for policy changes (%s); reload with SIGHUP", dir,
+		      strerror(errno));
+		free(copy);
+		return;
+	}
+	s->inotify_ev = event_new(s->sigbase, s->inotify_fd, EV_READ | EV_PERSIST, inotify_cb, s);
+	s->reload_ev = evtimer_new(s->sigbase, reload_timer_cb, s);
+	if (s->inotify_ev == NULL || s->reload_ev == NULL || event_add(s->inotify_ev, NULL) != 0)
+		oplog("warn", "cannot watch %s for policy changes; reload with SIGHUP", dir);
+	free(copy);
 }
 
 /* ---- signals (main thread loop) ---- */
@@ -303,6 +531,11 @@ static void sig_term_cb(evutil_socket_t sig, short what, void *arg)
 	oplog("info", "signal %d: draining (timeout %u ms)", (int)sig, ps->drain_timeout_ms);
 	for (unsigned i = 0; i < s->n_workers; i++)
 		notify_worker(&s->workers[i]);
+}
+
+static void sig_hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	server_reload(arg, "SIGHUP", false);
 }
 
 static void sig_usr1_cb(evutil_socket_t sig, short what, void *arg)
@@ -346,18 +579,21 @@ int server_run(struct server *s)
 	struct event *ev_term = evsignal_new(s->sigbase, SIGTERM, sig_term_cb, s);
 	struct event *ev_int = evsignal_new(s->sigbase, SIGINT, sig_term_cb, s);
 	struct event *ev_usr1 = evsignal_new(s->sigbase, SIGUSR1, sig_usr1_cb, s);
+	struct event *ev_hup = evsignal_new(s->sigbase, SIGHUP, sig_hup_cb, s);
 	struct event *ev_poll = event_new(s->sigbase, -1, EV_PERSIST, done_poll_cb, s);
 	struct timeval poll_tv = {0, 100 * 1000};
 	if (started < s->n_workers || s->sigbase == NULL || ev_term == NULL || ev_int == NULL ||
-	    ev_usr1 == NULL || ev_poll == NULL || event_add(ev_term, NULL) != 0 ||
+	    ev_usr1 == NULL || ev_hup == NULL || ev_poll == NULL || event_add(ev_term, NULL) != 0 ||
 	    event_add(ev_int, NULL) != 0 || event_add(ev_usr1, NULL) != 0 ||
-	    event_add(ev_poll, &poll_tv) != 0) {
+	    event_add(ev_hup, NULL) != 0 || event_add(ev_poll, &poll_tv) != 0 ||
+	    admin_start(s->admin) != 0) {
 		oplog("error", "signal handling set-up failed; stopping");
 		rc = 3;
 		atomic_store(&s->draining, true);
 		for (unsigned i = 0; i < started; i++)
 			notify_worker(&s->workers[i]);
 	} else {
+		watch_policy(s);
 		oplog("info", "portcullis serving with %u workers", s->n_workers);
 		event_base_dispatch(s->sigbase);
 	}
@@ -369,6 +605,8 @@ int server_run(struct server *s)
 		event_free(ev_int);
 	if (ev_usr1 != NULL)
 		event_free(ev_usr1);
+	if (ev_hup != NULL)
+		event_free(ev_hup);
 	if (ev_poll != NULL)
 		event_free(ev_poll);
 	oplog("info", "all workers stopped");
@@ -377,6 +615,13 @@ int server_run(struct server *s)
 
 void server_fini(struct server *s)
 {
+	admin_destroy(s->admin);
+	if (s->inotify_ev != NULL)
+		event_free(s->inotify_ev);
+	if (s->reload_ev != NULL)
+		event_free(s->reload_ev);
+	if (s->inotify_fd >= 0)
+		close(s->inotify_fd);
 	for (unsigned i = 0; i < s->n_workers; i++)
 		worker_fini(&s->workers[i]);
 	free(s->workers);
@@ -384,5 +629,7 @@ void server_fini(struct server *s)
 	if (s->sigbase != NULL)
 		event_base_free(s->sigbase);
 	policy_unref(s->policy);
+	metrics_tiers_fini(&s->tiers);
+	pthread_mutex_destroy(&s->info_lock);
 	memset(s, 0, sizeof(*s));
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "metrics.h"
 #include "policy.h"
 
 struct event_base;
@@ -17,6 +18,7 @@ struct audit_log;
 struct dns_resolver;
 struct conn;
 struct srclimit;
+struct admin;
 
 /* Per-worker counters: written only by the owning worker, read by anyone (relaxed). */
 struct worker_stats {
@@ -44,6 +46,11 @@ struct worker {
 	size_t n_conns;
 	bool draining;
 	struct worker_stats stats;
+	struct worker_metrics *metrics;      /* this worker's counters (read by the admin thread) */
+	atomic_ullong heartbeat_ms;          /* last tick of this loop (monotonic ms), for /healthz */
+	struct event *heartbeat_ev;
+	_Atomic(struct policy *) next_policy; /* mailbox: a reloaded snapshot waiting to be adopted */
+	uint16_t tier_slots[METRICS_MAX_TIERS]; /* metrics slot of each tier of `policy` */
 	uint8_t hello_scratch[65536]; /* ClientHello reassembly, one parse at a time per loop */
 };
 
@@ -57,12 +64,31 @@ struct server {
 	atomic_uint n_conns;    /* open connections over all workers (process ceiling) */
 	atomic_bool draining;   /* SIGTERM/SIGINT received */
 	atomic_uint workers_done;
-	struct event_base *sigbase; /* main thread: signals */
+	struct event_base *sigbase; /* main thread: signals, reloads */
+	const char *policy_path;
+	struct admin *admin;
+	struct metrics_tiers tiers;
+	atomic_ullong reloads_ok, reloads_failed;
+	pthread_mutex_t info_lock; /* guards the two fields below (written on reload, read by scrapes) */
+	char policy_sha256[65];
+	double policy_loaded_at;
+	double start_time;
+	int inotify_fd;
+	struct event *inotify_ev, *reload_ev;
 };
 
+/*
+ * Read, hash (SHA-256, hex into sha256) and validate a policy file. Problems
+ * go to stderr as "FILE:LINE:COL: message" lines, or as JSON error log lines
+ * when as_log. NULL when the file is unreadable or invalid. The one validator
+ * behind --check, start-up and reload.
+ */
+struct policy *policy_file_load(const char *path, bool as_log, char sha256[65]);
+
 /* Create listeners and workers from the policy. Returns 0 or -1 with errmsg filled. */
-int server_init(struct server *s, struct policy *p, struct audit_log *audit, char *errmsg,
-		size_t errlen) __attribute__((warn_unused_result));
+int server_init(struct server *s, struct policy *p, const char *path, const char *sha256,
+		struct audit_log *audit, char *errmsg, size_t errlen)
+	__attribute__((warn_unused_result));
 /* Run the workers and the signal loop until drained. Returns the process exit status. */
 int server_run(struct server *s);
 void server_fini(struct server *s);

@@ -145,6 +145,7 @@ static bool relay(struct conn *c, struct bufferevent *from, struct bufferevent *
 		c->up += pass;
 	else
 		c->down += pass;
+	metrics_add(&c->w->metrics->bytes[c->tier_slot][upload ? 0 : 1], pass);
 	c->last_active = conn_coarse_ns();
 	if (pass == n) {
 		evbuffer_add_buffer(out, in);
@@ -319,22 +320,17 @@ static void remember_hello(struct conn *c, const struct tls_hello *h, const stru
 static enum reason hello_verdict(struct conn *c, const struct tls_hello *h)
 {
 	const struct policy_tier *t = conn_tier(c);
-	if ((h->has_ech || h->has_esni) && !t->allow_ech) {
-		remember_hello(c, h, NULL);
-		return R_TLS_ECH;
-	}
-	if (!h->has_sni) {
-		remember_hello(c, h, NULL);
-		return t->require_sni ? R_TLS_NO_SNI : R_ALLOWED;
-	}
 	struct pc_host sni;
 	/* RFC 6066 §3: HostName is a DNS name; literal addresses are not permitted. */
-	if (host_canon((const char *)h->sni.p, h->sni.len, &sni) != HOST_OK ||
-	    sni.kind != HOST_NAME) {
-		remember_hello(c, h, NULL);
+	bool sni_ok = h->has_sni && host_canon((const char *)h->sni.p, h->sni.len, &sni) == HOST_OK &&
+		      sni.kind == HOST_NAME;
+	remember_hello(c, h, sni_ok ? &sni : NULL);
+	if ((h->has_ech || h->has_esni) && !t->allow_ech)
+		return R_TLS_ECH;
+	if (!h->has_sni)
+		return t->require_sni ? R_TLS_NO_SNI : R_ALLOWED;
+	if (!sni_ok)
 		return R_TLS_MALFORMED;
-	}
-	remember_hello(c, h, &sni);
 	if (c->host.kind == HOST_NAME && t->sni_must_match && strcmp(sni.name, c->host.name) != 0)
 		return R_TLS_SNI_MISMATCH;
 	/* The SNI must itself be allowed (for an IP-literal CONNECT this is the only name check). */
@@ -431,6 +427,10 @@ void tunnel_start(struct conn *c, evutil_socket_t fd)
 	}
 	c->status = 200;
 	atomic_fetch_add_explicit(&c->w->stats.tunnels, 1, memory_order_relaxed);
+	metrics_observe(&c->w->metrics->setup, mono_ns() - c->t_head);
+	atomic_fetch_add_explicit(&c->w->metrics->tunnels_active[c->tier_slot], 1,
+				  memory_order_relaxed);
+	c->counted_active = true;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	bufferevent_set_max_single_read(c->cbev, RELAY_MAX_READ);

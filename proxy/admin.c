@@ -1,0 +1,350 @@
+/* Admin listener on its own thread and loop: /metrics, /healthz, /readyz. */
+#include "admin.h"
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <errno.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "config.h"
+
+#include "audit.h"
+#include "dns.h"
+#include "http_parse.h"
+#include "metrics.h"
+#include "server.h"
+
+#define ADMIN_MAX_CONNS 64
+#define ADMIN_REQ_MAX 4096
+#define ADMIN_TIMEOUT_S 5
+/* Readiness: probe the pinned resolvers every PROBE_MS; ready if one answered within READY_MS. */
+#define PROBE_MS 2000
+#define READY_MS 6000
+#define PROBE_NAME "readyz.portcullis.invalid"
+/* A worker loop that has not ticked for this long is not healthy. */
+#define HEARTBEAT_STALE_MS 5000
+
+struct admin {
+	struct server *srv;
+	pthread_t thread;
+	bool started;
+	struct event_base *base;
+	struct evconnlistener *listener;
+	struct dns_resolver *dns;
+	struct dns_query *probe;
+	struct event *probe_ev;
+	int stop_fd;                 /* the main thread asks the loop to stop through this eventfd */
+	struct event *stop_ev;
+	struct bufferevent *conns[ADMIN_MAX_CONNS]; /* open scrapes, freed on stop */
+	unsigned n_conns;
+};
+
+static uint64_t now_ms(void)
+{
+	return mono_ns() / 1000000ull;
+}
+
+/* ---- probes ---- */
+
+static void probe_done(void *arg, enum dns_result res, const struct pc_addr *addrs, size_t n)
+{
+	struct admin *a = arg;
+	a->probe = NULL;
+}
+
+static void probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin *a = arg;
+	if (a->probe != NULL)
+		return; /* the previous probe is still in flight */
+	/* Answers are cached; a probe must reach the resolvers every time. */
+	dns_cache_flush(a->dns);
+	a->probe = dns_lookup(a->dns, PROBE_NAME, probe_done, a);
+}
+
+static bool workers_alive(const struct server *s)
+{
+	uint64_t now = now_ms();
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		uint64_t hb = atomic_load(&s->workers[i].heartbeat_ms);
+		if (hb + HEARTBEAT_STALE_MS < now)
+			return false;
+	}
+	return true;
+}
+
+/* NULL when ready, else why not. */
+static const char *not_ready(const struct admin *a)
+{
+	const struct server *s = a->srv;
+	if (atomic_load(&s->draining))
+		return "draining";
+	if (!workers_alive(s))
+		return "worker loop not responding";
+	unsigned long long last = dns_last_answer_ms(a->dns);
+	if (last == 0 || last + READY_MS < now_ms())
+		return "pinned resolvers not answering";
+	if (!audit_log_available(s->audit))
+		return "audit log backlogged";
+	return NULL;
+}
+
+/* ---- HTTP ---- */
+
+static void respond(struct bufferevent *bev, int status, const char *reason, const char *ctype,
+		    struct evbuffer *body)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			    "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+			    status, reason, ctype, evbuffer_get_length(body));
+	evbuffer_add_buffer(out, body);
+}
+
+static void render_metrics(struct admin *a, struct evbuffer *body)
+{
+	struct server *s = a->srv;
+	struct worker_metrics *ws[64];
+	size_t n = s->n_workers < 64 ? s->n_workers : 64;
+	uint64_t lost = audit_log_dropped(s->audit);
+	for (size_t i = 0; i < n; i++) {
+		ws[i] = s->workers[i].metrics;
+		lost += atomic_load(&s->workers[i].stats.audit_lost);
+	}
+	struct metrics_process p = {
+		.version = PORTCULLIS_VERSION,
+		.reloads_ok = atomic_load(&s->reloads_ok),
+		.reloads_failed = atomic_load(&s->reloads_failed),
+		.audit_lost = lost,
+		.conns_active = atomic_load(&s->n_conns),
+		.start_time = s->start_time,
+	};
+	pthread_mutex_lock(&s->info_lock);
+	memcpy(p.policy_sha256, s->policy_sha256, sizeof(p.policy_sha256));
+	p.policy_loaded_at = s->policy_loaded_at;
+	pthread_mutex_unlock(&s->info_lock);
+	metrics_render(body, &s->tiers, ws, n, &p);
+}
+
+static void handle(struct admin *a, struct bufferevent *bev, const struct http_req *req)
+{
+	struct evbuffer *body = evbuffer_new();
+	if (body == NULL)
+		return;
+	const struct http_view *t = &req->target;
+	bool get = req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0;
+#define PATH_IS(s) (t->len == sizeof(s) - 1 && memcmp(t->p, s, sizeof(s) - 1) == 0)
+	bool known = PATH_IS("/metrics") || PATH_IS("/healthz") || PATH_IS("/readyz");
+	if (!known) {
+		evbuffer_add_printf(body, "not found\n");
+		respond(bev, 404, "Not Found", "text/plain", body);
+	} else if (!get) {
+		evbuffer_add_printf(body, "method not allowed\n");
+		respond(bev, 405, "Method Not Allowed", "text/plain", body);
+	} else if (PATH_IS("/metrics")) {
+		render_metrics(a, body);
+		respond(bev, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
+	} else if (PATH_IS("/healthz")) {
+		bool ok = workers_alive(a->srv);
+		evbuffer_add_printf(body, ok ? "ok\n" : "worker loop not responding\n");
+		respond(bev, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "text/plain", body);
+	} else {
+		const char *why = not_ready(a);
+		evbuffer_add_printf(body, "%s\n", why == NULL ? "ready" : why);
+		respond(bev, why == NULL ? 200 : 503, why == NULL ? "OK" : "Service Unavailable",
+			"text/plain", body);
+	}
+#undef PATH_IS
+	evbuffer_free(body);
+}
+
+static void conn_done(struct admin *a, struct bufferevent *bev)
+{
+	for (unsigned i = 0; i < a->n_conns; i++) {
+		if (a->conns[i] == bev) {
+			a->conns[i] = a->conns[--a->n_conns];
+			break;
+		}
+	}
+	bufferevent_free(bev);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	conn_done(arg, bev);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	conn_done(arg, bev);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct admin *a = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = evbuffer_get_length(in);
+	size_t look = len < ADMIN_REQ_MAX + 1 ? len : ADMIN_REQ_MAX + 1;
+	const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+	struct http_limits lim;
+	http_limits_default(&lim);
+	lim.max_head_bytes = ADMIN_REQ_MAX;
+	lim.max_line_bytes = ADMIN_REQ_MAX;
+	struct http_req req;
+	int r = http_parse_request(p, look, &lim, &req);
+	if (r == HTTP_NEED_MORE)
+		return;
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_setcb(bev, NULL, write_cb, event_cb, a);
+	if (r < 0) {
+		struct evbuffer *body = evbuffer_new();
+		if (body == NULL) {
+			conn_done(a, bev);
+			return;
+		}
+		evbuffer_add_printf(body, "bad request\n");
+		respond(bev, 400, "Bad Request", "text/plain", body);
+		evbuffer_free(body);
+		return;
+	}
+	handle(a, bev, &req);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
+{
+	struct admin *a = arg;
+	if (a->n_conns >= ADMIN_MAX_CONNS) {
+		evutil_closesocket(fd);
+		return;
+	}
+	struct bufferevent *bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	a->conns[a->n_conns++] = bev;
+	/* A slow or silent scraper is cut; it only ever occupies this thread's loop. */
+	struct timeval tv = {ADMIN_TIMEOUT_S, 0};
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	bufferevent_setwatermark(bev, EV_READ, 0, ADMIN_REQ_MAX + 1);
+	bufferevent_setcb(bev, read_cb, NULL, event_cb, a);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin *a = arg;
+	event_base_loopbreak(a->base);
+}
+
+static void *admin_main(void *arg)
+{
+	struct admin *a = arg;
+	event_base_dispatch(a->base);
+	return NULL;
+}
+
+struct admin *admin_create(struct server *s, char *errmsg, size_t errlen)
+{
+	const struct policy_settings *ps = policy_settings(s->policy);
+	struct admin *a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return NULL;
+	}
+	a->srv = s;
+	a->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	a->base = event_base_new();
+	if (a->base == NULL || a->stop_fd < 0)
+		goto fail;
+	a->stop_ev = event_new(a->base, a->stop_fd, EV_READ, stop_cb, a);
+	if (a->stop_ev == NULL || event_add(a->stop_ev, NULL) != 0)
+		goto fail;
+	a->dns = dns_resolver_create(a->base, ps, errmsg, errlen);
+	if (a->dns == NULL)
+		goto fail;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	socklen_t len;
+	if (ps->listen_admin.addr.family == ADDR_V4) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(ps->listen_admin.port);
+		memcpy(&sin->sin_addr, ps->listen_admin.addr.b, 4);
+		len = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(ps->listen_admin.port);
+		memcpy(&sin6->sin6_addr, ps->listen_admin.addr.b, 16);
+		len = sizeof(*sin6);
+	}
+	a->listener = evconnlistener_new_bind(a->base, accept_cb, a,
+					      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+						      LEV_OPT_CLOSE_ON_EXEC,
+					      64, (struct sockaddr *)&ss, (int)len);
+	if (a->listener == NULL) {
+		char t[ADDR_STRLEN];
+		addr_format(&ps->listen_admin.addr, t, sizeof(t));
+		snprintf(errmsg, errlen, "cannot listen on admin address %s port %u", t,
+			 ps->listen_admin.port);
+		goto fail;
+	}
+	a->probe_ev = event_new(a->base, -1, EV_PERSIST, probe_cb, a);
+	struct timeval tv = {PROBE_MS / 1000, (PROBE_MS % 1000) * 1000};
+	if (a->probe_ev == NULL || event_add(a->probe_ev, &tv) != 0)
+		goto fail;
+	probe_cb(-1, 0, a);
+	return a;
+fail:
+	if (errmsg[0] == '\0')
+		snprintf(errmsg, errlen, "admin listener set-up failed");
+	admin_destroy(a);
+	return NULL;
+}
+
+int admin_start(struct admin *a)
+{
+	if (pthread_create(&a->thread, NULL, admin_main, a) != 0)
+		return -1;
+	a->started = true;
+	return 0;
+}
+
+void admin_destroy(struct admin *a)
+{
+	if (a == NULL)
+		return;
+	if (a->started) {
+		uint64_t one = 1;
+		if (write(a->stop_fd, &one, sizeof(one)) < 0)
+			oplog("warn", "admin: stop: %s", strerror(errno));
+		pthread_join(a->thread, NULL);
+	}
+	while (a->n_conns > 0)
+		conn_done(a, a->conns[0]);
+	if (a->stop_ev != NULL)
+		event_free(a->stop_ev);
+	if (a->stop_fd >= 0)
+		close(a->stop_fd);
+	if (a->probe_ev != NULL)
+		event_free(a->probe_ev);
+	if (a->listener != NULL)
+		evconnlistener_free(a->listener);
+	dns_resolver_destroy(a->dns);
+	if (a->base != NULL)
+		event_base_free(a->base);
+	free(a);
+}

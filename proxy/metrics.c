@@ -1,0 +1,234 @@
+/* Metrics: per-worker lock-free counters and histograms, summed into Prometheus text at scrape time. */
+#include "metrics.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <ares.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+
+/* Bucket upper bounds in nanoseconds (exposed in seconds). */
+static const uint64_t bucket_ns[METRICS_HIST_BUCKETS] = {
+	100000,    250000,    500000,    1000000,   2500000,    5000000,    10000000,   25000000,
+	50000000,  100000000, 250000000, 500000000, 1000000000, 2500000000, 5000000000, 10000000000,
+};
+
+void metrics_tiers_init(struct metrics_tiers *t)
+{
+	memset(t, 0, sizeof(*t));
+	pthread_mutex_init(&t->lock, NULL);
+	strcpy(t->names[0], "(none)"); /* outside the tier-name alphabet: no clash */
+	atomic_store(&t->n, 1);
+}
+
+void metrics_tiers_fini(struct metrics_tiers *t)
+{
+	pthread_mutex_destroy(&t->lock);
+}
+
+unsigned metrics_tier_slot(struct metrics_tiers *t, const char *name)
+{
+	pthread_mutex_lock(&t->lock);
+	unsigned n = atomic_load(&t->n);
+	unsigned slot = 0;
+	for (unsigned i = 1; i < n; i++) {
+		if (strcmp(t->names[i], name) == 0) {
+			slot = i;
+			goto out;
+		}
+	}
+	if (n < METRICS_MAX_TIERS - 1) {
+		snprintf(t->names[n], sizeof(t->names[n]), "%s", name);
+		atomic_store_explicit(&t->n, n + 1, memory_order_release);
+		slot = n;
+	} else {
+		/* Label cardinality stays bounded: tiers beyond the slots share "(other)". */
+		if (n == METRICS_MAX_TIERS - 1) {
+			strcpy(t->names[n], "(other)");
+			atomic_store_explicit(&t->n, n + 1, memory_order_release);
+		}
+		slot = METRICS_MAX_TIERS - 1;
+	}
+out:
+	pthread_mutex_unlock(&t->lock);
+	return slot;
+}
+
+void metrics_observe(struct metrics_hist *h, uint64_t ns)
+{
+	for (unsigned i = 0; i < METRICS_HIST_BUCKETS; i++) {
+		if (ns <= bucket_ns[i]) {
+			metrics_add(&h->bucket[i], 1);
+			break;
+		}
+	}
+	metrics_add(&h->count, 1);
+	metrics_add(&h->sum_ns, ns);
+}
+
+static uint64_t ld(const atomic_ullong *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static void family(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void render_hist(struct evbuffer *out, const char *name, const char *help,
+			struct worker_metrics *const *w, size_t nw, size_t off)
+{
+	uint64_t b[METRICS_HIST_BUCKETS] = {0}, count = 0, sum = 0;
+	for (size_t i = 0; i < nw; i++) {
+		const struct metrics_hist *h =
+			(const struct metrics_hist *)((const char *)w[i] + off);
+		/* Read count first: buckets observed later only make them catch up. */
+		count += ld(&h->count);
+		sum += ld(&h->sum_ns);
+		for (unsigned k = 0; k < METRICS_HIST_BUCKETS; k++)
+			b[k] += ld(&h->bucket[k]);
+	}
+	family(out, name, "histogram", help);
+	uint64_t cum = 0;
+	for (unsigned k = 0; k < METRICS_HIST_BUCKETS; k++) {
+		cum += b[k];
+		if (cum > count)
+			cum = count; /* a concurrent observation between the reads */
+		evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bucket_ns[k] / 1e9,
+				    (unsigned long long)cum);
+	}
+	evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)count);
+	evbuffer_add_printf(out, "%s_sum %.9f\n%s_count %llu\n", name, (double)sum / 1e9, name,
+			    (unsigned long long)count);
+}
+
+/* Process metrics as the Prometheus client libraries name them, from /proc/self. */
+static void render_process(struct evbuffer *out, const struct metrics_process *p)
+{
+	struct rusage ru;
+	double cpu = 0;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+		      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+	family(out, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+	evbuffer_add_printf(out, "process_cpu_seconds_total %.6f\n", cpu);
+
+	unsigned long long vsz = 0, rss_pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f != NULL) {
+		if (fscanf(f, "%llu %llu", &vsz, &rss_pages) != 2)
+			vsz = rss_pages = 0;
+		fclose(f);
+	}
+	long page = sysconf(_SC_PAGESIZE);
+	family(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+	evbuffer_add_printf(out, "process_resident_memory_bytes %llu\n", rss_pages * (unsigned long long)page);
+	family(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+	evbuffer_add_printf(out, "process_virtual_memory_bytes %llu\n", vsz * (unsigned long long)page);
+
+	unsigned long long fds = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (d != NULL) {
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL)
+			if (e->d_name[0] != '.')
+				fds++;
+		closedir(d);
+		fds = fds > 0 ? fds - 1 : 0; /* the directory stream's own descriptor */
+	}
+	family(out, "process_open_fds", "gauge", "Number of open file descriptors.");
+	evbuffer_add_printf(out, "process_open_fds %llu\n", fds);
+	struct rlimit rl;
+	family(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+	evbuffer_add_printf(out, "process_max_fds %llu\n",
+			    getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long long)rl.rlim_cur : 0ull);
+	family(out, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+	evbuffer_add_printf(out, "process_start_time_seconds %.3f\n", p->start_time);
+}
+
+int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
+		   struct worker_metrics *const *w, size_t nw, const struct metrics_process *p)
+{
+	unsigned nt = atomic_load_explicit(&tiers->n, memory_order_acquire);
+	static const char *const dirs[2] = {"upload", "download"};
+	static const char *const decs[2] = {"deny", "allow"};
+	static const char *const kinds[MDNS__COUNT] = {"nxdomain", "nodata", "error", "timeout"};
+
+	family(out, "portcullis_build_info", "gauge", "Build and library versions; always 1.");
+	evbuffer_add_printf(out,
+			    "portcullis_build_info{version=\"%s\",libevent=\"%s\",cares=\"%s\",openssl=\"%s\"} 1\n",
+			    p->version, event_get_version(), ares_version(NULL),
+			    OpenSSL_version(OPENSSL_VERSION_STRING));
+	family(out, "portcullis_policy_info", "gauge", "The loaded policy, by the SHA-256 of its file; always 1.");
+	evbuffer_add_printf(out, "portcullis_policy_info{sha256=\"%s\"} 1\n", p->policy_sha256);
+	family(out, "portcullis_policy_load_timestamp_seconds", "gauge", "When the serving policy was loaded.");
+	evbuffer_add_printf(out, "portcullis_policy_load_timestamp_seconds %.3f\n", p->policy_loaded_at);
+	family(out, "portcullis_policy_reloads_total", "counter", "Policy reloads by result.");
+	evbuffer_add_printf(out, "portcullis_policy_reloads_total{result=\"success\"} %llu\n",
+			    (unsigned long long)p->reloads_ok);
+	evbuffer_add_printf(out, "portcullis_policy_reloads_total{result=\"failure\"} %llu\n",
+			    (unsigned long long)p->reloads_failed);
+	family(out, "portcullis_audit_records_lost_total", "counter",
+	       "Audit records that could not be queued for writing.");
+	evbuffer_add_printf(out, "portcullis_audit_records_lost_total %llu\n",
+			    (unsigned long long)p->audit_lost);
+	family(out, "portcullis_connections_active", "gauge", "Open client connections, all states.");
+	evbuffer_add_printf(out, "portcullis_connections_active %llu\n",
+			    (unsigned long long)p->conns_active);
+
+	family(out, "portcullis_connections_total", "counter",
+	       "Connections by tier, decision and reason; one per audit record.");
+	for (unsigned t = 0; t < nt; t++)
+		for (int r = 0; r < R__COUNT; r++)
+			for (int d = 0; d < 2; d++) {
+				uint64_t v = 0;
+				for (size_t i = 0; i < nw; i++)
+					v += ld(&w[i]->conns[t][r][d]);
+				if (v == 0)
+					continue;
+				evbuffer_add_printf(out,
+						    "portcullis_connections_total{tier=\"%s\",decision=\"%s\",reason=\"%s\"} %llu\n",
+						    tiers->names[t], decs[d], reason_name((enum reason)r),
+						    (unsigned long long)v);
+			}
+	family(out, "portcullis_tunnels_active", "gauge", "Open tunnels by tier.");
+	for (unsigned t = 1; t < nt; t++) {
+		long long v = 0;
+		for (size_t i = 0; i < nw; i++)
+			v += atomic_load_explicit(&w[i]->tunnels_active[t], memory_order_relaxed);
+		evbuffer_add_printf(out, "portcullis_tunnels_active{tier=\"%s\"} %lld\n", tiers->names[t], v);
+	}
+	family(out, "portcullis_tunnel_bytes_total", "counter", "Bytes relayed by tier and direction.");
+	for (unsigned t = 1; t < nt; t++)
+		for (int d = 0; d < 2; d++) {
+			uint64_t v = 0;
+			for (size_t i = 0; i < nw; i++)
+				v += ld(&w[i]->bytes[t][d]);
+			evbuffer_add_printf(out, "portcullis_tunnel_bytes_total{tier=\"%s\",direction=\"%s\"} %llu\n",
+					    tiers->names[t], dirs[d], (unsigned long long)v);
+		}
+	family(out, "portcullis_dns_errors_total", "counter", "Failed client lookups by kind.");
+	for (int k = 0; k < MDNS__COUNT; k++) {
+		uint64_t v = 0;
+		for (size_t i = 0; i < nw; i++)
+			v += ld(&w[i]->dns_errors[k]);
+		evbuffer_add_printf(out, "portcullis_dns_errors_total{kind=\"%s\"} %llu\n", kinds[k],
+				    (unsigned long long)v);
+	}
+	render_hist(out, "portcullis_dns_lookup_duration_seconds", "Time to resolve a target name.", w,
+		    nw, offsetof(struct worker_metrics, dns));
+	render_hist(out, "portcullis_upstream_connect_duration_seconds",
+		    "Time to connect to the upstream.", w, nw, offsetof(struct worker_metrics, connect));
+	render_hist(out, "portcullis_tunnel_setup_duration_seconds",
+		    "Time from the request head to the 200 response.", w, nw,
+		    offsetof(struct worker_metrics, setup));
+	render_process(out, p);
+	return 0;
+}

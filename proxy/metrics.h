@@ -1,0 +1,72 @@
+/* Metrics: per-worker lock-free counters and histograms, summed into Prometheus text at scrape time. */
+#ifndef PORTCULLIS_METRICS_H
+#define PORTCULLIS_METRICS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reason.h"
+
+struct evbuffer;
+
+/* Tier label slots over the process lifetime (tiers of every policy loaded); slot 0 is "(none)". */
+#define METRICS_MAX_TIERS 256
+#define METRICS_HIST_BUCKETS 16
+
+enum metrics_dns_kind { MDNS_NXDOMAIN, MDNS_NODATA, MDNS_ERROR, MDNS_TIMEOUT, MDNS__COUNT };
+enum metrics_decision { MDEC_DENY = 0, MDEC_ALLOW = 1 };
+
+struct metrics_hist {
+	atomic_ullong bucket[METRICS_HIST_BUCKETS]; /* non-cumulative; +Inf = count - sum(bucket) */
+	atomic_ullong count;
+	atomic_ullong sum_ns;
+};
+
+/* One worker's counters: written only by that worker (relaxed atomics), read at scrape time. */
+struct worker_metrics {
+	atomic_ullong conns[METRICS_MAX_TIERS][R__COUNT][2]; /* [tier][reason][decision] */
+	atomic_llong tunnels_active[METRICS_MAX_TIERS];
+	atomic_ullong bytes[METRICS_MAX_TIERS][2]; /* [tier][0 upload, 1 download] */
+	atomic_ullong dns_errors[MDNS__COUNT];
+	struct metrics_hist dns, connect, setup;
+};
+
+/* Process-wide tier name → slot registry (touched on policy adoption, not per byte). */
+struct metrics_tiers {
+	pthread_mutex_t lock;
+	atomic_uint n;                       /* published slots */
+	char names[METRICS_MAX_TIERS][64];   /* slot 0 = "none", last slot = "(other)" when full */
+};
+
+void metrics_tiers_init(struct metrics_tiers *t);
+void metrics_tiers_fini(struct metrics_tiers *t);
+/* Slot for a tier name (registered on first use). */
+unsigned metrics_tier_slot(struct metrics_tiers *t, const char *name);
+
+static inline void metrics_add(atomic_ullong *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+void metrics_observe(struct metrics_hist *h, uint64_t ns);
+
+/* Everything the exposition needs besides the per-worker blocks. */
+struct metrics_process {
+	const char *version;
+	char policy_sha256[65];
+	double policy_loaded_at;     /* unix seconds */
+	uint64_t reloads_ok, reloads_failed;
+	uint64_t audit_lost;
+	uint64_t conns_active;
+	double start_time;           /* unix seconds */
+};
+
+/* Append the whole text exposition (format 0.0.4) to out. */
+int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
+		   struct worker_metrics *const *workers, size_t n_workers,
+		   const struct metrics_process *proc);
+
+#endif
