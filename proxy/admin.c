@@ -276,21 +276,7 @@ struct admin *admin_create(struct server *s, char *errmsg, size_t errlen)
 	if (a->dns == NULL)
 		goto fail;
 	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	socklen_t len;
-	if (ps->listen_admin.addr.family == ADDR_V4) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(ps->listen_admin.port);
-		memcpy(&sin->sin_addr, ps->listen_admin.addr.b, 4);
-		len = sizeof(*sin);
-	} else {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(ps->listen_admin.port);
-		memcpy(&sin6->sin6_addr, ps->listen_admin.addr.b, 16);
-		len = sizeof(*sin6);
-	}
+	socklen_t len = sockaddr_make(&ps->listen_admin.addr, ps->listen_admin.port, &ss);
 	a->listener = evconnlistener_new_bind(a->base, accept_cb, a,
 					      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 						      LEV_OPT_CLOSE_ON_EXEC,

@@ -252,6 +252,19 @@ static void respond_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_close(c, c->verdict.reason);
 }
 
+/* Drop an upstream connect attempt in progress, if any. */
+static void connect_abandon(struct conn *c)
+{
+	if (c->uconn_ev != NULL) {
+		event_free(c->uconn_ev);
+		c->uconn_ev = NULL;
+	}
+	if (c->ufd >= 0) {
+		close(c->ufd);
+		c->ufd = -1;
+	}
+}
+
 static void conn_refuse(struct conn *c, enum reason why)
 {
 	c->verdict.allow = false;
@@ -261,14 +274,7 @@ static void conn_refuse(struct conn *c, enum reason why)
 		dns_cancel(c->dq);
 		c->dq = NULL;
 	}
-	if (c->uconn_ev != NULL) {
-		event_free(c->uconn_ev);
-		c->uconn_ev = NULL;
-	}
-	if (c->ufd >= 0) {
-		close(c->ufd);
-		c->ufd = -1;
-	}
+	connect_abandon(c);
 	/* Every refusal the client is sent has its audit record, even with no request bytes (408). */
 	c->have_request = true;
 	conn_audit(c, why, false);
@@ -298,34 +304,10 @@ static enum reason connect_errno_reason(int err)
 	}
 }
 
-static socklen_t to_sockaddr(const struct pc_addr *a, uint16_t port, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (a->family == ADDR_V4) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		memcpy(&sin->sin_addr, a->b, 4);
-		return sizeof(*sin);
-	}
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-	sin6->sin6_family = AF_INET6;
-	sin6->sin6_port = htons(port);
-	memcpy(&sin6->sin6_addr, a->b, 16);
-	return sizeof(*sin6);
-}
-
 static void connect_failed(struct conn *c, enum reason why)
 {
 	c->connect_fail = why;
-	if (c->uconn_ev != NULL) {
-		event_free(c->uconn_ev);
-		c->uconn_ev = NULL;
-	}
-	if (c->ufd >= 0) {
-		close(c->ufd);
-		c->ufd = -1;
-	}
+	connect_abandon(c);
 	c->addr_idx++;
 	connect_next(c);
 }
@@ -355,7 +337,7 @@ static void connect_next(struct conn *c)
 	for (; c->addr_idx < c->n_addrs; c->addr_idx++) {
 		const struct pc_addr *a = &c->addrs[c->addr_idx];
 		struct sockaddr_storage ss;
-		socklen_t sl = to_sockaddr(a, c->port, &ss);
+		socklen_t sl = sockaddr_make(a, c->port, &ss);
 		c->t_step = mono_ns();
 		int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0) {

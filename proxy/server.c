@@ -141,23 +141,21 @@ out:
 	return p;
 }
 
-static void sockaddr_from(const struct policy_sockaddr *pa, struct sockaddr_storage *ss,
-			  socklen_t *len)
+socklen_t sockaddr_make(const struct pc_addr *a, uint16_t port, struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
-	if (pa->addr.family == ADDR_V4) {
+	if (a->family == ADDR_V4) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 		sin->sin_family = AF_INET;
-		sin->sin_port = htons(pa->port);
-		memcpy(&sin->sin_addr, pa->addr.b, 4);
-		*len = sizeof(*sin);
-	} else {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(pa->port);
-		memcpy(&sin6->sin6_addr, pa->addr.b, 16);
-		*len = sizeof(*sin6);
+		sin->sin_port = htons(port);
+		memcpy(&sin->sin_addr, a->b, 4);
+		return sizeof(*sin);
 	}
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(port);
+	memcpy(&sin6->sin6_addr, a->b, 16);
+	return sizeof(*sin6);
 }
 
 /* ---- per-worker events ---- */
@@ -311,8 +309,7 @@ static int worker_init(struct server *s, struct worker *w, unsigned id, char *er
 	}
 	for (size_t i = 0; i < ps->n_listen_proxy; i++) {
 		struct sockaddr_storage ss;
-		socklen_t len;
-		sockaddr_from(&ps->listen_proxy[i], &ss, &len);
+		socklen_t len = sockaddr_make(&ps->listen_proxy[i].addr, ps->listen_proxy[i].port, &ss);
 		unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
 				 LEV_OPT_CLOSE_ON_EXEC;
 		struct evconnlistener *l = evconnlistener_new_bind(

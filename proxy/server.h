@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "metrics.h"
 #include "policy.h"
@@ -95,6 +96,10 @@ void server_fini(struct server *s);
 
 /* Called by conn.c when a worker's last connection closed (drain completion check). */
 void worker_conn_gone(struct worker *w);
+
+/* A sockaddr_in / sockaddr_in6 for an address and port; returns its length. */
+struct sockaddr_storage;
+socklen_t sockaddr_make(const struct pc_addr *a, uint16_t port, struct sockaddr_storage *ss);
 
 /* Monotonic clock in nanoseconds and wall clock in ns since the epoch. */
 uint64_t mono_ns(void);
