@@ -72,6 +72,9 @@ void policy_tier_builtin(struct policy_tier *t, const struct policy_settings *s)
 	t->connections_per_source = 256;
 	t->upload_budget_bytes = 0;
 	t->upload_budget_window_ms = 0;
+	t->http_methods = NULL; /* any */
+	t->n_http_methods = 0;
+	t->http_allow_upgrade = false;
 	t->connect_timeout_ms = s->connect_timeout_ms;
 	t->idle_timeout_ms = s->idle_timeout_ms;
 	t->max_lifetime_ms = s->max_lifetime_ms;
@@ -138,6 +141,23 @@ int policy_identify(const struct policy *p, const struct pc_addr *src)
 	if (range_set_lookup(p->sources, src, &tag, &plen))
 		return tag;
 	return p->set.unknown_source_tier;
+}
+
+bool policy_tier_method_allowed(const struct policy_tier *t, const char *method, size_t len)
+{
+	if (t == NULL || method == NULL || len == 0)
+		return false;
+	/* CONNECT opens a tunnel; the allow rules decide it, never http.methods. */
+	if (len == 7 && memcmp(method, "CONNECT", 7) == 0)
+		return false;
+	if (t->n_http_methods == 0)
+		return true;
+	/* Exact bytes: methods are case-sensitive (RFC 9110 §9.1). */
+	for (size_t i = 0; i < t->n_http_methods; i++)
+		if (strlen(t->http_methods[i]) == len &&
+		    memcmp(t->http_methods[i], method, len) == 0)
+			return true;
+	return false;
 }
 
 static const struct policy_tier_int *tier_of(const struct policy *p, int tier)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -243,9 +244,9 @@ static void cidr_list(struct policy_loader *L, const struct policy_node *seq, st
 
 /* ---- sections ---- */
 
-static const char *const root_keys[] = {"version", "listen", "resolver", "blocked_ranges",
-                                        "audit",   "limits", "timeouts", "identity",
-                                        "tls",     "caps",   "tiers",    NULL};
+static const char *const root_keys[] = {
+    "version",  "listen", "resolver", "blocked_ranges", "audit", "limits", "timeouts",
+    "identity", "tls",    "caps",     "http",           "tiers", NULL};
 static const char *const listen_keys[] = {"proxy", "admin", "workers", NULL};
 static const char *const resolver_keys[] = {"servers", "timeout", "attempts", "max_answers", NULL};
 static const char *const audit_keys[] = {"output", NULL};
@@ -253,8 +254,8 @@ static const char *const limits_keys[] = {"max_connections", "header_timeout", "
                                           "max_headers", NULL};
 static const char *const timeouts_keys[] = {"connect", "idle", "max_lifetime", "drain", NULL};
 static const char *const identity_keys[] = {"unknown_source", NULL};
-static const char *const tier_keys[] = {"mode", "sources", "allow",    "allow_ranges",
-                                        "tls",  "caps",    "timeouts", NULL};
+static const char *const tier_keys[] = {"mode", "sources",  "allow", "allow_ranges", "tls", "caps",
+                                        "http", "timeouts", NULL};
 static const char *const rule_keys[] = {"host", "ports", "name", NULL};
 static const char *const tls_keys[] = {"require_sni", "sni_must_match", "require_tls_ports",
                                        "allow_ech",   "hello_timeout",  "max_hello_bytes",
@@ -262,6 +263,7 @@ static const char *const tls_keys[] = {"require_sni", "sni_must_match", "require
 static const char *const caps_keys[] = {"upload_bytes", "download_bytes", "connections_per_source",
                                         "upload_bytes_per_source", NULL};
 static const char *const budget_keys[] = {"bytes", "window", NULL};
+static const char *const http_keys[] = {"methods", "allow_upgrade", NULL};
 
 /* One address or a list of 1..max; conflicting or duplicate entries are refused. */
 static size_t sockaddr_list(struct policy_loader *L, const struct policy_node *v,
@@ -555,9 +557,117 @@ static void load_budget(struct policy_loader *L, const struct policy_node *v,
 	}
 }
 
-/* tls: and caps: of a tier, or at top level (the tiers' defaults), over what pt holds. */
-static void load_tls_caps(struct policy_loader *L, const struct policy_node *m,
-                          struct policy_tier *pt)
+/*
+ * One http.methods entry: 1 to 32 of A-Z and '-', a subset of the RFC 9110
+ * §5.6.2 token that holds every registered method; never CONNECT.
+ */
+static bool want_method(struct policy_loader *L, const struct policy_node *n, const char **s,
+                        size_t *len)
+{
+	char t[48], up[POLICY_METHOD_MAX + 1];
+	bool ok, lower = false;
+
+	if (!policy_want_str(L, n, s, len))
+		return false;
+	policy_clip(*s, *len, t, sizeof(t));
+	/* In any case: "connect" is refused for what it means, not for its spelling. */
+	if (*len == 7 && strncasecmp(*s, "CONNECT", 7) == 0) {
+		policy_diag(
+		    L, n,
+		    "%s is not a plain-HTTP method: CONNECT is governed by the allow rules, "
+		    "their ports and tls:",
+		    t);
+		return false;
+	}
+	ok = *len >= 1 && *len <= POLICY_METHOD_MAX;
+	for (size_t i = 0; ok && i < *len; i++) {
+		char c = (*s)[i];
+		if (c >= 'a' && c <= 'z') {
+			lower = true;
+			c = (char)(c - 'a' + 'A');
+		} else if (!((c >= 'A' && c <= 'Z') || c == '-')) {
+			ok = false;
+		}
+		up[i] = c;
+	}
+	if (!ok) {
+		policy_diag(L, n, "invalid method \"%s\": use 1 to %u of A-Z and '-' (e.g. GET)", t,
+		            POLICY_METHOD_MAX);
+		return false;
+	}
+	if (lower) {
+		/* RFC 9110 §9.1: methods are case-sensitive, "get" is not GET. */
+		up[*len] = '\0';
+		policy_diag(L, n,
+		            "method \"%s\" is not uppercase (methods are case-sensitive); did you "
+		            "mean '%s'?",
+		            t, up);
+		return false;
+	}
+	return true;
+}
+
+/* http.methods: a list of 1..32 distinct methods, or any (n_http_methods = 0). */
+static void load_methods(struct policy_loader *L, const struct policy_node *v,
+                         struct policy_tier *pt)
+{
+	const struct policy_node *at[POLICY_MAX_METHODS];
+	const char **m;
+	size_t n = 0;
+	bool ok = true;
+
+	if (v == NULL || v->bad)
+		return;
+	if (policy_is_word(v, "any")) {
+		pt->http_methods = NULL;
+		pt->n_http_methods = 0;
+		return;
+	}
+	if (v->kind != PN_SEQ) {
+		policy_diag(L, v, "expected a list of 1 to %u methods, or any", POLICY_MAX_METHODS);
+		return;
+	}
+	if (v->n == 0) {
+		policy_diag(L, v, "at least one method is required (any allows every method)");
+		return;
+	}
+	if (v->n > POLICY_MAX_METHODS) {
+		policy_diag(L, v, "too many methods (at most %u)", POLICY_MAX_METHODS);
+		return;
+	}
+	m = policy_arena_alloc(&L->p->arena, v->n * sizeof(*m));
+	if (m == NULL) {
+		L->nomem = true;
+		return;
+	}
+	for (const struct policy_node *it = v->first; it != NULL; it = it->next) {
+		const char *s;
+		size_t len, i;
+		if (!want_method(L, it, &s, &len)) {
+			ok = false;
+			continue;
+		}
+		for (i = 0; i < n && !(strlen(m[i]) == len && memcmp(m[i], s, len) == 0); i++)
+			;
+		if (i < n) {
+			policy_diag(L, it, "duplicate method %s (first at line %u, column %u)",
+			            m[i], at[i]->line, at[i]->col);
+			ok = false;
+			continue;
+		}
+		if ((m[n] = pstrdup(L, s, len)) == NULL)
+			return;
+		at[n++] = it;
+	}
+	if (ok) {
+		pt->http_methods = m;
+		pt->n_http_methods = n;
+	}
+}
+
+/* tls:, caps: and http: of a tier, or at top level (the tiers' defaults), over what pt holds. */
+static void load_tier_blocks(struct policy_loader *L, const struct policy_node *m,
+                             struct policy_tier *pt)
 {
 	const struct policy_node *sub, *v;
 	uint64_t x;
@@ -584,6 +694,10 @@ static void load_tls_caps(struct policy_loader *L, const struct policy_node *m,
 	    policy_want_uint(L, v, 0, 1000000, &x))
 		pt->connections_per_source = (uint32_t)x;
 	load_budget(L, policy_get(sub, "upload_bytes_per_source"), pt);
+
+	sub = policy_section(L, m, "http", http_keys);
+	load_methods(L, policy_get(sub, "methods"), pt);
+	policy_want_bool(L, policy_get(sub, "allow_upgrade"), &pt->http_allow_upgrade);
 }
 
 static void load_tier_body(struct policy_loader *L, const struct policy_node *m,
@@ -622,7 +736,7 @@ static void load_tier_body(struct policy_loader *L, const struct policy_node *m,
 		L->p->n_rules += n;
 	}
 	cidr_list(L, policy_get(m, "allow_ranges"), t->allow_ranges, -1);
-	load_tls_caps(L, m, pt);
+	load_tier_blocks(L, m, pt);
 
 	sub = policy_section(L, m, "timeouts", timeouts_keys);
 	if ((v = policy_get(sub, "drain")) != NULL)
@@ -686,7 +800,7 @@ static void load_tiers(struct policy_loader *L, const struct policy_node *root)
 		else if (policy_is_word(k, "deny"))
 			policy_diag(L, k, "\"deny\" is reserved (identity.unknown_source: deny)");
 		struct policy_tier_int *tier = &p->tiers[p->n_tiers];
-		tier->pub = L->tier_defaults; /* top-level tls:/caps:/timeouts: over built-in */
+		tier->pub = L->tier_defaults; /* top level over built-in, key by key */
 		tier->allow_ranges = range_set_create();
 		tier->pub.name = pstrdup(L, k->s, k->len);
 		if (tier->allow_ranges == NULL || tier->pub.name == NULL) {
@@ -775,9 +889,9 @@ int policy_load_buffer(const char *buf, size_t len, struct policy **out, struct 
 			load_listen(&L, root);
 			load_resolver(&L, root);
 			cidr_list(&L, policy_get(root, "blocked_ranges"), L.p->blocked, -1);
-			/* The tiers' defaults: built-in, then top-level tls: and caps:. */
+			/* The tiers' defaults: built-in, then top-level tls:, caps: and http:. */
 			policy_tier_builtin(&L.tier_defaults, &L.p->set);
-			load_tls_caps(&L, root, &L.tier_defaults);
+			load_tier_blocks(&L, root, &L.tier_defaults);
 			load_tiers(&L, root);
 			load_identity(&L, root);
 		}

@@ -52,7 +52,24 @@ struct policy_tier {
 	/* tls: ClientHello limits */
 	uint32_t hello_timeout_ms; /* tls.hello_timeout, default 5s */
 	uint32_t max_hello_bytes;  /* tls.max_hello_bytes, default 16KiB */
+	/*
+	 * http: plain-HTTP forwarding only ("GET http://host/path" through
+	 * HTTP_PROXY); CONNECT is governed by the allow rules, their ports and tls:.
+	 * Resolved like tls: and caps:: tier key, else top-level http:, else built-in.
+	 */
+	const char *const *http_methods; /* http.methods: uppercase tokens, never CONNECT */
+	size_t n_http_methods;           /* 0 = any method (default) */
+	bool http_allow_upgrade;         /* http.allow_upgrade: forward Upgrade, default false */
 };
+
+/*
+ * May a plain-HTTP request with this method go through tier t?  Exact,
+ * case-sensitive comparison (RFC 9110 §9.1: "get" is not GET).  With no
+ * http.methods list every method is allowed, except that CONNECT is never a
+ * plain-HTTP method and is always false here.  NULL t, NULL method or
+ * len == 0: false.
+ */
+bool policy_tier_method_allowed(const struct policy_tier *t, const char *method, size_t len);
 
 /* Global settings. Durations in milliseconds, sizes in bytes. */
 struct policy_settings {

@@ -22,6 +22,8 @@
 #define POLICY_MAX_PORTS      64   /* per rule, and require_tls_ports */
 #define POLICY_MAX_CIDRS      1024 /* per list: blocked_ranges, sources, allow_ranges */
 #define POLICY_MAX_SOURCES    4096 /* sources over all tiers */
+#define POLICY_MAX_METHODS    32   /* http.methods entries */
+#define POLICY_METHOD_MAX     32   /* characters of one method */
 #define POLICY_TIER_NAME_MAX  63
 #define POLICY_RULE_NAME_MAX  128
 
@@ -72,7 +74,7 @@ int policy_parse_uint(const char *s, size_t len, uint64_t *out) __attribute__((w
 
 /* A new snapshot with refcount 1, the built-in blocked ranges and every default setting. */
 int policy_create(struct policy **out) __attribute__((warn_unused_result));
-/* The built-in defaults of a tier's tls:, caps: and timeouts: (timeouts from s). */
+/* The built-in defaults of a tier's tls:, caps:, http: and timeouts: (timeouts from s). */
 void policy_tier_builtin(struct policy_tier *t, const struct policy_settings *s);
 /* Free a snapshot whose refcount reached zero (or a half-built one). */
 void policy_destroy(struct policy *p);
@@ -118,7 +120,7 @@ struct policy_loader {
 	struct policy *p;
 	struct policy_src_seen *srcs;
 	size_t n_srcs;
-	struct policy_tier tier_defaults; /* built-in, then top-level tls: and caps: */
+	struct policy_tier tier_defaults; /* built-in, then top-level tls:, caps: and http: */
 };
 
 /* Diagnostics: located, prefixed with the node's path ("tiers.a.allow[2].host: ..."). */

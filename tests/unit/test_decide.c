@@ -11,7 +11,8 @@
 
 /*
  * Tier 0 "standard" (enforce), tier 1 "mirror" (enforce, may reach the internal
- * mirror 10.96.5.0/24), tier 2 "watch" (audit).  Sources of different tiers
+ * mirror 10.96.5.0/24, plain HTTP only GET, HEAD, VERSION-CONTROL), tier 2
+ * "watch" (audit).  Sources of different tiers
  * may not overlap (a load error); standard's own sources nest.
  */
 static const char policy_yaml[] = "version: 1\n"
@@ -45,6 +46,7 @@ static const char policy_yaml[] = "version: 1\n"
                                   "      - host: 10.96.5.10\n"
                                   "      - host: mirror.internal\n"
                                   "    allow_ranges: [10.96.5.0/24]\n"
+                                  "    http: {methods: [GET, HEAD, VERSION-CONTROL]}\n"
                                   "  watch:\n"
                                   "    mode: audit\n"
                                   "    sources: [\"192.0.2.0/24\"]\n"
@@ -403,14 +405,65 @@ static void test_decide_addrs_empty_and_junk(void **state)
 	assert_int_equal(v.reason, R_RESOLVED_TO_BLOCKED);
 }
 
+/* policy_tier_method_allowed: exact bytes, any when no list, never CONNECT. */
+static void test_method_allowed(void **state)
+{
+	const struct policy *p = *state;
+	const struct policy_tier *any = policy_tier(p, STANDARD), *mirror = policy_tier(p, MIRROR);
+	static const struct {
+		const char *m;
+		size_t len;
+		bool any, mirror;
+	} c[] = {
+	    {"GET", 3, true, true},
+	    {"HEAD", 4, true, true},
+	    {"VERSION-CONTROL", 15, true, true},
+	    {"POST", 4, true, false},
+	    {"PROPFIND", 8, true, false},
+	    /* Case-sensitive (RFC 9110 §9.1): "get" is another method, which any allows. */
+	    {"get", 3, true, false},
+	    {"Head", 4, true, false},
+	    /* A view, not a C string: only len bytes count. */
+	    {"GETX", 3, true, true},
+	    {"GE", 2, true, false},
+	    {"GETS", 4, true, false},
+	    {"HEAD\0", 5, true, false},
+	    {"VERSION", 7, true, false},
+	    /* CONNECT is never a plain-HTTP method, even with no list. */
+	    {"CONNECT", 7, false, false},
+	    {"", 0, false, false},
+	};
+	(void)state;
+	assert_int_equal(any->n_http_methods, 0);
+	assert_int_equal(mirror->n_http_methods, 3);
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		bool a = policy_tier_method_allowed(any, c[i].m, c[i].len);
+		bool m = policy_tier_method_allowed(mirror, c[i].m, c[i].len);
+		if (a != c[i].any || m != c[i].mirror)
+			fail_msg("method \"%.*s\" (%zu): any %d mirror %d, want %d %d",
+			         (int)c[i].len, c[i].m, c[i].len, a, m, c[i].any, c[i].mirror);
+	}
+	assert_false(policy_tier_method_allowed(NULL, "GET", 3));
+	assert_false(policy_tier_method_allowed(any, NULL, 3));
+	assert_false(policy_tier_method_allowed(mirror, NULL, 0));
+	/* No http: anywhere: every method but CONNECT. */
+	assert_true(policy_tier_method_allowed(policy_tier(p, WATCH), "DELETE", 6));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_names),        cmocka_unit_test(test_ports),
-	    cmocka_unit_test(test_ip_literals),  cmocka_unit_test(test_allow_ranges_per_tier),
-	    cmocka_unit_test(test_audit_mode),   cmocka_unit_test(test_unknown_tier),
-	    cmocka_unit_test(test_identity),     cmocka_unit_test(test_unknown_source_tier),
-	    cmocka_unit_test(test_decide_addrs), cmocka_unit_test(test_decide_addrs_empty_and_junk),
+	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_ports),
+	    cmocka_unit_test(test_ip_literals),
+	    cmocka_unit_test(test_allow_ranges_per_tier),
+	    cmocka_unit_test(test_audit_mode),
+	    cmocka_unit_test(test_unknown_tier),
+	    cmocka_unit_test(test_identity),
+	    cmocka_unit_test(test_unknown_source_tier),
+	    cmocka_unit_test(test_decide_addrs),
+	    cmocka_unit_test(test_decide_addrs_empty_and_junk),
+	    cmocka_unit_test(test_method_allowed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

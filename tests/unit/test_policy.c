@@ -266,6 +266,46 @@ static const struct ecase cases[] = {
     {"budget window without unit",
      BASE "caps: {upload_bytes_per_source: {bytes: 1GiB, window: 3600}}\n", 9, 55,
      "caps.upload_bytes_per_source.window: invalid duration \"3600\": a unit is required"},
+    /* http: (top level and tier) */
+    {"top-level http typo", BASE "htp: {}\n", 9, 1, "htp: unknown key; did you mean 'http'?"},
+    {"unknown http key", BASE "http: {method: [GET]}\n", 9, 8,
+     "http.method: unknown key; did you mean 'methods'?"},
+    {"unknown tier http key", BASE "    http: {allow_upgrades: true}\n", 9, 12,
+     "tiers.standard.http.allow_upgrades: unknown key; did you mean 'allow_upgrade'?"},
+    {"http not a mapping", BASE "http: [GET]\n", 9, 7, "http: expected a mapping, got a sequence"},
+    {"methods not a list", BASE "http: {methods: GET}\n", 9, 17,
+     "http.methods: expected a list of 1 to 32 methods, or any"},
+    {"methods empty value", BASE "http:\n  methods:\n", 10, 11,
+     "http.methods: expected a list of 1 to 32 methods, or any"},
+    {"methods empty list", BASE "http: {methods: []}\n", 9, 17,
+     "http.methods: at least one method is required (any allows every method)"},
+    {"too many methods",
+     BASE "http: {methods: [A,B,C,D,E,F,G,H,I,J,K,L,M,N,O,P,Q,R,S,T,U,V,W,X,Y,Z,"
+          "AA,AB,AC,AD,AE,AF,AG]}\n",
+     9, 17, "http.methods: too many methods (at most 32)"},
+    {"method lowercase", BASE "    http: {methods: [GET, get]}\n", 9, 27,
+     "tiers.standard.http.methods[1]: method \"get\" is not uppercase (methods are "
+     "case-sensitive); did you mean 'GET'?"},
+    {"method mixed case", BASE "http: {methods: [Version-Control]}\n", 9, 18,
+     "http.methods[0]: method \"Version-Control\" is not uppercase (methods are "
+     "case-sensitive); did you mean 'VERSION-CONTROL'?"},
+    {"method CONNECT", BASE "http: {methods: [GET, CONNECT]}\n", 9, 23,
+     "http.methods[1]: CONNECT is not a plain-HTTP method: CONNECT is governed by the allow "
+     "rules, their ports and tls:"},
+    {"method connect lowercase", BASE "    http: {methods: [connect]}\n", 9, 22,
+     "tiers.standard.http.methods[0]: connect is not a plain-HTTP method"},
+    {"method bad character", BASE "http: {methods: [GET_ALL]}\n", 9, 18,
+     "http.methods[0]: invalid method \"GET_ALL\": use 1 to 32 of A-Z and '-' (e.g. GET)"},
+    {"method digit", BASE "http: {methods: [HTTP2]}\n", 9, 18, "invalid method \"HTTP2\""},
+    {"method empty string", BASE "http: {methods: [\"\"]}\n", 9, 18, "invalid method \"\""},
+    {"method too long", BASE "http: {methods: [ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG]}\n", 9, 18,
+     "invalid method \"ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG\": use 1 to 32"},
+    {"method not a scalar", BASE "http: {methods: [[GET]]}\n", 9, 18,
+     "http.methods[0]: expected a scalar value, got a sequence"},
+    {"method duplicate", BASE "http: {methods: [GET, HEAD, GET]}\n", 9, 29,
+     "http.methods[2]: duplicate method GET (first at line 9, column 18)"},
+    {"allow_upgrade not a bool", BASE "    http: {allow_upgrade: yes}\n", 9, 27,
+     "tiers.standard.http.allow_upgrade: expected true or false, got \"yes\""},
 };
 
 /* "scalar too long" gets its 4097 bytes here. */
@@ -428,6 +468,15 @@ static void check_addr(const struct policy_sockaddr *sa, const char *ip, uint16_
 	assert_int_equal(sa->port, port);
 }
 
+/* The tier's resolved http.methods, in file order. */
+static void check_methods(const struct policy_tier *t, const char *const *want, size_t n)
+{
+	assert_int_equal(t->n_http_methods, n);
+	assert_non_null(t->http_methods);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(t->http_methods[i], want[i]);
+}
+
 static void test_full_policy_accessors(void **state)
 {
 	struct policy *p = NULL;
@@ -481,6 +530,8 @@ static void test_full_policy_accessors(void **state)
 	assert_int_equal(t->connections_per_source, 32);
 	assert_int_equal(t->upload_budget_bytes, 1ULL << 30);
 	assert_int_equal(t->upload_budget_window_ms, 3600000);
+	check_methods(t, (const char *const[]){"GET", "HEAD", "PROPFIND", "VERSION-CONTROL"}, 4);
+	assert_true(t->http_allow_upgrade);
 	assert_int_equal(t->connect_timeout_ms, 2000);
 	assert_int_equal(t->idle_timeout_ms, 60000);
 	assert_int_equal(t->max_lifetime_ms, 1800000);
@@ -502,6 +553,8 @@ static void test_full_policy_accessors(void **state)
 	assert_int_equal(t->connections_per_source, 64);
 	assert_int_equal(t->upload_budget_bytes, 5ULL << 30);
 	assert_int_equal(t->upload_budget_window_ms, 24 * 3600000);
+	check_methods(t, (const char *const[]){"GET", "HEAD", "OPTIONS"}, 3);
+	assert_true(t->http_allow_upgrade);
 	assert_int_equal(t->connect_timeout_ms, 3000);
 	assert_int_equal(t->idle_timeout_ms, 600000);
 	assert_int_equal(t->max_lifetime_ms, 7200000);
@@ -537,6 +590,9 @@ static void check_builtin_tier(const struct policy_tier *t)
 	assert_int_equal(t->connections_per_source, 256);
 	assert_int_equal(t->upload_budget_bytes, 0);
 	assert_int_equal(t->upload_budget_window_ms, 0);
+	assert_null(t->http_methods); /* any */
+	assert_int_equal(t->n_http_methods, 0);
+	assert_false(t->http_allow_upgrade);
 	/* Timeouts: the (default) global values. */
 	assert_int_equal(t->connect_timeout_ms, 5000);
 	assert_int_equal(t->idle_timeout_ms, 300000);
@@ -643,6 +699,52 @@ static void test_tier_resolution(void **state)
 	assert_int_equal(t->upload_budget_bytes, 1);
 	assert_int_equal(t->upload_budget_window_ms, 1000);
 	assert_int_equal(t->download_bytes, 1ULL << 30);
+	policy_unref(p);
+
+	/*
+	 * http: the same, key by key.  methods is one value: a tier's list replaces
+	 * the top level's whole (never merged), and any switches an inherited list off.
+	 */
+	p = load_ok(BASE_HEAD "http: {methods: [GET, HEAD]}\n"
+	                      "tiers:\n"
+	                      "  own:\n"
+	                      "    http: {methods: any, allow_upgrade: true}\n"
+	                      "  plain:\n"
+	                      "  replaced:\n"
+	                      "    http: {methods: [\"POST\", PUT]}\n"
+	                      "  empty:\n"
+	                      "    http:\n");
+	t = policy_tier(p, 0);
+	assert_string_equal(t->name, "own");
+	assert_int_equal(t->n_http_methods, 0); /* tier any over top level */
+	assert_null(t->http_methods);
+	assert_true(t->http_allow_upgrade); /* tier over built-in */
+	t = policy_tier(p, 1);
+	assert_string_equal(t->name, "plain");
+	check_methods(t, (const char *const[]){"GET", "HEAD"}, 2); /* top level */
+	assert_false(t->http_allow_upgrade);                       /* built-in */
+	t = policy_tier(p, 2);
+	check_methods(t, (const char *const[]){"POST", "PUT"}, 2); /* tier, whole list */
+	assert_false(t->http_allow_upgrade);
+	t = policy_tier(p, 3);
+	check_methods(t, (const char *const[]){"GET", "HEAD"}, 2); /* empty block: top level */
+	assert_false(t->http_allow_upgrade);
+	policy_unref(p);
+
+	/* Top-level allow_upgrade, a tier turning it off; 32 methods is the most. */
+	p = load_ok(BASE "    http: {allow_upgrade: false, methods: [GET]}\n"
+	                 "  other:\n"
+	                 "    http:\n"
+	                 "      methods: [A,B,C,D,E,F,G,H,I,J,K,L,M,N,O,P,Q,R,S,T,U,V,W,X,Y,Z,\n"
+	                 "                AA,AB,AC,AD,AE,ABCDEFGHIJKLMNOPQRSTUVWXYZ-ABCDE]\n"
+	                 "http: {allow_upgrade: true, methods: \"any\"}\n");
+	t = policy_tier(p, 0);
+	check_methods(t, (const char *const[]){"GET"}, 1);
+	assert_false(t->http_allow_upgrade); /* tier false over top level true */
+	t = policy_tier(p, 1);
+	assert_int_equal(t->n_http_methods, 32);
+	assert_string_equal(t->http_methods[31], "ABCDEFGHIJKLMNOPQRSTUVWXYZ-ABCDE");
+	assert_true(t->http_allow_upgrade); /* top level */
 	policy_unref(p);
 
 	/* Bounds are inclusive, and "none" may be quoted or sit at top level. */
