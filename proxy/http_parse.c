@@ -1,4 +1,4 @@
-/* HTTP/1.1 request-head parser: resumable, I/O-free, with limits (RFC 9112). */
+/* HTTP/1.1 request- and response-head parsers: resumable, I/O-free, with limits (RFC 9112). */
 #include "http_parse.h"
 
 #include <limits.h>
@@ -35,7 +35,7 @@ static bool is_alpha(unsigned char c)
 
 /* tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
  *         "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA   (RFC 9110 §5.6.2) */
-static bool is_tchar(unsigned char c)
+bool http_is_tchar(unsigned char c)
 {
 	if (is_alpha(c) || is_digit(c))
 		return true;
@@ -174,7 +174,7 @@ static int parse_request_line(const char *p, size_t n, struct http_req *out)
 	size_t i = 0;
 
 	/* method = token (§3.1, RFC 9110 §9.1) */
-	while (i < n && is_tchar((unsigned char)p[i]))
+	while (i < n && http_is_tchar((unsigned char)p[i]))
 		i++;
 	if (i == 0 || i == n || p[i] != ' ')
 		return HTTP_ERR_SYNTAX;
@@ -197,29 +197,63 @@ static int parse_request_line(const char *p, size_t n, struct http_req *out)
 
 /* ---- field lines (RFC 9112 §5, RFC 9110 §5) ----------------------------- */
 
+bool http_token_ieq(struct http_view v, const char *lower)
+{
+	return view_equals_lower(v, lower);
+}
+
+bool http_list_next(struct http_view list, size_t *pos, struct http_view *elem)
+{
+	size_t i = *pos;
+
+	if (i > list.len)
+		return false;
+	size_t s = i;
+	while (i < list.len && list.p[i] != ',')
+		i++;
+	size_t e = i;
+	while (s < e && is_ows((unsigned char)list.p[s]))
+		s++;
+	while (e > s && is_ows((unsigned char)list.p[e - 1]))
+		e--;
+	*elem = view(list.p != NULL ? list.p + s : NULL, e - s);
+	*pos = i + 1; /* past the comma; len + 1 after the last element */
+	return true;
+}
+
 /* Does the #list value (RFC 9110 §5.6.1) hold the element lower (case-insensitive)? */
 static bool list_has(struct http_view v, const char *lower)
 {
-	size_t i = 0;
-	while (i < v.len) {
-		size_t s = i;
-		while (i < v.len && v.p[i] != ',')
-			i++;
-		size_t e = i;
-		while (s < e && is_ows((unsigned char)v.p[s]))
-			s++;
-		while (e > s && is_ows((unsigned char)v.p[e - 1]))
-			e--;
-		if (view_equals_lower(view(v.p + s, e - s), lower))
+	struct http_view e;
+	size_t pos = 0;
+
+	while (http_list_next(v, &pos, &e)) {
+		if (view_equals_lower(e, lower))
 			return true;
-		i++; /* past the comma */
 	}
 	return false;
 }
 
-/* Record what the glue needs to know about a field line. */
-static int note_field(const struct http_header *h, struct http_req *out)
+/*
+ * The head scanner is shared by requests and responses: a head_sink says how
+ * the start line is parsed, which array the field lines go to and what is
+ * noted about each.  msg is the struct http_req or http_resp being filled.
+ */
+struct head_sink {
+	int start_too_long; /* the error for a start line over max_line_bytes */
+	int (*start_line)(const char *p, size_t n, void *msg);
+	int (*note)(const struct http_header *h, void *msg);
+	struct http_header *headers; /* HTTP_MAX_HEADERS_HARD entries */
+	size_t *n_headers;
+	void *msg;
+	size_t msg_size;
+};
+
+/* Record what the glue needs to know about a request field line. */
+static int note_req_field(const struct http_header *h, void *msg)
 {
+	struct http_req *out = msg;
+
 	if (view_equals_lower(h->name, "host")) {
 		/* RFC 9112 §3.2: more than one Host field line MUST get a 400. */
 		if (out->has_host)
@@ -242,23 +276,50 @@ static int note_field(const struct http_header *h, struct http_req *out)
 	return 0;
 }
 
+/* The same for a response field line. */
+static int note_resp_field(const struct http_header *h, void *msg)
+{
+	struct http_resp *out = msg;
+
+	if (view_equals_lower(h->name, "content-length")) {
+		if (out->n_content_length++ == 0)
+			out->content_length = h->value;
+	} else if (view_equals_lower(h->name, "transfer-encoding")) {
+		if (out->n_transfer_encoding++ == 0)
+			out->transfer_encoding = h->value;
+	} else if (view_equals_lower(h->name, "connection")) {
+		/* RFC 9110 §7.6.1 options; RFC 9112 §9.3 close and keep-alive;
+		 * RFC 9110 §7.8 upgrade. */
+		if (list_has(h->value, "close"))
+			out->connection_close = 1;
+		if (list_has(h->value, "keep-alive"))
+			out->connection_keep_alive = 1;
+		if (list_has(h->value, "upgrade"))
+			out->connection_upgrade = 1;
+	} else if (view_equals_lower(h->name, "upgrade")) {
+		out->has_upgrade = 1;
+	}
+	return 0;
+}
+
 /*
  * field-line = field-name ":" OWS field-value OWS (§5).  p[0..n) is the line
  * without its CRLF; scan_line already refused every CTL but HTAB, so what
  * follows the colon is SP / HTAB / VCHAR / obs-text, all allowed in a value
  * (RFC 9110 §5.5).
  */
-static int parse_field_line(const char *p, size_t n, struct http_req *out)
+static int parse_field_line(const char *p, size_t n, const struct head_sink *sink)
 {
 	size_t i = 0;
 
 	/* field-name = token (RFC 9110 §5.1); empty → 400 */
-	while (i < n && is_tchar((unsigned char)p[i]))
+	while (i < n && http_is_tchar((unsigned char)p[i]))
 		i++;
 	if (i == 0)
 		return HTTP_ERR_SYNTAX;
 	/* §5.1: no whitespace is allowed between the field name and colon; a
-	 * server MUST reject such a message with 400. */
+	 * server MUST reject such a message with 400 (and a proxy MUST remove
+	 * it from a response: we refuse that too). */
 	if (i == n || p[i] != ':')
 		return HTTP_ERR_SYNTAX;
 
@@ -270,19 +331,19 @@ static int parse_field_line(const char *p, size_t n, struct http_req *out)
 
 	/* Unreachable while max_headers is clamped; kept so the array bound
 	 * never depends on the caller's arithmetic. */
-	if (out->n_headers >= HTTP_MAX_HEADERS_HARD)
+	if (*sink->n_headers >= HTTP_MAX_HEADERS_HARD)
 		return HTTP_ERR_TOO_MANY;
-	struct http_header *h = &out->headers[out->n_headers++];
+	struct http_header *h = &sink->headers[(*sink->n_headers)++];
 	h->name = view(p, i);
 	h->value = view(p + vs, ve - vs);
-	return note_field(h, out);
+	return sink->note(h, sink->msg);
 }
 
 /* ---- the head ------------------------------------------------------------ */
 
 /* Parse buf[0..end); end is already capped at max_head_bytes. */
 static int parse_head(const char *buf, size_t end, const struct http_limits *l,
-                      struct http_req *out)
+                      const struct head_sink *sink)
 {
 	size_t eol = 0;
 	int rc;
@@ -290,13 +351,14 @@ static int parse_head(const char *buf, size_t end, const struct http_limits *l,
 	if (end == 0)
 		return HTTP_NEED_MORE;
 	/* §2.2 lets a server ignore empty lines before the request line; we
-	 * refuse them (a CR first is either that or a bare CR: both 400). */
+	 * refuse them (a CR first is either that or a bare CR: both 400).
+	 * Nothing lets a client skip them before a status line. */
 	if (buf[0] == '\r')
 		return HTTP_ERR_SYNTAX;
-	rc = scan_line(buf, 0, end, l->max_line_bytes, HTTP_ERR_URI_TOO_LONG, &eol);
+	rc = scan_line(buf, 0, end, l->max_line_bytes, sink->start_too_long, &eol);
 	if (rc != LINE_FOUND)
 		return rc;
-	rc = parse_request_line(buf, eol, out);
+	rc = sink->start_line(buf, eol, sink->msg);
 	if (rc < 0)
 		return rc;
 
@@ -306,12 +368,13 @@ static int parse_head(const char *buf, size_t end, const struct http_limits *l,
 			return HTTP_NEED_MORE;
 		unsigned char c = (unsigned char)buf[pos];
 		/* §5.2 obs-fold, and §2.2 whitespace between the start line and
-		 * the first field: both rejected as soon as the SP/HTAB arrives. */
+		 * the first field: both rejected as soon as the SP/HTAB arrives.
+		 * (§5.2 lets a proxy replace a response with obs-fold by 502.) */
 		if (is_ows(c))
 			return HTTP_ERR_OBS_FOLD;
 		/* Anything but CR/LF starts another field line: count it now so
 		 * a flood of fields is cut at the first one too many. */
-		if (c != '\r' && c != '\n' && out->n_headers >= l->max_headers)
+		if (c != '\r' && c != '\n' && *sink->n_headers >= l->max_headers)
 			return HTTP_ERR_TOO_MANY;
 		rc = scan_line(buf, pos, end, l->max_line_bytes, HTTP_ERR_LINE_TOO_LONG, &eol);
 		if (rc != LINE_FOUND)
@@ -319,7 +382,7 @@ static int parse_head(const char *buf, size_t end, const struct http_limits *l,
 		/* §2.1: the empty line ends the head. */
 		if (eol == pos)
 			return (int)(eol + 2);
-		rc = parse_field_line(buf + pos, eol - pos, out);
+		rc = parse_field_line(buf + pos, eol - pos, sink);
 		if (rc < 0)
 			return rc;
 		pos = eol + 2;
@@ -333,14 +396,13 @@ void http_limits_default(struct http_limits *l)
 	l->max_headers = 100;
 }
 
-int http_parse_request(const char *buf, size_t len, const struct http_limits *lim,
-                       struct http_req *out)
+/* The contract of http_parse_request / http_parse_response, for either. */
+static int parse_message(const char *buf, size_t len, const struct http_limits *lim,
+                         const struct head_sink *sink)
 {
 	struct http_limits l;
 
-	if (out == NULL)
-		return HTTP_ERR_SYNTAX;
-	memset(out, 0, sizeof(*out));
+	memset(sink->msg, 0, sink->msg_size);
 	if (buf == NULL)
 		return len == 0 ? HTTP_NEED_MORE : HTTP_ERR_SYNTAX;
 
@@ -354,14 +416,81 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
 		l.max_head_bytes = INT_MAX; /* the head length is returned as int */
 
 	size_t end = len < l.max_head_bytes ? len : l.max_head_bytes;
-	int rc = parse_head(buf, end, &l, out);
+	int rc = parse_head(buf, end, &l, sink);
 	/* No complete head (and no error) within max_head_bytes, and more
 	 * than that has arrived: it cannot fit any more. */
 	if (rc == HTTP_NEED_MORE && len > l.max_head_bytes)
 		rc = HTTP_ERR_TOO_LARGE;
 	if (rc <= 0)
-		memset(out, 0, sizeof(*out));
+		memset(sink->msg, 0, sink->msg_size);
 	return rc;
+}
+
+static int req_start_line(const char *p, size_t n, void *msg)
+{
+	return parse_request_line(p, n, msg);
+}
+
+int http_parse_request(const char *buf, size_t len, const struct http_limits *lim,
+                       struct http_req *out)
+{
+	if (out == NULL)
+		return HTTP_ERR_SYNTAX;
+	const struct head_sink sink = {
+	    .start_too_long = HTTP_ERR_URI_TOO_LONG,
+	    .start_line = req_start_line,
+	    .note = note_req_field,
+	    .headers = out->headers,
+	    .n_headers = &out->n_headers,
+	    .msg = out,
+	    .msg_size = sizeof(*out),
+	};
+	return parse_message(buf, len, lim, &sink);
+}
+
+/*
+ * status-line = HTTP-version SP status-code SP [ reason-phrase ] (§4).
+ * status-code = 3DIGIT, 100..599 (RFC 9110 §15).  The reason-phrase may be
+ * empty; so may, unlike the grammar, the SP before it ("HTTP/1.1 200"): it
+ * is unambiguous and sent by real servers.  scan_line already refused every
+ * CTL but HTAB, so the rest of the line is a valid reason-phrase.
+ */
+static int resp_start_line(const char *p, size_t n, void *msg)
+{
+	struct http_resp *out = msg;
+	int rc;
+
+	if (n < 12 || p[8] != ' ' || (n > 12 && p[12] != ' '))
+		return HTTP_ERR_SYNTAX;
+	rc = parse_version(p, 8, &out->version_minor);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 9; i < 12; i++) {
+		if (!is_digit((unsigned char)p[i]))
+			return HTTP_ERR_SYNTAX;
+	}
+	if (p[9] < '1' || p[9] > '5')
+		return HTTP_ERR_SYNTAX;
+	out->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+	out->reason = n > 12 ? view(p + 13, n - 13) : view(p + 12, 0);
+	return 0;
+}
+
+int http_parse_response(const char *buf, size_t len, const struct http_limits *lim,
+                        struct http_resp *out)
+{
+	if (out == NULL)
+		return HTTP_ERR_SYNTAX;
+	const struct head_sink sink = {
+	    .start_too_long = HTTP_ERR_LINE_TOO_LONG,
+	    .start_line = resp_start_line,
+	    .note = note_resp_field,
+	    .headers = out->headers,
+	    .n_headers = &out->n_headers,
+	    .msg = out,
+	    .msg_size = sizeof(*out),
+	};
+	return parse_message(buf, len, lim, &sink);
 }
 
 const char *http_status_str(int status)

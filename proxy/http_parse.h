@@ -1,7 +1,8 @@
-/* HTTP/1.1 request-head parser: resumable, I/O-free, with limits (RFC 9112). */
+/* HTTP/1.1 request- and response-head parsers: resumable, I/O-free, with limits (RFC 9112). */
 #ifndef PORTCULLIS_HTTP_PARSE_H
 #define PORTCULLIS_HTTP_PARSE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,23 @@ struct http_req {
 	int connection_close;         /* a Connection field lists the "close" option (RFC 9112 §9.6) */
 };
 
+/* A response head (RFC 9112 §4, §5), parsed by http_parse_response. */
+struct http_resp {
+	int version_minor;            /* HTTP/1.x: x (0 or 1) */
+	int status;                   /* 100..599 */
+	struct http_view reason;      /* reason-phrase, may be empty */
+	size_t n_headers;
+	struct http_header headers[HTTP_MAX_HEADERS_HARD];
+	size_t n_content_length;      /* number of Content-Length field lines */
+	struct http_view content_length;    /* first Content-Length value; not validated */
+	size_t n_transfer_encoding;   /* number of Transfer-Encoding field lines */
+	struct http_view transfer_encoding; /* first Transfer-Encoding value; not validated */
+	int connection_close;         /* a Connection field lists "close" (RFC 9112 §9.6) */
+	int connection_keep_alive;    /* ... lists "keep-alive" (RFC 9112 §9.3, HTTP/1.0) */
+	int connection_upgrade;       /* ... lists "upgrade" (RFC 9110 §7.8) */
+	int has_upgrade;              /* an Upgrade field line is present */
+};
+
 enum http_status {
 	HTTP_NEED_MORE = 0,
 	HTTP_ERR_SYNTAX = -1,       /* malformed request line or header → 400 */
@@ -77,6 +95,33 @@ void http_limits_default(struct http_limits *l);
  */
 int http_parse_request(const char *buf, size_t len, const struct http_limits *lim,
 		       struct http_req *out) __attribute__((warn_unused_result));
+
+/*
+ * Parse a response head: the same contract, limits and strictness as
+ * http_parse_request (CRLF only, no CTLs, no obs-fold, no whitespace before
+ * a colon).  Status line: "HTTP/1.0" or "HTTP/1.1" SP 3DIGIT (100..599)
+ * [SP reason]; a missing SP before an empty reason is accepted.  An
+ * over-long status line is HTTP_ERR_LINE_TOO_LONG; HTTP_ERR_DUP_HOST and
+ * HTTP_ERR_URI_TOO_LONG never occur.  Every error means 502 to the client.
+ */
+int http_parse_response(const char *buf, size_t len, const struct http_limits *lim,
+			struct http_resp *out) __attribute__((warn_unused_result));
+
+/* Shared with proxy/http_msg.c, so the rules live in one place. */
+
+/* tchar (RFC 9110 §5.6.2). */
+bool http_is_tchar(unsigned char c);
+
+/* Is v equal to lower, ASCII case-insensitively? (field names, tokens; RFC 9110 §5.1) */
+bool http_token_ieq(struct http_view v, const char *lower);
+
+/*
+ * Iterate a #list field value (RFC 9110 §5.6.1): splits on ',' and trims
+ * OWS; empty elements are returned too (a value with k commas gives k + 1
+ * elements).  Start with *pos = 0; returns false when no element is left.
+ * Quoted strings are not recognised: a ',' inside one splits too.
+ */
+bool http_list_next(struct http_view list, size_t *pos, struct http_view *elem);
 
 /*
  * Stable snake_case name of a return value of http_parse_request, e.g.
