@@ -51,6 +51,12 @@ static const struct reason_info reasons[R__COUNT] = {
 	[R_SOURCE_CONNECTION_LIMIT] = {"source_connection_limit", 429, "http_request_denied"},
 	[R_SOURCE_UPLOAD_BUDGET] = {"source_upload_budget", 429, "http_request_denied"},
 	[R_AUDIT_UNAVAILABLE] = {"audit_unavailable", 503, "proxy_internal_error"},
+	[R_NOT_ABSOLUTE_FORM] = {"not_absolute_form", 400, "http_request_error"},
+	[R_HTTPS_TARGET] = {"https_target", 400, "http_request_error"},
+	[R_HOST_MISMATCH] = {"host_mismatch", 400, "http_request_error"},
+	[R_METHOD_NOT_ALLOWED] = {"method_not_allowed", 403, "http_request_denied"},
+	[R_UPGRADE_NOT_ALLOWED] = {"upgrade_not_allowed", 403, "http_request_denied"},
+	[R_BAD_RESPONSE] = {"bad_response", 502, "http_protocol_error"},
 };
 
 const char *reason_name(enum reason r)

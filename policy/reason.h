@@ -56,6 +56,13 @@ enum reason {
 	R_SOURCE_CONNECTION_LIMIT, /* 429 caps.connections_per_source reached */
 	R_SOURCE_UPLOAD_BUDGET,    /* 429 / cut: caps.upload_bytes_per_source spent for the window */
 	R_AUDIT_UNAVAILABLE,       /* 503 the audit log cannot take records: fail closed */
+	/* plain-HTTP forwarding */
+	R_NOT_ABSOLUTE_FORM,       /* 400 origin-form request: not a reverse proxy */
+	R_HTTPS_TARGET,            /* 400 https:// request-target: use CONNECT */
+	R_HOST_MISMATCH,           /* 400 Host header names another host or port than the target */
+	R_METHOD_NOT_ALLOWED,      /* 403 method not in the tier's http.methods */
+	R_UPGRADE_NOT_ALLOWED,     /* 403 Upgrade without http.allow_upgrade */
+	R_BAD_RESPONSE,            /* 502 malformed upstream response head or framing */
 	R__COUNT
 };
 

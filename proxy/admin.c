@@ -46,6 +46,8 @@ struct admin {
 	int stop_fd;                 /* the main thread asks the loop to stop through this eventfd */
 	struct event *stop_ev;
 	struct bufferevent *conns[ADMIN_MAX_CONNS]; /* open scrapes, freed on stop */
+	uint64_t since_ms[ADMIN_MAX_CONNS];         /* when each was accepted */
+	struct event *sweep_ev;                     /* cuts scrapes past their deadline */
 	unsigned n_conns;
 };
 
@@ -107,8 +109,9 @@ static void respond(struct bufferevent *bev, int status, const char *reason, con
 	struct evbuffer *out = bufferevent_get_output(bev);
 	evbuffer_add_printf(out,
 			    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			    "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-			    status, reason, ctype, evbuffer_get_length(body));
+			    "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
+			    status, reason, ctype, evbuffer_get_length(body),
+			    status == 405 ? "Allow: GET\r\n" : ""); /* RFC 9110 §15.5.6 */
 	evbuffer_add_buffer(out, body);
 }
 
@@ -173,7 +176,9 @@ static void conn_done(struct admin *a, struct bufferevent *bev)
 {
 	for (unsigned i = 0; i < a->n_conns; i++) {
 		if (a->conns[i] == bev) {
-			a->conns[i] = a->conns[--a->n_conns];
+			a->n_conns--;
+			a->conns[i] = a->conns[a->n_conns];
+			a->since_ms[i] = a->since_ms[a->n_conns];
 			break;
 		}
 	}
@@ -234,6 +239,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		evutil_closesocket(fd);
 		return;
 	}
+	a->since_ms[a->n_conns] = now_ms();
 	a->conns[a->n_conns++] = bev;
 	/* A slow or silent scraper is cut; it only ever occupies this thread's loop. */
 	struct timeval tv = {ADMIN_TIMEOUT_S, 0};
@@ -241,6 +247,19 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_setwatermark(bev, EV_READ, 0, ADMIN_REQ_MAX + 1);
 	bufferevent_setcb(bev, read_cb, NULL, event_cb, a);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* A scrape gets ADMIN_TIMEOUT_S from accept to close, however slowly it dribbles. */
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin *a = arg;
+	uint64_t now = now_ms();
+	for (unsigned i = 0; i < a->n_conns;) {
+		if (a->since_ms[i] + ADMIN_TIMEOUT_S * 1000u <= now)
+			conn_done(a, a->conns[i]); /* moves the last entry into slot i */
+		else
+			i++;
+	}
 }
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
@@ -288,6 +307,10 @@ struct admin *admin_create(struct server *s, char *errmsg, size_t errlen)
 			 ps->listen_admin.port);
 		goto fail;
 	}
+	a->sweep_ev = event_new(a->base, -1, EV_PERSIST, sweep_cb, a);
+	struct timeval sweep = {0, 250 * 1000};
+	if (a->sweep_ev == NULL || event_add(a->sweep_ev, &sweep) != 0)
+		goto fail;
 	a->probe_ev = event_new(a->base, -1, EV_PERSIST, probe_cb, a);
 	struct timeval tv = {PROBE_MS / 1000, (PROBE_MS % 1000) * 1000};
 	if (a->probe_ev == NULL || event_add(a->probe_ev, &tv) != 0)
@@ -327,6 +350,8 @@ void admin_destroy(struct admin *a)
 		close(a->stop_fd);
 	if (a->probe_ev != NULL)
 		event_free(a->probe_ev);
+	if (a->sweep_ev != NULL)
+		event_free(a->sweep_ev);
 	if (a->listener != NULL)
 		evconnlistener_free(a->listener);
 	dns_resolver_destroy(a->dns);

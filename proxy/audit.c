@@ -295,6 +295,16 @@ static void put_details(struct jbuf *b, const struct audit_rec *r)
 		}
 		obj_close(b);
 	}
+	if (r->url_domain != NULL || r->url_path != NULL) {
+		obj_open(b, "url");
+		if (r->url_domain != NULL)
+			kv_str(b, "domain", r->url_domain);
+		if (r->url_path != NULL)
+			kv_str(b, "path", r->url_path);
+		if (r->url_port != 0)
+			kv_u64(b, "port", r->url_port);
+		obj_close(b);
+	}
 	if (r->rule != NULL || r->tier != NULL) {
 		obj_open(b, "rule");
 		if (r->rule != NULL)

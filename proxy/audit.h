@@ -28,6 +28,9 @@ struct audit_rec {
 	const char *rule;          /* rule.name */
 	const char *tier;          /* rule.ruleset */
 	const char *would_deny;    /* labels.would_deny (audit mode) */
+	const char *url_domain;    /* url.domain (plain HTTP) */
+	const char *url_path;      /* url.path, never the query (plain HTTP) */
+	uint16_t url_port;         /* url.port (plain HTTP; 0: omit) */
 	const char *sni;           /* tls.client.server_name */
 	const char *tls_version;   /* tls.version ("1.3": highest offered) + tls.version_protocol "tls" */
 	const char *tls_next_protocol; /* tls.next_protocol (the one ALPN protocol offered) */

@@ -31,7 +31,7 @@
 #define AUDIT_LINE_MAX 4096
 
 static const char *const state_names[] = {"request", "resolving", "connecting", "hello",
-					  "tunnel",  "responding", "linger"};
+					  "tunnel",  "forward",   "responding", "linger"};
 
 static void conn_refuse(struct conn *c, enum reason why);
 static void connect_next(struct conn *c);
@@ -49,7 +49,9 @@ void conn_set_state(struct conn *c, enum conn_state to)
 	static const unsigned allowed[] = {
 		[CS_REQUEST] = 1u << CS_RESOLVING | 1u << CS_CONNECTING | 1u << CS_RESPONDING,
 		[CS_RESOLVING] = 1u << CS_CONNECTING | 1u << CS_RESPONDING,
-		[CS_CONNECTING] = 1u << CS_HELLO | 1u << CS_TUNNEL | 1u << CS_RESPONDING,
+		[CS_CONNECTING] = 1u << CS_HELLO | 1u << CS_TUNNEL | 1u << CS_FORWARD |
+				  1u << CS_RESPONDING,
+		[CS_FORWARD] = 1u << CS_REQUEST | 1u << CS_RESPONDING | 1u << CS_TUNNEL,
 		[CS_HELLO] = 1u << CS_TUNNEL,
 		[CS_TUNNEL] = 1u << CS_HELLO, /* only before the client's first byte (peek) */
 		[CS_RESPONDING] = 1u << CS_LINGER,
@@ -113,14 +115,23 @@ void conn_audit(struct conn *c, enum reason why, bool tunnel_end)
 		r.tls_version = c->tls->version[0] ? c->tls->version : NULL;
 		r.tls_next_protocol = c->tls->alpn[0] ? c->tls->alpn : NULL;
 	}
+	if (c->http != NULL) {
+		r.url_domain = c->host.name;
+		r.url_path = forward_path(c);
+		r.url_port = c->port;
+	}
 	if (c->host.kind != HOST_NAME && c->host.kind != 0 && !c->have_dst)
 		r.dst_ip = &c->host.addr;
 	/* One metric count per audit record, whether or not the writer could take it. */
 	metrics_add(&c->w->metrics->conns[c->tier_slot][why][tunnel_end ? MDEC_ALLOW : MDEC_DENY], 1);
 	char line[AUDIT_LINE_MAX];
 	size_t n = audit_format(&r, c->w->srv->hostname, line, sizeof(line));
-	if (n == 0 || audit_log_submit(c->w->srv->audit, line, n) != 0)
+	/* A full queue is counted by the writer itself; count only records that did not format. */
+	if (n == 0) {
 		atomic_fetch_add_explicit(&c->w->stats.audit_lost, 1, memory_order_relaxed);
+	} else if (audit_log_submit(c->w->srv->audit, line, n) != 0) {
+		/* the writer counts the records it had no room for */
+	}
 }
 
 /* ---- teardown: the one path ---- */
@@ -128,7 +139,8 @@ void conn_audit(struct conn *c, enum reason why, bool tunnel_end)
 void conn_close(struct conn *c, enum reason why)
 {
 	struct worker *w = c->w;
-	conn_audit(c, why, c->state == CS_TUNNEL || c->state == CS_HELLO);
+	conn_audit(c, why, c->state == CS_TUNNEL || c->state == CS_HELLO || c->state == CS_FORWARD);
+	forward_free(c);
 	srclimit_release(w->srv->srclimit, c->slot);
 	if (c->counted_active)
 		atomic_fetch_sub_explicit(&w->metrics->tunnels_active[c->tier_slot], 1,
@@ -196,7 +208,9 @@ static const char *status_text(int status)
 }
 
 /* RFC 9209 §2: Proxy-Status names the proxy, the error type and our reason in details. */
-static size_t format_refusal(enum reason why, int status, uint32_t retry_after, char *buf, size_t n)
+/* RFC 9110 §9.3.2: the answer to HEAD has the same head but no content. */
+static size_t format_refusal(enum reason why, int status, uint32_t retry_after, bool head,
+			     char *buf, size_t n)
 {
 	char retry[40] = "";
 	/* RFC 9110 §10.2.3: how long to wait before trying again (429 / 503). */
@@ -214,7 +228,7 @@ static size_t format_refusal(enum reason why, int status, uint32_t retry_after, 
 			   "Connection: close\r\n"
 			   "\r\n%s",
 			   status, status_text(status), reason_proxy_status(why), reason_name(why), retry,
-			   blen, body);
+			   blen, head ? "" : body);
 	return len > 0 && (size_t)len < n ? (size_t)len : 0;
 }
 
@@ -265,6 +279,11 @@ static void connect_abandon(struct conn *c)
 	}
 }
 
+void conn_refuse_now(struct conn *c, enum reason why)
+{
+	conn_refuse(c, why);
+}
+
 static void conn_refuse(struct conn *c, enum reason why)
 {
 	c->verdict.allow = false;
@@ -281,7 +300,8 @@ static void conn_refuse(struct conn *c, enum reason why)
 	atomic_fetch_add_explicit(&c->w->stats.refused, 1, memory_order_relaxed);
 
 	char resp[512];
-	size_t n = format_refusal(why, c->status, c->retry_after, resp, sizeof(resp));
+	size_t n = format_refusal(why, c->status, c->retry_after, strcmp(c->method, "HEAD") == 0,
+				  resp, sizeof(resp));
 	conn_set_state(c, CS_RESPONDING);
 	bufferevent_disable(c->cbev, EV_READ);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
@@ -302,6 +322,21 @@ static enum reason connect_errno_reason(int err)
 	case ETIMEDOUT: return R_UPSTREAM_TIMEOUT;
 	default: return R_UPSTREAM_UNREACHABLE;
 	}
+}
+
+/* The upstream is connected: a tunnel for CONNECT, one forwarded exchange for plain HTTP. */
+static void upstream_connected(struct conn *c, evutil_socket_t fd)
+{
+	if (c->http == NULL) {
+		tunnel_start(c, fd);
+		return;
+	}
+	c->ufd = -1;
+	c->have_dst = true;
+	c->dst = c->addrs[c->addr_idx];
+	free(c->addrs);
+	c->addrs = NULL;
+	forward_start(c, fd);
 }
 
 static void connect_failed(struct conn *c, enum reason why)
@@ -327,7 +362,7 @@ static void connect_ready_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_del(c->timer);
 	event_free(c->uconn_ev);
 	c->uconn_ev = NULL;
-	tunnel_start(c, fd);
+	upstream_connected(c, fd);
 }
 
 static void connect_next(struct conn *c)
@@ -346,7 +381,7 @@ static void connect_next(struct conn *c)
 		}
 		if (connect(fd, (struct sockaddr *)&ss, sl) == 0) {
 			metrics_observe(&c->w->metrics->connect, mono_ns() - c->t_step);
-			tunnel_start(c, fd);
+			upstream_connected(c, fd);
 			return;
 		}
 		if (errno != EINPROGRESS) {
@@ -476,21 +511,24 @@ static void handle_request(struct conn *c, const struct http_req *req, size_t he
 	c->tier = policy_identify(c->policy, &c->src);
 	c->tier_slot = tier_slot(c);
 
-	if (req->method_kind != HTTP_M_CONNECT) {
-		conn_refuse(c, R_METHOD_NOT_SUPPORTED);
-		return;
-	}
-	/* RFC 9110 §9.3.6: a CONNECT request has no content. */
-	if (req->n_content_length > 0 || req->n_transfer_encoding > 0) {
-		conn_refuse(c, R_BAD_REQUEST);
-		return;
-	}
 	/* RFC 9112 §3.2: an HTTP/1.1 request without Host is refused (1.0 clients may omit it). */
 	if (req->version_minor == 1 && !req->has_host) {
 		conn_refuse(c, R_BAD_REQUEST);
 		return;
 	}
-	if (host_parse_authority(req->target.p, req->target.len, 0, &c->host, &c->port) != HOST_OK) {
+	if (req->method_kind != HTTP_M_CONNECT) {
+		/* Plain HTTP: the absolute-form target is the only thing decided and dialled. */
+		enum reason why = forward_prepare(c, req);
+		if (why != R_ALLOWED) {
+			conn_refuse(c, why);
+			return;
+		}
+	} else if (req->n_content_length > 0 || req->n_transfer_encoding > 0) {
+		/* RFC 9110 §9.3.6: a CONNECT request has no content. */
+		conn_refuse(c, R_BAD_REQUEST);
+		return;
+	} else if (host_parse_authority(req->target.p, req->target.len, 0, &c->host, &c->port) !=
+		   HOST_OK) {
 		conn_refuse(c, R_INVALID_HOST);
 		return;
 	}
@@ -565,6 +603,41 @@ static void request_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_close(c, (what & BEV_EVENT_ERROR) ? R_CLIENT_ERROR : R_CLIENT_CLOSED);
 }
 
+/*
+ * Keep-alive: the exchange is done and recorded; reset everything that
+ * belonged to it and read the next request, which is decided on its own under
+ * the worker's current policy.
+ */
+void conn_next_request(struct conn *c)
+{
+	struct worker *w = c->w;
+	srclimit_release(w->srv->srclimit, c->slot);
+	c->slot = NULL;
+	forward_free(c);
+	policy_unref(c->policy);
+	c->policy = policy_ref(w->policy);
+	c->have_request = c->audited = c->have_dst = c->would_deny = false;
+	c->up = c->down = 0;
+	c->status = 0;
+	c->retry_after = 0;
+	c->method[0] = '\0';
+	c->tier = -1;
+	c->tier_slot = 0;
+	memset(&c->verdict, 0, sizeof(c->verdict));
+	memset(&c->host, 0, sizeof(c->host));
+	c->port = 0;
+	c->t0_mono = mono_ns();
+	c->t0_wall = wall_ns();
+	conn_set_state(c, CS_REQUEST);
+	const struct policy_settings *s = policy_settings(c->policy);
+	bufferevent_setcb(c->cbev, request_read_cb, NULL, request_event_cb, c);
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, s->max_header_bytes + 1);
+	bufferevent_enable(c->cbev, EV_READ);
+	conn_arm_ms(c, s->header_timeout_ms);
+	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
+		request_read_cb(c->cbev, c); /* a pipelined request is already here */
+}
+
 /* ---- the one timer ---- */
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -575,6 +648,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	case CS_RESOLVING: conn_refuse(c, R_DNS_TIMEOUT); return;
 	case CS_CONNECTING: connect_failed(c, R_UPSTREAM_TIMEOUT); return;
 	case CS_HELLO:
+	case CS_FORWARD:
 	case CS_TUNNEL: tunnel_timer(c); return;
 	case CS_RESPONDING:
 	case CS_LINGER: conn_close(c, c->verdict.reason); return;
@@ -623,10 +697,13 @@ static void refuse_raw(struct worker *w, evutil_socket_t fd, const struct sockad
 	metrics_add(&w->metrics->conns[0][why][MDEC_DENY], 1);
 	char line[AUDIT_LINE_MAX];
 	size_t len = audit_format(&r, w->srv->hostname, line, sizeof(line));
-	if (len == 0 || audit_log_submit(w->srv->audit, line, len) != 0)
+	if (len == 0) {
 		atomic_fetch_add_explicit(&w->stats.audit_lost, 1, memory_order_relaxed);
+	} else if (audit_log_submit(w->srv->audit, line, len) != 0) {
+		/* the writer counts the records it had no room for */
+	}
 	char resp[512];
-	size_t n = format_refusal(why, reason_http_status(why), why == R_CONNECTION_LIMIT ? 1 : 0,
+	size_t n = format_refusal(why, reason_http_status(why), why == R_CONNECTION_LIMIT ? 1 : 0, false,
 				  resp, sizeof(resp));
 	/* Best effort, non-blocking: the socket is fresh so the send buffer is empty. */
 	if (n > 0 && send(fd, resp, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)

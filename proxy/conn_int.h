@@ -16,6 +16,8 @@ struct bufferevent;
 struct event;
 struct dns_query;
 struct src_slot;
+struct conn_http;
+struct http_req;
 struct worker;
 
 enum conn_state {
@@ -24,6 +26,7 @@ enum conn_state {
 	CS_CONNECTING, /* connecting to addrs[addr_idx]; connect timeout armed */
 	CS_HELLO,      /* 200 sent; holding client bytes until a complete ClientHello; hello deadline */
 	CS_TUNNEL,     /* relaying both ways; idle and lifetime deadlines armed */
+	CS_FORWARD,    /* plain HTTP: one request and its response moving; idle deadline armed */
 	CS_RESPONDING, /* writing a refusal; client reads paused */
 	CS_LINGER,     /* refusal flushed and our write side shut; discarding client input */
 };
@@ -76,6 +79,7 @@ struct conn {
 	uint64_t t0_mono, t0_wall, last_active;
 	uint64_t up, down;       /* client→upstream, upstream→client */
 	struct conn_tls *tls;
+	struct conn_http *http;  /* plain-HTTP exchange state (NULL for CONNECT) */
 	char method[16];
 	struct pc_host host;
 };
@@ -92,11 +96,27 @@ void conn_close(struct conn *c, enum reason why);
 void conn_audit(struct conn *c, enum reason why, bool tunnel_end);
 /* Remember a would-deny (audit mode) without blocking: the first reason wins. */
 void conn_would_deny(struct conn *c, enum reason why);
+/* Refuse with a status before anything of a response reached the client. */
+void conn_refuse_now(struct conn *c, enum reason why);
+/* Keep-alive: the exchange is done and recorded; read the next request. */
+void conn_next_request(struct conn *c);
 
 /* tunnel.c */
 /* Upstream connected: send 200 and start inspecting/relaying. */
 void tunnel_start(struct conn *c, evutil_socket_t fd);
-/* The connection timer fired in CS_HELLO or CS_TUNNEL. */
+/* The connection timer fired in CS_HELLO, CS_TUNNEL or CS_FORWARD. */
 void tunnel_timer(struct conn *c);
+/* Arm the idle / max-lifetime deadline (or close if one has passed). */
+void tunnel_arm(struct conn *c);
+/* An allowed HTTP Upgrade (101) was forwarded: relay both ways from here on. */
+void tunnel_from_upgrade(struct conn *c);
+
+/* forward.c */
+/* Parse and check a plain-HTTP request; prepares the rewritten head. R_ALLOWED or why not. */
+enum reason forward_prepare(struct conn *c, const struct http_req *req);
+/* Upstream connected: send the request, stream both bodies, then keep-alive or close. */
+void forward_start(struct conn *c, evutil_socket_t fd);
+void forward_free(struct conn *c); /* NULL-safe */
+const char *forward_path(const struct conn *c);
 
 #endif

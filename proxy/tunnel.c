@@ -247,7 +247,7 @@ static void tunnel_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 /* Arm the idle / max-lifetime deadline, or close if one has passed. */
-static void tunnel_arm(struct conn *c)
+void tunnel_arm(struct conn *c)
 {
 	const struct policy_tier *t = conn_tier(c);
 	const struct policy_settings *s = policy_settings(c->policy);
@@ -404,6 +404,15 @@ void tunnel_timer(struct conn *c)
 		return;
 	}
 	tunnel_arm(c);
+}
+
+void tunnel_from_upgrade(struct conn *c)
+{
+	bufferevent_setcb(c->cbev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, c);
+	bufferevent_setcb(c->ubev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, c);
+	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+	bufferevent_setwatermark(c->ubev, EV_WRITE, 0, 0);
+	tunnel_open(c);
 }
 
 void tunnel_start(struct conn *c, evutil_socket_t fd)

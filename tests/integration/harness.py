@@ -62,6 +62,13 @@ WOULD_DENY_REASONS = {"host_not_allowed", "port_not_allowed", "tls_no_sni", "tls
                       "tls_sni_not_allowed", "not_tls", "tls_ech", "tls_malformed",
                       "tls_hello_too_large", "tls_hello_timeout", "upload_cap", "download_cap",
                       "source_connection_limit", "source_upload_budget"}
+# Plain-HTTP forwarding (issue 5): its refusal reasons, and how a forwarded request's record ends
+# (allowed: the exchange completed; otherwise why it was cut).
+REASON_STATUS.update({
+    "not_absolute_form": 400, "https_target": 400, "host_mismatch": 400,
+    "method_not_allowed": 403, "upgrade_not_allowed": 403, "bad_response": 502,
+})
+HTTP_END_REASONS = CLOSE_REASONS | {"allowed", "bad_response"}
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "ERROR: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer")
@@ -1236,10 +1243,244 @@ class Upstreams:
         wait_until(lambda: all(c is not None for _, c in pairs()), timeout)
         return pairs()
 
+    def requests(self, listener=None):
+        """"request" events of http-origin listeners (one per request read, complete or not)."""
+        return [e for e in self.events() if e["event"] == "request"
+                and (listener is None or e["listener"] == listener)]
+
     def first_rx(self, listener, peer):
         """Time the listener got its first byte from peer (kinds tls-raw, greet), or None."""
         return next((e["t"] for e in self.events() if e["event"] == "first_rx"
                      and e["listener"] == listener and e["peer"] == peer), None)
+
+
+# --------------------------------------------------------------------------
+# Plain HTTP through the proxy (issue 5): a raw client that sends bytes as
+# given and reads each response by its framing (RFC 9112 §6.3), keeping the
+# bytes exactly as they came off the wire.
+# --------------------------------------------------------------------------
+
+class HttpReply(Reply):
+    """One response read by HttpClient.response(): Reply's fields (status, headers,
+    body = the decoded body) plus interim [(status, headers)] for the 1xx heads before
+    it, raw_body (the body as on the wire, chunk framing included), trailers,
+    framing ("none" | "length" | "chunked" | "close"), complete (the framing said the
+    body ended) and wire (bytes of this response, interim heads included)."""
+
+    def __init__(self):
+        super().__init__()
+        self.interim = []
+        self.raw_body = b""
+        self.trailers = []
+        self.framing = None
+        self.complete = False
+        self.wire = 0
+
+
+class HttpClient:
+    """One client connection to the proxy, bound to src (a fresh source port)."""
+
+    def __init__(self, src="127.0.0.2", proxy_port=3128, timeout=10.0):
+        self.sock = bound_socket(src)
+        self.src_port = self.sock.getsockname()[1]
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        self.rx = 0
+        self.eof_seen = False
+        self.error = None
+        try:
+            self.sock.connect(("127.0.0.1", proxy_port))
+        except OSError as e:
+            self.error = "connect to the proxy 127.0.0.1:%d from %s failed: %s" % (proxy_port, src, e)
+
+    def send(self, data):
+        """sendall; returns None or the error text (the proxy may have closed already)."""
+        if self.error:
+            return self.error
+        try:
+            self.sock.sendall(data)
+            return None
+        except OSError as e:
+            return "send: %s" % e
+
+    def _fill(self, deadline):
+        """Read more into buf: True on data, False on EOF; raises socket.timeout."""
+        if self.eof_seen:
+            return False
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("deadline")
+        self.sock.settimeout(left)
+        try:
+            d = self.sock.recv(1 << 20)
+        except (ConnectionResetError, BrokenPipeError):
+            d = b""
+        if not d:
+            self.eof_seen = True
+            return False
+        self.rx += len(d)
+        self.buf += d
+        return True
+
+    def _take(self, n, deadline):
+        while len(self.buf) < n:
+            if not self._fill(deadline):
+                break
+        d, self.buf = self.buf[:n], self.buf[n:]
+        return d
+
+    def _line(self, deadline, limit=16384):
+        while b"\r\n" not in self.buf and len(self.buf) < limit:
+            if not self._fill(deadline):
+                return None
+        i = self.buf.find(b"\r\n")
+        if i < 0:
+            return None
+        line, self.buf = self.buf[:i + 2], self.buf[i + 2:]
+        return line
+
+    def response(self, method="GET", timeout=10.0):
+        """Read the next response (1xx interim heads collected on the way)."""
+        r = HttpReply()
+        r.src_port = self.src_port
+        r.sock = None
+        deadline = time.monotonic() + timeout
+        if self.error:
+            r.error = self.error
+            return r
+        try:
+            while True:
+                while b"\r\n\r\n" not in self.buf and len(self.buf) < 65536:
+                    if not self._fill(deadline):
+                        break
+                i = self.buf.find(b"\r\n\r\n")
+                if i < 0:
+                    r.closed = self.eof_seen
+                    r.raw = self.buf[:200]
+                    r.error = ("connection closed without a (complete) response head, got %r" % self.buf[:120]
+                               if self.eof_seen else "no response head (got %r)" % self.buf[:120])
+                    return r
+                head, self.buf = self.buf[:i + 4], self.buf[i + 4:]
+                r.wire += len(head)
+                r.raw = head
+                r.status_line, r.status, r.headers = _parse_head(head[:-4])
+                if r.status is not None and 100 <= r.status < 200 and r.status != 101:
+                    r.interim.append((r.status, r.headers))
+                    continue
+                break
+            te = ",".join(r.headers_named("Transfer-Encoding")).lower()
+            cl = r.headers_named("Content-Length")
+            if method == "HEAD" or r.status in (101, 204, 304) or r.status is None:
+                r.framing = "none"
+            elif te:
+                r.framing = "chunked" if te.split(",")[-1].strip() == "chunked" else "close"
+            elif cl:
+                r.framing = "length"
+            else:
+                r.framing = "close"
+            if r.framing == "none":
+                r.complete = True
+            elif r.framing == "length":
+                expect(len(set(cl)) == 1 and cl[0].isdigit(), "response Content-Length %r" % cl)
+                n = int(cl[0])
+                r.raw_body = self._take(n, deadline)
+                r.body = r.raw_body
+                r.complete = len(r.body) == n
+                if not r.complete:
+                    r.error = "body ended after %d of %d bytes" % (len(r.body), n)
+            elif r.framing == "close":
+                while self._fill(deadline):
+                    pass
+                r.raw_body, self.buf = self.buf, b""
+                r.body = r.raw_body
+                r.complete = True
+            else:
+                raw, body = [], []
+                while True:
+                    line = self._line(deadline)
+                    if line is None:
+                        r.error = "chunked body ended inside a chunk line"
+                        break
+                    raw.append(line)
+                    size = line[:-2].split(b";", 1)[0]
+                    if not size or any(c not in b"0123456789abcdefABCDEF" for c in size):
+                        r.error = "invalid chunk line %r" % line[:40]
+                        break
+                    n = int(size, 16)
+                    if n == 0:
+                        while True:
+                            t = self._line(deadline)
+                            if t is None:
+                                r.error = "chunked body ended inside the trailers"
+                                break
+                            raw.append(t)
+                            if t == b"\r\n":
+                                r.complete = True
+                                break
+                            k, _, v = t[:-2].decode("latin-1").partition(":")
+                            r.trailers.append((k.strip(), v.strip()))
+                        break
+                    d = self._take(n + 2, deadline)
+                    raw.append(d)
+                    body.append(d[:n])
+                    if len(d) < n + 2 or not d.endswith(b"\r\n"):
+                        r.error = "chunk data cut or not followed by CRLF"
+                        break
+                r.raw_body = b"".join(raw)
+                r.body = b"".join(body)
+        except socket.timeout:
+            r.error = "response not complete within %.1fs (%s, %d body bytes)" % (
+                timeout, r.status_line or "no head", len(r.raw_body) + len(self.buf))
+            r.raw_body = r.raw_body or self.buf
+        except OSError as e:
+            r.error = "recv: %s" % e
+        r.wire += len(r.raw_body)
+        r.closed = self.eof_seen
+        return r
+
+    def at_eof(self, timeout=3.0):
+        """Wait up to timeout for the proxy to close: True at EOF with no further bytes."""
+        deadline = time.monotonic() + timeout
+        n = len(self.buf)
+        try:
+            while self._fill(deadline):
+                pass
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+        return self.eof_seen and len(self.buf) == n
+
+    def close(self):
+        self.sock.close()
+
+
+def check_http_record(rec, method, status=None, reason="allowed", domain=None, path=None, port=None):
+    """The record of a forwarded plain-HTTP request: http-request, allowed + end, success,
+    the reason (allowed when completed), method, upstream status, url.* and bytes."""
+    need_paths = REQUIRED_ALWAYS + ("destination.ip", "destination.port", "source.bytes",
+                                    "destination.bytes", "event.duration", "rule.ruleset",
+                                    "http.request.method", "url.domain", "url.path", "url.port")
+    missing = [p for p in need_paths if get(rec, p) is None]
+    expect(not missing, "audit http-request record lacks %s: %s" % (missing, json.dumps(rec)[:500]))
+    expect(get(rec, "event.action") == "http-request", "event.action %r, want http-request" %
+           get(rec, "event.action"))
+    types = as_list(get(rec, "event.type"))
+    expect("allowed" in types and "end" in types and "denied" not in types,
+           "audit event.type %r, want connection/allowed/end" % types)
+    expect(get(rec, "event.outcome") == "success", "audit event.outcome %r, want success" %
+           get(rec, "event.outcome"))
+    expect(get(rec, "event.reason") == reason, "audit event.reason %r, want %s" %
+           (get(rec, "event.reason"), reason))
+    expect(get(rec, "http.request.method") == method, "http.request.method %r, want %s" %
+           (get(rec, "http.request.method"), method))
+    if status is not None:
+        expect(get(rec, "http.response.status_code") == status, "http.response.status_code %r, want %d" %
+               (get(rec, "http.response.status_code"), status))
+    for k, v in (("url.domain", domain), ("url.path", path), ("url.port", port)):
+        if v is not None:
+            expect(get(rec, k) == v, "audit %s = %r, want %r" % (k, get(rec, k), v))
+    expect("?" not in str(get(rec, "url.path")), "url.path %r carries a query" % get(rec, "url.path"))
 
 
 # --------------------------------------------------------------------------
@@ -1590,7 +1831,8 @@ class Audit:
                 if flat.get("event.outcome") != "failure":
                     sem.append("line %d: denied with outcome %r" % (i, flat.get("event.outcome")))
             elif "end" in types:
-                if reason not in CLOSE_REASONS:
+                ends = HTTP_END_REASONS if flat.get("event.action") == "http-request" else CLOSE_REASONS
+                if reason not in ends:
                     sem.append("line %d: tunnel end with reason %r" % (i, reason))
                 if flat.get("event.outcome") != "success":
                     sem.append("line %d: tunnel end with outcome %r" % (i, flat.get("event.outcome")))

@@ -246,7 +246,7 @@ def check(text):
             body = stripped[1:]
             toks = body.lstrip(BLANK)
             parts = re.split(r"[ \t]+", toks, maxsplit=2) if toks else []
-            if len(parts) >= 1 and parts[0] in ("HELP", "TYPE") and body[:1] in BLANK and body[:1] != "":
+            if len(parts) >= 1 and parts[0] in ("HELP", "TYPE"):
                 kw = parts[0]
                 if len(parts) < 2 or not parts[1]:
                     probs.append("line %d: # %s without a metric name" % (lno, kw))
@@ -264,7 +264,7 @@ def check(text):
                         continue
                     help_seen[name] = lno
                     # The docstring is everything after the name and one separator, verbatim.
-                    m = re.match(r"[ \t]*#[ \t]+HELP[ \t]+\S+(?:[ \t](.*))?$", ln)
+                    m = re.match(r"[ \t]*#[ \t]*HELP[ \t]+\S+(?:[ \t]+(.*))?$", ln)
                     doc = (m.group(1) or "") if m else ""
                     try:
                         f.help = _unescape_help(doc)
@@ -394,7 +394,7 @@ def _check_family(f):
             groups.setdefault(_lkey(s.labels, None), {"b": [], "_sum": [], "_count": []})[suf].append(s)
         if math.isnan(s.value) or (suf != "_sum" and s.value < 0):
             probs.append("line %d: %s has value %r" % (s.line, s.name, s.value))
-        if suf != "_sum" and not math.isnan(s.value) and s.value != int(s.value) if math.isfinite(s.value) else False:
+        if suf != "_sum" and math.isfinite(s.value) and s.value != int(s.value):
             probs.append("line %d: %s is a count but has a fraction: %r" % (s.line, s.name, s.value))
     for lk, g in groups.items():
         lab = dict(lk) or ""

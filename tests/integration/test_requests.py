@@ -56,13 +56,17 @@ CASES = [
     ("TLS ClientHello sent to the plain proxy port",
      bytes.fromhex("16030100a5010000a10303") + os.urandom(32) + b"\x00" * 80 + b"\r\n\r\n", BAD),
     ("double space in the request line", req(b"CONNECT  " + T.encode() + b" HTTP/1.1", HOST), BAD_OR_HOST),
-    ("absolute-form GET http://",
-     req(b"GET http://allowed.example/path?token=" + SECRET_QUERY.encode() + b" HTTP/1.1",
-         b"Host: allowed.example"), [(501, "method_not_supported")]),
-    ("POST http://", req(b"POST http://allowed.example/ HTTP/1.1", b"Host: allowed.example",
-                                b"Content-Length: 0"), [(501, "method_not_supported")]),
+    # Plain HTTP is forwarded with a decision per request (test_http.py); here: refused ones.
+    ("absolute-form GET http:// to a host the tier does not allow",
+     req(b"GET http://denied.example/path?token=" + SECRET_QUERY.encode() + b" HTTP/1.1",
+         b"Host: denied.example"), [(403, "host_not_allowed")]),
+    ("POST http:// to a host the tier does not allow",
+     req(b"POST http://denied.example/ HTTP/1.1", b"Host: denied.example",
+         b"Content-Length: 0"), [(403, "host_not_allowed")]),
+    ("origin-form GET /path", req(b"GET /path HTTP/1.1", b"Host: allowed.example"),
+     [(400, "not_absolute_form")]),
     ("lower-case method 'connect'", req(b"connect " + T.encode() + b" HTTP/1.1", HOST),
-     BAD + [(501, "method_not_supported")]),
+     BAD),
     ("CONNECT without a port", req(b"CONNECT allowed.example HTTP/1.1", b"Host: allowed.example"),
      BAD_OR_HOST),
     ("CONNECT with Content-Length", req(REQ_LINE, HOST, b"Content-Length: 5") + b"hello", BAD),
@@ -165,8 +169,9 @@ with ctx:
                "the Proxy-Authorization secret appears in the audit file or the daemon's output")
 
     with ctx.case("the query string of a refused GET is never logged"):
-        expect(audit.find(lambda r: get(r, "event.reason") == "method_not_supported"),
-               "no method_not_supported record: the GET was not logged at all, this check would be vacuous")
+        expect(audit.find(lambda r: get(r, "event.reason") == "host_not_allowed"
+                          and get(r, "http.request.method") == "GET"),
+               "no refused-GET record: the GET was not logged at all, this check would be vacuous")
         logs = audit.lines() + px.stderr_text().encode()
         expect(SECRET_QUERY.encode() not in logs, "query string found in the audit file or stderr")
 

@@ -36,6 +36,10 @@ A TCP/TLS session reads one line and acts on it:
                       (logged as "late"), close
   HOLD                send "HOLD ok\\n", then echo until EOF
   anything else       echo the line and everything after it until EOF
+
+Kind "http-origin" is a real HTTP/1.1 origin instead (plain-HTTP forwarding):
+it logs every request it reads as a "request" event (headers as received, body
+sha256, chunked framing, trailers) and answers by path (see OriginSession).
 """
 import hashlib
 import json
@@ -316,6 +320,327 @@ class BioConn:
         self.raw.close()
 
 
+# --------------------------------------------------------------------------
+# Kind "http-origin": an HTTP/1.1 origin server for plain-HTTP forwarding
+# --------------------------------------------------------------------------
+#
+# Every request it reads is one "request" event: method, target, version,
+# headers (as received, in order), the body (decoded length and sha256, the
+# raw framing's length and sha256, chunked or not, trailers), whether it was
+# complete, whether a "100 Continue" went out, and seq (1 = first request on
+# that connection).  An incomplete request (EOF or a framing error in its
+# head or body) is logged with complete=false and never answered.  The answer
+# is chosen by the path:
+#   /cl/<n>[/<seed>]       200, Content-Length, body_bytes(n, seed)
+#   /chunked/<n>[/<seed>]  200, chunked (chunked_stream(): sizes from CHUNK_SIZES,
+#                          trailers X-Body-Sha256 and X-Trailer-Two)
+#   /close/<n>[/<seed>]    200, no Content-Length or Transfer-Encoding, close-delimited
+#   /status/<code>         that status; 204/304 without a body, others a short one
+#   /early/<n>[/<seed>]    103 Early Hints (a Link field), then as /cl/
+#   /hop                   a 200 carrying hop-by-hop fields of its own (Connection
+#                          naming X-Resp-Hop, X-Resp-Hop, Keep-Alive, Proxy-Authenticate,
+#                          Upgrade, Trailer, TE) and X-Resp-E2E
+#   /upgrade               101 with the request's Upgrade value, then echo to EOF
+#                          (a request without Upgrade gets 426)
+#   /bad/<what>            malformed answers: status, te-cl, cl-cl, cl-alpha, chunk
+#                          (a valid head then an invalid chunk size; the
+#                          connection is then held open until the peer closes)
+#   <docprefix>...         a file under spec "docroot" (GET/HEAD; 404 if absent)
+#   anything else          200 with a JSON description of the request (echo)
+# A HEAD request gets the GET answer's head only.  After answering, the origin
+# closes if the request said "Connection: close", was HTTP/1.0, or the answer
+# is close-delimited; otherwise it reads the next request on the connection.
+
+CHUNK_SIZES = (1, 7, 100, 4096, 65536, 12345, 300000)
+
+
+def body_bytes(n, seed=1):
+    return random.Random(seed).randbytes(n)
+
+
+def chunked_trailers(data):
+    return [("X-Body-Sha256", hashlib.sha256(data).hexdigest()), ("X-Trailer-Two", "two")]
+
+
+def chunked_stream(data, trailers=None):
+    """data in the chunked coding exactly as the origin sends it."""
+    if trailers is None:
+        trailers = chunked_trailers(data)
+    out = []
+    off = 0
+    i = 0
+    while off < len(data):
+        n = min(CHUNK_SIZES[i % len(CHUNK_SIZES)], len(data) - off)
+        out.append(b"%x\r\n" % n + data[off:off + n] + b"\r\n")
+        off += n
+        i += 1
+    out.append(b"0\r\n" + b"".join(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1"))
+                                   for k, v in trailers) + b"\r\n")
+    return b"".join(out)
+
+
+class HttpFraming(Exception):
+    pass
+
+
+class OriginSession(Session):
+    def fill(self):
+        d = self.sock.recv(65536)
+        if d:
+            self.rx += len(d)
+            self.buf += d
+        return bool(d)
+
+    def read_head(self, limit=65536):
+        while b"\r\n\r\n" not in self.buf:
+            if len(self.buf) > limit:
+                raise HttpFraming("request head over %d bytes" % limit)
+            if not self.fill():
+                if self.buf:
+                    raise HttpFraming("EOF inside a request head (%d bytes)" % len(self.buf))
+                return None
+        i = self.buf.index(b"\r\n\r\n")
+        head, self.buf = self.buf[:i + 4], self.buf[i + 4:]
+        return head
+
+    def read_exact(self, n, sink):
+        """Read n body bytes into sink(bytes); False at EOF first."""
+        while n > 0:
+            if not self.buf and not self.fill():
+                return False
+            d, self.buf = self.buf[:n], self.buf[n:]
+            sink(d)
+            n -= len(d)
+        return True
+
+    def read_crlf_line(self, limit=8192):
+        while b"\n" not in self.buf:
+            if len(self.buf) > limit:
+                raise HttpFraming("chunk line over %d bytes" % limit)
+            if not self.fill():
+                raise HttpFraming("EOF inside a chunk line")
+        i = self.buf.index(b"\n")
+        line, self.buf = self.buf[:i + 1], self.buf[i + 1:]
+        if not line.endswith(b"\r\n"):
+            raise HttpFraming("bare LF in a chunk line %r" % line[:40])
+        return line
+
+    def dispatch(self):
+        seq = 0
+        while True:
+            seq += 1
+            head = self.read_head()
+            if head is None:
+                return
+            req = self.parse(head, seq)
+            keep = self.read_body(req)
+            emit(event="request", listener=self.spec["name"], role=self.spec.get("role", ""),
+                 peer=self.peer, **req)
+            if not req["complete"]:
+                return
+            if not self.answer(req) or not keep:
+                return
+
+    def parse(self, head, seq):
+        lines = head[:-4].split(b"\r\n")
+        parts = lines[0].decode("latin-1").split(" ")
+        hdrs = []
+        for ln in lines[1:]:
+            k, _, v = ln.decode("latin-1").partition(":")
+            hdrs.append([k, v.strip(" \t")])
+        req = {"seq": seq, "request_line": lines[0].decode("latin-1"),
+               "method": parts[0] if parts else "", "target": parts[1] if len(parts) > 1 else "",
+               "version": parts[2] if len(parts) > 2 else "", "headers": hdrs, "head_len": len(head),
+               "body_len": 0, "body_sha256": hashlib.sha256(b"").hexdigest(), "raw_body_len": 0,
+               "raw_body_sha256": hashlib.sha256(b"").hexdigest(), "chunked": False, "trailers": [],
+               "complete": True, "sent_100": False}
+        return req
+
+    @staticmethod
+    def values(req, name):
+        return [v for k, v in req["headers"] if k.lower() == name.lower()]
+
+    def read_body(self, req):
+        """Read the body per the request's framing; returns whether the connection may
+        carry another request."""
+        te = ",".join(self.values(req, "Transfer-Encoding")).lower()
+        cl = self.values(req, "Content-Length")
+        conn = ",".join(self.values(req, "Connection")).lower()
+        keep = req["version"] == "HTTP/1.1" and "close" not in [t.strip() for t in conn.split(",")]
+        if not te and not cl:
+            return keep
+        if any(v.lower() == "100-continue" for v in self.values(req, "Expect")):
+            self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            req["sent_100"] = True
+        dec = hashlib.sha256()
+        raw = hashlib.sha256()
+        n = [0, 0]
+
+        def body(d):
+            dec.update(d)
+            raw.update(d)
+            n[0] += len(d)
+            n[1] += len(d)
+
+        def framing(d):
+            raw.update(d)
+            n[1] += len(d)
+        try:
+            if te:
+                req["chunked"] = True
+                if te.split(",")[-1].strip() != "chunked":
+                    raise HttpFraming("Transfer-Encoding %r" % te)
+                while True:
+                    line = self.read_crlf_line()
+                    framing(line)
+                    size_s = line[:-2].split(b";", 1)[0]
+                    if not size_s or any(c not in b"0123456789abcdefABCDEF" for c in size_s):
+                        raise HttpFraming("chunk size %r" % line[:40])
+                    size = int(size_s, 16)
+                    if size == 0:
+                        break
+                    if not self.read_exact(size, body):
+                        raise HttpFraming("EOF inside chunk data")
+                    crlf = b""
+
+                    def take(d):
+                        nonlocal crlf
+                        crlf += d
+                    if not self.read_exact(2, take):
+                        raise HttpFraming("EOF after chunk data")
+                    framing(crlf)
+                    if crlf != b"\r\n":
+                        raise HttpFraming("chunk data not followed by CRLF (%r)" % crlf)
+                while True:
+                    line = self.read_crlf_line()
+                    framing(line)
+                    if line == b"\r\n":
+                        break
+                    k, _, v = line[:-2].decode("latin-1").partition(":")
+                    req["trailers"].append([k, v.strip(" \t")])
+            else:
+                if len(set(cl)) != 1 or not cl[0].isdigit():
+                    raise HttpFraming("Content-Length %r" % cl)
+                if not self.read_exact(int(cl[0]), body):
+                    raise HttpFraming("EOF inside the body")
+        except (HttpFraming, OSError) as e:
+            req["complete"] = False
+            req["error"] = "%s: %s" % (type(e).__name__, e)
+            keep = False
+        req.update(body_len=n[0], body_sha256=dec.hexdigest(), raw_body_len=n[1],
+                   raw_body_sha256=raw.hexdigest())
+        return keep
+
+    def reply(self, req, status, reason, headers, body=b"", close=False):
+        head_only = req["method"] == "HEAD"
+        h = [("Server", "portcullis-it-origin"), ("X-Origin", self.spec["name"]),
+             ("X-Request-Seq", str(req["seq"]))] + list(headers)
+        if close:
+            h.append(("Connection", "close"))
+        out = b"HTTP/1.1 %d %s\r\n" % (status, reason.encode()) + b"".join(
+            b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in h) + b"\r\n"
+        self.send(out)
+        if not head_only and body:
+            mv = memoryview(body)
+            for off in range(0, len(body), 1 << 20):
+                self.send(mv[off:off + (1 << 20)])
+        return not close
+
+    def answer(self, req):
+        """Send the answer; False: close the connection afterwards."""
+        path = req["target"].split("?", 1)[0]
+        parts = [p for p in path.split("/") if p]
+        what = parts[0] if parts else ""
+
+        def num(i, default):
+            try:
+                return int(parts[i])
+            except (IndexError, ValueError):
+                return default
+        docprefix = self.spec.get("docprefix")
+        if docprefix and self.spec.get("docroot") and path.startswith(docprefix):
+            return self.file(req, path[len(docprefix):])
+        if what == "cl":
+            data = body_bytes(num(1, 0), num(2, 1))
+            return self.reply(req, 200, "OK", [("Content-Type", "application/octet-stream"),
+                                               ("Content-Length", str(len(data)))], data)
+        if what == "chunked":
+            data = body_bytes(num(1, 0), num(2, 1))
+            return self.reply(req, 200, "OK", [("Content-Type", "application/octet-stream"),
+                                               ("Transfer-Encoding", "chunked"),
+                                               ("Trailer", "X-Body-Sha256, X-Trailer-Two")],
+                              chunked_stream(data))
+        if what == "close":
+            data = body_bytes(num(1, 0), num(2, 1))
+            self.reply(req, 200, "OK", [("Content-Type", "application/octet-stream")], data, close=True)
+            return False
+        if what == "status":
+            code = num(1, 200)
+            if code in (204, 304):
+                return self.reply(req, code, "No Content" if code == 204 else "Not Modified",
+                                  [("ETag", '"it-etag"')])
+            data = b"status %d\n" % code
+            return self.reply(req, code, "Status", [("Content-Length", str(len(data)))], data)
+        if what == "early":
+            self.send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n")
+            data = body_bytes(num(1, 0), num(2, 1))
+            return self.reply(req, 200, "OK", [("Content-Length", str(len(data)))], data)
+        if what == "hop":
+            data = b"hop\n"
+            return self.reply(req, 200, "OK", [
+                ("Connection", "X-Resp-Hop"), ("X-Resp-Hop", "1"), ("Keep-Alive", "timeout=5, max=3"),
+                ("Proxy-Authenticate", 'Basic realm="origin-secret-realm"'), ("Upgrade", "h2c"),
+                ("TE", "trailers"), ("Trailer", "X-Never"), ("Proxy-Connection", "keep-alive"),
+                ("X-Resp-E2E", "yes"), ("Content-Length", str(len(data)))], data)
+        if what == "upgrade":
+            up = self.values(req, "Upgrade")
+            if not up:
+                data = b"no Upgrade received\n"
+                return self.reply(req, 426, "Upgrade Required", [("Content-Length", str(len(data)))],
+                                  data, close=True)
+            self.send(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n" %
+                      up[0].encode("latin-1"))
+            self.info["upgraded"] = True
+            self.echo()
+            return False
+        if what == "bad":
+            kind = parts[1] if len(parts) > 1 else ""
+            bad = {
+                "status": b"HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\nok",
+                "te-cl": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+                         b"5\r\nhello\r\n0\r\n\r\n",
+                "cl-cl": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+                "cl-alpha": b"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\nhello",
+                "chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"
+                         b"smuggled\r\n0\r\n\r\n",
+            }.get(kind, b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nunknown")
+            self.send(bad)
+            if kind == "chunk":
+                # Hold the connection: only the proxy noticing the bad chunk ends the exchange.
+                self.sock.settimeout(15)
+                try:
+                    self.read_to_eof()
+                except OSError:
+                    pass
+            return False
+        data = json.dumps({k: req[k] for k in ("method", "target", "version", "headers", "body_len",
+                                                "body_sha256", "chunked", "trailers")}).encode()
+        return self.reply(req, 200, "OK", [("Content-Type", "application/json"),
+                                           ("Content-Length", str(len(data)))], data)
+
+    def file(self, req, rel):
+        root = os.path.realpath(self.spec["docroot"])
+        p = os.path.realpath(os.path.join(root, rel))
+        if (p != root and not p.startswith(root + os.sep)) or not os.path.isfile(p):
+            data = b"not found\n"
+            return self.reply(req, 404, "Not Found", [("Content-Length", str(len(data)))], data)
+        with open(p, "rb") as f:
+            data = f.read()
+        return self.reply(req, 200, "OK", [("Content-Type", "application/octet-stream"),
+                                           ("Content-Length", str(len(data))),
+                                           ("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT")], data)
+
+
 def serve_tcp(lsock, spec, tls_ctx):
     while True:
         try:
@@ -324,7 +649,8 @@ def serve_tcp(lsock, spec, tls_ctx):
             return
         emit(event="accept", listener=spec["name"], role=spec.get("role", ""),
              peer="%s:%d" % (peer[0], peer[1]))
-        sess = Session(c, spec, "%s:%d" % (peer[0], peer[1]), tls_ctx)
+        cls = OriginSession if spec.get("kind") == "http-origin" else Session
+        sess = cls(c, spec, "%s:%d" % (peer[0], peer[1]), tls_ctx)
         threading.Thread(target=sess.run, daemon=True).start()
 
 
