@@ -1,0 +1,220 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "portcullis.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's full name, at most 52 characters so that suffixed names stay DNS labels. */}}
+{{- define "portcullis.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "portcullis.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "portcullis.baseLabels" -}}
+app.kubernetes.io/name: {{ include "portcullis.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Selector labels: the gateway pods. The runner NetworkPolicies select the gateway by these. */}}
+{{- define "portcullis.selectorLabels" -}}
+{{ include "portcullis.baseLabels" . }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
+{{/* Labels of every object, without a component. */}}
+{{- define "portcullis.commonLabels" -}}
+helm.sh/chart: {{ include "portcullis.chart" . }}
+{{ include "portcullis.baseLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: portcullis
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "portcullis.labels" -}}
+{{ include "portcullis.commonLabels" . }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
+{{- define "portcullis.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "portcullis.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "portcullis.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* terminationGracePeriodSeconds: longer than the preStop sleep plus the drain. */}}
+{{- define "portcullis.gracePeriod" -}}
+{{- $floor := add (int .Values.preStopSleepSeconds) (int .Values.drainSeconds) }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- add $floor 10 }}
+{{- else if le (int .Values.terminationGracePeriodSeconds) (int $floor) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + drainSeconds (%d): the kubelet would kill portcullis mid-drain" (int .Values.terminationGracePeriodSeconds) (int $floor)) }}
+{{- else }}
+{{- int .Values.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* A listen address: ip:port, with brackets for IPv6. */}}
+{{- define "portcullis.listen" -}}
+{{- $host := index . 0 }}{{ $port := index . 1 }}
+{{- if contains ":" $host }}{{ printf "[%s]:%d" $host (int $port) }}{{ else }}{{ printf "%s:%d" $host (int $port) }}{{ end }}
+{{- end }}
+
+{{/*
+The policy file (README.md, "Policy reference"), as YAML. The chart owns
+version, listen, resolver, timeouts.drain and tiers; `policy:` supplies the rest.
+*/}}
+{{- define "portcullis.policy" -}}
+{{- $v := .Values }}
+{{- if eq (int $v.ports.proxy) (int $v.ports.admin) }}
+{{- fail "ports.proxy and ports.admin must differ" }}
+{{- end }}
+{{- if empty $v.resolver.servers }}
+{{- fail "resolver.servers is required: the cluster DNS Service IP, e.g. --set resolver.servers={10.96.0.10} (kubectl -n kube-system get service kube-dns)" }}
+{{- end }}
+{{- $policy := deepCopy (default (dict) $v.policy) }}
+{{- $_ := set $policy "version" 1 }}
+{{- $listen := dict "proxy" (include "portcullis.listen" (list $v.listenAddress $v.ports.proxy)) "admin" (include "portcullis.listen" (list $v.listenAddress $v.ports.admin)) "workers" $v.workers }}
+{{- $_ := set $policy "listen" $listen }}
+{{- $_ := set $policy "resolver" (deepCopy $v.resolver) }}
+{{- $timeouts := deepCopy (default (dict) $policy.timeouts) }}
+{{- $_ := set $timeouts "drain" (printf "%ds" (int $v.drainSeconds)) }}
+{{- $_ := set $policy "timeouts" $timeouts }}
+{{- $audit := deepCopy (default (dict) $policy.audit) }}
+{{- $_ := set $audit "output" "-" }}
+{{- $_ := set $policy "audit" $audit }}
+{{- $_ := set $policy "tiers" (include "portcullis.tiers" . | fromYaml) }}
+{{- toYaml $policy }}
+{{- end }}
+
+{{/*
+A resolver entry ("ip", "ip:port", "v6", "[v6]:port") as "cidr port": the
+address as a /32 or /128, and the port (53 when none is given).
+*/}}
+{{- define "portcullis.resolverPeer" -}}
+{{- $s := toString . }}
+{{- $ip := $s }}
+{{- $port := 53 }}
+{{- if hasPrefix "[" $s }}
+{{- $ip = regexReplaceAll "^\\[([^\\]]*)\\].*$" $s "${1}" }}
+{{- if regexMatch "\\]:[0-9]+$" $s }}
+{{- $port = regexReplaceAll "^.*\\]:([0-9]+)$" $s "${1}" | int }}
+{{- end }}
+{{- else if eq (len (splitList ":" $s)) 2 }}
+{{- $ip = index (splitList ":" $s) 0 }}
+{{- $port = index (splitList ":" $s) 1 | int }}
+{{- end }}
+{{- if contains ":" $ip }}{{ printf "%s/128 %d" $ip (int $port) }}{{ else }}{{ printf "%s/32 %d" $ip (int $port) }}{{ end }}
+{{- end }}
+
+{{/*
+The upstream ports the gateway may open, as "p1 p2 ...": egressPorts when set;
+"all" when a tier is in audit mode; otherwise every port of every allow rule
+(443 for a rule without ports).
+*/}}
+{{- define "portcullis.egressPorts" -}}
+{{- $np := .Values.networkPolicy.gateway }}
+{{- if $np.egressPorts }}
+{{- $out := list }}
+{{- range $p := $np.egressPorts }}{{ $out = append $out (toString (int $p)) }}{{ end }}
+{{- join " " $out }}
+{{- else }}
+{{- $ports := dict }}
+{{- $audit := false }}
+{{- range $name, $tier := include "portcullis.tiers" . | fromYaml }}
+{{- $t := default (dict) $tier }}
+{{- if eq (toString (default "enforce" $t.mode)) "audit" }}{{ $audit = true }}{{ end }}
+{{- range $rule := (default (list) $t.allow) }}
+{{- range $p := (default (list 443) $rule.ports) }}
+{{- $_ := set $ports (printf "%05d" (int $p)) true }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $audit }}all{{ else }}{{ regexReplaceAll "(^| )0+" (keys $ports | sortAlpha | join " ") "${1}" }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* Every tier's allow_ranges, as "cidr cidr ...". */}}
+{{- define "portcullis.allowRanges" -}}
+{{- $ranges := dict }}
+{{- range $name, $tier := include "portcullis.tiers" . | fromYaml }}
+{{- range $r := (default (list) (default (dict) $tier).allow_ranges) }}
+{{- $c := toString $r }}
+{{- if not (contains "/" $c) }}{{ $c = ternary (printf "%s/128" $c) (printf "%s/32" $c) (contains ":" $c) }}{{ end }}
+{{- $_ := set $ranges $c true }}
+{{- end }}
+{{- end }}
+{{- keys $ranges | sortAlpha | join " " }}
+{{- end }}
+
+{{/* The runner namespaces' names, in order, as "a b c". */}}
+{{- define "portcullis.runnerNamespaceNames" -}}
+{{- $names := list }}
+{{- range $rn := .Values.runnerNamespaces }}
+{{- if has $rn.name $names }}
+{{- fail (printf "runnerNamespaces: %s is listed twice" $rn.name) }}
+{{- end }}
+{{- $names = append $names $rn.name }}
+{{- end }}
+{{- join " " $names }}
+{{- end }}
+
+{{/* The tiers as YAML: .Values.tiers, or the default tier when none are given. */}}
+{{- define "portcullis.tiers" -}}
+{{- if .Values.tiers }}
+{{- toYaml .Values.tiers }}
+{{- else }}
+standard:
+  mode: enforce
+  sources: []
+  allow:
+    - host: github.com
+    - host: "*.githubusercontent.com"
+    - host: registry.npmjs.org
+    - host: pypi.org
+    - host: files.pythonhosted.org
+    - host: proxy.golang.org
+    - host: deb.debian.org
+      ports: [80, 443]
+{{- end }}
+{{- end }}
+
+{{/*
+The gateway's egress exceptions, split by family as "v4 v4 ...|v6 v6 ...":
+networkPolicy.gateway.egressExcept plus the link-local ranges and AWS's IPv6
+metadata address, which are always excepted.
+*/}}
+{{- define "portcullis.egressExcept" -}}
+{{- $all := concat (list "169.254.0.0/16") (default (list) .Values.networkPolicy.gateway.egressExcept) (list "fe80::/10") }}
+{{- if not (or (has "fc00::/7" $all) (has "fd00::/8" $all)) }}
+{{- $all = append $all "fd00:ec2::254/128" }}
+{{- end }}
+{{- $v4 := list }}
+{{- $v6 := list }}
+{{- range $c := $all | uniq }}
+{{- if contains ":" $c }}{{ $v6 = append $v6 $c }}{{ else }}{{ $v4 = append $v4 $c }}{{ end }}
+{{- end }}
+{{- printf "%s|%s" (join " " $v4) (join " " $v6) }}
+{{- end }}

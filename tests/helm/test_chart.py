@@ -1,0 +1,803 @@
+#!/usr/bin/python3
+"""Tests of the Helm chart (helm/portcullis) and the Containerfile.
+
+For every values case — the chart's defaults (plus the one required value),
+every file in helm/portcullis/examples/ and every file in tests/helm/values/ —
+the chart is rendered with tests/helm/render (Go text/template + Sprig, Helm's
+semantics), and then:
+  - the merged values validate against values.schema.json (python3-jsonschema);
+  - every rendered object validates against the Kubernetes API schema
+    (k8s_schema.py: python3-kubernetes models, unknown fields and wrong types
+    refused);
+  - the security properties hold (pod security, token, RBAC, NetworkPolicies,
+    availability, probes, the policy in the ConfigMap);
+  - the rendered policy passes `portcullis --check`.
+Negative cases: tests/helm/bad-values/ must be refused by the schema (both by
+the renderer's gojsonschema, as `helm install` would, and by python3-jsonschema),
+tests/helm/bad-render/ by the chart's own checks; the validator itself must
+refuse known-bad objects. The Containerfile group checks the image recipe
+against ./dev, meson.build and the binary's libraries.
+
+Output: one "ok N - ..." / "not ok N - ..." line per case, then
+"N passed, N failed"; exit status 1 on any failure.
+
+usage: test_chart.py --renderer BIN --srcdir REPO [--portcullis BIN] [--workdir DIR]
+                     [--only GROUP[,GROUP]]   groups: render, negative, selftest, containerfile
+"""
+
+import argparse
+import copy
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+
+import jsonschema
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import k8s_schema  # noqa: E402
+import containerfile  # noqa: E402
+
+RELEASE = "portcullis"
+NAMESPACE = "egress"
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+class Runner:
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def case(self, name, fn, *args):
+        self.n += 1
+        try:
+            fn(*args)
+        except Failure as e:
+            self.failed += 1
+            print(f"not ok {self.n} - {name}")
+            for line in str(e).splitlines():
+                print(f"#   {line}")
+        except Exception:  # a crash in a check is a failure too, with its trace
+            self.failed += 1
+            print(f"not ok {self.n} - {name}")
+            for line in traceback.format_exc().splitlines():
+                print(f"#   {line}")
+        else:
+            print(f"ok {self.n} - {name}")
+        sys.stdout.flush()
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys (the API server's decoder is strict too)."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_all(text):
+    return [d for d in yaml.load_all(text, Loader=UniqueKeyLoader) if d is not None]
+
+
+# ---------------------------------------------------------------------------
+# Rendering
+
+
+class Rendered:
+    def __init__(self, name, files, objects, values, notes):
+        self.name = name
+        self.files = files
+        self.objects = objects
+        self.values = values
+        self.notes = notes
+
+    def of_kind(self, kind):
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def one(self, kind, name=None):
+        objs = [o for o in self.of_kind(kind) if name is None or o["metadata"]["name"] == name]
+        check(len(objs) == 1, f"expected exactly one {kind}{' ' + name if name else ''}, found {len(objs)}")
+        return objs[0]
+
+
+def render(args, value_files, tag):
+    out = os.path.join(args.workdir, tag)
+    os.makedirs(out, exist_ok=True)
+    cmd = [args.renderer, "--chart", args.chart, "--name", RELEASE, "--namespace", NAMESPACE,
+           "--notes", os.path.join(out, "NOTES.txt"), "--dump-values", os.path.join(out, "values.json")]
+    for f in value_files:
+        cmd += ["-f", f]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(os.path.join(out, "manifests.yaml"), "w") as fh:
+        fh.write(p.stdout)
+    values = None
+    if os.path.exists(os.path.join(out, "values.json")):
+        with open(os.path.join(out, "values.json")) as fh:
+            values = json.load(fh)
+    return p, out, values
+
+
+def load_schema(args):
+    with open(os.path.join(args.chart, "values.schema.json")) as fh:
+        return json.load(fh)
+
+
+def schema_errors(schema, values):
+    v = jsonschema.Draft7Validator(schema)
+    return [f"{'.'.join(str(x) for x in e.absolute_path) or '(root)'}: {e.message}"
+            for e in sorted(v.iter_errors(values), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+# ---------------------------------------------------------------------------
+# Helpers for the assertions
+
+
+def parse_duration(s):
+    if s in (0, "0"):
+        return 0
+    m = re.fullmatch(r"([0-9]+)(ms|s|m|h)", str(s))
+    check(m, f"bad duration {s!r}")
+    n, unit = int(m.group(1)), m.group(2)
+    return {"ms": n / 1000, "s": n, "m": n * 60, "h": n * 3600}[unit]
+
+
+def port_of(address):
+    return int(address.rsplit(":", 1)[1])
+
+
+def selector_labels():
+    return {"app.kubernetes.io/name": "portcullis", "app.kubernetes.io/instance": RELEASE,
+            "app.kubernetes.io/component": "gateway"}
+
+
+def gateway_pod(r):
+    dep = r.one("Deployment")
+    return dep, dep["spec"]["template"]["metadata"], dep["spec"]["template"]["spec"]
+
+
+def policy_of(r):
+    cms = [o for o in r.of_kind("ConfigMap") if "policy.yaml" in (o.get("data") or {})]
+    check(len(cms) == 1, f"expected one ConfigMap with policy.yaml, found {len(cms)}")
+    text = cms[0]["data"]["policy.yaml"]
+    return cms[0], text, yaml.load(text, Loader=UniqueKeyLoader)
+
+
+def resolver_cidrs(values):
+    out = []
+    for s in values["resolver"]["servers"]:
+        if s.startswith("["):
+            ip, _, rest = s[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else 53
+        elif s.count(":") == 1:
+            ip, port = s.split(":")[0], int(s.split(":")[1])
+        else:
+            ip, port = s, 53
+        a = ipaddress.ip_address(ip)
+        out.append((str(ipaddress.ip_network(f"{a}/{a.max_prefixlen}")), port))
+    return out
+
+
+# Addresses no gateway egress rule may reach unless the values name them (a
+# resolver on its DNS port, an allow_ranges entry, the API server): these
+# always, and any address inside the configured egressExcept ranges.
+ALWAYS_FORBIDDEN = [
+    "169.254.169.254",    # AWS/GCP/Azure/OpenStack metadata
+    "169.254.170.2",      # ECS task metadata
+    "fd00:ec2::254",      # AWS IPv6 metadata
+    "fe80::1",
+]
+TYPICAL_INTERNAL = [
+    "168.63.129.16",      # Azure wireserver
+    "100.100.100.200",    # Alibaba metadata (100.64/10)
+    "10.0.0.1", "10.96.0.1", "172.17.0.1", "192.168.1.1", "fd00::1",
+]
+
+
+def forbidden_addresses(except_cidrs):
+    nets = [ipaddress.ip_network(c) for c in except_cidrs]
+    out = list(ALWAYS_FORBIDDEN)
+    for a in TYPICAL_INTERNAL:
+        ip = ipaddress.ip_address(a)
+        if any(ip.version == n.version and ip in n for n in nets):
+            out.append(a)
+    for n in nets:
+        out += [str(n.network_address), str(n.broadcast_address)]
+    return out
+
+
+def peers_admitting(rule, addr):
+    """The ipBlock peers of an egress rule that admit addr."""
+    a = ipaddress.ip_address(addr)
+    hits = []
+    for peer in rule.get("to") or []:
+        b = peer.get("ipBlock")
+        if not b:
+            continue
+        net = ipaddress.ip_network(b["cidr"])
+        if a.version != net.version or a not in net:
+            continue
+        if any(a in ipaddress.ip_network(x) for x in b.get("except") or []):
+            continue
+        hits.append(b["cidr"])
+    return hits
+
+
+# ---------------------------------------------------------------------------
+# Per-case assertions
+
+
+def assert_pod_security(r):
+    dep, meta, pod = gateway_pod(r)
+    psc = pod.get("securityContext") or {}
+    check(psc.get("runAsNonRoot") is True, "pod securityContext.runAsNonRoot is not true")
+    check(psc.get("runAsUser") == 65532, f"pod runAsUser is {psc.get('runAsUser')}, not 65532")
+    check((psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", "pod seccompProfile is not RuntimeDefault")
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        check(not pod.get(key), f"pod sets {key}")
+    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                       "projected", "secret"}
+    for v in pod.get("volumes") or []:
+        kinds = set(v) - {"name"}
+        check(kinds <= allowed_volumes, f"volume {v['name']} is of a type PSA restricted forbids: {kinds}")
+    containers = (pod.get("containers") or []) + (pod.get("initContainers") or [])
+    check(containers, "no containers")
+    for c in containers:
+        sc = c.get("securityContext") or {}
+        n = c["name"]
+        check(sc.get("allowPrivilegeEscalation") is False, f"{n}: allowPrivilegeEscalation is not false")
+        check(sc.get("readOnlyRootFilesystem") is True, f"{n}: readOnlyRootFilesystem is not true")
+        check(not sc.get("privileged"), f"{n}: privileged")
+        caps = sc.get("capabilities") or {}
+        check(caps.get("drop") == ["ALL"], f"{n}: capabilities.drop is {caps.get('drop')}, not [ALL]")
+        check(not caps.get("add"), f"{n}: adds capabilities {caps.get('add')}")
+        check(sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True, f"{n}: may run as root")
+        check(sc.get("runAsUser", psc.get("runAsUser")) not in (None, 0), f"{n}: runAsUser 0")
+        seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        check(seccomp in ("RuntimeDefault", "Localhost"), f"{n}: seccompProfile {seccomp}")
+        for p in c.get("ports") or []:
+            check("hostPort" not in p, f"{n}: hostPort {p.get('hostPort')}")
+        res = c.get("resources") or {}
+        for kind, keys in (("requests", ("cpu", "memory")), ("limits", ("memory",))):
+            for k in keys:
+                check(k in (res.get(kind) or {}), f"{n}: resources.{kind}.{k} missing")
+    if r.values.get("namespace", {}).get("create"):
+        ns = r.one("Namespace", NAMESPACE)
+        labels = ns["metadata"]["labels"]
+        check(labels.get("pod-security.kubernetes.io/enforce") == "restricted",
+              f"Namespace enforce label is {labels.get('pod-security.kubernetes.io/enforce')}")
+    else:
+        check(not r.of_kind("Namespace"), "a Namespace object although namespace.create is false")
+
+
+def assert_token_and_rbac(r):
+    _, _, pod = gateway_pod(r)
+    identity = r.values["kubernetesIdentity"]["enabled"]
+    sa_name = pod.get("serviceAccountName")
+    check(sa_name, "pod has no serviceAccountName")
+    check(pod.get("automountServiceAccountToken") is identity,
+          f"pod automountServiceAccountToken is {pod.get('automountServiceAccountToken')}, identity is {identity}")
+    sas = r.of_kind("ServiceAccount")
+    if r.values["serviceAccount"]["create"]:
+        sa = r.one("ServiceAccount", sa_name)
+        check(sa.get("automountServiceAccountToken") is identity,
+              f"ServiceAccount automountServiceAccountToken is {sa.get('automountServiceAccountToken')}")
+    else:
+        check(not sas, "a ServiceAccount although serviceAccount.create is false")
+    rbac = [o for o in r.objects if o["apiVersion"].startswith("rbac.authorization.k8s.io/")]
+    if not identity:
+        check(not rbac, f"RBAC objects although kubernetesIdentity is off: {[o['kind'] for o in rbac]}")
+        return
+    check(rbac, "kubernetesIdentity is on, but no RBAC objects")
+    roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+             for o in rbac if o["kind"] in ("Role", "ClusterRole")}
+    for role in roles.values():
+        check(role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+              f"{role['kind']} {role['metadata']['name']} grants more than pods get/list/watch: {role['rules']}")
+    bindings = [o for o in rbac if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    check(len(bindings) == len(roles), "every Role needs exactly one binding")
+    for b in bindings:
+        ref = b["roleRef"]
+        key = (ref["kind"], b["metadata"].get("namespace") if ref["kind"] == "Role" else None, ref["name"])
+        check(key in roles, f"{b['kind']} {b['metadata']['name']} refers to a missing {ref['kind']} {ref['name']}")
+        check(b["subjects"] == [{"kind": "ServiceAccount", "name": sa_name, "namespace": NAMESPACE}],
+              f"{b['kind']} {b['metadata']['name']} binds {b['subjects']}")
+    if r.values["kubernetesIdentity"]["clusterWide"]:
+        check({k[0] for k in roles} == {"ClusterRole"}, "clusterWide: expected a ClusterRole only")
+    else:
+        want = set(r.values["kubernetesIdentity"].get("namespaces") or
+                   [n["name"] for n in r.values.get("runnerNamespaces") or []])
+        got = {k[1] for k in roles if k[0] == "Role"}
+        check({k[0] for k in roles} == {"Role"}, "namespaced identity: expected Roles only")
+        check(got == want, f"Roles in {sorted(got)}, expected {sorted(want)}")
+
+
+def assert_availability(r):
+    dep, meta, pod = gateway_pod(r)
+    spec = dep["spec"]
+    if r.values["autoscaling"]["enabled"]:
+        check("replicas" not in spec, "Deployment sets replicas although an HPA manages them")
+        hpa = r.one("HorizontalPodAutoscaler")
+        check(hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                 "name": dep["metadata"]["name"]}, "HPA targets another object")
+        check(hpa["spec"]["minReplicas"] >= 2, "HPA minReplicas < 2")
+    else:
+        check(not r.of_kind("HorizontalPodAutoscaler"), "an HPA although autoscaling is off")
+        check(spec.get("replicas") == r.values["replicaCount"], "replicas differ from replicaCount")
+    if r.name == "defaults":
+        check(spec.get("replicas", 0) >= 2, "default replicas < 2")
+    st = spec["strategy"]
+    check(st["type"] == "RollingUpdate" and st["rollingUpdate"]["maxUnavailable"] == 0,
+          f"strategy is not RollingUpdate with maxUnavailable 0: {st}")
+    aff = pod.get("affinity") or {}
+    if not r.values.get("affinity"):
+        paa = aff.get("podAntiAffinity") or {}
+        terms = [t["podAffinityTerm"] for t in paa.get("preferredDuringSchedulingIgnoredDuringExecution") or []]
+        terms += paa.get("requiredDuringSchedulingIgnoredDuringExecution") or []
+        check(terms, "no podAntiAffinity")
+        for t in terms:
+            check(t["topologyKey"] == "kubernetes.io/hostname", "anti-affinity is not per node")
+            check(k8s_schema.selector_matches(t["labelSelector"], meta["labels"]),
+                  "anti-affinity selector does not select the gateway pods")
+        if r.values["podAntiAffinity"] == "hard":
+            check(paa.get("requiredDuringSchedulingIgnoredDuringExecution"), "hard anti-affinity not required")
+    _, _, policy = policy_of(r)
+    drain = parse_duration(policy["timeouts"]["drain"])
+    grace = pod["terminationGracePeriodSeconds"]
+    sleep = 0
+    lc = pod["containers"][0].get("lifecycle") or {}
+    if lc.get("preStop"):
+        cmd = lc["preStop"]["exec"]["command"]
+        check(cmd[0] == "/bin/sleep", f"preStop is {cmd}")
+        sleep = int(cmd[1])
+    check(grace > drain + sleep, f"terminationGracePeriodSeconds {grace} <= preStop {sleep}s + drain {drain}s")
+    if r.values["podDisruptionBudget"]["enabled"]:
+        pdb = r.one("PodDisruptionBudget")
+        check(k8s_schema.selector_matches(pdb["spec"]["selector"], meta["labels"]), "PDB does not select the gateway")
+        check(pdb["spec"].get("maxUnavailable") != 0 and pdb["spec"].get("minAvailable") not in ("100%",),
+              "PDB blocks every eviction")
+
+
+def assert_ports_probes_service(r):
+    dep, meta, pod = gateway_pod(r)
+    _, _, policy = policy_of(r)
+    c = pod["containers"][0]
+    ports = {p["name"]: p for p in c["ports"]}
+    check(set(ports) == {"proxy", "metrics"}, f"container ports are {sorted(ports)}")
+    check(ports["proxy"]["containerPort"] == port_of(policy["listen"]["proxy"]),
+          "container port 'proxy' differs from the policy's listen.proxy")
+    check(ports["metrics"]["containerPort"] == port_of(policy["listen"]["admin"]),
+          "container port 'metrics' differs from the policy's listen.admin")
+    check(c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}, "liveness probe not /healthz on metrics")
+    check(c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}, "readiness probe not /readyz on metrics")
+    check(c["args"] == ["-c", "/etc/portcullis/policy.yaml"], f"args are {c['args']}")
+    mounts = [m for m in c["volumeMounts"] if m["mountPath"] == "/etc/portcullis"]
+    check(len(mounts) == 1 and "subPath" not in mounts[0] and mounts[0].get("readOnly"),
+          "the policy must be mounted read-only as a directory (no subPath) for the ..data reload")
+    vol = [v for v in pod["volumes"] if v["name"] == mounts[0]["name"]][0]
+    cm, text, _ = policy_of(r)
+    check(vol["configMap"]["name"] == cm["metadata"]["name"], "the policy volume is not the policy ConfigMap")
+    svc = r.one("Service", dep["metadata"]["name"])
+    check(svc["spec"].get("type", "ClusterIP") == "ClusterIP", "proxy Service is not ClusterIP")
+    check(svc["spec"]["ports"] == [{"name": "proxy", "protocol": "TCP", "port": ports["proxy"]["containerPort"],
+                                    "targetPort": "proxy"}], f"proxy Service ports: {svc['spec']['ports']}")
+    check(svc["spec"]["selector"] == selector_labels(), "proxy Service does not select the gateway pods only")
+    check(k8s_schema.selector_matches({"matchLabels": svc["spec"]["selector"]}, meta["labels"]),
+          "proxy Service does not select the gateway pods")
+    if r.values["serviceMonitor"]["enabled"]:
+        sm = r.one("ServiceMonitor")
+        msvc = [s for s in r.of_kind("Service") if k8s_schema.selector_matches(sm["spec"]["selector"], s["metadata"]["labels"])]
+        check(len(msvc) == 1 and msvc[0]["metadata"]["name"] != svc["metadata"]["name"],
+              "the ServiceMonitor must select exactly the metrics Service")
+        check([p["name"] for p in msvc[0]["spec"]["ports"]] == ["metrics"], "metrics Service exposes more than metrics")
+        check([e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"], "ServiceMonitor does not scrape 'metrics'")
+        check(sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}, "ServiceMonitor namespaceSelector")
+    else:
+        check(not r.of_kind("ServiceMonitor") and len(r.of_kind("Service")) == 1,
+              "ServiceMonitor or metrics Service although serviceMonitor is off")
+    ann = meta.get("annotations") or {}
+    if r.values["restartOnPolicyChange"]:
+        check(ann.get("checksum/policy") == hashlib.sha256(text.rstrip("\n").encode()).hexdigest(),
+              "checksum/policy is not the sha256 of the rendered policy")
+    else:
+        check("checksum/policy" not in ann, "checksum annotation although restartOnPolicyChange is off")
+
+
+def assert_policy(r):
+    _, text, policy = policy_of(r)
+    v = r.values
+    host = "[::]" if v["listenAddress"] == "::" else "0.0.0.0"
+    check(policy["version"] == 1, "policy version is not 1")
+    check(policy["listen"]["proxy"] == f"{host}:{v['ports']['proxy']}", f"listen.proxy is {policy['listen']['proxy']}")
+    check(policy["listen"]["admin"] == f"{host}:{v['ports']['admin']}", f"listen.admin is {policy['listen']['admin']}")
+    check(policy["resolver"]["servers"] == v["resolver"]["servers"], "resolver.servers differ from the values")
+    check(policy["audit"]["output"] == "-", "audit output is not stdout")
+    check(parse_duration(policy["timeouts"]["drain"]) == v["drainSeconds"], "timeouts.drain differs from drainSeconds")
+    if v.get("tiers"):
+        check(policy["tiers"] == v["tiers"], "tiers differ from the values")
+    else:
+        check(list(policy["tiers"]) == ["standard"] and policy["tiers"]["standard"]["sources"] == [],
+              "the default tier is not a source-less 'standard'")
+    for key in ("&", "*", "!!"):
+        check(not re.search(r"(^|\s)" + re.escape(key) + r"\w", text), f"policy text uses YAML {key!r} syntax")
+
+
+def assert_gateway_netpol(r):
+    v = r.values
+    nps = [o for o in r.of_kind("NetworkPolicy") if o["metadata"].get("namespace") == NAMESPACE]
+    if not v["networkPolicy"]["gateway"]["enabled"]:
+        check(not nps, "a gateway NetworkPolicy although it is disabled")
+        return
+    check(len(nps) == 1, f"expected one NetworkPolicy in {NAMESPACE}, found {len(nps)}")
+    np = nps[0]["spec"]
+    _, meta, _ = gateway_pod(r)
+    _, _, policy = policy_of(r)
+    proxy, admin = port_of(policy["listen"]["proxy"]), port_of(policy["listen"]["admin"])
+    check(np["podSelector"] == {"matchLabels": selector_labels()}, f"gateway podSelector is {np['podSelector']}")
+    check(k8s_schema.selector_matches(np["podSelector"], meta["labels"]), "gateway policy does not select the pods")
+    check(sorted(np["policyTypes"]) == ["Egress", "Ingress"], f"policyTypes {np['policyTypes']}")
+
+    extra_in = v["networkPolicy"]["gateway"]["extraIngress"] or []
+    ingress = np.get("ingress") or []
+    chart_in = ingress[:len(ingress) - len(extra_in)] if extra_in else ingress
+    check(ingress[len(chart_in):] == extra_in, "extraIngress not rendered verbatim at the end")
+    clients = (v.get("runnerNamespaces") or []) + (v.get("clientNamespaces") or [])
+    proxy_rules = [rule for rule in chart_in if rule.get("ports") == [{"protocol": "TCP", "port": proxy}]]
+    admin_rules = [rule for rule in chart_in if rule.get("ports") == [{"protocol": "TCP", "port": admin}]]
+    check(len(proxy_rules) + len(admin_rules) == len(chart_in),
+          "an ingress rule on other ports than the proxy and admin ports")
+    for rule in chart_in:
+        check(rule.get("from"), "an ingress rule without `from` admits every source")
+        for peer in rule["from"]:
+            check("ipBlock" not in peer, "ingress by ipBlock")
+            check("namespaceSelector" in peer, "ingress peer without namespaceSelector (same-namespace only)")
+    if clients:
+        check(len(proxy_rules) == 1, "expected one proxy-port ingress rule")
+        got = [(p["namespaceSelector"], p.get("podSelector")) for p in proxy_rules[0]["from"]]
+        want = [({"matchLabels": {"kubernetes.io/metadata.name": c["name"]}}, c.get("podSelector") or None)
+                for c in clients]
+        check(got == want, f"proxy-port ingress peers {got}, expected {want}")
+    else:
+        check(not proxy_rules, "proxy-port ingress although no runner or client namespaces are listed")
+    check(len(admin_rules) == 1, "expected one admin-port ingress rule")
+    mon = v["networkPolicy"]["gateway"]["monitoring"]
+    check(admin_rules[0]["from"][0]["namespaceSelector"] == mon["namespaceSelector"],
+          "admin port not restricted to the monitoring namespace")
+
+    extra_out = v["networkPolicy"]["gateway"]["extraEgress"] or []
+    egress = np["egress"]
+    chart_out = egress[:len(egress) - len(extra_out)] if extra_out else egress
+    check(egress[len(chart_out):] == extra_out, "extraEgress not rendered verbatim at the end")
+    resolvers = resolver_cidrs(v)
+    for rule in chart_out:
+        check(rule.get("to"), f"an egress rule without `to` allows every destination: {rule}")
+    dns_rules = [rule for rule in chart_out if any(p.get("protocol") == "UDP" for p in rule.get("ports") or [])]
+    for rule in dns_rules:
+        check(all(p["port"] in {port for _, port in resolvers} for p in rule["ports"]), "UDP egress beyond DNS")
+    ip_dns = [(rule["to"][0]["ipBlock"]["cidr"], rule["ports"]) for rule in dns_rules if "ipBlock" in rule["to"][0]]
+    want_dns = [(cidr, [{"protocol": "UDP", "port": port}, {"protocol": "TCP", "port": port}]) for cidr, port in resolvers]
+    check(ip_dns == want_dns, f"resolver egress {ip_dns}, expected {want_dns}")
+    # Upstream rule: 0.0.0.0/0 and ::/0 minus the configured ranges.
+    upstream = [rule for rule in chart_out
+                if any((p.get("ipBlock") or {}).get("cidr") in ("0.0.0.0/0", "::/0") for p in rule["to"])]
+    check(len(upstream) <= 1, "more than one 0.0.0.0/0 rule")
+    excepts = set()
+    for rule in upstream:
+        for p in rule["to"]:
+            excepts |= set(p["ipBlock"].get("except") or [])
+    for cidr in (v["networkPolicy"]["gateway"]["egressExcept"] or []) + ["169.254.0.0/16", "fe80::/10"]:
+        check(cidr in excepts, f"{cidr} is not excepted from the upstream egress")
+    # Ports: the allow rules' ports, or every port when a tier audits.
+    tiers = v.get("tiers") or {"standard": {"allow": [{"host": "x", "ports": [80, 443]}, {"host": "y"}]}}
+    audit = any((t or {}).get("mode") == "audit" for t in tiers.values())
+    want_ports = set(v["networkPolicy"]["gateway"]["egressPorts"] or [])
+    if not want_ports:
+        for t in tiers.values():
+            for rule in (t or {}).get("allow") or []:
+                want_ports |= set(rule.get("ports") or [443])
+    for rule in upstream:
+        if audit and not v["networkPolicy"]["gateway"]["egressPorts"]:
+            check("ports" not in rule, "audit tier: the upstream rule should allow every port")
+        else:
+            got = {p["port"] for p in rule["ports"]}
+            check(all(p["protocol"] == "TCP" for p in rule["ports"]), "upstream egress beyond TCP")
+            check(got == want_ports, f"upstream ports {sorted(got)}, expected {sorted(want_ports)}")
+    # No chart rule reaches a metadata, node or cluster address unless the
+    # values name it (a resolver on its DNS port, an allow_ranges entry, the API server).
+    named = {cidr for cidr, _ in resolvers}
+    for t in tiers.values():
+        for c in (t or {}).get("allow_ranges") or []:
+            named.add(str(ipaddress.ip_network(c)))
+    for ep in v["kubernetesIdentity"]["apiServerEndpoints"] or []:
+        if v["kubernetesIdentity"]["enabled"]:
+            named.add(ep["cidr"])
+    resolver_set = {cidr for cidr, _ in resolvers}
+    dns_ports = {port for _, port in resolvers}
+    for addr in forbidden_addresses(v["networkPolicy"]["gateway"]["egressExcept"] or []):
+        for rule in chart_out:
+            for cidr in peers_admitting(rule, addr):
+                check(cidr in named, f"egress rule {cidr} reaches {addr}")
+                if cidr in resolver_set and cidr not in named - resolver_set:
+                    check(all(p["port"] in dns_ports for p in rule["ports"]),
+                          f"{addr} (a resolver) reachable beyond the DNS port")
+    if v["kubernetesIdentity"]["enabled"]:
+        for ep in v["kubernetesIdentity"]["apiServerEndpoints"]:
+            check({"to": [{"ipBlock": {"cidr": ep["cidr"]}}], "ports": [{"protocol": "TCP", "port": ep["port"]}]}
+                  in chart_out, f"no egress to the API server {ep}")
+
+
+def assert_runner_netpols(r):
+    v = r.values
+    nps = [o for o in r.of_kind("NetworkPolicy") if o["metadata"].get("namespace") != NAMESPACE]
+    runners = v.get("runnerNamespaces") or []
+    if not v["networkPolicy"]["runners"]["enabled"]:
+        check(not nps, "runner NetworkPolicies although disabled")
+        return
+    check(sorted(o["metadata"]["namespace"] for o in nps) == sorted(rn["name"] for rn in runners),
+          "one runner NetworkPolicy per runner namespace")
+    _, meta, _ = gateway_pod(r)
+    _, _, policy = policy_of(r)
+    proxy = port_of(policy["listen"]["proxy"])
+    for rn in runners:
+        np = [o for o in nps if o["metadata"]["namespace"] == rn["name"]][0]["spec"]
+        where = f"runner NetworkPolicy in {rn['name']}"
+        check(np["podSelector"] == (rn.get("podSelector") or {}), f"{where}: podSelector {np['podSelector']}")
+        check("Egress" in np["policyTypes"], f"{where}: does not restrict egress")
+        if v["networkPolicy"]["runners"]["denyIngress"]:
+            check("Ingress" in np["policyTypes"] and not np.get("ingress"), f"{where}: ingress not denied")
+        extra = rn.get("extraEgress") or []
+        egress = np.get("egress") or []
+        check(egress[1:] == extra, f"{where}: extraEgress not rendered verbatim after the gateway rule")
+        gw = egress[0]
+        check(gw["ports"] == [{"protocol": "TCP", "port": proxy}], f"{where}: ports {gw['ports']}")
+        check(len(gw["to"]) == 1, f"{where}: more than one peer")
+        peer = gw["to"][0]
+        check("ipBlock" not in peer, f"{where}: the gateway is selected by IP")
+        check(peer.get("namespaceSelector") == {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+              f"{where}: namespaceSelector {peer.get('namespaceSelector')}")
+        check(peer.get("podSelector") == {"matchLabels": selector_labels()}, f"{where}: podSelector {peer.get('podSelector')}")
+        check(k8s_schema.selector_matches(peer["podSelector"], meta["labels"]), f"{where}: does not select the gateway pods")
+        for rule in egress[:1]:
+            for p in rule.get("ports") or []:
+                check(p["port"] != 53 and p.get("protocol") != "UDP", f"{where}: DNS allowed")
+
+
+def assert_notes(r):
+    notes = r.notes
+    port = r.values["ports"]["proxy"]
+    for var in ("HTTPS_PROXY=", "HTTP_PROXY=", "NO_PROXY=", "https_proxy=", "http_proxy=", "no_proxy="):
+        check(var in notes, f"NOTES.txt does not give {var}")
+    cip = r.values["service"]["clusterIP"]
+    if cip:
+        host = f"[{cip}]" if ":" in cip else cip
+        check(f"HTTPS_PROXY=http://{host}:{port}" in notes, "NOTES.txt does not use the pinned Service IP")
+    else:
+        check(f"HTTPS_PROXY=http://$PROXY_IP:{port}" in notes and "jsonpath='{.spec.clusterIP}'" in notes,
+              "NOTES.txt does not show how to read the Service IP")
+    check("<no value>" not in notes and "%!" not in notes, "NOTES.txt has template residue")
+
+
+def assert_portcullis_check(args, r, out):
+    check(args.portcullis, "no portcullis binary given (--portcullis)")
+    _, text, _ = policy_of(r)
+    path = os.path.join(out, "policy.yaml")
+    with open(path, "w") as fh:
+        fh.write(text)
+    p = subprocess.run([args.portcullis, "--check", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    check(p.returncode == 0, f"portcullis --check exit {p.returncode}:\n{p.stdout}")
+
+
+# ---------------------------------------------------------------------------
+
+
+def values_cases(args):
+    cases = [("defaults", [os.path.join(args.here, "values", "defaults.yaml")])]
+    for d, prefix in ((os.path.join(args.chart, "examples"), "example-"), (os.path.join(args.here, "values"), "")):
+        for f in sorted(os.listdir(d)):
+            if f.endswith(".yaml") and not (prefix == "" and f == "defaults.yaml"):
+                cases.append((prefix + f[:-5], [os.path.join(d, f)]))
+    return cases
+
+
+def run_render_group(args, t):
+    schema = load_schema(args)
+    t.case("values.schema.json is a valid draft-07 schema", jsonschema.Draft7Validator.check_schema, schema)
+    for name, files in values_cases(args):
+        p, out, values = render(args, files, name)
+        state = {}
+
+        def rendered():
+            check(p.returncode == 0, f"renderer failed:\n{p.stderr}")
+            objs = load_all(p.stdout)
+            check(objs, "nothing rendered")
+            with open(os.path.join(out, "NOTES.txt")) as fh:
+                notes = fh.read()
+            state["r"] = Rendered(name, files, objs, values, notes)
+        t.case(f"{name}: renders", rendered)
+        r = state.get("r")
+        if r is None:
+            continue
+        t.case(f"{name}: values validate against values.schema.json (python3-jsonschema)",
+               lambda: check(not schema_errors(schema, values), "\n".join(schema_errors(schema, values))))
+        for obj in r.objects:
+            ident = f"{obj.get('kind')}/{obj.get('metadata', {}).get('namespace', '-')}/{obj.get('metadata', {}).get('name')}"
+            t.case(f"{name}: {ident} validates against the Kubernetes API schema",
+                   lambda o=obj: check(not k8s_schema.validate(o), "\n".join(k8s_schema.validate(o))))
+        keys = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in r.objects]
+        t.case(f"{name}: object names are unique", lambda: check(len(keys) == len(set(keys)), f"duplicates in {keys}"))
+        t.case(f"{name}: pod security (PSA restricted, non-root, read-only root, no capabilities, seccomp)",
+               assert_pod_security, r)
+        t.case(f"{name}: service account token and RBAC only with kubernetesIdentity", assert_token_and_rbac, r)
+        t.case(f"{name}: availability (replicas, anti-affinity, maxUnavailable 0, grace > drain, PDB, HPA)",
+               assert_availability, r)
+        t.case(f"{name}: ports, probes, Services, ServiceMonitor, policy mount, checksum", assert_ports_probes_service, r)
+        t.case(f"{name}: policy in the ConfigMap follows the values", assert_policy, r)
+        t.case(f"{name}: gateway NetworkPolicy (ingress by namespace, egress to resolvers and upstreams only)",
+               assert_gateway_netpol, r)
+        t.case(f"{name}: runner NetworkPolicies (gateway pods by labels, proxy port only, no DNS)",
+               assert_runner_netpols, r)
+        t.case(f"{name}: NOTES.txt gives HTTPS_PROXY, HTTP_PROXY and NO_PROXY", assert_notes, r)
+        t.case(f"{name}: portcullis --check accepts the rendered policy", assert_portcullis_check, args, r, out)
+
+
+def expectation(path):
+    with open(path) as fh:
+        first = fh.readline()
+    m = re.match(r"#\s*expect:\s*(.+?)\s*$", first)
+    check(m, f"{path}: first line must be '# expect: <text of the error>'")
+    return m.group(1)
+
+
+def run_negative_group(args, t):
+    schema = load_schema(args)
+
+    def no_values():
+        p, _, values = render(args, [], "bad-no-values")
+        check(p.returncode != 0, "rendered without resolver.servers")
+        check("resolver.servers" in p.stderr, f"error does not name resolver.servers:\n{p.stderr}")
+    t.case("the chart's bare defaults are refused: resolver.servers is required", no_values)
+
+    bad_values = os.path.join(args.here, "bad-values")
+    for f in sorted(os.listdir(bad_values)):
+        path = os.path.join(bad_values, f)
+
+        def refused(path=path, f=f):
+            want = expectation(path)
+            p, _, values = render(args, [path], "bad-values-" + f[:-5])
+            check(p.returncode != 0, "the renderer accepted it")
+            check("values don't meet the specifications of the schema" in p.stderr,
+                  f"refused, but not by the schema:\n{p.stderr}")
+            check(want in p.stderr, f"the error does not mention {want!r}:\n{p.stderr}")
+            errs = schema_errors(schema, values)
+            check(errs, "python3-jsonschema accepts it")
+        t.case(f"bad values {f} are refused by values.schema.json", refused)
+
+    bad_render = os.path.join(args.here, "bad-render")
+    for f in sorted(os.listdir(bad_render)):
+        path = os.path.join(bad_render, f)
+
+        def failed(path=path, f=f):
+            want = expectation(path)
+            p, _, values = render(args, [path], "bad-render-" + f[:-5])
+            check(p.returncode != 0, "the renderer accepted it")
+            check(want in p.stderr, f"the error does not mention {want!r}:\n{p.stderr}")
+            check(not schema_errors(schema, values), "the schema refuses it already (belongs in bad-values/)")
+        t.case(f"bad values {f} are refused by the chart's templates", failed)
+
+
+def run_selftest_group(args, t):
+    """The validator must refuse what the API server refuses; else a green run means nothing."""
+    p, _, _ = render(args, [os.path.join(args.here, "values", "defaults.yaml")], "selftest")
+    objs = load_all(p.stdout) if p.returncode == 0 else []
+
+    def get(kind):
+        return copy.deepcopy([o for o in objs if o["kind"] == kind][0])
+
+    def container(d):
+        return d["spec"]["template"]["spec"]["containers"][0]
+
+    mutations = [
+        ("an unknown field in a container", "Deployment", lambda d: container(d).__setitem__("securtyContext", {})),
+        ("an unknown top-level spec field", "Deployment", lambda d: d["spec"].__setitem__("replica", 2)),
+        ("a string where an integer belongs", "Deployment", lambda d: d["spec"].__setitem__("replicas", "2")),
+        ("a bool where a string belongs", "Service", lambda d: d["spec"].__setitem__("type", True)),
+        ("a mapping where a list belongs", "Deployment", lambda d: container(d).__setitem__("args", {"c": 1})),
+        ("a container without a name", "Deployment", lambda d: container(d).pop("name")),
+        ("a selector that misses the template", "Deployment",
+         lambda d: d["spec"]["selector"]["matchLabels"].__setitem__("app.kubernetes.io/name", "other")),
+        ("a probe on an unknown port name", "Deployment",
+         lambda d: container(d)["livenessProbe"]["httpGet"].__setitem__("port", "admin")),
+        ("an except outside its cidr", "NetworkPolicy",
+         lambda d: [r for r in d["spec"]["egress"] if "except" in r["to"][0].get("ipBlock", {})][0]["to"][0]
+         ["ipBlock"]["except"].append("fd00::/8")),
+        ("a bad label value", "ConfigMap", lambda d: d["metadata"]["labels"].__setitem__("a", "not valid!")),
+        ("a port name over 15 characters", "Service",
+         lambda d: d["spec"]["ports"][0].__setitem__("name", "a-very-long-port-name")),
+        ("a null field", "Deployment", lambda d: d["spec"].__setitem__("strategy", None)),
+    ]
+    t.case("self-test: the defaults render", lambda: check(objs, p.stderr))
+    for what, kind, mutate in mutations:
+        def refuses(kind=kind, mutate=mutate):
+            check(objs, "nothing rendered")
+            o = get(kind)
+            check(not k8s_schema.validate(o), "the unmodified object is already invalid")
+            mutate(o)
+            check(k8s_schema.validate(o), "the validator accepted it")
+        t.case(f"self-test: the validator refuses {what}", refuses)
+
+    def sm_unknown():
+        sm = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+              "metadata": {"name": "x", "namespace": "egress"},
+              "spec": {"selector": {"matchLabels": {"a": "b"}}, "endpoints": [{"port": "metrics", "intervall": "30s"}]}}
+        check(k8s_schema.validate(sm), "the validator accepted a ServiceMonitor endpoint with an unknown field")
+    t.case("self-test: the validator refuses an unknown ServiceMonitor field", sm_unknown)
+
+    def dup():
+        try:
+            load_all("a: 1\na: 2\n")
+        except yaml.YAMLError:
+            return
+        raise Failure("duplicate keys were accepted")
+    t.case("self-test: duplicate YAML keys are refused", dup)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--renderer", required=True)
+    ap.add_argument("--srcdir", required=True)
+    ap.add_argument("--portcullis")
+    ap.add_argument("--workdir")
+    ap.add_argument("--only", default="render,negative,selftest,containerfile")
+    args = ap.parse_args()
+    args.srcdir = os.path.abspath(args.srcdir)
+    args.chart = os.path.join(args.srcdir, "helm", "portcullis")
+    args.here = os.path.join(args.srcdir, "tests", "helm")
+    tmp = None
+    if not args.workdir:
+        tmp = args.workdir = tempfile.mkdtemp(prefix="portcullis-helm-")
+    os.makedirs(args.workdir, exist_ok=True)
+    if args.portcullis:
+        args.portcullis = os.path.abspath(args.portcullis)
+    t = Runner()
+    groups = args.only.split(",")
+    try:
+        if "render" in groups:
+            run_render_group(args, t)
+        if "negative" in groups:
+            run_negative_group(args, t)
+        if "selftest" in groups:
+            run_selftest_group(args, t)
+        if "containerfile" in groups:
+            containerfile.run(args, t, check, Failure)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{t.n - t.failed} passed, {t.failed} failed")
+    return 1 if t.failed or t.n == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
