@@ -1,0 +1,947 @@
+/* bench load generator: tunnel setup rate and latency, TLS setup, bulk throughput, idle tunnels. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+/*
+ * One thread, one libevent loop, a fixed set of connection slots; each slot
+ * runs the scenario's state machine over non-blocking sockets and loops
+ * back to a fresh connection as soon as one finishes (closed loop: the
+ * concurrency is fixed).  Results are one JSON object per line on stdout.
+ *
+ *   setup  connect, CONNECT host:port (unless --direct), read the 200,
+ *          64-byte echo round trip, close.  Rate and latency of the whole.
+ *   tls    the same with a TLS handshake (SNI host) inside the tunnel and
+ *          the echo through TLS.
+ *   bulk   --streams tunnels moving bytes one way (--direction down: the
+ *          upstream's source port sends; up: we send to its sink port)
+ *          for --duration; throughput over the window after --warmup.
+ *          Zero-copy by default (sendfile(2) out, recv(MSG_TRUNC) in);
+ *          --copy moves the bytes through user space like a real client.
+ *   idle   open --tunnels tunnels (CONNECT + one echo, so every tunnel is
+ *          relaying), print {"event":"idle_ready",...}, hold them for
+ *          --hold seconds, then check each with one more echo.
+ */
+
+#define ECHO_LEN 64
+#define BULK_CHUNK (4u << 20)
+#define BULK_FILE_BYTES (16u << 20)
+#define COPY_CHUNK (256u << 10)
+#define RESP_MAX 1024
+#define SWEEP_MS 200
+
+enum scenario { SC_SETUP, SC_TLS, SC_BULK, SC_IDLE };
+
+enum st {
+	ST_FREE,       /* no connection */
+	ST_CONNECTING, /* TCP connect in progress */
+	ST_SEND_REQ,   /* writing the CONNECT request */
+	ST_READ_RESP,  /* reading the proxy's response head */
+	ST_TLS_HS,     /* TLS handshake inside the tunnel */
+	ST_SEND_ECHO,  /* writing the echo payload */
+	ST_READ_ECHO,  /* reading it back */
+	ST_BULK,       /* moving bulk bytes */
+	ST_IDLE,       /* holding an open tunnel */
+	ST_DEAD,       /* idle scenario: this tunnel failed */
+};
+
+static const char *const st_names[] = {"free",      "connecting", "send_req", "read_resp", "tls",
+				       "send_echo", "read_echo",  "bulk",     "idle",      "dead"};
+
+struct slot {
+	struct lg *lg;
+	int fd;
+	SSL *ssl;
+	enum st st;
+	struct event *ev;
+	bool ev_pending;
+	bool verifying; /* idle: the final echo check */
+	uint64_t t_start;
+	size_t off;
+	size_t blen;
+	off_t foff;
+	char buf[RESP_MAX];
+};
+
+struct lg {
+	/* configuration */
+	enum scenario sc;
+	bool via_proxy;
+	struct sockaddr_in peer; /* the proxy, or the upstream when direct */
+	char host[256];
+	int port;
+	int concurrency;
+	double duration, warmup, hold, timeout;
+	int tunnels, open_inflight;
+	bool upload;
+	bool copy; /* bulk: copy through user space like an ordinary client (no sendfile/MSG_TRUNC) */
+	char tags[1024];
+	/* state */
+	struct event_base *base;
+	SSL_CTX *tls;
+	int memfd;
+	char *trunc_buf;
+	struct slot *slots;
+	int n_slots;
+	uint64_t t0, t_warm, t_end;
+	bool stopping;
+	/* results */
+	uint64_t done_total, done_window, errors;
+	uint64_t bytes_total, bytes_window;
+	uint64_t *lat;
+	size_t n_lat, cap_lat;
+	char first_error[160];
+	/* idle */
+	int next_open, n_open_inflight, opened, failed, alive, checked, dropped;
+	uint64_t t_ready;
+	struct event *hold_ev;
+	struct event *sweep_ev;
+	struct event *end_ev;
+};
+
+static void slot_step(struct slot *s);
+static void slot_start(struct slot *s);
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t sec_ns(double s)
+{
+	return (uint64_t)(s * 1e9);
+}
+
+/* ---- slot plumbing ---- */
+
+static void ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct slot *s = arg;
+	(void)fd;
+	(void)what;
+	s->ev_pending = false;
+	slot_step(s);
+}
+
+static void arm(struct slot *s, short what)
+{
+	if (s->ev_pending)
+		event_del(s->ev);
+	event_assign(s->ev, s->lg->base, s->fd, what, ev_cb, s);
+	event_add(s->ev, NULL);
+	s->ev_pending = true;
+}
+
+static void slot_teardown(struct slot *s)
+{
+	if (s->ev_pending) {
+		event_del(s->ev);
+		s->ev_pending = false;
+	}
+	if (s->ssl != NULL) {
+		SSL_shutdown(s->ssl); /* close_notify, not waiting for the peer's */
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+	}
+	if (s->fd >= 0) {
+		close(s->fd);
+		s->fd = -1;
+	}
+}
+
+static void note_error(struct lg *lg, const struct slot *s, const char *what, int err)
+{
+	lg->errors++;
+	if (lg->first_error[0] == '\0')
+		snprintf(lg->first_error, sizeof(lg->first_error), "%s in state %s%s%s", what,
+			 st_names[s->st], err ? ": " : "", err ? strerror(err) : "");
+}
+
+static void open_next(struct lg *lg);
+
+static void restart_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct slot *s = arg;
+	(void)fd;
+	(void)what;
+	if (s->st == ST_FREE && !s->lg->stopping)
+		slot_start(s);
+}
+
+/* One connection of a scenario failed: record it and go on. */
+static void slot_fail(struct slot *s, const char *what, int err)
+{
+	struct lg *lg = s->lg;
+	bool was_idle_open = lg->sc == SC_IDLE && !s->verifying && s->st != ST_IDLE;
+	bool was_verify = lg->sc == SC_IDLE && s->verifying;
+	bool was_idle_hold = lg->sc == SC_IDLE && !s->verifying && s->st == ST_IDLE;
+	note_error(lg, s, what, err);
+	slot_teardown(s);
+	if (lg->sc != SC_IDLE) {
+		s->st = ST_FREE;
+		/* Restart from the loop, not from here: a connect that fails at once must not recurse. */
+		if (!lg->stopping) {
+			struct timeval zero = {0, 0};
+			event_base_once(lg->base, -1, EV_TIMEOUT, restart_cb, s, &zero);
+		}
+		return;
+	}
+	s->st = ST_DEAD;
+	if (was_idle_open) {
+		lg->failed++;
+		lg->n_open_inflight--;
+		open_next(lg);
+	} else if (was_verify) {
+		lg->checked++;
+		if (lg->checked == lg->opened - lg->dropped)
+			event_base_loopexit(lg->base, NULL);
+	} else if (was_idle_hold) {
+		lg->dropped++;
+	}
+}
+
+/* ---- I/O helpers: plain or TLS; >0 bytes, 0 would block (armed), <0 failed (slot gone) ---- */
+
+static ssize_t io_send(struct slot *s, const char *p, size_t n)
+{
+	if (s->ssl == NULL) {
+		ssize_t w = send(s->fd, p, n, MSG_NOSIGNAL);
+		if (w >= 0)
+			return w;
+		if (errno == EAGAIN || errno == EINTR) {
+			arm(s, EV_WRITE);
+			return 0;
+		}
+		slot_fail(s, "send", errno);
+		return -1;
+	}
+	ERR_clear_error();
+	int w = SSL_write(s->ssl, p, (int)n);
+	if (w > 0)
+		return w;
+	int e = SSL_get_error(s->ssl, w);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		arm(s, e == SSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ);
+		return 0;
+	}
+	slot_fail(s, "SSL_write", 0);
+	return -1;
+}
+
+static ssize_t io_recv(struct slot *s, char *p, size_t n)
+{
+	if (s->ssl == NULL) {
+		ssize_t r = recv(s->fd, p, n, 0);
+		if (r > 0)
+			return r;
+		if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+			arm(s, EV_READ);
+			return 0;
+		}
+		slot_fail(s, r == 0 ? "unexpected EOF" : "recv", r == 0 ? 0 : errno);
+		return -1;
+	}
+	ERR_clear_error();
+	int r = SSL_read(s->ssl, p, (int)n);
+	if (r > 0)
+		return r;
+	int e = SSL_get_error(s->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		arm(s, e == SSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ);
+		return 0;
+	}
+	slot_fail(s, "SSL_read", 0);
+	return -1;
+}
+
+/* ---- the state machine ---- */
+
+static void slot_start(struct slot *s)
+{
+	struct lg *lg = s->lg;
+	s->t_start = now_ns();
+	s->off = s->blen = 0;
+	s->verifying = false;
+	s->st = ST_CONNECTING;
+	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->fd < 0) {
+		slot_fail(s, "socket", errno);
+		return;
+	}
+	int one = 1;
+	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(s->fd, (const struct sockaddr *)&lg->peer, sizeof(lg->peer)) != 0 &&
+	    errno != EINPROGRESS) {
+		slot_fail(s, "connect", errno);
+		return;
+	}
+	arm(s, EV_WRITE);
+}
+
+static void begin_echo(struct slot *s)
+{
+	for (size_t i = 0; i < ECHO_LEN; i++)
+		s->buf[i] = (char)('a' + (i + (size_t)s->t_start) % 26);
+	s->off = 0;
+	s->st = ST_SEND_ECHO;
+}
+
+static void begin_tls(struct slot *s)
+{
+	s->ssl = SSL_new(s->lg->tls);
+	if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1 ||
+	    SSL_set_tlsext_host_name(s->ssl, s->lg->host) != 1) {
+		slot_fail(s, "SSL_new", 0);
+		return;
+	}
+	s->st = ST_TLS_HS;
+}
+
+/* The tunnel (or the direct connection) is up. */
+static void tunnel_up(struct slot *s)
+{
+	struct lg *lg = s->lg;
+	switch (lg->sc) {
+	case SC_SETUP:
+	case SC_IDLE: begin_echo(s); break;
+	case SC_TLS: begin_tls(s); break;
+	case SC_BULK: s->st = ST_BULK; s->foff = 0; break;
+	}
+}
+
+static void iteration_done(struct slot *s)
+{
+	struct lg *lg = s->lg;
+	uint64_t t = now_ns();
+	slot_teardown(s);
+	s->st = ST_FREE;
+	lg->done_total++;
+	if (t >= lg->t_warm && t <= lg->t_end) {
+		lg->done_window++;
+		if (lg->n_lat == lg->cap_lat) {
+			size_t nc = lg->cap_lat ? lg->cap_lat * 2 : 65536;
+			uint64_t *nl = realloc(lg->lat, nc * sizeof(*nl));
+			if (nl == NULL)
+				return;
+			lg->lat = nl;
+			lg->cap_lat = nc;
+		}
+		lg->lat[lg->n_lat++] = t - s->t_start;
+	}
+	if (!lg->stopping)
+		slot_start(s);
+}
+
+static void idle_opened(struct slot *s)
+{
+	struct lg *lg = s->lg;
+	if (s->verifying) {
+		lg->alive++;
+		lg->checked++;
+		slot_teardown(s);
+		s->st = ST_FREE;
+		if (lg->checked == lg->opened - lg->dropped)
+			event_base_loopexit(lg->base, NULL);
+		return;
+	}
+	s->st = ST_IDLE;
+	arm(s, EV_READ); /* anything readable now means the proxy dropped the tunnel */
+	lg->opened++;
+	lg->n_open_inflight--;
+	open_next(lg);
+}
+
+static bool step_connecting(struct slot *s)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+		err = errno;
+	if (err != 0) {
+		slot_fail(s, "connect", err);
+		return false;
+	}
+	if (!s->lg->via_proxy) {
+		tunnel_up(s);
+		return true;
+	}
+	int n = snprintf(s->buf, sizeof(s->buf), "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n",
+			 s->lg->host, s->lg->port, s->lg->host, s->lg->port);
+	s->blen = (size_t)n;
+	s->off = 0;
+	s->st = ST_SEND_REQ;
+	return true;
+}
+
+/* Returns false when the slot is waiting or gone. */
+static bool step_read_resp(struct slot *s)
+{
+	struct lg *lg = s->lg;
+	ssize_t r = io_recv(s, s->buf + s->blen, sizeof(s->buf) - 1 - s->blen);
+	if (r <= 0)
+		return false;
+	s->blen += (size_t)r;
+	s->buf[s->blen] = '\0';
+	char *end = strstr(s->buf, "\r\n\r\n");
+	if (end == NULL) {
+		if (s->blen >= sizeof(s->buf) - 1) {
+			slot_fail(s, "response head too long", 0);
+			return false;
+		}
+		return true;
+	}
+	if (strncmp(s->buf, "HTTP/1.", 7) != 0 || strncmp(s->buf + 8, " 200", 4) != 0) {
+		char what[64];
+		snprintf(what, sizeof(what), "proxy answered %.12s", s->buf);
+		slot_fail(s, what, 0);
+		return false;
+	}
+	size_t extra = s->blen - (size_t)(end + 4 - s->buf);
+	if (extra > 0) {
+		if (lg->sc != SC_BULK || lg->upload) {
+			slot_fail(s, "bytes after the 200", 0);
+			return false;
+		}
+		lg->bytes_total += extra;
+	}
+	tunnel_up(s);
+	return true;
+}
+
+static bool step_tls(struct slot *s)
+{
+	ERR_clear_error();
+	int r = SSL_connect(s->ssl);
+	if (r == 1) {
+		begin_echo(s);
+		return true;
+	}
+	int e = SSL_get_error(s->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		arm(s, e == SSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ);
+		return false;
+	}
+	char what[120];
+	snprintf(what, sizeof(what), "TLS handshake: %s", ERR_reason_error_string(ERR_peek_error()));
+	slot_fail(s, what, 0);
+	return false;
+}
+
+static bool step_read_echo(struct slot *s)
+{
+	ssize_t r = io_recv(s, s->buf + ECHO_LEN + s->off, ECHO_LEN - s->off);
+	if (r <= 0)
+		return false;
+	s->off += (size_t)r;
+	if (s->off < ECHO_LEN)
+		return true;
+	if (memcmp(s->buf, s->buf + ECHO_LEN, ECHO_LEN) != 0) {
+		slot_fail(s, "echo mismatch", 0);
+		return false;
+	}
+	if (s->lg->sc == SC_IDLE)
+		idle_opened(s);
+	else
+		iteration_done(s);
+	return false;
+}
+
+static void count_bytes(struct lg *lg, uint64_t n)
+{
+	lg->bytes_total += n;
+	uint64_t t = now_ns();
+	if (t >= lg->t_warm && t <= lg->t_end)
+		lg->bytes_window += n;
+}
+
+static bool step_bulk(struct slot *s)
+{
+	struct lg *lg = s->lg;
+	for (int i = 0; i < 64; i++) {
+		ssize_t n;
+		if (lg->copy) {
+			n = lg->upload ? send(s->fd, lg->trunc_buf, COPY_CHUNK, MSG_NOSIGNAL)
+				       : recv(s->fd, lg->trunc_buf, COPY_CHUNK, 0);
+		} else if (lg->upload) {
+			if (s->foff >= (off_t)BULK_FILE_BYTES)
+				s->foff = 0;
+			size_t want = BULK_FILE_BYTES - (size_t)s->foff;
+			n = sendfile(s->fd, lg->memfd, &s->foff, want < BULK_CHUNK ? want : BULK_CHUNK);
+		} else {
+			/* MSG_TRUNC: TCP discards the bytes without copying them to us. */
+			n = recv(s->fd, lg->trunc_buf, BULK_CHUNK, MSG_TRUNC);
+		}
+		if (n > 0) {
+			count_bytes(lg, (uint64_t)n);
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			arm(s, lg->upload ? EV_WRITE : EV_READ);
+			return false;
+		}
+		slot_fail(s, n == 0 ? "bulk: unexpected EOF" : "bulk", n == 0 ? 0 : errno);
+		return false;
+	}
+	/* Let the other streams have a turn. */
+	arm(s, lg->upload ? EV_WRITE : EV_READ);
+	return false;
+}
+
+/* Run the slot as far as it goes without blocking. */
+static void slot_step(struct slot *s)
+{
+	for (;;) {
+		ssize_t r;
+		switch (s->st) {
+		case ST_FREE:
+		case ST_DEAD: return;
+		case ST_CONNECTING:
+			if (!step_connecting(s))
+				return;
+			break;
+		case ST_SEND_REQ:
+			r = io_send(s, s->buf + s->off, s->blen - s->off);
+			if (r <= 0)
+				return;
+			s->off += (size_t)r;
+			if (s->off == s->blen) {
+				s->st = ST_READ_RESP;
+				s->blen = 0;
+				arm(s, EV_READ);
+				return;
+			}
+			break;
+		case ST_READ_RESP:
+			if (!step_read_resp(s))
+				return;
+			break;
+		case ST_TLS_HS:
+			if (!step_tls(s))
+				return;
+			break;
+		case ST_SEND_ECHO:
+			r = io_send(s, s->buf + s->off, ECHO_LEN - s->off);
+			if (r <= 0)
+				return;
+			s->off += (size_t)r;
+			if (s->off == ECHO_LEN) {
+				s->st = ST_READ_ECHO;
+				s->off = 0;
+				if (s->ssl == NULL) {
+					arm(s, EV_READ);
+					return;
+				}
+			}
+			break;
+		case ST_READ_ECHO:
+			if (!step_read_echo(s))
+				return;
+			break;
+		case ST_BULK:
+			step_bulk(s);
+			return;
+		case ST_IDLE: {
+			/* Readable while idle: EOF or reset from the proxy. */
+			char c;
+			ssize_t n = recv(s->fd, &c, 1, MSG_PEEK);
+			if (n < 0 && errno == EAGAIN) {
+				arm(s, EV_READ);
+				return;
+			}
+			slot_fail(s, n == 0 ? "idle tunnel closed by the proxy" : "idle tunnel",
+				  n < 0 ? errno : 0);
+			return;
+		}
+		}
+	}
+}
+
+/* ---- scenario drivers ---- */
+
+static void open_next(struct lg *lg)
+{
+	static bool busy; /* a failure inside slot_start calls back here: the outer loop goes on */
+	if (busy)
+		return;
+	busy = true;
+	while (lg->n_open_inflight < lg->open_inflight && lg->next_open < lg->n_slots) {
+		struct slot *s = &lg->slots[lg->next_open++];
+		lg->n_open_inflight++;
+		slot_start(s);
+	}
+	busy = false;
+	if (lg->n_open_inflight == 0 && lg->next_open == lg->n_slots && lg->t_ready == 0) {
+		lg->t_ready = now_ns();
+		printf("{\"event\":\"idle_ready\",\"tunnels\":%d,\"opened\":%d,\"failed\":%d,"
+		       "\"open_s\":%.3f%s}\n",
+		       lg->tunnels, lg->opened, lg->failed, (double)(lg->t_ready - lg->t0) / 1e9,
+		       lg->tags);
+		fflush(stdout);
+		struct timeval tv = {.tv_sec = (time_t)lg->hold,
+				     .tv_usec = (suseconds_t)((lg->hold - floor(lg->hold)) * 1e6)};
+		event_add(lg->hold_ev, &tv);
+	}
+}
+
+static void hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct lg *lg = arg;
+	(void)fd;
+	(void)what;
+	/* Check every tunnel still held with one more echo round trip. */
+	int todo = 0;
+	for (int i = 0; i < lg->n_slots; i++) {
+		struct slot *s = &lg->slots[i];
+		if (s->st != ST_IDLE)
+			continue;
+		todo++;
+		s->verifying = true;
+		s->t_start = now_ns();
+		begin_echo(s);
+	}
+	if (todo == 0) {
+		event_base_loopexit(lg->base, NULL);
+		return;
+	}
+	for (int i = 0; i < lg->n_slots; i++)
+		if (lg->slots[i].st == ST_SEND_ECHO)
+			slot_step(&lg->slots[i]);
+}
+
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct lg *lg = arg;
+	(void)fd;
+	(void)what;
+	uint64_t t = now_ns(), limit = sec_ns(lg->timeout);
+	for (int i = 0; i < lg->n_slots; i++) {
+		struct slot *s = &lg->slots[i];
+		if (s->st == ST_FREE || s->st == ST_DEAD || s->st == ST_IDLE || s->st == ST_BULK)
+			continue;
+		if (t - s->t_start > limit)
+			slot_fail(s, "timeout", 0);
+	}
+	/* Slots left free by a failed socket() get another chance here. */
+	if (!lg->stopping && (lg->sc == SC_SETUP || lg->sc == SC_TLS))
+		for (int i = 0; i < lg->n_slots; i++)
+			if (lg->slots[i].st == ST_FREE)
+				slot_start(&lg->slots[i]);
+}
+
+static void end_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct lg *lg = arg;
+	(void)fd;
+	(void)what;
+	lg->stopping = true;
+	event_base_loopexit(lg->base, NULL);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double pct_us(const uint64_t *v, size_t n, double p)
+{
+	if (n == 0)
+		return 0;
+	size_t idx = (size_t)ceil(p * (double)n);
+	idx = idx == 0 ? 0 : idx - 1;
+	if (idx >= n)
+		idx = n - 1;
+	return (double)v[idx] / 1e3;
+}
+
+static void report(struct lg *lg)
+{
+	double win = (double)(lg->t_end - lg->t_warm) / 1e9;
+	const char *via = lg->via_proxy ? "proxy" : "direct";
+	switch (lg->sc) {
+	case SC_SETUP:
+	case SC_TLS:
+		qsort(lg->lat, lg->n_lat, sizeof(*lg->lat), cmp_u64);
+		printf("{\"scenario\":\"%s\",\"via\":\"%s\",\"concurrency\":%d,\"window_s\":%.3f,"
+		       "\"completed\":%llu,\"completed_total\":%llu,\"errors\":%llu,"
+		       "\"rate_per_s\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
+		       "\"max_us\":%.1f",
+		       lg->sc == SC_TLS ? "tls" : "setup", via, lg->concurrency, win,
+		       (unsigned long long)lg->done_window, (unsigned long long)lg->done_total,
+		       (unsigned long long)lg->errors, (double)lg->done_window / win,
+		       pct_us(lg->lat, lg->n_lat, 0.50), pct_us(lg->lat, lg->n_lat, 0.90),
+		       pct_us(lg->lat, lg->n_lat, 0.99), pct_us(lg->lat, lg->n_lat, 1.0));
+		break;
+	case SC_BULK:
+		printf("{\"scenario\":\"bulk\",\"via\":\"%s\",\"direction\":\"%s\",\"streams\":%d,"
+		       "\"window_s\":%.3f,\"bytes\":%llu,\"bytes_total\":%llu,\"errors\":%llu,"
+		       "\"mib_per_s\":%.1f",
+		       via, lg->upload ? "up" : "down", lg->n_slots, win,
+		       (unsigned long long)lg->bytes_window, (unsigned long long)lg->bytes_total,
+		       (unsigned long long)lg->errors, (double)lg->bytes_window / win / 1048576.0);
+		break;
+	case SC_IDLE:
+		printf("{\"scenario\":\"idle\",\"via\":\"%s\",\"tunnels\":%d,\"opened\":%d,"
+		       "\"failed\":%d,\"dropped\":%d,\"alive\":%d,\"errors\":%llu,\"open_s\":%.3f,"
+		       "\"hold_s\":%.3f",
+		       via, lg->tunnels, lg->opened, lg->failed, lg->dropped, lg->alive,
+		       (unsigned long long)lg->errors,
+		       lg->t_ready ? (double)(lg->t_ready - lg->t0) / 1e9 : 0.0, lg->hold);
+		break;
+	}
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		printf(",\"loadgen_cpu_s\":%.3f",
+		       (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+			       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+	if (lg->first_error[0]) {
+		printf(",\"first_error\":\"");
+		for (const char *p = lg->first_error; *p; p++)
+			putchar(*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ? '?' : *p);
+		putchar('"');
+	}
+	printf("%s}\n", lg->tags);
+	fflush(stdout);
+}
+
+/* ---- set-up ---- */
+
+static void add_tag(struct lg *lg, const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	if (eq == NULL || eq == kv)
+		return;
+	size_t used = strlen(lg->tags);
+	int n = snprintf(lg->tags + used, sizeof(lg->tags) - used, ",\"%.*s\":\"%s\"",
+			 (int)(eq - kv), kv, eq + 1);
+	if (n < 0 || (size_t)n >= sizeof(lg->tags) - used)
+		lg->tags[used] = '\0';
+}
+
+static bool parse_addr(const char *s, struct sockaddr_in *out)
+{
+	char ip[64];
+	const char *colon = strrchr(s, ':');
+	if (colon == NULL || (size_t)(colon - s) >= sizeof(ip))
+		return false;
+	memcpy(ip, s, (size_t)(colon - s));
+	ip[colon - s] = '\0';
+	memset(out, 0, sizeof(*out));
+	out->sin_family = AF_INET;
+	int port = atoi(colon + 1);
+	if (port <= 0 || port > 65535 || inet_pton(AF_INET, ip, &out->sin_addr) != 1)
+		return false;
+	out->sin_port = htons((uint16_t)port);
+	return true;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: loadgen --scenario setup|tls|bulk|idle (--proxy IP:PORT | --direct IP)\n"
+		"               --host NAME --port PORT [--concurrency N] [--duration S]\n"
+		"               [--warmup S] [--streams N] [--direction up|down] [--tunnels N]\n"
+		"               [--hold S] [--open-inflight N] [--timeout S] [--copy] [--tag KEY=VALUE]...\n"
+		"  --copy: bulk bytes go through user space (recv/send of 256 KiB) instead of\n"
+		"          sendfile(2) and recv(MSG_TRUNC)\n"
+		"       loadgen --version\n");
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int setup_bulk(struct lg *lg)
+{
+	lg->trunc_buf = mmap(NULL, BULK_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			     -1, 0);
+	if (lg->trunc_buf == MAP_FAILED)
+		return -1;
+	memset(lg->trunc_buf, 'U', BULK_CHUNK); /* never 0x16: not a TLS handshake */
+	if (!lg->upload || lg->copy)
+		return 0;
+	lg->memfd = memfd_create("bench-upload", MFD_CLOEXEC);
+	if (lg->memfd < 0)
+		return -1;
+	static char blk[1 << 16];
+	memset(blk, 'U', sizeof(blk)); /* never 0x16: not a TLS handshake */
+	for (size_t done = 0; done < BULK_FILE_BYTES; done += sizeof(blk))
+		if (write(lg->memfd, blk, sizeof(blk)) != (ssize_t)sizeof(blk))
+			return -1;
+	return 0;
+}
+
+static int parse_args(struct lg *lg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"scenario", required_argument, NULL, 'S'},  {"proxy", required_argument, NULL, 'P'},
+		{"direct", required_argument, NULL, 'D'},    {"host", required_argument, NULL, 'H'},
+		{"port", required_argument, NULL, 'p'},      {"concurrency", required_argument, NULL, 'c'},
+		{"duration", required_argument, NULL, 'd'},  {"warmup", required_argument, NULL, 'w'},
+		{"streams", required_argument, NULL, 'n'},   {"direction", required_argument, NULL, 'r'},
+		{"tunnels", required_argument, NULL, 'N'},   {"hold", required_argument, NULL, 'h'},
+		{"open-inflight", required_argument, NULL, 'i'},
+		{"timeout", required_argument, NULL, 't'},   {"tag", required_argument, NULL, 'T'},
+		{"copy", no_argument, NULL, 'C'},
+		{"version", no_argument, NULL, 'V'},         {"help", no_argument, NULL, 'X'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *direct = NULL, *proxy = NULL, *scen = NULL;
+	int o;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'S': scen = optarg; break;
+		case 'P': proxy = optarg; break;
+		case 'D': direct = optarg; break;
+		case 'H': snprintf(lg->host, sizeof(lg->host), "%s", optarg); break;
+		case 'p': lg->port = atoi(optarg); break;
+		case 'c': lg->concurrency = atoi(optarg); break;
+		case 'd': lg->duration = atof(optarg); break;
+		case 'w': lg->warmup = atof(optarg); break;
+		case 'n': lg->concurrency = atoi(optarg); break;
+		case 'r': lg->upload = strcmp(optarg, "up") == 0; break;
+		case 'N': lg->tunnels = atoi(optarg); break;
+		case 'h': lg->hold = atof(optarg); break;
+		case 'i': lg->open_inflight = atoi(optarg); break;
+		case 't': lg->timeout = atof(optarg); break;
+		case 'T': add_tag(lg, optarg); break;
+		case 'C': lg->copy = true; break;
+		case 'V':
+			printf("{\"libevent\":\"%s\",\"openssl\":\"%s\"}\n", event_get_version(),
+			       OpenSSL_version(OPENSSL_VERSION));
+			exit(0);
+		case 'X': usage(stdout); exit(0);
+		default: usage(stderr); exit(2);
+		}
+	}
+	if (scen == NULL || (proxy == NULL) == (direct == NULL) || lg->port <= 0 ||
+	    lg->port > 65535 || lg->concurrency <= 0 || lg->duration <= 0)
+		return -1;
+	if (strcmp(scen, "setup") == 0)
+		lg->sc = SC_SETUP;
+	else if (strcmp(scen, "tls") == 0)
+		lg->sc = SC_TLS;
+	else if (strcmp(scen, "bulk") == 0)
+		lg->sc = SC_BULK;
+	else if (strcmp(scen, "idle") == 0)
+		lg->sc = SC_IDLE;
+	else
+		return -1;
+	lg->via_proxy = proxy != NULL;
+	if (proxy != NULL && !parse_addr(proxy, &lg->peer))
+		return -1;
+	if (direct != NULL) {
+		char a[96];
+		snprintf(a, sizeof(a), "%s:%d", direct, lg->port);
+		if (!parse_addr(a, &lg->peer))
+			return -1;
+	}
+	if (lg->warmup < 0 || lg->warmup >= lg->duration)
+		lg->warmup = lg->duration * 0.1;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct lg L = {
+		.concurrency = 32,
+		.duration = 5,
+		.warmup = -1,
+		.hold = 2,
+		.timeout = 10,
+		.tunnels = 1000,
+		.open_inflight = 128,
+		.memfd = -1,
+	};
+	struct lg *lg = &L;
+	snprintf(lg->host, sizeof(lg->host), "bench.example");
+	if (parse_args(lg, argc, argv) != 0) {
+		usage(stderr);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+	/* Bounded whatever happens: the whole run, opening and holding included. */
+	alarm((unsigned)(lg->duration + lg->hold + 4 * lg->timeout + 120));
+
+	lg->n_slots = lg->sc == SC_IDLE ? lg->tunnels : lg->concurrency;
+	lg->slots = calloc((size_t)lg->n_slots, sizeof(*lg->slots));
+	lg->base = event_base_new();
+	if (lg->slots == NULL || lg->base == NULL)
+		return 1;
+	if (lg->sc == SC_TLS) {
+		lg->tls = SSL_CTX_new(TLS_client_method());
+		if (lg->tls == NULL)
+			return 1;
+		SSL_CTX_set_min_proto_version(lg->tls, TLS1_2_VERSION);
+		SSL_CTX_set_verify(lg->tls, SSL_VERIFY_NONE, NULL);
+		SSL_CTX_set_session_cache_mode(lg->tls, SSL_SESS_CACHE_OFF);
+		SSL_CTX_set_options(lg->tls, SSL_OP_NO_TICKET);
+	}
+	if (lg->sc == SC_BULK && setup_bulk(lg) != 0) {
+		perror("loadgen: bulk set-up");
+		return 1;
+	}
+	for (int i = 0; i < lg->n_slots; i++) {
+		lg->slots[i].lg = lg;
+		lg->slots[i].fd = -1;
+		lg->slots[i].ev = malloc(event_get_struct_event_size());
+		if (lg->slots[i].ev == NULL)
+			return 1;
+	}
+	lg->sweep_ev = event_new(lg->base, -1, EV_PERSIST, sweep_cb, lg);
+	lg->end_ev = evtimer_new(lg->base, end_cb, lg);
+	lg->hold_ev = evtimer_new(lg->base, hold_cb, lg);
+	struct timeval sweep = {.tv_sec = 0, .tv_usec = SWEEP_MS * 1000};
+	event_add(lg->sweep_ev, &sweep);
+
+	lg->t0 = now_ns();
+	lg->t_warm = lg->t0 + sec_ns(lg->warmup);
+	lg->t_end = lg->t0 + sec_ns(lg->duration);
+	if (lg->sc == SC_IDLE) {
+		/* The window is meaningless here; the run ends after the check. */
+		lg->t_end = UINT64_MAX;
+		open_next(lg);
+	} else {
+		struct timeval tv = {.tv_sec = (time_t)lg->duration,
+				     .tv_usec = (suseconds_t)((lg->duration - floor(lg->duration)) * 1e6)};
+		event_add(lg->end_ev, &tv);
+		for (int i = 0; i < lg->n_slots; i++)
+			slot_start(&lg->slots[i]);
+	}
+	event_base_dispatch(lg->base);
+	uint64_t t_stop = now_ns();
+	if (lg->sc != SC_IDLE && t_stop < lg->t_end)
+		lg->t_end = t_stop;
+	lg->stopping = true;
+	report(lg);
+	for (int i = 0; i < lg->n_slots; i++)
+		slot_teardown(&lg->slots[i]);
+	return lg->errors > 0 && lg->done_total == 0 && lg->bytes_total == 0 && lg->alive == 0 ? 1 : 0;
+}
