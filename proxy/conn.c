@@ -33,7 +33,6 @@
 static const char *const state_names[] = {"request", "resolving", "connecting", "hello",
 					  "tunnel",  "forward",   "responding", "linger"};
 
-static void conn_refuse(struct conn *c, enum reason why);
 static void connect_next(struct conn *c);
 
 uint64_t conn_coarse_ns(void)
@@ -279,12 +278,7 @@ static void connect_abandon(struct conn *c)
 	}
 }
 
-void conn_refuse_now(struct conn *c, enum reason why)
-{
-	conn_refuse(c, why);
-}
-
-static void conn_refuse(struct conn *c, enum reason why)
+void conn_refuse(struct conn *c, enum reason why)
 {
 	c->verdict.allow = false;
 	c->verdict.reason = why;
@@ -297,7 +291,6 @@ static void conn_refuse(struct conn *c, enum reason why)
 	/* Every refusal the client is sent has its audit record, even with no request bytes (408). */
 	c->have_request = true;
 	conn_audit(c, why, false);
-	atomic_fetch_add_explicit(&c->w->stats.refused, 1, memory_order_relaxed);
 
 	char resp[512];
 	size_t n = format_refusal(why, c->status, c->retry_after, strcmp(c->method, "HEAD") == 0,
@@ -709,14 +702,12 @@ static void refuse_raw(struct worker *w, evutil_socket_t fd, const struct sockad
 	if (n > 0 && send(fd, resp, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		(void)0;
 	close(fd);
-	atomic_fetch_add_explicit(&w->stats.refused, 1, memory_order_relaxed);
 }
 
 void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
 	struct server *srv = w->srv;
 	const struct policy_settings *s = policy_settings(w->policy);
-	atomic_fetch_add_explicit(&w->stats.accepted, 1, memory_order_relaxed);
 	unsigned open = atomic_fetch_add_explicit(&srv->n_conns, 1, memory_order_relaxed);
 	if (open >= s->max_connections) {
 		atomic_fetch_sub_explicit(&srv->n_conns, 1, memory_order_relaxed);

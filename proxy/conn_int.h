@@ -97,7 +97,7 @@ void conn_audit(struct conn *c, enum reason why, bool tunnel_end);
 /* Remember a would-deny (audit mode) without blocking: the first reason wins. */
 void conn_would_deny(struct conn *c, enum reason why);
 /* Refuse with a status before anything of a response reached the client. */
-void conn_refuse_now(struct conn *c, enum reason why);
+void conn_refuse(struct conn *c, enum reason why);
 /* Keep-alive: the exchange is done and recorded; read the next request. */
 void conn_next_request(struct conn *c);
 

@@ -156,7 +156,7 @@ static void fwd_fail(struct conn *c, enum reason why)
 			bufferevent_free(c->ubev);
 			c->ubev = NULL;
 		}
-		conn_refuse_now(c, why);
+		conn_refuse(c, why);
 		return;
 	}
 	fwd_close_after_flush(c, why);

@@ -38,7 +38,7 @@ struct worker_metrics {
 struct metrics_tiers {
 	pthread_mutex_t lock;
 	atomic_uint n;                       /* published slots */
-	char names[METRICS_MAX_TIERS][64];   /* slot 0 = "none", last slot = "(other)" when full */
+	char names[METRICS_MAX_TIERS][64];   /* slot 0 = "(none)", last slot = "(other)" when full */
 };
 
 void metrics_tiers_init(struct metrics_tiers *t);

@@ -23,9 +23,6 @@ struct admin;
 
 /* Per-worker counters: written only by the owning worker, read by anyone (relaxed). */
 struct worker_stats {
-	atomic_ullong accepted;
-	atomic_ullong refused;
-	atomic_ullong tunnels;
 	atomic_ullong audit_lost; /* records that could not be queued */
 };
 

@@ -435,7 +435,6 @@ void tunnel_start(struct conn *c, evutil_socket_t fd)
 		return;
 	}
 	c->status = 200;
-	atomic_fetch_add_explicit(&c->w->stats.tunnels, 1, memory_order_relaxed);
 	metrics_observe(&c->w->metrics->setup, mono_ns() - c->t_head);
 	atomic_fetch_add_explicit(&c->w->metrics->tunnels_active[c->tier_slot], 1,
 				  memory_order_relaxed);
