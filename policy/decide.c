@@ -53,6 +53,9 @@ int policy_create(struct policy **out)
 	s->max_lifetime_ms = MS_H;
 	s->drain_timeout_ms = 30 * MS_S;
 	s->unknown_source_tier = -1;
+	s->kube.watch_timeout_ms = 5 * MS_M;
+	s->kube.backoff_max_ms = 30 * MS_S;
+	s->kube.max_pods = 65536;
 	return POLICY_OK;
 }
 
@@ -140,6 +143,32 @@ int policy_identify(const struct policy *p, const struct pc_addr *src)
 	}
 	if (range_set_lookup(p->sources, src, &tag, &plen))
 		return tag;
+	return p->set.unknown_source_tier;
+}
+
+int policy_identify_pod(const struct policy *p, const char *ns, const char *tier_label_value)
+{
+	const struct policy_kube *k = &p->set.kube;
+
+	if (k->tier_label != NULL) {
+		if (tier_label_value == NULL)
+			return p->set.unknown_source_tier;
+		for (size_t i = 0; i < p->n_tiers; i++)
+			if (strcmp(p->tiers[i].pub.name, tier_label_value) == 0)
+				return (int)i;
+		return p->set.unknown_source_tier;
+	}
+	size_t lo = 0, hi = k->n_namespaces;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(ns, k->namespaces[mid].ns);
+		if (c == 0)
+			return k->namespaces[mid].tier;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
 	return p->set.unknown_source_tier;
 }
 

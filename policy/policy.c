@@ -253,7 +253,6 @@ static const char *const audit_keys[] = {"output", NULL};
 static const char *const limits_keys[] = {"max_connections", "header_timeout", "max_header_bytes",
                                           "max_headers", NULL};
 static const char *const timeouts_keys[] = {"connect", "idle", "max_lifetime", "drain", NULL};
-static const char *const identity_keys[] = {"unknown_source", NULL};
 static const char *const tier_keys[] = {"mode", "sources",  "allow", "allow_ranges", "tls", "caps",
                                         "http", "timeouts", NULL};
 static const char *const rule_keys[] = {"host", "ports", "name", NULL};
@@ -815,29 +814,6 @@ static void load_tiers(struct policy_loader *L, const struct policy_node *root)
 	}
 }
 
-static void load_identity(struct policy_loader *L, const struct policy_node *root)
-{
-	const struct policy_node *m = policy_section(L, root, "identity", identity_keys);
-	const struct policy_node *v = policy_get(m, "unknown_source");
-	const char *s;
-	size_t len;
-	char t[72], hint[96];
-
-	if (v == NULL || !policy_want_str(L, v, &s, &len) || policy_is_word(v, "deny"))
-		return;
-	const char *names[POLICY_MAX_TIERS];
-	for (size_t i = 0; i < L->p->n_tiers; i++) {
-		names[i] = L->p->tiers[i].pub.name;
-		if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0) {
-			L->p->set.unknown_source_tier = (int)i;
-			return;
-		}
-	}
-	policy_diag(L, v, "\"%s\" is neither deny nor a tier name%s",
-	            policy_clip(s, len, t, sizeof(t)),
-	            policy_suggest(s, len, names, L->p->n_tiers, hint, sizeof(hint)));
-}
-
 /* ---- entry points ---- */
 
 static int diag_cmp_pos(const struct policy_diag *a, const struct policy_diag *b)
@@ -893,7 +869,7 @@ int policy_load_buffer(const char *buf, size_t len, struct policy **out, struct 
 			policy_tier_builtin(&L.tier_defaults, &L.p->set);
 			load_tier_blocks(&L, root, &L.tier_defaults);
 			load_tiers(&L, root);
-			load_identity(&L, root);
+			policy_load_identity(&L, root);
 		}
 	}
 	if (L.nomem)

@@ -71,6 +71,38 @@ struct policy_tier {
  */
 bool policy_tier_method_allowed(const struct policy_tier *t, const char *method, size_t len);
 
+#define POLICY_MAX_KUBE_NAMESPACES 64
+#define POLICY_MAX_AUDIT_LABELS 8
+#define POLICY_LABEL_KEY_MAX 317 /* Kubernetes: 253-byte prefix, '/', 63-byte name */
+
+/* identity.kubernetes.namespaces: one watched namespace and its tier. */
+struct policy_kube_ns {
+	const char *ns;
+	int tier;
+};
+
+/*
+ * identity.kubernetes: pod identity from the Kubernetes API.  Exactly one of
+ * namespaces (watch each; the tier is the namespace's) or tier_label (watch
+ * every namespace with label_selector; the tier is the label's value).
+ */
+struct policy_kube {
+	bool enabled;
+	bool api_server_set;               /* else KUBERNETES_SERVICE_HOST/PORT at start-up */
+	struct policy_sockaddr api_server; /* https://IP:port */
+	const char *token_file;            /* default: the in-cluster service-account paths */
+	const char *ca_file;
+	const struct policy_kube_ns *namespaces; /* sorted by name */
+	size_t n_namespaces;
+	const char *tier_label;     /* NULL in namespaces mode */
+	const char *label_selector; /* tier_label mode: default the tier_label key */
+	const char *const *audit_labels; /* label keys copied into audit records */
+	size_t n_audit_labels;
+	uint32_t watch_timeout_ms; /* default 5m: timeoutSeconds of each watch */
+	uint32_t backoff_max_ms;   /* default 30s: reconnect backoff ceiling */
+	uint32_t max_pods;         /* default 65536: pods held in the map */
+};
+
 /* Global settings. Durations in milliseconds, sizes in bytes. */
 struct policy_settings {
 	struct policy_sockaddr listen_proxy[POLICY_MAX_LISTEN]; /* listen.proxy: string or list */
@@ -96,6 +128,7 @@ struct policy_settings {
 	uint32_t drain_timeout_ms;   /* timeouts.drain, default 30s */
 
 	int unknown_source_tier; /* identity.unknown_source: -1 = deny (default), else a tier index */
+	struct policy_kube kube;  /* identity.kubernetes */
 };
 
 /* One validation problem, located in the file. */
@@ -146,6 +179,15 @@ size_t policy_range_count(const struct policy *p); /* blocked (built-in + file) 
 
 /* Identity: tier index for a source address (longest `sources` prefix), or unknown_source_tier. */
 int policy_identify(const struct policy *p, const struct pc_addr *src);
+
+/*
+ * Identity of a pod from the Kubernetes map: its tier by namespace
+ * (namespaces mode) or by the value of the tier label (tier_label_value, NULL
+ * when the pod lacks the label).  A pod that maps to no tier gets
+ * unknown_source_tier, never a static `sources` tier: it is a known pod
+ * without a tier, not an unknown address.
+ */
+int policy_identify_pod(const struct policy *p, const char *ns, const char *tier_label_value);
 
 /* A decision. rule points into the snapshot (valid while it is referenced) or is "". */
 struct verdict {

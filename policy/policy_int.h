@@ -169,6 +169,9 @@ bool policy_want_bool(struct policy_loader *L, const struct policy_node *n,
 /* A size or a duration (ms) in [min, max]; lo and hi are the bounds as text.  NULL: false. */
 bool policy_want_unit(struct policy_loader *L, const struct policy_node *n, bool duration,
                       uint64_t min, uint64_t max, const char *lo, const char *hi, uint64_t *out);
+/* identity.c: the identity: section (after the tiers: it names them). */
+void policy_load_identity(struct policy_loader *L, const struct policy_node *root);
+
 bool policy_want_ms(struct policy_loader *L, const struct policy_node *n, uint32_t min,
                     uint32_t max, const char *lo, const char *hi, uint32_t *out);
 

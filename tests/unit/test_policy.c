@@ -179,6 +179,39 @@ static const struct ecase cases[] = {
     {"unknown tier in unknown_source", BASE "identity: {unknown_source: standrd}\n", 9, 28,
      "\"standrd\" is neither deny nor a tier name; did you mean 'standard'?"},
     {"tier name", BASE "  Build.Tier: {}\n", 9, 3, "invalid tier name"},
+    /* identity.kubernetes (line 11 is the first key under kubernetes:) */
+    {"kube: neither mode", BASE "identity:\n  kubernetes:\n    audit_labels: [app]\n", 11, 5,
+     "needs namespaces (namespace: tier) or tier_label"},
+    {"kube: both modes", BASE "identity:\n  kubernetes:\n    namespaces: {ci: standard}\n    tier_label: tier\n", 12, 17,
+     "namespaces and tier_label cannot both be set"},
+    {"kube: unknown tier", BASE "identity:\n  kubernetes:\n    namespaces: {ci: standrd}\n", 11, 22,
+     "\"standrd\" is not a tier name; did you mean 'standard'?"},
+    {"kube: bad namespace", BASE "identity:\n  kubernetes:\n    namespaces: {CI_Jobs: standard}\n", 11, 18,
+     "\"CI_Jobs\" is not a namespace name"},
+    {"kube: empty namespaces", BASE "identity:\n  kubernetes:\n    namespaces: {}\n", 11, 17,
+     "expected a mapping of namespace: tier"},
+    {"kube: bad tier_label", BASE "identity:\n  kubernetes:\n    tier_label: \"-tier\"\n", 11, 17,
+     "is not a Kubernetes label key"},
+    {"kube: bad label prefix", BASE "identity:\n  kubernetes:\n    tier_label: \"Example.com/tier\"\n", 11, 17,
+     "is not a Kubernetes label key"},
+    {"kube: selector without tier_label", BASE "identity:\n  kubernetes:\n    namespaces: {ci: standard}\n    label_selector: x\n", 12, 21,
+     "label_selector goes with tier_label"},
+    {"kube: too many audit labels", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    audit_labels: [a, b, c, d, e, f, g, h, i]\n", 12, 19,
+     "too many audit_labels (at most 8)"},
+    {"kube: duplicate audit label", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    audit_labels: [app, app]\n", 12, 25,
+     "\"app\" is listed twice"},
+    {"kube: api_server name", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    api_server: \"https://kubernetes.default.svc\"\n", 12, 17,
+     "is not https://IP:port"},
+    {"kube: api_server http", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    api_server: \"http://10.96.0.1:443\"\n", 12, 17,
+     "is not https://IP:port"},
+    {"kube: api_server path", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    api_server: \"https://10.96.0.1:443/api\"\n", 12, 17,
+     "is not https://IP:port"},
+    {"kube: relative token_file", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    token_file: token\n", 12, 17,
+     "expected an absolute file path"},
+    {"kube: watch_timeout", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    watch_timeout: 1s\n", 12, 20,
+     "out of range (10s to 1h)"},
+    {"kube: unknown key", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    namespace: {ci: standard}\n", 12, 5,
+     "did you mean 'namespaces'?"},
     {"tier deny", BASE "  deny: {}\n", 9, 3, "\"deny\" is reserved"},
     {"admin equals proxy", BASE "listen: {proxy: \"0.0.0.0:8080\", admin: \"127.0.0.1:8080\"}\n", 9,
      40, "conflicts with the proxy address 0.0.0.0:8080"},
@@ -599,6 +632,66 @@ static void check_builtin_tier(const struct policy_tier *t)
 	assert_int_equal(t->max_lifetime_ms, 3600000);
 }
 
+/* identity.kubernetes: both modes, defaults, and the pod -> tier mapping. */
+static void test_kubernetes(void **state)
+{
+	(void)state;
+	struct policy *p = load_ok(BASE "  trusted: {}\n"
+	                                "identity:\n  unknown_source: deny\n  kubernetes:\n"
+	                                "    api_server: \"https://[fd00::1]:6443\"\n"
+	                                "    namespaces: {runners-b: trusted, runners-a: standard}\n"
+	                                "    audit_labels: [app, example.com/job-id]\n"
+	                                "    watch_timeout: 2m\n    backoff_max: 5s\n"
+	                                "    max_pods: 100\n");
+	const struct policy_kube *k = &policy_settings(p)->kube;
+	assert_true(k->enabled);
+	assert_true(k->api_server_set);
+	assert_int_equal(k->api_server.port, 6443);
+	assert_int_equal(k->api_server.addr.family, ADDR_V6);
+	assert_string_equal(k->token_file, "/var/run/secrets/kubernetes.io/serviceaccount/token");
+	assert_string_equal(k->ca_file, "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt");
+	assert_null(k->tier_label);
+	assert_null(k->label_selector);
+	assert_int_equal(k->n_namespaces, 2);
+	assert_string_equal(k->namespaces[0].ns, "runners-a"); /* sorted */
+	assert_int_equal(k->n_audit_labels, 2);
+	assert_string_equal(k->audit_labels[1], "example.com/job-id");
+	assert_int_equal(k->watch_timeout_ms, 120000);
+	assert_int_equal(k->backoff_max_ms, 5000);
+	assert_int_equal(k->max_pods, 100);
+	assert_int_equal(policy_identify_pod(p, "runners-a", NULL), 0);
+	assert_int_equal(policy_identify_pod(p, "runners-b", "standard"), 1); /* label ignored */
+	assert_int_equal(policy_identify_pod(p, "runners-c", NULL), -1);
+	assert_int_equal(policy_identify_pod(p, "", NULL), -1);
+	policy_unref(p);
+
+	p = load_ok(BASE "  trusted: {}\n"
+	                 "identity:\n  unknown_source: standard\n  kubernetes:\n"
+	                 "    tier_label: platform.example.com/runner-tier\n"
+	                 "    token_file: /run/t\n    ca_file: /run/ca.pem\n");
+	k = &policy_settings(p)->kube;
+	assert_false(k->api_server_set);
+	assert_string_equal(k->tier_label, "platform.example.com/runner-tier");
+	assert_string_equal(k->label_selector, "platform.example.com/runner-tier");
+	assert_string_equal(k->token_file, "/run/t");
+	assert_int_equal(k->watch_timeout_ms, 300000);
+	assert_int_equal(k->backoff_max_ms, 30000);
+	assert_int_equal(k->max_pods, 65536);
+	assert_int_equal(policy_identify_pod(p, "any", "trusted"), 1);
+	assert_int_equal(policy_identify_pod(p, "any", "Trusted"), 0); /* no tier: unknown_source */
+	assert_int_equal(policy_identify_pod(p, "any", NULL), 0);
+	assert_int_equal(policy_identify_pod(p, "any", ""), 0);
+	policy_unref(p);
+
+	p = load_ok(BASE "identity:\n  kubernetes:\n    tier_label: tier\n"
+	                 "    label_selector: \"tier in (a,b),!legacy\"\n");
+	assert_string_equal(policy_settings(p)->kube.label_selector, "tier in (a,b),!legacy");
+	policy_unref(p);
+	p = load_ok(BASE);
+	assert_false(policy_settings(p)->kube.enabled);
+	policy_unref(p);
+}
+
 static void test_defaults(void **state)
 {
 	(void)state;
@@ -850,6 +943,7 @@ int main(void)
 	    cmocka_unit_test(test_io_error),
 	    cmocka_unit_test(test_full_policy_accessors),
 	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_kubernetes),
 	    cmocka_unit_test(test_tier_resolution),
 	    cmocka_unit_test(test_lenient_forms),
 	    cmocka_unit_test(test_refcount),
