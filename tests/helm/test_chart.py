@@ -12,10 +12,14 @@ semantics), and then:
   - the security properties hold (pod security, token, RBAC, NetworkPolicies,
     availability, probes, the policy in the ConfigMap);
   - the rendered policy passes `portcullis --check`.
+Then: the checksum/kube-watch pod annotation follows exactly the
+identity.kubernetes settings the daemon reads only at start-up.
 Negative cases: tests/helm/bad-values/ must be refused by the schema (both by
 the renderer's gojsonschema, as `helm install` would, and by python3-jsonschema),
-tests/helm/bad-render/ by the chart's own checks; the validator itself must
-refuse known-bad objects. The Containerfile group checks the image recipe
+tests/helm/bad-render/ by the chart's own checks; single changes to
+kubernetesIdentity (KUBE_AGREEMENT) must be accepted or refused alike by the
+schema and by `portcullis --check`; the validator itself must refuse known-bad
+objects. The Containerfile group checks the image recipe
 against ./dev, meson.build and the binary's libraries.
 
 Output: one "ok N - ..." / "not ok N - ..." line per case, then
@@ -325,14 +329,19 @@ def assert_token_and_rbac(r):
         check(key in roles, f"{b['kind']} {b['metadata']['name']} refers to a missing {ref['kind']} {ref['name']}")
         check(b["subjects"] == [{"kind": "ServiceAccount", "name": sa_name, "namespace": NAMESPACE}],
               f"{b['kind']} {b['metadata']['name']} binds {b['subjects']}")
-    if r.values["kubernetesIdentity"]["clusterWide"]:
-        check({k[0] for k in roles} == {"ClusterRole"}, "clusterWide: expected a ClusterRole only")
+    # Access exactly where the daemon watches: what the rendered policy says, not the values.
+    _, _, policy = policy_of(r)
+    kube = (policy.get("identity") or {}).get("kubernetes") or {}
+    pinned = r.values["kubernetesIdentity"].get("clusterWide")
+    if "namespaces" in kube:
+        got = sorted(k[1] for k in roles if k[0] == "Role")
+        check({k[0] for k in roles} == {"Role"}, f"namespaces mode: expected Roles only, got {sorted(roles)}")
+        check(got == sorted(kube["namespaces"]), f"Roles in {got}, but the policy watches {sorted(kube['namespaces'])}")
+        check(pinned is not True, "namespaces mode rendered although clusterWide is true")
     else:
-        want = set(r.values["kubernetesIdentity"].get("namespaces") or
-                   [n["name"] for n in r.values.get("runnerNamespaces") or []])
-        got = {k[1] for k in roles if k[0] == "Role"}
-        check({k[0] for k in roles} == {"Role"}, "namespaced identity: expected Roles only")
-        check(got == want, f"Roles in {sorted(got)}, expected {sorted(want)}")
+        check("tier_label" in kube, f"identity.kubernetes has neither namespaces nor tier_label: {kube}")
+        check([k[0] for k in roles] == ["ClusterRole"], f"tier label mode: expected one ClusterRole, got {sorted(roles)}")
+        check(pinned is not False, "a ClusterRole rendered although clusterWide is false")
 
 
 def assert_availability(r):
@@ -445,6 +454,49 @@ def assert_policy(r):
         check(not re.search(r"(^|\s)" + re.escape(key) + r"\w", text), f"policy text uses YAML {key!r} syntax")
 
 
+def expected_kube_identity(k):
+    """identity.kubernetes as the chart must write it from the kubernetesIdentity values."""
+    out = {}
+    if k.get("apiServer"):
+        out["api_server"] = k["apiServer"]
+    if k.get("namespaces"):
+        out["namespaces"] = k["namespaces"]
+    else:
+        out["tier_label"] = k["tierLabel"]
+        if k.get("labelSelector"):
+            out["label_selector"] = k["labelSelector"]
+    if k.get("auditLabels"):
+        out["audit_labels"] = k["auditLabels"]
+    for key, pkey in (("watchTimeout", "watch_timeout"), ("backoffMax", "backoff_max"), ("maxPods", "max_pods")):
+        if k.get(key) is not None:
+            out[pkey] = k[key]
+    return out
+
+
+def assert_kube_identity(r):
+    _, _, policy = policy_of(r)
+    _, meta, _ = gateway_pod(r)
+    v = r.values
+    k = v["kubernetesIdentity"]
+    identity = policy.get("identity") or {}
+    want_unknown = ((v.get("policy") or {}).get("identity") or {}).get("unknown_source")
+    check(identity.get("unknown_source") == want_unknown,
+          f"identity.unknown_source is {identity.get('unknown_source')!r}, the values say {want_unknown!r}")
+    ann = meta.get("annotations") or {}
+    if not k["enabled"]:
+        check("kubernetes" not in identity, "identity.kubernetes although kubernetesIdentity is off")
+        check("checksum/kube-watch" not in ann, "checksum/kube-watch although kubernetesIdentity is off")
+        return
+    kube = identity.get("kubernetes")
+    want = expected_kube_identity(k)
+    check(kube == want, f"identity.kubernetes is {kube}, expected {want}")
+    check(("namespaces" in kube) != ("tier_label" in kube), "identity.kubernetes needs exactly one of namespaces and tier_label")
+    for ns, tier in (kube.get("namespaces") or {}).items():
+        check(tier in policy["tiers"], f"namespace {ns} maps to {tier!r}, which is not a tier")
+    check(re.fullmatch(r"[0-9a-f]{64}", ann.get("checksum/kube-watch", "")),
+          "no checksum/kube-watch pod annotation: a change to what is watched would not restart the pods")
+
+
 def assert_gateway_netpol(r):
     v = r.values
     nps = [o for o in r.of_kind("NetworkPolicy") if o["metadata"].get("namespace") == NAMESPACE]
@@ -544,6 +596,7 @@ def assert_gateway_netpol(r):
                     check(all(p["port"] in dns_ports for p in rule["ports"]),
                           f"{addr} (a resolver) reachable beyond the DNS port")
     if v["kubernetesIdentity"]["enabled"]:
+        check(v["kubernetesIdentity"]["apiServerEndpoints"], "kubernetesIdentity without apiServerEndpoints rendered")
         for ep in v["kubernetesIdentity"]["apiServerEndpoints"]:
             check({"to": [{"ipBlock": {"cidr": ep["cidr"]}}], "ports": [{"protocol": "TCP", "port": ep["port"]}]}
                   in chart_out, f"no egress to the API server {ep}")
@@ -598,6 +651,16 @@ def assert_notes(r):
         check(f"HTTPS_PROXY=http://$PROXY_IP:{port}" in notes and "jsonpath='{.spec.clusterIP}'" in notes,
               "NOTES.txt does not show how to read the Service IP")
     check("<no value>" not in notes and "%!" not in notes, "NOTES.txt has template residue")
+    check("not implemented" not in notes.lower(), "NOTES.txt still says something is not implemented")
+    kube = r.values["kubernetesIdentity"]
+    sync = ("kubernetes pod map not synced", "/readyz", "portcullis_kube_synced")
+    if kube["enabled"]:
+        for text in sync:
+            check(text in notes, f"NOTES.txt does not say how to check the pod map's sync ({text!r})")
+        for ns in kube.get("namespaces") or {}:
+            check(f"can-i watch pods -n {ns} " in notes, f"NOTES.txt does not show how to check access to {ns}")
+    else:
+        check("portcullis_kube_synced" not in notes, "NOTES.txt talks about pod identity although it is off")
 
 
 def assert_portcullis_check(args, r, out):
@@ -650,17 +713,179 @@ def run_render_group(args, t):
         t.case(f"{name}: object names are unique", lambda: check(len(keys) == len(set(keys)), f"duplicates in {keys}"))
         t.case(f"{name}: pod security (PSA restricted, non-root, read-only root, no capabilities, seccomp)",
                assert_pod_security, r)
-        t.case(f"{name}: service account token and RBAC only with kubernetesIdentity", assert_token_and_rbac, r)
+        t.case(f"{name}: service account token and RBAC (pods get/list/watch, exactly where the policy watches) "
+               "only with kubernetesIdentity", assert_token_and_rbac, r)
         t.case(f"{name}: availability (replicas, anti-affinity, maxUnavailable 0, grace > drain, PDB, HPA)",
                assert_availability, r)
         t.case(f"{name}: ports, probes, Services, ServiceMonitor, policy mount, checksum", assert_ports_probes_service, r)
         t.case(f"{name}: policy in the ConfigMap follows the values", assert_policy, r)
+        t.case(f"{name}: identity.kubernetes in the policy follows kubernetesIdentity", assert_kube_identity, r)
         t.case(f"{name}: gateway NetworkPolicy (ingress by namespace, egress to resolvers and upstreams only)",
                assert_gateway_netpol, r)
         t.case(f"{name}: runner NetworkPolicies (gateway pods by labels, proxy port only, no DNS)",
                assert_runner_netpols, r)
         t.case(f"{name}: NOTES.txt gives HTTPS_PROXY, HTTP_PROXY and NO_PROXY", assert_notes, r)
         t.case(f"{name}: portcullis --check accepts the rendered policy", assert_portcullis_check, args, r, out)
+    run_kube_watch_group(args, t)
+
+
+def render_objects(args, value_files, tag):
+    p, _, values = render(args, value_files, tag)
+    check(p.returncode == 0, f"renderer failed:\n{p.stderr}")
+    return Rendered(tag, value_files, load_all(p.stdout), values, "")
+
+
+def run_kube_watch_group(args, t):
+    """checksum/kube-watch changes exactly when something the daemon reads only at start-up changes."""
+    examples = os.path.join(args.chart, "examples")
+    cases = [
+        ("kube-namespaces.yaml", "a namespace's tier and auditLabels (they reload)",
+         {"namespaces": {"gitlab-jobs-release": "standard"}, "auditLabels": ["app"]}, False),
+        ("kube-namespaces.yaml", "an added namespace", {"namespaces": {"gitlab-jobs-extra": "standard"}}, True),
+        ("kube-namespaces.yaml", "apiServer", {"apiServer": "https://10.96.0.1:443"}, True),
+        ("kube-namespaces.yaml", "watchTimeout", {"watchTimeout": "10m"}, True),
+        ("kube-namespaces.yaml", "backoffMax", {"backoffMax": "1m"}, True),
+        ("kube-namespaces.yaml", "maxPods", {"maxPods": 1000}, True),
+        ("kube-tier-label.yaml", "labelSelector", {"labelSelector": "ci.example.com/tier in (standard,release)"}, True),
+        ("kube-tier-label.yaml", "tierLabel", {"tierLabel": "ci.example.com/trust"}, True),
+    ]
+    for example, what, override, restarts in cases:
+        def compare(example=example, override=override, restarts=restarts, what=what):
+            base = os.path.join(examples, example)
+            tag = "kube-watch-" + re.sub(r"[^a-z0-9]+", "-", f"{example[:-5]} {what}".lower()).strip("-")
+            extra = os.path.join(args.workdir, tag + ".yaml")
+            with open(extra, "w") as fh:
+                yaml.safe_dump({"kubernetesIdentity": override}, fh)
+            a = render_objects(args, [base], tag + "-a")
+            b = render_objects(args, [base, extra], tag + "-b")
+            ann = [gateway_pod(x)[1]["annotations"]["checksum/kube-watch"] for x in (a, b)]
+            pol = [policy_of(x)[2]["identity"]["kubernetes"] for x in (a, b)]
+            check(pol[0] != pol[1], f"the override did not change identity.kubernetes: {pol[1]}")
+            if restarts:
+                check(ann[0] != ann[1], "checksum/kube-watch unchanged: the pods would keep watching the old scope")
+            else:
+                check(ann[0] == ann[1], "checksum/kube-watch changed, although the daemon reloads this")
+        t.case(f"checksum/kube-watch {'changes' if restarts else 'stays'} with {what} ({example})", compare)
+
+
+# Single changes to a valid kubernetesIdentity: values.schema.json must accept
+# exactly what `portcullis --check` accepts (the chart copies these values into
+# identity.kubernetes), except where the schema is stricter on purpose ("strict").
+KUBE_NS_BASE = {"namespaces": {"ci": "standard"}}
+KUBE_LABEL_BASE = {"tierLabel": "ci.example.com/tier"}
+LONG_PREFIX = ".".join(["a" * 63] * 3 + ["b" * 61])   # 253 characters
+KUBE_AGREEMENT = [
+    # (what, base, changes, accepted)
+    ("namespaces mode", KUBE_NS_BASE, {}, True),
+    ("tier label mode", KUBE_LABEL_BASE, {}, True),
+    ("both modes", KUBE_NS_BASE, {"tierLabel": "tier"}, False),
+    ("neither mode", {}, {}, False),
+    ("64 namespaces", {}, {"namespaces": {f"ns{i}": "standard" for i in range(64)}}, True),
+    ("65 namespaces", {}, {"namespaces": {f"ns{i}": "standard" for i in range(65)}}, False),
+    ("a namespace of 63 characters", {}, {"namespaces": {"n" * 63: "standard"}}, True),
+    ("a namespace of 64 characters", {}, {"namespaces": {"n" * 64: "standard"}}, False),
+    ("a namespace ending in -", {}, {"namespaces": {"ci-": "standard"}}, False),
+    ("a namespace with a dot", {}, {"namespaces": {"ci.jobs": "standard"}}, False),
+    ("a namespace in upper case", {}, {"namespaces": {"CI": "standard"}}, False),
+    ("a namespace mapped to deny", {}, {"namespaces": {"ci": "deny"}}, False),
+    ("tierLabel without prefix", {}, {"tierLabel": "tier"}, True),
+    ("tierLabel name in upper case", {}, {"tierLabel": "example.com/Tier_1.x"}, True),
+    ("tierLabel prefix in upper case", {}, {"tierLabel": "Example.com/tier"}, False),
+    ("tierLabel starting with -", {}, {"tierLabel": "-tier"}, False),
+    ("tierLabel ending with .", {}, {"tierLabel": "tier."}, False),
+    ("tierLabel with two slashes", {}, {"tierLabel": "a/b/c"}, False),
+    ("tierLabel with an empty prefix", {}, {"tierLabel": "/tier"}, False),
+    ("tierLabel with an empty name", {}, {"tierLabel": "example.com/"}, False),
+    ("tierLabel with an empty prefix label", {}, {"tierLabel": "example..com/tier"}, False),
+    ("tierLabel name of 63 characters", {}, {"tierLabel": "t" * 63}, True),
+    ("tierLabel name of 64 characters", {}, {"tierLabel": "t" * 64}, False),
+    ("tierLabel prefix of 253 characters", {}, {"tierLabel": LONG_PREFIX + "/tier"}, True),
+    ("tierLabel prefix of 254 characters", {}, {"tierLabel": LONG_PREFIX + "b/tier"}, False),
+    ("tierLabel prefix label of 64 characters", {}, {"tierLabel": "a" * 64 + ".com/tier"}, False),
+    ("labelSelector of 1024 characters", KUBE_LABEL_BASE, {"labelSelector": "a" * 1024}, True),
+    ("labelSelector of 1025 characters", KUBE_LABEL_BASE, {"labelSelector": "a" * 1025}, False),
+    ("labelSelector in namespaces mode", KUBE_NS_BASE, {"labelSelector": "tier"}, False),
+    ("8 auditLabels", KUBE_NS_BASE, {"auditLabels": [f"l{i}" for i in range(8)]}, True),
+    ("9 auditLabels", KUBE_NS_BASE, {"auditLabels": [f"l{i}" for i in range(9)]}, False),
+    ("an auditLabel twice", KUBE_NS_BASE, {"auditLabels": ["app", "app"]}, False),
+    ("an auditLabel that is no label key", KUBE_NS_BASE, {"auditLabels": ["job id"]}, False),
+    ("apiServer IPv4 with port", KUBE_NS_BASE, {"apiServer": "https://10.96.0.1:443"}, True),
+    ("apiServer IPv4 without port", KUBE_NS_BASE, {"apiServer": "https://10.96.0.1"}, True),
+    ("apiServer IPv6 with port", KUBE_NS_BASE, {"apiServer": "https://[fd00:10:96::1]:6443"}, True),
+    ("apiServer IPv6 without port", KUBE_NS_BASE, {"apiServer": "https://[fd00:10:96::1]"}, True),
+    ("apiServer IPv6 without brackets", KUBE_NS_BASE, {"apiServer": "https://fd00:10:96::1"}, False),
+    ("apiServer host name", KUBE_NS_BASE, {"apiServer": "https://kubernetes.default.svc"}, False),
+    ("apiServer over http", KUBE_NS_BASE, {"apiServer": "http://10.96.0.1:443"}, False),
+    ("apiServer with a path", KUBE_NS_BASE, {"apiServer": "https://10.96.0.1:443/"}, False),
+    ("apiServer port 0", KUBE_NS_BASE, {"apiServer": "https://10.96.0.1:0"}, False),
+    ("apiServer port 65536", KUBE_NS_BASE, {"apiServer": "https://10.96.0.1:65536"}, False),
+    ("apiServer octet 256", KUBE_NS_BASE, {"apiServer": "https://10.96.0.256"}, False),
+    ("apiServer scheme in upper case", KUBE_NS_BASE, {"apiServer": "HTTPS://10.96.0.1"}, "strict"),
+    ("watchTimeout 10s", KUBE_NS_BASE, {"watchTimeout": "10s"}, True),
+    ("watchTimeout 10000ms", KUBE_NS_BASE, {"watchTimeout": "10000ms"}, True),
+    ("watchTimeout 9999ms", KUBE_NS_BASE, {"watchTimeout": "9999ms"}, False),
+    ("watchTimeout 9s", KUBE_NS_BASE, {"watchTimeout": "9s"}, False),
+    ("watchTimeout 1h", KUBE_NS_BASE, {"watchTimeout": "1h"}, True),
+    ("watchTimeout 60m", KUBE_NS_BASE, {"watchTimeout": "60m"}, True),
+    ("watchTimeout 3600s", KUBE_NS_BASE, {"watchTimeout": "3600s"}, True),
+    ("watchTimeout 3601s", KUBE_NS_BASE, {"watchTimeout": "3601s"}, False),
+    ("watchTimeout 61m", KUBE_NS_BASE, {"watchTimeout": "61m"}, False),
+    ("watchTimeout 2h", KUBE_NS_BASE, {"watchTimeout": "2h"}, False),
+    ("watchTimeout without unit", KUBE_NS_BASE, {"watchTimeout": "300"}, False),
+    ("watchTimeout with a leading zero", KUBE_NS_BASE, {"watchTimeout": "030s"}, False),
+    ("backoffMax 1s", KUBE_NS_BASE, {"backoffMax": "1s"}, True),
+    ("backoffMax 1000ms", KUBE_NS_BASE, {"backoffMax": "1000ms"}, True),
+    ("backoffMax 999ms", KUBE_NS_BASE, {"backoffMax": "999ms"}, False),
+    ("backoffMax 10m", KUBE_NS_BASE, {"backoffMax": "10m"}, True),
+    ("backoffMax 600s", KUBE_NS_BASE, {"backoffMax": "600s"}, True),
+    ("backoffMax 601s", KUBE_NS_BASE, {"backoffMax": "601s"}, False),
+    ("backoffMax 11m", KUBE_NS_BASE, {"backoffMax": "11m"}, False),
+    ("backoffMax 1h", KUBE_NS_BASE, {"backoffMax": "1h"}, False),
+    ("maxPods 1", KUBE_NS_BASE, {"maxPods": 1}, True),
+    ("maxPods 0", KUBE_NS_BASE, {"maxPods": 0}, False),
+    ("maxPods 1000000", KUBE_NS_BASE, {"maxPods": 1000000}, True),
+    ("maxPods 1000001", KUBE_NS_BASE, {"maxPods": 1000001}, False),
+]
+
+
+def run_kube_agreement_group(args, t):
+    schema = load_schema(args)
+    p, out, defaults = render(args, [os.path.join(args.here, "values", "defaults.yaml")], "kube-agreement")
+    policy = yaml.safe_load(policy_of(Rendered("defaults", [], load_all(p.stdout), defaults, ""))[1]) \
+        if p.returncode == 0 else None
+    for i, (what, base, changes, accepted) in enumerate(KUBE_AGREEMENT):
+        def agree(i=i, base=base, changes=changes, accepted=accepted):
+            check(policy is not None, f"the defaults do not render:\n{p.stderr}")
+            check(args.portcullis, "no portcullis binary given (--portcullis)")
+            values = copy.deepcopy(defaults)
+            kube = values["kubernetesIdentity"]
+            kube.update({"enabled": True, "apiServerEndpoints": [{"cidr": "10.0.0.2/32", "port": 6443}]})
+            kube.update(copy.deepcopy(base))
+            kube.update(copy.deepcopy(changes))
+            errs = schema_errors(schema, values)
+            k = {key: val for key, val in kube.items() if val not in ("", {}, [], None)}
+            pol = copy.deepcopy(policy)
+            pol["identity"]["kubernetes"] = {
+                {"apiServer": "api_server", "namespaces": "namespaces", "tierLabel": "tier_label",
+                 "labelSelector": "label_selector", "auditLabels": "audit_labels", "watchTimeout": "watch_timeout",
+                 "backoffMax": "backoff_max", "maxPods": "max_pods"}[key]: val
+                for key, val in k.items() if key not in ("enabled", "apiServerEndpoints", "clusterWide")}
+            path = os.path.join(out, f"policy-{i}.yaml")
+            with open(path, "w") as fh:
+                yaml.safe_dump(pol, fh)
+            d = subprocess.run([args.portcullis, "--check", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+            daemon_ok = d.returncode == 0
+            schema_ok = not errs
+            if accepted == "strict":
+                check(not schema_ok and daemon_ok,
+                      f"expected the schema to refuse what the daemon accepts; schema: {errs}, daemon: {d.stdout}")
+                return
+            check(schema_ok == accepted, f"values.schema.json {'refuses' if errs else 'accepts'} it: {errs}")
+            check(daemon_ok == accepted, f"portcullis --check {'accepts' if daemon_ok else 'refuses'} it: {d.stdout}")
+            check(daemon_ok or "identity.kubernetes" in d.stdout, f"portcullis --check refuses something else:\n{d.stdout}")
+        t.case(f"kubernetesIdentity: {what} is {'accepted' if accepted is True else 'refused'} by the schema "
+               f"{'only' if accepted == 'strict' else 'and by portcullis --check'}", agree)
 
 
 def expectation(path):
@@ -706,6 +931,8 @@ def run_negative_group(args, t):
             check(want in p.stderr, f"the error does not mention {want!r}:\n{p.stderr}")
             check(not schema_errors(schema, values), "the schema refuses it already (belongs in bad-values/)")
         t.case(f"bad values {f} are refused by the chart's templates", failed)
+
+    run_kube_agreement_group(args, t)
 
 
 def run_selftest_group(args, t):

@@ -84,7 +84,8 @@ app.kubernetes.io/component: gateway
 
 {{/*
 The policy file (README.md, "Policy reference"), as YAML. The chart owns
-version, listen, resolver, timeouts.drain and tiers; `policy:` supplies the rest.
+version, listen, resolver, timeouts.drain, tiers and identity.kubernetes (from
+kubernetesIdentity); `policy:` supplies the rest.
 */}}
 {{- define "portcullis.policy" -}}
 {{- $v := .Values }}
@@ -106,7 +107,82 @@ version, listen, resolver, timeouts.drain and tiers; `policy:` supplies the rest
 {{- $_ := set $audit "output" "-" }}
 {{- $_ := set $policy "audit" $audit }}
 {{- $_ := set $policy "tiers" (include "portcullis.tiers" . | fromYaml) }}
+{{- if $v.kubernetesIdentity.enabled }}
+{{- $identity := deepCopy (default (dict) $policy.identity) }}
+{{- $_ := set $identity "kubernetes" (include "portcullis.kubeIdentity" . | fromYaml) }}
+{{- $_ := set $policy "identity" $identity }}
+{{- end }}
 {{- toYaml $policy }}
+{{- end }}
+
+{{/*
+Where the gateway watches pods (kubernetesIdentity.enabled): "namespaces" (a
+Role in each of kubernetesIdentity.namespaces) or "cluster" (tierLabel: a
+ClusterRole). Fails on values that contradict each other.
+*/}}
+{{- define "portcullis.kubeScope" -}}
+{{- $k := .Values.kubernetesIdentity }}
+{{- $pinned := kindIs "bool" $k.clusterWide }}
+{{- if and $k.namespaces $k.tierLabel }}
+{{- fail "kubernetesIdentity: set namespaces or tierLabel, not both: a pod's tier comes from its namespace or from its label" }}
+{{- else if $k.namespaces }}
+{{- if $k.labelSelector }}
+{{- fail "kubernetesIdentity.labelSelector goes with tierLabel: namespaces mode watches every pod of the listed namespaces" }}
+{{- end }}
+{{- if and $pinned $k.clusterWide }}
+{{- fail "kubernetesIdentity.clusterWide is true, but kubernetesIdentity.namespaces watches only the listed namespaces, with a Role in each: leave clusterWide unset (a ClusterRole would let the gateway read every pod in the cluster), or use tierLabel" }}
+{{- end }}
+{{- print "namespaces" }}
+{{- else if $k.tierLabel }}
+{{- if and $pinned (not $k.clusterWide) }}
+{{- fail "kubernetesIdentity.clusterWide is false, but kubernetesIdentity.tierLabel watches pods in every namespace and needs a ClusterRole: set clusterWide to true (or leave it unset), or map namespaces to tiers with kubernetesIdentity.namespaces instead" }}
+{{- end }}
+{{- print "cluster" }}
+{{- else }}
+{{- fail "kubernetesIdentity.enabled: set kubernetesIdentity.namespaces (namespace: tier; a Role in each) or kubernetesIdentity.tierLabel (a pod label whose value names the tier; a ClusterRole)" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The policy's identity.kubernetes, as YAML, from kubernetesIdentity. Every
+namespace must map to one of the policy's tiers.
+*/}}
+{{- define "portcullis.kubeIdentity" -}}
+{{- $k := .Values.kubernetesIdentity }}
+{{- $out := dict }}
+{{- with $k.apiServer }}{{ $_ := set $out "api_server" . }}{{ end }}
+{{- if eq (include "portcullis.kubeScope" .) "namespaces" }}
+{{- $tiers := include "portcullis.tiers" . | fromYaml }}
+{{- range $ns := keys $k.namespaces | sortAlpha }}
+{{- $tier := toString (index $k.namespaces $ns) }}
+{{- if not (hasKey $tiers $tier) }}
+{{- fail (printf "kubernetesIdentity.namespaces: %s maps to %q, which is not a tier (tiers: %s)" $ns $tier (keys $tiers | sortAlpha | join ", ")) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $out "namespaces" $k.namespaces }}
+{{- else }}
+{{- $_ := set $out "tier_label" $k.tierLabel }}
+{{- with $k.labelSelector }}{{ $_ := set $out "label_selector" . }}{{ end }}
+{{- end }}
+{{- with $k.auditLabels }}{{ $_ := set $out "audit_labels" . }}{{ end }}
+{{- with $k.watchTimeout }}{{ $_ := set $out "watch_timeout" . }}{{ end }}
+{{- with $k.backoffMax }}{{ $_ := set $out "backoff_max" . }}{{ end }}
+{{- with $k.maxPods }}{{ $_ := set $out "max_pods" (int .) }}{{ end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/*
+The part of identity.kubernetes portcullis reads only at start-up (what is
+watched, and how), for the pods' checksum/kube-watch annotation: the namespaces'
+names without their tiers, and no audit_labels, which both reload.
+*/}}
+{{- define "portcullis.kubeWatch" -}}
+{{- $kube := include "portcullis.kubeIdentity" . | fromYaml }}
+{{- if $kube.namespaces }}
+{{- $_ := set $kube "namespaces" (keys $kube.namespaces | sortAlpha) }}
+{{- end }}
+{{- $_ := unset $kube "audit_labels" }}
+{{- toYaml $kube }}
 {{- end }}
 
 {{/*
