@@ -21,6 +21,7 @@
 #include "audit.h"
 #include "dns.h"
 #include "http_parse.h"
+#include "kube.h"
 #include "metrics.h"
 #include "server.h"
 
@@ -98,6 +99,8 @@ static const char *not_ready(const struct admin *a)
 		return "pinned resolvers not answering";
 	if (!audit_log_available(s->audit))
 		return "audit log backlogged";
+	if (s->kube != NULL && !kube_client_synced(s->kube))
+		return "kubernetes pod map not synced";
 	return NULL;
 }
 
@@ -133,6 +136,15 @@ static void render_metrics(struct admin *a, struct evbuffer *body)
 		.conns_active = atomic_load(&s->n_conns),
 		.start_time = s->start_time,
 	};
+	if (s->kube != NULL) {
+		struct kube_stats ks;
+		kube_client_stats(s->kube, &ks);
+		p.kube_enabled = true;
+		p.kube_synced = ks.synced;
+		p.kube_pods = ks.pods;
+		p.kube_relists = ks.relists;
+		p.kube_watch_errors = ks.watch_errors;
+	}
 	pthread_mutex_lock(&s->info_lock);
 	memcpy(p.policy_sha256, s->policy_sha256, sizeof(p.policy_sha256));
 	p.policy_loaded_at = s->policy_loaded_at;

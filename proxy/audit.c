@@ -313,6 +313,32 @@ static void put_details(struct jbuf *b, const struct audit_rec *r)
 			kv_str(b, "ruleset", r->tier);
 		obj_close(b);
 	}
+	if (r->pod_name != NULL) {
+		obj_open(b, "orchestrator");
+		if (r->pod_ns != NULL)
+			kv_str(b, "namespace", r->pod_ns);
+		obj_open(b, "resource");
+		kv_str(b, "type", "pod");
+		kv_str(b, "name", r->pod_name);
+		if (r->pod_uid != NULL)
+			kv_str(b, "id", r->pod_uid);
+		size_t nl = r->n_pod_labels < 8 ? r->n_pod_labels : 8;
+		if (nl > 0) {
+			key(b, "label"); /* ECS keyword array of "key:value" */
+			put(b, "[", 1);
+			for (size_t i = 0; i < nl; i++) {
+				char kv[512];
+				snprintf(kv, sizeof(kv), "%s:%s", r->pod_label_keys[i],
+				         r->pod_label_values[i]);
+				if (i > 0)
+					put(b, ",", 1);
+				put_str(b, kv);
+			}
+			put(b, "]", 1);
+		}
+		obj_close(b);
+		obj_close(b);
+	}
 	if (r->would_deny != NULL) {
 		obj_open(b, "labels");
 		kv_str(b, "would_deny", r->would_deny);

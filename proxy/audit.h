@@ -34,6 +34,13 @@ struct audit_rec {
 	const char *sni;           /* tls.client.server_name */
 	const char *tls_version;   /* tls.version ("1.3": highest offered) + tls.version_protocol "tls" */
 	const char *tls_next_protocol; /* tls.next_protocol (the one ALPN protocol offered) */
+	/* The source pod, from the Kubernetes map (pod_name NULL: no orchestrator fields). */
+	const char *pod_ns;   /* orchestrator.namespace */
+	const char *pod_name; /* orchestrator.resource.name; orchestrator.resource.type "pod" */
+	const char *pod_uid;  /* orchestrator.resource.id */
+	const char *pod_label_keys[8]; /* orchestrator.resource.label: ["key:value", ...] */
+	const char *pod_label_values[8];
+	size_t n_pod_labels;
 };
 
 /*

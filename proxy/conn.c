@@ -20,6 +20,7 @@
 #include "audit.h"
 #include "dns.h"
 #include "http_parse.h"
+#include "podmap.h"
 #include "policy.h"
 #include "server.h"
 #include "srclimit.h"
@@ -28,7 +29,7 @@
 #define LINGER_MS 2000
 /* How long a client may take to read a refusal. */
 #define RESPOND_MS 5000
-#define AUDIT_LINE_MAX 4096
+#define AUDIT_LINE_MAX 16384
 
 static const char *const state_names[] = {"request", "resolving", "connecting", "hello",
 					  "tunnel",  "forward",   "responding", "linger"};
@@ -121,6 +122,19 @@ void conn_audit(struct conn *c, enum reason why, bool tunnel_end)
 	}
 	if (c->host.kind != HOST_NAME && c->host.kind != 0 && !c->have_dst)
 		r.dst_ip = &c->host.addr;
+	if (c->pod != NULL) {
+		const struct policy_kube *k = &policy_settings(c->policy)->kube;
+		r.pod_ns = c->pod->ns;
+		r.pod_name = c->pod->name;
+		r.pod_uid = c->pod->uid;
+		for (size_t i = 0; i < k->n_audit_labels && r.n_pod_labels < 8; i++) {
+			const char *v = pod_info_label(c->pod, k->audit_labels[i]);
+			if (v != NULL) {
+				r.pod_label_keys[r.n_pod_labels] = k->audit_labels[i];
+				r.pod_label_values[r.n_pod_labels++] = v;
+			}
+		}
+	}
 	/* One metric count per audit record, whether or not the writer could take it. */
 	metrics_add(&c->w->metrics->conns[c->tier_slot][why][tunnel_end ? MDEC_ALLOW : MDEC_DENY], 1);
 	char line[AUDIT_LINE_MAX];
@@ -165,6 +179,7 @@ void conn_close(struct conn *c, enum reason why)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	w->n_conns--;
+	pod_info_unref(c->pod);
 	policy_unref(c->policy);
 	free(c);
 	atomic_fetch_sub_explicit(&w->srv->n_conns, 1, memory_order_relaxed);
@@ -489,6 +504,25 @@ static bool source_limits(struct conn *c)
 }
 
 /*
+ * The tier of the client.  A pod in the Kubernetes map wins over static
+ * `sources` (a pod's tier comes from its namespace or tier label, through the
+ * connection's snapshot); an address the map does not hold falls back to
+ * `sources`, then identity.unknown_source.  The pod is looked up once per
+ * connection: a socket cannot move to another pod.
+ */
+static int conn_identify(struct conn *c)
+{
+	struct podmap *map = c->w->srv->podmap;
+	if (map != NULL && c->pod == NULL)
+		c->pod = podmap_lookup(map, &c->src);
+	if (c->pod == NULL)
+		return policy_identify(c->policy, &c->src);
+	const char *label = policy_settings(c->policy)->kube.tier_label;
+	return policy_identify_pod(c->policy, c->pod->ns,
+				   label != NULL ? pod_info_label(c->pod, label) : NULL);
+}
+
+/*
  * Decide on a complete request head.  The head (head_len bytes) is drained
  * from the client input once the views in req are no longer needed; what
  * follows it stays there for the tunnel.
@@ -501,7 +535,7 @@ static void handle_request(struct conn *c, const struct http_req *req, size_t he
 	c->method[mlen] = '\0';
 	c->have_request = true;
 	c->t_head = mono_ns();
-	c->tier = policy_identify(c->policy, &c->src);
+	c->tier = conn_identify(c);
 	c->tier_slot = tier_slot(c);
 
 	/* RFC 9112 §3.2: an HTTP/1.1 request without Host is refused (1.0 clients may omit it). */

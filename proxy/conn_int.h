@@ -80,6 +80,7 @@ struct conn {
 	uint64_t up, down;       /* client→upstream, upstream→client */
 	struct conn_tls *tls;
 	struct conn_http *http;  /* plain-HTTP exchange state (NULL for CONNECT) */
+	struct pod_info *pod;    /* the source pod from the Kubernetes map (a reference), or NULL */
 	char method[16];
 	struct pc_host host;
 };

@@ -182,6 +182,22 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 	family(out, "portcullis_connections_active", "gauge", "Open client connections, all states.");
 	evbuffer_add_printf(out, "portcullis_connections_active %llu\n",
 			    (unsigned long long)p->conns_active);
+	if (p->kube_enabled) {
+		family(out, "portcullis_kube_synced", "gauge",
+		       "1 once every watched scope has completed its first pod list.");
+		evbuffer_add_printf(out, "portcullis_kube_synced %d\n", p->kube_synced ? 1 : 0);
+		family(out, "portcullis_kube_pods", "gauge", "Pods in the pod IP map.");
+		evbuffer_add_printf(out, "portcullis_kube_pods %llu\n",
+				    (unsigned long long)p->kube_pods);
+		family(out, "portcullis_kube_relists_total", "counter",
+		       "Pod lists after a scope's first (410 Gone, malformed events).");
+		evbuffer_add_printf(out, "portcullis_kube_relists_total %llu\n",
+				    (unsigned long long)p->kube_relists);
+		family(out, "portcullis_kube_watch_errors_total", "counter",
+		       "List and watch requests that ended in an error.");
+		evbuffer_add_printf(out, "portcullis_kube_watch_errors_total %llu\n",
+				    (unsigned long long)p->kube_watch_errors);
+	}
 
 	family(out, "portcullis_connections_total", "counter",
 	       "Connections by tier, decision and reason; one per audit record.");

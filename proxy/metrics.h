@@ -62,6 +62,9 @@ struct metrics_process {
 	uint64_t audit_lost;
 	uint64_t conns_active;
 	double start_time;           /* unix seconds */
+	bool kube_enabled;           /* identity.kubernetes: the four below are rendered */
+	bool kube_synced;
+	uint64_t kube_pods, kube_relists, kube_watch_errors;
 };
 
 /* Append the whole text exposition (format 0.0.4) to out. */

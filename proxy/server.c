@@ -24,6 +24,8 @@
 #include "audit.h"
 #include "conn.h"
 #include "dns.h"
+#include "kube.h"
+#include "podmap.h"
 #include "srclimit.h"
 
 /* Policy files larger than this are refused (the loader's own limit). */
@@ -399,6 +401,16 @@ int server_init(struct server *s, struct policy *p, const char *path, const char
 		if (worker_init(s, &s->workers[i], i, errmsg, errlen) != 0)
 			return -1;
 	}
+	if (ps->kube.enabled) {
+		s->podmap = podmap_new(ps->kube.max_pods);
+		if (s->podmap == NULL) {
+			snprintf(errmsg, errlen, "out of memory");
+			return -1;
+		}
+		s->kube = kube_client_start(&ps->kube, s->podmap, errmsg, errlen);
+		if (s->kube == NULL)
+			return -1;
+	}
 	s->admin = admin_create(s, errmsg, errlen);
 	if (s->admin == NULL)
 		return -1;
@@ -414,6 +426,28 @@ static bool same_sockaddrs(const struct policy_sockaddr *a, size_t na,
 		return false;
 	for (size_t i = 0; i < na; i++)
 		if (!addr_equal(&a[i].addr, &b[i].addr) || a[i].port != b[i].port)
+			return false;
+	return true;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* The watch runs with the start-up settings; namespace tiers and audit_labels do reload. */
+static bool same_kube_watch(const struct policy_kube *a, const struct policy_kube *b)
+{
+	if (a->enabled != b->enabled || a->api_server_set != b->api_server_set ||
+	    (a->api_server_set && !same_sockaddrs(&a->api_server, 1, &b->api_server, 1)) ||
+	    !same_str(a->token_file, b->token_file) || !same_str(a->ca_file, b->ca_file) ||
+	    !same_str(a->tier_label, b->tier_label) ||
+	    !same_str(a->label_selector, b->label_selector) ||
+	    a->watch_timeout_ms != b->watch_timeout_ms || a->backoff_max_ms != b->backoff_max_ms ||
+	    a->max_pods != b->max_pods || a->n_namespaces != b->n_namespaces)
+		return false;
+	for (size_t i = 0; i < a->n_namespaces; i++)
+		if (strcmp(a->namespaces[i].ns, b->namespaces[i].ns) != 0)
 			return false;
 	return true;
 }
@@ -439,6 +473,7 @@ static void report_static_changes(const struct policy_settings *o, const struct 
 			o->resolver_max_answers != n->resolver_max_answers,
 		"resolver");
 	CHANGED(strcmp(o->audit_output, n->audit_output) != 0, "audit.output");
+	CHANGED(!same_kube_watch(&o->kube, &n->kube), "identity.kubernetes (what is watched, and how)");
 #undef CHANGED
 	if (len > 0)
 		oplog("warn", "policy reload: %s cannot change at runtime; the running values stay "
@@ -613,6 +648,7 @@ int server_run(struct server *s)
 void server_fini(struct server *s)
 {
 	admin_destroy(s->admin);
+	kube_client_stop(s->kube);
 	if (s->inotify_ev != NULL)
 		event_free(s->inotify_ev);
 	if (s->reload_ev != NULL)
@@ -623,6 +659,8 @@ void server_fini(struct server *s)
 		worker_fini(&s->workers[i]);
 	free(s->workers);
 	srclimit_destroy(s->srclimit);
+	if (s->podmap != NULL)
+		podmap_free(s->podmap);
 	if (s->sigbase != NULL)
 		event_base_free(s->sigbase);
 	policy_unref(s->policy);

@@ -20,6 +20,8 @@ struct dns_resolver;
 struct conn;
 struct srclimit;
 struct admin;
+struct podmap;
+struct kube_client;
 
 /* Per-worker counters: written only by the owning worker, read by anyone (relaxed). */
 struct worker_stats {
@@ -65,6 +67,8 @@ struct server {
 	struct event_base *sigbase; /* main thread: signals, reloads */
 	const char *policy_path;
 	struct admin *admin;
+	struct podmap *podmap;    /* pod IP -> pod (identity.kubernetes), or NULL */
+	struct kube_client *kube; /* feeds podmap */
 	struct metrics_tiers tiers;
 	atomic_ullong reloads_ok, reloads_failed;
 	pthread_mutex_t info_lock; /* guards the two fields below (written on reload, read by scrapes) */

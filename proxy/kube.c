@@ -1,0 +1,807 @@
+/*
+ * Kubernetes pod list/watch client (see kube.h).  Its own thread and event
+ * loop; TLS through libevent's OpenSSL bufferevent, verified against the
+ * service-account CA and the API server's IP address; HTTP/1.1 with one
+ * request per connection (lists are rare and watches are long).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "config.h"
+#include "http_parse.h"
+#include "kube.h"
+#include "kube_json.h"
+#include "podmap.h"
+#include "server.h"
+
+#define PAGE_LIMIT 500
+#define MAX_LIST_BODY (64u << 20)  /* one page of 500 pods, with room for big annotations */
+#define MAX_EVENT_LINE (8u << 20)  /* one watch event (one pod object) */
+#define MAX_ERROR_BODY (16u << 10) /* a Status body we only log */
+#define MAX_HEAD 16384
+#define MAX_CHUNK_LINE 1024
+#define MAX_TOKEN 16384
+#define BACKOFF_MIN_MS 250
+#define CONNECT_TIMEOUT_S 10
+#define LIST_READ_TIMEOUT_S 30
+#define WATCH_SLACK_S 60 /* past timeoutSeconds before a silent watch counts as dead */
+
+enum kw_state { KW_IDLE, KW_LIST, KW_WATCH, KW_BACKOFF };
+enum framing { FR_LENGTH, FR_CHUNKED, FR_CLOSE };
+enum chunk_phase { CK_SIZE, CK_DATA, CK_DATA_CRLF, CK_TRAILER, CK_DONE };
+
+/* One list+watch scope: a namespace, or the whole cluster (ns NULL). */
+struct kwatch {
+	struct kube_client *k;
+	char *ns;
+	enum kw_state state;
+	char rv[KUBE_RV_MAX]; /* where the watch resumes; "" = list first */
+	char cont[KUBE_CONTINUE_MAX];
+	uint64_t gen;    /* generation of the current list (podmap_sweep) */
+	bool synced;     /* completed a list once */
+	bool listed;     /* has ever started a list (for the relist counter) */
+	uint32_t backoff_ms;
+	struct bufferevent *bev;
+	struct event *timer; /* backoff wait */
+	uint64_t started_ms; /* of the current request */
+	/* the response being read */
+	bool have_head;
+	int status;
+	enum framing fr;
+	enum chunk_phase ck;
+	uint64_t remaining; /* FR_LENGTH: body bytes left; chunked: bytes left in the chunk */
+	bool body_done;
+	struct evbuffer *body;
+	size_t n_events; /* applied on this watch stream */
+	struct kube_event *ev;
+};
+
+struct kube_client {
+	struct podmap *map;
+	struct pc_addr addr;
+	uint16_t port;
+	char host_hdr[64]; /* Host: IP:port */
+	char *token_file, *ca_file, *selector_q; /* selector_q: percent-encoded, or NULL */
+	unsigned watch_timeout_s;
+	uint32_t backoff_max_ms;
+	struct kwatch *w;
+	size_t n_w;
+	uint64_t next_gen;
+	pthread_t thread;
+	bool thread_started;
+	struct event_base *base;
+	int stop_fd;
+	struct event *stop_ev;
+	atomic_bool synced;
+	atomic_ullong relists, watch_errors;
+};
+
+static void kw_start(struct kwatch *w);
+
+static uint64_t now_ms(void)
+{
+	return mono_ns() / 1000000u;
+}
+
+/* ---- helpers ---- */
+
+static char *pct_encode(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(s);
+	char *o = malloc(3 * n + 1), *p = o;
+	if (o == NULL)
+		return NULL;
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+		    *c == '-' || *c == '.' || *c == '_' || *c == '~') {
+			*p++ = (char)*c;
+		} else {
+			*p++ = '%';
+			*p++ = hex[*c >> 4];
+			*p++ = hex[*c & 15];
+		}
+	}
+	*p = '\0';
+	return o;
+}
+
+/* The bearer token: the file's first line, trimmed; only visible ASCII (it goes in a header). */
+static bool read_token(const char *path, char *out, size_t cap, char *why, size_t whylen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t n = 0;
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot read token %s: %s", path, strerror(errno));
+		return false;
+	}
+	while (n < cap - 1) {
+		ssize_t r = read(fd, out + n, cap - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+		n--;
+	out[n] = '\0';
+	if (n == 0 || n == cap - 1) {
+		snprintf(why, whylen, "token %s is empty or over %u bytes", path, MAX_TOKEN - 2);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)out[i] <= 0x20 || (unsigned char)out[i] >= 0x7f) {
+			snprintf(why, whylen, "token %s holds a character a header cannot carry",
+				 path);
+			return false;
+		}
+	return true;
+}
+
+static void kw_update_synced(struct kube_client *k)
+{
+	for (size_t i = 0; i < k->n_w; i++)
+		if (!k->w[i].synced)
+			return;
+	if (!atomic_exchange(&k->synced, true))
+		oplog("info", "kubernetes: pod map synced, %zu pods", podmap_count(k->map));
+}
+
+/* ---- request lifecycle ---- */
+
+static void kw_reset_conn(struct kwatch *w)
+{
+	if (w->bev != NULL) {
+		bufferevent_free(w->bev);
+		w->bev = NULL;
+	}
+	evbuffer_drain(w->body, evbuffer_get_length(w->body));
+	w->have_head = false;
+	w->body_done = false;
+	w->n_events = 0;
+}
+
+static void kw_backoff(struct kwatch *w)
+{
+	struct kube_client *k = w->k;
+	kw_reset_conn(w);
+	/* Full jitter in [d/2, d]: replicas that lost the API together do not return together. */
+	uint32_t d = w->backoff_ms / 2 + (uint32_t)(random() % (w->backoff_ms / 2 + 1));
+	struct timeval tv = {d / 1000, (d % 1000) * 1000};
+	w->backoff_ms = w->backoff_ms * 2 > k->backoff_max_ms ? k->backoff_max_ms : w->backoff_ms * 2;
+	w->state = KW_BACKOFF;
+	evtimer_add(w->timer, &tv);
+}
+
+static void kw_fail(struct kwatch *w, bool relist, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void kw_fail(struct kwatch *w, bool relist, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	atomic_fetch_add(&w->k->watch_errors, 1);
+	oplog("warn", "kubernetes: %s %s: %s%s", w->state == KW_WATCH ? "watch" : "list",
+	      w->ns ? w->ns : "(all namespaces)", msg, relist ? "; relisting" : "");
+	if (relist) {
+		w->rv[0] = '\0';
+		w->cont[0] = '\0';
+	}
+	kw_backoff(w);
+}
+
+static void kw_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	kw_start(arg);
+}
+
+/* ---- response body ---- */
+
+/* Move decoded body bytes from in to w->body.  -1 on a framing error. */
+static int body_pump(struct kwatch *w, struct evbuffer *in, size_t cap)
+{
+	char line[MAX_CHUNK_LINE + 1];
+	while (!w->body_done && evbuffer_get_length(in) > 0) {
+		if (w->fr == FR_CLOSE || (w->fr == FR_LENGTH) || w->ck == CK_DATA) {
+			size_t n = evbuffer_get_length(in);
+			if (w->fr != FR_CLOSE && n > w->remaining)
+				n = (size_t)w->remaining;
+			if (evbuffer_get_length(w->body) + n > cap)
+				return -1;
+			evbuffer_remove_buffer(in, w->body, n);
+			if (w->fr == FR_CLOSE)
+				continue;
+			w->remaining -= n;
+			if (w->remaining == 0) {
+				if (w->fr == FR_LENGTH)
+					w->body_done = true;
+				else
+					w->ck = CK_DATA_CRLF;
+			}
+			continue;
+		}
+		size_t eol;
+		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_CRLF_STRICT);
+		if (p.pos < 0)
+			return evbuffer_get_length(in) > MAX_CHUNK_LINE ? -1 : 0;
+		if ((size_t)p.pos > MAX_CHUNK_LINE)
+			return -1;
+		evbuffer_remove(in, line, (size_t)p.pos);
+		evbuffer_drain(in, eol);
+		line[p.pos] = '\0';
+		if (w->ck == CK_DATA_CRLF) {
+			if (p.pos != 0)
+				return -1;
+			w->ck = CK_SIZE;
+		} else if (w->ck == CK_TRAILER) {
+			if (p.pos == 0) {
+				w->ck = CK_DONE;
+				w->body_done = true;
+			}
+		} else { /* CK_SIZE: 1*HEXDIG [ ; ext ] */
+			uint64_t v = 0;
+			size_t i = 0;
+			for (; line[i] != '\0' && line[i] != ';'; i++) {
+				int d = line[i] >= '0' && line[i] <= '9'   ? line[i] - '0'
+					: line[i] >= 'a' && line[i] <= 'f' ? line[i] - 'a' + 10
+					: line[i] >= 'A' && line[i] <= 'F' ? line[i] - 'A' + 10
+									   : -1;
+				if (d < 0 || i >= 15)
+					return -1;
+				v = v * 16 + (uint64_t)d;
+			}
+			if (i == 0)
+				return -1;
+			w->remaining = v;
+			w->ck = v == 0 ? CK_TRAILER : CK_DATA;
+		}
+	}
+	return 0;
+}
+
+/* ---- lists ---- */
+
+static int on_list_pod(void *arg, const struct kube_pod *pod)
+{
+	struct kwatch *w = arg;
+	if (w->ns != NULL && strcmp(pod->ns, w->ns) != 0)
+		return 0; /* not this scope's: never trust a pod from elsewhere */
+	if (podmap_apply(w->k->map, pod, w->gen) == PODMAP_FULL)
+		oplog("warn", "kubernetes: pod map full (max_pods); pod %s/%s unmapped", pod->ns,
+		      pod->name);
+	return 0;
+}
+
+static void list_done(struct kwatch *w)
+{
+	struct kube_list_meta meta;
+	char err[160] = "";
+	size_t len = evbuffer_get_length(w->body);
+	const char *buf = (const char *)evbuffer_pullup(w->body, -1);
+	int rc = kube_parse_list(buf ? buf : "", len, on_list_pod, w, &meta, err, sizeof(err));
+	if (rc != KUBE_JSON_OK) {
+		kw_fail(w, true, "malformed PodList: %s", err);
+		return;
+	}
+	kw_reset_conn(w);
+	if (meta.cont[0] != '\0') {
+		memcpy(w->cont, meta.cont, sizeof(w->cont));
+		kw_start(w);
+		return;
+	}
+	size_t gone = podmap_sweep(w->k->map, w->ns, w->gen);
+	memcpy(w->rv, meta.resource_version, sizeof(w->rv));
+	w->backoff_ms = BACKOFF_MIN_MS;
+	if (!w->synced || gone > 0)
+		oplog("info", "kubernetes: listed %s at resourceVersion %s, %zu pods gone",
+		      w->ns ? w->ns : "(all namespaces)", w->rv, gone);
+	w->synced = true;
+	kw_update_synced(w->k);
+	kw_start(w);
+}
+
+/* ---- watch events ---- */
+
+/* Apply every complete line of the stream.  false when the watch must end (w already handled). */
+static bool watch_lines(struct kwatch *w)
+{
+	struct kube_event *ev = w->ev;
+	char err[160];
+	for (;;) {
+		struct evbuffer_ptr p = evbuffer_search(w->body, "\n", 1, NULL);
+		if (p.pos < 0) {
+			if (evbuffer_get_length(w->body) > MAX_EVENT_LINE) {
+				kw_fail(w, true, "watch event over %u bytes", MAX_EVENT_LINE);
+				return false;
+			}
+			return true;
+		}
+		size_t len = (size_t)p.pos;
+		const char *line = (const char *)evbuffer_pullup(w->body, (ev_ssize_t)len + 1);
+		size_t n = len;
+		while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' '))
+			n--;
+		int rc = n == 0 ? KUBE_JSON_OK : kube_parse_event(line, n, ev, err, sizeof(err));
+		evbuffer_drain(w->body, len + 1);
+		if (n == 0)
+			continue;
+		if (rc != KUBE_JSON_OK) {
+			kw_fail(w, true, "malformed watch event: %s", err);
+			return false;
+		}
+		switch (ev->type) {
+		case KUBE_EV_ADDED:
+		case KUBE_EV_MODIFIED:
+			if (w->ns != NULL && strcmp(ev->pod.ns, w->ns) != 0)
+				break;
+			if (podmap_apply(w->k->map, &ev->pod, w->gen) == PODMAP_FULL)
+				oplog("warn", "kubernetes: pod map full (max_pods); pod %s/%s unmapped",
+				      ev->pod.ns, ev->pod.name);
+			break;
+		case KUBE_EV_DELETED:
+			if (w->ns == NULL || strcmp(ev->pod.ns, w->ns) == 0)
+				podmap_remove(w->k->map, ev->pod.uid);
+			break;
+		case KUBE_EV_BOOKMARK:
+			break;
+		case KUBE_EV_ERROR:
+			/* 410: our resourceVersion is older than the API keeps: list again. */
+			kw_fail(w, ev->code == 410, "ERROR event, code %d %s", ev->code, ev->reason);
+			return false;
+		}
+		if (ev->resource_version[0] != '\0')
+			memcpy(w->rv, ev->resource_version, sizeof(w->rv));
+		w->n_events++;
+		w->backoff_ms = BACKOFF_MIN_MS;
+	}
+}
+
+/* The stream ended cleanly (timeoutSeconds or the server closed it): watch again from rv. */
+static void watch_ended(struct kwatch *w)
+{
+	bool quick = now_ms() - w->started_ms < 1000 && w->n_events == 0;
+	kw_reset_conn(w);
+	if (quick) /* a server that ends every watch at once must not make us spin */
+		kw_backoff(w);
+	else
+		kw_start(w);
+}
+
+/* ---- the connection ---- */
+
+static bool parse_head(struct kwatch *w, struct evbuffer *in)
+{
+	struct evbuffer_ptr p = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+	if (p.pos < 0) {
+		if (evbuffer_get_length(in) > MAX_HEAD)
+			kw_fail(w, false, "response head over %u bytes", MAX_HEAD);
+		return false;
+	}
+	size_t hl = (size_t)p.pos + 4;
+	if (hl > MAX_HEAD) {
+		kw_fail(w, false, "response head over %u bytes", MAX_HEAD);
+		return false;
+	}
+	struct http_resp *r = malloc(sizeof(*r));
+	struct http_limits lim;
+	http_limits_default(&lim);
+	lim.max_head_bytes = MAX_HEAD;
+	lim.max_line_bytes = MAX_HEAD;
+	const char *h = (const char *)evbuffer_pullup(in, (ev_ssize_t)hl);
+	int rc = r ? http_parse_response(h, hl, &lim, r) : HTTP_ERR_SYNTAX;
+	if (rc <= 0) {
+		free(r);
+		kw_fail(w, false, "malformed response head (%s)", http_status_str(rc));
+		return false;
+	}
+	w->status = r->status;
+	w->ck = CK_SIZE;
+	if (r->n_transfer_encoding > 0) {
+		if (r->n_transfer_encoding != 1 || !http_token_ieq(r->transfer_encoding, "chunked")) {
+			free(r);
+			kw_fail(w, false, "unsupported Transfer-Encoding");
+			return false;
+		}
+		w->fr = FR_CHUNKED;
+	} else if (r->n_content_length > 0) {
+		uint64_t v = 0;
+		struct http_view cl = r->content_length;
+		bool ok = r->n_content_length == 1 && cl.len > 0 && cl.len < 16;
+		for (size_t i = 0; ok && i < cl.len; i++) {
+			ok = cl.p[i] >= '0' && cl.p[i] <= '9';
+			v = v * 10 + (uint64_t)(cl.p[i] - '0');
+		}
+		if (!ok) {
+			free(r);
+			kw_fail(w, false, "bad Content-Length");
+			return false;
+		}
+		w->fr = FR_LENGTH;
+		w->remaining = v;
+		w->body_done = v == 0;
+	} else {
+		w->fr = FR_CLOSE;
+	}
+	free(r);
+	evbuffer_drain(in, hl);
+	w->have_head = true;
+	if (w->state == KW_WATCH && w->status == 200) {
+		struct timeval rt = {(time_t)w->k->watch_timeout_s + WATCH_SLACK_S, 0};
+		bufferevent_set_timeouts(w->bev, &rt, NULL);
+	}
+	return true;
+}
+
+static void handle_status(struct kwatch *w)
+{
+	size_t n = evbuffer_get_length(w->body);
+	char msg[200];
+	size_t m = n < sizeof(msg) - 1 ? n : sizeof(msg) - 1;
+	evbuffer_copyout(w->body, msg, m);
+	msg[m] = '\0';
+	for (size_t i = 0; i < m; i++)
+		if ((unsigned char)msg[i] < 0x20)
+			msg[i] = ' ';
+	if (w->status == 410) {
+		/* A continue token or resourceVersion too old: start the list over. */
+		bool watching = w->state == KW_WATCH;
+		atomic_fetch_add(&w->k->watch_errors, 1);
+		oplog("info", "kubernetes: %s %s: 410 Gone; relisting", watching ? "watch" : "list",
+		      w->ns ? w->ns : "(all namespaces)");
+		kw_reset_conn(w);
+		w->rv[0] = '\0';
+		w->cont[0] = '\0';
+		kw_start(w);
+		return;
+	}
+	kw_fail(w, false, "HTTP %d: %s", w->status, msg);
+}
+
+static void kw_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct kwatch *w = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	if (!w->have_head && !parse_head(w, in))
+		return;
+	size_t cap = w->status != 200	       ? MAX_ERROR_BODY
+		     : w->state == KW_LIST ? MAX_LIST_BODY
+					   : MAX_EVENT_LINE + MAX_CHUNK_LINE + 65536;
+	if (body_pump(w, in, cap) < 0) {
+		kw_fail(w, w->state == KW_WATCH && w->status == 200,
+			"HTTP %d with a malformed or oversized body", w->status);
+		return;
+	}
+	if (w->state == KW_WATCH && w->status == 200 && !watch_lines(w))
+		return;
+	if (!w->body_done)
+		return;
+	if (w->status != 200)
+		handle_status(w);
+	else if (w->state == KW_LIST)
+		list_done(w);
+	else
+		watch_ended(w);
+}
+
+static void kw_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct kwatch *w = arg;
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+	if ((what & BEV_EVENT_EOF) && w->have_head && w->fr == FR_CLOSE) {
+		w->body_done = true;
+		if (w->status != 200)
+			handle_status(w);
+		else if (w->state == KW_LIST)
+			list_done(w);
+		else
+			watch_ended(w);
+		return;
+	}
+	char why[200];
+	unsigned long e = bufferevent_get_openssl_error(bev);
+	if (e != 0) {
+		char es[160];
+		ERR_error_string_n(e, es, sizeof(es));
+		snprintf(why, sizeof(why), "TLS: %s", es);
+	} else if (what & BEV_EVENT_TIMEOUT) {
+		snprintf(why, sizeof(why), "timed out");
+	} else if (what & BEV_EVENT_EOF) {
+		snprintf(why, sizeof(why), "connection closed mid-response");
+	} else {
+		int err = EVUTIL_SOCKET_ERROR();
+		snprintf(why, sizeof(why), "%s", err ? strerror(err) : "connection failed");
+	}
+	/* A dropped watch resumes from the last event applied: nothing is lost or replayed twice. */
+	kw_fail(w, false, "%s", why);
+}
+
+static SSL *new_ssl(struct kwatch *w, char *why, size_t whylen)
+{
+	struct kube_client *k = w->k;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl = NULL;
+	if (ctx == NULL)
+		goto fail;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* Read for every connection: a rotated CA bundle takes effect without a restart. */
+	if (SSL_CTX_load_verify_locations(ctx, k->ca_file, NULL) != 1) {
+		snprintf(why, whylen, "cannot load CA %s", k->ca_file);
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	ssl = SSL_new(ctx);
+	SSL_CTX_free(ctx); /* the SSL holds its own reference */
+	if (ssl == NULL)
+		goto fail;
+	/* The certificate must name the address we dial (an IP SAN), as client-go checks. */
+	if (X509_VERIFY_PARAM_set1_ip(SSL_get0_param(ssl), k->addr.b,
+				      k->addr.family == ADDR_V4 ? 4 : 16) != 1) {
+		SSL_free(ssl);
+		goto fail;
+	}
+	return ssl;
+fail:
+	snprintf(why, whylen, "TLS setup failed");
+	ERR_clear_error();
+	return NULL;
+}
+
+static void kw_start(struct kwatch *w)
+{
+	struct kube_client *k = w->k;
+	char token[MAX_TOKEN], why[256], path[160], *q = NULL;
+	size_t qlen = 0;
+	FILE *qs;
+
+	kw_reset_conn(w);
+	if (w->rv[0] == '\0') {
+		if (w->cont[0] == '\0') {
+			w->gen = ++k->next_gen;
+			if (w->listed)
+				atomic_fetch_add(&k->relists, 1);
+			w->listed = true;
+		}
+		w->state = KW_LIST;
+	} else {
+		w->state = KW_WATCH;
+	}
+	if (!read_token(k->token_file, token, sizeof(token), why, sizeof(why))) {
+		kw_fail(w, false, "%s", why);
+		return;
+	}
+	if (w->ns != NULL)
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods", w->ns);
+	else
+		snprintf(path, sizeof(path), "/api/v1/pods");
+	qs = open_memstream(&q, &qlen);
+	if (qs == NULL) {
+		kw_fail(w, false, "out of memory");
+		return;
+	}
+	if (w->state == KW_LIST) {
+		fprintf(qs, "limit=%d", PAGE_LIMIT);
+		if (w->cont[0] != '\0') {
+			char *c = pct_encode(w->cont);
+			fprintf(qs, "&continue=%s", c ? c : "");
+			free(c);
+		}
+	} else {
+		char *rv = pct_encode(w->rv);
+		fprintf(qs, "watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%u",
+			rv ? rv : "", k->watch_timeout_s);
+		free(rv);
+	}
+	if (k->selector_q != NULL)
+		fprintf(qs, "&labelSelector=%s", k->selector_q);
+	fclose(qs);
+
+	SSL *ssl = new_ssl(w, why, sizeof(why));
+	if (ssl == NULL) {
+		free(q);
+		kw_fail(w, false, "%s", why);
+		return;
+	}
+	w->bev = bufferevent_openssl_socket_new(k->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+						BEV_OPT_CLOSE_ON_FREE);
+	if (w->bev == NULL) {
+		SSL_free(ssl);
+		free(q);
+		kw_fail(w, false, "cannot create a TLS connection");
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(w->bev, 1);
+	bufferevent_setcb(w->bev, kw_read_cb, NULL, kw_event_cb, w);
+	struct timeval rt = {LIST_READ_TIMEOUT_S, 0}, wt = {CONNECT_TIMEOUT_S, 0};
+	bufferevent_set_timeouts(w->bev, &rt, &wt);
+	evbuffer_add_printf(bufferevent_get_output(w->bev),
+			    "GET %s?%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+			    "Accept: application/json\r\nUser-Agent: portcullis/%s\r\n"
+			    "Connection: close\r\n\r\n",
+			    path, q ? q : "", k->host_hdr, token, PORTCULLIS_VERSION);
+	explicit_bzero(token, sizeof(token));
+	free(q);
+	bufferevent_enable(w->bev, EV_READ | EV_WRITE);
+	w->started_ms = now_ms();
+	struct sockaddr_storage ss;
+	socklen_t sl = sockaddr_make(&k->addr, k->port, &ss);
+	if (bufferevent_socket_connect(w->bev, (struct sockaddr *)&ss, (int)sl) != 0)
+		kw_fail(w, false, "connect: %s", strerror(errno));
+}
+
+/* ---- thread ---- */
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct kube_client *k = arg;
+	uint64_t v;
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		oplog("warn", "kubernetes: stop eventfd: %s", strerror(errno));
+	event_base_loopexit(k->base, NULL);
+}
+
+static void *kube_main(void *arg)
+{
+	struct kube_client *k = arg;
+	for (size_t i = 0; i < k->n_w; i++)
+		kw_start(&k->w[i]);
+	event_base_dispatch(k->base);
+	return NULL;
+}
+
+static bool api_from_env(struct kube_client *k, char *errmsg, size_t errlen)
+{
+	const char *h = getenv("KUBERNETES_SERVICE_HOST"), *p = getenv("KUBERNETES_SERVICE_PORT");
+	char *end;
+	if (h == NULL || p == NULL) {
+		snprintf(errmsg, errlen,
+			 "identity.kubernetes: no api_server in the policy and "
+			 "KUBERNETES_SERVICE_HOST/PORT are not set (not running in a pod?)");
+		return false;
+	}
+	errno = 0;
+	unsigned long port = strtoul(p, &end, 10);
+	if ((addr_parse_ipv4_strict(h, strlen(h), &k->addr) != 0 &&
+	     addr_parse_ipv6(h, strlen(h), &k->addr) != 0) ||
+	    *p == '\0' || *end != '\0' || errno != 0 || port == 0 || port > 65535) {
+		snprintf(errmsg, errlen,
+			 "identity.kubernetes: KUBERNETES_SERVICE_HOST/PORT (%.64s, %.16s) are "
+			 "not an IP address and a port",
+			 h, p);
+		return false;
+	}
+	k->port = (uint16_t)port;
+	return true;
+}
+
+struct kube_client *kube_client_start(const struct policy_kube *cfg, struct podmap *map,
+				      char *errmsg, size_t errlen)
+{
+	struct kube_client *k = calloc(1, sizeof(*k));
+	if (k == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return NULL;
+	}
+	k->map = map;
+	k->stop_fd = -1;
+	if (cfg->api_server_set) {
+		k->addr = cfg->api_server.addr;
+		k->port = cfg->api_server.port;
+	} else if (!api_from_env(k, errmsg, errlen)) {
+		goto fail;
+	}
+	char a[64];
+	addr_format(&k->addr, a, sizeof(a));
+	snprintf(k->host_hdr, sizeof(k->host_hdr), k->addr.family == ADDR_V6 ? "[%s]:%u" : "%s:%u",
+		 a, k->port);
+	k->token_file = strdup(cfg->token_file);
+	k->ca_file = strdup(cfg->ca_file);
+	k->selector_q = cfg->label_selector ? pct_encode(cfg->label_selector) : NULL;
+	k->watch_timeout_s = cfg->watch_timeout_ms / 1000;
+	k->backoff_max_ms = cfg->backoff_max_ms < BACKOFF_MIN_MS ? BACKOFF_MIN_MS : cfg->backoff_max_ms;
+	k->n_w = cfg->tier_label != NULL ? 1 : cfg->n_namespaces;
+	k->w = calloc(k->n_w ? k->n_w : 1, sizeof(*k->w));
+	k->base = event_base_new();
+	k->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (k->token_file == NULL || k->ca_file == NULL || k->w == NULL || k->base == NULL ||
+	    k->stop_fd < 0 || (cfg->label_selector && k->selector_q == NULL))
+		goto nomem;
+	k->stop_ev = event_new(k->base, k->stop_fd, EV_READ | EV_PERSIST, stop_cb, k);
+	if (k->stop_ev == NULL || event_add(k->stop_ev, NULL) != 0)
+		goto nomem;
+	for (size_t i = 0; i < k->n_w; i++) {
+		struct kwatch *w = &k->w[i];
+		w->k = k;
+		w->backoff_ms = BACKOFF_MIN_MS;
+		w->ns = cfg->tier_label != NULL ? NULL : strdup(cfg->namespaces[i].ns);
+		w->body = evbuffer_new();
+		w->timer = evtimer_new(k->base, kw_timer_cb, w);
+		w->ev = malloc(sizeof(*w->ev));
+		if ((cfg->tier_label == NULL && w->ns == NULL) || w->body == NULL || w->timer == NULL ||
+		    w->ev == NULL)
+			goto nomem;
+	}
+	if (pthread_create(&k->thread, NULL, kube_main, k) != 0) {
+		snprintf(errmsg, errlen, "kubernetes: cannot start the watch thread");
+		goto fail;
+	}
+	k->thread_started = true;
+	oplog("info", "kubernetes: watching pods via https://%s (%zu %s)", k->host_hdr, k->n_w,
+	      cfg->tier_label != NULL ? "cluster-wide watch" : "namespace watches");
+	return k;
+nomem:
+	snprintf(errmsg, errlen, "kubernetes: out of memory");
+fail:
+	kube_client_stop(k);
+	return NULL;
+}
+
+void kube_client_stop(struct kube_client *k)
+{
+	if (k == NULL)
+		return;
+	if (k->thread_started) {
+		uint64_t one = 1;
+		if (write(k->stop_fd, &one, sizeof(one)) != sizeof(one))
+			oplog("warn", "kubernetes: cannot signal the watch thread");
+		pthread_join(k->thread, NULL);
+	}
+	for (size_t i = 0; k->w != NULL && i < k->n_w; i++) {
+		struct kwatch *w = &k->w[i];
+		if (w->bev)
+			bufferevent_free(w->bev);
+		if (w->timer)
+			event_free(w->timer);
+		if (w->body)
+			evbuffer_free(w->body);
+		free(w->ev);
+		free(w->ns);
+	}
+	free(k->w);
+	if (k->stop_ev)
+		event_free(k->stop_ev);
+	if (k->base)
+		event_base_free(k->base);
+	if (k->stop_fd >= 0)
+		close(k->stop_fd);
+	free(k->token_file);
+	free(k->ca_file);
+	free(k->selector_q);
+	free(k);
+}
+
+bool kube_client_synced(const struct kube_client *k)
+{
+	return k != NULL && atomic_load(&k->synced);
+}
+
+void kube_client_stats(const struct kube_client *k, struct kube_stats *out)
+{
+	out->synced = atomic_load(&k->synced);
+	out->pods = podmap_count(k->map);
+	out->relists = atomic_load(&k->relists);
+	out->watch_errors = atomic_load(&k->watch_errors);
+}
