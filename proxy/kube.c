@@ -504,6 +504,16 @@ static void kw_read_cb(struct bufferevent *bev, void *arg)
 		watch_ended(w);
 }
 
+static int so_error(struct bufferevent *bev)
+{
+	int e = 0;
+	socklen_t len = sizeof(e);
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+		return 0;
+	return e;
+}
+
 static void kw_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct kwatch *w = arg;
@@ -519,18 +529,29 @@ static void kw_event_cb(struct bufferevent *bev, short what, void *arg)
 			watch_ended(w);
 		return;
 	}
-	char why[200];
+	char why[240];
+	int err = EVUTIL_SOCKET_ERROR();
 	unsigned long e = bufferevent_get_openssl_error(bev);
-	if (e != 0) {
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+	/* Library 0 is libevent's record of SSL_ERROR_SYSCALL: a socket error, not TLS. */
+	if (e != 0 && ERR_GET_LIB(e) != 0) {
 		char es[160];
 		ERR_error_string_n(e, es, sizeof(es));
-		snprintf(why, sizeof(why), "TLS: %s", es);
+		if (vr != X509_V_OK)
+			snprintf(why, sizeof(why), "TLS: certificate of %s refused: %s",
+				 w->k->host_hdr, X509_verify_cert_error_string(vr));
+		else
+			snprintf(why, sizeof(why), "TLS: %s", es);
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		snprintf(why, sizeof(why), "timed out");
+	} else if (so_error(bev) != 0) {
+		snprintf(why, sizeof(why), "%s", strerror(so_error(bev)));
+	} else if ((what & BEV_EVENT_EOF) && !w->have_head) {
+		snprintf(why, sizeof(why), "no response: connection refused, reset or closed before one");
 	} else if (what & BEV_EVENT_EOF) {
 		snprintf(why, sizeof(why), "connection closed mid-response");
 	} else {
-		int err = EVUTIL_SOCKET_ERROR();
 		snprintf(why, sizeof(why), "%s", err ? strerror(err) : "connection failed");
 	}
 	/* A dropped watch resumes from the last event applied: nothing is lost or replayed twice. */
