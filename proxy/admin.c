@@ -101,6 +101,8 @@ static const char *not_ready(const struct admin *a)
 		return "audit log backlogged";
 	if (s->kube != NULL && !kube_client_synced(s->kube))
 		return "kubernetes pod map not synced";
+	if (s->kube != NULL && kube_client_overflowed(s->kube))
+		return "kubernetes pod map full (identity.kubernetes.max_pods)";
 	return NULL;
 }
 

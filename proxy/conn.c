@@ -20,6 +20,7 @@
 #include "audit.h"
 #include "dns.h"
 #include "http_parse.h"
+#include "kube.h"
 #include "podmap.h"
 #include "policy.h"
 #include "server.h"
@@ -515,6 +516,8 @@ static int conn_identify(struct conn *c)
 	struct podmap *map = c->w->srv->podmap;
 	if (map != NULL && c->pod == NULL)
 		c->pod = podmap_lookup(map, &c->src);
+	if (c->pod == NULL && map != NULL && kube_client_overflowed(c->w->srv->kube))
+		return policy_settings(c->policy)->unknown_source_tier; /* maybe a pod left out */
 	if (c->pod == NULL)
 		return policy_identify(c->policy, &c->src);
 	const char *label = policy_settings(c->policy)->kube.tier_label;

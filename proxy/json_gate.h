@@ -15,6 +15,8 @@
 #include <stddef.h>
 
 #define JSON_GATE_MAX_DEPTH 64 /* the most max_depth may be */
+/* An object key longer than this (bytes, as written) becomes "~portcullis-long-key~". */
+#define JSON_GATE_LONG_KEY 512
 
 enum json_gate_status {
 	JSON_GATE_OK = 0,

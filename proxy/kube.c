@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -70,6 +71,11 @@ struct kwatch {
 	bool body_done;
 	struct evbuffer *body;
 	size_t n_events; /* applied on this watch stream */
+	size_t scanned;  /* bytes of body already searched for a newline */
+	bool full;       /* the map refused a pod of this scope (max_pods) since its last list */
+	bool list_full;  /* ... during the list being read */
+	bool stale;      /* no list or watch progress for too long: not synced */
+	uint64_t last_ok_ms; /* last list completed, watch opened or event applied */
 	struct kube_event *ev;
 };
 
@@ -90,7 +96,11 @@ struct kube_client {
 	int stop_fd;
 	struct event *stop_ev;
 	atomic_bool synced;
+	atomic_bool overflow; /* some scope's pods did not fit in the map */
 	atomic_ullong relists, watch_errors;
+	unsigned seed;            /* jitter: from getrandom, so replicas differ */
+	uint32_t stale_after_ms;  /* max(2 x backoff_max, 60 s) */
+	struct event *stale_ev;   /* checks staleness every few seconds */
 };
 
 static void kw_start(struct kwatch *w);
@@ -159,11 +169,46 @@ static bool read_token(const char *path, char *out, size_t cap, char *why, size_
 
 static void kw_update_synced(struct kube_client *k)
 {
+	bool full = false;
 	for (size_t i = 0; i < k->n_w; i++)
-		if (!k->w[i].synced)
+		full |= k->w[i].full;
+	if (atomic_exchange(&k->overflow, full) != full)
+		oplog(full ? "error" : "info",
+		      full ? "kubernetes: pod map full (identity.kubernetes.max_pods): sources the "
+			     "map does not hold get unknown_source until a relist fits"
+			   : "kubernetes: pod map fits again");
+	for (size_t i = 0; i < k->n_w; i++)
+		if (!k->w[i].synced || k->w[i].stale) {
+			if (atomic_exchange(&k->synced, false))
+				oplog("error", "kubernetes: pod map out of date (%s: no list or watch "
+					       "progress for %u s): not ready",
+				      k->w[i].ns ? k->w[i].ns : "(all namespaces)",
+				      k->stale_after_ms / 1000);
 			return;
+		}
 	if (!atomic_exchange(&k->synced, true))
 		oplog("info", "kubernetes: pod map synced, %zu pods", podmap_count(k->map));
+}
+
+/* Progress on a scope: it is fresh again. */
+static void kw_progress(struct kwatch *w)
+{
+	w->last_ok_ms = now_ms();
+	if (w->stale) {
+		w->stale = false;
+		kw_update_synced(w->k);
+	}
+}
+
+/* A watch that stayed open a while, or delivered events for at least a second, is
+ * healthy: only then does the backoff start over (alternating success and failure
+ * must still escalate). */
+static void kw_note_health(struct kwatch *w)
+{
+	uint64_t up = now_ms() - w->started_ms;
+	if (w->state == KW_WATCH && w->have_head && w->status == 200 &&
+	    (up >= 10000 || (up >= 1000 && w->n_events > 0)))
+		w->backoff_ms = BACKOFF_MIN_MS;
 }
 
 /* ---- request lifecycle ---- */
@@ -178,14 +223,16 @@ static void kw_reset_conn(struct kwatch *w)
 	w->have_head = false;
 	w->body_done = false;
 	w->n_events = 0;
+	w->scanned = 0;
 }
 
 static void kw_backoff(struct kwatch *w)
 {
 	struct kube_client *k = w->k;
+	kw_note_health(w);
 	kw_reset_conn(w);
 	/* Full jitter in [d/2, d]: replicas that lost the API together do not return together. */
-	uint32_t d = w->backoff_ms / 2 + (uint32_t)(random() % (w->backoff_ms / 2 + 1));
+	uint32_t d = w->backoff_ms / 2 + (uint32_t)((unsigned)rand_r(&k->seed) % (w->backoff_ms / 2 + 1));
 	struct timeval tv = {d / 1000, (d % 1000) * 1000};
 	w->backoff_ms = w->backoff_ms * 2 > k->backoff_max_ms ? k->backoff_max_ms : w->backoff_ms * 2;
 	w->state = KW_BACKOFF;
@@ -288,8 +335,7 @@ static int on_list_pod(void *arg, const struct kube_pod *pod)
 	if (w->ns != NULL && strcmp(pod->ns, w->ns) != 0)
 		return 0; /* not this scope's: never trust a pod from elsewhere */
 	if (podmap_apply(w->k->map, pod, w->gen) == PODMAP_FULL)
-		oplog("warn", "kubernetes: pod map full (max_pods); pod %s/%s unmapped", pod->ns,
-		      pod->name);
+		w->list_full = true;
 	return 0;
 }
 
@@ -312,7 +358,9 @@ static void list_done(struct kwatch *w)
 	}
 	size_t gone = podmap_sweep(w->k->map, w->ns, w->gen);
 	memcpy(w->rv, meta.resource_version, sizeof(w->rv));
-	w->backoff_ms = BACKOFF_MIN_MS;
+	w->full = w->list_full;
+	w->last_ok_ms = now_ms();
+	w->stale = false;
 	if (!w->synced || gone > 0)
 		oplog("info", "kubernetes: listed %s at resourceVersion %s, %zu pods gone",
 		      w->ns ? w->ns : "(all namespaces)", w->rv, gone);
@@ -329,8 +377,11 @@ static bool watch_lines(struct kwatch *w)
 	struct kube_event *ev = w->ev;
 	char err[160];
 	for (;;) {
-		struct evbuffer_ptr p = evbuffer_search(w->body, "\n", 1, NULL);
+		struct evbuffer_ptr from;
+		evbuffer_ptr_set(w->body, &from, w->scanned, EVBUFFER_PTR_SET);
+		struct evbuffer_ptr p = evbuffer_search(w->body, "\n", 1, &from);
 		if (p.pos < 0) {
+			w->scanned = evbuffer_get_length(w->body);
 			if (evbuffer_get_length(w->body) > MAX_EVENT_LINE) {
 				kw_fail(w, true, "watch event over %u bytes", MAX_EVENT_LINE);
 				return false;
@@ -344,6 +395,7 @@ static bool watch_lines(struct kwatch *w)
 			n--;
 		int rc = n == 0 ? KUBE_JSON_OK : kube_parse_event(line, n, ev, err, sizeof(err));
 		evbuffer_drain(w->body, len + 1);
+		w->scanned = 0;
 		if (n == 0)
 			continue;
 		if (rc != KUBE_JSON_OK) {
@@ -355,9 +407,11 @@ static bool watch_lines(struct kwatch *w)
 		case KUBE_EV_MODIFIED:
 			if (w->ns != NULL && strcmp(ev->pod.ns, w->ns) != 0)
 				break;
-			if (podmap_apply(w->k->map, &ev->pod, w->gen) == PODMAP_FULL)
-				oplog("warn", "kubernetes: pod map full (max_pods); pod %s/%s unmapped",
-				      ev->pod.ns, ev->pod.name);
+			if (podmap_apply(w->k->map, &ev->pod, w->gen) == PODMAP_FULL &&
+			    !w->full) {
+				w->full = true;
+				kw_update_synced(w->k);
+			}
 			break;
 		case KUBE_EV_DELETED:
 			if (w->ns == NULL || strcmp(ev->pod.ns, w->ns) == 0)
@@ -373,19 +427,26 @@ static bool watch_lines(struct kwatch *w)
 		if (ev->resource_version[0] != '\0')
 			memcpy(w->rv, ev->resource_version, sizeof(w->rv));
 		w->n_events++;
-		w->backoff_ms = BACKOFF_MIN_MS;
+		kw_progress(w);
 	}
 }
 
 /* The stream ended cleanly (timeoutSeconds or the server closed it): watch again from rv. */
 static void watch_ended(struct kwatch *w)
 {
-	bool quick = now_ms() - w->started_ms < 1000 && w->n_events == 0;
-	kw_reset_conn(w);
-	if (quick) /* a server that ends every watch at once must not make us spin */
+	bool quick = now_ms() - w->started_ms < 1000;
+	if (w->full) {
+		/* Pods were left out: list again, in case deletions made room. */
+		w->rv[0] = '\0';
+		w->cont[0] = '\0';
+	}
+	if (quick) { /* a server that ends every watch at once must not make us spin */
 		kw_backoff(w);
-	else
-		kw_start(w);
+		return;
+	}
+	kw_note_health(w);
+	kw_reset_conn(w);
+	kw_start(w);
 }
 
 /* ---- the connection ---- */
@@ -447,6 +508,7 @@ static bool parse_head(struct kwatch *w, struct evbuffer *in)
 	evbuffer_drain(in, hl);
 	w->have_head = true;
 	if (w->state == KW_WATCH && w->status == 200) {
+		kw_progress(w);
 		struct timeval rt = {(time_t)w->k->watch_timeout_s + WATCH_SLACK_S, 0};
 		bufferevent_set_timeouts(w->bev, &rt, NULL);
 	}
@@ -469,10 +531,9 @@ static void handle_status(struct kwatch *w)
 		atomic_fetch_add(&w->k->watch_errors, 1);
 		oplog("info", "kubernetes: %s %s: 410 Gone; relisting", watching ? "watch" : "list",
 		      w->ns ? w->ns : "(all namespaces)");
-		kw_reset_conn(w);
 		w->rv[0] = '\0';
 		w->cont[0] = '\0';
-		kw_start(w);
+		kw_backoff(w); /* a server that answers 410 to every watch must not make us spin */
 		return;
 	}
 	kw_fail(w, false, "HTTP %d: %s", w->status, msg);
@@ -602,6 +663,7 @@ static void kw_start(struct kwatch *w)
 	if (w->rv[0] == '\0') {
 		if (w->cont[0] == '\0') {
 			w->gen = ++k->next_gen;
+			w->list_full = false;
 			if (w->listed)
 				atomic_fetch_add(&k->relists, 1);
 			w->listed = true;
@@ -684,6 +746,21 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(k->base, NULL);
 }
 
+/* Every few seconds: a synced scope with no progress for stale_after is out of date. */
+static void stale_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct kube_client *k = arg;
+	uint64_t now = now_ms();
+	for (size_t i = 0; i < k->n_w; i++) {
+		struct kwatch *w = &k->w[i];
+		if (w->state == KW_WATCH && w->have_head && w->status == 200)
+			w->last_ok_ms = now; /* an open watch stream is current, quiet or not */
+		else if (w->synced && !w->stale && now - w->last_ok_ms > k->stale_after_ms)
+			w->stale = true;
+	}
+	kw_update_synced(k);
+}
+
 static void *kube_main(void *arg)
 {
 	struct kube_client *k = arg;
@@ -750,8 +827,14 @@ struct kube_client *kube_client_start(const struct policy_kube *cfg, struct podm
 	if (k->token_file == NULL || k->ca_file == NULL || k->w == NULL || k->base == NULL ||
 	    k->stop_fd < 0 || (cfg->label_selector && k->selector_q == NULL))
 		goto nomem;
+	if (getrandom(&k->seed, sizeof(k->seed), GRND_NONBLOCK) != sizeof(k->seed))
+		k->seed = (unsigned)mono_ns() ^ (unsigned)getpid();
+	k->stale_after_ms = 2 * k->backoff_max_ms > 60000 ? 2 * k->backoff_max_ms : 60000;
 	k->stop_ev = event_new(k->base, k->stop_fd, EV_READ | EV_PERSIST, stop_cb, k);
-	if (k->stop_ev == NULL || event_add(k->stop_ev, NULL) != 0)
+	k->stale_ev = event_new(k->base, -1, EV_PERSIST, stale_cb, k);
+	struct timeval five = {5, 0};
+	if (k->stop_ev == NULL || event_add(k->stop_ev, NULL) != 0 || k->stale_ev == NULL ||
+	    event_add(k->stale_ev, &five) != 0)
 		goto nomem;
 	for (size_t i = 0; i < k->n_w; i++) {
 		struct kwatch *w = &k->w[i];
@@ -804,6 +887,8 @@ void kube_client_stop(struct kube_client *k)
 	free(k->w);
 	if (k->stop_ev)
 		event_free(k->stop_ev);
+	if (k->stale_ev)
+		event_free(k->stale_ev);
 	if (k->base)
 		event_base_free(k->base);
 	if (k->stop_fd >= 0)
@@ -817,6 +902,11 @@ void kube_client_stop(struct kube_client *k)
 bool kube_client_synced(const struct kube_client *k)
 {
 	return k != NULL && atomic_load(&k->synced);
+}
+
+bool kube_client_overflowed(const struct kube_client *k)
+{
+	return k != NULL && atomic_load(&k->overflow);
 }
 
 void kube_client_stats(const struct kube_client *k, struct kube_stats *out)

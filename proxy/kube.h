@@ -42,7 +42,12 @@ struct kube_client *kube_client_start(const struct policy_kube *cfg, struct podm
 /* Stop the thread and free the client (the map is the caller's).  NULL is a no-op. */
 void kube_client_stop(struct kube_client *k);
 
-bool kube_client_synced(const struct kube_client *k); /* any thread */
+/* Every scope has completed a list and none is out of date (no list or watch progress for
+ * max(2 x backoff_max, 60 s)).  Any thread. */
+bool kube_client_synced(const struct kube_client *k);
+/* Pods were left out of the map (max_pods): a source the map does not hold must get
+ * unknown_source, not a static tier.  Cleared by a list that fits.  Any thread. */
+bool kube_client_overflowed(const struct kube_client *k);
 void kube_client_stats(const struct kube_client *k, struct kube_stats *out);
 
 #endif

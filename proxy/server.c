@@ -497,6 +497,18 @@ static void server_reload(struct server *s, const char *why, bool only_if_change
 		policy_unref(p);
 		return;
 	}
+	const struct policy_kube *ko = &policy_settings(s->policy)->kube,
+				 *kn = &policy_settings(p)->kube;
+	if (ko->enabled != kn->enabled || !same_str(ko->tier_label, kn->tier_label)) {
+		/* The running watch decides which pods are in the map: a policy that reads
+		 * them another way would give them the wrong tiers.  Refuse it whole. */
+		policy_unref(p);
+		atomic_fetch_add(&s->reloads_failed, 1);
+		oplog("error", "policy reload (%s) refused: identity.kubernetes on/off or its "
+			       "tier_label changed, which needs a restart; the previous policy stays",
+		      why);
+		return;
+	}
 	report_static_changes(policy_settings(s->policy), policy_settings(p));
 	for (unsigned i = 0; i < s->n_workers; i++) {
 		struct policy *old = atomic_exchange(&s->workers[i].next_policy, policy_ref(p));
