@@ -55,6 +55,8 @@ Retry-After for the next N requests, or until clear_failures()), pause() /
 resume() (requests wait before they are answered), set_delay(),
 page_max (a server-side page size below the client's limit), on_list_page
 (a hook run before each page: mutate or compact mid-pagination),
+set_watch_mode() (every watch answered with HTTP 410, or an ERROR 410 event, or one
+BOOKMARK and the end of the stream at once: servers that would make a client spin),
 set_cert() (serve another certificate from the next connection on),
 set_tokens(), and the request log (requests(), mark(), wait_request()) with
 path, decoded query, auth result and status of every request, plus tls_log
@@ -420,6 +422,7 @@ class KubeAPI:
         self.page_max = None
         self.on_list_page = None      # fn(page_index, request dict), before each list page
         self.list_framing = "auto"    # "auto" | "length" | "chunked"
+        self.watch_mode = None        # see set_watch_mode
         self._conns = set()
         self._threads = []
         self._stopping = False
@@ -478,14 +481,16 @@ class KubeAPI:
             self.cv.notify_all()
             return self.rv
 
-    def add_pod(self, ns, name, ip=None, created=None, **kw):
-        """Create a pod (ADDED).  kw: pod_object's (labels, phase, host_network, ips, ...).
-        Returns its resourceVersion."""
+    def add_pod(self, ns, name, ip=None, created=None, fn=None, **kw):
+        """Create a pod (ADDED).  kw: pod_object's (labels, phase, host_network, ips, ...);
+        fn(pod) changes anything else before it is stored.  Returns its resourceVersion."""
         with self.cv:
             key = (ns, name)
             if key in self.pods:
                 raise ValueError("pod %s/%s exists" % key)
             pod = pod_object(ns, name, ip=ip, created=self._tick(created), **kw)
+            if fn is not None:
+                fn(pod)
             return self._commit("ADDED", key, pod, None)
 
     def add_pods(self, specs):
@@ -638,6 +643,17 @@ class KubeAPI:
             while any(w.alive for w in ws) and time.monotonic() < deadline:
                 self.cv.wait(0.05)
             return [w.info() for w in ws]
+
+    def set_watch_mode(self, mode):
+        """How every watch request is answered from now on (lists are not affected):
+        None: normally; "gone": HTTP 410 with a Status Expired, as the apiserver answers
+        some too-old resourceVersions; "expired": 200, one ERROR event holding that Status,
+        then the end of the stream (as for a compacted RV); "bookmark-end": 200, one BOOKMARK
+        at the current RV (when allowWatchBookmarks), then the end of the stream at once.
+        The request log's entry has watch_mode set."""
+        assert mode in (None, "gone", "expired", "bookmark-end")
+        with self.cv:
+            self.watch_mode = mode
 
     def set_chunking(self, mode):
         assert mode in ("event", "split", "batch")
@@ -954,7 +970,7 @@ class _Http:
         token = auth[7:] if auth.startswith("Bearer ") else None
         rec = {"i": None, "t": time.time(), "peer": self.peer, "method": req["method"],
                "target": req["target"], "path": req["path"], "query": req["query"],
-               "watch": req["query"].get("watch") in TRUE_WORDS, "token": token,
+               "watch": req["query"].get("watch") in TRUE_WORDS, "watch_mode": None, "token": token,
                "auth": None, "status": None, "user_agent": (req["headers"].get("user-agent") or [""])[0],
                "accept_encoding": ",".join(req["headers"].get("accept-encoding", []))}
         ns = None
@@ -1175,6 +1191,13 @@ class _Http:
         too_old = None
         send_initial = q.get("sendInitialEvents") in TRUE_WORDS
         with api.cv:
+            mode = rec["watch_mode"] = api.watch_mode
+            horizon = api.horizon
+        if mode == "gone":
+            self._send_status(rec, status_obj(410, "Expired", "too old resource version: %s (%d)" %
+                                              (rvq, horizon + 1)))
+            return True
+        with api.cv:
             if rvq in (None, "", "0") or send_initial:
                 start = api.rv
                 initial = [p for k, p in sorted(api.pods.items())
@@ -1188,6 +1211,9 @@ class _Http:
                 if start < api.horizon:
                     too_old = status_obj(410, "Expired", "too old resource version: %d (%d)" %
                                          (start, api.horizon + 1))
+            if mode == "expired" and too_old is None:
+                too_old = status_obj(410, "Expired", "too old resource version: %d (%d)" %
+                                     (start, api.horizon + 1))
             api._wid += 1
             w = _Watch(api._wid, ns, q, start)
             api._watches.append(w)
@@ -1209,6 +1235,17 @@ class _Http:
                 self._write_stream(self._event_line("BOOKMARK", self._bookmark_obj(start, True)), api.chunking)
                 w.bookmarks_sent.append(start)
                 w.last_sent = start
+            if mode == "bookmark-end":
+                if q.get("allowWatchBookmarks") in TRUE_WORDS:
+                    with api.cv:
+                        cur = api.rv
+                    self._write_stream(self._event_line("BOOKMARK", self._bookmark_obj(cur)), api.chunking)
+                    with api.cv:
+                        w.bookmarks_sent.append(cur)
+                        w.last_sent = cur
+                w.dropped = "ended"
+                self.sock.sendall(b"0\r\n\r\n")
+                return True
             ended = self._watch_loop(w, sel, time.monotonic() + timeout)
             if ended == "timeout":
                 self.sock.sendall(b"0\r\n\r\n")
@@ -1664,6 +1701,36 @@ def _selftest():   # noqa: C901 - one linear script
                 ok = ok and info and info[0]["partial_rv"] == rv_cut and info[0]["last_sent"] == rv_cut - 1
             check("drop %s: the client has the event before the cut and sees the stream end incomplete" % how,
                   ok, "%s %s %s" % (resp and resp.error, names, info))
+
+        # --- set_watch_mode: servers that end every watch at once
+        cur = api.rv
+        api.set_watch_mode("gone")
+        r = cli.get("/api/v1/namespaces/ra/pods?watch=1&resourceVersion=%d" % cur)
+        st = json.loads(r.body) if r.body else {}
+        check("watch mode gone: HTTP 410 Status Expired", r.status == 410 and st.get("code") == 410 and
+              st.get("reason") == "Expired", "%s %r" % (r.status, r.body[:200]))
+        r = cli.get("/api/v1/namespaces/ra/pods?limit=2")
+        check("watch mode gone: lists unaffected", r.status == 200, str(r.status))
+        api.set_watch_mode("expired")
+        got = []
+        r = cli.get("/api/v1/namespaces/ra/pods?watch=1&resourceVersion=%d" % cur, on_line=got.append)
+        check("watch mode expired: 200, one ERROR 410 event at a current RV, end of stream",
+              r.status == 200 and r.complete and [e["type"] for e in got] == ["ERROR"] and
+              got[0]["object"]["code"] == 410, "%s %s %s" % (r.status, r.error, got))
+        api.set_watch_mode("bookmark-end")
+        got = []
+        r = cli.get("/api/v1/namespaces/ra/pods?watch=1&allowWatchBookmarks=true&resourceVersion=%d" % cur,
+                    on_line=got.append)
+        check("watch mode bookmark-end: 200, one BOOKMARK at the current RV, end of stream at once",
+              r.status == 200 and r.complete and [e["type"] for e in got] == ["BOOKMARK"] and
+              got[0]["object"]["metadata"]["resourceVersion"] == str(api.rv), "%s %s %s" % (r.status, r.error, got))
+        check("request log records the watch mode",
+              [x["watch_mode"] for x in api.requests()[-4:]] == ["gone", None, "expired", "bookmark-end"],
+              str([x["watch_mode"] for x in api.requests()[-4:]]))
+        api.set_watch_mode(None)
+        api.add_pod("ra", "fnpod", "10.42.6.1", fn=lambda p: p["metadata"].update({"annotations": {"x": "y"}}))
+        check("add_pod fn changes the stored object", api.pod("ra", "fnpod")["metadata"]["annotations"] == {"x": "y"},
+              str(api.pod("ra", "fnpod")["metadata"].get("annotations")))
 
         # --- failures, pause, request log
         api.fail_next(2, 503)

@@ -21,18 +21,30 @@ then the file is rewritten), "tls" (a certificate from another CA, then one
 without the IP SAN, then the right one), "incluster" (no api_server /
 token_file / ca_file: KUBERNETES_SERVICE_HOST/PORT and the service-account
 files mounted at /var/run/secrets/kubernetes.io/serviceaccount in this mount
-namespace).  --check cases need no daemon.
+namespace), "stale" (synced, then the API server answers 500 to everything
+for over a minute: not ready once no list or watch progress was made for
+max(2 x backoff_max, 60 s); started early so the wait overlaps the rest),
+"full" (identity.kubernetes.max_pods 3 with more pods: fails closed),
+"reload" (SIGHUP reloads that would change how pods are read are refused;
+a namespace's tier does reload), "robust" (a 1100-character managedFields
+key in a list page; servers that answer every watch with 410, or end every
+watch at once: bounded request rates).  --check cases need no daemon.
 
 Timing: identity changes propagate asynchronously, so a positive outcome is
 polled for (50 ms steps, bounded); an outcome that must NOT change is checked
 only after a later change on the same watch stream (a barrier) was observed.
 """
 import collections
+import copy
+import json
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True
@@ -46,6 +58,8 @@ GOOD = "198.51.100.10"
 API_NS, API_LABEL = ("10.96.0.1", 6443), ("10.96.0.1", 6444)
 API_UNSYNCED, API_AUTH, API_TLS = ("10.96.0.2", 6443), ("10.96.0.3", 6443), ("10.96.0.4", 6443)
 API_INCLUSTER = ("10.96.0.1", 443)
+API_FULL, API_RELOAD, API_ROBUST, API_STALE = (("10.96.0.1", 6445), ("10.96.0.1", 6446), ("10.96.0.1", 6447),
+                                               ("10.96.0.1", 6448))
 PROBE = "allowed.example:443"
 UNKNOWN = "unknown"
 TIER_LABEL = "platform.example.com/runner-tier"
@@ -65,7 +79,9 @@ V4 = ([GOOD, "10.96.0.1", "10.96.0.2", "10.96.0.3", "10.96.0.4"] +
       ["10.42.0.%d" % i for i in range(1, 100)] + ["10.42.200.5", "10.42.200.7"] +
       ["10.43.0.%d" % i for i in range(1, 40)] + ["10.43.200.9"] +
       [bulk_ip(i) for i in BULK_PROBES] +
-      ["10.45.0.11", "10.45.200.5", "10.46.0.11", "10.46.0.12", "10.47.0.11", "10.48.0.11"])
+      ["10.45.0.11", "10.45.200.5", "10.46.0.11", "10.46.0.12", "10.47.0.11", "10.48.0.11"] +
+      ["10.49.0.%d" % i for i in range(11, 17)] + ["10.49.200.5", "10.49.200.7"] +
+      ["10.50.0.11", "10.50.0.12"] + ["10.51.0.%d" % i for i in range(11, 17)] + ["10.52.0.11"])
 
 TIERS = {
     "standard": {"allow": [{"host": "allowed.example"}]},
@@ -256,6 +272,81 @@ def write_atomic(path, text):
     os.rename(tmp, path)
 
 
+def log_mark(px):
+    try:
+        return os.path.getsize(px.stderr_path)
+    except OSError:
+        return 0
+
+
+def log_since(px, mark):
+    """The daemon's JSON log lines written after mark (a log_mark)."""
+    try:
+        with open(px.stderr_path, "rb") as f:
+            f.seek(mark)
+            data = f.read()
+    except OSError:
+        return []
+    out = []
+    for ln in data.decode("utf-8", "replace").splitlines():
+        try:
+            rec = json.loads(ln)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def logged(lines, lvl, text):
+    return [x for x in lines if x.get("log.level") == lvl and text in str(x.get("message", ""))]
+
+
+def reload_counts(px):
+    """(success, failure) of portcullis_policy_reloads_total."""
+    fam = metrics(px)["__fams__"].get("portcullis_policy_reloads_total")
+    out = {"success": 0.0, "failure": 0.0}
+    for smp in (fam.samples if fam is not None else []):
+        if smp.labels.get("result") in out:
+            out[smp.labels["result"]] += smp.value
+    return out["success"], out["failure"]
+
+
+def linked_policy(ctx, px):
+    """Before start: px's policy path becomes a symlink, in a directory of its own, to the
+    real file in another directory.  The daemon watches the symlink's directory, so
+    rewriting the real file makes no inotify event there: only SIGHUP reloads it (and
+    nothing else written in the busy temp dir triggers a reload).  Returns the real path."""
+    real_dir, link_dir = ctx.path(px.name + "-policy-real"), ctx.path(px.name + "-policy")
+    os.makedirs(real_dir)
+    os.makedirs(link_dir)
+    real = os.path.join(real_dir, "policy.yaml")
+    shutil.copy(px.policy_path, real)
+    link = os.path.join(link_dir, "policy.yaml")
+    os.symlink(real, link)
+    px.policy_path = link
+    return real
+
+
+def sighup_reload(ctx, px, real, pol, want, what):
+    """Check pol is a valid policy (--check), write it to the real file, SIGHUP, wait
+    (bounded) for the reload counters to move, then require them to have moved by exactly
+    want (success, failure).  Returns the log lines written meanwhile."""
+    rc, out, err, _ = run_check(ctx, pol, what)
+    expect(rc == 0, "the %s policy does not pass --check (exit %d: %r): the case would test nothing" %
+           (what, rc, err[:300]))
+    r0 = reload_counts(px)
+    lm = log_mark(px)
+    write_atomic(real, harness.to_yaml(pol) + "\n")
+    os.kill(px.proc.pid, signal.SIGHUP)
+    harness.wait_until(lambda: reload_counts(px) != r0, 5, 0.1)
+    time.sleep(0.3)   # a second (spurious) reload would show here
+    r1 = reload_counts(px)
+    got = (r1[0] - r0[0], r1[1] - r0[1])
+    expect(got == want, "reload counters moved by %s (success, failure) after SIGHUP, want %s" % (got, want))
+    return log_since(px, lm)
+
+
 def kube_proxy(ctx, name, port, api_url, kube, tiers=TIERS, unknown="deny", pki=None, token_file=None, **over):
     k = {}
     if api_url is not None:
@@ -368,6 +459,38 @@ with ctx:
             expect(rc == 1, "exit %d, want 1 (stdout %r, stderr %r)" % (rc, out[:200], err[:300]))
             expect(re.search(r"^%s:\d+:\d+: \S" % re.escape(path), err, re.M),
                    "no FILE:LINE:COL diagnostic on stderr: %r" % err[:300])
+
+    # ================================================================ stale (start; checked at the end)
+    # Started here so that the minute without progress it takes overlaps the other cases.
+    api_st = new_api(API_STALE, "stale-token")
+    api_st.add_pod("runners-z", "z1", "10.52.0.11")
+    stale_px = started(kube_proxy(ctx, "stale", 9, api_st.url, {"namespaces": {"runners-z": "standard"},
+                                                                "backoff_max": "1s"},
+                                  pki=pki, token_file=token_file("stale", "stale-token")))
+    STALE = {"log": []}     # readyz samples (monotonic time, status, body) from the outage on
+
+    def poll_ready(px, log, stop):
+        while not stop.is_set():
+            st, body = admin_get(px, "/readyz", timeout=2.0)
+            log.append((time.monotonic(), st, body))
+            stop.wait(1.0)
+
+    with ctx.case("stale: synced, the pod maps; then the API server answers 500 to every request "
+                  "(the watch is cut) and /readyz is sampled every second from then on"):
+        expect(stale_px.start_error is None, stale_px.start_error or "")
+        expect(wait_ready(stale_px, 200, 10), "/readyz %s; requests %s" % (readyz(stale_px),
+                                                                           describe_reqs(api_st.requests())))
+        expect_tier(stale_px, "10.52.0.11", "standard", pod=("runners-z", "z1"))
+        expect(api_st.wait_watches(1, timeout=5), "no watch")
+        api_st.fail_next(None, 500)
+        api_st.drop_watches("rst")
+        STALE["t0"] = time.monotonic()
+        STALE["mark"] = api_st.mark()
+        stop = threading.Event()
+        ctx.cleanups.append(stop.set)
+        threading.Thread(target=poll_ready, args=(stale_px, STALE["log"], stop), daemon=True,
+                         name="stale-readyz").start()
+        STALE["stop"] = stop
 
     # ================================================================ namespaces mode
     TOKEN_NS = "ns-token-0001"
@@ -1185,6 +1308,285 @@ with ctx:
         expect(api6.requests() and all(r["token"] == "sa-token-xyz" for r in api6.requests()),
                "tokens %s" % {r["token"] for r in api6.requests()})
         expect_tier(incluster_px, "10.48.0.11", "trusted", pod=("runners-c", "c1"))
+
+    # ================================================================ max_pods overflow
+    tiers_full = copy.deepcopy(TIERS)
+    tiers_full["static"]["sources"] = TIERS["static"]["sources"] + ["10.49.200.0/24"]
+    api_f = new_api(API_FULL, "full-token")
+    # listed in key order: f1..f3 fit (max_pods 3), f4 and f5 (inside the static CIDR) are left out
+    FULL_PODS = [("f1", "10.49.0.11"), ("f2", "10.49.0.12"), ("f3", "10.49.0.13"), ("f4", "10.49.0.14"),
+                 ("f5", "10.49.200.7")]
+    for name, ip in FULL_PODS:
+        add(api_f, "runners-f", name, ip)
+    full_px = started(kube_proxy(ctx, "full", 6, api_f.url, {
+        "namespaces": {"runners-f": "standard"}, "max_pods": 3, "watch_timeout": "10s", "backoff_max": "1s"},
+        tiers=tiers_full, pki=pki, token_file=token_file("full", "full-token")))
+
+    def full_503():
+        st, body = admin_get(full_px, "/readyz")
+        return st == 503 and b"kubernetes pod map full" in body
+
+    with ctx.case("full: 5 pods, max_pods 3 -> an error is logged, /readyz 503 'kubernetes pod map full', "
+                  "kube_pods 3 (synced 1: listed, but not everything fits)"):
+        expect(full_px.start_error is None, full_px.start_error or "")
+        ok = harness.wait_until(full_503, 10, 0.1)
+        st, body = admin_get(full_px, "/readyz")
+        expect(ok, "/readyz %s %r 10s after start, want 503 'kubernetes pod map full'; requests %s" %
+               (st, body[:120], describe_reqs(api_f.requests())))
+        errs = logged(log_since(full_px, 0), "error", "pod map full")
+        expect(errs, "no error-level log line about the full pod map")
+        m = metrics(full_px)
+        expect(m["portcullis_kube_pods"] == 3 and m["portcullis_kube_synced"] == 1,
+               "pods %s synced %s" % (m["portcullis_kube_pods"], m["portcullis_kube_synced"]))
+
+    with ctx.case("full: the pods in the map keep their tier (f1..f3 standard); the two left out "
+                  "(f4, and f5 inside a static CIDR) -> 403 unknown_source"):
+        for name, ip in FULL_PODS[:3]:
+            expect_still(full_px, ip, "standard", pod=("runners-f", name))
+        for name, ip in FULL_PODS[3:]:
+            s = expect_still(full_px, ip, UNKNOWN, what="%s: " % name)
+            harness.check_denied_record(s.rec, "unknown_source", 403)
+
+    with ctx.case("full: an address the map does not hold inside a static CIDR (10.49.200.5) -> 403 "
+                  "unknown_source, not the static tier (it may be a pod left out)"):
+        s = expect_still(full_px, "10.49.200.5", UNKNOWN)
+        harness.check_denied_record(s.rec, "unknown_source", 403)
+        expect(get(s.rec, "orchestrator") is None, "orchestrator %r" % get(s.rec, "orchestrator"))
+
+    with ctx.case("full: f1, f2 deleted (3 pods now fit): still full until a relist; the watch ends at its "
+                  "timeoutSeconds (10 s), the client relists -> 'fits again' logged, /readyz 200, "
+                  "static fallback back (10.49.200.5 -> static), f4 and f5 map"):
+        m0 = metrics(full_px)
+        lm = log_mark(full_px)
+        mark = api_f.mark()
+        api_f.delete_pod("runners-f", "f1")
+        api_f.delete_pod("runners-f", "f2")
+        expect_tier(full_px, "10.49.0.12", UNKNOWN, what="barrier (DELETED f2 applied): ")
+        st, body = admin_get(full_px, "/readyz")
+        if not [r for r in api_f.requests(since=mark) if is_list(r)]:
+            # no list had even started when /readyz answered: the deletions alone must not clear it
+            expect(st == 503 and b"pod map full" in body, "/readyz %s %r after the deletions, before any "
+                   "relist: the overflow cleared without a list that fits" % (st, body[:120]))
+        t0 = time.monotonic()
+        ok = wait_ready(full_px, 200, 16)
+        expect(ok, "/readyz %s %r 16s after the deletions (watch_timeout 10s); requests %s" % (
+            *admin_get(full_px, "/readyz"), describe_reqs(api_f.requests(since=mark), 10)))
+        print("# full: /readyz 200 %.1fs after the deletions" % (time.monotonic() - t0), flush=True)
+        reqs = api_f.requests(since=mark)
+        lists = [r for r in reqs if is_list(r) and not r["query"].get("continue")]
+        expect(lists, "ready again without a relist: %s" % describe_reqs(reqs))
+        expect(not [r for r in reqs if r["status"] not in (200, None)], "a failed request (the relist must come from "
+               "the clean end of the watch, not a 410): %s" % describe_reqs(reqs))
+        before = [r for r in api_f.requests() if r["watch"] and r["i"] < lists[0]["i"]]
+        info = [w for w in api_f.watches() if before and w["id"] == before[-1].get("watch_id")]
+        expect(info and info[0]["ended"] == "timeout", "the watch before the relist ended %r, not at its "
+               "timeoutSeconds" % (info and info[0]["ended"]))
+        expect(logged(log_since(full_px, lm), "info", "fits again"), "no info log line 'pod map fits again'")
+        s = expect_still(full_px, "10.49.200.5", "static")
+        expect(get(s.rec, "orchestrator") is None, "orchestrator %r" % get(s.rec, "orchestrator"))
+        expect_still(full_px, "10.49.0.14", "standard", pod=("runners-f", "f4"))
+        expect_still(full_px, "10.49.200.7", "standard", pod=("runners-f", "f5"))
+        m = metrics(full_px)
+        expect(m["portcullis_kube_pods"] == 3, "kube_pods %s, want 3" % m["portcullis_kube_pods"])
+        expect(m["portcullis_kube_relists_total"] > m0["portcullis_kube_relists_total"], "relists unchanged")
+
+    with ctx.case("full: an ADDED beyond max_pods on the watch -> full again (/readyz 503 'pod map full'); "
+                  "the new pod and 10.49.200.5 -> unknown_source, f3 stays standard"):
+        add(api_f, "runners-f", "f6", "10.49.0.16")
+        ok = harness.wait_until(full_503, 5, 0.1)
+        expect(ok, "/readyz %s %r 5s after a 4th pod was added" % admin_get(full_px, "/readyz"))
+        expect_still(full_px, "10.49.0.16", UNKNOWN)
+        expect_still(full_px, "10.49.200.5", UNKNOWN)
+        expect_still(full_px, "10.49.0.13", "standard", pod=("runners-f", "f3"))
+
+    # ================================================================ reload
+    api_r = new_api(API_RELOAD, "reload-token")
+    # labelled as the tier_label case would read it: were that policy applied, r1 would turn trusted
+    add(api_r, "runners-r", "r1", "10.50.0.11", labels={TIER_LABEL: "trusted"})
+    reload_px = kube_proxy(ctx, "reload", 7, api_r.url, {"namespaces": {"runners-r": "standard"},
+                                                          "backoff_max": "1s"},
+                           pki=pki, token_file=token_file("reload", "reload-token"))
+    reload_real = linked_policy(ctx, reload_px)
+    started(reload_px)
+
+    with ctx.case("reload: synced, r1 (runners-r) -> standard, reloads 0/0"):
+        expect(reload_px.start_error is None, reload_px.start_error or "")
+        expect(wait_ready(reload_px, 200, 10), "/readyz %s" % readyz(reload_px))
+        expect_tier(reload_px, "10.50.0.11", "standard", pod=("runners-r", "r1"))
+        expect(reload_counts(reload_px) == (0, 0), "reloads %s" % (reload_counts(reload_px),))
+
+    with ctx.case("reload: SIGHUP with identity.kubernetes removed -> refused (failure +1, success +0, error "
+                  "'refused' logged); r1 keeps its tier, the watch keeps mapping new pods"):
+        pol = copy.deepcopy(reload_px.policy)
+        del pol["identity"]["kubernetes"]
+        lines = sighup_reload(ctx, reload_px, reload_real, pol, (0, 1), "reload-nokube")
+        expect(logged(lines, "error", "refused"), "no error log line saying the reload was refused: %s" %
+               [x.get("message") for x in lines][:3])
+        expect_still(reload_px, "10.50.0.11", "standard", pod=("runners-r", "r1"))
+        add(api_r, "runners-r", "r2", "10.50.0.12")
+        expect_tier(reload_px, "10.50.0.12", "standard", pod=("runners-r", "r2"))
+        expect(readyz(reload_px) == 200, "/readyz %s" % readyz(reload_px))
+
+    with ctx.case("reload: SIGHUP switching to tier_label mode (tier_label %s, no namespaces) -> refused; "
+                  "r1 (labelled trusted) stays standard" % TIER_LABEL):
+        pol = copy.deepcopy(reload_px.policy)
+        k = pol["identity"]["kubernetes"]
+        del k["namespaces"]
+        k["tier_label"] = TIER_LABEL
+        lines = sighup_reload(ctx, reload_px, reload_real, pol, (0, 1), "reload-label")
+        expect(logged(lines, "error", "refused"), "no error log line saying the reload was refused")
+        expect_still(reload_px, "10.50.0.11", "standard", pod=("runners-r", "r1"))
+
+    with ctx.case("reload: SIGHUP changing only runners-r's tier (standard -> trusted) -> applied "
+                  "(success +1, failure +0); r1's and r2's next connections -> trusted"):
+        pol = copy.deepcopy(reload_px.policy)
+        pol["identity"]["kubernetes"]["namespaces"]["runners-r"] = "trusted"
+        sighup_reload(ctx, reload_px, reload_real, pol, (1, 0), "reload-nstier")
+        expect_tier(reload_px, "10.50.0.11", "trusted", pod=("runners-r", "r1"))
+        expect_tier(reload_px, "10.50.0.12", "trusted", pod=("runners-r", "r2"))
+
+    # ================================================================ robust
+    api_h = new_api(API_ROBUST, "robust-token")
+    LONG_KEY = "k:{\"name\":\"%s\"}" % ("x" * 1100)
+
+    def long_key(pod):
+        pod["metadata"]["managedFields"].append(
+            {"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1",
+             "time": pod["metadata"]["creationTimestamp"], "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:spec": {"f:containers": {LONG_KEY: {".": {}, "f:name": {}}}}}})
+
+    add(api_h, "team-h", "h-a", "10.51.0.11", labels={TIER_LABEL: "standard"})
+    add(api_h, "team-h", "h-long", "10.51.0.12", labels={TIER_LABEL: "trusted"}, fn=long_key)
+    add(api_h, "team-h", "h-z", "10.51.0.13", labels={TIER_LABEL: "standard"})
+    robust_px = kube_proxy(ctx, "robust", 8, api_h.url, {"tier_label": TIER_LABEL, "backoff_max": "1s"},
+                           pki=pki, token_file=token_file("robust", "robust-token"))
+    robust_real = linked_policy(ctx, robust_px)
+    started(robust_px)
+
+    with ctx.case("robust: one list page holding a pod whose managedFields has a 1100-character key, "
+                  "between two normal pods -> synced, all three map (h-long -> trusted)"):
+        expect(robust_px.start_error is None, robust_px.start_error or "")
+        expect(wait_ready(robust_px, 200, 10), "/readyz %s; requests %s" % (readyz(robust_px),
+                                                                            describe_reqs(api_h.requests())))
+        lists = [r for r in api_h.requests() if is_list(r) and r["status"] == 200]
+        expect(lists and lists[0]["items"] == 3 and not lists[0]["continue_out"],
+               "the first list was not one page of 3 pods: %s" % describe_reqs(lists))
+        mfs = api_h.pod("team-h", "h-long")["metadata"]["managedFields"]
+        expect(any(LONG_KEY in (mf.get("fieldsV1") or {}).get("f:spec", {}).get("f:containers", {}) for mf in mfs),
+               "the pod lacks the long key")
+        expect_tier(robust_px, "10.51.0.11", "standard", pod=("team-h", "h-a"))
+        expect_tier(robust_px, "10.51.0.12", "trusted", pod=("team-h", "h-long"))
+        expect_tier(robust_px, "10.51.0.13", "standard", pod=("team-h", "h-z"))
+        m = metrics(robust_px)
+        expect(m["portcullis_kube_pods"] == 3, "kube_pods %s" % m["portcullis_kube_pods"])
+
+    with ctx.case("robust: a watch event (MODIFIED) carrying such a key applies too (h-a -> trusted)"):
+        api_h.modify_pod("team-h", "h-a", labels={TIER_LABEL: "trusted"}, fn=long_key)
+        expect_tier(robust_px, "10.51.0.11", "trusted", pod=("team-h", "h-a"))
+
+    WINDOW, MAX_REQS = 4.0, 12
+
+    def in_window(mark, first):
+        """The requests from first on for WINDOW seconds (waits until the window has passed)."""
+        time.sleep(max(0.0, first["t"] + WINDOW - time.time()))
+        return [r for r in api_h.requests(since=mark) if first["t"] <= r["t"] < first["t"] + WINDOW]
+
+    def recover(name, ip):
+        api_h.set_watch_mode(None)
+        add(api_h, "team-h", name, ip, labels={TIER_LABEL: "standard"})
+        expect_tier(robust_px, ip, "standard", timeout=10, what="after the server behaves again: ")
+
+    with ctx.case("robust: every watch answered HTTP 410 after a good list: the client backs off "
+                  "(lists in %.0f s: >= 2 and <= %d with backoff_max 1s)" % (WINDOW, MAX_REQS)):
+        expect(api_h.wait_watches(1, timeout=5), "no live watch")
+        mark = api_h.mark()
+        api_h.set_watch_mode("gone")
+        api_h.drop_watches("rst")
+        first = api_h.wait_request(lambda r: r["watch"] and r["status"] == 410, since=mark, timeout=5)
+        expect(first, "no watch answered 410: %s" % describe_reqs(api_h.requests(since=mark)))
+        reqs = in_window(mark, first)
+        lists = [r for r in reqs if is_list(r)]
+        gone = [r for r in reqs if r["watch"] and r["status"] == 410]
+        print("# robust: HTTP 410 on every watch: %d lists, %d watches (410) in %.0f s" %
+              (len(lists), len(gone), WINDOW), flush=True)
+        expect(lists and all(r["status"] == 200 for r in lists), "lists failed: %s" % describe_reqs(lists))
+        expect(2 <= len(lists) <= MAX_REQS, "%d lists in %.0f s: %s" % (len(lists), WINDOW, describe_reqs(reqs)))
+
+    with ctx.case("robust: every watch answered 200 + ERROR event 410 after a good list: lists in %.0f s "
+                  ">= 2 and <= %d (the backoff is not reset by the successful list)" % (WINDOW, MAX_REQS)):
+        mark = api_h.mark()
+        api_h.set_watch_mode("expired")
+        first = api_h.wait_request(lambda r: r["watch"] and r["watch_mode"] == "expired", since=mark, timeout=5)
+        expect(first, "no watch in mode expired: %s" % describe_reqs(api_h.requests(since=mark)))
+        reqs = in_window(mark, first)
+        lists = [r for r in reqs if is_list(r)]
+        print("# robust: ERROR 410 on every watch: %d lists, %d watches in %.0f s" %
+              (len(lists), len([r for r in reqs if r["watch"]]), WINDOW), flush=True)
+        expect(2 <= len(lists) <= MAX_REQS, "%d lists in %.0f s: %s" % (len(lists), WINDOW, describe_reqs(reqs)))
+
+    with ctx.case("robust: the server lists and watches normally again -> a new pod maps (<= 10 s)"):
+        recover("h-rec1", "10.51.0.14")
+
+    with ctx.case("robust: every watch gets one BOOKMARK then ends cleanly at once: re-watches in %.0f s "
+                  ">= 2 and <= %d, no relist" % (WINDOW, MAX_REQS)):
+        expect(api_h.wait_watches(1, timeout=5), "no live watch")
+        mark = api_h.mark()
+        api_h.set_watch_mode("bookmark-end")
+        api_h.drop_watches("fin")
+        first = api_h.wait_request(lambda r: r["watch"] and r["watch_mode"] == "bookmark-end", since=mark,
+                                   timeout=5)
+        expect(first, "no watch in mode bookmark-end: %s" % describe_reqs(api_h.requests(since=mark)))
+        reqs = in_window(mark, first)
+        ws = [r for r in reqs if r["watch"]]
+        print("# robust: one BOOKMARK then the end on every watch: %d watches in %.0f s" % (len(ws), WINDOW),
+              flush=True)
+        got_bm = [w for w in api_h.watches() if w["id"] in {r.get("watch_id") for r in ws} and w["bookmarks_sent"]]
+        expect(got_bm, "no watch in the window delivered its bookmark (the case needs one event per stream)")
+        expect(2 <= len(ws) <= MAX_REQS, "%d watches in %.0f s: %s" % (len(ws), WINDOW, describe_reqs(reqs)))
+        expect(not [r for r in reqs if is_list(r)], "relisted after clean ends: %s" % describe_reqs(reqs))
+
+    with ctx.case("robust: watches behave again -> a new pod maps (<= 10 s)"):
+        recover("h-rec2", "10.51.0.15")
+
+    with ctx.case("robust: SIGHUP changing tier_label to another key -> refused (failure +1); pods keep their "
+                  "tiers"):
+        pol = copy.deepcopy(robust_px.policy)
+        pol["identity"]["kubernetes"]["tier_label"] = "platform.example.com/other-tier"
+        lines = sighup_reload(ctx, robust_px, robust_real, pol, (0, 1), "robust-label")
+        expect(logged(lines, "error", "refused"), "no error log line saying the reload was refused")
+        expect_still(robust_px, "10.51.0.12", "trusted", pod=("team-h", "h-long"))
+        expect_still(robust_px, "10.51.0.13", "standard", pod=("team-h", "h-z"))
+
+    # ================================================================ stale (end)
+    with ctx.case("stale: no list or watch progress for max(2 x backoff_max, 60 s) -> /readyz 503 "
+                  "'kubernetes pod map not synced', after ~60 s (ready until then), kube_synced 0"):
+        t0, log = STALE.get("t0"), STALE["log"]
+        expect(t0 is not None, "needs the result of the first stale case, which failed")
+        harness.wait_until(lambda: any(st == 503 for _, st, _ in log), max(0.0, t0 + 80 - time.monotonic()), 0.5)
+        snap = list(log)
+        first = next(((t, b) for t, st, b in snap if st == 503), None)
+        expect(first is not None, "/readyz never 503 in %.0f s without progress; last samples %s" % (
+            time.monotonic() - t0, [(round(t - t0), st) for t, st, _ in snap[-3:]]))
+        dt = first[0] - t0
+        print("# stale: /readyz 503 %.1f s after the API server started failing" % dt, flush=True)
+        early = [(round(t - t0, 1), st, b[:60]) for t, st, b in snap if t < first[0] and st not in (200, None)]
+        n200 = len([1 for t, st, _ in snap if t < first[0] and st == 200])
+        expect(not early and n200 >= 30, "before the first 503: %d samples 200, others %s" % (n200, early[:3]))
+        expect(b"kubernetes pod map not synced" in first[1], "503 body %r" % first[1][:120])
+        expect(50.0 <= dt <= 75.0, "not ready %.1f s after the outage began, want 60-65 s (stale after "
+               "max(2 x 1 s, 60 s), checked every 5 s)" % dt)
+        n500 = len(api_st.requests(lambda r: r["status"] == 500, since=STALE["mark"]))
+        expect(n500 >= 10, "only %d requests answered 500: the client stopped retrying?" % n500)
+        expect(metrics(stale_px)["portcullis_kube_synced"] == 0, "kube_synced not 0")
+        expect(logged(log_since(stale_px, 0), "error", "out of date"), "no error log line 'pod map out of date'")
+
+    with ctx.case("stale: the API server answers again -> /readyz 200 (<= 10 s), the pod still maps"):
+        if STALE.get("stop") is not None:
+            STALE["stop"].set()
+        api_st.clear_failures()
+        expect(wait_ready(stale_px, 200, 10), "/readyz %s %r 10 s after the API server recovered" %
+               admin_get(stale_px, "/readyz"))
+        expect_tier(stale_px, "10.52.0.11", "standard", pod=("runners-z", "z1"))
 
     # ================================================================ wrap-up
     with ctx.case("every /metrics exposition scraped passes promcheck"):
