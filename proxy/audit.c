@@ -20,6 +20,14 @@
 #define AUDIT_IDLE_WAKE_MS     1000 /* an idle writer still notices a reopen request this often */
 #define AUDIT_ERROR_BACKOFF_MS 100
 #define AUDIT_GIVE_UP_ERRORS   20 /* consecutive write errors after destroy before dropping */
+/*
+ * Batching: a writer woken for a first record waits this long (or until this
+ * many bytes are queued) before it writes, so one wake-up and one write(2)
+ * carry many records.  A record never waits longer than AUDIT_BATCH_MS plus
+ * the write itself.
+ */
+#define AUDIT_BATCH_MS    5
+#define AUDIT_BATCH_BYTES (64u * 1024u)
 
 /* ---- formatting ---- */
 
@@ -389,6 +397,9 @@ struct audit_log {
 	size_t head;            /* under mu */
 	size_t used;            /* under mu; includes the batch being written */
 	atomic_size_t used_pub; /* copy of used for audit_log_available */
+	bool idle;              /* under mu: the writer waits for a first record (wake it) */
+	bool lingering;         /* under mu: the writer collects a batch (wake it when it is big) */
+	size_t batch;           /* a batch this big is written at once (AUDIT_BATCH_BYTES, cap / 4) */
 	atomic_bool stop;       /* destroy asked the writer to flush and exit */
 	atomic_int reopen;      /* set by audit_log_reopen; async-signal-safe */
 	atomic_ullong dropped;
@@ -497,19 +508,40 @@ static void write_batch(struct audit_log *l, struct iovec *iov, int cnt)
 	}
 }
 
+static void deadline_ms(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += (time_t)(ms / 1000);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Under mu: sleep until a record is queued (or stop), then give a batch AUDIT_BATCH_MS to grow. */
 static void wait_for_records(struct audit_log *l)
 {
+	struct timespec ts;
 	while (l->used == 0 && !atomic_load(&l->stop)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += AUDIT_IDLE_WAKE_MS / 1000;
+		deadline_ms(&ts, AUDIT_IDLE_WAKE_MS);
+		l->idle = true;
 		pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+		l->idle = false;
 		if (atomic_load(&l->reopen) != 0 && l->used == 0) {
 			pthread_mutex_unlock(&l->mu);
 			maybe_reopen(l);
 			pthread_mutex_lock(&l->mu);
 		}
 	}
+	if (l->used == 0 || l->used >= l->batch || atomic_load(&l->stop))
+		return;
+	deadline_ms(&ts, AUDIT_BATCH_MS);
+	l->lingering = true;
+	while (l->used < l->batch && !atomic_load(&l->stop) &&
+	       pthread_cond_timedwait(&l->cv, &l->mu, &ts) != ETIMEDOUT)
+		;
+	l->lingering = false;
 }
 
 static void *writer_main(void *arg)
@@ -592,6 +624,7 @@ struct audit_log *audit_log_create(const char *output, size_t queue_bytes, char 
 		goto fail;
 	}
 	l->cap = queue_bytes;
+	l->batch = queue_bytes / 4 < AUDIT_BATCH_BYTES ? queue_bytes / 4 : AUDIT_BATCH_BYTES;
 	l->ring = malloc(queue_bytes);
 	if (l->ring == NULL) {
 		snprintf(errmsg, errlen, "audit queue of %zu bytes: out of memory", queue_bytes);
@@ -644,10 +677,21 @@ int audit_log_submit(struct audit_log *l, const char *line, size_t len)
 	memcpy(l->ring, line + first, len - first);
 	if (add_nl)
 		l->ring[(tail + len) % l->cap] = '\n';
+	size_t before = l->used;
 	l->used += need;
 	atomic_store(&l->used_pub, l->used);
+	/*
+	 * Wake the writer only when it sleeps with nothing queued, or when the
+	 * batch it is collecting just grew big enough; otherwise it is writing
+	 * and takes this record with the next batch.  One signal per wake-up.
+	 */
+	bool wake = (l->idle && before == 0) ||
+		    (l->lingering && before < l->batch && l->used >= l->batch);
+	if (wake)
+		l->idle = false;
 	pthread_mutex_unlock(&l->mu);
-	pthread_cond_signal(&l->cv);
+	if (wake)
+		pthread_cond_signal(&l->cv);
 	return 0;
 }
 

@@ -91,6 +91,11 @@ uint64_t audit_log_dropped(const struct audit_log *l);
  *   (refusal) for CONNECT and a NULL method, "http-request" for any other
  *   method; source.bytes / destination.bytes are written for every
  *   tunnel_end and otherwise only when not 0.
+ * - Batching: audit_log_submit wakes the writer only when it sleeps with
+ *   nothing queued (or when the batch it is collecting passes 64 KiB); a
+ *   woken writer waits up to 5 ms for more records, then writes them all in
+ *   one writev.  So a record reaches the file within about 5 ms plus the
+ *   write, and a busy proxy pays one wake-up and one write per batch.
  * - audit_log_reopen only sets an atomic flag (async-signal-safe); the writer
  *   reopens before its next batch, or within a second when idle.  If the
  *   open fails it keeps the old file and retries every second.
