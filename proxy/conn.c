@@ -166,6 +166,7 @@ void conn_close(struct conn *c, enum reason why)
 		event_free(c->uconn_ev);
 	if (c->ufd >= 0)
 		close(c->ufd);
+	tunnel_free(c);
 	if (c->ubev != NULL)
 		bufferevent_free(c->ubev);
 	if (c->cbev != NULL)
@@ -770,9 +771,7 @@ void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa
 	w->conns = c;
 	w->n_conns++;
 
-	evutil_make_socket_nonblocking(fd);
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* evconnlistener accept4()s with SOCK_NONBLOCK, and TCP_NODELAY comes from the listener. */
 	c->cbev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(w->base, timer_cb, c);
 	if (c->cbev == NULL || c->timer == NULL) {
@@ -784,7 +783,8 @@ void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa
 	bufferevent_setcb(c->cbev, request_read_cb, NULL, request_event_cb, c);
 	/* Never buffer more of a request head than the limit allows (+1 to detect overflow). */
 	bufferevent_setwatermark(c->cbev, EV_READ, 0, s->max_header_bytes + 1);
-	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+	/* EV_WRITE is enabled from creation; enabling it again would poll an empty output. */
+	bufferevent_enable(c->cbev, EV_READ);
 	conn_arm_ms(c, s->header_timeout_ms);
 	(void)salen;
 }

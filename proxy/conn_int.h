@@ -14,6 +14,7 @@
 
 struct bufferevent;
 struct event;
+struct relay;
 struct dns_query;
 struct src_slot;
 struct conn_http;
@@ -46,6 +47,7 @@ struct conn {
 	int tier;
 	struct bufferevent *cbev;
 	struct bufferevent *ubev;
+	struct relay *relay;     /* CS_TUNNEL past inspection: owns both sockets; cbev, ubev NULL */
 	evutil_socket_t ufd;     /* upstream socket while connecting */
 	struct event *uconn_ev;  /* EV_WRITE on ufd while connecting */
 	struct event *timer;     /* the one deadline of the current state */
@@ -111,6 +113,8 @@ void tunnel_timer(struct conn *c);
 void tunnel_arm(struct conn *c);
 /* An allowed HTTP Upgrade (101) was forwarded: relay both ways from here on. */
 void tunnel_from_upgrade(struct conn *c);
+/* Free the raw relay (its events, buffers and both sockets), if any; for conn_close. */
+void tunnel_free(struct conn *c);
 
 /* forward.c */
 /* Parse and check a plain-HTTP request; prepares the rewritten head. R_ALLOWED or why not. */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -285,8 +286,19 @@ static int worker_init(struct server *s, struct worker *w, unsigned id, char *er
 	w->notify_fd = -1;
 	worker_adopt(w, policy_ref(s->policy));
 	w->metrics = calloc(1, sizeof(*w->metrics));
-	w->base = event_base_new();
-	if (w->base == NULL || w->metrics == NULL) {
+	w->relay_buf = malloc(WORKER_RELAY_BUF);
+	/*
+	 * The changelist folds every enable/disable of one fd within a loop pass
+	 * into at most one epoll_ctl.  Its caveat (fds that share one open file
+	 * through dup()) does not apply: every socket here is its own.
+	 */
+	struct event_config *cfg = event_config_new();
+	if (cfg != NULL) {
+		event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		w->base = event_base_new_with_config(cfg);
+		event_config_free(cfg);
+	}
+	if (w->base == NULL || w->metrics == NULL || w->relay_buf == NULL) {
 		snprintf(errmsg, errlen, "worker %u: out of memory", id);
 		return -1;
 	}
@@ -327,6 +339,10 @@ static int worker_init(struct server *s, struct worker *w, unsigned id, char *er
 		}
 		evconnlistener_set_error_cb(l, accept_error_cb);
 		w->listeners[w->n_listeners++] = l;
+		/* Accepted sockets inherit TCP_NODELAY from the listener (Linux): one setsockopt, not
+		 * one per connection. */
+		int one = 1;
+		setsockopt(evconnlistener_get_fd(l), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	return 0;
 }
@@ -354,6 +370,7 @@ static void worker_fini(struct worker *w)
 		event_base_free(w->base);
 	policy_unref(w->policy);
 	free(w->metrics);
+	free(w->relay_buf);
 }
 
 static void set_policy_info(struct server *s, const char *sha256)

@@ -28,6 +28,12 @@ struct worker_stats {
 	atomic_ullong audit_lost; /* records that could not be queued */
 };
 
+/*
+ * The relay's largest read: a bulk transfer moves this much per recv(2) and
+ * send(2).  Each epoll round trip costs far more than copying a MiB on a VM.
+ */
+#define WORKER_RELAY_BUF (1024u * 1024u)
+
 /* One event loop on one thread. Everything here is touched only by that thread, except where noted. */
 struct worker {
 	struct server *srv;
@@ -52,6 +58,7 @@ struct worker {
 	_Atomic(struct policy *) next_policy; /* mailbox: a reloaded snapshot waiting to be adopted */
 	uint16_t tier_slots[METRICS_MAX_TIERS]; /* metrics slot of each tier of `policy` */
 	uint8_t hello_scratch[65536]; /* ClientHello reassembly, one parse at a time per loop */
+	char *relay_buf;              /* WORKER_RELAY_BUF bytes: the tunnel relay reads into this */
 };
 
 struct server {

@@ -1,6 +1,7 @@
 /* Tunnels: first-flight ClientHello inspection, relay with backpressure and caps, half-close. */
 #include "conn_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +18,45 @@
 #include "srclimit.h"
 #include "tls_hello.h"
 
-/* Relay buffering bound per direction: stop reading a side above HIGH, resume at or below LOW. */
-#define RELAY_HIGH (256u * 1024u)
-#define RELAY_LOW (64u * 1024u)
-#define RELAY_MAX_READ (128 * 1024)
 /* After a cap: how long the allowed bytes may take to flush before the tunnel is closed anyway. */
 #define FINISH_MS 5000
+/* Reads of one direction per readiness event, while each fills the whole read window. */
+#define RELAY_READS_PER_EVENT 4
+/*
+ * A direction's read window: it starts here, grows to twice any read its
+ * receiver took whole (up to WORKER_RELAY_BUF), and shrinks to what the
+ * receiver took when it took less; so a slow receiver holds back about
+ * RELAY_WIN_MIN at most, and a fast one gets reads of a MiB.
+ */
+#define RELAY_WIN_MIN (64u * 1024u)
+
+/*
+ * The relay (CS_TUNNEL).  The bufferevents that carried the request, the 200
+ * and the ClientHello are gone: each socket has one persistent event, and a
+ * direction read(2)s into the worker's relay_buf and send(2)s straight on,
+ * so a bulk transfer costs one read and one send per WORKER_RELAY_BUF bytes.
+ * Direction d: 0 is client -> upstream (reads fd[0], writes fd[1]), 1 is
+ * upstream -> client.  A direction reads only while none of its bytes wait
+ * unwritten in pend, so it holds at most one read's worth, and a receiver
+ * that does not read stops its sender (backpressure).  An idle tunnel holds
+ * no buffer at all.
+ */
+struct relay_pend {
+	char *buf; /* malloc'd, NULL when empty */
+	size_t off, len;
+};
+
+struct relay {
+	evutil_socket_t fd[2]; /* 0 client, 1 upstream; owned */
+	struct event *ev[2];   /* the one persistent event of each socket */
+	short mask[2];         /* what ev[i] is added for (0: not added) */
+	uint32_t win[2];       /* direction d reads at most win[d] bytes at a time */
+	struct relay_pend pend[2];
+};
 
 static bool hello_check(struct conn *c);
+static void tunnel_read_cb(struct bufferevent *bev, void *arg);
+static void tunnel_event_cb(struct bufferevent *bev, short what, void *arg);
 
 static bool port_listed(const uint16_t *ports, size_t n, uint16_t port)
 {
@@ -40,30 +72,10 @@ static bool audit_mode(const struct conn *c)
 	return t != NULL && t->mode == TIER_AUDIT;
 }
 
-/* ---- ending a tunnel ---- */
-
-static void tunnel_check_done(struct conn *c)
-{
-	if (c->client_shut && c->upstream_shut)
-		conn_close(c, c->first_eof);
-}
-
-/* Our side towards `to` has nothing more to send once its peer hit EOF and to's output drained. */
-static void maybe_shut(struct conn *c, struct bufferevent *to)
-{
-	bool to_client = to == c->cbev;
-	bool from_eof = to_client ? c->upstream_eof : c->client_eof;
-	bool *shut = to_client ? &c->client_shut : &c->upstream_shut;
-	if (!from_eof || *shut || evbuffer_get_length(bufferevent_get_output(to)) != 0)
-		return;
-	shutdown(bufferevent_getfd(to), SHUT_WR);
-	*shut = true;
-}
-
 /*
- * Refuse after 200: no status can be sent any more.  The upstream is reset
- * (SO_LINGER 0) so it receives nothing, the client is closed, and the
- * refusal is recorded.
+ * Refuse after 200 (CS_HELLO): no status can be sent any more.  The upstream
+ * is reset (SO_LINGER 0) so it receives nothing, the client is closed, and
+ * the refusal is recorded.
  */
 static void tunnel_cut(struct conn *c, enum reason why)
 {
@@ -77,46 +89,15 @@ static void tunnel_cut(struct conn *c, enum reason why)
 	conn_close(c, why);
 }
 
-static bool outputs_empty(const struct conn *c)
-{
-	return evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0 &&
-	       evbuffer_get_length(bufferevent_get_output(c->ubev)) == 0;
-}
+/* ---- the relay ---- */
 
 /*
- * A cap was reached: stop reading both sides, let the bytes already allowed
- * reach their destination (bounded), then close.  Returns false if c is gone.
+ * Charge n bytes read in one direction against the caps and the per-source
+ * upload budget: returns how many of them may pass, and in *cut why the rest
+ * may not (R_ALLOWED: all pass).  Counts what passes.
  */
-static bool tunnel_finish(struct conn *c, enum reason why)
+static uint64_t relay_charge(struct conn *c, bool upload, uint64_t n, enum reason *cut_out)
 {
-	c->finishing = true;
-	c->finish_reason = why;
-	bufferevent_disable(c->cbev, EV_READ);
-	bufferevent_disable(c->ubev, EV_READ);
-	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
-	bufferevent_setwatermark(c->ubev, EV_WRITE, 0, 0);
-	if (outputs_empty(c)) {
-		conn_close(c, why);
-		return false;
-	}
-	conn_arm_ms(c, FINISH_MS);
-	return true;
-}
-
-/* ---- relay ---- */
-
-/*
- * Move what `from` has read to `to`, within the caps.  Returns false when
- * the connection was closed (c is gone).
- */
-static bool relay(struct conn *c, struct bufferevent *from, struct bufferevent *to)
-{
-	struct evbuffer *in = bufferevent_get_input(from);
-	struct evbuffer *out = bufferevent_get_output(to);
-	size_t n = evbuffer_get_length(in);
-	if (n == 0 || c->finishing)
-		return true;
-	bool upload = from == c->cbev;
 	const struct policy_tier *t = conn_tier(c);
 	uint64_t pass = n;
 	enum reason cut = R_ALLOWED;
@@ -147,103 +128,388 @@ static bool relay(struct conn *c, struct bufferevent *from, struct bufferevent *
 		c->down += pass;
 	metrics_add(&c->w->metrics->bytes[c->tier_slot][upload ? 0 : 1], pass);
 	c->last_active = conn_coarse_ns();
-	if (pass == n) {
-		evbuffer_add_buffer(out, in);
-	} else {
-		evbuffer_remove_buffer(in, out, (size_t)pass);
-		evbuffer_drain(in, evbuffer_get_length(in));
-	}
-	if (cut != R_ALLOWED)
-		return tunnel_finish(c, cut);
-	if (evbuffer_get_length(out) >= RELAY_HIGH) {
-		/* Backpressure: stop reading `from` until `to` drains to RELAY_LOW. */
-		bufferevent_disable(from, EV_READ);
-		bufferevent_setwatermark(to, EV_WRITE, RELAY_LOW, 0);
+	*cut_out = cut;
+	return pass;
+}
+
+static bool dir_eof(const struct conn *c, int d)
+{
+	return d == 0 ? c->client_eof : c->upstream_eof;
+}
+
+/* Our write side towards direction d's receiver is shut. */
+static bool *dir_shut(struct conn *c, int d)
+{
+	return d == 0 ? &c->upstream_shut : &c->client_shut;
+}
+
+static enum reason side_error(int side)
+{
+	return side == 0 ? R_CLIENT_ERROR : R_UPSTREAM_ERROR;
+}
+
+static bool would_block(void)
+{
+	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
+static bool relay_pending(const struct relay *r, int d)
+{
+	return r->pend[d].off < r->pend[d].len;
+}
+
+static void relay_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Add each socket's event for exactly what it waits for now. Returns false if c is gone. */
+static bool relay_rearm(struct conn *c)
+{
+	struct relay *r = c->relay;
+	for (int side = 0; side < 2; side++) {
+		short want = 0;
+		if (!c->finishing && !dir_eof(c, side) && !relay_pending(r, side))
+			want |= EV_READ;
+		if (relay_pending(r, !side))
+			want |= EV_WRITE;
+		if (want == r->mask[side])
+			continue;
+		/* The worker's changelist turns this delete + add into at most one epoll_ctl. */
+		event_del(r->ev[side]);
+		r->mask[side] = want;
+		if (want == 0)
+			continue;
+		if (event_assign(r->ev[side], c->w->base, r->fd[side], want | EV_PERSIST, relay_cb,
+				 c) != 0 ||
+		    event_add(r->ev[side], NULL) != 0) {
+			conn_close(c, R_INTERNAL_ERROR);
+			return false;
+		}
 	}
 	return true;
 }
 
+/*
+ * A cap was reached: stop reading both sides, let the bytes already allowed
+ * reach their destination (bounded), then close.  Returns false if c is gone.
+ */
+static bool tunnel_finish(struct conn *c, enum reason why)
+{
+	c->finishing = true;
+	c->finish_reason = why;
+	if (!relay_pending(c->relay, 0) && !relay_pending(c->relay, 1)) {
+		conn_close(c, why);
+		return false;
+	}
+	if (!relay_rearm(c))
+		return false;
+	conn_arm_ms(c, FINISH_MS);
+	return true;
+}
+
+/*
+ * Direction d has nothing left to write: pass its EOF on (half-close, RFC
+ * 9110 §9.3.6), end the tunnel when both ways are done, or end it once the
+ * bytes allowed before a cap are out.  Returns false if c is gone.
+ */
+static bool relay_settle(struct conn *c, int d)
+{
+	struct relay *r = c->relay;
+	if (c->finishing) {
+		if (!relay_pending(r, 0) && !relay_pending(r, 1)) {
+			conn_close(c, c->finish_reason);
+			return false;
+		}
+		return relay_rearm(c);
+	}
+	bool *shut = dir_shut(c, d);
+	if (dir_eof(c, d) && !relay_pending(r, d) && !*shut) {
+		/* With the other way already done, the close() right below sends this FIN. */
+		if (!*dir_shut(c, !d))
+			shutdown(r->fd[!d], SHUT_WR);
+		*shut = true;
+	}
+	if (c->client_shut && c->upstream_shut) {
+		conn_close(c, c->first_eof);
+		return false;
+	}
+	return relay_rearm(c);
+}
+
+/* Write what direction d holds back. Returns false if c is gone. */
+static bool relay_flush(struct conn *c, int d)
+{
+	struct relay *r = c->relay;
+	struct relay_pend *p = &r->pend[d];
+	while (p->off < p->len) {
+		ssize_t w = send(r->fd[!d], p->buf + p->off, p->len - p->off, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && would_block())
+			return relay_rearm(c);
+		if (w < 0) {
+			conn_close(c, side_error(!d));
+			return false;
+		}
+		p->off += (size_t)w;
+	}
+	free(p->buf);
+	*p = (struct relay_pend){0};
+	return relay_settle(c, d);
+}
+
+/* Send n bytes of direction d now; keep what the socket does not take. False if c is gone. */
+static bool relay_send(struct conn *c, int d, const char *buf, size_t n)
+{
+	struct relay *r = c->relay;
+	ssize_t w = send(r->fd[!d], buf, n, MSG_NOSIGNAL);
+	if (w < 0 && !would_block()) {
+		conn_close(c, side_error(!d));
+		return false;
+	}
+	size_t done = w < 0 ? 0 : (size_t)w;
+	if (done == n) {
+		if (2 * n > r->win[d])
+			r->win[d] = 2 * n < WORKER_RELAY_BUF ? (uint32_t)(2 * n) : WORKER_RELAY_BUF;
+		return true;
+	}
+	r->win[d] = done > RELAY_WIN_MIN ? (uint32_t)done : RELAY_WIN_MIN;
+	struct relay_pend *p = &r->pend[d];
+	p->buf = malloc(n - done);
+	if (p->buf == NULL) {
+		conn_close(c, R_INTERNAL_ERROR);
+		return false;
+	}
+	memcpy(p->buf, buf + done, n - done);
+	p->off = 0;
+	p->len = n - done;
+	return true;
+}
+
+static void relay_free(struct relay *r, bool close_fds)
+{
+	for (int i = 0; i < 2; i++) {
+		if (r->ev[i] != NULL)
+			event_free(r->ev[i]);
+		if (close_fds)
+			close(r->fd[i]);
+		free(r->pend[i].buf);
+	}
+	free(r);
+}
+
+/*
+ * A port that is not inspected, and the client opens with a TLS handshake
+ * (`early`, n bytes, just read): inspect it anyway.  Back to bufferevents for
+ * CS_HELLO, with what the upstream already sent still queued for the client.
+ * Returns false if c is gone.
+ */
+static bool relay_to_hello(struct conn *c, const char *early, size_t n)
+{
+	struct relay *r = c->relay;
+	const struct policy_tier *t = conn_tier(c);
+	struct bufferevent *cb = bufferevent_socket_new(c->w->base, r->fd[0], BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *ub = bufferevent_socket_new(c->w->base, r->fd[1], BEV_OPT_CLOSE_ON_FREE);
+	struct relay_pend *p = &r->pend[1];
+	struct evbuffer *in = cb != NULL ? bufferevent_get_input(cb) : NULL;
+	/* A socket bufferevent's input is frozen at its end outside its own reads. */
+	int added = -1;
+	if (in != NULL) {
+		evbuffer_unfreeze(in, 0);
+		added = evbuffer_add(in, early, n);
+		evbuffer_freeze(in, 0);
+	}
+	if (ub == NULL || added != 0 ||
+	    (p->off < p->len && bufferevent_write(cb, p->buf + p->off, p->len - p->off) != 0)) {
+		/* The relay still owns the sockets: conn_close closes them once. */
+		for (int i = 0; i < 2; i++) {
+			struct bufferevent *b = i == 0 ? cb : ub;
+			if (b != NULL) {
+				bufferevent_setfd(b, -1);
+				bufferevent_free(b);
+			}
+		}
+		conn_close(c, R_INTERNAL_ERROR);
+		return false;
+	}
+	relay_free(r, false);
+	c->relay = NULL;
+	c->cbev = cb;
+	c->ubev = ub;
+	conn_set_state(c, CS_HELLO);
+	bufferevent_setcb(cb, tunnel_read_cb, NULL, tunnel_event_cb, c);
+	bufferevent_setcb(ub, tunnel_read_cb, NULL, tunnel_event_cb, c);
+	bufferevent_setwatermark(cb, EV_READ, 0, t->max_hello_bytes + 1u);
+	bufferevent_enable(cb, EV_READ);
+	conn_arm_ms(c, t->hello_timeout_ms);
+	return hello_check(c);
+}
+
+/* fd[d] is readable: read, charge, send on. Returns false if c is gone. */
+static bool relay_pump(struct conn *c, int d)
+{
+	struct relay *r = c->relay;
+	char *buf = c->w->relay_buf;
+	for (int i = 0; i < RELAY_READS_PER_EVENT; i++) {
+		size_t win = r->win[d];
+		ssize_t n = recv(r->fd[d], buf, win, 0);
+		if (n < 0 && would_block())
+			break;
+		if (d == 0 && c->peek_first && n > 0) {
+			/* Not a TLS port: inspect anyway when the client opens with a TLS handshake. */
+			c->peek_first = false;
+			if (buf[0] == 0x16)
+				return relay_to_hello(c, buf, (size_t)n);
+		}
+		if (n < 0) {
+			conn_close(c, side_error(d));
+			return false;
+		}
+		if (n == 0) {
+			if (d == 0)
+				c->client_eof = true;
+			else
+				c->upstream_eof = true;
+			if (!(c->client_eof && c->upstream_eof))
+				c->first_eof = d == 0 ? R_CLIENT_CLOSED : R_UPSTREAM_CLOSED;
+			return relay_settle(c, d);
+		}
+		enum reason cut;
+		uint64_t pass = relay_charge(c, d == 0, (uint64_t)n, &cut);
+		if (pass > 0 && !relay_send(c, d, buf, (size_t)pass))
+			return false;
+		if (cut != R_ALLOWED)
+			return tunnel_finish(c, cut);
+		/* A short read emptied the socket: the next bytes come with the next event. */
+		if (relay_pending(r, d) || (size_t)n < win)
+			break;
+	}
+	return relay_rearm(c);
+}
+
+static void relay_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int side = fd == c->relay->fd[0] ? 0 : 1;
+	if ((what & EV_WRITE) && relay_pending(c->relay, !side) && !relay_flush(c, !side))
+		return;
+	if ((what & EV_READ) && (c->relay->mask[side] & EV_READ))
+		relay_pump(c, side);
+}
+
+/*
+ * What the bufferevents still hold for direction d, in order: the
+ * receiver's output (the 200, a 101 head: already counted) ahead of the
+ * sender's input (the held ClientHello, bytes that came with the request
+ * head), which is charged like every relayed byte when `charge`.  Returns -1
+ * when out of memory.
+ */
+static int take_buffered(struct conn *c, int d, bool charge, struct relay_pend *p,
+			 enum reason *cut)
+{
+	struct evbuffer *out = bufferevent_get_output(d == 0 ? c->ubev : c->cbev);
+	struct evbuffer *in = bufferevent_get_input(d == 0 ? c->cbev : c->ubev);
+	size_t nout = evbuffer_get_length(out), nin = evbuffer_get_length(in);
+	size_t pass = 0;
+	*cut = R_ALLOWED;
+	if (nin > 0 && charge)
+		pass = (size_t)relay_charge(c, d == 0, nin, cut);
+	if (nout + pass == 0)
+		return 0;
+	p->buf = malloc(nout + pass);
+	if (p->buf == NULL)
+		return -1;
+	/* A socket bufferevent's output is frozen at its start; this one is about to go. */
+	evbuffer_unfreeze(out, 1);
+	if (evbuffer_copyout(out, p->buf, nout) != (ev_ssize_t)nout ||
+	    evbuffer_copyout(in, p->buf + nout, pass) != (ev_ssize_t)pass)
+		return -1;
+	p->off = 0;
+	p->len = nout + pass;
+	return 0;
+}
+
+/* Free a bufferevent but keep its socket. */
+static evutil_socket_t bev_release(struct bufferevent *bev)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	bufferevent_setfd(bev, -1); /* BEV_OPT_CLOSE_ON_FREE now closes nothing */
+	bufferevent_free(bev);
+	return fd;
+}
+
+/*
+ * Hand both sockets from the bufferevents to the relay, what they hold first
+ * and in order.  write_now: send it at once (else from the loop, for callers
+ * that look at c afterwards).  Returns false if c is gone.
+ */
+static bool relay_start(struct conn *c, bool write_now)
+{
+	struct relay *r = calloc(1, sizeof(*r));
+	enum reason cut[2] = {R_ALLOWED, R_ALLOWED};
+	if (r == NULL) {
+		conn_close(c, R_INTERNAL_ERROR);
+		return false;
+	}
+	r->ev[0] = event_new(c->w->base, -1, 0, relay_cb, c);
+	r->ev[1] = event_new(c->w->base, -1, 0, relay_cb, c);
+	r->win[0] = r->win[1] = RELAY_WIN_MIN;
+	if (r->ev[0] == NULL || r->ev[1] == NULL ||
+	    take_buffered(c, 0, !c->finishing, &r->pend[0], &cut[0]) != 0 ||
+	    take_buffered(c, 1, !c->finishing && cut[0] == R_ALLOWED, &r->pend[1], &cut[1]) != 0) {
+		relay_free(r, false);
+		conn_close(c, R_INTERNAL_ERROR);
+		return false;
+	}
+	r->fd[0] = bev_release(c->cbev);
+	r->fd[1] = bev_release(c->ubev);
+	c->cbev = c->ubev = NULL;
+	c->relay = r;
+	if (cut[0] != R_ALLOWED || cut[1] != R_ALLOWED)
+		return tunnel_finish(c, cut[0] != R_ALLOWED ? cut[0] : cut[1]);
+	if (!write_now)
+		return relay_rearm(c);
+	for (int d = 0; d < 2; d++)
+		if (!(relay_pending(r, d) ? relay_flush(c, d) : relay_settle(c, d)))
+			return false;
+	return true;
+}
+
+void tunnel_free(struct conn *c)
+{
+	if (c->relay == NULL)
+		return;
+	relay_free(c->relay, true);
+	c->relay = NULL;
+}
+
+/* ---- CS_HELLO: bufferevents hold the client's first flight ---- */
+
 static void tunnel_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
-	if (c->state == CS_HELLO) {
-		if (bev == c->cbev)
-			hello_check(c);
-		return;
-	}
-	if (bev == c->cbev && c->peek_first) {
-		/* Not a TLS port: inspect anyway when the client opens with a TLS handshake. */
-		unsigned char first;
-		c->peek_first = false;
-		if (evbuffer_copyout(bufferevent_get_input(bev), &first, 1) == 1 && first == 0x16) {
-			const struct policy_tier *t = conn_tier(c);
-			conn_set_state(c, CS_HELLO);
-			bufferevent_disable(c->ubev, EV_READ);
-			bufferevent_setwatermark(c->cbev, EV_READ, 0, t->max_hello_bytes + 1u);
-			conn_arm_ms(c, t->hello_timeout_ms);
-			hello_check(c);
-			return;
-		}
-	}
-	relay(c, bev, bev == c->cbev ? c->ubev : c->cbev);
-}
-
-static void tunnel_write_cb(struct bufferevent *to, void *arg)
-{
-	struct conn *c = arg;
-	if (c->finishing) {
-		if (outputs_empty(c))
-			conn_close(c, c->finish_reason);
-		return;
-	}
-	if (c->state == CS_HELLO)
-		return;
-	struct bufferevent *from = to == c->cbev ? c->ubev : c->cbev;
-	bool from_eof = to == c->cbev ? c->upstream_eof : c->client_eof;
-	if (!from_eof && !(bufferevent_get_enabled(from) & EV_READ)) {
-		bufferevent_setwatermark(to, EV_WRITE, 0, 0);
-		bufferevent_enable(from, EV_READ);
-	}
-	maybe_shut(c, to);
-	tunnel_check_done(c);
+	if (bev == c->cbev)
+		hello_check(c);
 }
 
 static void tunnel_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 	bool is_client = bev == c->cbev;
-	struct bufferevent *to = is_client ? c->ubev : c->cbev;
 	if (what & BEV_EVENT_ERROR) {
 		conn_close(c, is_client ? R_CLIENT_ERROR : R_UPSTREAM_ERROR);
 		return;
 	}
 	if (!(what & BEV_EVENT_EOF))
 		return;
-	if (c->finishing) {
-		conn_close(c, c->finish_reason);
-		return;
-	}
-	if (is_client)
-		c->client_eof = true;
-	else
+	if (!is_client) {
 		c->upstream_eof = true;
-	if (c->state == CS_HELLO) {
-		/* The client closed before a complete ClientHello: truncated, or nothing at all. */
-		if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
-			tunnel_cut(c, R_TLS_MALFORMED);
-		else
-			conn_close(c, R_CLIENT_CLOSED);
 		return;
 	}
-	/* Half-close (RFC 9110 §9.3.6): pass the EOF on once everything before it is written. */
-	if (!relay(c, bev, to))
-		return;
-	if (!(c->client_eof && c->upstream_eof))
-		c->first_eof = is_client ? R_CLIENT_CLOSED : R_UPSTREAM_CLOSED;
-	bufferevent_disable(bev, EV_READ);
-	bufferevent_setwatermark(to, EV_WRITE, 0, 0);
-	maybe_shut(c, to);
-	tunnel_check_done(c);
+	c->client_eof = true;
+	/* The client closed before a complete ClientHello: truncated, or nothing at all. */
+	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
+		tunnel_cut(c, R_TLS_MALFORMED);
+	else
+		conn_close(c, R_CLIENT_CLOSED);
 }
 
 /* Arm the idle / max-lifetime deadline, or close if one has passed. */
@@ -274,16 +540,14 @@ void tunnel_arm(struct conn *c)
 }
 
 /* Inspection passed (or is not needed): relay both ways. Returns false if c is gone. */
-static bool tunnel_open(struct conn *c)
+static bool tunnel_open(struct conn *c, bool write_now)
 {
 	conn_set_state(c, CS_TUNNEL);
-	bufferevent_setwatermark(c->cbev, EV_READ, 0, 0);
-	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
-	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
 	c->last_active = conn_coarse_ns();
-	if (!relay(c, c->cbev, c->ubev))
+	if (!relay_start(c, write_now))
 		return false;
-	tunnel_arm(c);
+	if (!c->finishing)
+		tunnel_arm(c);
 	return true;
 }
 
@@ -361,7 +625,7 @@ static bool hello_decided(struct conn *c, enum reason why)
 		conn_would_deny(c, why);
 	}
 	evtimer_del(c->timer);
-	return tunnel_open(c);
+	return tunnel_open(c, true);
 }
 
 /* Examine the client's buffered bytes. Returns false if c is gone. */
@@ -393,6 +657,20 @@ static bool hello_check(struct conn *c)
 
 /* ---- entry points ---- */
 
+/* Send at once when nothing is queued ahead (a fresh socket takes a short reply whole). */
+static int write_through(struct bufferevent *bev, const char *p, size_t n)
+{
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		ssize_t w = send(bufferevent_getfd(bev), p, n, MSG_NOSIGNAL);
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+		}
+		/* An error shows on the bufferevent's next write, as any other would. */
+	}
+	return n == 0 ? 0 : bufferevent_write(bev, p, n);
+}
+
 void tunnel_timer(struct conn *c)
 {
 	if (c->finishing) {
@@ -408,11 +686,8 @@ void tunnel_timer(struct conn *c)
 
 void tunnel_from_upgrade(struct conn *c)
 {
-	bufferevent_setcb(c->cbev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, c);
-	bufferevent_setcb(c->ubev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, c);
-	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
-	bufferevent_setwatermark(c->ubev, EV_WRITE, 0, 0);
-	tunnel_open(c);
+	/* Called from forward.c's callbacks, which look at c afterwards: write from the loop. */
+	tunnel_open(c, false);
 }
 
 void tunnel_start(struct conn *c, evutil_socket_t fd)
@@ -430,7 +705,7 @@ void tunnel_start(struct conn *c, evutil_socket_t fd)
 	free(c->addrs);
 	c->addrs = NULL;
 	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-	if (bufferevent_write(c->cbev, ok, sizeof(ok) - 1) != 0) {
+	if (write_through(c->cbev, ok, sizeof(ok) - 1) != 0) {
 		conn_close(c, R_INTERNAL_ERROR);
 		return;
 	}
@@ -441,35 +716,31 @@ void tunnel_start(struct conn *c, evutil_socket_t fd)
 	c->counted_active = true;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	bufferevent_set_max_single_read(c->cbev, RELAY_MAX_READ);
-	bufferevent_set_max_single_read(c->ubev, RELAY_MAX_READ);
-	bufferevent_setcb(c->cbev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, c);
-	bufferevent_setcb(c->ubev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, c);
+	bufferevent_setcb(c->cbev, tunnel_read_cb, NULL, tunnel_event_cb, c);
+	bufferevent_setcb(c->ubev, tunnel_read_cb, NULL, tunnel_event_cb, c);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
 
 	const struct policy_tier *t = conn_tier(c);
-	if (port_listed(t->tls_ports, t->n_tls_ports, c->port)) {
-		/* A TLS port: nothing moves either way until a ClientHello passed (RFC 8446 §4.1.2). */
-		conn_set_state(c, CS_HELLO);
-		bufferevent_setwatermark(c->cbev, EV_READ, 0, t->max_hello_bytes + 1u);
-		bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
-		bufferevent_enable(c->ubev, EV_WRITE);
-		c->last_active = conn_coarse_ns();
-		conn_arm_ms(c, t->hello_timeout_ms);
-		if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
-			hello_check(c);
+	bool tls_port = port_listed(t->tls_ports, t->n_tls_ports, c->port);
+	struct evbuffer *early = bufferevent_get_input(c->cbev);
+	unsigned char first;
+	/* Bytes sent right behind the request head: the same first-byte rule applies. */
+	if (!tls_port && evbuffer_copyout(early, &first, 1) == 1 && first != 0x16) {
+		tunnel_open(c, true);
 		return;
 	}
-	c->peek_first = true;
-	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0) {
-		/* Bytes sent right behind the request head: the same first-byte rule applies. */
-		conn_set_state(c, CS_TUNNEL);
-		bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
-		bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
-		c->last_active = conn_coarse_ns();
-		tunnel_arm(c);
-		tunnel_read_cb(c->cbev, c);
+	if (!tls_port && evbuffer_get_length(early) == 0) {
+		c->peek_first = true; /* the relay looks at the client's first byte */
+		tunnel_open(c, true);
 		return;
 	}
-	tunnel_open(c);
+	/* A TLS port, or a TLS handshake on another: nothing moves until a ClientHello passed. */
+	conn_set_state(c, CS_HELLO);
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, t->max_hello_bytes + 1u);
+	/* EV_WRITE is enabled from creation; enabling it again would poll an empty output. */
+	bufferevent_enable(c->cbev, EV_READ);
+	c->last_active = conn_coarse_ns();
+	conn_arm_ms(c, t->hello_timeout_ms);
+	if (evbuffer_get_length(early) > 0)
+		hello_check(c);
 }
