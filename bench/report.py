@@ -36,6 +36,30 @@ def field(name):
     return lambda r: r.get(name)
 
 
+def wall(r):
+    """Seconds the loadgen ran (older results: from the window, which is 90% of a run up to 10 s)."""
+    if r.get("wall_s"):
+        return r["wall_s"]
+    w = r.get("window_s")
+    if not w:
+        return None
+    return w / 0.9 if w / 0.9 <= 10 else w + 1
+
+
+def busy_proxy(r):
+    """Share of CPU 0 the proxy used during the measurement."""
+    t = wall(r)
+    return r["proxy_cpu_s"] / t if t and "proxy_cpu_s" in r else None
+
+
+def busy_load(r):
+    """Share of CPU 1 the load generator and the upstreams used (dnsmasq, kernel threads not counted)."""
+    t = wall(r)
+    if not t or "loadgen_cpu_s" not in r or "upstream_cpu_s" not in r:
+        return None
+    return (r["loadgen_cpu_s"] + r["upstream_cpu_s"]) / t
+
+
 def rows(concurrency, idle_counts):
     out = [
         ("tunnel setup rate (/s)", "setup", field("rate_per_s"), "", 0, True, False),
@@ -43,6 +67,7 @@ def rows(concurrency, idle_counts):
         ("setup latency p90 (µs)", "setup", field("p90_us"), "", 0, False, False),
         ("setup latency p99 (µs)", "setup", field("p99_us"), "", 0, False, False),
         ("proxy CPU per tunnel (µs)", "setup", cpu_per_tunnel, "", 1, False, True),
+        ("  CPU busy: proxy (CPU 0) / load side (CPU 1)", "setup", None, "", 0, False, False),
         ("TLS setup rate (/s)", "tls", field("rate_per_s"), "", 0, True, False),
         ("TLS setup latency p99 (µs)", "tls", field("p99_us"), "", 0, False, False),
         ("proxy CPU per TLS tunnel (µs)", "tls", cpu_per_tunnel, "", 1, False, True),
@@ -53,6 +78,7 @@ def rows(concurrency, idle_counts):
             out.append(("bulk %s, %d stream%s (MiB/s)" % (word, s, "s" if s > 1 else ""), key,
                         field("mib_per_s"), "", 0, True, False))
             out.append(("  proxy CPU per MiB (µs)", key, cpu_per_mib, "", 1, False, True))
+            out.append(("  CPU busy: proxy (CPU 0) / load side (CPU 1)", key, None, "", 0, False, False))
     for n in idle_counts:
         out.append(("RSS per idle tunnel, %s (KiB)" % f"{n:,}", "idle_%d" % n, rss_per_tunnel, "", 2,
                     False, True))
@@ -143,6 +169,15 @@ def main():
     for label, key, fn, _unit, digits, _hib, proxy_only in rows(concurrency, idle_counts):
         base = key.split("_")[0]
         if base not in scen:
+            continue
+        if fn is None:
+            cells = []
+            for t in targets:
+                p, l = med(t, key, busy_proxy), med(t, key, busy_load)
+                pc = "—" if t == "direct" or p is None else "%.0f%%" % (100 * p)
+                lc = "—" if l is None else "%.0f%%" % (100 * l)
+                cells.append("%s / %s" % (pc, lc))
+            lines.append("| %s | %s |" % (label, " | ".join(cells)))
             continue
         if "held" in label:
             cells = []
