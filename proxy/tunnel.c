@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -104,7 +106,8 @@ static uint64_t relay_charge(struct conn *c, bool upload, uint64_t n, enum reaso
 	uint64_t cap = t == NULL ? 0 : upload ? t->upload_bytes : t->download_bytes;
 	uint64_t done = upload ? c->up : c->down;
 	if (cap != 0 && done + pass > cap) {
-		pass = cap - done;
+		/* done may already be past the cap: an upgraded exchange counted its heads. */
+		pass = done >= cap ? 0 : cap - done;
 		cut = upload ? R_UPLOAD_CAP : R_DOWNLOAD_CAP;
 	}
 	if (upload && c->slot != NULL && t != NULL && t->upload_budget_bytes != 0) {
@@ -116,6 +119,8 @@ static uint64_t relay_charge(struct conn *c, bool upload, uint64_t n, enum reaso
 			cut = R_SOURCE_UPLOAD_BUDGET;
 		}
 	}
+	if (pass > n)
+		pass = n; /* never more than was read */
 	if (cut != R_ALLOWED && audit_mode(c)) {
 		/* Audit mode: caps are recorded as would-deny, never enforced. */
 		conn_would_deny(c, cut);
@@ -260,6 +265,10 @@ static bool relay_flush(struct conn *c, int d)
 static bool relay_send(struct conn *c, int d, const char *buf, size_t n)
 {
 	struct relay *r = c->relay;
+	if (n > WORKER_RELAY_BUF) { /* a backstop: never more than one read */
+		conn_close(c, R_INTERNAL_ERROR);
+		return false;
+	}
 	ssize_t w = send(r->fd[!d], buf, n, MSG_NOSIGNAL);
 	if (w < 0 && !would_block()) {
 		conn_close(c, side_error(!d));
@@ -343,13 +352,34 @@ static bool relay_to_hello(struct conn *c, const char *early, size_t n)
 	return hello_check(c);
 }
 
+/*
+ * How much direction d may read now: its window, but past RELAY_WIN_MIN no
+ * more than about what the receiving socket has room for, so a receiver that
+ * stalls right after a fast phase leaves ~RELAY_WIN_MIN unsent in user space,
+ * not a whole MiB (2 syscalls per read of more than 64 KiB).
+ */
+static size_t relay_window(const struct relay *r, int d)
+{
+	size_t win = r->win[d];
+	int queued = 0, sndbuf = 0;
+	socklen_t len = sizeof(sndbuf);
+	if (win <= RELAY_WIN_MIN || ioctl(r->fd[!d], SIOCOUTQ, &queued) != 0 ||
+	    getsockopt(r->fd[!d], SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0)
+		return win <= RELAY_WIN_MIN ? win : RELAY_WIN_MIN;
+	/* SO_SNDBUF counts bookkeeping too: about half of it is payload. */
+	size_t room = sndbuf / 2 > queued ? (size_t)(sndbuf / 2 - queued) : 0;
+	if (room < RELAY_WIN_MIN)
+		room = RELAY_WIN_MIN;
+	return room < win ? room : win;
+}
+
 /* fd[d] is readable: read, charge, send on. Returns false if c is gone. */
 static bool relay_pump(struct conn *c, int d)
 {
 	struct relay *r = c->relay;
 	char *buf = c->w->relay_buf;
 	for (int i = 0; i < RELAY_READS_PER_EVENT; i++) {
-		size_t win = r->win[d];
+		size_t win = relay_window(r, d);
 		ssize_t n = recv(r->fd[d], buf, win, 0);
 		if (n < 0 && would_block())
 			break;
@@ -412,6 +442,8 @@ static int take_buffered(struct conn *c, int d, bool charge, struct relay_pend *
 	*cut = R_ALLOWED;
 	if (nin > 0 && charge)
 		pass = (size_t)relay_charge(c, d == 0, nin, cut);
+	if (pass > nin)
+		return -1; /* a backstop: relay_charge never passes more than it was given */
 	if (nout + pass == 0)
 		return 0;
 	p->buf = malloc(nout + pass);

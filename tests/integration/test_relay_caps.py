@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+"""Regression: an upgraded exchange whose heads already passed the upload cap.
+
+The forwarded request's head and body count towards source.bytes, so after a
+101 the relay can start with more bytes counted than the tier's upload cap.
+The relay once computed the bytes still allowed as cap - done, which wrapped
+around, and sent a whole worker buffer (other tunnels' data) upstream.  The
+next client byte must instead be cut at the cap: nothing more reaches the
+upstream, and no other tenant's bytes ever do.
+"""
+import os
+import socket
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness
+from harness import expect
+V4 = "198.51.100.10"
+ctx = harness.start(__file__, v4=[V4])
+got = {"ws": b"", "plain": b""}
+def serve(port, key, upgrade):
+    ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((V4, port)); ls.listen(16)
+    def one(s):
+        buf = b""
+        if upgrade:
+            while b"\r\n\r\n" not in buf:
+                d = s.recv(4096)
+                if not d: return
+                buf += d
+            buf = buf.split(b"\r\n\r\n", 1)[1]
+            while len(buf) < 65536:
+                d = s.recv(65536)
+                if not d: return
+                buf += d
+            buf = buf[65536:]
+            s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        s.settimeout(3)
+        try:
+            while True:
+                d = s.recv(1 << 20)
+                if not d: break
+                buf += d
+        except OSError:
+            pass
+        got[key] += buf
+        s.close()
+    def loop():
+        while True:
+            s, _ = ls.accept()
+            threading.Thread(target=one, args=(s,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+with ctx:
+    serve(80, "ws", True)
+    serve(8080, "plain", False)
+    dns = harness.Dnsmasq(ctx, "127.0.0.53", [("allowed.example", V4)])
+    px = harness.Proxy(ctx, "proxy", {
+        "ws": {"sources": ["127.0.0.2/32"],
+               "allow": [{"host": "allowed.example", "ports": [80, 8080]}],
+                              "caps": {"upload_bytes": "64KiB"}, "http": {"allow_upgrade": True, "methods": ["GET","POST"]}},
+        "other": {"sources": ["127.0.0.3/32"],
+               "allow": [{"host": "allowed.example", "ports": [80, 8080]}]},
+    }, listen={"workers": 1}).start()
+    with ctx.case("another tenant's tunnel leaves data in relay_buf"):
+        c = harness.bound_socket("127.0.0.3"); c.connect(("127.0.0.1", 3128))
+        c.sendall(b"CONNECT allowed.example:8080 HTTP/1.1\r\nHost: allowed.example:8080\r\n\r\n")
+        expect(b" 200 " in harness.recv_line(c), "the other tenant's CONNECT is allowed")
+        time.sleep(0.2)
+        c.sendall(b"OTHER-TENANT-SECRET-" * 10000)
+        time.sleep(0.5); c.close()
+    with ctx.case("upgrade with head > upload cap, then one byte"):
+        c = harness.bound_socket("127.0.0.2"); c.connect(("127.0.0.1", 3128))
+        c.sendall(b"POST http://allowed.example/ws HTTP/1.1\r\nHost: allowed.example\r\nContent-Length: 65536\r\n"
+                  b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Pad: " + b"a" * 10 + b"\r\n\r\n" + b"B" * 65536)
+        c.settimeout(3)
+        expect(b" 101 " in c.recv(4096), "the upgrade is forwarded")
+        time.sleep(0.2)
+        c.sendall(b"x")
+        time.sleep(3.5)
+        ws = got["ws"]
+        print("upstream got %d bytes after 101; leak marker present: %s" % (len(ws), b"OTHER-TENANT-SECRET" in ws))
+        print("px alive:", px.alive())
+        expect(px.alive(), "the proxy survived")
+        expect(b"OTHER-TENANT-SECRET" not in ws, "another tunnel's bytes reached this upstream")
+        expect(len(ws) == 0, "upstream got %d bytes after the 101; the cap was already reached" % len(ws))
