@@ -255,6 +255,7 @@ static bool relay_flush(struct conn *c, int d)
 			return false;
 		}
 		p->off += (size_t)w;
+		c->last_active = conn_coarse_ns(); /* draining to a slow reader is activity */
 	}
 	free(p->buf);
 	*p = (struct relay_pend){0};
@@ -713,13 +714,27 @@ void tunnel_timer(struct conn *c)
 		hello_decided(c, R_TLS_HELLO_TIMEOUT);
 		return;
 	}
+	if (c->state == CS_FORWARD && c->http == NULL && c->relay == NULL) {
+		tunnel_open(c, true); /* an upgrade parked by tunnel_from_upgrade */
+		return;
+	}
 	tunnel_arm(c);
 }
 
 void tunnel_from_upgrade(struct conn *c)
 {
-	/* Called from forward.c's callbacks, which look at c afterwards: write from the loop. */
-	tunnel_open(c, false);
+	/*
+	 * Called from forward.c's callbacks, which look at c afterwards, so
+	 * nothing here may free it: park both bufferevents and open the relay
+	 * from the loop, through the connection timer (tunnel_timer).  Opening
+	 * it there with write_now also passes on an EOF the client sent while
+	 * the exchange was still being forwarded.
+	 */
+	bufferevent_setcb(c->cbev, NULL, NULL, NULL, NULL);
+	bufferevent_setcb(c->ubev, NULL, NULL, NULL, NULL);
+	bufferevent_disable(c->cbev, EV_READ);
+	bufferevent_disable(c->ubev, EV_READ);
+	conn_arm_ms(c, 0);
 }
 
 void tunnel_start(struct conn *c, evutil_socket_t fd)

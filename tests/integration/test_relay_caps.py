@@ -53,13 +53,42 @@ def serve(port, key, upgrade):
             s, _ = ls.accept()
             threading.Thread(target=one, args=(s,), daemon=True).start()
     threading.Thread(target=loop, daemon=True).start()
+eof = {"seen": None}
+
+
+def serve_eof(port):
+    """Answers 101 to a GET, then records whether the client's FIN arrives within 4 s."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((V4, port))
+    ls.listen(4)
+
+    def one():
+        s, _ = ls.accept()
+        buf = b""
+        s.settimeout(4)
+        try:
+            while b"\r\n\r\n" not in buf:
+                d = s.recv(4096)
+                if not d:
+                    return
+                buf += d
+            s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            eof["seen"] = s.recv(4096) == b""
+        except OSError:
+            eof["seen"] = False
+        s.close()
+    threading.Thread(target=one, daemon=True).start()
+
+
 with ctx:
     serve(80, "ws", True)
+    serve_eof(81)
     serve(8080, "plain", False)
     dns = harness.Dnsmasq(ctx, "127.0.0.53", [("allowed.example", V4)])
     px = harness.Proxy(ctx, "proxy", {
         "ws": {"sources": ["127.0.0.2/32"],
-               "allow": [{"host": "allowed.example", "ports": [80, 8080]}],
+               "allow": [{"host": "allowed.example", "ports": [80, 81, 8080]}],
                               "caps": {"upload_bytes": "64KiB"}, "http": {"allow_upgrade": True, "methods": ["GET","POST"]}},
         "other": {"sources": ["127.0.0.3/32"],
                "allow": [{"host": "allowed.example", "ports": [80, 8080]}]},
@@ -87,3 +116,17 @@ with ctx:
         expect(px.alive(), "the proxy survived")
         expect(b"OTHER-TENANT-SECRET" not in ws, "another tunnel's bytes reached this upstream")
         expect(len(ws) == 0, "upstream got %d bytes after the 101; the cap was already reached" % len(ws))
+
+    with ctx.case("upgrade: a FIN the client sent while the exchange was forwarded reaches the upstream"):
+        c = harness.bound_socket("127.0.0.2")
+        c.connect(("127.0.0.1", 3128))
+        c.sendall(b"GET http://allowed.example:81/ws HTTP/1.1\r\nHost: allowed.example:81\r\n"
+                  b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        c.shutdown(socket.SHUT_WR)
+        c.settimeout(5)
+        expect(b" 101 " in c.recv(4096), "the upgrade is forwarded")
+        deadline = time.monotonic() + 6
+        while eof["seen"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expect(eof["seen"] is True, "upstream saw the client's FIN after the 101: %s" % eof["seen"])
+        c.close()
