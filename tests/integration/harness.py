@@ -1864,3 +1864,42 @@ def bind_mount(src, dst):
     """Bind-mount src over dst inside this (private) mount namespace."""
     subprocess.run(["mount", "--bind", src, dst], check=True, timeout=10,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+# --------------------------------------------------------------------------
+# Files and the daemon's operational log (shared by test_ops and test_kube)
+# --------------------------------------------------------------------------
+
+def write_atomic(path, text):
+    """Replace path in one rename, as editors and ConfigMap updates do."""
+    tmp = os.path.join(os.path.dirname(path), ".tmp-%s" % os.path.basename(path))
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def log_mark(px):
+    """Where the daemon's stderr log ends now (for log_since)."""
+    try:
+        return os.path.getsize(px.stderr_path)
+    except OSError:
+        return 0
+
+
+def log_since(px, mark):
+    """The daemon's JSON log lines written after mark (a log_mark)."""
+    try:
+        with open(px.stderr_path, "rb") as f:
+            f.seek(mark)
+            data = f.read()
+    except OSError:
+        return []
+    out = []
+    for ln in data.decode("utf-8", "replace").splitlines():
+        try:
+            rec = json.loads(ln)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out

@@ -36,7 +36,6 @@ only after a later change on the same watch stream (a barrier) was observed.
 """
 import collections
 import copy
-import json
 import os
 import re
 import shutil
@@ -52,7 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import kubeapi  # noqa: E402
 import promcheck  # noqa: E402
-from harness import expect, get  # noqa: E402
+from harness import expect, get, log_mark, log_since, write_atomic  # noqa: E402
 
 GOOD = "198.51.100.10"
 API_NS, API_LABEL = ("10.96.0.1", 6443), ("10.96.0.1", 6444)
@@ -263,39 +262,6 @@ def fresh_watch(a, max_age=5.0, timeout=12.0):
         if live or time.monotonic() >= deadline:
             return live[0] if live else None
         time.sleep(0.05)
-
-
-def write_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
-
-
-def log_mark(px):
-    try:
-        return os.path.getsize(px.stderr_path)
-    except OSError:
-        return 0
-
-
-def log_since(px, mark):
-    """The daemon's JSON log lines written after mark (a log_mark)."""
-    try:
-        with open(px.stderr_path, "rb") as f:
-            f.seek(mark)
-            data = f.read()
-    except OSError:
-        return []
-    out = []
-    for ln in data.decode("utf-8", "replace").splitlines():
-        try:
-            rec = json.loads(ln)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
 
 
 def logged(lines, lvl, text):

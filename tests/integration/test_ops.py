@@ -42,7 +42,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import promcheck  # noqa: E402
-from harness import expect, get  # noqa: E402
+from harness import expect, get, log_mark, log_since, write_atomic  # noqa: E402
 
 GOOD = "198.51.100.10"
 T = "allowed.example:8080"
@@ -263,40 +263,8 @@ def wait_metric(px, pred, timeout=3.0, interval=0.1):
 # Operational log, policy files, processes
 # --------------------------------------------------------------------------
 
-def log_mark(px):
-    try:
-        return os.path.getsize(px.stderr_path)
-    except OSError:
-        return 0
-
-
-def log_since(px, mark):
-    try:
-        with open(px.stderr_path, "rb") as f:
-            f.seek(mark)
-            data = f.read()
-    except OSError:
-        return []
-    out = []
-    for ln in data.decode("utf-8", "replace").splitlines():
-        try:
-            rec = json.loads(ln)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
 def level(rec):
     return rec.get("log.level") or get(rec, "log.level")
-
-
-def write_atomic(path, text):
-    tmp = os.path.join(os.path.dirname(path), ".tmp-%s" % os.path.basename(path))
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
 
 
 def policy_text(pol):
