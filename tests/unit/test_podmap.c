@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -543,7 +544,7 @@ static void test_many_pods(void **state)
 struct stress {
 	struct podmap *m;
 	int done; /* atomic */
-	unsigned long hits[STRESS_READERS];
+	unsigned long hits[STRESS_READERS]; /* atomic */
 };
 
 struct reader_arg {
@@ -573,10 +574,19 @@ static void *reader(void *arg)
 		if (!has || self == NULL || strcmp(self, p->uid) != 0 || p->n_ips == 0 ||
 		    p->n_ips > KUBE_MAX_POD_IPS)
 			abort();
-		s->hits[r->id]++;
+		__atomic_add_fetch(&s->hits[r->id], 1, __ATOMIC_RELAXED);
 		pod_info_unref(p);
 	}
 	return NULL;
+}
+
+/* Has every reader found a pod at least once? */
+static bool all_readers_hit(struct stress *s)
+{
+	for (int i = 0; i < STRESS_READERS; i++)
+		if (__atomic_load_n(&s->hits[i], __ATOMIC_RELAXED) == 0)
+			return false;
+	return true;
 }
 
 static void test_threads(void **state)
@@ -591,6 +601,13 @@ static void test_threads(void **state)
 		args[i] = (struct reader_arg){&s, i};
 		assert_int_equal(pthread_create(&th[i], NULL, reader, &args[i]), 0);
 	}
+	/* the readers must really run during the churn: one pod, then wait (<= 10 s) until each
+	 * has found it */
+	mkpod(pod, "p0", "ns", "2026-01-15T09:00:00Z", "10.7.0.0");
+	assert_int_equal(podmap_apply(s.m, pod, 0), PODMAP_MAPPED);
+	for (int t = 0; t < 10000 && !all_readers_hit(&s); t++)
+		usleep(1000);
+	assert_true(all_readers_hit(&s));
 	/* the writer: pods come, move, reuse addresses, terminate, go, get swept */
 	uint32_t x = 88172645u;
 	for (int k = 0; k < STRESS_WRITES; k++) {
