@@ -787,4 +787,26 @@ void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa
 	bufferevent_enable(c->cbev, EV_READ);
 	conn_arm_ms(c, s->header_timeout_ms);
 	(void)salen;
+
+	/*
+	 * The request head usually arrives right behind the handshake: read what
+	 * is there now.  A complete head is decided in this loop pass, and the
+	 * read event enabled above never reaches the kernel (the changelist folds
+	 * it and the disable that follows into no epoll_ctl).  Nothing there, an
+	 * EOF or an error: the read event reports it as for any later read.
+	 */
+	size_t want = (size_t)s->max_header_bytes + 1;
+	ssize_t n = recv(fd, w->relay_buf, want < WORKER_RELAY_BUF ? want : WORKER_RELAY_BUF, 0);
+	if (n <= 0)
+		return;
+	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	/* A socket bufferevent's input is frozen at its end outside its own reads. */
+	evbuffer_unfreeze(in, 0);
+	int added = evbuffer_add(in, w->relay_buf, (size_t)n);
+	evbuffer_freeze(in, 0);
+	if (added != 0) {
+		conn_close(c, R_INTERNAL_ERROR);
+		return;
+	}
+	request_read_cb(c->cbev, c); /* c may be gone after this call */
 }
