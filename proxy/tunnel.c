@@ -355,9 +355,12 @@ static bool relay_to_hello(struct conn *c, const char *early, size_t n)
 
 /*
  * How much direction d may read now: its window, but past RELAY_WIN_MIN no
- * more than about what the receiving socket has room for, so a receiver that
- * stalls right after a fast phase leaves ~RELAY_WIN_MIN unsent in user space,
- * not a whole MiB (2 syscalls per read of more than 64 KiB).
+ * more than the receiving socket's free send buffer (SO_SNDBUF less what is
+ * queued, SIOCOUTQ; 2 syscalls per read of more than 64 KiB).  The kernel
+ * charges its bookkeeping to SO_SNDBUF as well, so a send takes a little less
+ * than that (bench: about 1 read in 14 was not taken whole), and a receiver
+ * that stalls after a fast phase leaves that little or RELAY_WIN_MIN unsent
+ * in user space, never a whole window of WORKER_RELAY_BUF.
  */
 static size_t relay_window(const struct relay *r, int d)
 {
@@ -367,8 +370,7 @@ static size_t relay_window(const struct relay *r, int d)
 	if (win <= RELAY_WIN_MIN || ioctl(r->fd[!d], SIOCOUTQ, &queued) != 0 ||
 	    getsockopt(r->fd[!d], SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0)
 		return win <= RELAY_WIN_MIN ? win : RELAY_WIN_MIN;
-	/* SO_SNDBUF counts bookkeeping too: about half of it is payload. */
-	size_t room = sndbuf / 2 > queued ? (size_t)(sndbuf / 2 - queued) : 0;
+	size_t room = sndbuf > queued ? (size_t)(sndbuf - queued) : 0;
 	if (room < RELAY_WIN_MIN)
 		room = RELAY_WIN_MIN;
 	return room < win ? room : win;
