@@ -22,7 +22,11 @@
 
 /* After a cap: how long the allowed bytes may take to flush before the tunnel is closed anyway. */
 #define FINISH_MS 5000
-/* Reads of one direction per readiness event, while each fills the whole read window. */
+/*
+ * Reads of one direction per readiness event, while each fills the whole read
+ * window, and at most WORKER_RELAY_BUF bytes in all, so one bulk tunnel does
+ * not hold up the worker's other connections for long.
+ */
 #define RELAY_READS_PER_EVENT 4
 /*
  * A direction's read window: it starts here, grows to twice any read its
@@ -53,6 +57,7 @@ struct relay {
 	struct event *ev[2];   /* the one persistent event of each socket */
 	short mask[2];         /* what ev[i] is added for (0: not added) */
 	uint32_t win[2];       /* direction d reads at most win[d] bytes at a time */
+	bool wait_room[2];     /* direction d waits for its receiver's send buffer to drain */
 	struct relay_pend pend[2];
 };
 
@@ -171,9 +176,10 @@ static bool relay_rearm(struct conn *c)
 	struct relay *r = c->relay;
 	for (int side = 0; side < 2; side++) {
 		short want = 0;
-		if (!c->finishing && !dir_eof(c, side) && !relay_pending(r, side))
+		if (!c->finishing && !dir_eof(c, side) && !relay_pending(r, side) &&
+		    !r->wait_room[side])
 			want |= EV_READ;
-		if (relay_pending(r, !side))
+		if (relay_pending(r, !side) || r->wait_room[!side])
 			want |= EV_WRITE;
 		if (want == r->mask[side])
 			continue;
@@ -200,6 +206,7 @@ static bool tunnel_finish(struct conn *c, enum reason why)
 {
 	c->finishing = true;
 	c->finish_reason = why;
+	c->relay->wait_room[0] = c->relay->wait_room[1] = false;
 	if (!relay_pending(c->relay, 0) && !relay_pending(c->relay, 1)) {
 		conn_close(c, why);
 		return false;
@@ -356,33 +363,47 @@ static bool relay_to_hello(struct conn *c, const char *early, size_t n)
 /*
  * How much direction d may read now: its window, but past RELAY_WIN_MIN no
  * more than the receiving socket's free send buffer (SO_SNDBUF less what is
- * queued, SIOCOUTQ; 2 syscalls per read of more than 64 KiB).  The kernel
- * charges its bookkeeping to SO_SNDBUF as well, so a send takes a little less
- * than that (bench: about 1 read in 14 was not taken whole), and a receiver
- * that stalls after a fast phase leaves that little or RELAY_WIN_MIN unsent
- * in user space, never a whole window of WORKER_RELAY_BUF.
+ * queued, SIOCOUTQ; 2 syscalls per read of more than 64 KiB).  With less room
+ * than RELAY_WIN_MIN it returns 0 (wait until the receiver is writable)
+ * unless `woken`, when the kernel has just said the receiver is writable: then
+ * RELAY_WIN_MIN, so a direction always makes progress.  The kernel charges its
+ * bookkeeping to SO_SNDBUF as well, so a send may take a little less than the
+ * room; what it does not take (at most one read, usually a sliver) waits in
+ * pend, and that direction reads nothing more until it is written.
  */
-static size_t relay_window(const struct relay *r, int d)
+static size_t relay_window(const struct relay *r, int d, bool woken)
 {
 	size_t win = r->win[d];
 	int queued = 0, sndbuf = 0;
 	socklen_t len = sizeof(sndbuf);
-	if (win <= RELAY_WIN_MIN || ioctl(r->fd[!d], SIOCOUTQ, &queued) != 0 ||
+	if (win <= RELAY_WIN_MIN)
+		return win;
+	if (ioctl(r->fd[!d], SIOCOUTQ, &queued) != 0 ||
 	    getsockopt(r->fd[!d], SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0)
-		return win <= RELAY_WIN_MIN ? win : RELAY_WIN_MIN;
+		return RELAY_WIN_MIN;
 	size_t room = sndbuf > queued ? (size_t)(sndbuf - queued) : 0;
 	if (room < RELAY_WIN_MIN)
-		room = RELAY_WIN_MIN;
+		return woken ? RELAY_WIN_MIN : 0;
 	return room < win ? room : win;
 }
 
-/* fd[d] is readable: read, charge, send on. Returns false if c is gone. */
-static bool relay_pump(struct conn *c, int d)
+/*
+ * fd[d] is readable: read, charge, send on.  woken: fd[!d] has just been
+ * reported writable.  Returns false if c is gone.
+ */
+static bool relay_pump(struct conn *c, int d, bool woken)
 {
 	struct relay *r = c->relay;
 	char *buf = c->w->relay_buf;
-	for (int i = 0; i < RELAY_READS_PER_EVENT; i++) {
-		size_t win = relay_window(r, d);
+	size_t total = 0;
+	r->wait_room[d] = false;
+	for (int i = 0; i < RELAY_READS_PER_EVENT && total < WORKER_RELAY_BUF; i++) {
+		size_t win = relay_window(r, d, woken && i == 0);
+		if (win == 0) {
+			/* The receiver is full: no read until it drains (EV_WRITE on fd[!d]). */
+			r->wait_room[d] = true;
+			break;
+		}
 		ssize_t n = recv(r->fd[d], buf, win, 0);
 		if (n < 0 && would_block())
 			break;
@@ -411,6 +432,7 @@ static bool relay_pump(struct conn *c, int d)
 			return false;
 		if (cut != R_ALLOWED)
 			return tunnel_finish(c, cut);
+		total += (size_t)n;
 		/* A short read emptied the socket: the next bytes come with the next event. */
 		if (relay_pending(r, d) || (size_t)n < win)
 			break;
@@ -424,8 +446,12 @@ static void relay_cb(evutil_socket_t fd, short what, void *arg)
 	int side = fd == c->relay->fd[0] ? 0 : 1;
 	if ((what & EV_WRITE) && relay_pending(c->relay, !side) && !relay_flush(c, !side))
 		return;
+	/* This socket has room again: the direction that waited for it reads on. */
+	if ((what & EV_WRITE) && c->relay->wait_room[!side] && !c->finishing &&
+	    !relay_pump(c, !side, true))
+		return;
 	if ((what & EV_READ) && (c->relay->mask[side] & EV_READ))
-		relay_pump(c, side);
+		relay_pump(c, side, false);
 }
 
 /*

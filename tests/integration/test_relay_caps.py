@@ -1,13 +1,19 @@
 #!/usr/bin/python3
-"""Regression: an upgraded exchange whose heads already passed the upload cap.
+"""Regressions in the raw relay (proxy/tunnel.c).
 
+An upgraded exchange whose heads already passed the upload cap:
 The forwarded request's head and body count towards source.bytes, so after a
 101 the relay can start with more bytes counted than the tier's upload cap.
 The relay once computed the bytes still allowed as cap - done, which wrapped
 around, and sent a whole worker buffer (other tunnels' data) upstream.  The
 next client byte must instead be cut at the cap: nothing more reaches the
 upstream, and no other tenant's bytes ever do.
+
+A receiver that stalls in the middle of a bulk transfer: the relay sizes its
+reads by the receiver's free send buffer and waits for it to drain; every
+byte must still arrive, once and in order, in both directions.
 """
+import hashlib
 import os
 import socket
 import sys
@@ -54,6 +60,73 @@ def serve(port, key, upgrade):
             threading.Thread(target=one, args=(s,), daemon=True).start()
     threading.Thread(target=loop, daemon=True).start()
 eof = {"seen": None}
+BULK = 24 << 20  # bytes per bulk direction
+
+
+def pattern(i):
+    """The i-th 64 KiB block of the bulk stream: position-dependent, so a lost,
+    repeated or reordered block changes the digest."""
+    return hashlib.sha256(b"%d" % i).digest() * 2048
+
+
+def bulk_digest():
+    h = hashlib.sha256()
+    for i in range(BULK // 65536):
+        h.update(pattern(i))
+    return h.hexdigest()
+
+
+sink = {"len": 0, "sha": None}
+
+
+def read_head(c):
+    """The proxy's response head, byte by byte, so no tunnel byte is taken with it."""
+    c.settimeout(10)
+    head = b""
+    while not head.endswith(b"\r\n\r\n") and len(head) < 4096:
+        d = c.recv(1)
+        if not d:
+            break
+        head += d
+    return head
+
+
+def serve_bulk(src_port, sink_port):
+    """src_port: sends BULK bytes, then closes.  sink_port: stalls 1.5 s after
+    the first 2 MiB, then reads everything, recording length and digest."""
+    def src():
+        ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((V4, src_port)); ls.listen(4)
+        s, _ = ls.accept()
+        s.settimeout(20)
+        try:
+            for i in range(BULK // 65536):
+                s.sendall(pattern(i))
+        except OSError:
+            pass
+        s.close()
+
+    def snk():
+        ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((V4, sink_port)); ls.listen(4)
+        s, _ = ls.accept()
+        s.settimeout(20)
+        h, n, stalled = hashlib.sha256(), 0, False
+        try:
+            while True:
+                d = s.recv(1 << 20)
+                if not d:
+                    break
+                h.update(d); n += len(d)
+                if n >= (2 << 20) and not stalled:
+                    stalled = True
+                    time.sleep(1.5)
+        except OSError:
+            pass
+        sink["len"], sink["sha"] = n, h.hexdigest()
+        s.close()
+    threading.Thread(target=src, daemon=True).start()
+    threading.Thread(target=snk, daemon=True).start()
 
 
 def serve_eof(port):
@@ -85,13 +158,14 @@ with ctx:
     serve(80, "ws", True)
     serve_eof(81)
     serve(8080, "plain", False)
+    serve_bulk(8082, 8083)
     dns = harness.Dnsmasq(ctx, "127.0.0.53", [("allowed.example", V4)])
     px = harness.Proxy(ctx, "proxy", {
         "ws": {"sources": ["127.0.0.2/32"],
                "allow": [{"host": "allowed.example", "ports": [80, 81, 8080]}],
                               "caps": {"upload_bytes": "64KiB"}, "http": {"allow_upgrade": True, "methods": ["GET","POST"]}},
         "other": {"sources": ["127.0.0.3/32"],
-               "allow": [{"host": "allowed.example", "ports": [80, 8080]}]},
+               "allow": [{"host": "allowed.example", "ports": [80, 8080, 8082, 8083]}]},
     }, listen={"workers": 1}).start()
     with ctx.case("another tenant's tunnel leaves data in relay_buf"):
         c = harness.bound_socket("127.0.0.3"); c.connect(("127.0.0.1", 3128))
@@ -130,3 +204,42 @@ with ctx:
             time.sleep(0.05)
         expect(eof["seen"] is True, "upstream saw the client's FIN after the 101: %s" % eof["seen"])
         c.close()
+
+    want = bulk_digest()
+    with ctx.case("bulk download to a client that stalls for 1.5 s after 2 MiB: every byte, in order"):
+        c = harness.bound_socket("127.0.0.3"); c.connect(("127.0.0.1", 3128))
+        c.sendall(b"CONNECT allowed.example:8082 HTTP/1.1\r\nHost: allowed.example:8082\r\n\r\n")
+        expect(b" 200 " in read_head(c), "the CONNECT is allowed")
+        c.settimeout(20)
+        h, n, stalled = hashlib.sha256(), 0, False
+        try:
+            while True:
+                d = c.recv(1 << 20)
+                if not d:
+                    break
+                h.update(d); n += len(d)
+                if n >= (2 << 20) and not stalled:
+                    stalled = True
+                    time.sleep(1.5)
+        except OSError as e:
+            print("download read ended:", e)
+        c.close()
+        expect(n == BULK, "the client got %d of %d bytes" % (n, BULK))
+        expect(h.hexdigest() == want, "the downloaded bytes are the upstream's, in order")
+
+    with ctx.case("bulk upload to an upstream that stalls for 1.5 s after 2 MiB: every byte, in order"):
+        c = harness.bound_socket("127.0.0.3"); c.connect(("127.0.0.1", 3128))
+        c.sendall(b"CONNECT allowed.example:8083 HTTP/1.1\r\nHost: allowed.example:8083\r\n\r\n")
+        expect(b" 200 " in read_head(c), "the CONNECT is allowed")
+        c.settimeout(20)
+        for i in range(BULK // 65536):
+            c.sendall(pattern(i))
+        c.shutdown(socket.SHUT_WR)
+        c.recv(1)  # the proxy closes once the upstream has closed
+        c.close()
+        deadline = time.monotonic() + 10
+        while sink["sha"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expect(sink["len"] == BULK, "the upstream got %d of %d bytes" % (sink["len"], BULK))
+        expect(sink["sha"] == want, "the uploaded bytes are the client's, in order")
+        expect(px.alive(), "the proxy survived")
