@@ -792,11 +792,16 @@ void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa
 	 * The request head usually arrives right behind the handshake: read what
 	 * is there now.  A complete head is decided in this loop pass, and the
 	 * read event enabled above never reaches the kernel (the changelist folds
-	 * it and the disable that follows into no epoll_ctl).  Nothing there, an
-	 * EOF or an error: the read event reports it as for any later read.
+	 * it and the disable that follows into no epoll_ctl).  Nothing there or an
+	 * EOF: the read event reports it as for any later read.  An error is
+	 * handled here, as the read event would (recv has consumed it).
 	 */
 	size_t want = (size_t)s->max_header_bytes + 1;
 	ssize_t n = recv(fd, w->relay_buf, want < WORKER_RELAY_BUF ? want : WORKER_RELAY_BUF, 0);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		conn_close(c, R_CLIENT_ERROR); /* before a request: nothing to audit */
+		return;
+	}
 	if (n <= 0)
 		return;
 	struct evbuffer *in = bufferevent_get_input(c->cbev);
