@@ -32,7 +32,7 @@ struct worker_stats {
  * The relay's largest read: a bulk transfer moves this much per recv(2) and
  * send(2), within the room left in the receiver's send buffer (tunnel.c: relay_window).
  * Each epoll round trip costs far more than the copy on a VM: 4 MiB reads took
- * 8-stream bulk from about 540 to 440 us of CPU per MiB against 1 MiB reads.
+ * 8-stream bulk from about 535 to 440-495 us of CPU per MiB against 1 MiB reads.
  */
 #define WORKER_RELAY_BUF (4096u * 1024u)
 
