@@ -65,6 +65,9 @@ with ctx:
         return r
 
     def session(listener, mark, timeout=5.0):
+        # The upstream logs its accept on its own thread: wait for it to appear
+        # (sessions_since waits only for the closes of accepts already logged).
+        harness.wait_until(lambda: len(ups.sessions_since(listener, mark, 0)) >= 1, timeout)
         sess = ups.sessions_since(listener, mark, timeout)
         expect(len(sess) == 1, "upstream %s accepted %d connections, want 1" % (listener, len(sess)))
         expect(sess[0][1] is not None, "upstream %s connection still open %.0fs later" % (listener, timeout))
