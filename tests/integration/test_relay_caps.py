@@ -79,6 +79,25 @@ def bulk_digest():
 sink = {"len": 0, "sha": None}
 
 
+def read_stalling(s):
+    """Read s to EOF (20 s per read at most), pausing 1.5 s once 2 MiB are in:
+    (bytes read, their sha256)."""
+    s.settimeout(20)
+    h, n, stalled = hashlib.sha256(), 0, False
+    try:
+        while True:
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            h.update(d); n += len(d)
+            if n >= (2 << 20) and not stalled:
+                stalled = True
+                time.sleep(1.5)
+    except OSError as e:
+        print("read ended:", e)
+    return n, h.hexdigest()
+
+
 def read_head(c):
     """The proxy's response head, byte by byte, so no tunnel byte is taken with it."""
     c.settimeout(10)
@@ -110,20 +129,7 @@ def serve_bulk(src_port, sink_port):
         ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         ls.bind((V4, sink_port)); ls.listen(4)
         s, _ = ls.accept()
-        s.settimeout(20)
-        h, n, stalled = hashlib.sha256(), 0, False
-        try:
-            while True:
-                d = s.recv(1 << 20)
-                if not d:
-                    break
-                h.update(d); n += len(d)
-                if n >= (2 << 20) and not stalled:
-                    stalled = True
-                    time.sleep(1.5)
-        except OSError:
-            pass
-        sink["len"], sink["sha"] = n, h.hexdigest()
+        sink["len"], sink["sha"] = read_stalling(s)
         s.close()
     threading.Thread(target=src, daemon=True).start()
     threading.Thread(target=snk, daemon=True).start()
@@ -210,22 +216,10 @@ with ctx:
         c = harness.bound_socket("127.0.0.3"); c.connect(("127.0.0.1", 3128))
         c.sendall(b"CONNECT allowed.example:8082 HTTP/1.1\r\nHost: allowed.example:8082\r\n\r\n")
         expect(b" 200 " in read_head(c), "the CONNECT is allowed")
-        c.settimeout(20)
-        h, n, stalled = hashlib.sha256(), 0, False
-        try:
-            while True:
-                d = c.recv(1 << 20)
-                if not d:
-                    break
-                h.update(d); n += len(d)
-                if n >= (2 << 20) and not stalled:
-                    stalled = True
-                    time.sleep(1.5)
-        except OSError as e:
-            print("download read ended:", e)
+        n, sha = read_stalling(c)
         c.close()
         expect(n == BULK, "the client got %d of %d bytes" % (n, BULK))
-        expect(h.hexdigest() == want, "the downloaded bytes are the upstream's, in order")
+        expect(sha == want, "the downloaded bytes are the upstream's, in order")
 
     with ctx.case("bulk upload to an upstream that stalls for 1.5 s after 2 MiB: every byte, in order"):
         c = harness.bound_socket("127.0.0.3"); c.connect(("127.0.0.1", 3128))
