@@ -539,6 +539,17 @@ static void handle_status(struct kwatch *w)
 	kw_fail(w, false, "HTTP %d: %s", w->status, msg);
 }
 
+/* The response body is complete: act on its status, or on the list or watch it ended. */
+static void body_finished(struct kwatch *w)
+{
+	if (w->status != 200)
+		handle_status(w);
+	else if (w->state == KW_LIST)
+		list_done(w);
+	else
+		watch_ended(w);
+}
+
 static void kw_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct kwatch *w = arg;
@@ -555,14 +566,8 @@ static void kw_read_cb(struct bufferevent *bev, void *arg)
 	}
 	if (w->state == KW_WATCH && w->status == 200 && !watch_lines(w))
 		return;
-	if (!w->body_done)
-		return;
-	if (w->status != 200)
-		handle_status(w);
-	else if (w->state == KW_LIST)
-		list_done(w);
-	else
-		watch_ended(w);
+	if (w->body_done)
+		body_finished(w);
 }
 
 static int so_error(struct bufferevent *bev)
@@ -582,12 +587,7 @@ static void kw_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	if ((what & BEV_EVENT_EOF) && w->have_head && w->fr == FR_CLOSE) {
 		w->body_done = true;
-		if (w->status != 200)
-			handle_status(w);
-		else if (w->state == KW_LIST)
-			list_done(w);
-		else
-			watch_ended(w);
+		body_finished(w);
 		return;
 	}
 	char why[240];
