@@ -31,8 +31,13 @@ struct conn_http {
 	char *head;                 /* rewritten request head, written once connected */
 	size_t head_len;
 	struct http_framing req_f, resp_f;
-	struct chunked_state chunk; /* the body being validated: request, then response */
-	uint64_t left;              /* LENGTH framing: body bytes still to move */
+	/*
+	 * Each direction has its own framing state: a response may start (and
+	 * end) while the request body still streams, and neither may ever move
+	 * the other's boundaries.
+	 */
+	struct chunked_state req_chunk, resp_chunk; /* CHUNKED framing validators */
+	uint64_t req_left, resp_left; /* LENGTH framing: body bytes still to move */
 	uint64_t req_body, resp_body; /* body bytes moved, for the caps */
 	bool req_done;              /* the request body is complete */
 	bool resp_started;          /* a final response head went to the client */
@@ -96,8 +101,8 @@ enum reason forward_prepare(struct conn *c, const struct http_req *req)
 						h->head, cap);
 	if (h->head_len == 0)
 		return R_HEADERS_TOO_LARGE;
-	h->left = h->req_f.kind == HTTP_FRAMING_LENGTH ? h->req_f.length : 0;
-	chunked_init(&h->chunk);
+	h->req_left = h->req_f.kind == HTTP_FRAMING_LENGTH ? h->req_f.length : 0;
+	chunked_init(&h->req_chunk);
 	return R_ALLOWED;
 }
 
@@ -214,15 +219,17 @@ static int fwd_body(struct conn *c, struct evbuffer *in, struct evbuffer *out,
 		    const struct http_framing *f, bool upload)
 {
 	struct conn_http *h = c->http;
+	uint64_t *left = upload ? &h->req_left : &h->resp_left;
+	struct chunked_state *chunk = upload ? &h->req_chunk : &h->resp_chunk;
 	size_t n = evbuffer_get_length(in);
 	switch (f->kind) {
 	case HTTP_FRAMING_NONE: return 1;
 	case HTTP_FRAMING_LENGTH: {
-		size_t take = n < h->left ? n : (size_t)h->left;
+		size_t take = n < *left ? n : (size_t)*left;
 		if (!fwd_move(c, in, out, take, upload))
 			return -(int)(upload ? R_UPLOAD_CAP : R_DOWNLOAD_CAP);
-		h->left -= take;
-		return h->left == 0;
+		*left -= take;
+		return *left == 0;
 	}
 	case HTTP_FRAMING_CHUNKED: {
 		/* Validate in place; forward exactly the bytes the validator consumed. */
@@ -232,7 +239,7 @@ static int fwd_body(struct conn *c, struct evbuffer *in, struct evbuffer *out,
 		int st = CHUNKED_MORE;
 		for (int i = 0; i < nv && i < 16 && st == CHUNKED_MORE; i++) {
 			size_t used = 0;
-			st = chunked_feed(&h->chunk, v[i].iov_base, v[i].iov_len, &used);
+			st = chunked_feed(chunk, v[i].iov_base, v[i].iov_len, &used);
 			total += used;
 		}
 		if (st < 0)
@@ -313,8 +320,8 @@ static bool fwd_response_head(struct conn *c)
 		h->resp_status = resp.status;
 		c->status = resp.status;
 		h->keep_alive = keep;
-		h->left = h->resp_f.kind == HTTP_FRAMING_LENGTH ? h->resp_f.length : 0;
-		chunked_init(&h->chunk);
+		h->resp_left = h->resp_f.kind == HTTP_FRAMING_LENGTH ? h->resp_f.length : 0;
+		chunked_init(&h->resp_chunk);
 		if (resp.status == 101) {
 			/* An allowed upgrade: from here on the connection is a tunnel. */
 			forward_free(c);

@@ -433,6 +433,9 @@ class OriginSession(Session):
             if head is None:
                 return
             req = self.parse(head, seq)
+            if req["target"].startswith("/evil/"):
+                self.evil(req)
+                return
             keep = self.read_body(req)
             emit(event="request", listener=self.spec["name"], role=self.spec.get("role", ""),
                  peer=self.peer, **req)
@@ -627,6 +630,49 @@ class OriginSession(Session):
                                                 "body_sha256", "chunked", "trailers")}).encode()
         return self.reply(req, 200, "OK", [("Content-Type", "application/json"),
                                            ("Content-Length", str(len(data)))], data)
+
+    def evil(self, req):
+        """A malicious origin that answers a request before its body has arrived and
+        times its bytes to desynchronise a proxy that shares one framing state between
+        the request body and the response body.  Whatever reaches it after the exchange
+        it answered is logged as an "evil" event (leaked: the bytes, as latin-1) and
+        answered with a forged response, as an attacker would.
+          /evil/chunked-desync  for a chunked upload "5\\r\\nhello\\r\\n0\\r\\n\\r\\n" sent once
+                                the client has seen the head and a chunk-size line:
+                                a 256-byte chunk whose data, read with the request's
+                                15 bytes counted in, hides a 1 MiB chunk-size line
+          /evil/cl-early        an early chunked 401 to a Content-Length upload; its
+                                last chunk follows 0.5 s later"""
+        what = req["target"].split("?", 1)[0].split("/")[2]
+        emit(event="request", listener=self.spec["name"], role=self.spec.get("role", ""),
+             peer=self.peer, **req)
+        if what == "chunked-desync":
+            self.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100\r\n")
+            self.read_body(req)
+            # 241 + 15 = 256 data bytes for a client; for the desynchronised proxy the 15
+            # request bytes were data of this chunk, so its data ends 15 bytes earlier,
+            # where "\r\nfffff\r\n" opens a 1 MiB chunk that swallows what follows.
+            self.send(b"a" * 241 + b"\r\nfffff\r\n" + b"b" * 6 + b"\r\n0\r\n\r\n")
+        elif what == "cl-early":
+            self.send(b"HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n")
+            time.sleep(0.5)
+            self.send(b"0\r\n\r\n")
+        self.sock.settimeout(3.0)
+        leaked = b""
+        try:
+            while len(leaked) < 65536:
+                d = self.sock.recv(65536)
+                if not d:
+                    break
+                leaked += d
+                if b"\r\n\r\n" in leaked and not self.info.get("forged"):
+                    self.info["forged"] = True
+                    forged = b"forged by the upstream\n"
+                    self.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(forged) + forged)
+        except OSError:
+            pass
+        emit(event="evil", listener=self.spec["name"], role=self.spec.get("role", ""),
+             peer=self.peer, what=what, leaked=leaked.decode("latin-1"))
 
     def file(self, req, rel):
         root = os.path.realpath(self.spec["docroot"])
