@@ -84,6 +84,49 @@ const struct policy_tier *conn_tier(const struct conn *c)
 	return policy_tier(c->policy, (size_t)c->tier);
 }
 
+/* ---- bytes ---- */
+
+uint64_t conn_charge(struct conn *c, bool upload, uint64_t n, bool capped, enum reason *cut_out)
+{
+	const struct policy_tier *t = conn_tier(c);
+	uint64_t pass = n;
+	enum reason cut = R_ALLOWED;
+	uint64_t cap = t == NULL || !capped ? 0 : upload ? t->upload_bytes : t->download_bytes;
+	uint64_t cap_used = upload ? c->cap_up : c->cap_down;
+	if (cap != 0 && cap_used + pass > cap) {
+		pass = cap_used >= cap ? 0 : cap - cap_used;
+		cut = upload ? R_UPLOAD_CAP : R_DOWNLOAD_CAP;
+	}
+	if (upload && c->slot != NULL && t != NULL && t->upload_budget_bytes != 0) {
+		uint64_t ok = srclimit_charge(c->slot, pass, t->upload_budget_bytes,
+					      (uint64_t)t->upload_budget_window_ms * 1000000ull,
+					      mono_ns());
+		if (ok < pass) {
+			pass = ok;
+			cut = R_SOURCE_UPLOAD_BUDGET;
+		}
+	}
+	if (pass > n)
+		pass = n; /* never more than was read */
+	if (cut != R_ALLOWED && t != NULL && t->mode == TIER_AUDIT) {
+		/* Audit mode: caps are recorded as would-deny, never enforced. */
+		conn_would_deny(c, cut);
+		pass = n;
+		cut = R_ALLOWED;
+	}
+	if (upload) {
+		c->up += pass;
+		c->cap_up += capped ? pass : 0;
+	} else {
+		c->down += pass;
+		c->cap_down += capped ? pass : 0;
+	}
+	metrics_add(&c->w->metrics->bytes[c->tier_slot][upload ? 0 : 1], pass);
+	c->last_active = conn_coarse_ns();
+	*cut_out = cut;
+	return pass;
+}
+
 /* ---- audit ---- */
 
 void conn_audit(struct conn *c, enum reason why, bool tunnel_end)
@@ -648,7 +691,7 @@ void conn_next_request(struct conn *c)
 	policy_unref(c->policy);
 	c->policy = policy_ref(w->policy);
 	c->have_request = c->audited = c->have_dst = c->would_deny = false;
-	c->up = c->down = 0;
+	c->up = c->down = c->cap_up = c->cap_down = 0;
 	c->status = 0;
 	c->retry_after = 0;
 	c->method[0] = '\0';

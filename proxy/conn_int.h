@@ -80,6 +80,7 @@ struct conn {
 	enum reason would_deny_reason; /* ... for this reason (the first one) */
 	uint64_t t0_mono, t0_wall, last_active;
 	uint64_t up, down;       /* client→upstream, upstream→client */
+	uint64_t cap_up, cap_down; /* of those, counted against caps.upload/download_bytes */
 	struct conn_tls *tls;
 	struct conn_http *http;  /* plain-HTTP exchange state (NULL for CONNECT) */
 	struct pod_info *pod;    /* the source pod from the Kubernetes map (a reference), or NULL */
@@ -99,6 +100,16 @@ void conn_close(struct conn *c, enum reason why);
 void conn_audit(struct conn *c, enum reason why, bool tunnel_end);
 /* Remember a would-deny (audit mode) without blocking: the first reason wins. */
 void conn_would_deny(struct conn *c, enum reason why);
+/*
+ * Charge n bytes moving one way (upload: client -> upstream) to every cap
+ * and budget: the source's upload budget, the byte counters and metrics,
+ * and, when `capped`, the tier's byte cap for the current scope (a tunnel,
+ * or one forwarded exchange and the relay an upgrade turns it into:
+ * cap_up / cap_down).  Returns how many of the n may pass; *cut says why the
+ * rest may not (R_ALLOWED: all pass).  Audit mode passes all and records a
+ * would-deny.
+ */
+uint64_t conn_charge(struct conn *c, bool upload, uint64_t n, bool capped, enum reason *cut);
 /* Refuse with a status before anything of a response reached the client. */
 void conn_refuse(struct conn *c, enum reason why);
 /* Keep-alive: the exchange is done and recorded; read the next request. */

@@ -38,7 +38,6 @@ struct conn_http {
 	 */
 	struct chunked_state req_chunk, resp_chunk; /* CHUNKED framing validators */
 	uint64_t req_left, resp_left; /* LENGTH framing: body bytes still to move */
-	uint64_t req_body, resp_body; /* body bytes moved, for the caps */
 	bool req_done;              /* the request body is complete */
 	bool resp_started;          /* a final response head went to the client */
 	bool is_head;               /* HEAD: the response has no body */
@@ -183,32 +182,17 @@ static void fwd_done(struct conn *c)
 
 /* ---- moving bytes ---- */
 
-/* Move up to n bytes of a body from `in` to `out`, within the cap. False: the cap cut it. */
-static bool fwd_move(struct conn *c, struct evbuffer *in, struct evbuffer *out, size_t n,
-		     bool upload)
+/*
+ * Move up to n bytes of a body from `in` to `out`, charged to every cap and
+ * budget.  Returns R_ALLOWED, or why only a part moved.
+ */
+static enum reason fwd_move(struct conn *c, struct evbuffer *in, struct evbuffer *out, size_t n,
+			    bool upload)
 {
-	struct conn_http *h = c->http;
-	const struct policy_tier *t = conn_tier(c);
-	uint64_t cap = t == NULL ? 0 : upload ? t->upload_bytes : t->download_bytes;
-	uint64_t *done = upload ? &h->req_body : &h->resp_body;
-	bool cut = false;
-	if (cap != 0 && *done + n > cap) {
-		if (t->mode == TIER_AUDIT) {
-			conn_would_deny(c, upload ? R_UPLOAD_CAP : R_DOWNLOAD_CAP);
-		} else {
-			n = (size_t)(cap - *done);
-			cut = true;
-		}
-	}
-	evbuffer_remove_buffer(in, out, n);
-	*done += n;
-	if (upload)
-		c->up += n;
-	else
-		c->down += n;
-	metrics_add(&c->w->metrics->bytes[c->tier_slot][upload ? 0 : 1], n);
-	c->last_active = conn_coarse_ns();
-	return !cut;
+	enum reason cut;
+	uint64_t pass = conn_charge(c, upload, n, true, &cut);
+	evbuffer_remove_buffer(in, out, (size_t)pass);
+	return cut;
 }
 
 /*
@@ -226,8 +210,9 @@ static int fwd_body(struct conn *c, struct evbuffer *in, struct evbuffer *out,
 	case HTTP_FRAMING_NONE: return 1;
 	case HTTP_FRAMING_LENGTH: {
 		size_t take = n < *left ? n : (size_t)*left;
-		if (!fwd_move(c, in, out, take, upload))
-			return -(int)(upload ? R_UPLOAD_CAP : R_DOWNLOAD_CAP);
+		enum reason cut = fwd_move(c, in, out, take, upload);
+		if (cut != R_ALLOWED)
+			return -(int)cut;
 		*left -= take;
 		return *left == 0;
 	}
@@ -244,13 +229,15 @@ static int fwd_body(struct conn *c, struct evbuffer *in, struct evbuffer *out,
 		}
 		if (st < 0)
 			return -(int)(upload ? R_BAD_REQUEST : R_BAD_RESPONSE);
-		if (!fwd_move(c, in, out, total, upload))
-			return -(int)(upload ? R_UPLOAD_CAP : R_DOWNLOAD_CAP);
+		enum reason cut = fwd_move(c, in, out, total, upload);
+		if (cut != R_ALLOWED)
+			return -(int)cut;
 		return st == CHUNKED_DONE;
 	}
 	case HTTP_FRAMING_CLOSE:
-		if (!fwd_move(c, in, out, n, upload))
-			return -(int)(upload ? R_UPLOAD_CAP : R_DOWNLOAD_CAP);
+		enum reason cut = fwd_move(c, in, out, n, upload);
+		if (cut != R_ALLOWED)
+			return -(int)cut;
 		return 0; /* ends at the upstream's EOF */
 	}
 	return -(int)R_INTERNAL_ERROR;
@@ -311,9 +298,16 @@ static bool fwd_response_head(struct conn *c)
 			fwd_fail(c, R_BAD_RESPONSE);
 			return false;
 		}
+		/* Heads, interim ones included, are download like the body: charged whole or cut. */
+		enum reason cut;
+		uint64_t pass = conn_charge(c, false, n, true, &cut);
+		if (cut != R_ALLOWED) {
+			c->down -= pass; /* none of it went */
+			fwd_fail(c, cut);
+			return false;
+		}
 		evbuffer_drain(in, (size_t)r);
 		bufferevent_write(c->cbev, head, n);
-		c->down += n;
 		if (interim)
 			continue; /* RFC 9110 §15.2: 1xx precede the final response */
 		h->resp_started = true;
@@ -437,6 +431,15 @@ static void fwd_event_cb(struct bufferevent *bev, short what, void *arg)
 void forward_start(struct conn *c, evutil_socket_t fd)
 {
 	struct conn_http *h = c->http;
+	/* The request head is upload like its body: charged before it goes, whole or not at all. */
+	enum reason cut;
+	uint64_t pass = conn_charge(c, true, h->head_len, false, &cut);
+	if (cut != R_ALLOWED) {
+		c->up -= pass; /* none of it went */
+		close(fd);
+		conn_refuse(c, cut);
+		return;
+	}
 	c->ubev = bufferevent_socket_new(c->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->ubev == NULL) {
 		close(fd);
@@ -454,7 +457,6 @@ void forward_start(struct conn *c, evutil_socket_t fd)
 		conn_close(c, R_INTERNAL_ERROR);
 		return;
 	}
-	c->up += h->head_len;
 	free(h->head);
 	h->head = NULL;
 	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);

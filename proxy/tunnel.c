@@ -98,50 +98,6 @@ static void tunnel_cut(struct conn *c, enum reason why)
 
 /* ---- the relay ---- */
 
-/*
- * Charge n bytes read in one direction against the caps and the per-source
- * upload budget: returns how many of them may pass, and in *cut why the rest
- * may not (R_ALLOWED: all pass).  Counts what passes.
- */
-static uint64_t relay_charge(struct conn *c, bool upload, uint64_t n, enum reason *cut_out)
-{
-	const struct policy_tier *t = conn_tier(c);
-	uint64_t pass = n;
-	enum reason cut = R_ALLOWED;
-	uint64_t cap = t == NULL ? 0 : upload ? t->upload_bytes : t->download_bytes;
-	uint64_t done = upload ? c->up : c->down;
-	if (cap != 0 && done + pass > cap) {
-		/* done may already be past the cap: an upgraded exchange counted its heads. */
-		pass = done >= cap ? 0 : cap - done;
-		cut = upload ? R_UPLOAD_CAP : R_DOWNLOAD_CAP;
-	}
-	if (upload && c->slot != NULL && t != NULL && t->upload_budget_bytes != 0) {
-		uint64_t ok = srclimit_charge(c->slot, pass, t->upload_budget_bytes,
-					      (uint64_t)t->upload_budget_window_ms * 1000000ull,
-					      mono_ns());
-		if (ok < pass) {
-			pass = ok;
-			cut = R_SOURCE_UPLOAD_BUDGET;
-		}
-	}
-	if (pass > n)
-		pass = n; /* never more than was read */
-	if (cut != R_ALLOWED && audit_mode(c)) {
-		/* Audit mode: caps are recorded as would-deny, never enforced. */
-		conn_would_deny(c, cut);
-		pass = n;
-		cut = R_ALLOWED;
-	}
-	if (upload)
-		c->up += pass;
-	else
-		c->down += pass;
-	metrics_add(&c->w->metrics->bytes[c->tier_slot][upload ? 0 : 1], pass);
-	c->last_active = conn_coarse_ns();
-	*cut_out = cut;
-	return pass;
-}
-
 static bool dir_eof(const struct conn *c, int d)
 {
 	return d == 0 ? c->client_eof : c->upstream_eof;
@@ -427,7 +383,7 @@ static bool relay_pump(struct conn *c, int d, bool woken)
 			return relay_settle(c, d);
 		}
 		enum reason cut;
-		uint64_t pass = relay_charge(c, d == 0, (uint64_t)n, &cut);
+		uint64_t pass = conn_charge(c, d == 0, (uint64_t)n, true, &cut);
 		if (pass > 0 && !relay_send(c, d, buf, (size_t)pass))
 			return false;
 		if (cut != R_ALLOWED)
@@ -470,9 +426,9 @@ static int take_buffered(struct conn *c, int d, bool charge, struct relay_pend *
 	size_t pass = 0;
 	*cut = R_ALLOWED;
 	if (nin > 0 && charge)
-		pass = (size_t)relay_charge(c, d == 0, nin, cut);
+		pass = (size_t)conn_charge(c, d == 0, nin, true, cut);
 	if (pass > nin)
-		return -1; /* a backstop: relay_charge never passes more than it was given */
+		return -1; /* a backstop: conn_charge never passes more than it was given */
 	if (nout + pass == 0)
 		return 0;
 	p->buf = malloc(nout + pass);

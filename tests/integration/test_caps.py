@@ -260,6 +260,8 @@ with ctx:
         live2_mark[0] = ups.mark("raw8080")
         live2 = tunnel(src="127.0.0.5")            # opened now, used after the budget is spent
         data = random.Random(7).randbytes(100000)
+        # The upstream logs its accept a moment after the proxy's 200: wait for it.
+        harness.wait_until(lambda: ups.mark("raw8080") > live2_mark[0], 5)
         mark = ups.mark("raw8080")
         expect(mark == live2_mark[0] + 1, "the live tunnel did not reach the upstream")
         r = tunnel(src="127.0.0.5")

@@ -9,6 +9,10 @@ to forget it, with real clients and real (some malicious) upstreams:
   a malicious upstream that answers early (chunked and Content-Length
   variants) never receives a byte of the client's next request, and the next
   request is decided and audited on its own;
+- every byte a source sends upstream is charged to its upload budget, on
+  every path and in any mix: plain-HTTP heads and bodies, CONNECT tunnels,
+  upgraded (101) exchanges; a spent budget refuses the next request of any
+  kind with 429;
 """
 import json
 import os
@@ -24,10 +28,13 @@ GOOD = "198.51.100.10"      # allowed.example: an origin with malicious answers 
 OTHER = "198.51.100.30"     # other.example: an honest origin
 TOKEN = "Bearer s3cr3t-second-request"
 
+BUDGET = 10000              # caps.upload_bytes_per_source of tier "budget"
+
 ctx = harness.start(__file__, v4=[GOOD, OTHER])
 with ctx:
     ups = harness.Upstreams(ctx, [
         {"name": "evil80", "host": GOOD, "port": 80, "kind": "http-origin"},
+        {"name": "sink8080", "host": GOOD, "port": 8080, "kind": "tcp"},
         {"name": "other80", "host": OTHER, "port": 80, "kind": "http-origin"},
     ])
     dns = harness.Dnsmasq(ctx, "127.0.0.53", [("allowed.example", GOOD), ("other.example", OTHER)])
@@ -35,6 +42,10 @@ with ctx:
         "web": {"sources": ["127.0.0.2/32"],
                 "allow": [{"host": "allowed.example", "ports": [80]},
                           {"host": "other.example", "ports": [80]}]},
+        "budget": {"sources": ["127.0.0.6/32", "127.0.0.7/32", "127.0.0.8/32"],
+                   "allow": [{"host": "allowed.example", "ports": [80, 8080]}],
+                   "http": {"allow_upgrade": True},
+                   "caps": {"upload_bytes_per_source": {"bytes": BUDGET, "window": "1h"}}},
     }).start()
     audit = px.audit
 
@@ -123,5 +134,84 @@ with ctx:
         else:
             expect(c.eof_seen, "no response to the next request and no close: %s" % r2.describe())
             records(c.src_port, 1)
+
+    # ============================================ every upload byte is charged
+    def upstream_rx_since(mark, timeout=10.0):
+        """Bytes every upstream session opened after mark received, once each has closed."""
+        def sessions():
+            evs = ups.events()[mark:]
+            acc = [e for e in evs if e["event"] == "accept"]
+            done = [e for e in evs if e["event"] == "close"]
+            return acc, done
+        harness.wait_until(lambda: len(sessions()[1]) >= len(sessions()[0]), timeout)
+        acc, done = sessions()
+        expect(len(done) == len(acc), "%d upstream sessions still open" % (len(acc) - len(done)))
+        return sum(e.get("rx", 0) for e in done), len(acc)
+
+    def post(src, n, path="/sink"):
+        c = harness.HttpClient(src)
+        c.send(b"POST http://allowed.example%s HTTP/1.1\r\nHost: allowed.example\r\n"
+               b"Content-Length: %d\r\n\r\n" % (path.encode(), n))
+        err = c.send(os.urandom(n))
+        r = c.response("POST")
+        c.close()
+        return r, c.src_port, err
+
+    def spent(src):
+        """The budget is spent: the next plain-HTTP request and the next CONNECT are refused."""
+        c = harness.HttpClient(src)
+        c.send(b"GET http://allowed.example/cl/10 HTTP/1.1\r\nHost: allowed.example\r\n\r\n")
+        r = c.response("GET")
+        r.closed = c.at_eof(3.0)
+        c.close()
+        harness.expect_refusal(r, 429, ["source_upload_budget"], audit=audit)
+        harness.expect_refusal(harness.connect("allowed.example:8080", src=src), 429,
+                               ["source_upload_budget"], audit=audit)
+
+    with ctx.case("upload budget, plain HTTP: a 1 MB POST is cut at the budget (heads included), then "
+                  "plain HTTP and CONNECT get 429 source_upload_budget"):
+        mark = len(ups.events())
+        r, port, _ = post("127.0.0.6", 1000000)
+        rx, n = upstream_rx_since(mark)
+        expect(n == 1 and 0 < rx <= BUDGET, "the upstream received %d bytes over %d connection(s), "
+               "want 1..%d over 1" % (rx, n, BUDGET))
+        (rec,) = records(port, 1)
+        expect(get(rec, "event.reason") == "source_upload_budget" and
+               rx <= get(rec, "source.bytes") <= BUDGET,
+               "record: reason %s, source.bytes %s (upstream got %d)" %
+               (get(rec, "event.reason"), get(rec, "source.bytes"), rx))
+        spent("127.0.0.6")
+
+    with ctx.case("upload budget, CONNECT then plain HTTP: one budget over both paths"):
+        mark = len(ups.events())
+        first = 9000
+        r = harness.connect("allowed.example:8080", src="127.0.0.7")
+        expect(r.status == 200, "CONNECT: %s" % r.describe())
+        r.sock.sendall(b"SINK %d\n" % first + os.urandom(first))
+        line = harness.recv_line(r.sock, r.leftover)
+        expect(line.startswith(b"SINK %d " % first), "sink answered %r" % line[:60])
+        r.close()
+        post("127.0.0.7", 5000)
+        rx, n = upstream_rx_since(mark)
+        expect(n == 2 and first < rx <= BUDGET, "the upstreams received %d bytes over %d connections, "
+               "want %d..%d over 2" % (rx, n, first + 1, BUDGET))
+        spent("127.0.0.7")
+
+    with ctx.case("upload budget, an upgraded (101) exchange: its relay is charged to the same "
+                  "budget as its heads"):
+        mark = len(ups.events())
+        c = harness.HttpClient("127.0.0.8")
+        c.send(b"GET http://allowed.example/upgrade HTTP/1.1\r\nHost: allowed.example\r\n"
+               b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        r = c.response("GET")
+        expect(r.status == 101, "upgrade: %s" % r.describe())
+        for _ in range(20):
+            if c.send(os.urandom(1000)) is not None:
+                break
+        harness.wait_until(lambda: c.at_eof(0.2), 10.0)
+        c.close()
+        rx, n = upstream_rx_since(mark)
+        expect(n == 1 and 0 < rx <= BUDGET, "the upstream received %d bytes, want 1..%d" % (rx, BUDGET))
+        spent("127.0.0.8")
 
     ctx.final_checks([audit])
