@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "fileio.h"
+#include "hash.h"
 #include "host.h"
 #include "ranges.h"
 
@@ -868,6 +870,8 @@ int policy_load_buffer(const char *buf, size_t len, struct policy **out, struct 
 			/* The tiers' defaults: built-in, then top-level tls:, caps: and http:. */
 			policy_tier_builtin(&L.tier_defaults, &L.p->set);
 			load_tier_blocks(&L, root, &L.tier_defaults);
+			L.p->set.unknown_connections_per_source =
+			    L.tier_defaults.connections_per_source;
 			load_tiers(&L, root);
 			policy_load_identity(&L, root);
 		}
@@ -888,42 +892,34 @@ out:
 	return POLICY_OK;
 }
 
-int policy_load_file(const char *path, struct policy **out, struct policy_diags *d)
+int policy_load_file(const char *path, struct policy **out, struct policy_diags *d,
+		     char sha256[65])
 {
 	struct policy_loader L = {.d = d};
 	char *buf = NULL, err[128], msg[200];
 	size_t len = 0;
-	int fd, rc = POLICY_ERR_IO;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		goto fail;
-	buf = malloc(POLICY_MAX_FILE_BYTES + 1);
-	if (buf == NULL) {
-		rc = POLICY_ERR_NOMEM;
-		goto out;
+	if (sha256 != NULL)
+		sha256[0] = '\0';
+	int rc = file_read_all(path, POLICY_MAX_FILE_BYTES, &buf, &len);
+	if (rc == FILEIO_ERR_NOMEM)
+		return POLICY_ERR_NOMEM;
+	if (rc == FILEIO_ERR_TOO_LARGE) {
+		policy_diag_at(&L, 0, 0, "", "policy is larger than 1 MiB");
+		return POLICY_ERR_INVALID;
 	}
-	/* Read at most one byte more than allowed, to tell "too large" apart. */
-	while (len <= POLICY_MAX_FILE_BYTES) {
-		ssize_t r = read(fd, buf + len, POLICY_MAX_FILE_BYTES + 1 - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			goto fail;
-		if (r == 0)
-			break;
-		len += (size_t)r;
+	if (rc != FILEIO_OK) {
+		snprintf(msg, sizeof(msg), "cannot read the policy: %s",
+		         strerror_r(errno, err, sizeof(err)));
+		policy_diag_at(&L, 0, 0, "", msg);
+		return POLICY_ERR_IO;
+	}
+	if (sha256 != NULL && sha256_hex(buf, len, sha256) != 0) {
+		free(buf);
+		return POLICY_ERR_NOMEM;
 	}
 	rc = policy_load_buffer(buf, len, out, d);
-	goto out;
-fail:
-	snprintf(msg, sizeof(msg), "cannot read the policy: %s",
-	         strerror_r(errno, err, sizeof(err)));
-	policy_diag_at(&L, 0, 0, "", msg);
-out:
-	if (fd >= 0)
-		close(fd);
 	free(buf);
 	return rc;
 }

@@ -128,6 +128,9 @@ struct policy_settings {
 	uint32_t drain_timeout_ms;   /* timeouts.drain, default 30s */
 
 	int unknown_source_tier; /* identity.unknown_source: -1 = deny (default), else a tier index */
+	/* Per-source connection limit of a source that maps to no tier (held from accept
+	 * to close, like a tier's): the top-level caps.connections_per_source, default 256. */
+	uint32_t unknown_connections_per_source;
 	struct policy_kube kube;  /* identity.kubernetes */
 };
 
@@ -164,9 +167,14 @@ enum policy_status {
  */
 int policy_load_buffer(const char *buf, size_t len, struct policy **out, struct policy_diags *d)
 	__attribute__((warn_unused_result));
-/* Read a file (at most 1 MiB) then policy_load_buffer. */
-int policy_load_file(const char *path, struct policy **out, struct policy_diags *d)
-	__attribute__((warn_unused_result));
+/*
+ * The one policy file loader (the daemon's start-up, --check and reload, and
+ * the tests): read the file (at most 1 MiB), then policy_load_buffer.
+ * sha256 (may be NULL) receives the file's SHA-256 in hex ("" on error).
+ * An unreadable file is POLICY_ERR_IO with one diag (line 0) saying why.
+ */
+int policy_load_file(const char *path, struct policy **out, struct policy_diags *d,
+		     char sha256[65]) __attribute__((warn_unused_result));
 
 struct policy *policy_ref(struct policy *p);   /* atomic; thread-safe */
 void policy_unref(struct policy *p);           /* atomic; NULL is a no-op */

@@ -57,6 +57,7 @@ static const struct reason_info reasons[R__COUNT] = {
 	[R_METHOD_NOT_ALLOWED] = {"method_not_allowed", 403, "http_request_denied"},
 	[R_UPGRADE_NOT_ALLOWED] = {"upgrade_not_allowed", 403, "http_request_denied"},
 	[R_BAD_RESPONSE] = {"bad_response", 502, "http_protocol_error"},
+	[R_TLS_REQUIRED] = {"tls_required", 403, "destination_denied"},
 };
 
 const char *reason_name(enum reason r)

@@ -63,6 +63,7 @@ enum reason {
 	R_METHOD_NOT_ALLOWED,      /* 403 method not in the tier's http.methods */
 	R_UPGRADE_NOT_ALLOWED,     /* 403 Upgrade without http.allow_upgrade */
 	R_BAD_RESPONSE,            /* 502 malformed upstream response head or framing */
+	R_TLS_REQUIRED,            /* 403 plain http:// (or an Upgrade) to a tls.require_tls_ports port */
 	R__COUNT
 };
 

@@ -18,12 +18,12 @@
 
 #include "config.h"
 
-#include "audit.h"
+#include "clock.h"
 #include "dns.h"
 #include "http_parse.h"
-#include "kube.h"
 #include "metrics.h"
-#include "server.h"
+#include "oplog.h"
+#include "sockaddr.h"
 
 #define ADMIN_MAX_CONNS 64
 #define ADMIN_REQ_MAX 4096
@@ -32,11 +32,10 @@
 #define PROBE_MS 2000
 #define READY_MS 6000
 #define PROBE_NAME "readyz.portcullis.invalid"
-/* A worker loop that has not ticked for this long is not healthy. */
-#define HEARTBEAT_STALE_MS 5000
 
 struct admin {
-	struct server *srv;
+	proxy_stats_fn stats;
+	void *stats_arg;
 	pthread_t thread;
 	bool started;
 	struct event_base *base;
@@ -51,11 +50,6 @@ struct admin {
 	struct event *sweep_ev;                     /* cuts scrapes past their deadline */
 	unsigned n_conns;
 };
-
-static uint64_t now_ms(void)
-{
-	return mono_ns() / 1000000ull;
-}
 
 /* ---- probes ---- */
 
@@ -75,33 +69,21 @@ static void probe_cb(evutil_socket_t fd, short what, void *arg)
 	a->probe = dns_lookup(a->dns, PROBE_NAME, probe_done, a);
 }
 
-static bool workers_alive(const struct server *s)
-{
-	uint64_t now = now_ms();
-	for (unsigned i = 0; i < s->n_workers; i++) {
-		uint64_t hb = atomic_load(&s->workers[i].heartbeat_ms);
-		if (hb + HEARTBEAT_STALE_MS < now)
-			return false;
-	}
-	return true;
-}
-
 /* NULL when ready, else why not. */
-static const char *not_ready(const struct admin *a)
+static const char *not_ready(const struct admin *a, const struct proxy_stats *st)
 {
-	const struct server *s = a->srv;
-	if (atomic_load(&s->draining))
+	if (st->draining)
 		return "draining";
-	if (!workers_alive(s))
+	if (!st->workers_alive)
 		return "worker loop not responding";
 	unsigned long long last = dns_last_answer_ms(a->dns);
-	if (last == 0 || last + READY_MS < now_ms())
+	if (last == 0 || last + READY_MS < mono_ms())
 		return "pinned resolvers not answering";
-	if (!audit_log_available(s->audit))
+	if (!st->audit_available)
 		return "audit log backlogged";
-	if (s->kube != NULL && !kube_client_synced(s->kube))
+	if (st->proc.kube_enabled && !st->proc.kube_synced)
 		return "kubernetes pod map not synced";
-	if (s->kube != NULL && kube_client_overflowed(s->kube))
+	if (st->proc.kube_enabled && st->kube_overflowed)
 		return "kubernetes pod map full (identity.kubernetes.max_pods)";
 	return NULL;
 }
@@ -120,46 +102,13 @@ static void respond(struct bufferevent *bev, int status, const char *reason, con
 	evbuffer_add_buffer(out, body);
 }
 
-static void render_metrics(struct admin *a, struct evbuffer *body)
-{
-	struct server *s = a->srv;
-	struct worker_metrics *ws[64];
-	size_t n = s->n_workers < 64 ? s->n_workers : 64;
-	uint64_t lost = audit_log_dropped(s->audit);
-	for (size_t i = 0; i < n; i++) {
-		ws[i] = s->workers[i].metrics;
-		lost += atomic_load(&s->workers[i].stats.audit_lost);
-	}
-	struct metrics_process p = {
-		.version = PORTCULLIS_VERSION,
-		.reloads_ok = atomic_load(&s->reloads_ok),
-		.reloads_failed = atomic_load(&s->reloads_failed),
-		.audit_lost = lost,
-		.conns_active = atomic_load(&s->n_conns),
-		.start_time = s->start_time,
-	};
-	if (s->kube != NULL) {
-		struct kube_stats ks;
-		kube_client_stats(s->kube, &ks);
-		p.kube_enabled = true;
-		p.kube_synced = ks.synced;
-		p.kube_pods = ks.pods;
-		p.kube_relists = ks.relists;
-		p.kube_watch_errors = ks.watch_errors;
-	}
-	pthread_mutex_lock(&s->info_lock);
-	memcpy(p.policy_sha256, s->policy_sha256, sizeof(p.policy_sha256));
-	p.policy_loaded_at = s->policy_loaded_at;
-	pthread_mutex_unlock(&s->info_lock);
-	metrics_render(body, &s->tiers, ws, n, &p);
-}
-
 static void handle(struct admin *a, struct bufferevent *bev, const struct http_req *req)
 {
 	struct evbuffer *body = evbuffer_new();
 	if (body == NULL)
 		return;
 	const struct http_view *t = &req->target;
+	struct proxy_stats st;
 	bool get = req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0;
 #define PATH_IS(s) (t->len == sizeof(s) - 1 && memcmp(t->p, s, sizeof(s) - 1) == 0)
 	bool known = PATH_IS("/metrics") || PATH_IS("/healthz") || PATH_IS("/readyz");
@@ -170,14 +119,18 @@ static void handle(struct admin *a, struct bufferevent *bev, const struct http_r
 		evbuffer_add_printf(body, "method not allowed\n");
 		respond(bev, 405, "Method Not Allowed", "text/plain", body);
 	} else if (PATH_IS("/metrics")) {
-		render_metrics(a, body);
+		a->stats(a->stats_arg, &st);
+		st.proc.version = PORTCULLIS_VERSION;
+		metrics_render(body, st.tiers, st.workers, st.n_workers, &st.proc);
 		respond(bev, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
 	} else if (PATH_IS("/healthz")) {
-		bool ok = workers_alive(a->srv);
+		a->stats(a->stats_arg, &st);
+		bool ok = st.workers_alive;
 		evbuffer_add_printf(body, ok ? "ok\n" : "worker loop not responding\n");
 		respond(bev, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "text/plain", body);
 	} else {
-		const char *why = not_ready(a);
+		a->stats(a->stats_arg, &st);
+		const char *why = not_ready(a, &st);
 		evbuffer_add_printf(body, "%s\n", why == NULL ? "ready" : why);
 		respond(bev, why == NULL ? 200 : 503, why == NULL ? "OK" : "Service Unavailable",
 			"text/plain", body);
@@ -253,7 +206,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		evutil_closesocket(fd);
 		return;
 	}
-	a->since_ms[a->n_conns] = now_ms();
+	a->since_ms[a->n_conns] = mono_ms();
 	a->conns[a->n_conns++] = bev;
 	/* A slow or silent scraper is cut; it only ever occupies this thread's loop. */
 	struct timeval tv = {ADMIN_TIMEOUT_S, 0};
@@ -267,7 +220,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct admin *a = arg;
-	uint64_t now = now_ms();
+	uint64_t now = mono_ms();
 	for (unsigned i = 0; i < a->n_conns;) {
 		if (a->since_ms[i] + ADMIN_TIMEOUT_S * 1000u <= now)
 			conn_done(a, a->conns[i]); /* moves the last entry into slot i */
@@ -289,15 +242,16 @@ static void *admin_main(void *arg)
 	return NULL;
 }
 
-struct admin *admin_create(struct server *s, char *errmsg, size_t errlen)
+struct admin *admin_create(const struct policy_settings *ps, proxy_stats_fn stats, void *arg,
+			   char *errmsg, size_t errlen)
 {
-	const struct policy_settings *ps = policy_settings(s->policy);
 	struct admin *a = calloc(1, sizeof(*a));
 	if (a == NULL) {
 		snprintf(errmsg, errlen, "out of memory");
 		return NULL;
 	}
-	a->srv = s;
+	a->stats = stats;
+	a->stats_arg = arg;
 	a->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	a->base = event_base_new();
 	if (a->base == NULL || a->stop_fd < 0)
@@ -315,10 +269,9 @@ struct admin *admin_create(struct server *s, char *errmsg, size_t errlen)
 						      LEV_OPT_CLOSE_ON_EXEC,
 					      64, (struct sockaddr *)&ss, (int)len);
 	if (a->listener == NULL) {
-		char t[ADDR_STRLEN];
-		addr_format(&ps->listen_admin.addr, t, sizeof(t));
-		snprintf(errmsg, errlen, "cannot listen on admin address %s port %u", t,
-			 ps->listen_admin.port);
+		char t[ADDR_STRLEN + 8];
+		sockaddr_format(&ps->listen_admin.addr, ps->listen_admin.port, t, sizeof(t));
+		snprintf(errmsg, errlen, "cannot listen on admin address %s: %s", t, strerror(errno));
 		goto fail;
 	}
 	a->sweep_ev = event_new(a->base, -1, EV_PERSIST, sweep_cb, a);

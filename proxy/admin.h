@@ -4,11 +4,18 @@
 
 #include <stddef.h>
 
-struct server;
+#include "policy.h"
+#include "stats.h"
+
 struct admin;
 
-/* Bind listen.admin and set up the readiness probe. NULL on failure (errmsg filled). */
-struct admin *admin_create(struct server *s, char *errmsg, size_t errlen);
+/*
+ * Bind listen.admin and set up the readiness probe of the pinned resolvers.
+ * Every response reads a fresh snapshot through stats(arg, ...).  NULL on
+ * failure (errmsg filled).
+ */
+struct admin *admin_create(const struct policy_settings *ps, proxy_stats_fn stats, void *arg,
+			   char *errmsg, size_t errlen);
 /* Start the admin thread. */
 int admin_start(struct admin *a) __attribute__((warn_unused_result));
 /* Stop the thread (if started) and free. NULL is a no-op. */

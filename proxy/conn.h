@@ -1,16 +1,304 @@
-/* One client connection: request, decision, resolution, upstream connect, relay, audit. */
+/*
+ * The connection core: the life of one client connection, and the one place
+ * each of its promises is kept.
+ *
+ *   slot taken ........ conn_accept: per-source hold from accept to close,
+ *                       across keep-alive (caps.connections_per_source)
+ *   identity .......... conn_accept (pod) and conn_decide_begin (tier, per request)
+ *   decision .......... conn_decide_begin: under the policy current when the
+ *                       request head completed; conn_admit: the per-request
+ *                       checks every path shares (TLS ports, budget, audit log)
+ *   every byte ........ conn_charge: caps, upload budget, counters, metrics
+ *   one audit record .. conn_audit (conn_audit.c), once per exchange
+ *   one teardown ...... conn_close: frees everything but the object, which is
+ *                       reaped once the loop iteration unwinds (CS_CLOSED)
+ *   flush, then close . conn_finish: the one way to end after writing
+ *
+ * The phases (request.c, dial.c, hello.c, relay.c, forward.c) each own their
+ * states and call only this core; they move the connection on with
+ * conn_enter(), never by calling each other.  docs/architecture.md has the
+ * state diagram.
+ */
 #ifndef PORTCULLIS_CONN_H
 #define PORTCULLIS_CONN_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include <event2/util.h>
 
-struct worker;
+#include "addr.h"
+#include "host.h"
+#include "metrics.h"
+#include "policy.h"
+#include "reason.h"
+
+struct audit_log;
+struct bufferevent;
+struct dns_resolver;
+struct event;
+struct event_base;
+struct kube_client;
+struct linger_pool;
+struct pod_info;
+struct podmap;
 struct sockaddr;
+struct src_slot;
+struct srclimit;
+struct transport;
 
+struct conn;
+/* Phase-private state, defined in the phase's own file. */
+struct dial;
+struct relay;
+struct fwd;
+
+enum conn_state {
+	CS_REQUEST,    /* request.c: reading a request head; header deadline armed */
+	CS_RESOLVING,  /* dial.c: DNS lookup in flight; client reads paused */
+	CS_CONNECTING, /* dial.c: connecting to a vetted address; connect deadline armed */
+	CS_HELLO,      /* hello.c: 200 sent; the client's bytes held until a ClientHello passed */
+	CS_TUNNEL,     /* relay.c: relaying both ways; idle and lifetime deadlines armed */
+	CS_FORWARD,    /* forward.c: one plain-HTTP exchange moving; idle and lifetime deadlines */
+	CS_UPGRADING,  /* forward.c: a 101 is going to the client; the relay takes over once it is out */
+	CS_FINISHING,  /* conn.c: nothing more is read; what was let through is flushed, then close */
+	CS_CLOSED,     /* conn.c: recorded and released; the object is freed when the loop unwinds */
+	CS__COUNT
+};
+
+/* A phase: the handlers of the states it owns (conn_phases[], phases.c). */
+struct conn_phase {
+	const char *name;
+	/* The state was just entered (conn_enter). */
+	void (*enter)(struct conn *c);
+	/* The connection's timer fired in this state. */
+	void (*timeout)(struct conn *c);
+	/*
+	 * The connection stops reading and only flushes (conn_finish), from a
+	 * state of this phase: hand whatever the phase holds for sending to
+	 * the bufferevents' outputs, cancel what is in flight.  NULL: nothing.
+	 */
+	void (*finish)(struct conn *c);
+	/* Free the phase's private state, if any (at close; idempotent). NULL: none. */
+	void (*release)(struct conn *c);
+};
+
+/* One per state (CS_FINISHING and CS_CLOSED: the core's own, NULL). */
+extern const struct conn_phase *const conn_phases[CS__COUNT];
+
+/* What the ClientHello told us, for the audit record (hello.c). */
+struct conn_tls {
+	char sni[HOST_NAME_MAX_LEN + 1]; /* canonical SNI, "" when none */
+	char version[8];                 /* highest offered: "1.3", "1.2", ... */
+	char alpn[64];                   /* the one ALPN protocol offered, "" otherwise */
+};
+
+/*
+ * What every connection of one worker shares: the loop, the resolver, the
+ * process-wide tables, the current policy.  Owned by the worker; the core
+ * reads it and keeps the list of open connections in it.
+ */
+struct conn_env {
+	struct event_base *base;
+	struct dns_resolver *dns;
+	struct audit_log *audit;
+	struct srclimit *srclimit;        /* per-source limits, process-wide */
+	struct podmap *podmap;            /* pod identity, or NULL */
+	const struct kube_client *kube;   /* feeds podmap (overflow state), or NULL */
+	struct worker_metrics *metrics;   /* this worker's counters */
+	struct metrics_tiers *tiers;      /* process-wide tier label slots */
+	struct linger_pool *linger;
+	const char *hostname;             /* observer.hostname */
+	atomic_uint *n_open;              /* open connections, process-wide (max_connections) */
+	const atomic_bool *draining;      /* the process is stopping: no keep-alive */
+	atomic_ullong audit_lost;         /* records that could not be formatted */
+	/* The policy: new requests are decided under `policy`; `next` is the mailbox. */
+	struct policy *policy;
+	_Atomic(struct policy *) next;
+	uint16_t tier_slots[METRICS_MAX_TIERS]; /* metrics slot of each tier of `policy` */
+	/* Scratch for one loop: relay reads, ClientHello reassembly. */
+	char *relay_buf;        /* CONN_RELAY_BUF bytes */
+	uint8_t *hello_scratch; /* CONN_HELLO_SCRATCH bytes */
+	/* Connections: open ones, and closed ones waiting for the end of the iteration. */
+	struct conn *conns;
+	size_t n_conns;
+	struct conn *reap;
+	struct event *reap_ev;
+	void (*on_last_close)(void *arg); /* the last open connection closed (drain) */
+	void *on_last_close_arg;
+};
+
+/*
+ * The relay's largest read: a bulk transfer moves this much per recv(2) and
+ * send(2), within the room left in the receiver's send buffer (relay.c).
+ * Each epoll round trip costs far more than the copy on a VM: 4 MiB reads took
+ * 8-stream bulk from about 535 to 440-495 us of CPU per MiB against 1 MiB reads.
+ */
+#define CONN_RELAY_BUF (4096u * 1024u)
+#define CONN_HELLO_SCRATCH 65536u
+
+struct conn {
+	/* ---- core: list, state, deadline, the two peers ---- */
+	struct conn_env *env;
+	struct conn *prev, *next; /* env's open list; `next` links the reap list once closed */
+	enum conn_state state;
+	struct event *timer;          /* the one deadline of the current state */
+	struct transport *client;     /* the client, until closed */
+	struct transport *upstream;   /* the upstream, once connected */
+	struct bufferevent *cbev;     /* buffered phases: over `client` (NULL in the relay) */
+	struct bufferevent *ubev;     /* buffered phases: over `upstream` */
+	bool client_eof, upstream_eof;   /* each peer has sent its FIN */
+	bool client_shut, upstream_shut; /* our write side towards each is shut */
+	bool reset_upstream;          /* close the upstream with a RST (a refusal after 200) */
+	enum reason first_eof;        /* the close reason once both sides are done */
+	enum reason finish_reason;    /* CS_FINISHING: why it ends */
+
+	/* ---- identity: the source at accept (a socket cannot move) ---- */
+	struct pc_addr src;
+	uint16_t src_port;
+	struct pod_info *pod;   /* the source pod (a reference), or NULL */
+	struct src_slot *slot;  /* per-source hold, accept to close */
+	bool over_source_limit; /* audit mode: admitted past connections_per_source */
+
+	/* ---- the exchange: one request, decided and recorded on its own ---- */
+	struct policy *policy;  /* the snapshot current when this request's head completed */
+	int tier;               /* -1: none */
+	unsigned tier_slot;     /* metrics label slot (0: none) */
+	char method[16];
+	bool have_request;      /* a request head was parsed: the exchange gets a record */
+	bool audited;           /* its record was written */
+	struct pc_host host;    /* the target */
+	uint16_t port;
+	struct verdict verdict; /* the host decision; reason overwritten by a later refusal */
+	bool have_dst;
+	struct pc_addr dst;     /* the vetted address connected to */
+	bool would_deny;        /* audit mode: something would have been refused ... */
+	enum reason would_deny_reason; /* ... for this reason (the first one) */
+	int status;             /* HTTP status the client saw */
+	uint32_t retry_after;   /* Retry-After seconds of a 429 / 503 (0: none) */
+	bool counted_active;    /* counted in tunnels_active */
+	uint64_t t0_mono, t0_wall; /* start of the exchange */
+	uint64_t t_head;        /* its request head completed (monotonic ns) */
+	uint64_t last_active;   /* coarse monotonic ns of the last byte moved */
+	uint64_t up, down;      /* bytes client -> upstream, upstream -> client */
+	uint64_t cap_up, cap_down; /* of those, counted against caps.upload/download_bytes */
+	struct conn_tls *tls;   /* hello.c, for the record; NULL unless inspected */
+	char *url_path;         /* plain HTTP: the target's path for the record (malloc'd) */
+
+	/* ---- phase-private state (opaque here) ---- */
+	struct dial *dial;
+	struct relay *relay;
+	struct fwd *fwd;
+	bool peek_first;        /* relay.c: not a TLS port; inspect if the first client byte is 0x16 */
+};
+
+/* ---- the worker's side ---- */
+
+/* Set up the core's part of env (reap event, linger pool); the worker fills the rest. */
+int conn_env_init(struct conn_env *env, struct event_base *base) __attribute__((warn_unused_result));
+/* Close every connection (drain_timeout), free the closed ones, the linger pool. */
+void conn_env_fini(struct conn_env *env);
+/* Adopt p as the policy new requests are decided under (takes the reference). */
+void conn_env_adopt(struct conn_env *env, struct policy *p);
+/* Adopt a snapshot waiting in the mailbox, if any; then env->policy is current. */
+void conn_env_refresh(struct conn_env *env);
 /* Take ownership of an accepted socket. */
-void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
+void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa);
+/* Close every open connection with drain_timeout. */
+void conn_close_all(struct conn_env *env);
 
-/* Close every connection of the worker with reason drain_timeout. */
-void conn_close_all(struct worker *w);
+/* ---- for the phases ---- */
+
+static inline bool conn_closed(const struct conn *c)
+{
+	return c->state == CS_CLOSED;
+}
+
+/* Move to `to` (checked against the transition table) and run its enter handler. */
+void conn_enter(struct conn *c, enum conn_state to);
+/*
+ * Arm the idle / max-lifetime deadline of a moving exchange or tunnel
+ * (tier value, else global; idle from last_active, lifetime from t0_mono),
+ * or close with idle_timeout / max_lifetime if one has passed.
+ */
+void conn_arm_activity(struct conn *c);
+/* Arm the connection's one timer (replacing any deadline). */
+void conn_arm_ms(struct conn *c, uint64_t ms);
+void conn_disarm(struct conn *c);
+const struct policy_tier *conn_tier(const struct conn *c);
+/* The tier's value when set (not 0), else the global one. */
+uint32_t conn_pick(uint32_t tier_val, uint32_t global_val);
+bool conn_audit_mode(const struct conn *c);
+
+/*
+ * Make sure the buffered phases' bufferevents exist (cbev, and ubev once
+ * connected); their callbacks are the caller's to set.  -1: out of memory.
+ */
+int conn_buffered(struct conn *c) __attribute__((warn_unused_result));
+/* The upstream is done with (an exchange ended): close it in order, keep the record's fields. */
+void conn_upstream_done(struct conn *c);
+/* Free cbev and ubev (their contents are gone: take them first). */
+void conn_unbuffered(struct conn *c);
+/* Append bytes to the client bufferevent's input as if read (early reads). -1: no memory. */
+int conn_push_input(struct bufferevent *bev, const void *p, size_t n);
+
+/*
+ * A request head completed: adopt the current policy snapshot for the
+ * exchange, identify the tier under it, note the method.  Every request of
+ * every path starts here.
+ */
+void conn_decide_begin(struct conn *c, const char *method, size_t method_len);
+/*
+ * The checks every allowed request must pass after its host decision,
+ * whatever the path: the TLS-port rule (a CONNECT is inspected there; plain
+ * HTTP and Upgrade are refused), the source's upload budget, an audit log
+ * that can take the record.  R_ALLOWED or the refusal (audit mode records
+ * would-deny for what it may).  plain: not a CONNECT.
+ */
+enum reason conn_admit(struct conn *c, bool plain);
+/* Remember a would-deny (audit mode) without blocking: the first reason wins. */
+void conn_would_deny(struct conn *c, enum reason why);
+/* Is `port` in the tier's tls.require_tls_ports? */
+bool conn_tls_port(const struct conn *c, uint16_t port);
+
+/*
+ * Charge n bytes moving one way (upload: client -> upstream) to every cap
+ * and budget: the source's upload budget, the byte counters and metrics,
+ * and, when `capped`, the tier's byte cap for the current scope (a tunnel,
+ * or one forwarded exchange and the relay an upgrade turns it into).
+ * Returns how many of the n may pass; *cut says why the rest may not
+ * (R_ALLOWED: all pass).  Audit mode passes all and records a would-deny.
+ */
+uint64_t conn_charge(struct conn *c, bool upload, uint64_t n, bool capped, enum reason *cut);
+/* The same for bytes that go whole or not at all (a head): true when all may pass. */
+bool conn_charge_whole(struct conn *c, bool upload, uint64_t n, bool capped, enum reason *cut);
+
+/* Write the exchange's record (once): a refusal (allowed false) or an end. conn_audit.c */
+void conn_audit(struct conn *c, enum reason why, bool allowed);
+/* The record of a refusal at accept, before a connection object exists. conn_audit.c */
+void conn_audit_raw(struct conn_env *env, const struct sockaddr *sa, enum reason why);
+/* The next exchange on this connection (keep-alive): reset what belonged to the last one. */
+void conn_next_exchange(struct conn *c);
+
+/*
+ * Refuse with an HTTP status, before anything of a response reached the
+ * client: record, write the refusal, flush, close.
+ */
+void conn_refuse(struct conn *c, enum reason why);
+/*
+ * Refuse after 200 (the first flight): no status can be sent any more; the
+ * upstream is reset so it receives nothing, the client is closed, recorded.
+ */
+void conn_cut(struct conn *c, enum reason why);
+/*
+ * End after writing: stop reading, let what was let through reach both
+ * peers (bounded), then close (the client side lingers).  The record, if
+ * not written yet, says `why`.
+ */
+void conn_finish(struct conn *c, enum reason why);
+/* The one teardown: record (once), release everything; the object goes at the loop's end. */
+void conn_close(struct conn *c, enum reason why);
 
 #endif

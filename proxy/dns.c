@@ -14,6 +14,9 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
+#include "hash.h"
+
 #define DNS_NAME_MAX            253
 #define DNS_LABEL_MAX           63
 #define DNS_DEFAULT_MAX_ANSWERS 16
@@ -99,10 +102,7 @@ struct dns_resolver {
 
 static unsigned long long now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000ULL +
-	       (unsigned long long)ts.tv_nsec / 1000000ULL;
+	return mono_ms();
 }
 
 static void list_init(struct dns_link *h)
@@ -145,12 +145,7 @@ static void list_take(struct dns_link *dst, struct dns_link *src)
 
 static uint32_t name_hash(const struct dns_resolver *r, const char *name)
 {
-	uint32_t h = 2166136261u ^ r->seed; /* FNV-1a, seeded per resolver */
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-		h ^= *p;
-		h *= 16777619u;
-	}
-	return h;
+	return (uint32_t)hash_bytes(r->seed, name, strlen(name)); /* seeded per resolver */
 }
 
 static struct dns_answer *answer_ref(struct dns_answer *a)

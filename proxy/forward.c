@@ -1,13 +1,8 @@
-/* Plain-HTTP forwarding: one upstream connection per request, bodies streamed and validated. */
-#include "conn_int.h"
+/* Phase "forward" (CS_FORWARD, CS_UPGRADING): one plain-HTTP exchange per upstream connection, bodies streamed. */
+#include "forward.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -15,8 +10,6 @@
 
 #include "http_msg.h"
 #include "http_parse.h"
-#include "server.h"
-#include "srclimit.h"
 
 /* Same buffering bound as tunnels: stop reading a side above HIGH, resume at LOW. */
 #define FWD_HIGH (256u * 1024u)
@@ -25,233 +18,121 @@
 #define RESP_HEAD_MAX (32u * 1024u)
 /* Room for what the rewrite adds to a head (Host, Via, Connection). */
 #define HEAD_SLACK 1024u
+/*
+ * Interim (1xx) responses before the final one: 100 Continue and a few 103
+ * Early Hints are what real servers send.  More is an upstream flooding the
+ * client: bad_response.
+ */
+#define FWD_MAX_INTERIM 32
 
-/* Per-request state of a plain-HTTP exchange. */
-struct conn_http {
-	char *head;                 /* rewritten request head, written once connected */
-	size_t head_len;
+/*
+ * One exchange.  Each direction has its own framing state: a response may
+ * start (and end) while the request body still streams, and neither may
+ * ever move the other's boundaries.  The exchange is over, and the next
+ * request may be read, only when both ended by their own framing.
+ */
+struct fwd {
 	struct http_framing req_f, resp_f;
-	/*
-	 * Each direction has its own framing state: a response may start (and
-	 * end) while the request body still streams, and neither may ever move
-	 * the other's boundaries.
-	 */
 	struct chunked_state req_chunk, resp_chunk; /* CHUNKED framing validators */
-	uint64_t req_left, resp_left; /* LENGTH framing: body bytes still to move */
-	bool req_done;              /* the request body is complete */
-	bool resp_started;          /* a final response head went to the client */
-	bool is_head;               /* HEAD: the response has no body */
-	bool keep_alive;            /* the client connection is kept after this exchange */
-	bool upgrade;               /* an allowed Upgrade was forwarded */
-	int resp_status;
-	char path[512];             /* url.path (no query), truncated */
+	uint64_t req_left, resp_left;               /* LENGTH framing: body bytes still to move */
+	bool req_done;      /* the request body ended by its framing */
+	bool resp_started;  /* a final response head went to the client */
+	bool is_head;       /* HEAD: the response has no body */
+	bool client_10;     /* an HTTP/1.0 client: never sent a 1xx (RFC 9110 §15.2) */
+	bool keep_alive;    /* the client connection is kept after this exchange */
+	bool upgrade;       /* an allowed Upgrade was forwarded */
+	unsigned n_interim; /* 1xx heads read */
 };
 
-static void fwd_pump_request(struct conn *c);
-static void fwd_pump_response(struct conn *c);
+static void pump_request(struct conn *c);
+static void pump_response(struct conn *c);
 
-/* ---- preparing a request (called from handle_request, before the head is drained) ---- */
-
-static enum reason target_reason(int st)
+static void fwd_release(struct conn *c)
 {
-	switch (st) {
-	case HTTP_TARGET_ORIGIN_FORM: return R_NOT_ABSOLUTE_FORM;
-	case HTTP_TARGET_HTTPS: return R_HTTPS_TARGET;
-	case HTTP_TARGET_BAD_AUTHORITY: return R_INVALID_HOST;
-	default: return R_BAD_REQUEST;
-	}
+	free(c->fwd);
+	c->fwd = NULL;
 }
 
-enum reason forward_prepare(struct conn *c, const struct http_req *req)
+/* A failure: a status if the client has seen nothing of the response yet, else an end. */
+static void fail(struct conn *c, enum reason why)
 {
-	struct http_target t;
-	int st = http_target_parse(req->target.p, req->target.len, &t);
-	if (st < 0)
-		return target_reason(st);
-	c->host = t.host;
-	c->port = t.port;
-	c->http = calloc(1, sizeof(*c->http));
-	if (c->http == NULL)
-		return R_INTERNAL_ERROR;
-	struct conn_http *h = c->http;
-	size_t plen = t.path.len < sizeof(h->path) - 1 ? t.path.len : sizeof(h->path) - 1;
-	memcpy(h->path, t.path.p, plen);
-	h->path[plen] = '\0';
-	/* RFC 9112 §3.2.2: the target decides; a Host naming anything else is refused. */
-	if (!http_host_header_matches(req, &t))
-		return R_HOST_MISMATCH;
-	if (http_req_framing(req, &h->req_f) < 0)
-		return R_BAD_REQUEST;
-	const struct policy_tier *tier = conn_tier(c);
-	if (tier != NULL && !policy_tier_method_allowed(tier, req->method.p, req->method.len))
-		return R_METHOD_NOT_ALLOWED;
-	h->upgrade = http_req_has_upgrade(req);
-	if (h->upgrade && (tier == NULL || !tier->http_allow_upgrade))
-		return R_UPGRADE_NOT_ALLOWED;
-	h->is_head = req->method.len == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
-	h->keep_alive = http_req_keep_alive(req);
-	size_t cap = policy_settings(c->policy)->max_header_bytes + HEAD_SLACK;
-	h->head = malloc(cap);
-	if (h->head == NULL)
-		return R_INTERNAL_ERROR;
-	/* One upstream connection per request: never reused for another target. */
-	h->head_len = http_forward_request_head(req, &t, &h->req_f,
-						h->upgrade ? HTTP_CONN_UPGRADE : HTTP_CONN_CLOSE,
-						h->head, cap);
-	if (h->head_len == 0)
-		return R_HEADERS_TOO_LARGE;
-	h->req_left = h->req_f.kind == HTTP_FRAMING_LENGTH ? h->req_f.length : 0;
-	chunked_init(&h->req_chunk);
-	return R_ALLOWED;
-}
-
-void forward_free(struct conn *c)
-{
-	if (c->http == NULL)
-		return;
-	free(c->http->head);
-	free(c->http);
-	c->http = NULL;
-}
-
-const char *forward_path(const struct conn *c)
-{
-	return c->http != NULL ? c->http->path : NULL;
-}
-
-/* ---- ending an exchange ---- */
-
-/*
- * Everything for the client is flushed: shut our write side and discard what
- * the client still sends for a moment (bounded), so unread request bytes do
- * not turn into a RST that destroys the response before the client reads it.
- */
-static void fwd_linger(struct conn *c)
-{
-	shutdown(bufferevent_getfd(c->cbev), SHUT_WR);
-	bufferevent_enable(c->cbev, EV_READ);
-	conn_arm_ms(c, 2000);
-}
-
-/* Close once the client has what was written to it (the exchange's record is written first). */
-static void fwd_close_after_flush(struct conn *c, enum reason why)
-{
-	conn_audit(c, why, true);
-	if (c->ubev != NULL) {
-		bufferevent_free(c->ubev);
-		c->ubev = NULL;
-	}
-	bufferevent_disable(c->cbev, EV_READ);
-	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
-	c->finishing = true;
-	c->finish_reason = why;
-	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0) {
-		fwd_linger(c);
-		return;
-	}
-	conn_arm_ms(c, 5000);
-}
-
-/* A failure: a status if the client has seen nothing of the response yet, else a close. */
-static void fwd_fail(struct conn *c, enum reason why)
-{
-	if (!c->http->resp_started && reason_http_status(why) >= 400) {
-		if (c->ubev != NULL) {
-			bufferevent_free(c->ubev);
-			c->ubev = NULL;
-		}
+	if (!c->fwd->resp_started && reason_http_status(why) >= 400)
 		conn_refuse(c, why);
-		return;
-	}
-	fwd_close_after_flush(c, why);
+	else
+		conn_finish(c, why);
 }
 
-static void fwd_done(struct conn *c)
+/* Both directions ended by their own framing: record; keep the client or end. */
+static void done(struct conn *c)
 {
-	struct conn_http *h = c->http;
-	if (!h->keep_alive || c->client_eof || atomic_load(&c->w->srv->draining)) {
-		fwd_close_after_flush(c, R_ALLOWED);
-		return;
-	}
+	struct fwd *h = c->fwd;
+	/* The record says when the exchange completed, not when its last bytes left. */
 	conn_audit(c, R_ALLOWED, true);
-	bufferevent_free(c->ubev);
-	c->ubev = NULL;
+	if (!h->keep_alive || c->client_eof || atomic_load(c->env->draining)) {
+		conn_finish(c, R_ALLOWED);
+		return;
+	}
+	conn_upstream_done(c);
+	fwd_release(c);
 	/* Keep-alive: the next request on this connection is decided on its own. */
-	conn_next_request(c);
+	conn_next_exchange(c);
 }
 
-/* ---- moving bytes ---- */
+/* ---- bodies ---- */
 
 /*
- * Move up to n bytes of a body from `in` to `out`, charged to every cap and
- * budget.  Returns R_ALLOWED, or why only a part moved.
+ * Move one body's bytes per its framing, each charged to every cap and
+ * budget.  Returns 1 when the body is complete, 0 when more is expected, or
+ * a negative reason when it failed or was cut.
  */
-static enum reason fwd_move(struct conn *c, struct evbuffer *in, struct evbuffer *out, size_t n,
-			    bool upload)
+static int body(struct conn *c, struct evbuffer *in, struct evbuffer *out, bool upload)
 {
-	enum reason cut;
-	uint64_t pass = conn_charge(c, upload, n, true, &cut);
-	evbuffer_remove_buffer(in, out, (size_t)pass);
-	return cut;
-}
-
-/*
- * Move one body's bytes per its framing.  Returns 1 when the body is
- * complete, 0 when more is expected, or a negative reason when it failed.
- */
-static int fwd_body(struct conn *c, struct evbuffer *in, struct evbuffer *out,
-		    const struct http_framing *f, bool upload)
-{
-	struct conn_http *h = c->http;
+	struct fwd *h = c->fwd;
+	const struct http_framing *f = upload ? &h->req_f : &h->resp_f;
 	uint64_t *left = upload ? &h->req_left : &h->resp_left;
-	struct chunked_state *chunk = upload ? &h->req_chunk : &h->resp_chunk;
-	size_t n = evbuffer_get_length(in);
+	size_t n = evbuffer_get_length(in), take = n;
+	int st = CHUNKED_MORE;
 	switch (f->kind) {
 	case HTTP_FRAMING_NONE: return 1;
-	case HTTP_FRAMING_LENGTH: {
-		size_t take = n < *left ? n : (size_t)*left;
-		enum reason cut = fwd_move(c, in, out, take, upload);
-		if (cut != R_ALLOWED)
-			return -(int)cut;
-		*left -= take;
-		return *left == 0;
-	}
+	case HTTP_FRAMING_LENGTH: take = n < *left ? n : (size_t)*left; break;
+	case HTTP_FRAMING_CLOSE: break; /* ends at the upstream's EOF */
 	case HTTP_FRAMING_CHUNKED: {
 		/* Validate in place; forward exactly the bytes the validator consumed. */
+		struct chunked_state *chunk = upload ? &h->req_chunk : &h->resp_chunk;
 		struct evbuffer_iovec v[16];
 		int nv = evbuffer_peek(in, -1, NULL, v, 16);
-		size_t total = 0;
-		int st = CHUNKED_MORE;
+		take = 0;
 		for (int i = 0; i < nv && i < 16 && st == CHUNKED_MORE; i++) {
 			size_t used = 0;
 			st = chunked_feed(chunk, v[i].iov_base, v[i].iov_len, &used);
-			total += used;
+			take += used;
 		}
 		if (st < 0)
 			return -(int)(upload ? R_BAD_REQUEST : R_BAD_RESPONSE);
-		enum reason cut = fwd_move(c, in, out, total, upload);
-		if (cut != R_ALLOWED)
-			return -(int)cut;
-		return st == CHUNKED_DONE;
+		break;
 	}
-	case HTTP_FRAMING_CLOSE:
-		enum reason cut = fwd_move(c, in, out, n, upload);
-		if (cut != R_ALLOWED)
-			return -(int)cut;
-		return 0; /* ends at the upstream's EOF */
 	}
-	return -(int)R_INTERNAL_ERROR;
+	enum reason cut;
+	uint64_t pass = conn_charge(c, upload, take, true, &cut);
+	evbuffer_remove_buffer(in, out, (size_t)pass);
+	if (cut != R_ALLOWED)
+		return -(int)cut;
+	if (f->kind == HTTP_FRAMING_LENGTH) {
+		*left -= take;
+		return *left == 0;
+	}
+	return f->kind == HTTP_FRAMING_CHUNKED && st == CHUNKED_DONE;
 }
 
-static void fwd_pump_request(struct conn *c)
+static void pump_request(struct conn *c)
 {
-	struct conn_http *h = c->http;
+	struct fwd *h = c->fwd;
 	if (h->req_done)
 		return;
 	struct evbuffer *out = bufferevent_get_output(c->ubev);
-	int r = fwd_body(c, bufferevent_get_input(c->cbev), out, &h->req_f, true);
+	int r = body(c, bufferevent_get_input(c->cbev), out, true);
 	if (r < 0) {
-		fwd_fail(c, (enum reason)-r);
+		fail(c, (enum reason)-r);
 		return;
 	}
 	if (r == 1) {
@@ -264,30 +145,47 @@ static void fwd_pump_request(struct conn *c)
 	}
 }
 
-/* Parse response heads until a final one went to the client. False: c is gone or failed. */
-static bool fwd_response_head(struct conn *c)
+/* The client is not reading: stop reading the upstream until it drains (heads and bodies alike). */
+static bool client_full(struct conn *c)
 {
-	struct conn_http *h = c->http;
+	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) < FWD_HIGH)
+		return false;
+	bufferevent_disable(c->ubev, EV_READ);
+	bufferevent_setwatermark(c->cbev, EV_WRITE, FWD_LOW, 0);
+	return true;
+}
+
+/* Parse response heads until a final one went to the client. False: not yet, or c moved on. */
+static bool response_head(struct conn *c)
+{
+	struct fwd *h = c->fwd;
 	struct evbuffer *in = bufferevent_get_input(c->ubev);
+	struct http_limits lim;
+	http_limits_default(&lim);
+	lim.max_head_bytes = RESP_HEAD_MAX;
+	lim.max_line_bytes = RESP_HEAD_MAX;
+	lim.max_headers = HTTP_MAX_HEADERS_HARD;
 	while (!h->resp_started) {
+		if (client_full(c))
+			return false;
 		size_t len = evbuffer_get_length(in);
 		size_t look = len < RESP_HEAD_MAX + 1 ? len : RESP_HEAD_MAX + 1;
 		const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
-		struct http_limits lim;
-		http_limits_default(&lim);
-		lim.max_head_bytes = RESP_HEAD_MAX;
-		lim.max_line_bytes = RESP_HEAD_MAX;
-		lim.max_headers = HTTP_MAX_HEADERS_HARD;
 		struct http_resp resp;
 		int r = http_parse_response(p, look, &lim, &resp);
 		if (r == HTTP_NEED_MORE)
 			return false;
+		bool interim = r > 0 && resp.status >= 100 && resp.status < 200 && resp.status != 101;
 		if (r < 0 || http_resp_framing(&resp, h->is_head, &h->resp_f) < 0 ||
-		    (resp.status == 101 && !h->upgrade)) {
-			fwd_fail(c, R_BAD_RESPONSE);
+		    (resp.status == 101 && !h->upgrade) ||
+		    (interim && ++h->n_interim > FWD_MAX_INTERIM)) {
+			fail(c, R_BAD_RESPONSE);
 			return false;
 		}
-		bool interim = resp.status >= 100 && resp.status < 200 && resp.status != 101;
+		if (interim && h->client_10) {
+			evbuffer_drain(in, (size_t)r); /* RFC 9110 §15.2: never to an HTTP/1.0 client */
+			continue;
+		}
 		bool keep = h->keep_alive && h->resp_f.kind != HTTP_FRAMING_CLOSE;
 		enum http_conn_mode mode = resp.status == 101 ? HTTP_CONN_UPGRADE
 					   : keep             ? HTTP_CONN_KEEP_ALIVE
@@ -295,177 +193,244 @@ static bool fwd_response_head(struct conn *c)
 		char head[RESP_HEAD_MAX + HEAD_SLACK];
 		size_t n = http_forward_response_head(&resp, &h->resp_f, mode, head, sizeof(head));
 		if (n == 0) {
-			fwd_fail(c, R_BAD_RESPONSE);
+			fail(c, R_BAD_RESPONSE);
 			return false;
 		}
 		/* Heads, interim ones included, are download like the body: charged whole or cut. */
 		enum reason cut;
-		uint64_t pass = conn_charge(c, false, n, true, &cut);
-		if (cut != R_ALLOWED) {
-			c->down -= pass; /* none of it went */
-			fwd_fail(c, cut);
+		if (!conn_charge_whole(c, false, n, true, &cut)) {
+			fail(c, cut);
 			return false;
 		}
 		evbuffer_drain(in, (size_t)r);
-		bufferevent_write(c->cbev, head, n);
+		if (bufferevent_write(c->cbev, head, n) != 0) {
+			conn_close(c, R_INTERNAL_ERROR);
+			return false;
+		}
 		if (interim)
 			continue; /* RFC 9110 §15.2: 1xx precede the final response */
 		h->resp_started = true;
-		h->resp_status = resp.status;
 		c->status = resp.status;
 		h->keep_alive = keep;
 		h->resp_left = h->resp_f.kind == HTTP_FRAMING_LENGTH ? h->resp_f.length : 0;
 		chunked_init(&h->resp_chunk);
 		if (resp.status == 101) {
 			/* An allowed upgrade: from here on the connection is a tunnel. */
-			forward_free(c);
-			tunnel_from_upgrade(c);
+			conn_enter(c, CS_UPGRADING);
 			return false;
 		}
 	}
 	return true;
 }
 
-static void fwd_pump_response(struct conn *c)
+static void pump_response(struct conn *c)
 {
-	struct conn_http *h = c->http;
-	if (!h->resp_started && !fwd_response_head(c))
+	struct fwd *h = c->fwd;
+	if (!h->resp_started && !response_head(c))
 		return;
-	struct evbuffer *out = bufferevent_get_output(c->cbev);
-	int r = fwd_body(c, bufferevent_get_input(c->ubev), out, &h->resp_f, false);
+	if (client_full(c))
+		return;
+	int r = body(c, bufferevent_get_input(c->ubev), bufferevent_get_output(c->cbev), false);
 	if (r < 0) {
-		fwd_fail(c, (enum reason)-r);
+		fail(c, (enum reason)-r);
 		return;
 	}
 	if (r == 1) {
-		if (!h->req_done) {
-			/* The upstream answered before the request body ended: nothing to keep alive. */
+		/* The upstream answered before the request body ended: nothing to keep alive. */
+		if (!h->req_done)
 			h->keep_alive = false;
-		}
-		fwd_done(c);
+		done(c);
 		return;
 	}
-	if (evbuffer_get_length(out) >= FWD_HIGH) {
-		bufferevent_disable(c->ubev, EV_READ);
-		bufferevent_setwatermark(c->cbev, EV_WRITE, FWD_LOW, 0);
-	}
+	client_full(c);
 }
 
 /* ---- callbacks ---- */
 
-static void fwd_read_cb(struct bufferevent *bev, void *arg)
+static void read_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
-	if (c->finishing) {
-		struct evbuffer *in = bufferevent_get_input(bev);
-		evbuffer_drain(in, evbuffer_get_length(in));
-		return;
-	}
 	if (bev == c->cbev)
-		fwd_pump_request(c);
+		pump_request(c);
 	else
-		fwd_pump_response(c);
+		pump_response(c);
 }
 
-static void fwd_write_cb(struct bufferevent *bev, void *arg)
+static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
-	if (c->finishing) {
-		if (bev == c->cbev && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			fwd_linger(c);
-		return;
-	}
-	/* Backpressure released: resume the side that feeds this one. */
+	/* Backpressure released: resume the side that feeds this one, and what it left buffered. */
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-	if (bev == c->ubev && !c->http->req_done)
+	if (bev == c->ubev && !c->fwd->req_done) {
 		bufferevent_enable(c->cbev, EV_READ);
-	else if (bev == c->cbev && c->ubev != NULL)
+		pump_request(c);
+	} else if (bev == c->cbev) {
 		bufferevent_enable(c->ubev, EV_READ);
+		pump_response(c);
+	}
 }
 
-static void fwd_event_cb(struct bufferevent *bev, short what, void *arg)
+static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 	bool client = bev == c->cbev;
-	if (c->finishing) {
-		conn_close(c, c->finish_reason);
-		return;
-	}
 	if (what & BEV_EVENT_ERROR) {
 		if (client) {
 			conn_close(c, R_CLIENT_ERROR);
 			return;
 		}
-		/*
-		 * An upstream that answers early and resets (e.g. an error status
-		 * without reading the body): deliver what did arrive first.
-		 */
-		struct conn_http *h = c->http;
-		c->http->keep_alive = false;
-		fwd_pump_response(c);
-		if (c->http == h && !c->finishing)
-			fwd_fail(c, R_UPSTREAM_ERROR);
+		/* An upstream that answers early and resets (an error status without reading
+		 * the body): deliver what did arrive first. */
+		c->fwd->keep_alive = false;
+		pump_response(c);
+		if (c->state == CS_FORWARD)
+			fail(c, R_UPSTREAM_ERROR);
 		return;
 	}
 	if (!(what & BEV_EVENT_EOF))
 		return;
 	if (client) {
 		c->client_eof = true;
-		if (!c->http->req_done)
+		if (!c->fwd->req_done)
 			conn_close(c, R_CLIENT_CLOSED);
 		return; /* a half-closed client still gets its response */
 	}
 	/* Upstream EOF: the end of a close-delimited body, or a truncated response. */
-	struct conn_http *h = c->http;
-	fwd_pump_response(c);
-	if (c->http != h || c->finishing)
+	pump_response(c);
+	if (c->state != CS_FORWARD)
 		return;
+	struct fwd *h = c->fwd;
 	if (h->resp_started && h->resp_f.kind == HTTP_FRAMING_CLOSE) {
 		h->keep_alive = false;
-		fwd_done(c);
+		done(c);
 		return;
 	}
-	fwd_fail(c, h->resp_started ? R_UPSTREAM_CLOSED : R_BAD_RESPONSE);
+	fail(c, h->resp_started ? R_UPSTREAM_CLOSED : R_BAD_RESPONSE);
 }
 
-void forward_start(struct conn *c, evutil_socket_t fd)
+/*
+ * The upstream is connected; the request head is still at the front of the
+ * client's input, as request.c decided it.  Parse it again (the same bytes
+ * under the same limits give the same result), rewrite it for the upstream,
+ * charge it, send it, and stream the body.
+ */
+static void forward_enter(struct conn *c)
 {
-	struct conn_http *h = c->http;
-	/* The request head is upload like its body: charged before it goes, whole or not at all. */
-	enum reason cut;
-	uint64_t pass = conn_charge(c, true, h->head_len, false, &cut);
-	if (cut != R_ALLOWED) {
-		c->up -= pass; /* none of it went */
-		close(fd);
+	struct fwd *h = calloc(1, sizeof(*h));
+	c->fwd = h;
+	if (h == NULL) {
+		conn_refuse(c, R_INTERNAL_ERROR);
+		return;
+	}
+	const struct policy_settings *s = policy_settings(c->policy);
+	struct http_limits lim;
+	http_limits_default(&lim);
+	lim.max_head_bytes = s->max_header_bytes;
+	lim.max_line_bytes = s->max_header_bytes;
+	lim.max_headers = s->max_headers;
+	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	size_t len = evbuffer_get_length(in);
+	size_t look = len < lim.max_head_bytes + 1 ? len : lim.max_head_bytes + 1;
+	const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+	struct http_req req;
+	struct http_target t;
+	int head_in = p != NULL ? http_parse_request(p, look, &lim, &req) : HTTP_NEED_MORE;
+	if (head_in <= 0 || http_target_parse(req.target.p, req.target.len, &t) != 0 ||
+	    http_req_framing(&req, &h->req_f) != 0) {
+		conn_refuse(c, R_INTERNAL_ERROR); /* decided from these bytes a moment ago */
+		return;
+	}
+	h->upgrade = http_req_has_upgrade(&req);
+	h->is_head = req.method.len == 4 && memcmp(req.method.p, "HEAD", 4) == 0;
+	h->keep_alive = http_req_keep_alive(&req);
+	h->client_10 = req.version_minor == 0;
+	h->req_left = h->req_f.kind == HTTP_FRAMING_LENGTH ? h->req_f.length : 0;
+	chunked_init(&h->req_chunk);
+	size_t cap = s->max_header_bytes + HEAD_SLACK;
+	char *head = malloc(cap);
+	/* One upstream connection per request: never reused for another target. */
+	size_t n = head == NULL ? 0
+				: http_forward_request_head(&req, &t, &h->req_f,
+							    h->upgrade ? HTTP_CONN_UPGRADE
+								       : HTTP_CONN_CLOSE,
+							    head, cap);
+	/* The request head is upload like its body (the budget), not body (the cap). */
+	enum reason cut = n == 0 ? R_HEADERS_TOO_LARGE : R_ALLOWED;
+	if (n == 0 || !conn_charge_whole(c, true, n, false, &cut)) {
+		free(head);
 		conn_refuse(c, cut);
 		return;
 	}
-	c->ubev = bufferevent_socket_new(c->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->ubev == NULL) {
-		close(fd);
-		conn_close(c, R_INTERNAL_ERROR);
-		return;
-	}
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	conn_set_state(c, CS_FORWARD);
-	bufferevent_setcb(c->cbev, fwd_read_cb, fwd_write_cb, fwd_event_cb, c);
-	bufferevent_setcb(c->ubev, fwd_read_cb, fwd_write_cb, fwd_event_cb, c);
+	evbuffer_drain(in, (size_t)head_in);
+	bufferevent_setcb(c->cbev, read_cb, write_cb, event_cb, c);
+	bufferevent_setcb(c->ubev, read_cb, write_cb, event_cb, c);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
 	bufferevent_setwatermark(c->cbev, EV_READ, 0, 0);
-	if (bufferevent_write(c->ubev, h->head, h->head_len) != 0) {
+	int w = bufferevent_write(c->ubev, head, n);
+	free(head);
+	if (w != 0) {
 		conn_close(c, R_INTERNAL_ERROR);
 		return;
 	}
-	free(h->head);
-	h->head = NULL;
 	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
 	bufferevent_enable(c->cbev, EV_WRITE);
 	if (h->req_f.kind == HTTP_FRAMING_NONE)
 		h->req_done = true;
 	else
 		bufferevent_enable(c->cbev, EV_READ);
-	c->last_active = conn_coarse_ns();
-	tunnel_arm(c);
-	fwd_pump_request(c);
+	conn_arm_activity(c);
+	if (c->state == CS_FORWARD)
+		pump_request(c);
 }
+
+static void activity_timeout(struct conn *c)
+{
+	conn_arm_activity(c);
+}
+
+/* ---- CS_UPGRADING: the 101 goes out, then the relay takes both sockets ---- */
+
+static void upgrading_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	if (bev == c->cbev && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		conn_enter(c, CS_TUNNEL);
+}
+
+static void upgrading_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	bool client = bev == c->cbev;
+	if (what & BEV_EVENT_ERROR)
+		conn_close(c, client ? R_CLIENT_ERROR : R_UPSTREAM_ERROR);
+}
+
+static void upgrading_enter(struct conn *c)
+{
+	fwd_release(c);
+	/* Nothing is read until the relay has both sockets; a client EOF seen so far is kept. */
+	bufferevent_disable(c->cbev, EV_READ);
+	bufferevent_disable(c->ubev, EV_READ);
+	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+	bufferevent_setcb(c->cbev, NULL, upgrading_write_cb, upgrading_event_cb, c);
+	bufferevent_setcb(c->ubev, NULL, NULL, upgrading_event_cb, c);
+	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0) {
+		conn_enter(c, CS_TUNNEL);
+		return;
+	}
+	conn_arm_activity(c);
+}
+
+const struct conn_phase forward_phase = {
+	.name = "forward",
+	.enter = forward_enter,
+	.timeout = activity_timeout,
+	.release = fwd_release,
+};
+
+const struct conn_phase upgrading_phase = {
+	.name = "upgrading",
+	.enter = upgrading_enter,
+	.timeout = activity_timeout,
+	.release = fwd_release,
+};

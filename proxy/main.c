@@ -9,6 +9,8 @@
 #include "audit.h"
 #include "policy.h"
 #include "ranges.h"
+#include "oplog.h"
+#include "policyfile.h"
 #include "server.h"
 
 /* Exit codes (documented in the README). */
@@ -35,7 +37,7 @@ static void usage(FILE *f)
 static int check(const char *path)
 {
 	char sha[65];
-	struct policy *p = policy_file_load(path, false, sha);
+	struct policy *p = policyfile_load(path, false, sha);
 	if (p == NULL)
 		return EXIT_POLICY;
 	const struct policy_settings *s = policy_settings(p);
@@ -50,7 +52,7 @@ static int check(const char *path)
 static int run(const char *path)
 {
 	char sha[65];
-	struct policy *p = policy_file_load(path, false, sha);
+	struct policy *p = policyfile_load(path, false, sha);
 	if (p == NULL)
 		return EXIT_POLICY;
 	char err[512] = "";
@@ -62,16 +64,16 @@ static int run(const char *path)
 		policy_unref(p);
 		return EXIT_STARTUP;
 	}
-	struct server srv;
 	int rc = EXIT_STARTUP;
-	if (server_init(&srv, p, path, sha, audit, err, sizeof(err)) != 0) {
+	struct server *srv = server_create(p, path, sha, audit, err, sizeof(err));
+	if (srv == NULL) {
 		oplog("error", "start-up failed: %s", err);
 	} else {
 		oplog("info", "policy %s loaded: %zu tiers, %zu rules", path, policy_tier_count(p),
 		      policy_rule_count(p));
-		rc = server_run(&srv);
+		rc = server_run(srv);
 	}
-	server_fini(&srv);
+	server_destroy(srv);
 	audit_log_destroy(audit);
 	policy_unref(p);
 	return rc;

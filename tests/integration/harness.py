@@ -58,7 +58,7 @@ CLOSE_REASONS = {"client_closed", "upstream_closed", "idle_timeout", "max_lifeti
                  "drain_timeout", "client_error", "upstream_error",
                  "upload_cap", "download_cap", "source_upload_budget"}
 # Reasons an audit-mode tier records in labels.would_deny instead of refusing.
-WOULD_DENY_REASONS = {"host_not_allowed", "port_not_allowed", "tls_no_sni", "tls_sni_mismatch",
+WOULD_DENY_REASONS = {"host_not_allowed", "port_not_allowed", "tls_required", "tls_no_sni", "tls_sni_mismatch",
                       "tls_sni_not_allowed", "not_tls", "tls_ech", "tls_malformed",
                       "tls_hello_too_large", "tls_hello_timeout", "upload_cap", "download_cap",
                       "source_connection_limit", "source_upload_budget"}
@@ -67,6 +67,7 @@ WOULD_DENY_REASONS = {"host_not_allowed", "port_not_allowed", "tls_no_sni", "tls
 REASON_STATUS.update({
     "not_absolute_form": 400, "https_target": 400, "host_mismatch": 400,
     "method_not_allowed": 403, "upgrade_not_allowed": 403, "bad_response": 502,
+    "tls_required": 403,
 })
 HTTP_END_REASONS = CLOSE_REASONS | {"allowed", "bad_response"}
 

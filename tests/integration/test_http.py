@@ -1036,6 +1036,9 @@ with ctx:
                "origin did not see the index and the .deb: %r" % targets)
         expect(all(any("APT" in v for v in values(q, "User-Agent")) for q in reqs),
                "requests without apt's User-Agent: %r" % [(q["target"], values(q, "User-Agent")) for q in reqs])
+        deb_record = lambda: [r for r in audit.records()[mark:]  # noqa: E731
+                              if get(r, "url.path") == "/debian/flat/" + deb_name]
+        harness.wait_until(deb_record, 5.0)
         recs = audit.records()[mark:]
         bad = [json.dumps(r)[:200] for r in recs
                if get(r, "url.domain") != "apt.example" or get(r, "event.reason") != "allowed"]

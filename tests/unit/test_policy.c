@@ -392,7 +392,7 @@ static void test_every_problem_reported(void **state)
 	struct policy_diags d;
 	(void)state;
 	policy_diags_init(&d);
-	assert_int_equal(policy_load_file(DATA "several_errors.yaml", &p, &d), POLICY_ERR_INVALID);
+	assert_int_equal(policy_load_file(DATA "several_errors.yaml", &p, &d, NULL), POLICY_ERR_INVALID);
 	assert_null(p);
 	static const struct {
 		unsigned line, col;
@@ -469,12 +469,36 @@ static void test_too_large(void **state)
 	assert_int_equal(write(fd, text, n), (ssize_t)n);
 	close(fd);
 	policy_diags_init(&d);
-	assert_int_equal(policy_load_file(path, &p, &d), POLICY_ERR_INVALID);
+	assert_int_equal(policy_load_file(path, &p, &d, NULL), POLICY_ERR_INVALID);
 	assert_null(p);
 	assert_non_null(strstr(d.v[0].msg, "larger than 1 MiB"));
 	policy_diags_fini(&d);
 	unlink(path);
 	free(text);
+}
+
+static void test_file_sha256(void **state)
+{
+	/* The digest the daemon reports (portcullis_policy_info) is of the bytes read. */
+	char path[] = "/tmp/portcullis-test-XXXXXX";
+	int fd = mkstemp(path);
+	struct policy *p = (struct policy *)1;
+	struct policy_diags d;
+	char sha[65] = "unset";
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "x", 1), 1);
+	close(fd);
+	policy_diags_init(&d);
+	assert_int_equal(policy_load_file(path, &p, &d, sha), POLICY_ERR_INVALID);
+	assert_null(p);
+	assert_string_equal(sha, "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881");
+	policy_diags_fini(&d);
+	policy_diags_init(&d);
+	assert_int_equal(policy_load_file(DATA "does-not-exist.yaml", &p, &d, sha), POLICY_ERR_IO);
+	assert_string_equal(sha, "");
+	policy_diags_fini(&d);
+	unlink(path);
 }
 
 static void test_io_error(void **state)
@@ -483,7 +507,7 @@ static void test_io_error(void **state)
 	struct policy_diags d;
 	(void)state;
 	policy_diags_init(&d);
-	assert_int_equal(policy_load_file(DATA "does-not-exist.yaml", &p, &d), POLICY_ERR_IO);
+	assert_int_equal(policy_load_file(DATA "does-not-exist.yaml", &p, &d, NULL), POLICY_ERR_IO);
 	assert_null(p);
 	assert_int_equal(d.n, 1);
 	assert_int_equal(d.v[0].line, 0);
@@ -516,7 +540,7 @@ static void test_full_policy_accessors(void **state)
 	struct policy_diags d;
 	(void)state;
 	policy_diags_init(&d);
-	if (policy_load_file(DATA "full.yaml", &p, &d) != POLICY_OK)
+	if (policy_load_file(DATA "full.yaml", &p, &d, NULL) != POLICY_OK)
 		dump(&d);
 	assert_non_null(p);
 	assert_int_equal(d.n, 0);
@@ -716,6 +740,7 @@ static void test_defaults(void **state)
 	assert_int_equal(s->max_lifetime_ms, 3600000);
 	assert_int_equal(s->drain_timeout_ms, 30000);
 	assert_int_equal(s->unknown_source_tier, -1);
+	assert_int_equal(s->unknown_connections_per_source, 256);
 	assert_int_equal(policy_tier_count(p), 1);
 	const struct policy_tier *t = policy_tier(p, 0);
 	assert_string_equal(t->name, "standard");
@@ -751,6 +776,7 @@ static void test_tier_resolution(void **state)
 	                      "  budget:\n"
 	                      "    caps: {upload_bytes_per_source: {bytes: 1, window: 1s}}\n");
 	assert_int_equal(policy_tier_count(p), 3);
+	assert_int_equal(policy_settings(p)->unknown_connections_per_source, 256); /* built-in */
 
 	const struct policy_tier *t = policy_tier(p, 0);
 	assert_string_equal(t->name, "own");
@@ -921,13 +947,13 @@ static void test_examples(void **state)
 	struct policy_diags d;
 	(void)state;
 	policy_diags_init(&d);
-	if (policy_load_file(EXAMPLES "default.yaml", &p, &d) != POLICY_OK)
+	if (policy_load_file(EXAMPLES "default.yaml", &p, &d, NULL) != POLICY_OK)
 		dump(&d);
 	assert_non_null(p);
 	assert_int_equal(policy_tier_count(p), 1);
 	assert_int_equal(policy_settings(p)->unknown_source_tier, -1);
 	policy_unref(p);
-	assert_int_equal(policy_load_file(EXAMPLES "broken.yaml", &p, &d), POLICY_ERR_INVALID);
+	assert_int_equal(policy_load_file(EXAMPLES "broken.yaml", &p, &d, NULL), POLICY_ERR_INVALID);
 	assert_true(d.n >= 9);
 	policy_diags_fini(&d);
 }
@@ -941,6 +967,7 @@ int main(void)
 	    cmocka_unit_test(test_diags_capped),
 	    cmocka_unit_test(test_too_large),
 	    cmocka_unit_test(test_io_error),
+	    cmocka_unit_test(test_file_sha256),
 	    cmocka_unit_test(test_full_policy_accessors),
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_kubernetes),

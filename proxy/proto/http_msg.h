@@ -170,6 +170,18 @@ void chunked_init(struct chunked_state *s);
 int chunked_feed(struct chunked_state *s, const char *buf, size_t len, size_t *consumed)
 	__attribute__((warn_unused_result));
 
+/*
+ * Decode a chunked body: chunked_feed's validation and limits, but each call
+ * stops right after one run of chunk-data so the caller can take the
+ * payload.  *data views the payload inside buf[0..*consumed) ({NULL, 0} when
+ * the call consumed framing only); call again with buf + *consumed while
+ * bytes remain.  Returns as chunked_feed.  Any split of a byte stream gives
+ * the same payload bytes in the same order (the Kubernetes client reads its
+ * list and watch bodies through this).
+ */
+int chunked_decode(struct chunked_state *s, const char *buf, size_t len, size_t *consumed,
+		   struct http_view *data) __attribute__((warn_unused_result));
+
 /* ---- rewriting heads for the next hop (RFC 9110 §7.6) ------------------- */
 
 enum http_conn_mode {

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 /*
  * How it works.  Two chained hash tables: pods by uid, addresses by IP.  A
  * pod record holds up to KUBE_MAX_POD_IPS claims, each a node in its
@@ -224,21 +226,6 @@ static int stamp_cmp(const struct stamp *a, const struct stamp *b)
 }
 
 /* ---- hashing and tables ---------------------------------------------------- */
-
-static uint64_t hash_bytes(uint64_t seed, const void *p, size_t n)
-{
-	const unsigned char *s = p;
-	uint64_t h = seed ^ 0xcbf29ce484222325ULL;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ s[i]) * 0x100000001b3ULL;
-	/* murmur3's fmix64: FNV's low bits alone bucket poorly */
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return h;
-}
 
 static uint64_t hash_ip(const struct podmap *m, const struct pc_addr *a)
 {

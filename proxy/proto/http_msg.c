@@ -555,21 +555,27 @@ static int chunk_byte(struct chunked_state *s, unsigned char c)
 	}
 }
 
-int chunked_feed(struct chunked_state *s, const char *buf, size_t len, size_t *consumed)
+int chunked_decode(struct chunked_state *s, const char *buf, size_t len, size_t *consumed,
+                   struct http_view *data)
 {
 	size_t i = 0;
 
 	*consumed = 0;
+	data->p = NULL;
+	data->len = 0;
 	if (s->result != CHUNKED_MORE)
 		return s->result;
 	while (i < len) {
 		if (s->state == CP_DATA) {
 			size_t take = s->size < len - i ? (size_t)s->size : len - i;
+			data->p = buf + i;
+			data->len = take;
 			i += take;
 			s->size -= take;
 			if (s->size == 0)
 				s->state = CP_DATA_CR;
-			continue;
+			*consumed = i;
+			return CHUNKED_MORE;
 		}
 		int rc = chunk_byte(s, (unsigned char)buf[i]);
 		if (rc < 0) {
@@ -586,6 +592,26 @@ int chunked_feed(struct chunked_state *s, const char *buf, size_t len, size_t *c
 	}
 	*consumed = len;
 	return CHUNKED_MORE;
+}
+
+int chunked_feed(struct chunked_state *s, const char *buf, size_t len, size_t *consumed)
+{
+	size_t done = 0;
+	int rc = s->result;
+
+	*consumed = 0;
+	if (rc != CHUNKED_MORE)
+		return rc;
+	while (done < len) {
+		struct http_view data;
+		size_t used;
+		rc = chunked_decode(s, buf + done, len - done, &used, &data);
+		done += used;
+		if (rc != CHUNKED_MORE)
+			break;
+	}
+	*consumed = done;
+	return rc;
 }
 
 /* ---- head rewriting (RFC 9110 §7.6) ------------------------------------- */

@@ -85,6 +85,17 @@ int srclimit_acquire(struct srclimit *t, const struct pc_addr *src, uint32_t max
 uint64_t srclimit_charge(struct src_slot *s, uint64_t n, uint64_t budget_bytes, uint64_t window_ns,
                          uint64_t now_ns);
 
+/*
+ * Is the source's upload budget spent for the window that runs at now_ns?
+ * SRCLIMIT_BUDGET with *retry_after_s (whole seconds until the window ends,
+ * >= 1) when budget_bytes > 0 and the running window's bytes reached it;
+ * else SRCLIMIT_OK.  Lock-free; s must be held.  Every request on a
+ * connection asks this before it is let through: the hold is taken at
+ * accept, the budget is judged per request.
+ */
+int srclimit_budget_check(const struct src_slot *s, uint64_t budget_bytes, uint64_t now_ns,
+                          uint32_t *retry_after_s) __attribute__((warn_unused_result));
+
 /* Give back one hold taken by srclimit_acquire. NULL slot ok. */
 void srclimit_release(struct srclimit *t, struct src_slot *s);
 

@@ -26,18 +26,21 @@
 #include <openssl/x509v3.h>
 
 #include "config.h"
+#include "http_msg.h"
 #include "http_parse.h"
 #include "kube.h"
 #include "kube_json.h"
 #include "podmap.h"
-#include "server.h"
+#include "clock.h"
+#include "fileio.h"
+#include "oplog.h"
+#include "sockaddr.h"
 
 #define PAGE_LIMIT 500
 #define MAX_LIST_BODY (64u << 20)  /* one page of 500 pods, with room for big annotations */
 #define MAX_EVENT_LINE (8u << 20)  /* one watch event (one pod object) */
 #define MAX_ERROR_BODY (16u << 10) /* a Status body we only log */
 #define MAX_HEAD 16384
-#define MAX_CHUNK_LINE 1024
 #define MAX_TOKEN 16384
 #define BACKOFF_MIN_MS 250
 #define CONNECT_TIMEOUT_S 10
@@ -45,8 +48,6 @@
 #define WATCH_SLACK_S 60 /* past timeoutSeconds before a silent watch counts as dead */
 
 enum kw_state { KW_IDLE, KW_LIST, KW_WATCH, KW_BACKOFF };
-enum framing { FR_LENGTH, FR_CHUNKED, FR_CLOSE };
-enum chunk_phase { CK_SIZE, CK_DATA, CK_DATA_CRLF, CK_TRAILER, CK_DONE };
 
 /* One list+watch scope: a namespace, or the whole cluster (ns NULL). */
 struct kwatch {
@@ -65,9 +66,9 @@ struct kwatch {
 	/* the response being read */
 	bool have_head;
 	int status;
-	enum framing fr;
-	enum chunk_phase ck;
-	uint64_t remaining; /* FR_LENGTH: body bytes left; chunked: bytes left in the chunk */
+	struct http_framing fr;    /* the response body's framing (http_msg) */
+	struct chunked_state ck;   /* CHUNKED: the decoder */
+	uint64_t remaining;        /* LENGTH: body bytes left */
 	bool body_done;
 	struct evbuffer *body;
 	size_t n_events; /* applied on this watch stream */
@@ -105,11 +106,6 @@ struct kube_client {
 
 static void kw_start(struct kwatch *w);
 
-static uint64_t now_ms(void)
-{
-	return mono_ns() / 1000000u;
-}
-
 /* ---- helpers ---- */
 
 static char *pct_encode(const char *s)
@@ -136,34 +132,31 @@ static char *pct_encode(const char *s)
 /* The bearer token: the file's first line, trimmed; only visible ASCII (it goes in a header). */
 static bool read_token(const char *path, char *out, size_t cap, char *why, size_t whylen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char *buf = NULL;
 	size_t n = 0;
-	if (fd < 0) {
-		snprintf(why, whylen, "cannot read token %s: %s", path, strerror(errno));
+	int rc = file_read_all(path, cap - 2, &buf, &n);
+	if (rc == FILEIO_ERR_IO || rc == FILEIO_ERR_NOMEM) {
+		snprintf(why, whylen, "cannot read token %s: %s", path,
+			 rc == FILEIO_ERR_IO ? strerror(errno) : "out of memory");
 		return false;
 	}
-	while (n < cap - 1) {
-		ssize_t r = read(fd, out + n, cap - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	close(fd);
-	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
 		n--;
-	out[n] = '\0';
-	if (n == 0 || n == cap - 1) {
+	if (rc == FILEIO_ERR_TOO_LARGE || n == 0) {
+		free(buf);
 		snprintf(why, whylen, "token %s is empty or over %u bytes", path, MAX_TOKEN - 2);
 		return false;
 	}
 	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)out[i] <= 0x20 || (unsigned char)out[i] >= 0x7f) {
+		if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f) {
+			free(buf);
 			snprintf(why, whylen, "token %s holds a character a header cannot carry",
 				 path);
 			return false;
 		}
+	memcpy(out, buf, n);
+	out[n] = '\0';
+	free(buf);
 	return true;
 }
 
@@ -193,7 +186,7 @@ static void kw_update_synced(struct kube_client *k)
 /* Progress on a scope: it is fresh again. */
 static void kw_progress(struct kwatch *w)
 {
-	w->last_ok_ms = now_ms();
+	w->last_ok_ms = mono_ms();
 	if (w->stale) {
 		w->stale = false;
 		kw_update_synced(w->k);
@@ -205,7 +198,7 @@ static void kw_progress(struct kwatch *w)
  * must still escalate). */
 static void kw_note_health(struct kwatch *w)
 {
-	uint64_t up = now_ms() - w->started_ms;
+	uint64_t up = mono_ms() - w->started_ms;
 	if (w->state == KW_WATCH && w->have_head && w->status == 200 &&
 	    (up >= 10000 || (up >= 1000 && w->n_events > 0)))
 		w->backoff_ms = BACKOFF_MIN_MS;
@@ -265,64 +258,37 @@ static void kw_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- response body ---- */
 
-/* Move decoded body bytes from in to w->body.  -1 on a framing error. */
+/* Move decoded body bytes from in to w->body.  -1 on a framing error or past cap. */
 static int body_pump(struct kwatch *w, struct evbuffer *in, size_t cap)
 {
-	char line[MAX_CHUNK_LINE + 1];
 	while (!w->body_done && evbuffer_get_length(in) > 0) {
-		if (w->fr == FR_CLOSE || (w->fr == FR_LENGTH) || w->ck == CK_DATA) {
+		if (w->fr.kind != HTTP_FRAMING_CHUNKED) {
 			size_t n = evbuffer_get_length(in);
-			if (w->fr != FR_CLOSE && n > w->remaining)
+			if (w->fr.kind == HTTP_FRAMING_LENGTH && n > w->remaining)
 				n = (size_t)w->remaining;
 			if (evbuffer_get_length(w->body) + n > cap)
 				return -1;
 			evbuffer_remove_buffer(in, w->body, n);
-			if (w->fr == FR_CLOSE)
-				continue;
-			w->remaining -= n;
-			if (w->remaining == 0) {
-				if (w->fr == FR_LENGTH)
-					w->body_done = true;
-				else
-					w->ck = CK_DATA_CRLF;
+			if (w->fr.kind == HTTP_FRAMING_LENGTH) {
+				w->remaining -= n;
+				w->body_done = w->remaining == 0;
 			}
 			continue;
 		}
-		size_t eol;
-		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_CRLF_STRICT);
-		if (p.pos < 0)
-			return evbuffer_get_length(in) > MAX_CHUNK_LINE ? -1 : 0;
-		if ((size_t)p.pos > MAX_CHUNK_LINE)
+		/* RFC 9112 §7.1: the one validating decoder (http_msg), payload handed back. */
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			return -1;
-		evbuffer_remove(in, line, (size_t)p.pos);
-		evbuffer_drain(in, eol);
-		line[p.pos] = '\0';
-		if (w->ck == CK_DATA_CRLF) {
-			if (p.pos != 0)
-				return -1;
-			w->ck = CK_SIZE;
-		} else if (w->ck == CK_TRAILER) {
-			if (p.pos == 0) {
-				w->ck = CK_DONE;
-				w->body_done = true;
-			}
-		} else { /* CK_SIZE: 1*HEXDIG [ ; ext ] */
-			uint64_t v = 0;
-			size_t i = 0;
-			for (; line[i] != '\0' && line[i] != ';'; i++) {
-				int d = line[i] >= '0' && line[i] <= '9'   ? line[i] - '0'
-					: line[i] >= 'a' && line[i] <= 'f' ? line[i] - 'a' + 10
-					: line[i] >= 'A' && line[i] <= 'F' ? line[i] - 'A' + 10
-									   : -1;
-				if (d < 0 || i >= 15)
-					return -1;
-				v = v * 16 + (uint64_t)d;
-			}
-			if (i == 0)
-				return -1;
-			w->remaining = v;
-			w->ck = v == 0 ? CK_TRAILER : CK_DATA;
-		}
+		size_t used = 0;
+		struct http_view data;
+		int st = chunked_decode(&w->ck, v.iov_base, v.iov_len, &used, &data);
+		if (st < 0)
+			return -1;
+		if (evbuffer_get_length(w->body) + data.len > cap ||
+		    evbuffer_add(w->body, data.p, data.len) != 0)
+			return -1;
+		evbuffer_drain(in, used);
+		w->body_done = st == CHUNKED_DONE;
 	}
 	return 0;
 }
@@ -359,7 +325,7 @@ static void list_done(struct kwatch *w)
 	size_t gone = podmap_sweep(w->k->map, w->ns, w->gen);
 	memcpy(w->rv, meta.resource_version, sizeof(w->rv));
 	w->full = w->list_full;
-	w->last_ok_ms = now_ms();
+	w->last_ok_ms = mono_ms();
 	w->stale = false;
 	if (!w->synced || gone > 0)
 		oplog("info", "kubernetes: listed %s at resourceVersion %s, %zu pods gone",
@@ -434,7 +400,7 @@ static bool watch_lines(struct kwatch *w)
 /* The stream ended cleanly (timeoutSeconds or the server closed it): watch again from rv. */
 static void watch_ended(struct kwatch *w)
 {
-	bool quick = now_ms() - w->started_ms < 1000;
+	bool quick = mono_ms() - w->started_ms < 1000;
 	if (w->full) {
 		/* Pods were left out: list again, in case deletions made room. */
 		w->rv[0] = '\0';
@@ -477,33 +443,17 @@ static bool parse_head(struct kwatch *w, struct evbuffer *in)
 		return false;
 	}
 	w->status = r->status;
-	w->ck = CK_SIZE;
-	if (r->n_transfer_encoding > 0) {
-		if (r->n_transfer_encoding != 1 || !http_token_ieq(r->transfer_encoding, "chunked")) {
-			free(r);
-			kw_fail(w, false, "unsupported Transfer-Encoding");
-			return false;
-		}
-		w->fr = FR_CHUNKED;
-	} else if (r->n_content_length > 0) {
-		uint64_t v = 0;
-		struct http_view cl = r->content_length;
-		bool ok = r->n_content_length == 1 && cl.len > 0 && cl.len < 16;
-		for (size_t i = 0; ok && i < cl.len; i++) {
-			ok = cl.p[i] >= '0' && cl.p[i] <= '9';
-			v = v * 10 + (uint64_t)(cl.p[i] - '0');
-		}
-		if (!ok) {
-			free(r);
-			kw_fail(w, false, "bad Content-Length");
-			return false;
-		}
-		w->fr = FR_LENGTH;
-		w->remaining = v;
-		w->body_done = v == 0;
-	} else {
-		w->fr = FR_CLOSE;
+	chunked_init(&w->ck);
+	/* RFC 9112 §6.3 through http_msg; only chunked among the transfer codings. */
+	if (http_resp_framing(r, false, &w->fr) < 0 ||
+	    (r->n_transfer_encoding > 0 && w->fr.kind != HTTP_FRAMING_CHUNKED)) {
+		free(r);
+		kw_fail(w, false, "unsupported or invalid body framing");
+		return false;
 	}
+	w->remaining = w->fr.length;
+	w->body_done = w->fr.kind == HTTP_FRAMING_NONE ||
+		       (w->fr.kind == HTTP_FRAMING_LENGTH && w->fr.length == 0);
 	free(r);
 	evbuffer_drain(in, hl);
 	w->have_head = true;
@@ -558,7 +508,7 @@ static void kw_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	size_t cap = w->status != 200	       ? MAX_ERROR_BODY
 		     : w->state == KW_LIST ? MAX_LIST_BODY
-					   : MAX_EVENT_LINE + MAX_CHUNK_LINE + 65536;
+					   : MAX_EVENT_LINE + 65536;
 	if (body_pump(w, in, cap) < 0) {
 		kw_fail(w, w->state == KW_WATCH && w->status == 200,
 			"HTTP %d with a malformed or oversized body", w->status);
@@ -585,7 +535,7 @@ static void kw_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct kwatch *w = arg;
 	if (what & BEV_EVENT_CONNECTED)
 		return;
-	if ((what & BEV_EVENT_EOF) && w->have_head && w->fr == FR_CLOSE) {
+	if ((what & BEV_EVENT_EOF) && w->have_head && w->fr.kind == HTTP_FRAMING_CLOSE) {
 		w->body_done = true;
 		body_finished(w);
 		return;
@@ -728,7 +678,7 @@ static void kw_start(struct kwatch *w)
 	explicit_bzero(token, sizeof(token));
 	free(q);
 	bufferevent_enable(w->bev, EV_READ | EV_WRITE);
-	w->started_ms = now_ms();
+	w->started_ms = mono_ms();
 	struct sockaddr_storage ss;
 	socklen_t sl = sockaddr_make(&k->addr, k->port, &ss);
 	if (bufferevent_socket_connect(w->bev, (struct sockaddr *)&ss, (int)sl) != 0)
@@ -750,7 +700,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 static void stale_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct kube_client *k = arg;
-	uint64_t now = now_ms();
+	uint64_t now = mono_ms();
 	for (size_t i = 0; i < k->n_w; i++) {
 		struct kwatch *w = &k->w[i];
 		if (w->state == KW_WATCH && w->have_head && w->status == 200)

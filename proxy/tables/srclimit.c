@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 #define STRIPE_BITS   6 /* 64 stripes, chosen by the top bits of the hash */
 #define N_STRIPES     (1u << STRIPE_BITS)
 #define MIN_BUCKETS   16 /* per stripe; doubled when a stripe holds more entries than buckets */
@@ -50,25 +52,9 @@ struct srclimit {
 
 /* ---- keys and time ---- */
 
-static uint64_t mix64(uint64_t h)
-{
-	/* MurmurHash3 fmix64: every input bit reaches the top (stripe) and bottom (bucket) bits. */
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h;
-}
-
 static uint64_t key_hash(uint64_t seed, const struct pc_addr *k)
 {
-	uint64_t h = 0xcbf29ce484222325ull ^ seed; /* FNV-1a 64 over family and all 16 bytes */
-
-	h = (h ^ k->family) * 0x100000001b3ull;
-	for (size_t i = 0; i < sizeof k->b; i++)
-		h = (h ^ k->b[i]) * 0x100000001b3ull;
-	return mix64(h);
+	return hash_bytes(seed + k->family, k->b, sizeof k->b);
 }
 
 /* ::ffff:a.b.c.d is a.b.c.d (RFC 4291 §2.5.5.2); unused bytes are zeroed so keys compare whole. */
@@ -280,7 +266,7 @@ struct srclimit *srclimit_create(void)
 		return NULL;
 	memset(t, 0, size);
 	/* Not a secret, but not a constant either: where the table landed (ASLR). */
-	t->seed = mix64((uint64_t)(uintptr_t)t);
+	t->seed = hash_mix64((uint64_t)(uintptr_t)t);
 	atomic_init(&t->entries, 0);
 	atomic_init(&t->sweep_next, 0);
 	for (i = 0; i < N_STRIPES; i++) {
@@ -400,6 +386,20 @@ uint64_t srclimit_charge(struct src_slot *s, uint64_t n, uint64_t budget_bytes, 
 		take = budget_bytes - used < n ? budget_bytes - used : n;
 	} while (!atomic_compare_exchange_weak(&s->used, &used, used + take));
 	return take;
+}
+
+int srclimit_budget_check(const struct src_slot *s, uint64_t budget_bytes, uint64_t now_ns,
+                          uint32_t *retry_after_s)
+{
+	uint64_t end = atomic_load(&s->win_end);
+
+	if (retry_after_s != NULL)
+		*retry_after_s = 0;
+	if (budget_bytes == 0 || now_ns >= end || atomic_load(&s->used) < budget_bytes)
+		return SRCLIMIT_OK;
+	if (retry_after_s != NULL)
+		*retry_after_s = seconds_left(end, now_ns);
+	return SRCLIMIT_BUDGET;
 }
 
 void srclimit_release(struct srclimit *t, struct src_slot *s)

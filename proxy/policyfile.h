@@ -1,0 +1,17 @@
+/* The daemon's policy loading: the one loader (policy_load_file) with its problems reported. */
+#ifndef PORTCULLIS_POLICYFILE_H
+#define PORTCULLIS_POLICYFILE_H
+
+#include <stdbool.h>
+
+#include "policy.h"
+
+/*
+ * Load and validate a policy file (policy_load_file) and report every
+ * problem: as "FILE:LINE:COL: message" lines on stderr (--check, start-up)
+ * or as error lines of the operational log (as_log: reload).  sha256
+ * receives the file's SHA-256 in hex.  NULL when unreadable or invalid.
+ */
+struct policy *policyfile_load(const char *path, bool as_log, char sha256[65]);
+
+#endif

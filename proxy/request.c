@@ -1,0 +1,202 @@
+/* Phase "request" (CS_REQUEST): read a request head, identify, decide; then dial or refuse. */
+#include "request.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "http_msg.h"
+#include "http_parse.h"
+#include "transport.h"
+
+/* Limits of a request head under the current snapshot (one long header, a JWT, may use it all). */
+static void head_limits(const struct conn *c, struct http_limits *lim)
+{
+	const struct policy_settings *s = policy_settings(c->env->policy);
+	http_limits_default(lim);
+	lim->max_head_bytes = s->max_header_bytes;
+	lim->max_line_bytes = s->max_header_bytes;
+	lim->max_headers = s->max_headers;
+}
+
+static enum reason parse_error_reason(int err)
+{
+	switch (err) {
+	case HTTP_ERR_TOO_LARGE:
+	case HTTP_ERR_LINE_TOO_LONG:
+	case HTTP_ERR_TOO_MANY:
+	case HTTP_ERR_URI_TOO_LONG: return R_HEADERS_TOO_LARGE;
+	case HTTP_ERR_VERSION: return R_VERSION_NOT_SUPPORTED;
+	default: return R_BAD_REQUEST;
+	}
+}
+
+static enum reason target_reason(int st)
+{
+	switch (st) {
+	case HTTP_TARGET_ORIGIN_FORM: return R_NOT_ABSOLUTE_FORM;
+	case HTTP_TARGET_HTTPS: return R_HTTPS_TARGET;
+	case HTTP_TARGET_BAD_AUTHORITY: return R_INVALID_HOST;
+	default: return R_BAD_REQUEST;
+	}
+}
+
+/*
+ * A plain-HTTP request (absolute-form, any method but CONNECT): the target
+ * is the only thing decided and dialled.  R_ALLOWED so far, or why not.
+ * The head stays in the client's input: forward.c rewrites it for the
+ * upstream once connected (the same bytes parse the same way).
+ */
+static enum reason plain_target(struct conn *c, const struct http_req *req)
+{
+	struct http_target t;
+	int st = http_target_parse(req->target.p, req->target.len, &t);
+	if (st < 0)
+		return target_reason(st);
+	c->host = t.host;
+	c->port = t.port;
+	/* url.path of the record, never the query; long paths are cut. */
+	size_t plen = t.path.len < REQUEST_PATH_MAX ? t.path.len : REQUEST_PATH_MAX;
+	c->url_path = malloc(plen + 1);
+	if (c->url_path == NULL)
+		return R_INTERNAL_ERROR;
+	memcpy(c->url_path, t.path.p, plen);
+	c->url_path[plen] = '\0';
+	/* RFC 9112 §3.2.2: the target decides; a Host naming anything else is refused. */
+	if (!http_host_header_matches(req, &t))
+		return R_HOST_MISMATCH;
+	struct http_framing f;
+	if (http_req_framing(req, &f) < 0)
+		return R_BAD_REQUEST;
+	const struct policy_tier *tier = conn_tier(c);
+	if (tier != NULL && !policy_tier_method_allowed(tier, req->method.p, req->method.len))
+		return R_METHOD_NOT_ALLOWED;
+	if (http_req_has_upgrade(req) && (tier == NULL || !tier->http_allow_upgrade))
+		return R_UPGRADE_NOT_ALLOWED;
+	return R_ALLOWED;
+}
+
+/* Decide on a complete request head (head_len bytes at the front of the client's input). */
+static void decide(struct conn *c, const struct http_req *req, size_t head_len)
+{
+	conn_decide_begin(c, req->method.p, req->method.len);
+	bool plain = req->method_kind != HTTP_M_CONNECT;
+	enum reason why = R_ALLOWED;
+	/* RFC 9112 §3.2: an HTTP/1.1 request without Host is refused (1.0 clients may omit it). */
+	if (req->version_minor == 1 && !req->has_host)
+		why = R_BAD_REQUEST;
+	else if (plain)
+		why = plain_target(c, req);
+	else if (req->n_content_length > 0 || req->n_transfer_encoding > 0)
+		why = R_BAD_REQUEST; /* RFC 9110 §9.3.6: a CONNECT request has no content */
+	else if (host_parse_authority(req->target.p, req->target.len, 0, &c->host, &c->port) !=
+		 HOST_OK)
+		why = R_INVALID_HOST;
+	if (why != R_ALLOWED) {
+		conn_refuse(c, why);
+		return;
+	}
+	policy_decide_host(c->policy, c->tier, &c->host, c->port, &c->verdict);
+	if (c->verdict.would_deny)
+		conn_would_deny(c, c->verdict.reason);
+	why = c->verdict.allow ? conn_admit(c, plain) : c->verdict.reason;
+	if (why != R_ALLOWED) {
+		conn_refuse(c, why);
+		return;
+	}
+	/* A CONNECT's head is done with; what follows it is the tunnel's.  A plain head stays. */
+	if (!plain)
+		evbuffer_drain(bufferevent_get_input(c->cbev), head_len);
+	conn_disarm(c);
+	bufferevent_disable(c->cbev, EV_READ);
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, 0);
+	conn_enter(c, c->host.kind == HOST_NAME ? CS_RESOLVING : CS_CONNECTING);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	conn_env_refresh(c->env);
+	struct http_limits lim;
+	head_limits(c, &lim);
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = evbuffer_get_length(in);
+	size_t look = len < lim.max_head_bytes + 1 ? len : lim.max_head_bytes + 1;
+	const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+	if (p == NULL) {
+		conn_refuse(c, R_INTERNAL_ERROR);
+		return;
+	}
+	struct http_req req;
+	int r = http_parse_request(p, look, &lim, &req);
+	if (r == HTTP_NEED_MORE)
+		return;
+	if (r < 0) {
+		conn_refuse(c, parse_error_reason(r));
+		return;
+	}
+	decide(c, &req, (size_t)r);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	/* The client went away before a complete request: nothing was decided, nothing to audit. */
+	conn_close(c, (what & BEV_EVENT_ERROR) ? R_CLIENT_ERROR : R_CLIENT_CLOSED);
+}
+
+/*
+ * The first head usually arrives right behind the handshake: read what is
+ * there now.  A complete head is decided in this loop pass, and the read
+ * event just enabled never reaches the kernel (the changelist folds it and
+ * the disable that follows into no epoll_ctl).  Nothing there or an EOF: the
+ * read event reports it as for any later read.  An error is handled here,
+ * as the read event would (recv has consumed it).
+ */
+static void read_early(struct conn *c, size_t want)
+{
+	ssize_t n = transport_recv(c->client, c->env->relay_buf,
+				   want < CONN_RELAY_BUF ? want : CONN_RELAY_BUF);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		conn_close(c, R_CLIENT_ERROR); /* before a request: nothing to audit */
+		return;
+	}
+	if (n <= 0)
+		return;
+	if (conn_push_input(c->cbev, c->env->relay_buf, (size_t)n) != 0) {
+		conn_close(c, R_INTERNAL_ERROR);
+		return;
+	}
+	read_cb(c->cbev, c);
+}
+
+static void request_enter(struct conn *c)
+{
+	conn_env_refresh(c->env);
+	const struct policy_settings *s = policy_settings(c->env->policy);
+	bufferevent_setcb(c->cbev, read_cb, NULL, event_cb, c);
+	/* Never buffer more of a request head than the limit allows (+1 to detect overflow). */
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, s->max_header_bytes + 1);
+	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+	bufferevent_enable(c->cbev, EV_READ);
+	conn_arm_ms(c, s->header_timeout_ms);
+	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
+		read_cb(c->cbev, c); /* a pipelined request is already here */
+	else if (c->t_head == 0)
+		read_early(c, (size_t)s->max_header_bytes + 1);
+}
+
+static void request_timeout(struct conn *c)
+{
+	conn_refuse(c, R_REQUEST_TIMEOUT);
+}
+
+const struct conn_phase request_phase = {
+	.name = "request",
+	.enter = request_enter,
+	.timeout = request_timeout,
+};

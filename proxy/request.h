@@ -1,0 +1,13 @@
+/* Phase "request": read a request head, identify the tier, decide under the current policy. */
+#ifndef PORTCULLIS_REQUEST_H
+#define PORTCULLIS_REQUEST_H
+
+#include "conn.h"
+
+/* url.path in a record is cut after this many bytes. */
+#define REQUEST_PATH_MAX 511
+
+/* CS_REQUEST. */
+extern const struct conn_phase request_phase;
+
+#endif
