@@ -13,9 +13,23 @@ to forget it, with real clients and real (some malicious) upstreams:
   every path and in any mix: plain-HTTP heads and bodies, CONNECT tunnels,
   upgraded (101) exchanges; a spent budget refuses the next request of any
   kind with 429;
+- the per-source slot is taken at accept and held across keep-alive: idle
+  connections, slow heads and idle keep-alive connections all count against
+  caps.connections_per_source, so one source cannot hold the process's
+  limits.max_connections;
+- the TLS-port rule holds on every path into a port: plain http:// and
+  Upgrade to a tls.require_tls_ports port are refused (tls_required);
+- interim (1xx) responses are bounded in number, charged to the download
+  cap, and never pile up for a client that does not read;
+- every request is decided under the policy current when its head
+  completes: connections opened before a reload are decided by the new
+  policy.
 """
+import http.client
 import json
 import os
+import re
+import socket
 import sys
 import time
 
@@ -29,24 +43,41 @@ OTHER = "198.51.100.30"     # other.example: an honest origin
 TOKEN = "Bearer s3cr3t-second-request"
 
 BUDGET = 10000              # caps.upload_bytes_per_source of tier "budget"
+PER_SOURCE = 5              # caps.connections_per_source of tier "limited"
+MAX_CONNS = 40              # limits.max_connections of the proxy
+MAX_INTERIM = 32            # interim responses forwarded before the exchange is bad_response
 
 ctx = harness.start(__file__, v4=[GOOD, OTHER])
 with ctx:
     ups = harness.Upstreams(ctx, [
         {"name": "evil80", "host": GOOD, "port": 80, "kind": "http-origin"},
         {"name": "sink8080", "host": GOOD, "port": 8080, "kind": "tcp"},
+        {"name": "tls443", "host": GOOD, "port": 443, "kind": "tcp", "role": "forbidden"},
+        {"name": "tls8443", "host": GOOD, "port": 8443, "kind": "tcp", "role": "forbidden"},
         {"name": "other80", "host": OTHER, "port": 80, "kind": "http-origin"},
     ])
     dns = harness.Dnsmasq(ctx, "127.0.0.53", [("allowed.example", GOOD), ("other.example", OTHER)])
+    tls_allow = [{"host": "allowed.example", "ports": [80, 443, 8443]}]
     px = harness.Proxy(ctx, "proxy", {
         "web": {"sources": ["127.0.0.2/32"],
                 "allow": [{"host": "allowed.example", "ports": [80]},
-                          {"host": "other.example", "ports": [80]}]},
+                          {"host": "other.example", "ports": [80]}],
+                "caps": {"connections_per_source": 64}},
         "budget": {"sources": ["127.0.0.6/32", "127.0.0.7/32", "127.0.0.8/32"],
                    "allow": [{"host": "allowed.example", "ports": [80, 8080]}],
                    "http": {"allow_upgrade": True},
-                   "caps": {"upload_bytes_per_source": {"bytes": BUDGET, "window": "1h"}}},
-    }).start()
+                   "caps": {"connections_per_source": 64,
+                            "upload_bytes_per_source": {"bytes": BUDGET, "window": "1h"}}},
+        "limited": {"sources": ["127.0.0.10/32", "127.0.0.15/32"],
+                    "allow": [{"host": "allowed.example", "ports": [80, 8080]}],
+                    "caps": {"connections_per_source": PER_SOURCE}},
+        "tlsports": {"sources": ["127.0.0.11/32"], "allow": tls_allow, "http": {"allow_upgrade": True},
+                     "tls": {"require_tls_ports": [443, 8443]}},
+        "tlsaudit": {"sources": ["127.0.0.12/32"], "mode": "audit", "allow": tls_allow},
+        "capped": {"sources": ["127.0.0.13/32"], "allow": [{"host": "allowed.example", "ports": [80]}],
+                   "caps": {"download_bytes": "100KiB"}},
+    }, limits={"header_timeout": "10s", "max_connections": MAX_CONNS},
+       caps={"connections_per_source": 3}).start()
     audit = px.audit
 
     def records(port, n, timeout=5.0):
@@ -214,4 +245,213 @@ with ctx:
         expect(n == 1 and 0 < rx <= BUDGET, "the upstream received %d bytes, want 1..%d" % (rx, BUDGET))
         spent("127.0.0.8")
 
-    ctx.final_checks([audit])
+    # ============================================ the per-source slot, from accept
+    def connections_active(port=9090):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        m = re.search(r"^portcullis_connections_active (\d+)$", text, re.M)
+        return int(m.group(1)) if m else -1
+
+    def open_idle(src):
+        s = harness.bound_socket(src)
+        s.settimeout(5)
+        s.connect(("127.0.0.1", 3128))
+        return s
+
+    def holds_exactly(n, timeout=10.0):
+        """Wait until the proxy holds exactly the n connections the case keeps open (those of
+        earlier cases, refused or closed, are gone within their flush deadline)."""
+        got = harness.wait_until(lambda: connections_active() == n, timeout)
+        expect(got, "the proxy holds %d connections, want %d" % (connections_active(), n))
+
+    held = []
+    with ctx.case("per-source slot from accept: 2 idle, 2 slow-head and 1 idle keep-alive connection hold "
+                  "the source's %d slots; the next is refused 429 at once" % PER_SOURCE):
+        held += [open_idle("127.0.0.10") for _ in range(2)]
+        for _ in range(2):
+            s_ = open_idle("127.0.0.10")
+            s_.sendall(b"GET http://allowed.example/slow HTTP/1.1\r\nHost: allo")
+            held.append(s_)
+        c = harness.HttpClient("127.0.0.10")
+        c.send(b"GET http://allowed.example/cl/10 HTTP/1.1\r\nHost: allowed.example\r\n\r\n")
+        r = c.response("GET")
+        expect(r.status == 200 and r.complete, "keep-alive request: %s" % r.describe())
+        held.append(c.sock)
+        holds_exactly(len(held))
+        r = harness.connect("allowed.example:8080", src="127.0.0.10")
+        rec = harness.expect_refusal(r, 429, "source_connection_limit", audit=audit, ruleset="limited")
+        expect(r.header("Retry-After") == "1", "Retry-After %r" % r.header("Retry-After"))
+        expect(get(rec, "http.request.method") is None, "the refusal came before any request: %s" %
+               json.dumps(rec)[:300])
+
+    with ctx.case("one source cannot hold limits.max_connections: %d more connections from it are all refused "
+                  "429, and another source of the tier is served" % MAX_CONNS):
+        refused, other = 0, []
+        for _ in range(MAX_CONNS):
+            r = harness.connect("allowed.example:8080", src="127.0.0.10", timeout=5)
+            refused += r.status == 429 and r.reason == "source_connection_limit"
+            other.append(r.status)
+        expect(refused == MAX_CONNS, "%d of %d refused with 429 source_connection_limit: %s" %
+               (refused, MAX_CONNS, sorted(set(map(str, other)))))
+        harness.expect_served("allowed.example:8080", src="127.0.0.15", what="127.0.0.15: ")
+
+    with ctx.case("a source with no tier is held to the top-level caps.connections_per_source (3) from accept"):
+        held += [open_idle("127.0.0.9") for _ in range(3)]
+        holds_exactly(len(held))
+        r = harness.connect("allowed.example:8080", src="127.0.0.9")
+        harness.expect_refusal(r, 429, "source_connection_limit", audit=audit)
+
+    with ctx.case("closing one held connection frees its slot (within 3 s)"):
+        held.pop(0).close()
+        got = None
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and got is None:
+            r = harness.connect("allowed.example:8080", src="127.0.0.10")
+            if r.status == 200:
+                got = r
+            else:
+                expect(r.status == 429, "while waiting for a free slot: %s" % r.describe())
+                time.sleep(0.2)
+        expect(got is not None, "still 429 3 s after a connection was closed")
+        got.close()
+    for s_ in held:
+        s_.close()
+
+    # ============================================ the TLS-port rule on every path
+    def plain(src, target, extra=b""):
+        c = harness.HttpClient(src)
+        host = target.split("/")[2].encode()
+        c.send(b"GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (target.encode(), host, extra))
+        r = c.response("GET")
+        if r.status is not None and r.status != 200 and r.status != 101:
+            r.closed = c.at_eof(3.0)
+        c.close()
+        return r
+
+    with ctx.case("plain http:// to a require_tls_ports port (443, 8443) is refused 403 tls_required; "
+                  "its listeners are never reached"):
+        for target in ("http://allowed.example:443/", "http://allowed.example:8443/x"):
+            harness.expect_refusal(plain("127.0.0.11", target), 403, "tls_required", audit=audit,
+                                   ruleset="tlsports")
+        expect(not ups.accepts("tls443") and not ups.accepts("tls8443"),
+               "a TLS port's listener accepted a plain-HTTP connection")
+
+    with ctx.case("an Upgrade to a require_tls_ports port is refused 403 tls_required, even with "
+                  "http.allow_upgrade"):
+        r = plain("127.0.0.11", "http://allowed.example:443/upgrade",
+                  b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
+        harness.expect_refusal(r, 403, "tls_required", audit=audit, ruleset="tlsports")
+        expect(not ups.accepts("tls443"), "the TLS port's listener accepted the upgrade")
+
+    with ctx.case("the same tier's plain http:// to port 80 is forwarded"):
+        r = plain("127.0.0.11", "http://allowed.example/cl/5")
+        expect(r.status == 200 and r.complete, r.describe())
+
+    # (This one reaches the 443 listener: audit mode lets it through.)
+    with ctx.case("audit mode: plain http:// to a TLS port goes through, recorded would_deny tls_required"):
+        mark = audit.mark()
+        plain("127.0.0.12", "http://allowed.example:443/")
+        rec = audit.wait_new(mark, lambda r: get(r, "rule.ruleset") == "tlsaudit")
+        expect(rec is not None and get(rec, "labels.would_deny") == "tls_required",
+               "record: %s" % (json.dumps(rec)[:400] if rec else None))
+
+    # ============================================ interim responses
+    with ctx.case("an upstream flooding 1xx heads: at most %d reach the client, then 502 bad_response; "
+                  "the upstream is cut off" % MAX_INTERIM):
+        mark = len(ups.events())
+        c = harness.HttpClient("127.0.0.2")
+        c.send(b"GET http://allowed.example/evil/interim/0 HTTP/1.1\r\nHost: allowed.example\r\n\r\n")
+        r = c.response("GET", timeout=15)
+        c.close()
+        expect(r.status == 502 and r.reason == "bad_response", "final answer: %s" % r.describe())
+        expect(len(r.interim) <= MAX_INTERIM, "%d interim heads reached the client" % len(r.interim))
+        ev = evil_event(mark, "interim", timeout=15)
+        expect(ev["sent"] < 10000, "the upstream could send %d interim heads" % ev["sent"])
+
+    with ctx.case("interim heads are charged to caps.download_bytes: 16 KiB heads stop at the 100 KiB cap"):
+        mark = len(ups.events())
+        c = harness.HttpClient("127.0.0.13")
+        c.send(b"GET http://allowed.example/evil/interim/16000 HTTP/1.1\r\nHost: allowed.example\r\n\r\n")
+        got = 0
+        try:
+            while True:
+                c.sock.settimeout(10)
+                d = c.sock.recv(65536)
+                if not d:
+                    break
+                got += len(d)
+        except OSError:
+            pass
+        c.close()
+        expect(got <= 100 * 1024 + 1024, "the client got %d bytes through a 100 KiB download cap" % got)
+        evil_event(mark, "interim", timeout=15)
+        (rec,) = records(c.src_port, 1)
+        expect(get(rec, "event.reason") == "download_cap" and get(rec, "destination.bytes") <= 100 * 1024,
+               "record: reason %s, destination.bytes %s" % (get(rec, "event.reason"),
+                                                         get(rec, "destination.bytes")))
+
+    def rss_kib(proc):
+        with open("/proc/%d/status" % proc.pid) as f:
+            for ln in f:
+                if ln.startswith("VmRSS:"):
+                    return int(ln.split()[1])
+        return 0
+
+    with ctx.case("a client that does not read while its upstream floods 1xx heads: the proxy's memory stays "
+                  "flat and the upstream is cut off, not left to block"):
+        mark = len(ups.events())
+        rss0 = rss_kib(px.proc)
+        c = harness.HttpClient("127.0.0.2")
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.send(b"GET http://allowed.example/evil/interim/0 HTTP/1.1\r\nHost: allowed.example\r\n\r\n")
+        ev = evil_event(mark, "interim", timeout=20)
+        grew = rss_kib(px.proc) - rss0
+        c.close()
+        expect(ev["ended"] == "closed", "the upstream's flood ended by %s after %d heads, want closed by the "
+               "proxy" % (ev["ended"], ev["sent"]))
+        expect(grew < 32 * 1024, "the proxy grew by %d KiB during the flood" % grew)
+
+    # ============================================ decided under the current policy
+    rl_tiers = {"r": {"sources": ["127.0.0.2/32"], "allow": [{"host": "allowed.example", "ports": [80, 8080]}]}}
+    rl = harness.Proxy(ctx, "reload", rl_tiers, proxy_port=3129, admin_port=9091).start()
+
+    with ctx.case("connections opened before a reload are decided by the new policy (CONNECT and plain "
+                  "HTTP on idle connections, and the next request of a keep-alive connection)"):
+        idle = []
+        for _ in range(2):
+            s_ = harness.bound_socket("127.0.0.2")
+            s_.settimeout(5)
+            s_.connect(("127.0.0.1", 3129))
+            idle.append(s_)
+        ka = harness.HttpClient("127.0.0.2", proxy_port=3129)
+        ka.send(b"GET http://allowed.example/cl/3 HTTP/1.1\r\nHost: allowed.example\r\n\r\n")
+        r = ka.response("GET")
+        expect(r.status == 200, "before the reload: %s" % r.describe())
+        lm = harness.log_mark(rl)
+        new = dict(rl.policy)
+        new["tiers"] = {"r": {"sources": ["127.0.0.2/32"], "allow": [{"host": "other.example", "ports": [80]}]}}
+        harness.write_atomic(rl.policy_path, harness.to_yaml(new) + "\n")
+        done = harness.wait_until(lambda: any("policy reloaded" in e.get("message", "")
+                                              for e in harness.log_since(rl, lm)), 10)
+        expect(done, "no reload logged")
+        idle[0].sendall(b"CONNECT allowed.example:8080 HTTP/1.1\r\nHost: allowed.example:8080\r\n\r\n")
+        head = idle[0].recv(4096)
+        expect(b" 403 " in head.split(b"\r\n")[0] and b"host_not_allowed" in head,
+               "CONNECT on a connection opened before the reload: %r" % head[:200])
+        idle[1].sendall(b"GET http://allowed.example/cl/3 HTTP/1.1\r\nHost: allowed.example\r\n\r\n")
+        head = idle[1].recv(4096)
+        expect(b" 403 " in head.split(b"\r\n")[0] and b"host_not_allowed" in head,
+               "plain HTTP on a connection opened before the reload: %r" % head[:200])
+        ka.send(b"GET http://allowed.example/cl/3 HTTP/1.1\r\nHost: allowed.example\r\n\r\n")
+        r = ka.response("GET")
+        expect(r.status == 403 and r.reason == "host_not_allowed",
+               "next request of a keep-alive connection: %s" % r.describe())
+        for s_ in idle:
+            s_.close()
+        ka.close()
+
+    ctx.final_checks([audit, rl.audit])

@@ -642,8 +642,12 @@ class OriginSession(Session):
                                 a 256-byte chunk whose data, read with the request's
                                 15 bytes counted in, hides a 1 MiB chunk-size line
           /evil/cl-early        an early chunked 401 to a Content-Length upload; its
-                                last chunk follows 0.5 s later"""
-        what = req["target"].split("?", 1)[0].split("/")[2]
+                                last chunk follows 0.5 s later
+          /evil/interim/<pad>   interim 102 heads, each with <pad> bytes of X-Pad, for
+                                up to 10 s or until the proxy stops taking them (logged:
+                                sent, the heads it could send)"""
+        parts = req["target"].split("?", 1)[0].split("/")
+        what = parts[2]
         emit(event="request", listener=self.spec["name"], role=self.spec.get("role", ""),
              peer=self.peer, **req)
         if what == "chunked-desync":
@@ -653,6 +657,23 @@ class OriginSession(Session):
             # request bytes were data of this chunk, so its data ends 15 bytes earlier,
             # where "\r\nfffff\r\n" opens a 1 MiB chunk that swallows what follows.
             self.send(b"a" * 241 + b"\r\nfffff\r\n" + b"b" * 6 + b"\r\n0\r\n\r\n")
+        elif what == "interim":
+            pad = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 0
+            head = b"HTTP/1.1 102 Processing\r\n" + (b"X-Pad: " + b"p" * pad + b"\r\n" if pad else b"") + b"\r\n"
+            sent, ended = 0, "deadline"
+            self.sock.settimeout(2.0)
+            deadline = time.monotonic() + 10
+            try:
+                while time.monotonic() < deadline:
+                    self.send(head)
+                    sent += 1
+            except socket.timeout:
+                ended = "blocked"
+            except OSError:
+                ended = "closed"
+            emit(event="evil", listener=self.spec["name"], role=self.spec.get("role", ""),
+                 peer=self.peer, what=what, sent=sent, ended=ended, leaked="")
+            return
         elif what == "cl-early":
             self.send(b"HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n")
             time.sleep(0.5)
