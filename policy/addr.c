@@ -4,22 +4,17 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ascii.h"
 #define V4_MAX 0xffffffffULL
 
 static int hex_val(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	return ascii_hex_value((unsigned char)c);
 }
 
 static bool is_digit(char c)
 {
-	return c >= '0' && c <= '9';
+	return ascii_is_digit((unsigned char)c);
 }
 
 static bool is_hex_prefix(const char *s, size_t len)

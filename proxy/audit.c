@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ascii.h"
 
 #define AUDIT_MAX_DEPTH        4
 #define AUDIT_IDLE_WAKE_MS     1000 /* an idle writer still notices a reopen request this often */
@@ -118,7 +119,6 @@ static char short_escape(unsigned char c)
  */
 static void put_str(struct jbuf *b, const char *str)
 {
-	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = (const unsigned char *)str;
 	put(b, "\"", 1);
 	while (*s != '\0' && !b->full) {
@@ -135,8 +135,8 @@ static void put_str(struct jbuf *b, const char *str)
 			s++;
 		} else if (*s < 0x20 || *s == 0x7f) {
 			memcpy(e + 1, "u00", 3);
-			e[4] = hex[*s >> 4];
-			e[5] = hex[*s & 15];
+			e[4] = ascii_hex_digit(*s >> 4, false);
+			e[5] = ascii_hex_digit(*s, false);
 			put(b, e, 6);
 			s++;
 		} else if ((k = utf8_seq(s)) > 0) {

@@ -3,6 +3,8 @@
 
 #include <openssl/evp.h>
 
+#include "ascii.h"
+
 uint64_t hash_bytes(uint64_t seed, const void *p, size_t n)
 {
 	const unsigned char *s = p;
@@ -14,15 +16,14 @@ uint64_t hash_bytes(uint64_t seed, const void *p, size_t n)
 
 int sha256_hex(const void *p, size_t n, char out[65])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned len = 0;
 	out[0] = '\0';
 	if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
 		return -1;
 	for (unsigned i = 0; i < 32; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
+		out[2 * i] = ascii_hex_digit(md[i] >> 4, false);
+		out[2 * i + 1] = ascii_hex_digit(md[i], false);
 	}
 	out[64] = '\0';
 	return 0;

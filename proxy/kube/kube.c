@@ -29,19 +29,17 @@
 #include "http_msg.h"
 #include "http_parse.h"
 #include "kube.h"
+#include "kube_api.h"
 #include "kube_json.h"
 #include "podmap.h"
 #include "clock.h"
-#include "fileio.h"
 #include "oplog.h"
 #include "sockaddr.h"
 
-#define PAGE_LIMIT 500
 #define MAX_LIST_BODY (64u << 20)  /* one page of 500 pods, with room for big annotations */
 #define MAX_EVENT_LINE (8u << 20)  /* one watch event (one pod object) */
 #define MAX_ERROR_BODY (16u << 10) /* a Status body we only log */
 #define MAX_HEAD 16384
-#define MAX_TOKEN 16384
 #define BACKOFF_MIN_MS 250
 #define CONNECT_TIMEOUT_S 10
 #define LIST_READ_TIMEOUT_S 30
@@ -82,11 +80,7 @@ struct kwatch {
 
 struct kube_client {
 	struct podmap *map;
-	struct pc_addr addr;
-	uint16_t port;
-	char host_hdr[64]; /* Host: IP:port */
-	char *token_file, *ca_file, *selector_q; /* selector_q: percent-encoded, or NULL */
-	unsigned watch_timeout_s;
+	struct kube_api api; /* where and how to reach the API server */
 	uint32_t backoff_max_ms;
 	struct kwatch *w;
 	size_t n_w;
@@ -107,58 +101,6 @@ struct kube_client {
 static void kw_start(struct kwatch *w);
 
 /* ---- helpers ---- */
-
-static char *pct_encode(const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = strlen(s);
-	char *o = malloc(3 * n + 1), *p = o;
-	if (o == NULL)
-		return NULL;
-	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-		    *c == '-' || *c == '.' || *c == '_' || *c == '~') {
-			*p++ = (char)*c;
-		} else {
-			*p++ = '%';
-			*p++ = hex[*c >> 4];
-			*p++ = hex[*c & 15];
-		}
-	}
-	*p = '\0';
-	return o;
-}
-
-/* The bearer token: the file's first line, trimmed; only visible ASCII (it goes in a header). */
-static bool read_token(const char *path, char *out, size_t cap, char *why, size_t whylen)
-{
-	char *buf = NULL;
-	size_t n = 0;
-	int rc = file_read_all(path, cap - 2, &buf, &n);
-	if (rc == FILEIO_ERR_IO || rc == FILEIO_ERR_NOMEM) {
-		snprintf(why, whylen, "cannot read token %s: %s", path,
-			 rc == FILEIO_ERR_IO ? strerror(errno) : "out of memory");
-		return false;
-	}
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-		n--;
-	if (rc == FILEIO_ERR_TOO_LARGE || n == 0) {
-		free(buf);
-		snprintf(why, whylen, "token %s is empty or over %u bytes", path, MAX_TOKEN - 2);
-		return false;
-	}
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f) {
-			free(buf);
-			snprintf(why, whylen, "token %s holds a character a header cannot carry",
-				 path);
-			return false;
-		}
-	memcpy(out, buf, n);
-	out[n] = '\0';
-	free(buf);
-	return true;
-}
 
 static void kw_update_synced(struct kube_client *k)
 {
@@ -459,7 +401,7 @@ static bool parse_head(struct kwatch *w, struct evbuffer *in)
 	w->have_head = true;
 	if (w->state == KW_WATCH && w->status == 200) {
 		kw_progress(w);
-		struct timeval rt = {(time_t)w->k->watch_timeout_s + WATCH_SLACK_S, 0};
+		struct timeval rt = {(time_t)w->k->api.watch_timeout_s + WATCH_SLACK_S, 0};
 		bufferevent_set_timeouts(w->bev, &rt, NULL);
 	}
 	return true;
@@ -551,7 +493,7 @@ static void kw_event_cb(struct bufferevent *bev, short what, void *arg)
 		ERR_error_string_n(e, es, sizeof(es));
 		if (vr != X509_V_OK)
 			snprintf(why, sizeof(why), "TLS: certificate of %s refused: %s",
-				 w->k->host_hdr, X509_verify_cert_error_string(vr));
+				 w->k->api.host_hdr, X509_verify_cert_error_string(vr));
 		else
 			snprintf(why, sizeof(why), "TLS: %s", es);
 	} else if (what & BEV_EVENT_TIMEOUT) {
@@ -569,45 +511,10 @@ static void kw_event_cb(struct bufferevent *bev, short what, void *arg)
 	kw_fail(w, false, "%s", why);
 }
 
-static SSL *new_ssl(struct kwatch *w, char *why, size_t whylen)
-{
-	struct kube_client *k = w->k;
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	SSL *ssl = NULL;
-	if (ctx == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	/* Read for every connection: a rotated CA bundle takes effect without a restart. */
-	if (SSL_CTX_load_verify_locations(ctx, k->ca_file, NULL) != 1) {
-		snprintf(why, whylen, "cannot load CA %s", k->ca_file);
-		ERR_clear_error();
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	ssl = SSL_new(ctx);
-	SSL_CTX_free(ctx); /* the SSL holds its own reference */
-	if (ssl == NULL)
-		goto fail;
-	/* The certificate must name the address we dial (an IP SAN), as client-go checks. */
-	if (X509_VERIFY_PARAM_set1_ip(SSL_get0_param(ssl), k->addr.b,
-				      k->addr.family == ADDR_V4 ? 4 : 16) != 1) {
-		SSL_free(ssl);
-		goto fail;
-	}
-	return ssl;
-fail:
-	snprintf(why, whylen, "TLS setup failed");
-	ERR_clear_error();
-	return NULL;
-}
-
 static void kw_start(struct kwatch *w)
 {
 	struct kube_client *k = w->k;
-	char token[MAX_TOKEN], why[256], path[160], *q = NULL;
-	size_t qlen = 0;
-	FILE *qs;
+	char why[256];
 
 	kw_reset_conn(w);
 	if (w->rv[0] == '\0') {
@@ -622,39 +529,15 @@ static void kw_start(struct kwatch *w)
 	} else {
 		w->state = KW_WATCH;
 	}
-	if (!read_token(k->token_file, token, sizeof(token), why, sizeof(why))) {
+	char *req = kube_api_request(&k->api, w->ns, w->state == KW_WATCH,
+				     w->state == KW_WATCH ? w->rv : w->cont, why, sizeof(why));
+	if (req == NULL) {
 		kw_fail(w, false, "%s", why);
 		return;
 	}
-	if (w->ns != NULL)
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods", w->ns);
-	else
-		snprintf(path, sizeof(path), "/api/v1/pods");
-	qs = open_memstream(&q, &qlen);
-	if (qs == NULL) {
-		kw_fail(w, false, "out of memory");
-		return;
-	}
-	if (w->state == KW_LIST) {
-		fprintf(qs, "limit=%d", PAGE_LIMIT);
-		if (w->cont[0] != '\0') {
-			char *c = pct_encode(w->cont);
-			fprintf(qs, "&continue=%s", c ? c : "");
-			free(c);
-		}
-	} else {
-		char *rv = pct_encode(w->rv);
-		fprintf(qs, "watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%u",
-			rv ? rv : "", k->watch_timeout_s);
-		free(rv);
-	}
-	if (k->selector_q != NULL)
-		fprintf(qs, "&labelSelector=%s", k->selector_q);
-	fclose(qs);
-
-	SSL *ssl = new_ssl(w, why, sizeof(why));
+	SSL *ssl = kube_api_ssl(&k->api, why, sizeof(why));
 	if (ssl == NULL) {
-		free(q);
+		kube_api_request_free(req);
 		kw_fail(w, false, "%s", why);
 		return;
 	}
@@ -662,7 +545,7 @@ static void kw_start(struct kwatch *w)
 						BEV_OPT_CLOSE_ON_FREE);
 	if (w->bev == NULL) {
 		SSL_free(ssl);
-		free(q);
+		kube_api_request_free(req);
 		kw_fail(w, false, "cannot create a TLS connection");
 		return;
 	}
@@ -670,17 +553,12 @@ static void kw_start(struct kwatch *w)
 	bufferevent_setcb(w->bev, kw_read_cb, NULL, kw_event_cb, w);
 	struct timeval rt = {LIST_READ_TIMEOUT_S, 0}, wt = {CONNECT_TIMEOUT_S, 0};
 	bufferevent_set_timeouts(w->bev, &rt, &wt);
-	evbuffer_add_printf(bufferevent_get_output(w->bev),
-			    "GET %s?%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
-			    "Accept: application/json\r\nUser-Agent: portcullis/%s\r\n"
-			    "Connection: close\r\n\r\n",
-			    path, q ? q : "", k->host_hdr, token, PORTCULLIS_VERSION);
-	explicit_bzero(token, sizeof(token));
-	free(q);
+	evbuffer_add(bufferevent_get_output(w->bev), req, strlen(req));
+	kube_api_request_free(req);
 	bufferevent_enable(w->bev, EV_READ | EV_WRITE);
 	w->started_ms = mono_ms();
 	struct sockaddr_storage ss;
-	socklen_t sl = sockaddr_make(&k->addr, k->port, &ss);
+	socklen_t sl = sockaddr_make(&k->api.addr, k->api.port, &ss);
 	if (bufferevent_socket_connect(w->bev, (struct sockaddr *)&ss, (int)sl) != 0)
 		kw_fail(w, false, "connect: %s", strerror(errno));
 }
@@ -720,31 +598,6 @@ static void *kube_main(void *arg)
 	return NULL;
 }
 
-static bool api_from_env(struct kube_client *k, char *errmsg, size_t errlen)
-{
-	const char *h = getenv("KUBERNETES_SERVICE_HOST"), *p = getenv("KUBERNETES_SERVICE_PORT");
-	char *end;
-	if (h == NULL || p == NULL) {
-		snprintf(errmsg, errlen,
-			 "identity.kubernetes: no api_server in the policy and "
-			 "KUBERNETES_SERVICE_HOST/PORT are not set (not running in a pod?)");
-		return false;
-	}
-	errno = 0;
-	unsigned long port = strtoul(p, &end, 10);
-	if ((addr_parse_ipv4_strict(h, strlen(h), &k->addr) != 0 &&
-	     addr_parse_ipv6(h, strlen(h), &k->addr) != 0) ||
-	    *p == '\0' || *end != '\0' || errno != 0 || port == 0 || port > 65535) {
-		snprintf(errmsg, errlen,
-			 "identity.kubernetes: KUBERNETES_SERVICE_HOST/PORT (%.64s, %.16s) are "
-			 "not an IP address and a port",
-			 h, p);
-		return false;
-	}
-	k->port = (uint16_t)port;
-	return true;
-}
-
 struct kube_client *kube_client_start(const struct policy_kube *cfg, struct podmap *map,
 				      char *errmsg, size_t errlen)
 {
@@ -755,27 +608,14 @@ struct kube_client *kube_client_start(const struct policy_kube *cfg, struct podm
 	}
 	k->map = map;
 	k->stop_fd = -1;
-	if (cfg->api_server_set) {
-		k->addr = cfg->api_server.addr;
-		k->port = cfg->api_server.port;
-	} else if (!api_from_env(k, errmsg, errlen)) {
+	if (kube_api_init(&k->api, cfg, errmsg, errlen) != 0)
 		goto fail;
-	}
-	char a[64];
-	addr_format(&k->addr, a, sizeof(a));
-	snprintf(k->host_hdr, sizeof(k->host_hdr), k->addr.family == ADDR_V6 ? "[%s]:%u" : "%s:%u",
-		 a, k->port);
-	k->token_file = strdup(cfg->token_file);
-	k->ca_file = strdup(cfg->ca_file);
-	k->selector_q = cfg->label_selector ? pct_encode(cfg->label_selector) : NULL;
-	k->watch_timeout_s = cfg->watch_timeout_ms / 1000;
 	k->backoff_max_ms = cfg->backoff_max_ms < BACKOFF_MIN_MS ? BACKOFF_MIN_MS : cfg->backoff_max_ms;
 	k->n_w = cfg->tier_label != NULL ? 1 : cfg->n_namespaces;
 	k->w = calloc(k->n_w ? k->n_w : 1, sizeof(*k->w));
 	k->base = event_base_new();
 	k->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (k->token_file == NULL || k->ca_file == NULL || k->w == NULL || k->base == NULL ||
-	    k->stop_fd < 0 || (cfg->label_selector && k->selector_q == NULL))
+	if (k->w == NULL || k->base == NULL || k->stop_fd < 0)
 		goto nomem;
 	if (getrandom(&k->seed, sizeof(k->seed), GRND_NONBLOCK) != sizeof(k->seed))
 		k->seed = (unsigned)mono_ns() ^ (unsigned)getpid();
@@ -803,7 +643,7 @@ struct kube_client *kube_client_start(const struct policy_kube *cfg, struct podm
 		goto fail;
 	}
 	k->thread_started = true;
-	oplog("info", "kubernetes: watching pods via https://%s (%zu %s)", k->host_hdr, k->n_w,
+	oplog("info", "kubernetes: watching pods via https://%s (%zu %s)", k->api.host_hdr, k->n_w,
 	      cfg->tier_label != NULL ? "cluster-wide watch" : "namespace watches");
 	return k;
 nomem:
@@ -843,9 +683,7 @@ void kube_client_stop(struct kube_client *k)
 		event_base_free(k->base);
 	if (k->stop_fd >= 0)
 		close(k->stop_fd);
-	free(k->token_file);
-	free(k->ca_file);
-	free(k->selector_q);
+	kube_api_fini(&k->api);
 	free(k);
 }
 

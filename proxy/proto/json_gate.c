@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ascii.h"
+
 /*
  * A tokenizer with the grammar as a "what may come next" state and a stack of
  * object/array bits: any byte outside a string that JSON does not allow there
@@ -68,11 +70,7 @@ static int hex4(const unsigned char *p)
 {
 	int v = 0;
 	for (int k = 0; k < 4; k++) {
-		unsigned char c = p[k];
-		int d = c >= '0' && c <= '9'   ? c - '0'
-		        : c >= 'a' && c <= 'f' ? c - 'a' + 10
-		        : c >= 'A' && c <= 'F' ? c - 'A' + 10
-		                               : -1;
+		int d = ascii_hex_value(p[k]);
 		if (d < 0)
 			return -1;
 		v = v << 4 | d;

@@ -8,6 +8,7 @@
 #include <yaml.h>
 
 #include "json_gate.h"
+#include "json_walk.h"
 
 /*
  * How it works.  json_gate() checks the bytes are one RFC 8259 JSON text no
@@ -43,6 +44,13 @@
  * twice too, the first time only checked.
  */
 
+/* The walker's statuses pass through as ours. */
+_Static_assert((int)KUBE_JSON_ERR_SYNTAX == (int)JSON_WALK_ERR_SYNTAX &&
+		   (int)KUBE_JSON_ERR_SHAPE == (int)JSON_WALK_ERR_SHAPE &&
+		   (int)KUBE_JSON_ERR_LIMIT == (int)JSON_WALK_ERR_LIMIT &&
+		   (int)KUBE_JSON_ERR_NOMEM == (int)JSON_WALK_ERR_NOMEM,
+	       "json_walk and kube_json statuses agree");
+
 /* json_gate() with its statuses as ours. */
 static int gate(const char *buf, size_t len, const char **src, size_t *srclen, char **copy,
                 char *err, size_t errlen)
@@ -58,267 +66,6 @@ static int gate(const char *buf, size_t len, const char **src, size_t *srclen, c
 	default:
 		return KUBE_JSON_ERR_SYNTAX;
 	}
-}
-
-/* ---- the walker: libyaml events ------------------------------------------ */
-
-struct jp {
-	yaml_parser_t ps;
-	yaml_event_t ev;
-	bool live; /* ev holds an event to delete */
-	unsigned depth;
-	size_t item; /* index in items[] for messages, SIZE_MAX outside */
-	char *err;
-	size_t errlen;
-};
-
-static int fail(struct jp *jp, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Set err ("items[N]: " first inside a list item) and return status. */
-static int fail(struct jp *jp, int status, const char *fmt, ...)
-{
-	va_list ap;
-	size_t off = 0;
-
-	if (jp->err == NULL || jp->errlen == 0)
-		return status;
-	if (jp->item != SIZE_MAX) {
-		int k = snprintf(jp->err, jp->errlen, "items[%zu]: ", jp->item);
-		off = k < 0 ? 0 : (size_t)k < jp->errlen ? (size_t)k : jp->errlen - 1;
-	}
-	va_start(ap, fmt);
-	vsnprintf(jp->err + off, jp->errlen - off, fmt, ap);
-	va_end(ap);
-	return status;
-}
-
-static int jp_open(struct jp *jp, const char *src, size_t len, char *err, size_t errlen)
-{
-	memset(jp, 0, sizeof(*jp));
-	jp->item = SIZE_MAX;
-	jp->err = err;
-	jp->errlen = errlen;
-	if (!yaml_parser_initialize(&jp->ps))
-		return fail(jp, KUBE_JSON_ERR_NOMEM, "out of memory");
-	yaml_parser_set_encoding(&jp->ps, YAML_UTF8_ENCODING);
-	yaml_parser_set_input_string(&jp->ps, (const unsigned char *)src, len);
-	return 0;
-}
-
-static void jp_close(struct jp *jp)
-{
-	if (jp->live)
-		yaml_event_delete(&jp->ev);
-	jp->live = false;
-	yaml_parser_delete(&jp->ps);
-}
-
-static bool is_plain(const yaml_event_t *e)
-{
-	return e->type == YAML_SCALAR_EVENT && e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-}
-
-static bool is_string(const yaml_event_t *e)
-{
-	return e->type == YAML_SCALAR_EVENT &&
-	       e->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
-}
-
-static enum json_lit plain_lit(const yaml_event_t *e)
-{
-	if (!is_plain(e))
-		return JSON_LIT_BAD;
-	return json_literal((const char *)e->data.scalar.value, e->data.scalar.length);
-}
-
-/* The JSON shape of one event, checked again here whatever the gate let through. */
-static int check_event(struct jp *jp)
-{
-	const yaml_event_t *e = &jp->ev;
-
-	switch (e->type) {
-	case YAML_ALIAS_EVENT:
-		return fail(jp, KUBE_JSON_ERR_SYNTAX, "YAML alias");
-	case YAML_SCALAR_EVENT:
-		if (e->data.scalar.anchor != NULL || e->data.scalar.tag != NULL)
-			return fail(jp, KUBE_JSON_ERR_SYNTAX, "YAML anchor or tag");
-		if (!is_string(e) && plain_lit(e) == JSON_LIT_BAD)
-			return fail(jp, KUBE_JSON_ERR_SYNTAX, "not a JSON value");
-		return 0;
-	case YAML_SEQUENCE_START_EVENT:
-	case YAML_MAPPING_START_EVENT: {
-		bool seq = e->type == YAML_SEQUENCE_START_EVENT;
-		if ((seq ? e->data.sequence_start.anchor : e->data.mapping_start.anchor) != NULL ||
-		    (seq ? e->data.sequence_start.tag : e->data.mapping_start.tag) != NULL)
-			return fail(jp, KUBE_JSON_ERR_SYNTAX, "YAML anchor or tag");
-		if (seq ? e->data.sequence_start.style != YAML_FLOW_SEQUENCE_STYLE
-		        : e->data.mapping_start.style != YAML_FLOW_MAPPING_STYLE)
-			return fail(jp, KUBE_JSON_ERR_SYNTAX, "YAML block collection");
-		if (++jp->depth > KUBE_MAX_DEPTH)
-			return fail(jp, KUBE_JSON_ERR_LIMIT, "nesting deeper than %d levels",
-			            KUBE_MAX_DEPTH);
-		return 0;
-	}
-	case YAML_SEQUENCE_END_EVENT:
-	case YAML_MAPPING_END_EVENT:
-		jp->depth--;
-		return 0;
-	case YAML_DOCUMENT_START_EVENT:
-		if (!e->data.document_start.implicit || e->data.document_start.version_directive ||
-		    e->data.document_start.tag_directives.start !=
-		        e->data.document_start.tag_directives.end)
-			return fail(jp, KUBE_JSON_ERR_SYNTAX, "explicit YAML document");
-		return 0;
-	case YAML_DOCUMENT_END_EVENT:
-		if (!e->data.document_end.implicit)
-			return fail(jp, KUBE_JSON_ERR_SYNTAX, "explicit YAML document end");
-		return 0;
-	default:
-		return 0;
-	}
-}
-
-static int jp_next(struct jp *jp)
-{
-	if (jp->live)
-		yaml_event_delete(&jp->ev);
-	jp->live = false;
-	if (!yaml_parser_parse(&jp->ps, &jp->ev)) {
-		if (jp->ps.error == YAML_MEMORY_ERROR)
-			return fail(jp, KUBE_JSON_ERR_NOMEM, "out of memory");
-		return fail(jp, KUBE_JSON_ERR_SYNTAX, "%s",
-		            jp->ps.problem != NULL ? jp->ps.problem : "syntax error");
-	}
-	jp->live = true;
-	return check_event(jp);
-}
-
-static int expect(struct jp *jp, yaml_event_type_t type, const char *what)
-{
-	int rc = jp_next(jp);
-	if (rc == 0 && jp->ev.type != type)
-		rc = fail(jp, KUBE_JSON_ERR_SYNTAX, "%s", what);
-	return rc;
-}
-
-/* Stream and document start, then the top-level object (SHAPE if another value). */
-static int jp_begin(struct jp *jp)
-{
-	int rc = expect(jp, YAML_STREAM_START_EVENT, "no stream");
-	if (rc == 0)
-		rc = expect(jp, YAML_DOCUMENT_START_EVENT, "empty document");
-	if (rc == 0)
-		rc = jp_next(jp);
-	if (rc == 0 && jp->ev.type != YAML_MAPPING_START_EVENT)
-		rc = fail(jp, KUBE_JSON_ERR_SHAPE, "the document is not a JSON object");
-	return rc;
-}
-
-/* After the top-level object: nothing but the end of the one document. */
-static int jp_end(struct jp *jp)
-{
-	int rc = expect(jp, YAML_DOCUMENT_END_EVENT, "more than one document");
-	if (rc == 0)
-		rc = expect(jp, YAML_STREAM_END_EVENT, "more than one document");
-	return rc;
-}
-
-/* The value whose first event is current, whatever its shape. */
-static int skip_value(struct jp *jp)
-{
-	if (jp->ev.type != YAML_SEQUENCE_START_EVENT && jp->ev.type != YAML_MAPPING_START_EVENT)
-		return 0;
-	unsigned base = jp->depth - 1;
-	while (jp->depth > base) {
-		int rc = jp_next(jp);
-		if (rc != 0)
-			return rc;
-	}
-	return 0;
-}
-
-/*
- * In an object: the next key, matched against names (bit i of *seen marks
- * names[i] as seen; a repeat is SHAPE).  1 with *which = the index or -1 and
- * the value's first event current; 0 at the end of the object; or a status.
- */
-static int next_key(struct jp *jp, const char *const *names, size_t n, uint32_t *seen, int *which,
-                    const char *where)
-{
-	int rc = jp_next(jp);
-	if (rc != 0)
-		return rc;
-	if (jp->ev.type == YAML_MAPPING_END_EVENT)
-		return 0;
-	if (!is_string(&jp->ev))
-		return fail(jp, KUBE_JSON_ERR_SYNTAX, "%s: a key is not a string", where);
-	const char *k = (const char *)jp->ev.data.scalar.value;
-	size_t klen = jp->ev.data.scalar.length;
-	*which = -1;
-	for (size_t i = 0; i < n; i++) {
-		if (strlen(names[i]) != klen || memcmp(names[i], k, klen) != 0)
-			continue;
-		if (*seen & (1u << i))
-			return fail(jp, KUBE_JSON_ERR_SHAPE, "%s%s%s: duplicate key", where,
-			            *where ? "." : "", names[i]);
-		*seen |= 1u << i;
-		*which = (int)i;
-		break;
-	}
-	rc = jp_next(jp);
-	return rc != 0 ? rc : 1;
-}
-
-/* 1 when the current value is an object (entered), 0 when null, else SHAPE. */
-static int open_map(struct jp *jp, const char *what)
-{
-	if (jp->ev.type == YAML_MAPPING_START_EVENT)
-		return 1;
-	if (plain_lit(&jp->ev) == JSON_LIT_NULL)
-		return 0;
-	return fail(jp, KUBE_JSON_ERR_SHAPE, "%s: expected an object", what);
-}
-
-static int open_seq(struct jp *jp, const char *what)
-{
-	if (jp->ev.type == YAML_SEQUENCE_START_EVENT)
-		return 1;
-	if (plain_lit(&jp->ev) == JSON_LIT_NULL)
-		return 0;
-	return fail(jp, KUBE_JSON_ERR_SHAPE, "%s: expected an array", what);
-}
-
-/* A string value into dst[cap]: 1 when a string, 0 when null ("" stored); LIMIT when too long. */
-static int take_str(struct jp *jp, char *dst, size_t cap, const char *what)
-{
-	const yaml_event_t *e = &jp->ev;
-
-	dst[0] = '\0';
-	if (plain_lit(e) == JSON_LIT_NULL)
-		return 0;
-	if (!is_string(e))
-		return fail(jp, KUBE_JSON_ERR_SHAPE, "%s: expected a string", what);
-	size_t n = e->data.scalar.length;
-	if (n >= cap)
-		return fail(jp, KUBE_JSON_ERR_LIMIT, "%s: longer than %zu bytes", what, cap - 1);
-	if (memchr(e->data.scalar.value, 0, n) != NULL)
-		return fail(jp, KUBE_JSON_ERR_SHAPE, "%s: holds U+0000", what);
-	memcpy(dst, e->data.scalar.value, n);
-	dst[n] = '\0';
-	return 1;
-}
-
-/* 1 when the value is the string s, 0 when another string or null, SHAPE for another type. */
-static int str_is(struct jp *jp, const char *s, const char *what)
-{
-	const yaml_event_t *e = &jp->ev;
-	if (plain_lit(e) == JSON_LIT_NULL)
-		return 0;
-	if (!is_string(e))
-		return fail(jp, KUBE_JSON_ERR_SHAPE, "%s: expected a string", what);
-	return e->data.scalar.length == strlen(s) &&
-	       memcmp(e->data.scalar.value, s, strlen(s)) == 0;
 }
 
 /* ---- pods ------------------------------------------------------------------ */
@@ -346,10 +93,10 @@ static void unmap_v4(struct pc_addr *a)
 static int take_ip(struct jp *jp, struct pc_addr *out, const char *what)
 {
 	const yaml_event_t *e = &jp->ev;
-	if (plain_lit(e) == JSON_LIT_NULL)
+	if (jw_plain_lit(e) == JSON_LIT_NULL)
 		return 0;
-	if (!is_string(e))
-		return fail(jp, KUBE_JSON_ERR_SHAPE, "%s: expected a string", what);
+	if (!jw_is_string(e))
+		return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "%s: expected a string", what);
 	const char *s = (const char *)e->data.scalar.value;
 	size_t n = e->data.scalar.length;
 	if (n == 0)
@@ -358,7 +105,7 @@ static int take_ip(struct jp *jp, struct pc_addr *out, const char *what)
 	int rc = memchr(s, ':', n) != NULL ? addr_parse_ipv6(s, n, out)
 	                                   : addr_parse_ipv4_strict(s, n, out);
 	if (rc != ADDR_OK)
-		return fail(jp, KUBE_JSON_ERR_SHAPE, "%s: not an IP address", what);
+		return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "%s: not an IP address", what);
 	unmap_v4(out);
 	return 1;
 }
@@ -375,26 +122,26 @@ static bool has_ip(const struct pc_addr *ips, size_t n, const struct pc_addr *a)
 static int parse_pod_ips(struct jp *jp, struct pod_acc *acc)
 {
 	static const char *const keys[] = {"ip"};
-	int rc = open_seq(jp, "status.podIPs");
+	int rc = jw_open_seq(jp, "status.podIPs");
 	if (rc <= 0)
 		return rc;
 	for (;;) {
-		if ((rc = jp_next(jp)) != 0)
+		if ((rc = jw_next(jp)) != 0)
 			return rc;
 		if (jp->ev.type == YAML_SEQUENCE_END_EVENT)
 			return 0;
 		if (jp->ev.type != YAML_MAPPING_START_EVENT)
-			return fail(jp, KUBE_JSON_ERR_SHAPE, "status.podIPs[]: expected an object");
+			return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "status.podIPs[]: expected an object");
 		uint32_t seen = 0;
 		int which = -1;
 		struct pc_addr a;
 		bool got = false;
-		while ((rc = next_key(jp, keys, 1, &seen, &which, "status.podIPs[]")) > 0) {
+		while ((rc = jw_next_key(jp, keys, 1, &seen, &which, "status.podIPs[]")) > 0) {
 			if (which == 0) {
 				rc = take_ip(jp, &a, "status.podIPs[].ip");
 				got = rc > 0;
 			} else {
-				rc = skip_value(jp);
+				rc = jw_skip(jp);
 			}
 			if (rc < 0)
 				return rc;
@@ -402,11 +149,11 @@ static int parse_pod_ips(struct jp *jp, struct pod_acc *acc)
 		if (rc < 0)
 			return rc;
 		if (!got)
-			return fail(jp, KUBE_JSON_ERR_SHAPE, "status.podIPs[]: no ip");
+			return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "status.podIPs[]: no ip");
 		if (has_ip(acc->ips, acc->n_ips, &a))
 			continue;
 		if (acc->n_ips == KUBE_MAX_POD_IPS)
-			return fail(jp, KUBE_JSON_ERR_LIMIT, "more than %d pod IPs",
+			return jw_fail(jp, KUBE_JSON_ERR_LIMIT, "more than %d pod IPs",
 			            KUBE_MAX_POD_IPS);
 		acc->ips[acc->n_ips++] = a;
 	}
@@ -433,13 +180,13 @@ static int parse_status(struct jp *jp, struct pod_acc *acc)
 {
 	static const char *const keys[] = {"phase", "podIP", "podIPs"};
 	uint32_t seen = 0;
-	int which = -1, rc = open_map(jp, "status");
+	int which = -1, rc = jw_open_map(jp, "status");
 	if (rc <= 0)
 		return rc;
-	while ((rc = next_key(jp, keys, 3, &seen, &which, "status")) > 0) {
+	while ((rc = jw_next_key(jp, keys, 3, &seen, &which, "status")) > 0) {
 		if (which == 0) {
-			rc = str_is(jp, "", "status.phase");
-			if (rc >= 0 && is_string(&jp->ev))
+			rc = jw_str_is(jp, "", "status.phase");
+			if (rc >= 0 && jw_is_string(&jp->ev))
 				acc->pod->phase = phase_of(&jp->ev);
 		} else if (which == 1) {
 			rc = take_ip(jp, &acc->pod_ip, "status.podIP");
@@ -447,7 +194,7 @@ static int parse_status(struct jp *jp, struct pod_acc *acc)
 		} else if (which == 2) {
 			rc = parse_pod_ips(jp, acc);
 		} else {
-			rc = skip_value(jp);
+			rc = jw_skip(jp);
 		}
 		if (rc < 0)
 			return rc;
@@ -459,16 +206,16 @@ static int parse_spec(struct jp *jp, struct kube_pod *pod)
 {
 	static const char *const keys[] = {"hostNetwork"};
 	uint32_t seen = 0;
-	int which = -1, rc = open_map(jp, "spec");
+	int which = -1, rc = jw_open_map(jp, "spec");
 	if (rc <= 0)
 		return rc;
-	while ((rc = next_key(jp, keys, 1, &seen, &which, "spec")) > 0) {
+	while ((rc = jw_next_key(jp, keys, 1, &seen, &which, "spec")) > 0) {
 		if (which != 0) {
-			rc = skip_value(jp);
+			rc = jw_skip(jp);
 		} else {
-			enum json_lit l = plain_lit(&jp->ev);
+			enum json_lit l = jw_plain_lit(&jp->ev);
 			if (l != JSON_LIT_TRUE && l != JSON_LIT_FALSE && l != JSON_LIT_NULL)
-				return fail(jp, KUBE_JSON_ERR_SHAPE,
+				return jw_fail(jp, KUBE_JSON_ERR_SHAPE,
 				            "spec.hostNetwork: expected true or false");
 			pod->host_network = l == JSON_LIT_TRUE;
 		}
@@ -499,35 +246,35 @@ static int parse_labels(struct jp *jp, struct kube_pod *pod)
 {
 	size_t used = 0, bytes = 0;
 	const char *key = NULL;
-	int rc = open_map(jp, "metadata.labels");
+	int rc = jw_open_map(jp, "metadata.labels");
 	if (rc <= 0)
 		return rc;
 	for (;;) {
-		if ((rc = jp_next(jp)) != 0)
+		if ((rc = jw_next(jp)) != 0)
 			return rc;
 		if (jp->ev.type == YAML_MAPPING_END_EVENT)
 			break;
-		if (!is_string(&jp->ev))
-			return fail(jp, KUBE_JSON_ERR_SYNTAX,
+		if (!jw_is_string(&jp->ev))
+			return jw_fail(jp, KUBE_JSON_ERR_SYNTAX,
 			            "metadata.labels: a key is not a string");
 		if (memchr(jp->ev.data.scalar.value, 0, jp->ev.data.scalar.length) != NULL)
-			return fail(jp, KUBE_JSON_ERR_SHAPE, "metadata.labels: a key holds U+0000");
+			return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "metadata.labels: a key holds U+0000");
 		if (!pod->labels_overflow && (pod->n_labels == KUBE_MAX_LABELS ||
 		                              !blob_put(pod, &used, &bytes, &jp->ev, &key)))
 			pod->labels_overflow = true;
-		if ((rc = jp_next(jp)) != 0)
+		if ((rc = jw_next(jp)) != 0)
 			return rc;
-		if (!is_string(&jp->ev))
-			return fail(jp, KUBE_JSON_ERR_SHAPE,
+		if (!jw_is_string(&jp->ev))
+			return jw_fail(jp, KUBE_JSON_ERR_SHAPE,
 			            "metadata.labels: a value is not a string");
 		if (memchr(jp->ev.data.scalar.value, 0, jp->ev.data.scalar.length) != NULL)
-			return fail(jp, KUBE_JSON_ERR_SHAPE,
+			return jw_fail(jp, KUBE_JSON_ERR_SHAPE,
 			            "metadata.labels: a value holds U+0000");
 		if (pod->labels_overflow)
 			continue;
 		struct kube_label *l = &pod->labels[pod->n_labels];
 		if (kube_pod_label(pod, key) != NULL)
-			return fail(jp, KUBE_JSON_ERR_SHAPE, "metadata.labels: duplicate key");
+			return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "metadata.labels: duplicate key");
 		l->key = key;
 		if (!blob_put(pod, &used, &bytes, &jp->ev, &l->value))
 			pod->labels_overflow = true;
@@ -562,17 +309,17 @@ static int parse_meta(struct jp *jp, struct kube_pod *pod)
 	           {pod->resource_version, sizeof(pod->resource_version)},
 	           {pod->created, sizeof(pod->created)}};
 	uint32_t seen = 0;
-	int which = -1, rc = open_map(jp, "metadata");
+	int which = -1, rc = jw_open_map(jp, "metadata");
 	if (rc <= 0)
 		return rc;
-	while ((rc = next_key(jp, keys, 7, &seen, &which, "metadata")) > 0) {
+	while ((rc = jw_next_key(jp, keys, 7, &seen, &which, "metadata")) > 0) {
 		if (which >= 0 && which < 5) {
-			rc = take_str(jp, str[which].dst, str[which].cap, what[which]);
+			rc = jw_take_str(jp, str[which].dst, str[which].cap, what[which]);
 		} else if (which == 5) {
-			rc = str_is(jp, "", "metadata.deletionTimestamp");
-			pod->terminating = rc >= 0 && is_string(&jp->ev);
+			rc = jw_str_is(jp, "", "metadata.deletionTimestamp");
+			pod->terminating = rc >= 0 && jw_is_string(&jp->ev);
 		} else {
-			rc = which == 6 ? parse_labels(jp, pod) : skip_value(jp);
+			rc = which == 6 ? parse_labels(jp, pod) : jw_skip(jp);
 		}
 		if (rc < 0)
 			return rc;
@@ -589,12 +336,12 @@ static int parse_pod(struct jp *jp, struct kube_pod *pod)
 	int which = -1, rc;
 
 	memset(pod, 0, sizeof(*pod));
-	while ((rc = next_key(jp, keys, 4, &seen, &which, "")) > 0) {
+	while ((rc = jw_next_key(jp, keys, 4, &seen, &which, "")) > 0) {
 		switch (which) {
 		case 0:
-			rc = str_is(jp, "Pod", "kind");
-			if (rc == 0 && is_string(&jp->ev))
-				return fail(jp, KUBE_JSON_ERR_SHAPE, "kind: not a Pod");
+			rc = jw_str_is(jp, "Pod", "kind");
+			if (rc == 0 && jw_is_string(&jp->ev))
+				return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "kind: not a Pod");
 			break;
 		case 1:
 			rc = parse_meta(jp, pod);
@@ -606,7 +353,7 @@ static int parse_pod(struct jp *jp, struct kube_pod *pod)
 			rc = parse_status(jp, &acc);
 			break;
 		default:
-			rc = skip_value(jp);
+			rc = jw_skip(jp);
 			break;
 		}
 		if (rc < 0)
@@ -615,7 +362,7 @@ static int parse_pod(struct jp *jp, struct kube_pod *pod)
 	if (rc < 0)
 		return rc;
 	if (pod->uid[0] == '\0' || pod->name[0] == '\0' || pod->ns[0] == '\0')
-		return fail(jp, KUBE_JSON_ERR_SHAPE, "not a Pod: no metadata.%s",
+		return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "not a Pod: no metadata.%s",
 		            pod->uid[0] == '\0'    ? "uid"
 		            : pod->name[0] == '\0' ? "name"
 		                                   : "namespace");
@@ -625,7 +372,7 @@ static int parse_pod(struct jp *jp, struct kube_pod *pod)
 		if (has_ip(pod->ips, pod->n_ips, &acc.ips[i]))
 			continue;
 		if (pod->n_ips == KUBE_MAX_POD_IPS)
-			return fail(jp, KUBE_JSON_ERR_LIMIT, "more than %d pod IPs",
+			return jw_fail(jp, KUBE_JSON_ERR_LIMIT, "more than %d pod IPs",
 			            KUBE_MAX_POD_IPS);
 		pod->ips[pod->n_ips++] = acc.ips[i];
 	}
@@ -649,16 +396,16 @@ static int parse_list_meta(struct jp *jp, char *rv, char *cont)
 {
 	static const char *const keys[] = {"resourceVersion", "continue"};
 	uint32_t seen = 0;
-	int which = -1, rc = open_map(jp, "metadata");
+	int which = -1, rc = jw_open_map(jp, "metadata");
 	if (rc <= 0)
 		return rc;
-	while ((rc = next_key(jp, keys, cont != NULL ? 2 : 1, &seen, &which, "metadata")) > 0) {
+	while ((rc = jw_next_key(jp, keys, cont != NULL ? 2 : 1, &seen, &which, "metadata")) > 0) {
 		if (which == 0)
-			rc = take_str(jp, rv, KUBE_RV_MAX, "metadata.resourceVersion");
+			rc = jw_take_str(jp, rv, KUBE_RV_MAX, "metadata.resourceVersion");
 		else if (which == 1)
-			rc = take_str(jp, cont, KUBE_CONTINUE_MAX, "metadata.continue");
+			rc = jw_take_str(jp, cont, KUBE_CONTINUE_MAX, "metadata.continue");
 		else
-			rc = skip_value(jp);
+			rc = jw_skip(jp);
 		if (rc < 0)
 			return rc;
 	}
@@ -674,21 +421,21 @@ struct list_run {
 
 static int parse_items(struct jp *jp, struct list_run *r)
 {
-	int rc = open_seq(jp, "items");
+	int rc = jw_open_seq(jp, "items");
 	if (rc <= 0)
 		return rc;
 	for (;;) {
-		if ((rc = jp_next(jp)) != 0)
+		if ((rc = jw_next(jp)) != 0)
 			return rc;
 		if (jp->ev.type == YAML_SEQUENCE_END_EVENT)
 			break;
 		jp->item = r->meta->n_items;
 		if (jp->ev.type != YAML_MAPPING_START_EVENT)
-			return fail(jp, KUBE_JSON_ERR_SHAPE, "not a Pod object");
+			return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "not a Pod object");
 		if ((rc = parse_pod(jp, r->pod)) != 0)
 			return rc;
 		if (r->on_pod != NULL && r->on_pod(r->arg, r->pod) != 0)
-			return fail(jp, KUBE_JSON_ERR_ABORT, "stopped by the caller");
+			return jw_fail(jp, KUBE_JSON_ERR_ABORT, "stopped by the caller");
 		r->meta->n_items++;
 	}
 	jp->item = SIZE_MAX;
@@ -700,33 +447,33 @@ static int list_walk(const char *src, size_t len, struct list_run *r, char *err,
 	static const char *const keys[] = {"kind", "metadata", "items"};
 	struct jp jp;
 	uint32_t seen = 0;
-	int which = -1, rc = jp_open(&jp, src, len, err, errlen);
+	int which = -1, rc = jw_open(&jp, src, len, KUBE_MAX_DEPTH, err, errlen);
 	bool is_list = false;
 
 	memset(r->meta, 0, sizeof(*r->meta));
 	if (rc == 0)
-		rc = jp_begin(&jp);
-	while (rc == 0 && (rc = next_key(&jp, keys, 3, &seen, &which, "")) > 0) {
+		rc = jw_begin(&jp);
+	while (rc == 0 && (rc = jw_next_key(&jp, keys, 3, &seen, &which, "")) > 0) {
 		if (which == 0)
-			rc = str_is(&jp, "PodList", "kind");
+			rc = jw_str_is(&jp, "PodList", "kind");
 		else if (which == 1)
 			rc = parse_list_meta(&jp, r->meta->resource_version, r->meta->cont);
 		else if (which == 2)
 			rc = parse_items(&jp, r);
 		else
-			rc = skip_value(&jp);
+			rc = jw_skip(&jp);
 		if (which == 0 && rc > 0)
 			is_list = true;
 		if (rc > 0)
 			rc = 0;
 	}
 	if (rc == 0)
-		rc = jp_end(&jp);
+		rc = jw_end(&jp);
 	if (rc == 0 && !is_list)
-		rc = fail(&jp, KUBE_JSON_ERR_SHAPE, "kind is not PodList");
+		rc = jw_fail(&jp, KUBE_JSON_ERR_SHAPE, "kind is not PodList");
 	if (rc == 0 && r->meta->resource_version[0] == '\0')
-		rc = fail(&jp, KUBE_JSON_ERR_SHAPE, "no metadata.resourceVersion");
-	jp_close(&jp);
+		rc = jw_fail(&jp, KUBE_JSON_ERR_SHAPE, "no metadata.resourceVersion");
+	jw_close(&jp);
 	return rc;
 }
 
@@ -763,31 +510,31 @@ static int parse_status_object(struct jp *jp, struct kube_event *ev)
 	uint32_t seen = 0;
 	int which = -1, rc;
 
-	while ((rc = next_key(jp, keys, 2, &seen, &which, "object")) > 0) {
+	while ((rc = jw_next_key(jp, keys, 2, &seen, &which, "object")) > 0) {
 		const yaml_event_t *e = &jp->ev;
 		if (which == 0) {
-			enum json_lit l = plain_lit(e);
+			enum json_lit l = jw_plain_lit(e);
 			long v = 0;
 			if (l == JSON_LIT_NUMBER) {
 				char num[16];
 				size_t n = e->data.scalar.length;
 				char *end;
 				if (n >= sizeof(num))
-					return fail(jp, KUBE_JSON_ERR_SHAPE,
+					return jw_fail(jp, KUBE_JSON_ERR_SHAPE,
 					            "object.code: out of range");
 				memcpy(num, e->data.scalar.value, n);
 				num[n] = '\0';
 				v = strtol(num, &end, 10);
 				if (*end != '\0' || v < -2147483647L || v > 2147483647L)
-					return fail(jp, KUBE_JSON_ERR_SHAPE,
+					return jw_fail(jp, KUBE_JSON_ERR_SHAPE,
 					            "object.code: not an integer");
 			} else if (l != JSON_LIT_NULL) {
-				return fail(jp, KUBE_JSON_ERR_SHAPE, "object.code: not an integer");
+				return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "object.code: not an integer");
 			}
 			ev->code = (int)v;
 		} else if (which == 1) {
-			rc = str_is(jp, "", "object.reason");
-			if (rc >= 0 && is_string(e)) {
+			rc = jw_str_is(jp, "", "object.reason");
+			if (rc >= 0 && jw_is_string(e)) {
 				/* truncated at a UTF-8 character boundary, never refused */
 				size_t n = e->data.scalar.length;
 				if (n >= sizeof(ev->reason)) {
@@ -799,7 +546,7 @@ static int parse_status_object(struct jp *jp, struct kube_event *ev)
 				ev->reason[n] = '\0';
 			}
 		} else {
-			rc = skip_value(jp);
+			rc = jw_skip(jp);
 		}
 		if (rc < 0)
 			return rc;
@@ -814,7 +561,7 @@ static int parse_object(struct jp *jp, struct kube_event *ev)
 	int which = -1, rc;
 
 	if (jp->ev.type != YAML_MAPPING_START_EVENT)
-		return fail(jp, KUBE_JSON_ERR_SHAPE, "object: expected an object");
+		return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "object: expected an object");
 	switch (ev->type) {
 	case KUBE_EV_ADDED:
 	case KUBE_EV_MODIFIED:
@@ -825,24 +572,24 @@ static int parse_object(struct jp *jp, struct kube_event *ev)
 	case KUBE_EV_ERROR:
 		return parse_status_object(jp, ev);
 	case KUBE_EV_BOOKMARK:
-		while ((rc = next_key(jp, keys, 1, &seen, &which, "object")) > 0) {
+		while ((rc = jw_next_key(jp, keys, 1, &seen, &which, "object")) > 0) {
 			rc = which == 0 ? parse_list_meta(jp, ev->resource_version, NULL)
-			                : skip_value(jp);
+			                : jw_skip(jp);
 			if (rc < 0)
 				return rc;
 		}
 		if (rc == 0 && ev->resource_version[0] == '\0')
-			rc = fail(jp, KUBE_JSON_ERR_SHAPE, "BOOKMARK: no metadata.resourceVersion");
+			rc = jw_fail(jp, KUBE_JSON_ERR_SHAPE, "BOOKMARK: no metadata.resourceVersion");
 		return rc;
 	}
-	return fail(jp, KUBE_JSON_ERR_SHAPE, "unknown event type");
+	return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "unknown event type");
 }
 
 static int event_type(struct jp *jp, enum kube_event_type *t)
 {
 	static const char *const names[] = {"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"};
-	if (!is_string(&jp->ev))
-		return fail(jp, KUBE_JSON_ERR_SHAPE, "type: expected a string");
+	if (!jw_is_string(&jp->ev))
+		return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "type: expected a string");
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (jp->ev.data.scalar.length == strlen(names[i]) &&
 		    memcmp(jp->ev.data.scalar.value, names[i], strlen(names[i])) == 0) {
@@ -850,7 +597,7 @@ static int event_type(struct jp *jp, enum kube_event_type *t)
 			return 0;
 		}
 	}
-	return fail(jp, KUBE_JSON_ERR_SHAPE, "type: unknown event type");
+	return jw_fail(jp, KUBE_JSON_ERR_SHAPE, "type: unknown event type");
 }
 
 /* One walk.  *again is set when "object" came before "type" and was only checked. */
@@ -861,13 +608,13 @@ static int event_walk(const char *src, size_t len, struct kube_event *ev, bool *
 	enum kube_event_type known = ev->type;
 	struct jp jp;
 	uint32_t seen = 0;
-	int which = -1, rc = jp_open(&jp, src, len, err, errlen);
+	int which = -1, rc = jw_open(&jp, src, len, KUBE_MAX_DEPTH, err, errlen);
 
 	memset(ev, 0, sizeof(*ev));
 	*again = false;
 	if (rc == 0)
-		rc = jp_begin(&jp);
-	while (rc == 0 && (rc = next_key(&jp, keys, 2, &seen, &which, "")) > 0) {
+		rc = jw_begin(&jp);
+	while (rc == 0 && (rc = jw_next_key(&jp, keys, 2, &seen, &which, "")) > 0) {
 		if (which == 0)
 			rc = event_type(&jp, &ev->type);
 		else if (which == 1 && ev->type == 0 && known == 0)
@@ -876,18 +623,18 @@ static int event_walk(const char *src, size_t len, struct kube_event *ev, bool *
 			ev->type = ev->type != 0 ? ev->type : known;
 			rc = parse_object(&jp, ev);
 		} else if (which != 0) {
-			rc = skip_value(&jp);
+			rc = jw_skip(&jp);
 		}
 		if (rc > 0)
 			rc = 0;
 	}
 	if (rc == 0)
-		rc = jp_end(&jp);
+		rc = jw_end(&jp);
 	if (rc == 0 && !(seen & 1))
-		rc = fail(&jp, KUBE_JSON_ERR_SHAPE, "no type");
+		rc = jw_fail(&jp, KUBE_JSON_ERR_SHAPE, "no type");
 	if (rc == 0 && !(seen & 2))
-		rc = fail(&jp, KUBE_JSON_ERR_SHAPE, "no object");
-	jp_close(&jp);
+		rc = jw_fail(&jp, KUBE_JSON_ERR_SHAPE, "no object");
+	jw_close(&jp);
 	return rc;
 }
 

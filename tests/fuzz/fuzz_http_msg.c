@@ -221,6 +221,37 @@ static void check_chunked(const char *buf, size_t len, uint32_t seed)
 		      "chunked: split differs");
 	}
 
+	/*
+	 * chunked_decode: the same verdict and consumed total as chunked_feed, its
+	 * payload always inside the consumed bytes, and the same payload (compared
+	 * by a running hash) whole and byte at a time.
+	 */
+	uint64_t h_whole = 0, h_bytes = 0;
+	size_t p_whole = 0, p_bytes = 0;
+	for (int byte = 0; byte < 2; byte++) {
+		chunked_init(&s);
+		size_t pos = 0;
+		int rd = CHUNKED_MORE;
+		uint64_t *h = byte ? &h_bytes : &h_whole;
+		size_t *pl = byte ? &p_bytes : &p_whole;
+		while (pos < len && rd == CHUNKED_MORE) {
+			size_t n = byte ? 1 : len - pos;
+			struct http_view d;
+			rd = chunked_decode(&s, buf + pos, n, &used, &d);
+			check(used <= n, "decode: consumed more than given");
+			check(d.len == 0 || (d.p >= buf + pos && d.p + d.len <= buf + pos + used),
+			      "decode: payload outside the consumed bytes");
+			for (size_t i = 0; i < d.len; i++)
+				*h = (*h ^ (unsigned char)d.p[i]) * 0x100000001b3ull;
+			*pl += d.len;
+			pos += used;
+			if (rd == CHUNKED_MORE && used == 0)
+				break;
+		}
+		check(rd == r && pos == whole, "decode: verdict or consumed differs from feed");
+	}
+	check(h_whole == h_bytes && p_whole == p_bytes, "decode: payload depends on the split");
+
 	/* the verdict sits exactly at the consumed boundary */
 	if (r == CHUNKED_DONE) {
 		check(feed_split(buf, whole, NULL, 0, &other) == CHUNKED_DONE && other == whole,

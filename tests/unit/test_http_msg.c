@@ -770,6 +770,77 @@ static void test_chunked_every_split(void **state)
 	}
 }
 
+/* Decode in pieces of the given size (0: one call): the result, total consumed and payload. */
+static int decode_pieces(const char *in, size_t len, size_t piece, size_t *total, char *payload,
+                         size_t *plen)
+{
+	struct chunked_state s;
+	chunked_init(&s);
+	*total = *plen = 0;
+	size_t pos = 0;
+	int rc = CHUNKED_MORE;
+	do {
+		size_t n = piece == 0 || len - pos < piece ? len - pos : piece;
+		size_t off = 0;
+		do {
+			size_t used = 99;
+			struct http_view d = {NULL, 99};
+			rc = chunked_decode(&s, in + pos + off, n - off, &used, &d);
+			assert_true(used <= n - off);
+			/* the payload is inside what was consumed */
+			if (d.len > 0) {
+				assert_true(d.p >= in + pos + off && d.p + d.len <= in + pos + off + used);
+				memcpy(payload + *plen, d.p, d.len);
+				*plen += d.len;
+			} else {
+				assert_null(d.p);
+			}
+			off += used;
+			*total += used;
+		} while (rc == CHUNKED_MORE && off < n);
+		pos += n;
+	} while (rc == CHUNKED_MORE && pos < len);
+	return rc;
+}
+
+/* chunked_decode validates exactly as chunked_feed, and hands back the same payload however split. */
+static void test_chunked_decode(void **state)
+{
+	(void)state;
+	static char payload[256], first[256];
+	for (size_t i = 0; i < N(chunk_cases); i++) {
+		const struct chunk_case *c = &chunk_cases[i];
+		size_t want = c->consumed == ALL ? c->len : c->consumed;
+		size_t total, plen, first_len = 0;
+		for (size_t piece = 0; piece <= c->len + 1; piece++) {
+			int rc = decode_pieces(c->in, c->len, piece, &total, payload, &plen);
+			if (rc != c->expect || total != want)
+				fail_msg("case %zu \"%s\" piece %zu: decode got %d consumed %zu, want %d %zu",
+				         i, c->in, piece, rc, total, c->expect, want);
+			if (piece == 0) {
+				memcpy(first, payload, plen);
+				first_len = plen;
+			} else if (plen != first_len || memcmp(payload, first, plen) != 0) {
+				fail_msg("case %zu piece %zu: payload differs from the whole-input decode", i,
+				         piece);
+			}
+		}
+	}
+	/* The payload of a known body, whatever the split. */
+	static const char body[] = "1a;n=\"v;\\\"\"\r\nabcdefghijklmnopqrstuvwxyz\r\n"
+	                           "4\r\n\r\n\r\n\r\n0;z\r\nA: 1\r\n\r\nNEXT";
+	size_t len = sizeof(body) - 1, total, plen;
+	for (size_t piece = 0; piece <= len; piece++) {
+		assert_int_equal(decode_pieces(body, len, piece, &total, payload, &plen), CHUNKED_DONE);
+		assert_int_equal(total, len - 4);
+		assert_int_equal(plen, 30);
+		assert_memory_equal(payload, "abcdefghijklmnopqrstuvwxyz\r\n\r\n", 30);
+	}
+	assert_string_equal(chunked_status_str(CHUNKED_ERR_EXT), "bad_chunk_ext");
+	assert_string_equal(http_msg_status_str(CHUNKED_ERR_EXT), "bad_chunk_ext");
+	assert_string_equal(chunked_status_str(HTTP_TARGET_HTTPS), "unknown");
+}
+
 static void test_chunked_sticky(void **state)
 {
 	(void)state;
@@ -1076,6 +1147,7 @@ int main(void)
 	    cmocka_unit_test(test_keep_alive),
 	    cmocka_unit_test(test_chunked_table),
 	    cmocka_unit_test(test_chunked_every_split),
+	    cmocka_unit_test(test_chunked_decode),
 	    cmocka_unit_test(test_chunked_sticky),
 	    cmocka_unit_test(test_chunked_limits),
 	    cmocka_unit_test(test_forward_request),

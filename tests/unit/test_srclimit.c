@@ -175,6 +175,39 @@ static void test_budget_exact_and_refill(void **state)
 	srclimit_destroy(t);
 }
 
+/*
+ * The per-request budget check of a held slot (the slot is taken at accept
+ * with no budget check; every request asks srclimit_budget_check).
+ */
+static void test_budget_check_of_a_held_slot(void **state)
+{
+	struct srclimit *t = srclimit_create();
+	struct pc_addr a = v4(10, 0, 0, 1);
+	uint32_t retry = 99;
+	(void)state;
+	struct src_slot *s = take(t, &a, 0, 0, T0);
+	/* Never charged: nothing is spent, whatever the budget. */
+	assert_int_equal(srclimit_budget_check(s, 100, T0, &retry), SRCLIMIT_OK);
+	assert_int_equal(retry, 0);
+	/* Part spent: still OK; all spent: BUDGET until the window ends (rounded up). */
+	assert_int_equal(srclimit_charge(s, 60, 100, WINDOW, T0), 60);
+	assert_int_equal(srclimit_budget_check(s, 100, T0 + 1, &retry), SRCLIMIT_OK);
+	assert_int_equal(srclimit_charge(s, 60, 100, WINDOW, T0 + 1), 40);
+	assert_int_equal(srclimit_budget_check(s, 100, T0 + SEC / 2, &retry), SRCLIMIT_BUDGET);
+	assert_int_equal(retry, 10); /* 9.5 s left, rounded up */
+	assert_int_equal(srclimit_budget_check(s, 100, T0 + WINDOW - 1, &retry), SRCLIMIT_BUDGET);
+	assert_int_equal(retry, 1);
+	/* No budget (0) is never spent; a larger budget (a reload) is not spent yet. */
+	assert_int_equal(srclimit_budget_check(s, 0, T0 + 1, &retry), SRCLIMIT_OK);
+	assert_int_equal(srclimit_budget_check(s, 101, T0 + 1, &retry), SRCLIMIT_OK);
+	/* The window ended: the budget is back. */
+	assert_int_equal(srclimit_budget_check(s, 100, T0 + WINDOW, &retry), SRCLIMIT_OK);
+	assert_int_equal(retry, 0);
+	assert_int_equal(srclimit_budget_check(s, 100, T0 + WINDOW, NULL), SRCLIMIT_OK);
+	srclimit_release(t, s);
+	srclimit_destroy(t);
+}
+
 static void test_window_starts_at_first_charged_byte(void **state)
 {
 	struct srclimit *t = srclimit_create();
@@ -514,6 +547,7 @@ int main(void)
 	    cmocka_unit_test(test_conns_unlimited),
 	    cmocka_unit_test(test_per_source_independence),
 	    cmocka_unit_test(test_budget_exact_and_refill),
+	    cmocka_unit_test(test_budget_check_of_a_held_slot),
 	    cmocka_unit_test(test_window_starts_at_first_charged_byte),
 	    cmocka_unit_test(test_window_zero_never_refills),
 	    cmocka_unit_test(test_budget_survives_release_then_gc),
