@@ -12,7 +12,7 @@ import json
 import statistics
 import sys
 
-TARGET_ORDER = ["direct", "portcullis", "squid", "tinyproxy"]
+TARGET_ORDER = ["direct", "portcullis", "baseline", "squid", "tinyproxy"]
 
 # (row label, result key, metric function, unit, digits, higher_is_better, proxy_only)
 def cpu_per_tunnel(r):
@@ -160,7 +160,8 @@ def main():
                      "of its CPU during the measurements; load average at the start %s." %
                      (100 * statistics.median(other), 100 * max(other), machine.get("loadavg", "?")))
     lines.append("")
-    lines.append("Each cell: median over rounds; (×d = ratio to direct, ×s = ratio to Squid).")
+    lines.append("Each cell: median over rounds; (×d = ratio to direct, ×s = ratio to Squid%s)." %
+                 (", ×b = portcullis to the baseline build" if "baseline" in targets else ""))
     lines.append("")
     hdr = "| metric | " + " | ".join(targets) + " |"
     lines.append(hdr)
@@ -203,6 +204,9 @@ def main():
             rq = ratio(v, s)
             if rq is not None and t not in ("squid", "direct"):
                 rs.append("%.2f×s" % rq)
+            rb = ratio(v, med("baseline", key, fn)) if t == "portcullis" else None
+            if rb is not None:
+                rs.append("%.2f×b" % rb)
             if rs and v is not None:
                 c += " (" + ", ".join(rs) + ")"
             cells.append(c)
