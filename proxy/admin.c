@@ -26,11 +26,11 @@
 #include "sockaddr.h"
 
 #define ADMIN_MAX_CONNS 64
-#define ADMIN_REQ_MAX 4096
+#define ADMIN_REQ_MAX   4096
 #define ADMIN_TIMEOUT_S 5
 /* Readiness: probe the pinned resolvers every PROBE_MS; ready if one answered within READY_MS. */
-#define PROBE_MS 2000
-#define READY_MS 6000
+#define PROBE_MS   2000
+#define READY_MS   6000
 #define PROBE_NAME "readyz.portcullis.invalid"
 
 struct admin {
@@ -43,7 +43,7 @@ struct admin {
 	struct dns_resolver *dns;
 	struct dns_query *probe;
 	struct event *probe_ev;
-	int stop_fd;                 /* the main thread asks the loop to stop through this eventfd */
+	int stop_fd; /* the main thread asks the loop to stop through this eventfd */
 	struct event *stop_ev;
 	struct bufferevent *conns[ADMIN_MAX_CONNS]; /* open scrapes, freed on stop */
 	uint64_t since_ms[ADMIN_MAX_CONNS];         /* when each was accepted */
@@ -91,14 +91,14 @@ static const char *not_ready(const struct admin *a, const struct proxy_stats *st
 /* ---- HTTP ---- */
 
 static void respond(struct bufferevent *bev, int status, const char *reason, const char *ctype,
-		    struct evbuffer *body)
+                    struct evbuffer *body)
 {
 	struct evbuffer *out = bufferevent_get_output(bev);
 	evbuffer_add_printf(out,
-			    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			    "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
-			    status, reason, ctype, evbuffer_get_length(body),
-			    status == 405 ? "Allow: GET\r\n" : ""); /* RFC 9110 §15.5.6 */
+	                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	                    "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
+	                    status, reason, ctype, evbuffer_get_length(body),
+	                    status == 405 ? "Allow: GET\r\n" : ""); /* RFC 9110 §15.5.6 */
 	evbuffer_add_buffer(out, body);
 }
 
@@ -133,7 +133,7 @@ static void handle(struct admin *a, struct bufferevent *bev, const struct http_r
 		const char *why = not_ready(a, &st);
 		evbuffer_add_printf(body, "%s\n", why == NULL ? "ready" : why);
 		respond(bev, why == NULL ? 200 : 503, why == NULL ? "OK" : "Service Unavailable",
-			"text/plain", body);
+		        "text/plain", body);
 	}
 #undef PATH_IS
 	evbuffer_free(body);
@@ -194,7 +194,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-		      void *arg)
+                      void *arg)
 {
 	struct admin *a = arg;
 	if (a->n_conns >= ADMIN_MAX_CONNS) {
@@ -243,7 +243,7 @@ static void *admin_main(void *arg)
 }
 
 struct admin *admin_create(const struct policy_settings *ps, proxy_stats_fn stats, void *arg,
-			   char *errmsg, size_t errlen)
+                           char *errmsg, size_t errlen)
 {
 	struct admin *a = calloc(1, sizeof(*a));
 	if (a == NULL) {
@@ -265,13 +265,14 @@ struct admin *admin_create(const struct policy_settings *ps, proxy_stats_fn stat
 	struct sockaddr_storage ss;
 	socklen_t len = sockaddr_make(&ps->listen_admin.addr, ps->listen_admin.port, &ss);
 	a->listener = evconnlistener_new_bind(a->base, accept_cb, a,
-					      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-						      LEV_OPT_CLOSE_ON_EXEC,
-					      64, (struct sockaddr *)&ss, (int)len);
+	                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+	                                          LEV_OPT_CLOSE_ON_EXEC,
+	                                      64, (struct sockaddr *)&ss, (int)len);
 	if (a->listener == NULL) {
 		char t[ADDR_STRLEN + 8];
 		sockaddr_format(&ps->listen_admin.addr, ps->listen_admin.port, t, sizeof(t));
-		snprintf(errmsg, errlen, "cannot listen on admin address %s: %s", t, strerror(errno));
+		snprintf(errmsg, errlen, "cannot listen on admin address %s: %s", t,
+		         strerror(errno));
 		goto fail;
 	}
 	a->sweep_ev = event_new(a->base, -1, EV_PERSIST, sweep_cb, a);

@@ -15,7 +15,7 @@ struct admin;
  * failure (errmsg filled).
  */
 struct admin *admin_create(const struct policy_settings *ps, proxy_stats_fn stats, void *arg,
-			   char *errmsg, size_t errlen);
+                           char *errmsg, size_t errlen);
 /* Start the admin thread. */
 int admin_start(struct admin *a) __attribute__((warn_unused_result));
 /* Stop the thread (if started) and free. NULL is a no-op. */

@@ -33,22 +33,22 @@
 #define ACTIVITY_SLACK_MS 10
 
 static const char *const state_names[CS__COUNT] = {
-	"request", "resolving", "connecting", "hello", "tunnel",
-	"forward", "upgrading", "finishing",  "closed",
+    "request", "resolving", "connecting", "hello",  "tunnel",
+    "forward", "upgrading", "finishing",  "closed",
 };
 
 #define BIT(s) (1u << (s))
 /* Every transition a phase may make; anything else is a bug that must not pass silently. */
 static const unsigned transitions[CS__COUNT] = {
-	[CS_REQUEST] = BIT(CS_RESOLVING) | BIT(CS_CONNECTING) | BIT(CS_FINISHING),
-	[CS_RESOLVING] = BIT(CS_CONNECTING) | BIT(CS_FINISHING),
-	[CS_CONNECTING] = BIT(CS_HELLO) | BIT(CS_FORWARD) | BIT(CS_FINISHING),
-	[CS_HELLO] = BIT(CS_TUNNEL) | BIT(CS_FINISHING),
-	[CS_TUNNEL] = BIT(CS_HELLO) | BIT(CS_FINISHING), /* HELLO: the first client byte was 0x16 */
-	[CS_FORWARD] = BIT(CS_REQUEST) | BIT(CS_UPGRADING) | BIT(CS_FINISHING),
-	[CS_UPGRADING] = BIT(CS_TUNNEL) | BIT(CS_FINISHING),
-	[CS_FINISHING] = 0,
-	[CS_CLOSED] = 0,
+    [CS_REQUEST] = BIT(CS_RESOLVING) | BIT(CS_CONNECTING) | BIT(CS_FINISHING),
+    [CS_RESOLVING] = BIT(CS_CONNECTING) | BIT(CS_FINISHING),
+    [CS_CONNECTING] = BIT(CS_HELLO) | BIT(CS_FORWARD) | BIT(CS_FINISHING),
+    [CS_HELLO] = BIT(CS_TUNNEL) | BIT(CS_FINISHING),
+    [CS_TUNNEL] = BIT(CS_HELLO) | BIT(CS_FINISHING), /* HELLO: the first client byte was 0x16 */
+    [CS_FORWARD] = BIT(CS_REQUEST) | BIT(CS_UPGRADING) | BIT(CS_FINISHING),
+    [CS_UPGRADING] = BIT(CS_TUNNEL) | BIT(CS_FINISHING),
+    [CS_FINISHING] = 0,
+    [CS_CLOSED] = 0,
 };
 
 static void set_state(struct conn *c, enum conn_state to)
@@ -102,7 +102,8 @@ void conn_env_fini(struct conn_env *env)
 void conn_env_adopt(struct conn_env *env, struct policy *p)
 {
 	for (size_t i = 0; i < policy_tier_count(p) && i < METRICS_MAX_TIERS; i++)
-		env->tier_slots[i] = (uint16_t)metrics_tier_slot(env->tiers, policy_tier(p, i)->name);
+		env->tier_slots[i] =
+		    (uint16_t)metrics_tier_slot(env->tiers, policy_tier(p, i)->name);
 	policy_unref(env->policy);
 	env->policy = p;
 }
@@ -121,7 +122,8 @@ void conn_env_refresh(struct conn_env *env)
 
 void conn_arm_ms(struct conn *c, uint64_t ms)
 {
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+	                     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 	evtimer_add(c->timer, &tv);
 }
 
@@ -134,10 +136,10 @@ void conn_arm_activity(struct conn *c)
 {
 	const struct policy_tier *t = conn_tier(c);
 	const struct policy_settings *s = policy_settings(c->policy);
-	uint64_t idle = (uint64_t)conn_pick(t ? t->idle_timeout_ms : 0, s->idle_timeout_ms) *
-			1000000ull;
-	uint64_t life = (uint64_t)conn_pick(t ? t->max_lifetime_ms : 0, s->max_lifetime_ms) *
-			1000000ull;
+	uint64_t idle =
+	    (uint64_t)conn_pick(t ? t->idle_timeout_ms : 0, s->idle_timeout_ms) * 1000000ull;
+	uint64_t life =
+	    (uint64_t)conn_pick(t ? t->max_lifetime_ms : 0, s->max_lifetime_ms) * 1000000ull;
 	uint64_t now = coarse_ns();
 	uint64_t idle_left = c->last_active + idle > now ? c->last_active + idle - now : 0;
 	uint64_t now_fine = mono_ns();
@@ -189,8 +191,8 @@ int conn_buffered(struct conn *c)
 	if (c->ubev == NULL && c->upstream != NULL)
 		c->ubev = transport_buffered(c->upstream, c->env->base);
 	return (c->client == NULL || c->cbev != NULL) && (c->upstream == NULL || c->ubev != NULL)
-		       ? 0
-		       : -1;
+	           ? 0
+	           : -1;
 }
 
 /* Free a bufferevent that never touches its socket again (the transport owns it). */
@@ -255,7 +257,7 @@ static int identify(const struct conn *c, const struct policy *p)
 		return policy_identify(p, &c->src);
 	const char *label = policy_settings(p)->kube.tier_label;
 	return policy_identify_pod(p, c->pod->ns,
-				   label != NULL ? pod_info_label(c->pod, label) : NULL);
+	                           label != NULL ? pod_info_label(c->pod, label) : NULL);
 }
 
 /* The metrics label slot of the connection's tier. */
@@ -310,7 +312,8 @@ enum reason conn_admit(struct conn *c, bool plain)
 	if (!audit_log_available(c->env->audit))
 		return R_AUDIT_UNAVAILABLE;
 	uint32_t retry = 0;
-	if (srclimit_budget_check(c->slot, t->upload_budget_bytes, mono_ns(), &retry) != SRCLIMIT_OK) {
+	if (srclimit_budget_check(c->slot, t->upload_budget_bytes, mono_ns(), &retry) !=
+	    SRCLIMIT_OK) {
 		if (t->mode != TIER_AUDIT) {
 			c->retry_after = retry;
 			return R_SOURCE_UPLOAD_BUDGET;
@@ -334,9 +337,9 @@ uint64_t conn_charge(struct conn *c, bool upload, uint64_t n, bool capped, enum 
 		cut = upload ? R_UPLOAD_CAP : R_DOWNLOAD_CAP;
 	}
 	if (upload && t != NULL && t->upload_budget_bytes != 0) {
-		uint64_t ok = srclimit_charge(c->slot, pass, t->upload_budget_bytes,
-					      (uint64_t)t->upload_budget_window_ms * 1000000ull,
-					      mono_ns());
+		uint64_t ok =
+		    srclimit_charge(c->slot, pass, t->upload_budget_bytes,
+		                    (uint64_t)t->upload_budget_window_ms * 1000000ull, mono_ns());
 		if (ok < pass) {
 			pass = ok;
 			cut = R_SOURCE_UPLOAD_BUDGET;
@@ -400,7 +403,7 @@ static void end(struct conn *c, enum reason why, bool linger)
 	c->slot = NULL;
 	if (c->counted_active)
 		atomic_fetch_sub_explicit(&env->metrics->tunnels_active[c->tier_slot], 1,
-					  memory_order_relaxed);
+		                          memory_order_relaxed);
 	free(c->tls);
 	c->tls = NULL;
 	free(c->url_path);
@@ -476,7 +479,8 @@ static void finish_event_cb(struct bufferevent *bev, short what, void *arg)
 		conn_close(c, c->finish_reason); /* the client went away: nothing left to deliver */
 		return;
 	}
-	evbuffer_drain(bufferevent_get_output(bev), evbuffer_get_length(bufferevent_get_output(bev)));
+	evbuffer_drain(bufferevent_get_output(bev),
+	               evbuffer_get_length(bufferevent_get_output(bev)));
 	finish_check(c);
 }
 
@@ -498,7 +502,8 @@ void conn_finish(struct conn *c, enum reason why)
 	set_state(c, CS_FINISHING);
 	c->finish_reason = why;
 	if (ph->finish != NULL)
-		ph->finish(c); /* the phase hands over what it holds for sending, cancels the rest */
+		ph->finish(
+		    c); /* the phase hands over what it holds for sending, cancels the rest */
 	if (c->state == CS_CLOSED)
 		return;
 	if (c->reset_upstream && c->upstream != NULL) {
@@ -521,6 +526,8 @@ void conn_finish(struct conn *c, enum reason why)
 
 void conn_refuse(struct conn *c, enum reason why)
 {
+	if (c->state == CS_FINISHING || c->state == CS_CLOSED)
+		return; /* already ending: nothing more goes to the client */
 	c->verdict.allow = false;
 	c->verdict.reason = why;
 	c->status = reason_http_status(why);
@@ -529,7 +536,7 @@ void conn_refuse(struct conn *c, enum reason why)
 	conn_audit(c, why, false);
 	char resp[512];
 	size_t n = refusal_format(why, c->status, c->retry_after, strcmp(c->method, "HEAD") == 0,
-				  resp, sizeof(resp));
+	                          resp, sizeof(resp));
 	if (n == 0 || conn_buffered(c) != 0 || bufferevent_write(c->cbev, resp, n) != 0) {
 		conn_close(c, why);
 		return;
@@ -539,6 +546,8 @@ void conn_refuse(struct conn *c, enum reason why)
 
 void conn_cut(struct conn *c, enum reason why)
 {
+	if (c->state == CS_FINISHING || c->state == CS_CLOSED)
+		return;
 	c->verdict.allow = false;
 	c->verdict.reason = why;
 	conn_audit(c, why, false);
@@ -550,7 +559,7 @@ void conn_cut(struct conn *c, enum reason why)
 
 void conn_next_exchange(struct conn *c)
 {
-	c->have_request = c->audited = c->have_dst = c->would_deny = false;
+	c->have_request = c->audited = c->have_dst = c->would_deny = c->plain = false;
 	c->up = c->down = c->cap_up = c->cap_down = 0;
 	c->status = 0;
 	c->retry_after = 0;
@@ -573,12 +582,12 @@ void conn_next_exchange(struct conn *c)
 
 /* Refuse before a connection object exists (process limit, out of memory), with a record. */
 static void refuse_raw(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa,
-		       enum reason why)
+                       enum reason why)
 {
 	conn_audit_raw(env, sa, why);
 	char resp[512];
 	size_t n = refusal_format(why, reason_http_status(why), why == R_CONNECTION_LIMIT ? 1 : 0,
-				  false, resp, sizeof(resp));
+	                          false, resp, sizeof(resp));
 	/* Best effort, non-blocking: the socket is fresh so the send buffer is empty. */
 	if (n > 0 && send(fd, resp, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		(void)0;
@@ -595,13 +604,14 @@ static bool take_slot(struct conn *c)
 {
 	const struct policy_tier *t = conn_tier(c);
 	uint32_t max = t != NULL ? t->connections_per_source
-				 : policy_settings(c->policy)->unknown_connections_per_source;
+	                         : policy_settings(c->policy)->unknown_connections_per_source;
 	uint32_t retry = 0;
 	int r = srclimit_acquire(c->env->srclimit, &c->src, max, 0, 0, mono_ns(), &c->slot, &retry);
 	if (r == SRCLIMIT_CONNS && t != NULL && t->mode == TIER_AUDIT) {
 		/* Audit mode: admitted, and every exchange records the would-deny. */
 		c->over_source_limit = true;
-		r = srclimit_acquire(c->env->srclimit, &c->src, 0, 0, 0, mono_ns(), &c->slot, &retry);
+		r = srclimit_acquire(c->env->srclimit, &c->src, 0, 0, 0, mono_ns(), &c->slot,
+		                     &retry);
 	}
 	if (r == SRCLIMIT_OK)
 		return true;

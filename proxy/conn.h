@@ -62,9 +62,11 @@ enum conn_state {
 	CS_HELLO,      /* hello.c: 200 sent; the client's bytes held until a ClientHello passed */
 	CS_TUNNEL,     /* relay.c: relaying both ways; idle and lifetime deadlines armed */
 	CS_FORWARD,    /* forward.c: one plain-HTTP exchange moving; idle and lifetime deadlines */
-	CS_UPGRADING,  /* forward.c: a 101 is going to the client; the relay takes over once it is out */
-	CS_FINISHING,  /* conn.c: nothing more is read; what was let through is flushed, then close */
-	CS_CLOSED,     /* conn.c: recorded and released; the object is freed when the loop unwinds */
+	CS_UPGRADING,  /* forward.c: a 101 is going to the client; the relay takes over once it is
+	                  out */
+	CS_FINISHING,  /* conn.c: nothing more is read; what was let through is flushed, then close
+	                */
+	CS_CLOSED, /* conn.c: recorded and released; the object is freed when the loop unwinds */
 	CS__COUNT
 };
 
@@ -104,16 +106,16 @@ struct conn_env {
 	struct event_base *base;
 	struct dns_resolver *dns;
 	struct audit_log *audit;
-	struct srclimit *srclimit;        /* per-source limits, process-wide */
-	struct podmap *podmap;            /* pod identity, or NULL */
-	const struct kube_client *kube;   /* feeds podmap (overflow state), or NULL */
-	struct worker_metrics *metrics;   /* this worker's counters */
-	struct metrics_tiers *tiers;      /* process-wide tier label slots */
+	struct srclimit *srclimit;      /* per-source limits, process-wide */
+	struct podmap *podmap;          /* pod identity, or NULL */
+	const struct kube_client *kube; /* feeds podmap (overflow state), or NULL */
+	struct worker_metrics *metrics; /* this worker's counters */
+	struct metrics_tiers *tiers;    /* process-wide tier label slots */
 	struct linger_pool *linger;
-	const char *hostname;             /* observer.hostname */
-	atomic_uint *n_open;              /* open connections, process-wide (max_connections) */
-	const atomic_bool *draining;      /* the process is stopping: no keep-alive */
-	atomic_ullong audit_lost;         /* records that could not be formatted */
+	const char *hostname;        /* observer.hostname */
+	atomic_uint *n_open;         /* open connections, process-wide (max_connections) */
+	const atomic_bool *draining; /* the process is stopping: no keep-alive */
+	atomic_ullong audit_lost;    /* records that could not be formatted */
 	/* The policy: new requests are decided under `policy`; `next` is the mailbox. */
 	struct policy *policy;
 	_Atomic(struct policy *) next;
@@ -136,7 +138,7 @@ struct conn_env {
  * Each epoll round trip costs far more than the copy on a VM: 4 MiB reads took
  * 8-stream bulk from about 535 to 440-495 us of CPU per MiB against 1 MiB reads.
  */
-#define CONN_RELAY_BUF (4096u * 1024u)
+#define CONN_RELAY_BUF     (4096u * 1024u)
 #define CONN_HELLO_SCRATCH 65536u
 
 struct conn {
@@ -144,16 +146,16 @@ struct conn {
 	struct conn_env *env;
 	struct conn *prev, *next; /* env's open list; `next` links the reap list once closed */
 	enum conn_state state;
-	struct event *timer;          /* the one deadline of the current state */
-	struct transport *client;     /* the client, until closed */
-	struct transport *upstream;   /* the upstream, once connected */
-	struct bufferevent *cbev;     /* buffered phases: over `client` (NULL in the relay) */
-	struct bufferevent *ubev;     /* buffered phases: over `upstream` */
+	struct event *timer;             /* the one deadline of the current state */
+	struct transport *client;        /* the client, until closed */
+	struct transport *upstream;      /* the upstream, once connected */
+	struct bufferevent *cbev;        /* buffered phases: over `client` (NULL in the relay) */
+	struct bufferevent *ubev;        /* buffered phases: over `upstream` */
 	bool client_eof, upstream_eof;   /* each peer has sent its FIN */
 	bool client_shut, upstream_shut; /* our write side towards each is shut */
-	bool reset_upstream;          /* close the upstream with a RST (a refusal after 200) */
-	enum reason first_eof;        /* the close reason once both sides are done */
-	enum reason finish_reason;    /* CS_FINISHING: why it ends */
+	bool reset_upstream;             /* close the upstream with a RST (a refusal after 200) */
+	enum reason first_eof;           /* the close reason once both sides are done */
+	enum reason finish_reason;       /* CS_FINISHING: why it ends */
 
 	/* ---- identity: the source at accept (a socket cannot move) ---- */
 	struct pc_addr src;
@@ -163,41 +165,43 @@ struct conn {
 	bool over_source_limit; /* audit mode: admitted past connections_per_source */
 
 	/* ---- the exchange: one request, decided and recorded on its own ---- */
-	struct policy *policy;  /* the snapshot current when this request's head completed */
-	int tier;               /* -1: none */
-	unsigned tier_slot;     /* metrics label slot (0: none) */
+	struct policy *policy; /* the snapshot current when this request's head completed */
+	int tier;              /* -1: none */
+	unsigned tier_slot;    /* metrics label slot (0: none) */
 	char method[16];
-	bool have_request;      /* a request head was parsed: the exchange gets a record */
-	bool audited;           /* its record was written */
-	struct pc_host host;    /* the target */
+	bool plain;          /* a plain-HTTP request (else CONNECT) */
+	bool have_request;   /* a request head was parsed: the exchange gets a record */
+	bool audited;        /* its record was written */
+	struct pc_host host; /* the target */
 	uint16_t port;
 	struct verdict verdict; /* the host decision; reason overwritten by a later refusal */
 	bool have_dst;
-	struct pc_addr dst;     /* the vetted address connected to */
-	bool would_deny;        /* audit mode: something would have been refused ... */
+	struct pc_addr dst;            /* the vetted address connected to */
+	bool would_deny;               /* audit mode: something would have been refused ... */
 	enum reason would_deny_reason; /* ... for this reason (the first one) */
-	int status;             /* HTTP status the client saw */
-	uint32_t retry_after;   /* Retry-After seconds of a 429 / 503 (0: none) */
-	bool counted_active;    /* counted in tunnels_active */
-	uint64_t t0_mono, t0_wall; /* start of the exchange */
-	uint64_t t_head;        /* its request head completed (monotonic ns) */
-	uint64_t last_active;   /* coarse monotonic ns of the last byte moved */
-	uint64_t up, down;      /* bytes client -> upstream, upstream -> client */
-	uint64_t cap_up, cap_down; /* of those, counted against caps.upload/download_bytes */
-	struct conn_tls *tls;   /* hello.c, for the record; NULL unless inspected */
-	char *url_path;         /* plain HTTP: the target's path for the record (malloc'd) */
+	int status;                    /* HTTP status the client saw */
+	uint32_t retry_after;          /* Retry-After seconds of a 429 / 503 (0: none) */
+	bool counted_active;           /* counted in tunnels_active */
+	uint64_t t0_mono, t0_wall;     /* start of the exchange */
+	uint64_t t_head;               /* its request head completed (monotonic ns) */
+	uint64_t last_active;          /* coarse monotonic ns of the last byte moved */
+	uint64_t up, down;             /* bytes client -> upstream, upstream -> client */
+	uint64_t cap_up, cap_down;     /* of those, counted against caps.upload/download_bytes */
+	struct conn_tls *tls;          /* hello.c, for the record; NULL unless inspected */
+	char *url_path;                /* plain HTTP: the target's path for the record (malloc'd) */
 
 	/* ---- phase-private state (opaque here) ---- */
 	struct dial *dial;
 	struct relay *relay;
 	struct fwd *fwd;
-	bool peek_first;        /* relay.c: not a TLS port; inspect if the first client byte is 0x16 */
+	bool peek_first; /* relay.c: not a TLS port; inspect if the first client byte is 0x16 */
 };
 
 /* ---- the worker's side ---- */
 
 /* Set up the core's part of env (reap event, linger pool); the worker fills the rest. */
-int conn_env_init(struct conn_env *env, struct event_base *base) __attribute__((warn_unused_result));
+int conn_env_init(struct conn_env *env, struct event_base *base)
+    __attribute__((warn_unused_result));
 /* Close every connection (drain_timeout), free the closed ones, the linger pool. */
 void conn_env_fini(struct conn_env *env);
 /* Adopt p as the policy new requests are decided under (takes the reference). */

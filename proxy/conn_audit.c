@@ -30,23 +30,23 @@ void conn_audit(struct conn *c, enum reason why, bool allowed)
 	c->audited = true;
 	const struct policy_tier *t = conn_tier(c);
 	struct audit_rec r = {
-		.ts_ns = c->t0_wall,
-		.duration_ns = mono_ns() - c->t0_mono,
-		.tunnel_end = allowed,
-		.allowed = allowed,
-		.reason = why,
-		.src = &c->src,
-		.src_port = c->src_port,
-		.dst_domain = c->host.kind == HOST_NAME ? c->host.name : NULL,
-		.dst_ip = c->have_dst ? &c->dst : NULL,
-		.dst_port = c->port,
-		.method = c->method[0] ? c->method : NULL,
-		.status = c->status,
-		.bytes_up = c->up,
-		.bytes_down = c->down,
-		.rule = c->verdict.rule && c->verdict.rule[0] ? c->verdict.rule : NULL,
-		.tier = t ? t->name : NULL,
-		.would_deny = c->would_deny ? reason_name(c->would_deny_reason) : NULL,
+	    .ts_ns = c->t0_wall,
+	    .duration_ns = mono_ns() - c->t0_mono,
+	    .tunnel_end = allowed,
+	    .allowed = allowed,
+	    .reason = why,
+	    .src = &c->src,
+	    .src_port = c->src_port,
+	    .dst_domain = c->host.kind == HOST_NAME ? c->host.name : NULL,
+	    .dst_ip = c->have_dst ? &c->dst : NULL,
+	    .dst_port = c->port,
+	    .method = c->method[0] ? c->method : NULL,
+	    .status = c->status,
+	    .bytes_up = c->up,
+	    .bytes_down = c->down,
+	    .rule = c->verdict.rule && c->verdict.rule[0] ? c->verdict.rule : NULL,
+	    .tier = t ? t->name : NULL,
+	    .would_deny = c->would_deny ? reason_name(c->would_deny_reason) : NULL,
 	};
 	if (c->tls != NULL) {
 		r.sni = c->tls->sni[0] ? c->tls->sni : NULL;
@@ -75,7 +75,8 @@ void conn_audit(struct conn *c, enum reason why, bool allowed)
 		}
 	}
 	/* One metric count per audit record, whether or not the writer could take it. */
-	metrics_add(&c->env->metrics->conns[c->tier_slot][why][allowed ? MDEC_ALLOW : MDEC_DENY], 1);
+	metrics_add(&c->env->metrics->conns[c->tier_slot][why][allowed ? MDEC_ALLOW : MDEC_DENY],
+	            1);
 	submit(c->env, &r);
 }
 
@@ -85,11 +86,11 @@ void conn_audit_raw(struct conn_env *env, const struct sockaddr *sa, enum reason
 	uint16_t src_port;
 	sockaddr_to_addr(sa, &src, &src_port);
 	struct audit_rec r = {
-		.ts_ns = wall_ns(),
-		.reason = why,
-		.src = &src,
-		.src_port = src_port,
-		.status = reason_http_status(why),
+	    .ts_ns = wall_ns(),
+	    .reason = why,
+	    .src = &src,
+	    .src_port = src_port,
+	    .status = reason_http_status(why),
 	};
 	metrics_add(&env->metrics->conns[0][why][MDEC_DENY], 1);
 	submit(env, &r);

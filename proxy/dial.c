@@ -1,4 +1,5 @@
-/* Phase "dial" (CS_RESOLVING, CS_CONNECTING): resolve, vet every answer, connect to a vetted address. */
+/* Phase "dial" (CS_RESOLVING, CS_CONNECTING): resolve, vet every answer, connect to a vetted
+ * address. */
 #include "dial.h"
 
 #include <errno.h>
@@ -22,13 +23,13 @@
 #define RESOLVE_BACKSTOP_MS 1000
 
 struct dial {
-	struct dns_query *dq;   /* lookup in flight (the cancel handle) */
-	struct pc_addr *addrs;  /* the vetted addresses, tried in order, never resolved again */
+	struct dns_query *dq;  /* lookup in flight (the cancel handle) */
+	struct pc_addr *addrs; /* the vetted addresses, tried in order, never resolved again */
 	size_t n, idx;
-	evutil_socket_t fd;     /* the attempt in progress, -1: none */
-	struct event *ev;       /* EV_WRITE on fd while connecting */
-	enum reason fail;       /* why the last attempt failed */
-	uint64_t t_step;        /* start of the lookup or of the current attempt */
+	evutil_socket_t fd; /* the attempt in progress, -1: none */
+	struct event *ev;   /* EV_WRITE on fd while connecting */
+	enum reason fail;   /* why the last attempt failed */
+	uint64_t t_step;    /* start of the lookup or of the current attempt */
 };
 
 static struct dial *dial_of(struct conn *c)
@@ -108,7 +109,7 @@ static void connected(struct conn *c, evutil_socket_t fd)
 		conn_close(c, R_INTERNAL_ERROR);
 		return;
 	}
-	if (c->url_path != NULL) {
+	if (c->plain) {
 		conn_enter(c, CS_FORWARD);
 		return;
 	}
@@ -120,7 +121,7 @@ static void connected(struct conn *c, evutil_socket_t fd)
 	c->status = 200;
 	metrics_observe(&c->env->metrics->setup, mono_ns() - c->t_head);
 	atomic_fetch_add_explicit(&c->env->metrics->tunnels_active[c->tier_slot], 1,
-				  memory_order_relaxed);
+	                          memory_order_relaxed);
 	c->counted_active = true;
 	conn_enter(c, CS_HELLO);
 }
@@ -130,9 +131,12 @@ static void connected(struct conn *c, evutil_socket_t fd)
 static enum reason connect_errno_reason(int err)
 {
 	switch (err) {
-	case ECONNREFUSED: return R_UPSTREAM_REFUSED;
-	case ETIMEDOUT: return R_UPSTREAM_TIMEOUT;
-	default: return R_UPSTREAM_UNREACHABLE;
+	case ECONNREFUSED:
+		return R_UPSTREAM_REFUSED;
+	case ETIMEDOUT:
+		return R_UPSTREAM_TIMEOUT;
+	default:
+		return R_UPSTREAM_UNREACHABLE;
 	}
 }
 
@@ -246,22 +250,37 @@ static void dns_done(void *arg, enum dns_result res, const struct pc_addr *addrs
 	d->dq = NULL;
 	metrics_observe(&m->dns, mono_ns() - d->t_step);
 	switch (res) {
-	case DNS_OK: break;
-	case DNS_NXDOMAIN: metrics_add(&m->dns_errors[MDNS_NXDOMAIN], 1); break;
-	case DNS_NODATA: metrics_add(&m->dns_errors[MDNS_NODATA], 1); break;
-	case DNS_TIMEOUT: metrics_add(&m->dns_errors[MDNS_TIMEOUT], 1); break;
-	default: metrics_add(&m->dns_errors[MDNS_ERROR], 1); break;
+	case DNS_OK:
+		break;
+	case DNS_NXDOMAIN:
+		metrics_add(&m->dns_errors[MDNS_NXDOMAIN], 1);
+		break;
+	case DNS_NODATA:
+		metrics_add(&m->dns_errors[MDNS_NODATA], 1);
+		break;
+	case DNS_TIMEOUT:
+		metrics_add(&m->dns_errors[MDNS_TIMEOUT], 1);
+		break;
+	default:
+		metrics_add(&m->dns_errors[MDNS_ERROR], 1);
+		break;
 	}
 	switch (res) {
 	case DNS_OK:
 		if (vet(c, addrs, n))
 			conn_enter(c, CS_CONNECTING);
 		return;
-	case DNS_NXDOMAIN: conn_refuse(c, R_DNS_NXDOMAIN); return;
-	case DNS_TIMEOUT: conn_refuse(c, R_DNS_TIMEOUT); return;
+	case DNS_NXDOMAIN:
+		conn_refuse(c, R_DNS_NXDOMAIN);
+		return;
+	case DNS_TIMEOUT:
+		conn_refuse(c, R_DNS_TIMEOUT);
+		return;
 	case DNS_NODATA:
 	case DNS_ERROR:
-	default: conn_refuse(c, R_DNS_ERROR); return;
+	default:
+		conn_refuse(c, R_DNS_ERROR);
+		return;
 	}
 }
 
@@ -275,7 +294,7 @@ static void resolving_enter(struct conn *c)
 	const struct policy_settings *s = policy_settings(c->policy);
 	uint64_t n = s->n_resolvers ? s->n_resolvers : 1;
 	conn_arm_ms(c, (uint64_t)s->resolver_timeout_ms * (s->resolver_attempts + 1) * n +
-			       RESOLVE_BACKSTOP_MS);
+	                   RESOLVE_BACKSTOP_MS);
 	d->t_step = mono_ns();
 	d->dq = dns_lookup(c->env->dns, c->host.name, dns_done, c);
 	if (d->dq == NULL)
@@ -288,17 +307,17 @@ static void resolving_timeout(struct conn *c)
 }
 
 const struct conn_phase dial_resolving_phase = {
-	.name = "resolving",
-	.enter = resolving_enter,
-	.timeout = resolving_timeout,
-	.finish = dial_finish,
-	.release = dial_release,
+    .name = "resolving",
+    .enter = resolving_enter,
+    .timeout = resolving_timeout,
+    .finish = dial_finish,
+    .release = dial_release,
 };
 
 const struct conn_phase dial_connecting_phase = {
-	.name = "connecting",
-	.enter = connecting_enter,
-	.timeout = connecting_timeout,
-	.finish = dial_finish,
-	.release = dial_release,
+    .name = "connecting",
+    .enter = connecting_enter,
+    .timeout = connecting_timeout,
+    .finish = dial_finish,
+    .release = dial_release,
 };

@@ -1,4 +1,5 @@
-/* Phase "forward" (CS_FORWARD, CS_UPGRADING): one plain-HTTP exchange per upstream connection, bodies streamed. */
+/* Phase "forward" (CS_FORWARD, CS_UPGRADING): one plain-HTTP exchange per upstream connection,
+ * bodies streamed. */
 #include "forward.h"
 
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 
 /* Same buffering bound as tunnels: stop reading a side above HIGH, resume at LOW. */
 #define FWD_HIGH (256u * 1024u)
-#define FWD_LOW (64u * 1024u)
+#define FWD_LOW  (64u * 1024u)
 /* Response heads may be larger than request heads (cookies, CSP). */
 #define RESP_HEAD_MAX (32u * 1024u)
 /* Room for what the rewrite adds to a head (Host, Via, Connection). */
@@ -35,9 +36,9 @@ struct fwd {
 	struct http_framing req_f, resp_f;
 	struct chunked_state req_chunk, resp_chunk; /* CHUNKED framing validators */
 	uint64_t req_left, resp_left;               /* LENGTH framing: body bytes still to move */
-	bool req_done;      /* the request body ended by its framing */
-	bool resp_started;  /* a final response head went to the client */
-	bool is_head;       /* HEAD: the response has no body */
+	bool req_done;                              /* the request body ended by its framing */
+	bool resp_started;                          /* a final response head went to the client */
+	bool is_head;                               /* HEAD: the response has no body */
 	bool client_10;     /* an HTTP/1.0 client: never sent a 1xx (RFC 9110 §15.2) */
 	bool keep_alive;    /* the client connection is kept after this exchange */
 	bool upgrade;       /* an allowed Upgrade was forwarded */
@@ -93,9 +94,13 @@ static int body(struct conn *c, struct evbuffer *in, struct evbuffer *out, bool 
 	size_t n = evbuffer_get_length(in), take = n;
 	int st = CHUNKED_MORE;
 	switch (f->kind) {
-	case HTTP_FRAMING_NONE: return 1;
-	case HTTP_FRAMING_LENGTH: take = n < *left ? n : (size_t)*left; break;
-	case HTTP_FRAMING_CLOSE: break; /* ends at the upstream's EOF */
+	case HTTP_FRAMING_NONE:
+		return 1;
+	case HTTP_FRAMING_LENGTH:
+		take = n < *left ? n : (size_t)*left;
+		break;
+	case HTTP_FRAMING_CLOSE:
+		break; /* ends at the upstream's EOF */
 	case HTTP_FRAMING_CHUNKED: {
 		/* Validate in place; forward exactly the bytes the validator consumed. */
 		struct chunked_state *chunk = upload ? &h->req_chunk : &h->resp_chunk;
@@ -132,7 +137,7 @@ static void pump_request(struct conn *c)
 	struct evbuffer *out = bufferevent_get_output(c->ubev);
 	int r = body(c, bufferevent_get_input(c->cbev), out, true);
 	if (r < 0) {
-		fail(c, (enum reason)-r);
+		fail(c, (enum reason) - r);
 		return;
 	}
 	if (r == 1) {
@@ -175,7 +180,8 @@ static bool response_head(struct conn *c)
 		int r = http_parse_response(p, look, &lim, &resp);
 		if (r == HTTP_NEED_MORE)
 			return false;
-		bool interim = r > 0 && resp.status >= 100 && resp.status < 200 && resp.status != 101;
+		bool interim =
+		    r > 0 && resp.status >= 100 && resp.status < 200 && resp.status != 101;
 		if (r < 0 || http_resp_framing(&resp, h->is_head, &h->resp_f) < 0 ||
 		    (resp.status == 101 && !h->upgrade) ||
 		    (interim && ++h->n_interim > FWD_MAX_INTERIM)) {
@@ -183,20 +189,22 @@ static bool response_head(struct conn *c)
 			return false;
 		}
 		if (interim && h->client_10) {
-			evbuffer_drain(in, (size_t)r); /* RFC 9110 §15.2: never to an HTTP/1.0 client */
+			evbuffer_drain(in,
+			               (size_t)r); /* RFC 9110 §15.2: never to an HTTP/1.0 client */
 			continue;
 		}
 		bool keep = h->keep_alive && h->resp_f.kind != HTTP_FRAMING_CLOSE;
 		enum http_conn_mode mode = resp.status == 101 ? HTTP_CONN_UPGRADE
-					   : keep             ? HTTP_CONN_KEEP_ALIVE
-							      : HTTP_CONN_CLOSE;
+		                           : keep             ? HTTP_CONN_KEEP_ALIVE
+		                                              : HTTP_CONN_CLOSE;
 		char head[RESP_HEAD_MAX + HEAD_SLACK];
 		size_t n = http_forward_response_head(&resp, &h->resp_f, mode, head, sizeof(head));
 		if (n == 0) {
 			fail(c, R_BAD_RESPONSE);
 			return false;
 		}
-		/* Heads, interim ones included, are download like the body: charged whole or cut. */
+		/* Heads, interim ones included, are download like the body: charged whole or cut.
+		 */
 		enum reason cut;
 		if (!conn_charge_whole(c, false, n, true, &cut)) {
 			fail(c, cut);
@@ -232,7 +240,7 @@ static void pump_response(struct conn *c)
 		return;
 	int r = body(c, bufferevent_get_input(c->ubev), bufferevent_get_output(c->cbev), false);
 	if (r < 0) {
-		fail(c, (enum reason)-r);
+		fail(c, (enum reason) - r);
 		return;
 	}
 	if (r == 1) {
@@ -349,11 +357,11 @@ static void forward_enter(struct conn *c)
 	size_t cap = s->max_header_bytes + HEAD_SLACK;
 	char *head = malloc(cap);
 	/* One upstream connection per request: never reused for another target. */
-	size_t n = head == NULL ? 0
-				: http_forward_request_head(&req, &t, &h->req_f,
-							    h->upgrade ? HTTP_CONN_UPGRADE
-								       : HTTP_CONN_CLOSE,
-							    head, cap);
+	size_t n = head == NULL
+	               ? 0
+	               : http_forward_request_head(&req, &t, &h->req_f,
+	                                           h->upgrade ? HTTP_CONN_UPGRADE : HTTP_CONN_CLOSE,
+	                                           head, cap);
 	/* The request head is upload like its body (the budget), not body (the cap). */
 	enum reason cut = n == 0 ? R_HEADERS_TOO_LARGE : R_ALLOWED;
 	if (n == 0 || !conn_charge_whole(c, true, n, false, &cut)) {
@@ -422,15 +430,15 @@ static void upgrading_enter(struct conn *c)
 }
 
 const struct conn_phase forward_phase = {
-	.name = "forward",
-	.enter = forward_enter,
-	.timeout = activity_timeout,
-	.release = fwd_release,
+    .name = "forward",
+    .enter = forward_enter,
+    .timeout = activity_timeout,
+    .release = fwd_release,
 };
 
 const struct conn_phase upgrading_phase = {
-	.name = "upgrading",
-	.enter = upgrading_enter,
-	.timeout = activity_timeout,
-	.release = fwd_release,
+    .name = "upgrading",
+    .enter = upgrading_enter,
+    .timeout = activity_timeout,
+    .release = fwd_release,
 };

@@ -1,4 +1,5 @@
-/* Phase "first flight" (CS_HELLO): hold the client's bytes until one ClientHello passed the tier's TLS rules. */
+/* Phase "first flight" (CS_HELLO): hold the client's bytes until one ClientHello passed the tier's
+ * TLS rules. */
 #include "hello.h"
 
 #include <stdio.h>
@@ -47,8 +48,9 @@ static enum reason verdict(struct conn *c, const struct tls_hello *h)
 	const struct policy_tier *t = conn_tier(c);
 	struct pc_host sni;
 	/* RFC 6066 §3: HostName is a DNS name; literal addresses are not permitted. */
-	bool sni_ok = h->has_sni && host_canon((const char *)h->sni.p, h->sni.len, &sni) == HOST_OK &&
-		      sni.kind == HOST_NAME;
+	bool sni_ok = h->has_sni &&
+	              host_canon((const char *)h->sni.p, h->sni.len, &sni) == HOST_OK &&
+	              sni.kind == HOST_NAME;
 	remember_hello(c, h, sni_ok ? &sni : NULL);
 	if ((h->has_ech || h->has_esni) && !t->allow_ech)
 		return R_TLS_ECH;
@@ -58,7 +60,8 @@ static enum reason verdict(struct conn *c, const struct tls_hello *h)
 		return R_TLS_MALFORMED;
 	if (c->host.kind == HOST_NAME && t->sni_must_match && strcmp(sni.name, c->host.name) != 0)
 		return R_TLS_SNI_MISMATCH;
-	/* The SNI must itself be allowed (for an IP-literal CONNECT this is the only name check). */
+	/* The SNI must itself be allowed (for an IP-literal CONNECT this is the only name check).
+	 */
 	struct verdict v;
 	policy_decide_host(c->policy, c->tier, &sni, c->port, &v);
 	if (!v.allow || v.would_deny)
@@ -69,9 +72,12 @@ static enum reason verdict(struct conn *c, const struct tls_hello *h)
 static enum reason parse_error_reason(int st)
 {
 	switch (st) {
-	case TLS_ERR_NOT_TLS: return R_NOT_TLS;
-	case TLS_ERR_TOO_LARGE: return R_TLS_HELLO_TOO_LARGE;
-	default: return R_TLS_MALFORMED;
+	case TLS_ERR_NOT_TLS:
+		return R_NOT_TLS;
+	case TLS_ERR_TOO_LARGE:
+		return R_TLS_HELLO_TOO_LARGE;
+	default:
+		return R_TLS_MALFORMED;
 	}
 }
 
@@ -182,7 +188,7 @@ static void hello_timeout(struct conn *c)
 }
 
 const struct conn_phase hello_phase = {
-	.name = "hello",
-	.enter = hello_enter,
-	.timeout = hello_timeout,
+    .name = "hello",
+    .enter = hello_enter,
+    .timeout = hello_timeout,
 };

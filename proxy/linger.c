@@ -59,7 +59,8 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
 		/* A few reads per wake-up: a client that floods is cut at the deadline anyway. */
 		for (int i = 0; i < 4; i++) {
 			ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			if (n == 0 ||
+			    (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 				goto done;
 			if (n < (ssize_t)sizeof(buf))
 				break;
@@ -81,7 +82,8 @@ void linger_add(struct linger_pool *p, evutil_socket_t fd, uint32_t ms)
 	if (p->n >= p->max)
 		drop(p->head); /* the oldest has had the longest chance */
 	struct lingering *l = calloc(1, sizeof(*l));
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+	                     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 	if (l != NULL)
 		l->ev = event_new(p->base, fd, EV_READ | EV_PERSIST, linger_cb, l);
 	if (l == NULL || l->ev == NULL || event_add(l->ev, &tv) != 0) {

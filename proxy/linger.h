@@ -1,4 +1,5 @@
-/* Lingering closes: after the last byte to a client, read and discard what it still sends, briefly. */
+/* Lingering closes: after the last byte to a client, read and discard what it still sends, briefly.
+ */
 #ifndef PORTCULLIS_LINGER_H
 #define PORTCULLIS_LINGER_H
 

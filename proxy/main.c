@@ -27,11 +27,11 @@ enum {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: portcullis -c FILE       run the proxy with this policy\n"
-		   "       portcullis --check FILE  validate a policy and print a summary\n"
-		   "       portcullis --version\n"
-		   "       portcullis --help\n"
-		   "\n"
-		   "exit codes: 0 ok, 1 invalid policy, 2 usage, 3 start-up failure\n");
+	           "       portcullis --check FILE  validate a policy and print a summary\n"
+	           "       portcullis --version\n"
+	           "       portcullis --help\n"
+	           "\n"
+	           "exit codes: 0 ok, 1 invalid policy, 2 usage, 3 start-up failure\n");
 }
 
 static int check(const char *path)
@@ -57,8 +57,8 @@ static int run(const char *path)
 		return EXIT_POLICY;
 	char err[512] = "";
 	const struct policy_settings *s = policy_settings(p);
-	struct audit_log *audit = audit_log_create(s->audit_output, AUDIT_QUEUE_BYTES, err,
-						   sizeof(err));
+	struct audit_log *audit =
+	    audit_log_create(s->audit_output, AUDIT_QUEUE_BYTES, err, sizeof(err));
 	if (audit == NULL) {
 		oplog("error", "audit output %s: %s", s->audit_output, err);
 		policy_unref(p);
@@ -82,19 +82,31 @@ static int run(const char *path)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"check", required_argument, NULL, 'k'},
-		{"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"check", required_argument, NULL, 'k'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *checkfile = NULL;
 	int o;
 	while ((o = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (o) {
-		case 'c': config = optarg; break;
-		case 'k': checkfile = optarg; break;
-		case 'V': printf("portcullis %s\n", PORTCULLIS_VERSION); return EXIT_OK;
-		case 'h': usage(stdout); return EXIT_OK;
-		default: usage(stderr); return EXIT_USAGE;
+		case 'c':
+			config = optarg;
+			break;
+		case 'k':
+			checkfile = optarg;
+			break;
+		case 'V':
+			printf("portcullis %s\n", PORTCULLIS_VERSION);
+			return EXIT_OK;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc || (config == NULL) == (checkfile == NULL)) {

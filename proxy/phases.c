@@ -8,13 +8,13 @@
 #include "request.h"
 
 const struct conn_phase *const conn_phases[CS__COUNT] = {
-	[CS_REQUEST] = &request_phase,
-	[CS_RESOLVING] = &dial_resolving_phase,
-	[CS_CONNECTING] = &dial_connecting_phase,
-	[CS_HELLO] = &hello_phase,
-	[CS_TUNNEL] = &relay_phase,
-	[CS_FORWARD] = &forward_phase,
-	[CS_UPGRADING] = &upgrading_phase,
-	[CS_FINISHING] = NULL, /* conn.c: conn_finish */
-	[CS_CLOSED] = NULL,    /* conn.c: conn_close */
+    [CS_REQUEST] = &request_phase,
+    [CS_RESOLVING] = &dial_resolving_phase,
+    [CS_CONNECTING] = &dial_connecting_phase,
+    [CS_HELLO] = &hello_phase,
+    [CS_TUNNEL] = &relay_phase,
+    [CS_FORWARD] = &forward_phase,
+    [CS_UPGRADING] = &upgrading_phase,
+    [CS_FINISHING] = NULL, /* conn.c: conn_finish */
+    [CS_CLOSED] = NULL,    /* conn.c: conn_close */
 };

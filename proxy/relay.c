@@ -1,4 +1,5 @@
-/* Phase "relay" (CS_TUNNEL): both ways through the transports, every byte charged, backpressure, half-close. */
+/* Phase "relay" (CS_TUNNEL): both ways through the transports, every byte charged, backpressure,
+ * half-close. */
 #include "relay.h"
 
 #include <errno.h>
@@ -103,8 +104,8 @@ static void rearm(struct conn *c)
 		r->mask[s] = want;
 		if (want == 0)
 			continue;
-		if (event_assign(r->ev[s], c->env->base, side(c, s)->fd, want | EV_PERSIST, relay_cb,
-				 c) != 0 ||
+		if (event_assign(r->ev[s], c->env->base, side(c, s)->fd, want | EV_PERSIST,
+		                 relay_cb, c) != 0 ||
 		    event_add(r->ev[s], NULL) != 0) {
 			conn_close(c, R_INTERNAL_ERROR);
 			return;
@@ -294,7 +295,8 @@ static void pump(struct conn *c, int d, bool woken)
 		if (n < 0 && would_block())
 			break;
 		if (d == 0 && c->peek_first && n > 0) {
-			/* Not a TLS port: inspect anyway when the client opens with a TLS handshake. */
+			/* Not a TLS port: inspect anyway when the client opens with a TLS
+			 * handshake. */
 			c->peek_first = false;
 			if (buf[0] == 0x16) {
 				back_to_hello(c, buf, (size_t)n);
@@ -359,8 +361,7 @@ static void relay_cb(evutil_socket_t fd, short what, void *arg)
  * head or the response head), which is charged like every relayed byte.
  * Returns -1 when out of memory.
  */
-static int take_buffered(struct conn *c, int d, bool charge, struct relay_pend *p,
-			 enum reason *cut)
+static int take_buffered(struct conn *c, int d, bool charge, struct relay_pend *p, enum reason *cut)
 {
 	struct evbuffer *out = bufferevent_get_output(d == 0 ? c->ubev : c->cbev);
 	struct evbuffer *in = bufferevent_get_input(d == 0 ? c->cbev : c->ubev);
@@ -427,9 +428,9 @@ static void tunnel_timeout(struct conn *c)
 }
 
 const struct conn_phase relay_phase = {
-	.name = "tunnel",
-	.enter = tunnel_enter,
-	.timeout = tunnel_timeout,
-	.finish = relay_finish,
-	.release = relay_release,
+    .name = "tunnel",
+    .enter = tunnel_enter,
+    .timeout = tunnel_timeout,
+    .finish = relay_finish,
+    .release = relay_release,
 };

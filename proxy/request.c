@@ -29,19 +29,26 @@ static enum reason parse_error_reason(int err)
 	case HTTP_ERR_TOO_LARGE:
 	case HTTP_ERR_LINE_TOO_LONG:
 	case HTTP_ERR_TOO_MANY:
-	case HTTP_ERR_URI_TOO_LONG: return R_HEADERS_TOO_LARGE;
-	case HTTP_ERR_VERSION: return R_VERSION_NOT_SUPPORTED;
-	default: return R_BAD_REQUEST;
+	case HTTP_ERR_URI_TOO_LONG:
+		return R_HEADERS_TOO_LARGE;
+	case HTTP_ERR_VERSION:
+		return R_VERSION_NOT_SUPPORTED;
+	default:
+		return R_BAD_REQUEST;
 	}
 }
 
 static enum reason target_reason(int st)
 {
 	switch (st) {
-	case HTTP_TARGET_ORIGIN_FORM: return R_NOT_ABSOLUTE_FORM;
-	case HTTP_TARGET_HTTPS: return R_HTTPS_TARGET;
-	case HTTP_TARGET_BAD_AUTHORITY: return R_INVALID_HOST;
-	default: return R_BAD_REQUEST;
+	case HTTP_TARGET_ORIGIN_FORM:
+		return R_NOT_ABSOLUTE_FORM;
+	case HTTP_TARGET_HTTPS:
+		return R_HTTPS_TARGET;
+	case HTTP_TARGET_BAD_AUTHORITY:
+		return R_INVALID_HOST;
+	default:
+		return R_BAD_REQUEST;
 	}
 }
 
@@ -85,6 +92,7 @@ static void decide(struct conn *c, const struct http_req *req, size_t head_len)
 {
 	conn_decide_begin(c, req->method.p, req->method.len);
 	bool plain = req->method_kind != HTTP_M_CONNECT;
+	c->plain = plain;
 	enum reason why = R_ALLOWED;
 	/* RFC 9112 §3.2: an HTTP/1.1 request without Host is refused (1.0 clients may omit it). */
 	if (req->version_minor == 1 && !req->has_host)
@@ -94,7 +102,7 @@ static void decide(struct conn *c, const struct http_req *req, size_t head_len)
 	else if (req->n_content_length > 0 || req->n_transfer_encoding > 0)
 		why = R_BAD_REQUEST; /* RFC 9110 §9.3.6: a CONNECT request has no content */
 	else if (host_parse_authority(req->target.p, req->target.len, 0, &c->host, &c->port) !=
-		 HOST_OK)
+	         HOST_OK)
 		why = R_INVALID_HOST;
 	if (why != R_ALLOWED) {
 		conn_refuse(c, why);
@@ -160,7 +168,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void read_early(struct conn *c, size_t want)
 {
 	ssize_t n = transport_recv(c->client, c->env->relay_buf,
-				   want < CONN_RELAY_BUF ? want : CONN_RELAY_BUF);
+	                           want < CONN_RELAY_BUF ? want : CONN_RELAY_BUF);
 	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 		conn_close(c, R_CLIENT_ERROR); /* before a request: nothing to audit */
 		return;
@@ -196,7 +204,7 @@ static void request_timeout(struct conn *c)
 }
 
 const struct conn_phase request_phase = {
-	.name = "request",
-	.enter = request_enter,
-	.timeout = request_timeout,
+    .name = "request",
+    .enter = request_enter,
+    .timeout = request_timeout,
 };

@@ -32,7 +32,7 @@
 #define HEARTBEAT_STALE_MS 5000
 /* How often the main loop looks whether every worker has stopped. */
 #define DONE_POLL_MS 100
-#define MAX_WORKERS STATS_MAX_WORKERS
+#define MAX_WORKERS  STATS_MAX_WORKERS
 
 struct server {
 	struct policy *policy; /* the main thread's reference to the current snapshot */
@@ -51,7 +51,8 @@ struct server {
 	struct kube_client *kube; /* feeds podmap */
 	struct metrics_tiers tiers;
 	atomic_ullong reloads_ok, reloads_failed;
-	pthread_mutex_t info_lock; /* guards the two fields below (written on reload, read by scrapes) */
+	pthread_mutex_t
+	    info_lock; /* guards the two fields below (written on reload, read by scrapes) */
 	char policy_sha256[65];
 	double policy_loaded_at;
 	double start_time;
@@ -111,7 +112,7 @@ static void set_policy_info(struct server *s, const char *sha256)
 }
 
 struct server *server_create(struct policy *p, const char *path, const char *sha256,
-			     struct audit_log *audit, char *errmsg, size_t errlen)
+                             struct audit_log *audit, char *errmsg, size_t errlen)
 {
 	struct server *s = calloc(1, sizeof(*s));
 	if (s == NULL) {
@@ -149,14 +150,14 @@ struct server *server_create(struct policy *p, const char *path, const char *sha
 	if (n > MAX_WORKERS)
 		n = MAX_WORKERS;
 	struct worker_shared sh = {
-		.audit = audit,
-		.srclimit = s->srclimit,
-		.podmap = s->podmap,
-		.tiers = &s->tiers,
-		.hostname = s->hostname,
-		.n_open = &s->n_open,
-		.draining = &s->draining,
-		.workers_done = &s->workers_done,
+	    .audit = audit,
+	    .srclimit = s->srclimit,
+	    .podmap = s->podmap,
+	    .tiers = &s->tiers,
+	    .hostname = s->hostname,
+	    .n_open = &s->n_open,
+	    .draining = &s->draining,
+	    .workers_done = &s->workers_done,
 	};
 	if (ps->kube.enabled) {
 		s->kube = kube_client_start(&ps->kube, s->podmap, errmsg, errlen);
@@ -181,7 +182,7 @@ fail:
 /* ---- reload (main thread) ---- */
 
 static bool same_sockaddrs(const struct policy_sockaddr *a, size_t na,
-			   const struct policy_sockaddr *b, size_t nb)
+                           const struct policy_sockaddr *b, size_t nb)
 {
 	if (na != nb)
 		return false;
@@ -222,23 +223,27 @@ static void report_static_changes(const struct policy_settings *o, const struct 
 	do {                                                                                       \
 		if (cond)                                                                          \
 			len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",            \
-						len ? ", " : "", name);                            \
+			                        len ? ", " : "", name);                            \
 	} while (0)
-	CHANGED(!same_sockaddrs(o->listen_proxy, o->n_listen_proxy, n->listen_proxy,
-				n->n_listen_proxy), "listen.proxy");
+	CHANGED(
+	    !same_sockaddrs(o->listen_proxy, o->n_listen_proxy, n->listen_proxy, n->n_listen_proxy),
+	    "listen.proxy");
 	CHANGED(!same_sockaddrs(&o->listen_admin, 1, &n->listen_admin, 1), "listen.admin");
 	CHANGED(o->workers != n->workers, "listen.workers");
 	CHANGED(!same_sockaddrs(o->resolvers, o->n_resolvers, n->resolvers, n->n_resolvers) ||
-			o->resolver_timeout_ms != n->resolver_timeout_ms ||
-			o->resolver_attempts != n->resolver_attempts ||
-			o->resolver_max_answers != n->resolver_max_answers,
-		"resolver");
+	            o->resolver_timeout_ms != n->resolver_timeout_ms ||
+	            o->resolver_attempts != n->resolver_attempts ||
+	            o->resolver_max_answers != n->resolver_max_answers,
+	        "resolver");
 	CHANGED(strcmp(o->audit_output, n->audit_output) != 0, "audit.output");
-	CHANGED(!same_kube_watch(&o->kube, &n->kube), "identity.kubernetes (what is watched, and how)");
+	CHANGED(!same_kube_watch(&o->kube, &n->kube),
+	        "identity.kubernetes (what is watched, and how)");
 #undef CHANGED
 	if (len > 0)
-		oplog("warn", "policy reload: %s cannot change at runtime; the running values stay "
-			      "until restart", list);
+		oplog("warn",
+		      "policy reload: %s cannot change at runtime; the running values stay "
+		      "until restart",
+		      list);
 }
 
 static void server_reload(struct server *s, const char *why, bool only_if_changed)
@@ -247,8 +252,9 @@ static void server_reload(struct server *s, const char *why, bool only_if_change
 	struct policy *p = policyfile_load(s->policy_path, true, sha);
 	if (p == NULL) {
 		atomic_fetch_add(&s->reloads_failed, 1);
-		oplog("error", "policy reload (%s) failed: %s is invalid; the previous policy stays",
-		      why, s->policy_path);
+		oplog("error",
+		      "policy reload (%s) failed: %s is invalid; the previous policy stays", why,
+		      s->policy_path);
 		return;
 	}
 	pthread_mutex_lock(&s->info_lock);
@@ -259,14 +265,15 @@ static void server_reload(struct server *s, const char *why, bool only_if_change
 		return;
 	}
 	const struct policy_kube *ko = &policy_settings(s->policy)->kube,
-				 *kn = &policy_settings(p)->kube;
+	                         *kn = &policy_settings(p)->kube;
 	if (ko->enabled != kn->enabled || !same_str(ko->tier_label, kn->tier_label)) {
 		/* The running watch decides which pods are in the map: a policy that reads
 		 * them another way would give them the wrong tiers.  Refuse it whole. */
 		policy_unref(p);
 		atomic_fetch_add(&s->reloads_failed, 1);
-		oplog("error", "policy reload (%s) refused: identity.kubernetes on/off or its "
-			       "tier_label changed, which needs a restart; the previous policy stays",
+		oplog("error",
+		      "policy reload (%s) refused: identity.kubernetes on/off or its "
+		      "tier_label changed, which needs a restart; the previous policy stays",
 		      why);
 		return;
 	}
@@ -307,9 +314,9 @@ static void watch_policy(struct server *s)
 		return;
 	const char *dir = dirname(copy);
 	s->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (s->inotify_fd < 0 ||
-	    inotify_add_watch(s->inotify_fd, dir,
-			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB) < 0) {
+	if (s->inotify_fd < 0 || inotify_add_watch(s->inotify_fd, dir,
+	                                           IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE |
+	                                               IN_DELETE | IN_ATTRIB) < 0) {
 		oplog("warn", "cannot watch %s for policy changes (%s); reload with SIGHUP", dir,
 		      strerror(errno));
 		free(copy);

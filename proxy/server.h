@@ -14,7 +14,7 @@ struct server; /* opaque */
  * filled on failure.
  */
 struct server *server_create(struct policy *p, const char *path, const char *sha256,
-			     struct audit_log *audit, char *errmsg, size_t errlen);
+                             struct audit_log *audit, char *errmsg, size_t errlen);
 /* Run the workers and the signal loop until drained. Returns the process exit status. */
 int server_run(struct server *s);
 /* NULL is a no-op. */

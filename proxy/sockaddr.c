@@ -49,5 +49,5 @@ void sockaddr_format(const struct pc_addr *a, uint16_t port, char *buf, size_t n
 	char t[ADDR_STRLEN];
 	addr_format(a, t, sizeof(t));
 	snprintf(buf, n, "%s%s%s:%u", a->family == ADDR_V6 ? "[" : "", t,
-		 a->family == ADDR_V6 ? "]" : "", port);
+	         a->family == ADDR_V6 ? "]" : "", port);
 }

@@ -50,13 +50,13 @@ static void tcp_destroy(struct transport *t)
 }
 
 static const struct transport_ops tcp_ops = {
-	.recv = tcp_recv,
-	.send = tcp_send,
-	.shutdown_write = tcp_shutdown_write,
-	.buffered = tcp_buffered,
-	.reset = tcp_reset,
-	.release = tcp_release,
-	.destroy = tcp_destroy,
+    .recv = tcp_recv,
+    .send = tcp_send,
+    .shutdown_write = tcp_shutdown_write,
+    .buffered = tcp_buffered,
+    .reset = tcp_reset,
+    .release = tcp_release,
+    .destroy = tcp_destroy,
 };
 
 struct transport *transport_tcp(evutil_socket_t fd)

@@ -25,7 +25,7 @@
 /* How long accepting pauses after EMFILE/ENFILE instead of spinning on the error. */
 #define ACCEPT_BACKOFF_MS 100
 /* The loop's liveness tick, read by /healthz. */
-#define HEARTBEAT_MS 1000
+#define HEARTBEAT_MS   1000
 #define LISTEN_BACKLOG 1024
 
 struct worker {
@@ -39,7 +39,7 @@ struct worker {
 	struct event *notify_ev; /* the server pokes the worker through an eventfd */
 	int notify_fd;
 	struct event *backoff_ev; /* re-enables accepting after EMFILE/ENFILE */
-	struct event *drain_ev;   /* cuts the remaining connections when the drain timeout expires */
+	struct event *drain_ev; /* cuts the remaining connections when the drain timeout expires */
 	struct event *heartbeat_ev;
 	bool draining;
 	atomic_ullong heartbeat_ms;
@@ -49,7 +49,7 @@ struct worker {
 /* ---- accepting ---- */
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-		      void *arg)
+                      void *arg)
 {
 	struct worker *w = arg;
 	conn_accept(&w->env, fd, sa);
@@ -114,7 +114,7 @@ static void start_drain(struct worker *w)
 	w->n_listeners = 0;
 	const struct policy_settings *s = policy_settings(w->env.policy);
 	struct timeval tv = {.tv_sec = s->drain_timeout_ms / 1000,
-			     .tv_usec = (suseconds_t)(s->drain_timeout_ms % 1000) * 1000};
+	                     .tv_usec = (suseconds_t)(s->drain_timeout_ms % 1000) * 1000};
 	evtimer_add(w->drain_ev, &tv);
 	maybe_finish(w);
 }
@@ -187,26 +187,27 @@ void worker_join(struct worker *w)
 }
 
 static int listen_all(struct worker *w, const struct policy_settings *ps, char *errmsg,
-		      size_t errlen)
+                      size_t errlen)
 {
 	for (size_t i = 0; i < ps->n_listen_proxy; i++) {
 		struct sockaddr_storage ss;
-		socklen_t len = sockaddr_make(&ps->listen_proxy[i].addr, ps->listen_proxy[i].port, &ss);
-		unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
-				 LEV_OPT_CLOSE_ON_EXEC;
+		socklen_t len =
+		    sockaddr_make(&ps->listen_proxy[i].addr, ps->listen_proxy[i].port, &ss);
+		unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+		                 LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC;
 		struct evconnlistener *l = evconnlistener_new_bind(
-			w->base, accept_cb, w, flags, LISTEN_BACKLOG, (struct sockaddr *)&ss, (int)len);
+		    w->base, accept_cb, w, flags, LISTEN_BACKLOG, (struct sockaddr *)&ss, (int)len);
 		if (l == NULL) {
 			char a[ADDR_STRLEN + 8];
 			sockaddr_format(&ps->listen_proxy[i].addr, ps->listen_proxy[i].port, a,
-					sizeof(a));
+			                sizeof(a));
 			snprintf(errmsg, errlen, "cannot listen on %s: %s", a, strerror(errno));
 			return -1;
 		}
 		evconnlistener_set_error_cb(l, accept_error_cb);
 		w->listeners[w->n_listeners++] = l;
-		/* Accepted sockets inherit TCP_NODELAY from the listener (Linux): one setsockopt, not
-		 * one per connection. */
+		/* Accepted sockets inherit TCP_NODELAY from the listener (Linux): one setsockopt,
+		 * not one per connection. */
 		int one = 1;
 		setsockopt(evconnlistener_get_fd(l), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
@@ -214,7 +215,7 @@ static int listen_all(struct worker *w, const struct policy_settings *ps, char *
 }
 
 struct worker *worker_create(unsigned id, const struct worker_shared *sh, struct policy *p,
-			     char *errmsg, size_t errlen)
+                             char *errmsg, size_t errlen)
 {
 	const struct policy_settings *ps = policy_settings(p);
 	struct worker *w = calloc(1, sizeof(*w));

@@ -34,7 +34,7 @@ struct worker_shared {
  * is taken).  NULL with errmsg filled on failure.
  */
 struct worker *worker_create(unsigned id, const struct worker_shared *sh, struct policy *p,
-			     char *errmsg, size_t errlen);
+                             char *errmsg, size_t errlen);
 /* Run the loop on its own thread. -1: the thread did not start. */
 int worker_start(struct worker *w) __attribute__((warn_unused_result));
 void worker_join(struct worker *w);

@@ -17,6 +17,6 @@ enum fileio_status {
  * errno is kept from the failing call (FILEIO_ERR_IO).
  */
 int file_read_all(const char *path, size_t max, char **buf, size_t *len)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif

@@ -22,9 +22,10 @@ void oplog(const char *level, const char *fmt, ...)
 	gmtime_r(&ts.tv_sec, &tm);
 	n += strftime(line, sizeof(line), "{\"@timestamp\":\"%Y-%m-%dT%H:%M:%S", &tm);
 	n += (size_t)snprintf(line + n, sizeof(line) - n,
-			      ".%03ldZ\",\"log.level\":\"%s\",\"message\":\"", ts.tv_nsec / 1000000,
-			      level);
-	for (const unsigned char *p = (const unsigned char *)msg; *p && n < sizeof(line) - 16; p++) {
+	                      ".%03ldZ\",\"log.level\":\"%s\",\"message\":\"", ts.tv_nsec / 1000000,
+	                      level);
+	for (const unsigned char *p = (const unsigned char *)msg; *p && n < sizeof(line) - 16;
+	     p++) {
 		if (*p == '"' || *p == '\\') {
 			line[n++] = '\\';
 			line[n++] = (char)*p;

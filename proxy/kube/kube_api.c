@@ -26,8 +26,8 @@ static char *pct_encode(const char *s)
 	if (o == NULL)
 		return NULL;
 	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-		if (ascii_is_alpha(*c) || ascii_is_digit(*c) || *c == '-' || *c == '.' || *c == '_' ||
-		    *c == '~') {
+		if (ascii_is_alpha(*c) || ascii_is_digit(*c) || *c == '-' || *c == '.' ||
+		    *c == '_' || *c == '~') {
 			*p++ = (char)*c;
 		} else {
 			*p++ = '%';
@@ -47,7 +47,7 @@ static bool read_token(const char *path, char *out, size_t cap, char *why, size_
 	int rc = file_read_all(path, cap - 2, &buf, &n);
 	if (rc == FILEIO_ERR_IO || rc == FILEIO_ERR_NOMEM) {
 		snprintf(why, whylen, "cannot read token %s: %s", path,
-			 rc == FILEIO_ERR_IO ? strerror(errno) : "out of memory");
+		         rc == FILEIO_ERR_IO ? strerror(errno) : "out of memory");
 		return false;
 	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
@@ -61,7 +61,7 @@ static bool read_token(const char *path, char *out, size_t cap, char *why, size_
 		if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f) {
 			free(buf);
 			snprintf(why, whylen, "token %s holds a character a header cannot carry",
-				 path);
+			         path);
 			return false;
 		}
 	memcpy(out, buf, n);
@@ -76,8 +76,8 @@ static bool from_env(struct kube_api *a, char *errmsg, size_t errlen)
 	char *end;
 	if (h == NULL || p == NULL) {
 		snprintf(errmsg, errlen,
-			 "identity.kubernetes: no api_server in the policy and "
-			 "KUBERNETES_SERVICE_HOST/PORT are not set (not running in a pod?)");
+		         "identity.kubernetes: no api_server in the policy and "
+		         "KUBERNETES_SERVICE_HOST/PORT are not set (not running in a pod?)");
 		return false;
 	}
 	errno = 0;
@@ -86,9 +86,9 @@ static bool from_env(struct kube_api *a, char *errmsg, size_t errlen)
 	     addr_parse_ipv6(h, strlen(h), &a->addr) != 0) ||
 	    *p == '\0' || *end != '\0' || errno != 0 || port == 0 || port > 65535) {
 		snprintf(errmsg, errlen,
-			 "identity.kubernetes: KUBERNETES_SERVICE_HOST/PORT (%.64s, %.16s) are "
-			 "not an IP address and a port",
-			 h, p);
+		         "identity.kubernetes: KUBERNETES_SERVICE_HOST/PORT (%.64s, %.16s) are "
+		         "not an IP address and a port",
+		         h, p);
 		return false;
 	}
 	a->port = (uint16_t)port;
@@ -107,7 +107,7 @@ int kube_api_init(struct kube_api *a, const struct policy_kube *cfg, char *errms
 	char t[ADDR_STRLEN];
 	addr_format(&a->addr, t, sizeof(t));
 	snprintf(a->host_hdr, sizeof(a->host_hdr), a->addr.family == ADDR_V6 ? "[%s]:%u" : "%s:%u",
-		 t, a->port);
+	         t, a->port);
 	a->token_file = strdup(cfg->token_file);
 	a->ca_file = strdup(cfg->ca_file);
 	a->selector_q = cfg->label_selector ? pct_encode(cfg->label_selector) : NULL;
@@ -148,7 +148,7 @@ SSL *kube_api_ssl(const struct kube_api *a, char *why, size_t whylen)
 	if (ssl == NULL)
 		goto fail;
 	if (X509_VERIFY_PARAM_set1_ip(SSL_get0_param(ssl), a->addr.b,
-				      a->addr.family == ADDR_V4 ? 4 : 16) != 1) {
+	                              a->addr.family == ADDR_V4 ? 4 : 16) != 1) {
 		SSL_free(ssl);
 		goto fail;
 	}
@@ -160,7 +160,7 @@ fail:
 }
 
 char *kube_api_request(const struct kube_api *a, const char *ns, bool watch, const char *from,
-		       char *why, size_t whylen)
+                       char *why, size_t whylen)
 {
 	char token[MAX_TOKEN], path[160];
 	char *enc = from[0] != '\0' ? pct_encode(from) : NULL;
@@ -176,21 +176,23 @@ char *kube_api_request(const struct kube_api *a, const char *ns, bool watch, con
 	int n;
 	if (watch)
 		n = asprintf(&req,
-			     "GET %s?watch=1&allowWatchBookmarks=true&resourceVersion=%s"
-			     "&timeoutSeconds=%u%s%s HTTP/1.1\r\n",
-			     path, enc ? enc : "", a->watch_timeout_s,
-			     a->selector_q ? "&labelSelector=" : "", a->selector_q ? a->selector_q : "");
+		             "GET %s?watch=1&allowWatchBookmarks=true&resourceVersion=%s"
+		             "&timeoutSeconds=%u%s%s HTTP/1.1\r\n",
+		             path, enc ? enc : "", a->watch_timeout_s,
+		             a->selector_q ? "&labelSelector=" : "",
+		             a->selector_q ? a->selector_q : "");
 	else
 		n = asprintf(&req, "GET %s?limit=%d%s%s%s%s HTTP/1.1\r\n", path, PAGE_LIMIT,
-			     enc ? "&continue=" : "", enc ? enc : "",
-			     a->selector_q ? "&labelSelector=" : "", a->selector_q ? a->selector_q : "");
+		             enc ? "&continue=" : "", enc ? enc : "",
+		             a->selector_q ? "&labelSelector=" : "",
+		             a->selector_q ? a->selector_q : "");
 	free(enc);
 	char *full = NULL;
 	if (n >= 0 && asprintf(&full,
-			       "%sHost: %s\r\nAuthorization: Bearer %s\r\n"
-			       "Accept: application/json\r\nUser-Agent: portcullis/%s\r\n"
-			       "Connection: close\r\n\r\n",
-			       req, a->host_hdr, token, PORTCULLIS_VERSION) < 0)
+	                       "%sHost: %s\r\nAuthorization: Bearer %s\r\n"
+	                       "Accept: application/json\r\nUser-Agent: portcullis/%s\r\n"
+	                       "Connection: close\r\n\r\n",
+	                       req, a->host_hdr, token, PORTCULLIS_VERSION) < 0)
 		full = NULL;
 	free(n >= 0 ? req : NULL);
 	explicit_bzero(token, sizeof(token));

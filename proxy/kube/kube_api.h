@@ -14,9 +14,9 @@
 struct kube_api {
 	struct pc_addr addr; /* https://addr:port */
 	uint16_t port;
-	char host_hdr[64];   /* Host: IP:port */
+	char host_hdr[64]; /* Host: IP:port */
 	char *token_file, *ca_file;
-	char *selector_q;    /* labelSelector, percent-encoded, or NULL */
+	char *selector_q; /* labelSelector, percent-encoded, or NULL */
 	unsigned watch_timeout_s;
 };
 
@@ -25,7 +25,7 @@ struct kube_api {
  * pod; the token and CA files; the label selector.  -1 with errmsg filled.
  */
 int kube_api_init(struct kube_api *a, const struct policy_kube *cfg, char *errmsg, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 void kube_api_fini(struct kube_api *a);
 
 /*
@@ -43,7 +43,7 @@ SSL *kube_api_ssl(const struct kube_api *a, char *why, size_t whylen);
  * free it with kube_api_request_free (it holds the token).  NULL with why.
  */
 char *kube_api_request(const struct kube_api *a, const char *ns, bool watch, const char *from,
-		       char *why, size_t whylen);
+                       char *why, size_t whylen);
 void kube_api_request_free(char *req);
 
 #endif

@@ -24,7 +24,7 @@ int jw_fail(struct jp *jp, int status, const char *fmt, ...)
 }
 
 int jw_open(struct jp *jp, const char *src, size_t len, unsigned max_depth, char *err,
-	    size_t errlen)
+            size_t errlen)
 {
 	memset(jp, 0, sizeof(*jp));
 	jp->max_depth = max_depth;
@@ -89,7 +89,7 @@ static int check_event(struct jp *jp)
 			return jw_fail(jp, JSON_WALK_ERR_SYNTAX, "YAML block collection");
 		if (++jp->depth > jp->max_depth)
 			return jw_fail(jp, JSON_WALK_ERR_LIMIT, "nesting deeper than %u levels",
-			            jp->max_depth);
+			               jp->max_depth);
 		return 0;
 	}
 	case YAML_SEQUENCE_END_EVENT:
@@ -120,7 +120,7 @@ int jw_next(struct jp *jp)
 		if (jp->ps.error == YAML_MEMORY_ERROR)
 			return jw_fail(jp, JSON_WALK_ERR_NOMEM, "out of memory");
 		return jw_fail(jp, JSON_WALK_ERR_SYNTAX, "%s",
-		            jp->ps.problem != NULL ? jp->ps.problem : "syntax error");
+		               jp->ps.problem != NULL ? jp->ps.problem : "syntax error");
 	}
 	jp->live = true;
 	return check_event(jp);
@@ -176,7 +176,7 @@ int jw_skip(struct jp *jp)
  * the value's first event current; 0 at the end of the object; or a status.
  */
 int jw_next_key(struct jp *jp, const char *const *names, size_t n, uint32_t *seen, int *which,
-                    const char *where)
+                const char *where)
 {
 	int rc = jw_next(jp);
 	if (rc != 0)
@@ -193,7 +193,7 @@ int jw_next_key(struct jp *jp, const char *const *names, size_t n, uint32_t *see
 			continue;
 		if (*seen & (1u << i))
 			return jw_fail(jp, JSON_WALK_ERR_SHAPE, "%s%s%s: duplicate key", where,
-			            *where ? "." : "", names[i]);
+			               *where ? "." : "", names[i]);
 		*seen |= 1u << i;
 		*which = (int)i;
 		break;
@@ -252,4 +252,3 @@ int jw_str_is(struct jp *jp, const char *s, const char *what)
 	return e->data.scalar.length == strlen(s) &&
 	       memcmp(e->data.scalar.value, s, strlen(s)) == 0;
 }
-

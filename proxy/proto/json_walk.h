@@ -39,7 +39,7 @@ struct jp {
 };
 
 int jw_open(struct jp *jp, const char *src, size_t len, unsigned max_depth, char *err,
-	    size_t errlen) __attribute__((warn_unused_result));
+            size_t errlen) __attribute__((warn_unused_result));
 void jw_close(struct jp *jp);
 /* Set err and return status. */
 int jw_fail(struct jp *jp, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -52,7 +52,7 @@ enum json_lit jw_plain_lit(const yaml_event_t *e);
 int jw_next(struct jp *jp) __attribute__((warn_unused_result));
 /* The next event, which must be of this type (SYNTAX with `what` otherwise). */
 int jw_expect(struct jp *jp, yaml_event_type_t type, const char *what)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* Stream and document start, then the top-level object (SHAPE if another value). */
 int jw_begin(struct jp *jp) __attribute__((warn_unused_result));
 /* After the top-level object: nothing but the end of the one document. */
@@ -65,13 +65,13 @@ int jw_skip(struct jp *jp) __attribute__((warn_unused_result));
  * the value's first event current; 0 at the end of the object; or a status.
  */
 int jw_next_key(struct jp *jp, const char *const *names, size_t n, uint32_t *seen, int *which,
-		const char *where) __attribute__((warn_unused_result));
+                const char *where) __attribute__((warn_unused_result));
 /* 1 when the current value is an object / array (entered), 0 when null, else SHAPE. */
 int jw_open_map(struct jp *jp, const char *what) __attribute__((warn_unused_result));
 int jw_open_seq(struct jp *jp, const char *what) __attribute__((warn_unused_result));
 /* A string value into dst[cap]: 1 when a string, 0 when null ("" stored); LIMIT when too long. */
 int jw_take_str(struct jp *jp, char *dst, size_t cap, const char *what)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* 1 when the value is the string s, 0 when another string or null, SHAPE for another type. */
 int jw_str_is(struct jp *jp, const char *s, const char *what) __attribute__((warn_unused_result));
 

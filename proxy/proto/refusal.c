@@ -6,40 +6,53 @@
 static const char *status_text(int status)
 {
 	switch (status) {
-	case 400: return "Bad Request";
-	case 403: return "Forbidden";
-	case 408: return "Request Timeout";
-	case 414: return "URI Too Long";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	case 505: return "HTTP Version Not Supported";
-	default: return "Error";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 408:
+		return "Request Timeout";
+	case 414:
+		return "URI Too Long";
+	case 429:
+		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Error";
 	}
 }
 
 size_t refusal_format(enum reason why, int status, uint32_t retry_after, bool head, char *buf,
-		      size_t n)
+                      size_t n)
 {
 	char retry[40] = "";
 	if (retry_after > 0)
 		snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", retry_after);
 	char body[96];
-	int blen = snprintf(body, sizeof(body), "portcullis refused the request: %s\n",
-			    reason_name(why));
+	int blen =
+	    snprintf(body, sizeof(body), "portcullis refused the request: %s\n", reason_name(why));
 	int len = snprintf(buf, n,
-			   "HTTP/1.1 %d %s\r\n"
-			   "Proxy-Status: portcullis; error=%s; details=\"%s\"\r\n"
-			   "%s"
-			   "Content-Type: text/plain\r\n"
-			   "Content-Length: %d\r\n"
-			   "Connection: close\r\n"
-			   "\r\n%s",
-			   status, status_text(status), reason_proxy_status(why), reason_name(why), retry,
-			   blen, head ? "" : body);
+	                   "HTTP/1.1 %d %s\r\n"
+	                   "Proxy-Status: portcullis; error=%s; details=\"%s\"\r\n"
+	                   "%s"
+	                   "Content-Type: text/plain\r\n"
+	                   "Content-Length: %d\r\n"
+	                   "Connection: close\r\n"
+	                   "\r\n%s",
+	                   status, status_text(status), reason_proxy_status(why), reason_name(why),
+	                   retry, blen, head ? "" : body);
 	return len > 0 && (size_t)len < n ? (size_t)len : 0;
 }

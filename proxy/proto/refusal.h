@@ -16,6 +16,6 @@
  * length, or 0 if it does not fit in n bytes.  Pure.
  */
 size_t refusal_format(enum reason why, int status, uint32_t retry_after, bool head, char *buf,
-		      size_t n);
+                      size_t n);
 
 #endif
