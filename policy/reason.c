@@ -58,6 +58,7 @@ static const struct reason_info reasons[R__COUNT] = {
 	[R_UPGRADE_NOT_ALLOWED] = {"upgrade_not_allowed", 403, "http_request_denied"},
 	[R_BAD_RESPONSE] = {"bad_response", 502, "http_protocol_error"},
 	[R_TLS_REQUIRED] = {"tls_required", 403, "destination_denied"},
+	[R_TLS_SERVER_MALFORMED] = {"tls_server_malformed", 200, ""},
 };
 
 const char *reason_name(enum reason r)

@@ -64,6 +64,7 @@ enum reason {
 	R_UPGRADE_NOT_ALLOWED,     /* 403 Upgrade without http.allow_upgrade */
 	R_BAD_RESPONSE,            /* 502 malformed upstream response head or framing */
 	R_TLS_REQUIRED,            /* 403 plain http:// (or an Upgrade) to a tls.require_tls_ports port */
+	R_TLS_SERVER_MALFORMED,    /* cut: the upstream's answer to a checked hello is not a ServerHello */
 	R__COUNT
 };
 

@@ -33,8 +33,8 @@
 #define ACTIVITY_SLACK_MS 10
 
 static const char *const state_names[CS__COUNT] = {
-    "request", "resolving", "connecting", "hello",  "tunnel",
-    "forward", "upgrading", "finishing",  "closed",
+    "request", "resolving", "connecting", "hello",     "server_hello", "hello_retry",
+    "tunnel",  "forward",   "upgrading",  "finishing", "closed",
 };
 
 #define BIT(s) (1u << (s))
@@ -43,7 +43,9 @@ static const unsigned transitions[CS__COUNT] = {
     [CS_REQUEST] = BIT(CS_RESOLVING) | BIT(CS_CONNECTING) | BIT(CS_FINISHING),
     [CS_RESOLVING] = BIT(CS_CONNECTING) | BIT(CS_FINISHING),
     [CS_CONNECTING] = BIT(CS_HELLO) | BIT(CS_FORWARD) | BIT(CS_FINISHING),
-    [CS_HELLO] = BIT(CS_TUNNEL) | BIT(CS_FINISHING),
+    [CS_HELLO] = BIT(CS_SERVER_HELLO) | BIT(CS_TUNNEL) | BIT(CS_FINISHING),
+    [CS_SERVER_HELLO] = BIT(CS_TUNNEL) | BIT(CS_HELLO_RETRY) | BIT(CS_FINISHING),
+    [CS_HELLO_RETRY] = BIT(CS_SERVER_HELLO) | BIT(CS_TUNNEL) | BIT(CS_FINISHING),
     [CS_TUNNEL] = BIT(CS_HELLO) | BIT(CS_FINISHING), /* HELLO: the first client byte was 0x16 */
     [CS_FORWARD] = BIT(CS_REQUEST) | BIT(CS_UPGRADING) | BIT(CS_FINISHING),
     [CS_UPGRADING] = BIT(CS_TUNNEL) | BIT(CS_FINISHING),

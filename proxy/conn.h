@@ -52,6 +52,7 @@ struct transport;
 struct conn;
 /* Phase-private state, defined in the phase's own file. */
 struct dial;
+struct hello;
 struct relay;
 struct fwd;
 
@@ -60,6 +61,8 @@ enum conn_state {
 	CS_RESOLVING,  /* dial.c: DNS lookup in flight; client reads paused */
 	CS_CONNECTING, /* dial.c: connecting to a vetted address; connect deadline armed */
 	CS_HELLO,      /* hello.c: 200 sent; the client's bytes held until a ClientHello passed */
+	CS_SERVER_HELLO, /* hello.c: the hello went; the server's first flight read to its ServerHello */
+	CS_HELLO_RETRY,  /* hello.c: the server asked for a retry; the second ClientHello checked */
 	CS_TUNNEL,     /* relay.c: relaying both ways; idle and lifetime deadlines armed */
 	CS_FORWARD,    /* forward.c: one plain-HTTP exchange moving; idle and lifetime deadlines */
 	CS_UPGRADING,  /* forward.c: a 101 is going to the client; the relay takes over once it is
@@ -192,6 +195,7 @@ struct conn {
 
 	/* ---- phase-private state (opaque here) ---- */
 	struct dial *dial;
+	struct hello *hello;
 	struct relay *relay;
 	struct fwd *fwd;
 	bool peek_first; /* relay.c: not a TLS port; inspect if the first client byte is 0x16 */

@@ -1,5 +1,5 @@
-/* Phase "first flight" (CS_HELLO): hold the client's bytes until one ClientHello passed the tier's
- * TLS rules. */
+/* Phase "first flight" (CS_HELLO, CS_SERVER_HELLO, CS_HELLO_RETRY): every ClientHello checked
+ * before it moves. */
 #include "hello.h"
 
 #include <stdio.h>
@@ -12,8 +12,41 @@
 
 #include "clock.h"
 #include "tls_hello.h"
+#include "tls_server.h"
 
-/* ---- what the hello says (RFC 8446 §4.1.2, RFC 6066 §3) ---- */
+/*
+ * The server's first flight is read only as far as its ServerHello's random
+ * (RFC 8446 §4.1.3); a server that has not said that much in 16 KiB of
+ * records is not speaking TLS to us.
+ */
+#define SERVER_FIRST_MAX (16u * 1024u + 5u)
+
+/*
+ * What the first ClientHello said, kept while the handshake may still ask
+ * for a second one (§4.1.4: after a HelloRetryRequest).
+ */
+struct hello {
+	bool has_sni;                    /* the first ClientHello named a server */
+	char sni[HOST_NAME_MAX_LEN + 1]; /* its canonical SNI */
+	bool early_data;                 /* it offered 0-RTT data (may precede the second hello) */
+	bool retried;                    /* the server asked for a retry: only once (§4.1.4) */
+};
+
+static void hello_release(struct conn *c)
+{
+	free(c->hello);
+	c->hello = NULL;
+}
+
+/* Inspection is over: the relay takes both sockets; what the hellos said is no longer needed. */
+static void to_tunnel(struct conn *c)
+{
+	hello_release(c);
+	conn_disarm(c);
+	conn_enter(c, CS_TUNNEL);
+}
+
+/* ---- what a hello says (RFC 8446 §4.1.2, RFC 6066 §3) ---- */
 
 static void tls_version_text(const struct tls_hello *h, char *buf, size_t n)
 {
@@ -27,12 +60,14 @@ static void tls_version_text(const struct tls_hello *h, char *buf, size_t n)
 		snprintf(buf, n, "%u.%u", (unsigned)(best >> 8), (unsigned)(best & 0xff));
 }
 
+/* For the audit record: the last hello the server acts on. */
 static void remember_hello(struct conn *c, const struct tls_hello *h, const struct pc_host *sni)
 {
 	if (c->tls == NULL)
 		c->tls = calloc(1, sizeof(*c->tls));
 	if (c->tls == NULL)
 		return; /* the audit record loses its TLS fields, nothing else */
+	memset(c->tls, 0, sizeof(*c->tls));
 	if (sni != NULL)
 		memcpy(c->tls->sni, sni->name, sni->len + 1);
 	tls_version_text(h, c->tls->version, sizeof(c->tls->version));
@@ -42,22 +77,35 @@ static void remember_hello(struct conn *c, const struct tls_hello *h, const stru
 	}
 }
 
-/* The tier's rules for a parsed hello: R_ALLOWED or why not. */
-static enum reason verdict(struct conn *c, const struct tls_hello *h)
+/*
+ * The tier's rules for a parsed hello: R_ALLOWED or why not.  A second
+ * hello gets every rule the first one got, and must name the same server.
+ */
+static enum reason verdict(struct conn *c, const struct tls_hello *h, bool second)
 {
 	const struct policy_tier *t = conn_tier(c);
+	struct hello *st = c->hello;
 	struct pc_host sni;
 	/* RFC 6066 §3: HostName is a DNS name; literal addresses are not permitted. */
 	bool sni_ok = h->has_sni &&
 	              host_canon((const char *)h->sni.p, h->sni.len, &sni) == HOST_OK &&
 	              sni.kind == HOST_NAME;
 	remember_hello(c, h, sni_ok ? &sni : NULL);
+	if (!second) {
+		st->has_sni = sni_ok;
+		if (sni_ok)
+			memcpy(st->sni, sni.name, sni.len + 1);
+		st->early_data = h->has_early_data;
+	}
 	if ((h->has_ech || h->has_esni) && !t->allow_ech)
 		return R_TLS_ECH;
+	if (h->has_sni && !sni_ok)
+		return R_TLS_MALFORMED;
+	/* §4.1.2: the second hello is the first one with a new key share, not a new server. */
+	if (second && (st->has_sni != sni_ok || (sni_ok && strcmp(st->sni, sni.name) != 0)))
+		return R_TLS_SNI_MISMATCH;
 	if (!h->has_sni)
 		return t->require_sni ? R_TLS_NO_SNI : R_ALLOWED;
-	if (!sni_ok)
-		return R_TLS_MALFORMED;
 	if (c->host.kind == HOST_NAME && t->sni_must_match && strcmp(sni.name, c->host.name) != 0)
 		return R_TLS_SNI_MISMATCH;
 	/* The SNI must itself be allowed (for an IP-literal CONNECT this is the only name check).
@@ -81,22 +129,48 @@ static enum reason parse_error_reason(int st)
 	}
 }
 
-/* A verdict exists: cut (enforce) or record and go on (audit), then relay. */
-static void decided(struct conn *c, enum reason why)
+/* A refusal: cut (enforce), or record it and go on (audit).  True when the tunnel goes on. */
+static bool allowed(struct conn *c, enum reason why)
 {
-	if (why != R_ALLOWED) {
-		if (!conn_audit_mode(c)) {
-			conn_cut(c, why);
-			return;
-		}
-		conn_would_deny(c, why);
+	if (why == R_ALLOWED)
+		return true;
+	if (!conn_audit_mode(c)) {
+		conn_cut(c, why);
+		return false;
 	}
-	conn_disarm(c);
-	conn_enter(c, CS_TUNNEL);
+	conn_would_deny(c, why);
+	return true;
 }
 
-/* Examine the client's buffered bytes. */
-static void check(struct conn *c)
+/* Pass n bytes of one side's held input to the other side, charged like every relayed byte. */
+static bool pass_on(struct conn *c, bool upload, size_t n)
+{
+	struct evbuffer *in = bufferevent_get_input(upload ? c->cbev : c->ubev);
+	struct evbuffer *out = bufferevent_get_output(upload ? c->ubev : c->cbev);
+	enum reason cut;
+	uint64_t pass = conn_charge(c, upload, n, true, &cut);
+	evbuffer_remove_buffer(in, out, (size_t)pass);
+	if (cut != R_ALLOWED) {
+		conn_finish(c, cut);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A complete hello (its records are the first `len` bytes of the client's
+ * input) with its verdict: it goes to the server, whose answer is read next.
+ */
+static void hello_passed(struct conn *c, enum reason why, size_t len)
+{
+	if (!allowed(c, why) || !pass_on(c, true, len))
+		return;
+	conn_disarm(c);
+	conn_enter(c, CS_SERVER_HELLO);
+}
+
+/* Parse a hello at `off` in the client's held input; `second`: after a retry request. */
+static void check_hello(struct conn *c, size_t off, bool second)
 {
 	const struct policy_tier *t = conn_tier(c);
 	struct tls_limits lim;
@@ -105,47 +179,63 @@ static void check(struct conn *c)
 	if (lim.max_hello_bytes > CONN_HELLO_SCRATCH)
 		lim.max_hello_bytes = CONN_HELLO_SCRATCH;
 	struct evbuffer *in = bufferevent_get_input(c->cbev);
-	size_t len = evbuffer_get_length(in);
-	size_t look = len < lim.max_hello_bytes + 1 ? len : lim.max_hello_bytes + 1;
+	size_t len = evbuffer_get_length(in) - off;
+	size_t look = off + (len < lim.max_hello_bytes + 1 ? len : lim.max_hello_bytes + 1);
 	const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)look);
 	if (p == NULL && look > 0) {
 		conn_close(c, R_INTERNAL_ERROR);
 		return;
 	}
 	struct tls_hello h;
-	int r = tls_hello_parse(p, look, &lim, c->env->hello_scratch, CONN_HELLO_SCRATCH, &h);
+	int r = tls_hello_parse(p + off, look - off, &lim, c->env->hello_scratch,
+	                        CONN_HELLO_SCRATCH, &h);
 	if (r == TLS_NEED_MORE)
 		return;
-	decided(c, r < 0 ? parse_error_reason(r) : verdict(c, &h));
+	if (r > 0) {
+		hello_passed(c, verdict(c, &h, second), off + (size_t)r);
+		return;
+	}
+	/* No hello to pass on: cut, or in audit mode relay what there is from here on. */
+	if (allowed(c, parse_error_reason(r)))
+		to_tunnel(c);
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+/* ---- CS_HELLO: the client's first hello ---- */
+
+static void hello_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 	if (bev == c->cbev)
-		check(c);
+		check_hello(c, 0, false);
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+/* A client that closes before a complete hello: truncated, or nothing at all. */
+static void client_event(struct conn *c, short what)
 {
-	struct conn *c = arg;
-	bool client = bev == c->cbev;
 	if (what & BEV_EVENT_ERROR) {
-		conn_close(c, client ? R_CLIENT_ERROR : R_UPSTREAM_ERROR);
+		conn_close(c, R_CLIENT_ERROR);
 		return;
 	}
 	if (!(what & BEV_EVENT_EOF))
 		return;
-	if (!client) {
-		c->upstream_eof = true;
-		return;
-	}
 	c->client_eof = true;
-	/* The client closed before a complete ClientHello: truncated, or nothing at all. */
 	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
 		conn_cut(c, R_TLS_MALFORMED);
 	else
 		conn_close(c, R_CLIENT_CLOSED);
+}
+
+static void hello_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	if (bev == c->cbev) {
+		client_event(c, what);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR)
+		conn_close(c, R_UPSTREAM_ERROR);
+	else if (what & BEV_EVENT_EOF)
+		c->upstream_eof = true;
 }
 
 /*
@@ -161,16 +251,22 @@ static void hello_enter(struct conn *c)
 	bool tls_port = conn_tls_port(c, c->port);
 	struct evbuffer *early = bufferevent_get_input(c->cbev);
 	unsigned char first;
-	bufferevent_setcb(c->cbev, read_cb, NULL, event_cb, c);
-	bufferevent_setcb(c->ubev, read_cb, NULL, event_cb, c);
+	bufferevent_setcb(c->cbev, hello_read_cb, NULL, hello_event_cb, c);
+	bufferevent_setcb(c->ubev, NULL, NULL, hello_event_cb, c);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
 	if (!tls_port && evbuffer_copyout(early, &first, 1) == 1 && first != 0x16) {
-		conn_enter(c, CS_TUNNEL);
+		to_tunnel(c);
 		return;
 	}
 	if (!tls_port && evbuffer_get_length(early) == 0) {
 		c->peek_first = true;
-		conn_enter(c, CS_TUNNEL);
+		to_tunnel(c);
+		return;
+	}
+	if (c->hello == NULL)
+		c->hello = calloc(1, sizeof(*c->hello));
+	if (c->hello == NULL) {
+		conn_close(c, R_INTERNAL_ERROR);
 		return;
 	}
 	bufferevent_setwatermark(c->cbev, EV_READ, 0, t->max_hello_bytes + 1u);
@@ -179,16 +275,166 @@ static void hello_enter(struct conn *c)
 	c->last_active = coarse_ns();
 	conn_arm_ms(c, t->hello_timeout_ms);
 	if (evbuffer_get_length(early) > 0)
-		check(c);
+		check_hello(c, 0, false);
 }
 
 static void hello_timeout(struct conn *c)
 {
-	decided(c, R_TLS_HELLO_TIMEOUT);
+	if (allowed(c, R_TLS_HELLO_TIMEOUT))
+		to_tunnel(c);
+}
+
+/* ---- CS_SERVER_HELLO: the server's answer, as far as its ServerHello ---- */
+
+static void check_server(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->ubev);
+	size_t len = evbuffer_get_length(in), off = 0;
+	size_t look = len < SERVER_FIRST_MAX + 1 ? len : SERVER_FIRST_MAX + 1;
+	const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)look);
+	if (p == NULL && look > 0) {
+		conn_close(c, R_INTERNAL_ERROR);
+		return;
+	}
+	int st = TLS_SERVER_NEED_MORE;
+	/* Appendix D.4: after a retry request the server may send a compatibility
+	 * change_cipher_spec. */
+	if (c->hello->retried) {
+		int r = tls_skip_interlude(p, look, false, SERVER_FIRST_MAX, &off);
+		st = r == TLS_NEED_MORE ? TLS_SERVER_NEED_MORE
+		     : r < 0            ? TLS_SERVER_ERR_MALFORMED
+		                        : 1;
+	}
+	if (!c->hello->retried || st == 1)
+		st = tls_server_first(p + off, look - off, SERVER_FIRST_MAX);
+	switch (st) {
+	case TLS_SERVER_NEED_MORE:
+		return;
+	case TLS_SERVER_HELLO:
+	case TLS_SERVER_ALERT:
+		/* The handshake goes on with the hellos that were checked (or ends): relay. */
+		to_tunnel(c);
+		return;
+	case TLS_SERVER_RETRY:
+		if (c->hello->retried) {
+			/* §4.1.4: a second HelloRetryRequest ends the handshake. */
+			if (allowed(c, R_TLS_SERVER_MALFORMED))
+				to_tunnel(c);
+			return;
+		}
+		c->hello->retried = true;
+		/* The retry request goes to the client; its answer is checked like its first hello.
+		 */
+		if (pass_on(c, false, len))
+			conn_enter(c, CS_HELLO_RETRY);
+		return;
+	default:
+		if (allowed(c, R_TLS_SERVER_MALFORMED))
+			to_tunnel(c);
+		return;
+	}
+}
+
+static void server_read_cb(struct bufferevent *bev, void *arg)
+{
+	check_server(arg);
+}
+
+static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	if (bev == c->cbev) {
+		client_event(c, what);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR)
+		conn_close(c, R_UPSTREAM_ERROR);
+	else if (what & BEV_EVENT_EOF)
+		conn_close(c, R_UPSTREAM_CLOSED);
+}
+
+static void server_hello_enter(struct conn *c)
+{
+	/* What the client sends meanwhile waits (early data, a compatibility record). */
+	bufferevent_disable(c->cbev, EV_READ);
+	bufferevent_setcb(c->cbev, NULL, NULL, server_event_cb, c);
+	bufferevent_setcb(c->ubev, server_read_cb, NULL, server_event_cb, c);
+	bufferevent_setwatermark(c->ubev, EV_READ, 0, SERVER_FIRST_MAX + 1);
+	bufferevent_enable(c->ubev, EV_READ);
+	conn_arm_activity(c);
+	if (c->state == CS_SERVER_HELLO && evbuffer_get_length(bufferevent_get_input(c->ubev)) > 0)
+		check_server(c);
+}
+
+static void activity_timeout(struct conn *c)
+{
+	conn_arm_activity(c);
+}
+
+/* ---- CS_HELLO_RETRY: the second ClientHello ---- */
+
+static void check_retry(struct conn *c)
+{
+	const struct policy_tier *t = conn_tier(c);
+	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	size_t len = evbuffer_get_length(in), off = 0;
+	size_t look = len < t->max_hello_bytes + 1u ? len : t->max_hello_bytes + 1u;
+	const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)look);
+	if (p == NULL && look > 0) {
+		conn_close(c, R_INTERNAL_ERROR);
+		return;
+	}
+	/* Appendix D.4: a compatibility change_cipher_spec, and 0-RTT data, may come first. */
+	int r = tls_skip_interlude(p, look, c->hello->early_data, t->max_hello_bytes, &off);
+	if (r == TLS_NEED_MORE)
+		return;
+	if (r < 0) {
+		if (allowed(c, parse_error_reason(r)))
+			to_tunnel(c);
+		return;
+	}
+	check_hello(c, off, true);
+}
+
+static void retry_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	if (bev == c->cbev)
+		check_retry(c);
+}
+
+static void hello_retry_enter(struct conn *c)
+{
+	const struct policy_tier *t = conn_tier(c);
+	/* The server waits for the second hello; nothing of it is read meanwhile. */
+	bufferevent_disable(c->ubev, EV_READ);
+	bufferevent_setcb(c->ubev, NULL, NULL, hello_event_cb, c);
+	bufferevent_setcb(c->cbev, retry_read_cb, NULL, hello_event_cb, c);
+	/* Room for what may precede the hello (bounded the same) and the hello itself. */
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, 2u * t->max_hello_bytes + 1u);
+	bufferevent_enable(c->cbev, EV_READ);
+	conn_arm_ms(c, t->hello_timeout_ms);
+	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
+		check_retry(c);
 }
 
 const struct conn_phase hello_phase = {
     .name = "hello",
     .enter = hello_enter,
     .timeout = hello_timeout,
+    .release = hello_release,
+};
+
+const struct conn_phase hello_server_phase = {
+    .name = "server_hello",
+    .enter = server_hello_enter,
+    .timeout = activity_timeout,
+    .release = hello_release,
+};
+
+const struct conn_phase hello_retry_phase = {
+    .name = "hello_retry",
+    .enter = hello_retry_enter,
+    .timeout = hello_timeout,
+    .release = hello_release,
 };

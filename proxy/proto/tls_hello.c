@@ -43,6 +43,9 @@ enum {
 	EXT_SERVER_NAME = 0, /* RFC 6066 §3 */
 	EXT_ALPN = 16,       /* RFC 7301 §3.1 */
 	EXT_PSK = 41,        /* pre_shared_key, RFC 8446 §4.2.11 */
+	EXT_EARLY_DATA = 42, /* early_data, RFC 8446 §4.2.10 */
+	CT_CCS = 20,         /* ContentType change_cipher_spec (RFC 8446 §5.1) */
+	CT_APP_DATA = 23,    /* ContentType application_data */
 	EXT_VERSIONS = 43,   /* supported_versions, RFC 8446 §4.2.1 */
 	EXT_ECH = 0xfe0d,    /* encrypted_client_hello, draft-ietf-tls-esni */
 	EXT_ESNI = 0xffce,   /* encrypted_server_name, draft-ietf-tls-esni-02..06 */
@@ -314,6 +317,9 @@ static int parse_extension(unsigned type, struct rd data, struct tls_hello *out)
 		return parse_alpn(data, out);
 	case EXT_VERSIONS:
 		return parse_versions(data, out);
+	case EXT_EARLY_DATA:
+		out->has_early_data = true;
+		return 0;
 	case EXT_ECH:
 		out->has_ech = true;
 		return 0;
@@ -464,6 +470,45 @@ int tls_hello_parse(const uint8_t *buf, size_t len, const struct tls_limits *lim
 		if (end > window)
 			return need_more(len, a.max);
 		off = end;
+	}
+}
+
+int tls_skip_interlude(const uint8_t *buf, size_t len, bool early_data, size_t max, size_t *off)
+{
+	size_t window = len < max ? len : max;
+	bool ccs = false;
+
+	*off = 0;
+	if (buf == NULL && len > 0)
+		return TLS_ERR_MALFORMED;
+	for (;;) {
+		size_t at = *off;
+		if (window <= at)
+			return need_more(len, max);
+		uint8_t type = buf[at];
+		if (type != CT_CCS && type != CT_APP_DATA)
+			return 1; /* the next hello's first record (tls_hello_parse judges it) */
+		if (type == CT_CCS && ccs)
+			return TLS_ERR_MALFORMED; /* D.4: one compatibility record */
+		if (type == CT_APP_DATA && !early_data)
+			return TLS_ERR_MALFORMED;
+		if (window - at >= 3 && !version_ok(buf[at + 1], buf[at + 2]))
+			return TLS_ERR_MALFORMED;
+		if (window - at < REC_HDR)
+			return need_more(len, max);
+		size_t rlen = (size_t)buf[at + 3] << 8 | buf[at + 4];
+		/* §5: change_cipher_spec is the one byte 0x01; early data at most 2^14 + 256. */
+		if ((type == CT_CCS && rlen != 1) || rlen == 0 || rlen > REC_MAX + 256)
+			return TLS_ERR_MALFORMED;
+		size_t end = at + REC_HDR + rlen;
+		if (end > max)
+			return TLS_ERR_TOO_LARGE;
+		if (type == CT_CCS && window > at + REC_HDR && buf[at + REC_HDR] != 1)
+			return TLS_ERR_MALFORMED;
+		if (end > window)
+			return need_more(len, max);
+		ccs = ccs || type == CT_CCS;
+		*off = end;
 	}
 }
 

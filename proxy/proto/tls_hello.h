@@ -44,6 +44,7 @@ struct tls_hello {
 	size_t n_versions_total;             /* entries in supported_versions; 0 when absent */
 	bool has_alpn;                       /* an ALPN extension was present */
 	bool has_versions;                   /* a supported_versions extension was present */
+	bool has_early_data; /* early_data (RFC 8446 §4.2.10): 0-RTT data may follow the hello */
 	bool has_ech;        /* encrypted_client_hello 0xfe0d (draft-ietf-tls-esni) */
 	bool has_esni;       /* legacy draft ESNI 0xffce */
 	size_t n_extensions; /* extensions in the hello, GREASE included */
@@ -93,6 +94,21 @@ void tls_limits_default(struct tls_limits *l);
  */
 int tls_hello_parse(const uint8_t *buf, size_t len, const struct tls_limits *lim, uint8_t *scratch,
                     size_t scratch_len, struct tls_hello *out) __attribute__((warn_unused_result));
+
+/*
+ * What a TLS 1.3 client may send between its first ClientHello and the
+ * second one a HelloRetryRequest asks for (RFC 8446 Appendix D.4): at most
+ * one change_cipher_spec record, exactly the byte 0x01 (§5), and, when the
+ * first hello offered early data (early_data), application_data records
+ * (0-RTT data the server skips after a retry, §4.2.10).  Walks those records
+ * at the start of buf[0..len); returns 1 with *off at the first byte of the
+ * first other record (at least that byte present), TLS_NEED_MORE, or
+ * TLS_ERR_MALFORMED (a second or bad change_cipher_spec, early data not
+ * offered) / TLS_ERR_TOO_LARGE (more than max bytes before the next record).
+ * Stateless and split-invariant like tls_hello_parse.
+ */
+int tls_skip_interlude(const uint8_t *buf, size_t len, bool early_data, size_t max, size_t *off)
+	__attribute__((warn_unused_result));
 
 /*
  * Stable snake_case name of a return value of tls_hello_parse, e.g.

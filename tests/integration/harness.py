@@ -51,6 +51,7 @@ REASON_STATUS = {
     # refusals inside the tunnel's first flight: the client had already seen 200
     "tls_no_sni": 200, "tls_sni_mismatch": 200, "tls_sni_not_allowed": 200, "not_tls": 200,
     "tls_ech": 200, "tls_malformed": 200, "tls_hello_too_large": 200, "tls_hello_timeout": 200,
+    "tls_server_malformed": 200,
     # caps
     "source_connection_limit": 429, "source_upload_budget": 429, "audit_unavailable": 503,
 }
@@ -59,7 +60,7 @@ CLOSE_REASONS = {"client_closed", "upstream_closed", "idle_timeout", "max_lifeti
                  "upload_cap", "download_cap", "source_upload_budget"}
 # Reasons an audit-mode tier records in labels.would_deny instead of refusing.
 WOULD_DENY_REASONS = {"host_not_allowed", "port_not_allowed", "tls_required", "tls_no_sni", "tls_sni_mismatch",
-                      "tls_sni_not_allowed", "not_tls", "tls_ech", "tls_malformed",
+                      "tls_sni_not_allowed", "not_tls", "tls_ech", "tls_malformed", "tls_server_malformed",
                       "tls_hello_too_large", "tls_hello_timeout", "upload_cap", "download_cap",
                       "source_connection_limit", "source_upload_budget"}
 # Plain-HTTP forwarding (issue 5): its refusal reasons, and how a forwarded request's record ends
@@ -929,9 +930,10 @@ def ext_padding(n):
 
 
 def client_hello(sni="allowed.example", alpn=None, versions=(0x0304, 0x0303), ech=False, esni=False,
-                 padding=0, extra=(), legacy_version=0x0303, hs_type=1):
+                 padding=0, extra=(), legacy_version=0x0303, hs_type=1, share=None):
     """One ClientHello handshake message (4-byte header included).  With versions it is
-    a TLS 1.3 hello (supported_versions, an x25519 key share); without, TLS 1.2 only.
+    a TLS 1.3 hello (supported_versions, an x25519 key share, or share=(group, key)); without,
+    TLS 1.2 only.
     Cipher suites and groups fit the harness's P-256 certificate, so an OpenSSL server
     answers it with a ServerHello (see openssl_answers)."""
     ciphers = [0x1301, 0x1302, 0x1303] if versions else []
@@ -947,7 +949,8 @@ def client_hello(sni="allowed.example", alpn=None, versions=(0x0304, 0x0303), ec
     if versions:
         exts.append(ext_versions(versions))
         exts.append(tls_ext(EXT_PSK_MODES, _v8(b"\x01")))
-        exts.append(tls_ext(EXT_KEY_SHARE, _v16(struct.pack(">H", 0x001d) + _v16(os.urandom(32)))))
+        group, key = share or (0x001d, os.urandom(32))
+        exts.append(tls_ext(EXT_KEY_SHARE, _v16(struct.pack(">H", group) + _v16(key))))
     if alpn:
         exts.append(ext_alpn(alpn))
     if ech:
@@ -959,6 +962,17 @@ def client_hello(sni="allowed.example", alpn=None, versions=(0x0304, 0x0303), ec
         exts.append(ext_padding(padding))
     body += _v16(b"".join(exts))
     return bytes([hs_type]) + struct.pack(">I", len(body))[1:] + body
+
+
+def p256_share():
+    """A valid P-256 key share (uncompressed point) made with the openssl CLI: a second hello
+    with it gets past an OpenSSL server's key-share check after a retry request."""
+    openssl = need(shutil.which("openssl") or "/usr/bin/openssl")
+    key = subprocess.run([openssl, "ecparam", "-name", "prime256v1", "-genkey", "-noout"],
+                         check=True, capture_output=True, timeout=20).stdout
+    der = subprocess.run([openssl, "ec", "-pubout", "-outform", "DER"], input=key, check=True,
+                         capture_output=True, timeout=20).stdout
+    return (0x0017, der[-65:])
 
 
 def tls_records(msg, cuts=(), record_version=0x0301, content_type=0x16):

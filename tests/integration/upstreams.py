@@ -53,6 +53,8 @@ import threading
 import time
 
 LOCK = threading.Lock()
+# RFC 8446 §4.1.3: the random of a HelloRetryRequest, SHA-256("HelloRetryRequest").
+HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 EVENTS = None
 IO_TIMEOUT = 60.0
 
@@ -141,6 +143,9 @@ class Session:
             elif kind == "greet":
                 self.greet()
                 return
+            elif kind == "hrr-twice":
+                self.hrr_twice()
+                return
             elif self.tls_ctx is not None:
                 self.sock = self.tls_ctx.wrap_socket(s, server_side=True)
                 self.info["sni"] = getattr(self.sock, "sni", None)
@@ -155,7 +160,8 @@ class Session:
             if self.spec.get("kind") in ("tls-raw", "greet"):
                 self.info["raw_head"] = self.raw_head.hex()
                 if isinstance(self.sock, BioConn):
-                    self.info.update(raw_rx=self.sock.raw_rx, raw_tx=self.sock.raw_tx)
+                    self.info.update(raw_rx=self.sock.raw_rx, raw_tx=self.sock.raw_tx,
+                                     snis=getattr(self.sock.obj, "snis", []))
                     if "sni" not in self.info:
                         self.info["sni"] = getattr(self.sock.obj, "sni", None)
                 if "end" not in self.info and "ConnectionResetError" in self.info.get("error", ""):
@@ -207,6 +213,34 @@ class Session:
         else:
             self.send(line)
             self.echo()
+
+    def read_record(self):
+        """One TLS record off the raw stream: (type, body), or None at EOF."""
+        while len(self.buf) < 5 or len(self.buf) < 5 + int.from_bytes(self.buf[3:5], "big"):
+            d = self.sock.recv(65536)
+            if not d:
+                return None
+            self.rx += len(d)
+            self.buf += d
+        n = 5 + int.from_bytes(self.buf[3:5], "big")
+        rec, self.buf = self.buf[:n], self.buf[n:]
+        return rec[0], rec[5:]
+
+    def hrr_twice(self):
+        """Kind "hrr-twice": answers every ClientHello with a HelloRetryRequest (RFC 8446
+        §4.1.4 allows one): a server a proxy must not follow into a second retry."""
+        body = (b"\x03\x03" + HRR_RANDOM + b"\x00" + b"\x13\x01" + b"\x00" +
+                b"\x00\x0c" + b"\x00\x2b\x00\x02\x03\x04" + b"\x00\x33\x00\x02\x00\x17")
+        msg = b"\x02" + len(body).to_bytes(3, "big") + body
+        hrr = b"\x16\x03\x03" + len(msg).to_bytes(2, "big") + msg
+        self.info["hrr_sent"] = 0
+        while True:
+            rec = self.read_record()
+            if rec is None:
+                break
+            if rec[0] == 22 and rec[1][:1] == b"\x01":
+                self.send(hrr)
+                self.info["hrr_sent"] += 1
 
     def note_raw(self, d):
         """First bytes and first-byte time of the raw TCP stream (tls-raw, greet)."""
@@ -734,9 +768,15 @@ def serve_udp_silent(usock, spec):
 def make_tls(spec):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(spec["cert"], spec["key"])
+    if spec.get("group"):
+        # One key-exchange group only: a client whose first key share is another one gets
+        # a HelloRetryRequest (RFC 8446 §4.1.4), as from any server with other preferences.
+        ctx.set_ecdh_curve(spec["group"])
 
     def on_sni(sslsock, name, _ctx):
+        # OpenSSL calls this once per ClientHello: after a retry request, for the second too.
         sslsock.sni = name
+        sslsock.snis = getattr(sslsock, "snis", []) + [name]
     ctx.sni_callback = on_sni
     return ctx
 

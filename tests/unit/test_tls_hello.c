@@ -1,5 +1,6 @@
 /* Unit tests for the TLS ClientHello parser (proxy/tls_hello.c). */
 #include "tls_hello.h"
+#include "tls_server.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -926,6 +927,111 @@ static void test_limits_default(void **state)
 	assert_int_equal(l.max_hello_bytes, 16384);
 }
 
+/* ---- the server's first flight and the interlude (HelloRetryRequest) --------- */
+
+#define HRR_RND "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
+#define SH_BODY(rnd) "0303 " rnd " [1 ] 1301 00 [2 002b [2 0304]]"
+#define SH_REC(rnd) "16 0303 [2 02 [3 " SH_BODY(rnd) "]]"
+
+/* Every prefix of b: NEED_MORE up to the deciding byte, then `want` (split-invariance). */
+static void server_prefixes(const uint8_t *b, size_t n, int want, size_t decided_at)
+{
+	for (size_t k = 0; k <= n; k++) {
+		uint8_t *copy = malloc(k ? k : 1);
+		assert_non_null(copy);
+		memcpy(copy, b, k);
+		int r = tls_server_first(copy, k, 16384);
+		free(copy);
+		if (k < decided_at && r != TLS_SERVER_NEED_MORE)
+			fail_msg("prefix %zu: %s before byte %zu", k, tls_server_status_str(r), decided_at);
+		if (k >= decided_at && r != want)
+			fail_msg("prefix %zu: %s, want %s", k, tls_server_status_str(r),
+			         tls_server_status_str(want));
+	}
+}
+
+static void test_server_first(void **state)
+{
+	(void)state;
+	uint8_t b[512], m[512];
+	size_t n;
+	/* A retry request, decided at the last byte of its random (5 + 4 + 2 + 32). */
+	n = tb(SH_REC(HRR_RND), b, sizeof(b));
+	server_prefixes(b, n, TLS_SERVER_RETRY, 43);
+	/* Any other random: a ServerHello. */
+	n = tb(SH_REC("*32:5a"), b, sizeof(b));
+	server_prefixes(b, n, TLS_SERVER_HELLO, 43);
+	/* The same retry request cut into one-byte records: reassembled. */
+	size_t hl = tb("02 [3 " SH_BODY(HRR_RND) "]", m, sizeof(m));
+	n = 0;
+	for (size_t i = 0; i < hl; i++) {
+		uint8_t rec[6] = {0x16, 0x03, 0x03, 0x00, 0x01, m[i]};
+		memcpy(b + n, rec, 6);
+		n += 6;
+	}
+	assert_int_equal(tls_server_first(b, n, 16384), TLS_SERVER_RETRY);
+	/* ... but not past max. */
+	assert_int_equal(tls_server_first(b, n, 100), TLS_SERVER_ERR_TOO_LARGE);
+	/* An alert first: the server refused. */
+	n = tb("15 0303 [2 02 28]", b, sizeof(b));
+	server_prefixes(b, n, TLS_SERVER_ALERT, 5);
+	/* Refused at the first byte that settles it. */
+	n = tb("'HTTP/1.1 400'", b, sizeof(b));
+	server_prefixes(b, n, TLS_SERVER_ERR_MALFORMED, 1);
+	n = tb("16 0200", b, sizeof(b)); /* SSL 2 / 3.0 */
+	server_prefixes(b, n, TLS_SERVER_ERR_MALFORMED, 2);
+	n = tb("16 0303 [2 0b [3 00]]", b, sizeof(b)); /* first message not a ServerHello */
+	server_prefixes(b, n, TLS_SERVER_ERR_MALFORMED, 6);
+	n = tb("16 0303 [2 02 00 00]  17 0303 [2 00]", b, sizeof(b)); /* another type inside it */
+	server_prefixes(b, n, TLS_SERVER_ERR_MALFORMED, 9);
+	n = tb("16 0303 0000", b, sizeof(b)); /* an empty handshake record */
+	server_prefixes(b, n, TLS_SERVER_ERR_MALFORMED, 5);
+	n = tb("15 0303 [2 02 28 00]", b, sizeof(b)); /* an alert is two bytes */
+	server_prefixes(b, n, TLS_SERVER_ERR_MALFORMED, 5);
+	n = tb("16 0303 [2 02 [3 0304 *32:00]]", b, sizeof(b)); /* legacy_version above 1.2 */
+	server_prefixes(b, n, TLS_SERVER_ERR_MALFORMED, 11);
+	assert_int_equal(tls_server_first(NULL, 0, 100), TLS_SERVER_NEED_MORE);
+	assert_int_equal(tls_server_first(NULL, 1, 100), TLS_SERVER_ERR_MALFORMED);
+	assert_string_equal(tls_server_status_str(TLS_SERVER_RETRY), "hello_retry_request");
+	assert_string_equal(tls_server_status_str(99), "unknown");
+}
+
+static void test_interlude(void **state)
+{
+	(void)state;
+	uint8_t b[512];
+	size_t n, off = 99;
+	/* Nothing to skip: the next record starts at 0 (one byte of it is enough). */
+	n = tb("16", b, sizeof(b));
+	assert_int_equal(tls_skip_interlude(b, n, false, 1000, &off), 1);
+	assert_int_equal(off, 0);
+	assert_int_equal(tls_skip_interlude(b, 0, false, 1000, &off), TLS_NEED_MORE);
+	/* One compatibility record, then the hello. */
+	n = tb("14 0303 [2 01] 16 03", b, sizeof(b));
+	for (size_t k = 0; k < 6; k++)
+		assert_int_equal(tls_skip_interlude(b, k, false, 1000, &off), TLS_NEED_MORE);
+	assert_int_equal(tls_skip_interlude(b, 7, false, 1000, &off), 1);
+	assert_int_equal(off, 6);
+	/* Early data only when the first hello offered it. */
+	n = tb("14 0303 [2 01] 17 0303 [2 'early'] 17 0303 [2 'more'] 16", b, sizeof(b));
+	assert_int_equal(tls_skip_interlude(b, n, true, 1000, &off), 1);
+	assert_int_equal(off, n - 1);
+	assert_int_equal(tls_skip_interlude(b, n, false, 1000, &off), TLS_ERR_MALFORMED);
+	/* A second compatibility record, a bad one, another version. */
+	n = tb("14 0303 [2 01] 14 0303 [2 01] 16", b, sizeof(b));
+	assert_int_equal(tls_skip_interlude(b, n, true, 1000, &off), TLS_ERR_MALFORMED);
+	n = tb("14 0303 [2 02] 16", b, sizeof(b));
+	assert_int_equal(tls_skip_interlude(b, n, false, 1000, &off), TLS_ERR_MALFORMED);
+	n = tb("14 0303 [2 01 01] 16", b, sizeof(b));
+	assert_int_equal(tls_skip_interlude(b, n, false, 1000, &off), TLS_ERR_MALFORMED);
+	n = tb("14 0200 [2 01] 16", b, sizeof(b));
+	assert_int_equal(tls_skip_interlude(b, n, false, 1000, &off), TLS_ERR_MALFORMED);
+	/* Bounded: records past max are TOO_LARGE. */
+	n = tb("17 0303 [2 *300:aa] 16", b, sizeof(b));
+	assert_int_equal(tls_skip_interlude(b, n, true, 200, &off), TLS_ERR_TOO_LARGE);
+	assert_int_equal(tls_skip_interlude(b, n, true, 400, &off), 1);
+}
+
 static void test_status_names(void **state)
 {
 	assert_string_equal(tls_status_str(1), "complete");
@@ -959,6 +1065,8 @@ int main(void)
 	    cmocka_unit_test(test_out_zeroed_and_repeatable),
 	    cmocka_unit_test(test_null_arguments),
 	    cmocka_unit_test(test_limits_default),
+	    cmocka_unit_test(test_server_first),
+	    cmocka_unit_test(test_interlude),
 	    cmocka_unit_test(test_status_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
