@@ -348,6 +348,15 @@ size_t addr_embedded_v4_all(const struct pc_addr *a, struct pc_addr *v4, size_t 
 	return cnt;
 }
 
+bool addr_nat64_unknown_layout(const struct pc_addr *a)
+{
+	static const uint8_t nat64[4] = {0x00, 0x64, 0xff, 0x9b};
+	if (a->family != ADDR_V6 || memcmp(a->b, nat64, 4) != 0)
+		return false;
+	/* The well-known prefix is /96 only (RFC 6052 §2.1): there the IPv4 is bytes 12..15. */
+	return !all_zero(a->b + 4, 8);
+}
+
 bool addr_embedded_v4(const struct pc_addr *a, struct pc_addr *v4)
 {
 	return addr_embedded_v4_all(a, v4, 1) > 0;

@@ -67,6 +67,14 @@ bool addr_equal(const struct pc_addr *a, const struct pc_addr *b);
  */
 bool addr_embedded_v4(const struct pc_addr *a, struct pc_addr *v4);
 
+/*
+ * Is a in 64:ff9b::/32 but outside the well-known prefix 64:ff9b::/96?  There
+ * (the local-use 64:ff9b:1::/48 of RFC 8215 included) an operator's NAT64 may
+ * embed an IPv4 address at any RFC 6052 prefix length, so which IPv4 address
+ * traffic to a reaches cannot be read from a: policy treats it as blocked.
+ */
+bool addr_nat64_unknown_layout(const struct pc_addr *a);
+
 /* Most IPv4 addresses addr_embedded_v4_all can report for one IPv6 address. */
 #define ADDR_EMBEDDED_MAX 2
 

@@ -221,6 +221,9 @@ bool policy_addr_blocked(const struct policy *p, int tier, const struct pc_addr 
 		return true;
 	if (view_blocked(p, t, a))
 		return true;
+	/* Fail closed: an IPv4 address we cannot read out of a NAT64 address could be any. */
+	if (addr_nat64_unknown_layout(a) && (t == NULL || !range_set_lookup(t->allow_ranges, a, NULL, NULL)))
+		return true;
 	size_t n = addr_embedded_v4_all(a, v4, ADDR_EMBEDDED_MAX);
 	for (size_t i = 0; i < n && i < ADDR_EMBEDDED_MAX; i++)
 		if (view_blocked(p, t, &v4[i]))

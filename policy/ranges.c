@@ -46,6 +46,7 @@ static const char *const builtin_blocked[] = {
     "::/128",           /* RFC 4291 unspecified */
     "::1/128",          /* RFC 4291 loopback */
     "100::/64",         /* RFC 6666 discard-only */
+    "64:ff9b:1::/48",   /* RFC 8215 local-use NAT64: operator-internal, IPv4 at any RFC 6052 length */
     "fc00::/7",         /* RFC 4193 unique local, incl. fd00:ec2::254 */
     "fe80::/10",        /* RFC 4291 link-local */
     "fec0::/10",        /* RFC 3879 deprecated site-local */

@@ -20,7 +20,10 @@ from harness import expect, get  # noqa: E402
 GOOD = "198.51.100.10"
 FORBIDDEN_V4 = ["169.254.169.254", "10.0.0.5", "172.16.0.5", "192.168.1.5", "100.64.0.5",
                 "127.0.0.9", "168.63.129.16"]
-FORBIDDEN_V6 = ["fd00:ec2::254"]
+# The last two: NAT64 addresses outside the well-known /96, where the IPv4 inside cannot be
+# read (169.254.169.254 in the /64 layout of the local-use /48, and past the /96): listeners
+# of our own, so a test sees whether the proxy dialled them.
+FORBIDDEN_V6 = ["fd00:ec2::254", "64:ff9b:1:abcd:a9:fea9:fe00:0", "64:ff9b::1:0:a9fe:a9fe"]
 # 127.0.0.1 and ::1 exist on lo already; they get listeners too (connects to 0.0.0.0 and :: land there).
 LISTEN = FORBIDDEN_V4 + ["127.0.0.1"] + FORBIDDEN_V6 + ["::1"]
 
@@ -54,6 +57,9 @@ LITERALS = [
     ("[64:ff9b::a9fe:a9fe]:443", BLOCKED),               # NAT64 well-known /96
     ("[64:ff9b::169.254.169.254]:443", BLOCKED),
     ("[64:ff9b:1:a9fe:a9:fe00::]:443", BLOCKED),         # NAT64 local-use /48 (RFC 6052 layout)
+    ("[64:ff9b:1:abcd:a9:fea9:fe00:0]:443", BLOCKED),    # local-use, /64 layout
+    ("[64:ff9b:1:abcd:a9:fea9:fe00:0]:80", BLOCKED),
+    ("[64:ff9b::1:0:a9fe:a9fe]:443", BLOCKED),           # 64:ff9b::/32 outside the /96
     ("[2002:a9fe:a9fe::]:443", BLOCKED),                 # 6to4
     ("[2002:a9fe:a9fe:1::1]:443", BLOCKED),
     ("[2001:0:a9fe:a9fe:0:0:5601:5601]:443", BLOCKED),   # Teredo, server and client both 169.254.169.254
@@ -110,6 +116,8 @@ DNS = [  # name, records, port
     ("cgnat.example", ["100.64.0.5"], 443),
     ("zero.example", ["0.0.0.0"], 443),
     ("nat64.example", ["64:ff9b::a9fe:a9fe"], 443),
+    ("nat64local.example", ["64:ff9b:1:abcd:a9:fea9:fe00:0"], 443),
+    ("nat64wide.example", ["64:ff9b::1:0:a9fe:a9fe"], 80),
     ("sixto4.example", ["2002:a9fe:a9fe::"], 443),
     ("teredo.example", ["2001:0:a9fe:a9fe::5601:5601"], 443),
     ("bench.example", ["198.18.0.5"], 443),

@@ -350,6 +350,18 @@ static void test_embedded(void **state)
 	check_embed("2003::a9fe:a9fe", NULL);
 	check_embed("64:ff9b:0:0:1::a9fe:a9fe", NULL); /* outside the /96 */
 	check_embed("64:ff9b:2::a9fe:a9fe", NULL);
+	/* ... which is why the rest of 64:ff9b::/32 is an unknown layout (policy: blocked) */
+	assert_true(addr_nat64_unknown_layout(&(struct pc_addr){0}) == false);
+	const char *unknown[] = {"64:ff9b:0:0:1::a9fe:a9fe", "64:ff9b:2::a9fe:a9fe",
+	                         "64:ff9b:1:abcd:a9:fea9:fe00:0", "64:ff9b:1::"};
+	const char *known[] = {"64:ff9b::a9fe:a9fe", "64:ff9b::", "64:ff9a::1", "::ffff:10.0.0.1"};
+	for (size_t i = 0; i < 4; i++) {
+		struct pc_addr a;
+		assert_int_equal(addr_parse_ipv6(unknown[i], strlen(unknown[i]), &a), ADDR_OK);
+		assert_true(addr_nat64_unknown_layout(&a));
+		assert_int_equal(addr_parse_ipv6(known[i], strlen(known[i]), &a), ADDR_OK);
+		assert_false(addr_nat64_unknown_layout(&a));
+	}
 	check_embed("::fffe:a9fe:a9fe", NULL);
 	check_embed("::ffff:1:a9fe:a9fe", NULL);
 	check_embed("1::ffff:a9fe:a9fe", NULL);

@@ -364,6 +364,12 @@ static void test_decide_addrs(void **state)
 	    {STANDARD, {"2001:0:4136:e378:8000:63bf:f5ff:fffe"}, false, R_RESOLVED_TO_BLOCKED},
 	    {STANDARD, {"::ffff:140.82.112.3"}, true, R_ALLOWED},
 	    {STANDARD, {"64:ff9b::8c52:7003"}, true, R_ALLOWED},
+	    /* NAT64 outside the well-known /96: the IPv4 inside cannot be read, so blocked */
+	    {STANDARD, {"64:ff9b:1:abcd:a9:fea9:fe00:0"}, false, R_RESOLVED_TO_BLOCKED}, /* /64 layout */
+	    {STANDARD, {"64:ff9b:1:c633:64:a00::"}, false, R_RESOLVED_TO_BLOCKED}, /* a public one too */
+	    {STANDARD, {"64:ff9b:0:0:1::8c52:7003"}, false, R_RESOLVED_TO_BLOCKED},
+	    {STANDARD, {"64:ff9b:2::8c52:7003"}, false, R_RESOLVED_TO_BLOCKED},
+	    {STANDARD, {"64:ff9a::8c52:7003"}, true, R_ALLOWED}, /* not NAT64 at all */
 	    /* allow_ranges: the mirror tier, including the mapped form */
 	    {MIRROR, {"10.96.5.20", "::ffff:10.96.5.21"}, true, R_ALLOWED},
 	    {MIRROR, {"10.96.5.20", "10.96.4.1"}, false, R_RESOLVED_TO_BLOCKED},
