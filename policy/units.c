@@ -513,9 +513,15 @@ static bool tree_event(struct policy_loader *L, const yaml_event_t *ev, struct f
 		if (!scalar_node(L, n, ev))
 			return false;
 	} else if (kind == PN_SCALAR) {
-		policy_diag(L, n, "nesting deeper than %u levels", POLICY_MAX_DEPTH);
+		/*
+		 * Stop here: libyaml's work on deeply nested flow collections grows
+		 * with the square of the depth, so reading on would let one file
+		 * stall the loader (and a reload, the main thread) for seconds.
+		 */
+		policy_diag(L, n, "nesting deeper than %u levels; the rest of the file is not read",
+		            POLICY_MAX_DEPTH);
 		n->bad = true;
-		*skip = 1;
+		return false;
 	} else {
 		bool seq = kind == PN_SEQ;
 		check_props(L, n,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -58,6 +59,13 @@ struct server {
 	double start_time;
 	int inotify_fd;
 	struct event *inotify_ev, *reload_ev;
+	/* A reload in progress on its own thread (reload_main), and one asked for meanwhile. */
+	struct reload_job *reload_job;
+	pthread_t reload_thread;
+	int reload_done_fd; /* eventfd: the loading thread is done */
+	struct event *reload_done_ev;
+	bool reload_again, reload_again_forced;
+	const char *reload_again_why;
 };
 
 /* ---- the admin listener's view ---- */
@@ -120,6 +128,7 @@ struct server *server_create(struct policy *p, const char *path, const char *sha
 		return NULL;
 	}
 	s->inotify_fd = -1;
+	s->reload_done_fd = -1;
 	s->policy_path = path;
 	s->start_time = (double)wall_ns() / 1e9;
 	pthread_mutex_init(&s->info_lock, NULL);
@@ -246,21 +255,38 @@ static void report_static_changes(const struct policy_settings *o, const struct 
 		      list);
 }
 
-static void server_reload(struct server *s, const char *why, bool only_if_changed)
-{
+/*
+ * A reload reads and validates the file on a thread of its own: whatever the
+ * file holds, the main thread keeps handling signals (SIGTERM, SIGUSR1, the
+ * next SIGHUP) meanwhile.  One load at a time; a request that comes in while
+ * one runs is remembered and served when it ends.
+ */
+struct reload_job {
+	struct server *s;
+	const char *why;
+	bool only_if_changed;
 	char sha[65];
-	struct policy *p = policyfile_load(s->policy_path, true, sha);
-	if (p == NULL) {
-		atomic_fetch_add(&s->reloads_failed, 1);
-		oplog("error",
-		      "policy reload (%s) failed: %s is invalid; the previous policy stays", why,
-		      s->policy_path);
-		return;
-	}
+	struct policy *p; /* the result: NULL when invalid or unreadable */
+};
+
+static void *reload_main(void *arg)
+{
+	struct reload_job *j = arg;
+	j->p = policyfile_load(j->s->policy_path, true, j->sha);
+	uint64_t one = 1;
+	if (write(j->s->reload_done_fd, &one, sizeof(one)) != sizeof(one))
+		oplog("error", "policy reload: cannot wake the main loop");
+	return NULL;
+}
+
+/* The loaded file (j->p) is valid: hand it to the workers, or refuse it. */
+static void reload_apply(struct server *s, struct reload_job *j)
+{
+	struct policy *p = j->p;
 	pthread_mutex_lock(&s->info_lock);
-	bool same = strcmp(sha, s->policy_sha256) == 0;
+	bool same = strcmp(j->sha, s->policy_sha256) == 0;
 	pthread_mutex_unlock(&s->info_lock);
-	if (same && only_if_changed) {
+	if (same && j->only_if_changed) {
 		policy_unref(p);
 		return;
 	}
@@ -274,7 +300,7 @@ static void server_reload(struct server *s, const char *why, bool only_if_change
 		oplog("error",
 		      "policy reload (%s) refused: identity.kubernetes on/off or its "
 		      "tier_label changed, which needs a restart; the previous policy stays",
-		      why);
+		      j->why);
 		return;
 	}
 	report_static_changes(policy_settings(s->policy), policy_settings(p));
@@ -282,10 +308,77 @@ static void server_reload(struct server *s, const char *why, bool only_if_change
 		worker_offer_policy(s->workers[i], policy_ref(p));
 	policy_unref(s->policy);
 	s->policy = p;
-	set_policy_info(s, sha);
+	set_policy_info(s, j->sha);
 	atomic_fetch_add(&s->reloads_ok, 1);
-	oplog("info", "policy reloaded (%s): %s sha256 %s, %zu tiers, %zu rules", why,
-	      s->policy_path, sha, policy_tier_count(p), policy_rule_count(p));
+	oplog("info", "policy reloaded (%s): %s sha256 %s, %zu tiers, %zu rules", j->why,
+	      s->policy_path, j->sha, policy_tier_count(p), policy_rule_count(p));
+}
+
+static void server_reload(struct server *s, const char *why, bool only_if_changed)
+{
+	if (s->reload_job != NULL) {
+		/* One load at a time: this one runs when the current one ends (a forced
+		 * reload wins over a file-change one). */
+		s->reload_again = true;
+		s->reload_again_why =
+		    s->reload_again_forced && only_if_changed ? s->reload_again_why : why;
+		s->reload_again_forced = s->reload_again_forced || !only_if_changed;
+		return;
+	}
+	struct reload_job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		atomic_fetch_add(&s->reloads_failed, 1);
+		oplog("error",
+		      "policy reload (%s) failed: out of memory; the previous policy stays", why);
+		return;
+	}
+	j->s = s;
+	j->why = why;
+	j->only_if_changed = only_if_changed;
+	s->reload_job = j;
+	/* The loading thread takes no signal: they are the main loop's. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int rc = pthread_create(&s->reload_thread, NULL, reload_main, j);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		s->reload_job = NULL;
+		free(j);
+		atomic_fetch_add(&s->reloads_failed, 1);
+		oplog("error",
+		      "policy reload (%s) failed: cannot start a thread; the previous policy stays",
+		      why);
+	}
+}
+
+/* The loading thread is done: apply its result, then serve a reload asked for meanwhile. */
+static void reload_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	uint64_t v;
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	struct reload_job *j = s->reload_job;
+	if (j == NULL)
+		return;
+	pthread_join(s->reload_thread, NULL);
+	s->reload_job = NULL;
+	if (j->p == NULL) {
+		atomic_fetch_add(&s->reloads_failed, 1);
+		oplog("error",
+		      "policy reload (%s) failed: %s is invalid; the previous policy stays", j->why,
+		      s->policy_path);
+	} else {
+		reload_apply(s, j);
+	}
+	free(j);
+	if (s->reload_again && !atomic_load(&s->draining)) {
+		s->reload_again = false;
+		bool forced = s->reload_again_forced;
+		s->reload_again_forced = false;
+		server_reload(s, s->reload_again_why, !forced);
+	}
 }
 
 static void reload_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -390,7 +483,12 @@ int server_run(struct server *s)
 	struct event *ev_hup = evsignal_new(s->sigbase, SIGHUP, sig_hup_cb, s);
 	struct event *ev_poll = event_new(s->sigbase, -1, EV_PERSIST, done_poll_cb, s);
 	struct timeval poll_tv = {0, DONE_POLL_MS * 1000};
-	if (started < s->n_workers || s->sigbase == NULL || ev_term == NULL || ev_int == NULL ||
+	s->reload_done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->sigbase != NULL && s->reload_done_fd >= 0)
+		s->reload_done_ev = event_new(s->sigbase, s->reload_done_fd, EV_READ | EV_PERSIST,
+		                              reload_done_cb, s);
+	if (s->reload_done_ev == NULL || event_add(s->reload_done_ev, NULL) != 0 ||
+	    started < s->n_workers || s->sigbase == NULL || ev_term == NULL || ev_int == NULL ||
 	    ev_usr1 == NULL || ev_hup == NULL || ev_poll == NULL || event_add(ev_term, NULL) != 0 ||
 	    event_add(ev_int, NULL) != 0 || event_add(ev_usr1, NULL) != 0 ||
 	    event_add(ev_hup, NULL) != 0 || event_add(ev_poll, &poll_tv) != 0 ||
@@ -427,6 +525,16 @@ void server_destroy(struct server *s)
 		return;
 	admin_destroy(s->admin);
 	kube_client_stop(s->kube);
+	if (s->reload_job != NULL) {
+		/* A load still running (it is bounded by the file's size): let it end. */
+		pthread_join(s->reload_thread, NULL);
+		policy_unref(s->reload_job->p);
+		free(s->reload_job);
+	}
+	if (s->reload_done_ev != NULL)
+		event_free(s->reload_done_ev);
+	if (s->reload_done_fd >= 0)
+		close(s->reload_done_fd);
 	if (s->inotify_ev != NULL)
 		event_free(s->inotify_ev);
 	if (s->reload_ev != NULL)

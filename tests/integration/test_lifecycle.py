@@ -129,6 +129,20 @@ with ctx:
         expect(rc == 1, "exit %d, want 1" % rc)
         expect(re.search(r"^%s:\d+:\d+: \S" % re.escape(syntax), err, re.M), "stderr %r" % err[:300])
 
+    # libyaml's work on nested flow collections grows with the square of the depth: 80,000
+    # unclosed '[' (78 KiB) took 13-16 s while the loader read on past its own depth limit.
+    bomb_head = "version: 1\nresolver:\n  servers: [\"127.0.0.53\"]\ntiers:\n  a:\n    allow: "
+    for what, tail in (("[", "[" * 80000), ("{a:", "{a: " * 40000), ("[{a:", "[{a: " * 20000)):
+        with ctx.case("--check on a nesting bomb (%s x many): exit 1 at the depth limit, in seconds" % what):
+            bomb = ctx.path("bomb.yaml")
+            with open(bomb, "w") as f:
+                f.write(bomb_head + tail + "\n")
+            try:
+                rc, out, err = run_cli(ctx, "--check", bomb, timeout=5)
+            except subprocess.TimeoutExpired:
+                raise harness.CaseFailed("--check still running after 5 s")
+            expect(rc == 1 and "nesting deeper than 16 levels" in err, "exit %d, stderr %r" % (rc, err[:300]))
+
     with ctx.case("--check on a missing file: exit 1, names the file"):
         missing = ctx.path("does-not-exist.yaml")
         rc, out, err = run_cli(ctx, "--check", missing)
@@ -274,6 +288,23 @@ with ctx:
         expect(rec is not None, "no audit record for the cut tunnel")
         harness.check_tunnel_record(rec)
         expect(get(rec, "event.reason") == "drain_timeout", "audit reason %r" % get(rec, "event.reason"))
+
+    with ctx.case("a nesting bomb written over the policy of a running proxy: it keeps serving, refuses the "
+                  "file, and still stops on SIGTERM right away"):
+        bp = harness.Proxy(ctx, "bombed", {"b": {"sources": ["127.0.0.2/32"],
+                                                 "allow": [{"host": "allowed.example", "ports": [8080]}]}},
+                           proxy_port=3141, admin_port=9141).start()
+        lm = harness.log_mark(bp)
+        harness.write_atomic(bp.policy_path, bomb_head + "[" * 80000 + "\n")
+        failed = harness.wait_until(lambda: any("reload" in str(x.get("message")) and "failed" in
+                                                str(x.get("message")) for x in harness.log_since(bp, lm)), 10)
+        expect(failed, "no failed reload logged")
+        harness.expect_served("allowed.example:8080", proxy_port=3141, what="after the refused reload: ")
+        harness.write_atomic(bp.policy_path, bomb_head + "[" * 80000 + "\n# again\n")
+        time.sleep(0.3)  # the inotify debounce (200 ms) has started the next load
+        t0 = time.monotonic()
+        rc = bp.stop(timeout=8)
+        expect(rc == 0, "exit %s %.1fs after SIGTERM during a reload" % (rc, time.monotonic() - t0))
 
     with ctx.case("SIGTERM with no connection open: exit 0 within 2s"):
         t0 = time.monotonic()

@@ -447,6 +447,29 @@ static void test_diags_capped(void **state)
 	free(text);
 }
 
+/* A nesting bomb is refused at the first level past the limit: one problem, nothing read past it. */
+static void test_nesting_bomb(void **state)
+{
+	static const char head[] = BASE "x: ";
+	size_t n = sizeof(head) - 1 + 80000;
+	char *text = malloc(n + 1);
+	struct policy *p = NULL;
+	struct policy_diags d;
+	(void)state;
+	assert_non_null(text);
+	memcpy(text, head, sizeof(head) - 1);
+	memset(text + sizeof(head) - 1, '[', 80000);
+	text[n] = '\0';
+	policy_diags_init(&d);
+	assert_int_equal(policy_load_buffer(text, n, &p, &d), POLICY_ERR_INVALID);
+	assert_null(p);
+	assert_int_equal(d.n, 1);
+	assert_non_null(strstr(d.v[0].msg, "nesting deeper than 16 levels"));
+	assert_int_equal(d.v[0].line, 9);
+	policy_diags_fini(&d);
+	free(text);
+}
+
 static void test_too_large(void **state)
 {
 	size_t n = (1u << 20) + 1;
@@ -965,6 +988,7 @@ int main(void)
 	    cmocka_unit_test(test_error_cases),
 	    cmocka_unit_test(test_every_problem_reported),
 	    cmocka_unit_test(test_diags_capped),
+	    cmocka_unit_test(test_nesting_bomb),
 	    cmocka_unit_test(test_too_large),
 	    cmocka_unit_test(test_io_error),
 	    cmocka_unit_test(test_file_sha256),
