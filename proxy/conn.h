@@ -31,6 +31,7 @@
 
 #include "addr.h"
 #include "host.h"
+#include "http_parse.h"
 #include "metrics.h"
 #include "policy.h"
 #include "reason.h"
@@ -199,6 +200,7 @@ struct conn {
 	struct relay *relay;
 	struct fwd *fwd;
 	bool peek_first; /* relay.c: not a TLS port; inspect if the first client byte is 0x16 */
+	struct http_head_watch head_watch; /* request.c: when the head is worth parsing */
 };
 
 /* ---- the worker's side ---- */

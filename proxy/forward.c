@@ -43,6 +43,7 @@ struct fwd {
 	bool keep_alive;    /* the client connection is kept after this exchange */
 	bool upgrade;       /* an allowed Upgrade was forwarded */
 	unsigned n_interim; /* 1xx heads read */
+	struct http_head_watch head_watch; /* when the response head is worth parsing */
 };
 
 static void pump_request(struct conn *c);
@@ -176,10 +177,15 @@ static bool response_head(struct conn *c)
 		size_t len = evbuffer_get_length(in);
 		size_t look = len < RESP_HEAD_MAX + 1 ? len : RESP_HEAD_MAX + 1;
 		const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+		/* An upstream dripping its head is parsed O(log n) times, not once per piece. */
+		if (p == NULL || !http_head_worth_parsing(&h->head_watch, p, look, RESP_HEAD_MAX))
+			return false;
 		struct http_resp resp;
 		int r = http_parse_response(p, look, &lim, &resp);
 		if (r == HTTP_NEED_MORE)
 			return false;
+		memset(&h->head_watch, 0,
+		       sizeof(h->head_watch)); /* the next head follows this one */
 		bool interim =
 		    r > 0 && resp.status >= 100 && resp.status < 200 && resp.status != 101;
 		if (r < 0 || http_resp_framing(&resp, h->is_head, &h->resp_f) < 0 ||

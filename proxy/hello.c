@@ -30,6 +30,8 @@ struct hello {
 	char sni[HOST_NAME_MAX_LEN + 1]; /* its canonical SNI */
 	bool early_data;                 /* it offered 0-RTT data (may precede the second hello) */
 	bool retried;                    /* the server asked for a retry: only once (§4.1.4) */
+	struct tls_hello_watch watch;    /* the hello being held (tls_hello_worth_parsing) */
+	size_t watch_base;               /* where it starts in the client's input */
 };
 
 static void hello_release(struct conn *c)
@@ -186,6 +188,13 @@ static void check_hello(struct conn *c, size_t off, bool second)
 		conn_close(c, R_INTERNAL_ERROR);
 		return;
 	}
+	struct hello *st = c->hello;
+	if (st->watch_base != off) {
+		memset(&st->watch, 0, sizeof(st->watch));
+		st->watch_base = off;
+	}
+	if (!tls_hello_worth_parsing(&st->watch, p + off, look - off, lim.max_hello_bytes))
+		return;
 	struct tls_hello h;
 	int r = tls_hello_parse(p + off, look - off, &lim, c->env->hello_scratch,
 	                        CONN_HELLO_SCRATCH, &h);

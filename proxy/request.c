@@ -79,6 +79,9 @@ static enum reason plain_target(struct conn *c, const struct http_req *req)
 	struct http_framing f;
 	if (http_req_framing(req, &f) < 0)
 		return R_BAD_REQUEST;
+	/* Its rewrite for the upstream compares each field with each connection option. */
+	if (http_connection_options(req->headers, req->n_headers) > HTTP_MAX_CONNECTION_OPTIONS)
+		return R_BAD_REQUEST;
 	const struct policy_tier *tier = conn_tier(c);
 	if (tier != NULL && !policy_tier_method_allowed(tier, req->method.p, req->method.len))
 		return R_METHOD_NOT_ALLOWED;
@@ -139,6 +142,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		conn_refuse(c, R_INTERNAL_ERROR);
 		return;
 	}
+	/* A head dripped in pieces is parsed O(log n) times, not once per piece. */
+	if (!http_head_worth_parsing(&c->head_watch, p, look, lim.max_head_bytes))
+		return;
 	struct http_req req;
 	int r = http_parse_request(p, look, &lim, &req);
 	if (r == HTTP_NEED_MORE)
@@ -187,6 +193,7 @@ static void request_enter(struct conn *c)
 	conn_env_refresh(c->env);
 	const struct policy_settings *s = policy_settings(c->env->policy);
 	bufferevent_setcb(c->cbev, read_cb, NULL, event_cb, c);
+	memset(&c->head_watch, 0, sizeof(c->head_watch));
 	/* Never buffer more of a request head than the limit allows (+1 to detect overflow). */
 	bufferevent_setwatermark(c->cbev, EV_READ, 0, s->max_header_bytes + 1);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);

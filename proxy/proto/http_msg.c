@@ -390,19 +390,49 @@ static const char *const hop_by_hop[] = {
     "trailer",    "upgrade",          "proxy-authorization", "proxy-authenticate",
 };
 
-/* Is name a connection option of some Connection field (RFC 9110 §7.6.1)? */
-static bool named_by_connection(const struct http_header *hs, size_t n, struct http_view name)
+/*
+ * The connection options of a head's Connection fields (RFC 9110 §7.6.1),
+ * collected once so that rewriting a head is linear in its size: each field
+ * is compared with at most HTTP_MAX_CONNECTION_OPTIONS options, never with
+ * every element of every Connection field.  Empty elements are skipped.
+ */
+struct conn_opts {
+	struct http_view v[HTTP_MAX_CONNECTION_OPTIONS];
+	size_t n;
+};
+
+/* False when there are more options than fit (the head is refused). */
+static bool collect_options(const struct http_header *hs, size_t n, struct conn_opts *o)
 {
+	o->n = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (!http_token_ieq(hs[i].name, "connection"))
 			continue;
 		struct http_view e;
 		size_t pos = 0;
 		while (http_list_next(hs[i].value, &pos, &e)) {
-			if (view_ieq(e, name))
-				return true;
+			if (e.len == 0)
+				continue;
+			if (o->n == HTTP_MAX_CONNECTION_OPTIONS)
+				return false;
+			o->v[o->n++] = e;
 		}
 	}
+	return true;
+}
+
+size_t http_connection_options(const struct http_header *hs, size_t n)
+{
+	struct conn_opts o;
+	return collect_options(hs, n, &o) ? o.n : HTTP_MAX_CONNECTION_OPTIONS + 1;
+}
+
+/* Is name one of the connection options? */
+static bool named_by_connection(const struct conn_opts *o, struct http_view name)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (view_ieq(o->v[i], name))
+			return true;
 	return false;
 }
 
@@ -411,7 +441,7 @@ static bool named_by_connection(const struct http_header *hs, size_t n, struct h
  * fields (re-emitted from the validated framing), Via (merged) and, for a
  * request, Host (replaced).  Upgrade survives in HTTP_CONN_UPGRADE mode.
  */
-static bool field_dropped(const struct http_header *hs, size_t n, struct http_view name,
+static bool field_dropped(const struct conn_opts *o, struct http_view name,
                           enum http_conn_mode mode, bool request)
 {
 	if (mode == HTTP_CONN_UPGRADE && http_token_ieq(name, "upgrade"))
@@ -423,15 +453,15 @@ static bool field_dropped(const struct http_header *hs, size_t n, struct http_vi
 	if (http_token_ieq(name, "content-length") || http_token_ieq(name, "transfer-encoding") ||
 	    http_token_ieq(name, "via") || (request && http_token_ieq(name, "host")))
 		return true;
-	return named_by_connection(hs, n, name);
+	return named_by_connection(o, name);
 }
 
 /* The received fields that are copied as they are. */
 static void put_fields(struct wbuf *w, const struct http_header *hs, size_t n,
-                       enum http_conn_mode mode, bool request)
+                       const struct conn_opts *o, enum http_conn_mode mode, bool request)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (field_dropped(hs, n, hs[i].name, mode, request))
+		if (field_dropped(o, hs[i].name, mode, request))
 			continue;
 		put_view(w, hs[i].name);
 		put_str(w, ": ");
@@ -441,13 +471,14 @@ static void put_fields(struct wbuf *w, const struct http_header *hs, size_t n,
 }
 
 /* Via: the received values, then our own entry (RFC 9110 §7.6.3). */
-static void put_via(struct wbuf *w, const struct http_header *hs, size_t n, int version_minor)
+static void put_via(struct wbuf *w, const struct http_header *hs, size_t n,
+                    const struct conn_opts *o, int version_minor)
 {
 	put_str(w, "Via: ");
+	/* A Via named by Connection was meant for us alone: dropped. */
+	bool via_hop = named_by_connection(o, (struct http_view){"via", 3});
 	for (size_t i = 0; i < n; i++) {
-		/* A Via named by Connection was meant for us alone: dropped. */
-		if (!http_token_ieq(hs[i].name, "via") || hs[i].value.len == 0 ||
-		    named_by_connection(hs, n, hs[i].name))
+		if (!http_token_ieq(hs[i].name, "via") || hs[i].value.len == 0 || via_hop)
 			continue;
 		put_view(w, hs[i].value);
 		put_str(w, ", ");
@@ -478,9 +509,12 @@ size_t http_forward_request_head(const struct http_req *req, const struct http_t
                                  size_t n)
 {
 	struct wbuf w = {out, out != NULL ? n : 0, 0, false};
+	struct conn_opts o;
 
 	if (f->kind == HTTP_FRAMING_CLOSE || (unsigned)f->kind > HTTP_FRAMING_CLOSE)
 		return 0; /* a request body is never close-delimited (RFC 9112 §6.3 rule 6) */
+	if (!collect_options(req->headers, req->n_headers, &o))
+		return 0;
 	if (mode == HTTP_CONN_UPGRADE && !http_req_has_upgrade(req))
 		return 0; /* "upgrade" without Upgrade: nothing to upgrade to */
 	/* origin-form to the origin (RFC 9112 §3.2.1); we speak 1.1 (RFC 9110 §2.5) */
@@ -500,7 +534,7 @@ size_t http_forward_request_head(const struct http_req *req, const struct http_t
 		put_u64(&w, t->port);
 	}
 	put_str(&w, "\r\n");
-	put_fields(&w, req->headers, req->n_headers, mode, true);
+	put_fields(&w, req->headers, req->n_headers, &o, mode, true);
 	if (f->kind == HTTP_FRAMING_LENGTH) {
 		put_str(&w, "Content-Length: ");
 		put_u64(&w, f->length);
@@ -508,7 +542,7 @@ size_t http_forward_request_head(const struct http_req *req, const struct http_t
 	} else if (f->kind == HTTP_FRAMING_CHUNKED) {
 		put_str(&w, "Transfer-Encoding: chunked\r\n");
 	}
-	put_via(&w, req->headers, req->n_headers, req->version_minor);
+	put_via(&w, req->headers, req->n_headers, &o, req->version_minor);
 	put_str(&w, "Connection: ");
 	put_str(&w, conn_option(mode));
 	put_str(&w, "\r\n\r\n");
@@ -554,9 +588,12 @@ size_t http_forward_response_head(const struct http_resp *r, const struct http_f
                                   enum http_conn_mode mode, char *out, size_t n)
 {
 	struct wbuf w = {out, out != NULL ? n : 0, 0, false};
+	struct conn_opts o;
 	char status[3];
 
 	if ((unsigned)f->kind > HTTP_FRAMING_CLOSE || r->status < 100 || r->status > 599)
+		return 0;
+	if (!collect_options(r->headers, r->n_headers, &o))
 		return 0;
 	if (mode == HTTP_CONN_UPGRADE && !r->has_upgrade)
 		return 0;
@@ -569,9 +606,9 @@ size_t http_forward_response_head(const struct http_resp *r, const struct http_f
 	put_str(&w, " ");
 	put_view(&w, r->reason);
 	put_str(&w, "\r\n");
-	put_fields(&w, r->headers, r->n_headers, mode, false);
+	put_fields(&w, r->headers, r->n_headers, &o, mode, false);
 	put_resp_framing(&w, r, f);
-	put_via(&w, r->headers, r->n_headers, r->version_minor);
+	put_via(&w, r->headers, r->n_headers, &o, r->version_minor);
 	/* A 1xx but 101 is interim: the final response carries Connection. */
 	if (r->status >= 200 || r->status == 101) {
 		put_str(&w, "Connection: ");

@@ -124,6 +124,18 @@ bool http_req_has_upgrade(const struct http_req *req);
 
 /* ---- rewriting heads for the next hop (RFC 9110 §7.6) ------------------- */
 
+/*
+ * Connection options (RFC 9110 §7.6.1: the elements of every Connection
+ * field) a head may carry: real clients and servers send one to three
+ * (close, keep-alive, upgrade, te).  A head with more is refused, so that
+ * rewriting it stays linear in its size: 0 from the functions below, and
+ * callers check with http_connection_options first.
+ */
+#define HTTP_MAX_CONNECTION_OPTIONS 32
+
+/* The number of non-empty connection options in hs (HTTP_MAX_CONNECTION_OPTIONS + 1: more). */
+size_t http_connection_options(const struct http_header *hs, size_t n);
+
 enum http_conn_mode {
 	HTTP_CONN_KEEP_ALIVE = 0, /* "Connection: keep-alive" */
 	HTTP_CONN_CLOSE,          /* "Connection: close" */
@@ -145,8 +157,9 @@ enum http_conn_mode {
  *     1.x is the version the request was received in)
  *   "Connection: keep-alive" / "close" / "upgrade" as mode says, CRLF.
  * f must come from http_req_framing(req) (kind NONE, LENGTH or CHUNKED).
- * Returns the head's length, or 0 if it does not fit in n bytes or f is
- * not a request framing.  Nothing is written past out[n - 1].
+ * Returns the head's length, or 0 if it does not fit in n bytes, f is not
+ * a request framing, or there are more than HTTP_MAX_CONNECTION_OPTIONS
+ * connection options.  Nothing is written past out[n - 1].
  */
 size_t http_forward_request_head(const struct http_req *req, const struct http_target *t,
 				 const struct http_framing *f, enum http_conn_mode mode, char *out,
@@ -164,7 +177,8 @@ size_t http_forward_request_head(const struct http_req *req, const struct http_t
  * other than 101 gets no Connection field (interim).  HTTP_CONN_UPGRADE
  * keeps the Upgrade field (for a 101).  An HTTP/1.0 client must not be sent
  * a 1xx (RFC 9110 §15.2): that is the caller's check.
- * Returns the length, or 0 if it does not fit.
+ * Returns the length, or 0 if it does not fit or there are more than
+ * HTTP_MAX_CONNECTION_OPTIONS connection options.
  */
 size_t http_forward_response_head(const struct http_resp *r, const struct http_framing *f,
 				  enum http_conn_mode mode, char *out, size_t n)

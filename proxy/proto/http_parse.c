@@ -493,6 +493,19 @@ int http_parse_response(const char *buf, size_t len, const struct http_limits *l
 	return parse_message(buf, len, lim, &sink);
 }
 
+bool http_head_worth_parsing(struct http_head_watch *w, const char *buf, size_t len, size_t max)
+{
+	bool now = w->parsed == 0 || len > max || len >= 2 * w->parsed;
+	for (size_t i = w->scanned; !now && i + 4 <= len; i++) {
+		w->work++;
+		now = buf[i] == '\r' && memcmp(buf + i, "\r\n\r\n", 4) == 0;
+		w->scanned = i + 1;
+	}
+	if (now)
+		w->parsed = len ? len : 1;
+	return now;
+}
+
 const char *http_status_str(int status)
 {
 	if (status > 0)

@@ -107,6 +107,27 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
 int http_parse_response(const char *buf, size_t len, const struct http_limits *lim,
 			struct http_resp *out) __attribute__((warn_unused_result));
 
+/*
+ * When is a growing head worth (re)parsing?  The parsers rescan from the
+ * start, so a head dripped one byte per read would cost a parse per byte:
+ * quadratic work for a client (or an upstream) that wants to burn the
+ * proxy's CPU.  A head is complete only with its empty line (RFC 9112
+ * §2.1): parse when that has arrived, at the limit (len > max), on the first
+ * call, or when the buffer has doubled since the last parse (so a malformed
+ * head is refused early).  The search for the empty line resumes where it
+ * stopped.  Over a head's whole arrival this examines each byte a bounded
+ * number of times (work counts the search steps) and says "parse"
+ * O(log len) times.
+ * Zero the watch for each new head.
+ */
+struct http_head_watch {
+	size_t scanned; /* bytes searched for CRLFCRLF, less 3 */
+	size_t parsed;  /* len at the last "parse" answer */
+	size_t work;    /* bytes examined so far (for tests) */
+};
+
+bool http_head_worth_parsing(struct http_head_watch *w, const char *buf, size_t len, size_t max);
+
 /* Shared with proxy/http_msg.c, so the rules live in one place. */
 
 /* tchar (RFC 9110 §5.6.2). */

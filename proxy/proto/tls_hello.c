@@ -473,6 +473,35 @@ int tls_hello_parse(const uint8_t *buf, size_t len, const struct tls_limits *lim
 	}
 }
 
+static bool hello_worth(struct tls_hello_watch *w, const uint8_t *buf, size_t len, size_t max)
+{
+	if (len < REC_HDR || len > max || len >= 2 * w->parsed)
+		return true;
+	while (w->rec_end + REC_HDR <= len) {
+		const uint8_t *h = buf + w->rec_end;
+		size_t rlen = (size_t)h[3] << 8 | h[4];
+		w->work++;
+		if (h[0] != CT_HANDSHAKE)
+			return true;
+		if (w->rec_end + REC_HDR + rlen > len)
+			return false;
+		for (size_t i = 0; i < rlen && w->payload + i < HS_HDR; i++)
+			w->hs[w->payload + i] = h[REC_HDR + i];
+		w->payload += rlen;
+		w->rec_end += REC_HDR + rlen;
+	}
+	return w->payload >= HS_HDR &&
+	       w->payload >= HS_HDR + ((size_t)w->hs[1] << 16 | (size_t)w->hs[2] << 8 | w->hs[3]);
+}
+
+bool tls_hello_worth_parsing(struct tls_hello_watch *w, const uint8_t *buf, size_t len, size_t max)
+{
+	bool now = hello_worth(w, buf, len, max);
+	if (now)
+		w->parsed = len ? len : 1;
+	return now;
+}
+
 int tls_skip_interlude(const uint8_t *buf, size_t len, bool early_data, size_t max, size_t *off)
 {
 	size_t window = len < max ? len : max;

@@ -111,6 +111,28 @@ int tls_skip_interlude(const uint8_t *buf, size_t len, bool early_data, size_t m
 	__attribute__((warn_unused_result));
 
 /*
+ * When is a growing ClientHello worth (re)parsing?  tls_hello_parse rescans
+ * from the start, so a hello dripped one byte per read (or cut into
+ * one-byte records) would cost a parse per byte.  The records are walked
+ * once instead, and the answer is "parse" when the hello can be complete
+ * (its complete records carry the whole handshake message), while the first
+ * record header is incomplete (NOT_TLS is decided at the first bytes), past
+ * the limit (len > max), at a record that is not a handshake one, or when
+ * the bytes doubled since the last parse (a malformed hello is refused
+ * early).  Over a hello's whole arrival the walk is linear (work counts its
+ * steps) and "parse" comes O(log len) times.  Zero the watch per hello.
+ */
+struct tls_hello_watch {
+	size_t rec_end; /* end of the last complete record */
+	size_t payload; /* handshake bytes in the complete records */
+	uint8_t hs[4];  /* the handshake header: type and 24-bit length */
+	size_t parsed;  /* len at the last "parse" answer */
+	size_t work;    /* walk steps so far (for tests) */
+};
+
+bool tls_hello_worth_parsing(struct tls_hello_watch *w, const uint8_t *buf, size_t len, size_t max);
+
+/*
  * Stable snake_case name of a return value of tls_hello_parse, e.g.
  * "bad_sni"; "complete" for any value > 0, "unknown" for anything else.
  */

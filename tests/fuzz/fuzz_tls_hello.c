@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  */
 
 /* All prefixes up to this length; beyond it a sample (the whole sweep is O(n^2)). */
-#define ALL_PREFIXES_MAX 1024
+#define ALL_PREFIXES_MAX 256
 /* Prefixes up to this length are parsed from an exact-size copy, so ASan sees over-reads. */
 #define EXACT_PREFIX_MAX 2048
 

@@ -1027,6 +1027,35 @@ static void test_forward_request_refuses(void **state)
 	assert_true(http_forward_request_head(r, &t, &f, HTTP_CONN_KEEP_ALIVE, out, 512) > 0);
 }
 
+/* At most HTTP_MAX_CONNECTION_OPTIONS connection options, over all Connection fields. */
+static void test_connection_options_bounded(void **state)
+{
+	(void)state;
+	char head[4096], out[8192];
+	for (int k = 31; k <= 33; k++) {
+		size_t n = (size_t)snprintf(head, sizeof(head), "GET http://a/ HTTP/1.1\r\nConnection: ,");
+		for (int i = 0; i < k; i++)
+			n += (size_t)snprintf(head + n, sizeof(head) - n, "%sx-%d", i == 16 ? "\r\nConnection: " :
+			                      i ? ", " : "", i);
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "\r\nX-5: dropped\r\nX-99: kept\r\n\r\n");
+		const struct http_req *r = req_of(head);
+		struct http_target t;
+		struct http_framing f = {HTTP_FRAMING_NONE, 0};
+		assert_int_equal(http_target_parse(r->target.p, r->target.len, &t), 0);
+		assert_int_equal(http_connection_options(r->headers, r->n_headers),
+		                 k <= HTTP_MAX_CONNECTION_OPTIONS ? (size_t)k : HTTP_MAX_CONNECTION_OPTIONS + 1);
+		size_t len = http_forward_request_head(r, &t, &f, HTTP_CONN_CLOSE, out, sizeof(out));
+		if (k > HTTP_MAX_CONNECTION_OPTIONS) {
+			assert_int_equal(len, 0);
+			continue;
+		}
+		assert_true(len > 0);
+		out[len] = '\0';
+		assert_null(strstr(out, "X-5:"));
+		assert_non_null(strstr(out, "X-99: kept"));
+	}
+}
+
 static void check_fwd_resp(const char *head, bool was_head, enum http_conn_mode mode,
                            const char *want)
 {
@@ -1152,6 +1181,7 @@ int main(void)
 	    cmocka_unit_test(test_chunked_limits),
 	    cmocka_unit_test(test_forward_request),
 	    cmocka_unit_test(test_forward_request_refuses),
+	    cmocka_unit_test(test_connection_options_bounded),
 	    cmocka_unit_test(test_forward_response),
 	    cmocka_unit_test(test_status_strings),
 	};

@@ -851,6 +851,45 @@ static void test_status_names(void **state)
 	assert_int_equal(http_status_code(-11), 0);
 }
 
+/*
+ * A head dripped one byte per read: the watch says "parse" O(log n) times and
+ * searches linearly, however long the head (a return to a parse per read, or
+ * to a search from the start, fails here).
+ */
+static void test_head_watch_linear(void **state)
+{
+	(void)state;
+	size_t n = 65536;
+	char *head = malloc(n);
+	assert_non_null(head);
+	static const char first[] = "GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n";
+	memcpy(head, first, sizeof(first) - 1);
+	for (size_t i = sizeof(first) - 1; i < n - 4; i++)
+		head[i] = (i % 64 == 63) ? '\n' : (i % 64 == 62) ? '\r' : 'x';
+	memcpy(head + n - 4, "\r\n\r\n", 4);
+	struct http_head_watch w;
+	memset(&w, 0, sizeof(w));
+	size_t parses = 0;
+	bool last = false;
+	for (size_t len = 1; len <= n; len++) {
+		last = http_head_worth_parsing(&w, head, len, n);
+		parses += last;
+	}
+	assert_true(last); /* the complete head is parsed */
+	assert_true(parses <= 20);
+	assert_true(w.work <= 2 * n);
+	/* Past the limit it always says parse (the parser refuses it). */
+	assert_true(http_head_worth_parsing(&w, head, n, n - 1));
+	free(head);
+	/* A fresh watch parses at once; an empty line anywhere makes a parse due. */
+	memset(&w, 0, sizeof(w));
+	static const char h[] = "GET /aaaaaaaaaa HTTP/1.1\r\n\r\n";
+	assert_true(http_head_worth_parsing(&w, h, 15, 100));
+	assert_false(http_head_worth_parsing(&w, h, 20, 100));
+	assert_false(http_head_worth_parsing(&w, h, 27, 100));
+	assert_true(http_head_worth_parsing(&w, h, 28, 100)); /* the empty line is here */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -880,6 +919,7 @@ int main(void)
 	    cmocka_unit_test(test_header_count_limit),
 	    cmocka_unit_test(test_header_count_custom_and_clamped),
 	    cmocka_unit_test(test_header_count_at_max_then_obs_fold),
+	    cmocka_unit_test(test_head_watch_linear),
 	    cmocka_unit_test(test_status_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

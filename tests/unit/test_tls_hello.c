@@ -1032,6 +1032,53 @@ static void test_interlude(void **state)
 	assert_int_equal(tls_skip_interlude(b, n, true, 400, &off), 1);
 }
 
+/*
+ * A hello dripped one byte per read, and one cut into one-byte records: the
+ * watch says "parse" O(log n) times and walks linearly; the complete hello is
+ * parsed.
+ */
+static void watch_drip(const uint8_t *b, size_t n)
+{
+	struct tls_hello_watch w;
+	memset(&w, 0, sizeof(w));
+	size_t parses = 0;
+	for (size_t len = 1; len <= n; len++) {
+		bool now = tls_hello_worth_parsing(&w, b, len, 65536);
+		parses += now;
+		/* Never "wait" on a complete hello. */
+		if (!now && len == n)
+			fail_msg("the complete hello (%zu bytes) was not parsed", n);
+	}
+	assert_true(parses <= 24);
+	assert_true(w.work <= n);
+}
+
+static void test_hello_watch_linear(void **state)
+{
+	(void)state;
+	static uint8_t b[70000], msg[20000];
+	/* One record with a 15 KiB hello (padding). */
+	size_t n = tb(HELLO(EXTS_OK " 0015 [2 *15000:00]"), b, sizeof(b));
+	watch_drip(b, n);
+	/* The same message in one-byte records. */
+	size_t ml = tb(HS(CH_FIXED " [2 " EXTS_OK " 0015 [2 *2000:00]]"), msg, sizeof(msg));
+	size_t k = 0;
+	for (size_t i = 0; i < ml; i++) {
+		uint8_t r[6] = {0x16, 0x03, 0x01, 0x00, 0x01, msg[i]};
+		memcpy(b + k, r, 6);
+		k += 6;
+	}
+	watch_drip(b, k);
+	struct tls_hello h;
+	static uint8_t scr[TLS_HELLO_HARD_MAX];
+	struct tls_limits lim = {65536};
+	assert_int_equal(tls_hello_parse(b, k, &lim, scr, sizeof(scr), &h), (int)k);
+	/* A first byte that is not a handshake record: parse (NOT_TLS) at once. */
+	struct tls_hello_watch w;
+	memset(&w, 0, sizeof(w));
+	assert_true(tls_hello_worth_parsing(&w, (const uint8_t *)"SSH-2.0-x", 9, 16384));
+}
+
 static void test_status_names(void **state)
 {
 	assert_string_equal(tls_status_str(1), "complete");
@@ -1065,6 +1112,7 @@ int main(void)
 	    cmocka_unit_test(test_out_zeroed_and_repeatable),
 	    cmocka_unit_test(test_null_arguments),
 	    cmocka_unit_test(test_limits_default),
+	    cmocka_unit_test(test_hello_watch_linear),
 	    cmocka_unit_test(test_server_first),
 	    cmocka_unit_test(test_interlude),
 	    cmocka_unit_test(test_status_names),
