@@ -62,6 +62,10 @@ def busy_load(r):
 
 def rows(concurrency, idle_counts):
     out = [
+        ("dripped request head (64 KiB): proxy CPU each (µs)", "drip_head", cpu_per_tunnel, "", 0,
+         False, True),
+        ("dripped ClientHello (16 KB): proxy CPU each (µs)", "drip_hello", cpu_per_tunnel, "", 0,
+         False, True),
         ("tunnel setup rate (/s)", "setup", field("rate_per_s"), "", 0, True, False),
         ("setup latency p50 (µs)", "setup", field("p50_us"), "", 0, False, False),
         ("setup latency p90 (µs)", "setup", field("p90_us"), "", 0, False, False),
@@ -106,7 +110,7 @@ def main():
     ap.add_argument("results")
     ap.add_argument("machine")
     ap.add_argument("--targets", default=",".join(TARGET_ORDER))
-    ap.add_argument("--scenarios", default="setup,tls,bulk,idle")
+    ap.add_argument("--scenarios", default="setup,tls,bulk,idle,drip")
     ap.add_argument("--idle", default="1000,10000")
     ap.add_argument("--smoke", default="0")
     ap.add_argument("--md")
@@ -278,6 +282,8 @@ def main():
                 keys += [("bulk_%s_%d" % (d, s), "bytes_total") for s in (1, 8) for d in ("down", "up")]
             if "idle" in scen and t != "direct":
                 keys += [("idle_%d" % n, "alive") for n in idle_counts]
+            if "drip" in scen and t != "direct":
+                keys += [("drip_head", "completed_total"), ("drip_hello", "completed_total")]
             for key, fld in keys:
                 rs = by.get((t, key), [])
                 if not rs or not any(r.get(fld, 0) > 0 for r in rs):
