@@ -289,6 +289,26 @@ size_t addr_format(const struct pc_addr *a, char *buf, size_t n)
 	return len;
 }
 
+void addr_source_group(const struct pc_addr *src, unsigned v6_prefix, struct pc_addr *g)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	memset(g, 0, sizeof *g);
+	if (src->family == ADDR_V4 ||
+	    (src->family == ADDR_V6 && memcmp(src->b, mapped, sizeof mapped) == 0)) {
+		g->family = ADDR_V4;
+		memcpy(g->b, src->family == ADDR_V4 ? src->b : src->b + 12, 4);
+		return;
+	}
+	g->family = src->family;
+	if (src->family != ADDR_V6)
+		return;
+	unsigned bits = v6_prefix > 128 ? 128 : v6_prefix;
+	memcpy(g->b, src->b, bits / 8);
+	if (bits % 8 != 0)
+		g->b[bits / 8] = (uint8_t)(src->b[bits / 8] & (0xff00u >> (bits % 8)));
+}
+
 bool addr_equal(const struct pc_addr *a, const struct pc_addr *b)
 {
 	if (a->family != b->family)

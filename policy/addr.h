@@ -59,6 +59,16 @@ size_t addr_format(const struct pc_addr *a, char *buf, size_t n);
 bool addr_equal(const struct pc_addr *a, const struct pc_addr *b);
 
 /*
+ * The group a source address counts under for every per-source limit: an
+ * IPv4 address (also when seen as ::ffff:a.b.c.d on a dual-stack listener)
+ * is itself; an IPv6 address is its first v6_prefix bits, the rest zeroed
+ * (identity.ipv6_source_prefix, 64 by default: a host or pod given a whole
+ * /64 is one source however many of its addresses it uses).  v6_prefix is
+ * clamped to 0..128.  Unused bytes of *g are zeroed so groups compare whole.
+ */
+void addr_source_group(const struct pc_addr *src, unsigned v6_prefix, struct pc_addr *g);
+
+/*
  * When a is an IPv6 address that carries an IPv4 address — mapped
  * ::ffff:0:0/96, translated ::ffff:0:0:0/96, compat ::/96 (except :: and ::1),
  * NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16, Teredo 2001::/32

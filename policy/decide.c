@@ -45,6 +45,8 @@ int policy_create(struct policy **out)
 	s->resolver_max_answers = 16;
 	s->audit_output = "-";
 	s->max_connections = 10000;
+	s->max_sources = 1000000;
+	s->ipv6_source_prefix = 64;
 	s->header_timeout_ms = 10 * MS_S;
 	s->max_header_bytes = 8192;
 	s->max_headers = 100;

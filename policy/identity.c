@@ -5,7 +5,8 @@
 
 #include "policy_int.h"
 
-static const char *const identity_keys[] = {"unknown_source", "kubernetes", NULL};
+static const char *const identity_keys[] = {"unknown_source", "ipv6_source_prefix", "kubernetes",
+                                            NULL};
 static const char *const kube_keys[] = {
     "api_server",   "token_file",    "ca_file",     "namespaces", "tier_label", "label_selector",
     "audit_labels", "watch_timeout", "backoff_max", "max_pods",   NULL};
@@ -303,6 +304,8 @@ void policy_load_identity(struct policy_loader *L, const struct policy_node *roo
 		if (t >= 0)
 			L->p->set.unknown_source_tier = t;
 	}
+	policy_want_u32(L, policy_get(m, "ipv6_source_prefix"), 32, 128,
+	                &L->p->set.ipv6_source_prefix);
 	if (m != NULL)
 		load_kubernetes(L, m);
 }

@@ -252,7 +252,7 @@ static const char *const root_keys[] = {
 static const char *const listen_keys[] = {"proxy", "admin", "workers", NULL};
 static const char *const resolver_keys[] = {"servers", "timeout", "attempts", "max_answers", NULL};
 static const char *const audit_keys[] = {"output", NULL};
-static const char *const limits_keys[] = {"max_connections", "header_timeout", "max_header_bytes",
+static const char *const limits_keys[] = {"max_connections", "max_sources", "header_timeout", "max_header_bytes",
                                           "max_headers", NULL};
 static const char *const timeouts_keys[] = {"connect", "idle", "max_lifetime", "drain", NULL};
 static const char *const tier_keys[] = {"mode", "sources",  "allow", "allow_ranges", "tls", "caps",
@@ -377,6 +377,7 @@ static void load_globals(struct policy_loader *L, const struct policy_node *root
 
 	m = policy_section(L, root, "limits", limits_keys);
 	policy_want_u32(L, policy_get(m, "max_connections"), 1, 1000000, &s->max_connections);
+	policy_want_u32(L, policy_get(m, "max_sources"), 1, 10000000, &s->max_sources);
 	policy_want_ms(L, policy_get(m, "header_timeout"), 100, 10 * MS_M, "100ms", "10m",
 	               &s->header_timeout_ms);
 	if (policy_want_unit(L, policy_get(m, "max_header_bytes"), false, 1024, 65536, "1KiB",

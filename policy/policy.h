@@ -119,6 +119,7 @@ struct policy_settings {
 	const char *audit_output; /* "-" = stdout (default) or a file path */
 
 	uint32_t max_connections;   /* limits.max_connections, default 10000 */
+	uint32_t max_sources;       /* limits.max_sources: per-source table size, default 1000000 */
 	uint32_t header_timeout_ms; /* limits.header_timeout, default 10s */
 	uint32_t max_header_bytes;  /* limits.max_header_bytes, default 8KiB */
 	uint32_t max_headers;       /* limits.max_headers, default 100 */
@@ -131,6 +132,9 @@ struct policy_settings {
 	/* Per-source connection limit of a source that maps to no tier (held from accept
 	 * to close, like a tier's): the top-level caps.connections_per_source, default 256. */
 	uint32_t unknown_connections_per_source;
+	/* identity.ipv6_source_prefix, default 64: IPv6 sources are grouped by this
+	 * prefix length for every per-source limit (addr_source_group). */
+	uint32_t ipv6_source_prefix;
 	struct policy_kube kube;  /* identity.kubernetes */
 };
 

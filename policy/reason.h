@@ -65,6 +65,7 @@ enum reason {
 	R_BAD_RESPONSE,            /* 502 malformed upstream response head or framing */
 	R_TLS_REQUIRED,            /* 403 plain http:// (or an Upgrade) to a tls.require_tls_ports port */
 	R_TLS_SERVER_MALFORMED,    /* cut: the upstream's answer to a checked hello is not a ServerHello */
+	R_SOURCE_TABLE_FULL,       /* 503 limits.max_sources sources, all with open connections */
 	R__COUNT
 };
 

@@ -25,9 +25,20 @@
 #include "oplog.h"
 #include "sockaddr.h"
 
-#define ADMIN_MAX_CONNS 64
-#define ADMIN_REQ_MAX   4096
-#define ADMIN_TIMEOUT_S 5
+/*
+ * Kubernetes restarts a pod whose probes go unanswered, so a client that holds
+ * admin connections must not starve the probes. At most ADMIN_MAX_CONNS
+ * connections and ADMIN_PER_SOURCE per source (addr_source_group); a new
+ * connection over either bound closes the oldest connection of the source
+ * holding the most, so the newest connection (a probe) is always served.
+ * A request head must arrive within ADMIN_HEAD_MS; the whole exchange gets
+ * ADMIN_TIMEOUT_S from accept.
+ */
+#define ADMIN_MAX_CONNS  64
+#define ADMIN_PER_SOURCE 8
+#define ADMIN_REQ_MAX    4096
+#define ADMIN_HEAD_MS    2000
+#define ADMIN_TIMEOUT_S  5
 /* Readiness: probe the pinned resolvers every PROBE_MS; ready if one answered within READY_MS. */
 #define PROBE_MS   2000
 #define READY_MS   6000
@@ -45,10 +56,16 @@ struct admin {
 	struct event *probe_ev;
 	int stop_fd; /* the main thread asks the loop to stop through this eventfd */
 	struct event *stop_ev;
-	struct bufferevent *conns[ADMIN_MAX_CONNS]; /* open scrapes, freed on stop */
-	uint64_t since_ms[ADMIN_MAX_CONNS];         /* when each was accepted */
-	struct event *sweep_ev;                     /* cuts scrapes past their deadline */
+	struct admin_conn {
+		struct bufferevent *bev;
+		uint64_t since_ms;    /* accepted */
+		bool answered;        /* the request head arrived: only the response is left */
+		struct pc_addr group; /* source, grouped like every per-source limit */
+	} conns[ADMIN_MAX_CONNS];     /* open connections, freed on stop */
 	unsigned n_conns;
+	unsigned v6_prefix;           /* identity.ipv6_source_prefix at start-up */
+	uint64_t evictions;           /* connections closed to let a newer one in */
+	struct event *sweep_ev;       /* cuts connections past their deadlines */
 };
 
 /* ---- probes ---- */
@@ -121,6 +138,7 @@ static void handle(struct admin *a, struct bufferevent *bev, const struct http_r
 	} else if (PATH_IS("/metrics")) {
 		a->stats(a->stats_arg, &st);
 		st.proc.version = PORTCULLIS_VERSION;
+		st.proc.admin_evictions = a->evictions;
 		metrics_render(body, st.tiers, st.workers, st.n_workers, &st.proc);
 		respond(bev, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
 	} else if (PATH_IS("/healthz")) {
@@ -142,14 +160,59 @@ static void handle(struct admin *a, struct bufferevent *bev, const struct http_r
 static void conn_done(struct admin *a, struct bufferevent *bev)
 {
 	for (unsigned i = 0; i < a->n_conns; i++) {
-		if (a->conns[i] == bev) {
-			a->n_conns--;
-			a->conns[i] = a->conns[a->n_conns];
-			a->since_ms[i] = a->since_ms[a->n_conns];
+		if (a->conns[i].bev == bev) {
+			a->conns[i] = a->conns[--a->n_conns];
 			break;
 		}
 	}
 	bufferevent_free(bev);
+}
+
+static struct admin_conn *conn_of(struct admin *a, const struct bufferevent *bev)
+{
+	for (unsigned i = 0; i < a->n_conns; i++)
+		if (a->conns[i].bev == bev)
+			return &a->conns[i];
+	return NULL;
+}
+
+static unsigned held_by(const struct admin *a, const struct pc_addr *g)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < a->n_conns; i++)
+		n += addr_equal(&a->conns[i].group, g);
+	return n;
+}
+
+/*
+ * Make room for a connection from g: over the per-source bound, close g's
+ * oldest connection; with every slot taken, the oldest of the source that
+ * holds the most (O(n²) over at most 64 connections, on accept only).
+ */
+static void make_room(struct admin *a, const struct pc_addr *g)
+{
+	const struct pc_addr *heavy = g;
+	if (held_by(a, g) < ADMIN_PER_SOURCE) {
+		if (a->n_conns < ADMIN_MAX_CONNS)
+			return;
+		unsigned most = 0;
+		for (unsigned i = 0; i < a->n_conns; i++) {
+			unsigned n = held_by(a, &a->conns[i].group);
+			if (n > most) {
+				most = n;
+				heavy = &a->conns[i].group;
+			}
+		}
+	}
+	struct admin_conn *old = NULL;
+	for (unsigned i = 0; i < a->n_conns; i++)
+		if (addr_equal(&a->conns[i].group, heavy) &&
+		    (old == NULL || a->conns[i].since_ms < old->since_ms))
+			old = &a->conns[i];
+	if (old != NULL) {
+		a->evictions++;
+		conn_done(a, old->bev);
+	}
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
@@ -179,6 +242,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		return;
 	bufferevent_disable(bev, EV_READ);
 	bufferevent_setcb(bev, NULL, write_cb, event_cb, a);
+	struct admin_conn *ac = conn_of(a, bev);
+	if (ac != NULL)
+		ac->answered = true;
 	if (r < 0) {
 		struct evbuffer *body = evbuffer_new();
 		if (body == NULL) {
@@ -197,17 +263,17 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       void *arg)
 {
 	struct admin *a = arg;
-	if (a->n_conns >= ADMIN_MAX_CONNS) {
-		evutil_closesocket(fd);
-		return;
-	}
+	struct pc_addr src, g;
+	uint16_t port;
+	sockaddr_to_addr(sa, &src, &port);
+	addr_source_group(&src, a->v6_prefix, &g);
+	make_room(a, &g);
 	struct bufferevent *bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		evutil_closesocket(fd);
 		return;
 	}
-	a->since_ms[a->n_conns] = mono_ms();
-	a->conns[a->n_conns++] = bev;
+	a->conns[a->n_conns++] = (struct admin_conn){.bev = bev, .since_ms = mono_ms(), .group = g};
 	/* A slow or silent scraper is cut; it only ever occupies this thread's loop. */
 	struct timeval tv = {ADMIN_TIMEOUT_S, 0};
 	bufferevent_set_timeouts(bev, &tv, &tv);
@@ -216,14 +282,15 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-/* A scrape gets ADMIN_TIMEOUT_S from accept to close, however slowly it dribbles. */
+/* ADMIN_HEAD_MS for the request head, ADMIN_TIMEOUT_S from accept to close, however slowly it dribbles. */
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct admin *a = arg;
 	uint64_t now = mono_ms();
 	for (unsigned i = 0; i < a->n_conns;) {
-		if (a->since_ms[i] + ADMIN_TIMEOUT_S * 1000u <= now)
-			conn_done(a, a->conns[i]); /* moves the last entry into slot i */
+		const struct admin_conn *c = &a->conns[i];
+		if (c->since_ms + (c->answered ? ADMIN_TIMEOUT_S * 1000u : ADMIN_HEAD_MS) <= now)
+			conn_done(a, c->bev); /* moves the last entry into slot i */
 		else
 			i++;
 	}
@@ -252,6 +319,7 @@ struct admin *admin_create(const struct policy_settings *ps, proxy_stats_fn stat
 	}
 	a->stats = stats;
 	a->stats_arg = arg;
+	a->v6_prefix = ps->ipv6_source_prefix;
 	a->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	a->base = event_base_new();
 	if (a->base == NULL || a->stop_fd < 0)
@@ -267,7 +335,7 @@ struct admin *admin_create(const struct policy_settings *ps, proxy_stats_fn stat
 	a->listener = evconnlistener_new_bind(a->base, accept_cb, a,
 	                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 	                                          LEV_OPT_CLOSE_ON_EXEC,
-	                                      64, (struct sockaddr *)&ss, (int)len);
+	                                      256, (struct sockaddr *)&ss, (int)len);
 	if (a->listener == NULL) {
 		char t[ADDR_STRLEN + 8];
 		sockaddr_format(&ps->listen_admin.addr, ps->listen_admin.port, t, sizeof(t));
@@ -311,7 +379,7 @@ void admin_destroy(struct admin *a)
 		pthread_join(a->thread, NULL);
 	}
 	while (a->n_conns > 0)
-		conn_done(a, a->conns[0]);
+		conn_done(a, a->conns[0].bev);
 	if (a->stop_ev != NULL)
 		event_free(a->stop_ev);
 	if (a->stop_fd >= 0)

@@ -608,17 +608,20 @@ static bool take_slot(struct conn *c)
 	uint32_t max = t != NULL ? t->connections_per_source
 	                         : policy_settings(c->policy)->unknown_connections_per_source;
 	uint32_t retry = 0;
-	int r = srclimit_acquire(c->env->srclimit, &c->src, max, 0, 0, mono_ns(), &c->slot, &retry);
+	struct pc_addr group;
+	addr_source_group(&c->src, policy_settings(c->policy)->ipv6_source_prefix, &group);
+	int r = srclimit_acquire(c->env->srclimit, &group, max, 0, 0, mono_ns(), &c->slot, &retry);
 	if (r == SRCLIMIT_CONNS && t != NULL && t->mode == TIER_AUDIT) {
 		/* Audit mode: admitted, and every exchange records the would-deny. */
 		c->over_source_limit = true;
-		r = srclimit_acquire(c->env->srclimit, &c->src, 0, 0, 0, mono_ns(), &c->slot,
-		                     &retry);
+		r = srclimit_acquire(c->env->srclimit, &group, 0, 0, 0, mono_ns(), &c->slot, &retry);
 	}
 	if (r == SRCLIMIT_OK)
 		return true;
 	c->retry_after = 1;
-	conn_refuse(c, r == SRCLIMIT_CONNS ? R_SOURCE_CONNECTION_LIMIT : R_INTERNAL_ERROR);
+	conn_refuse(c, r == SRCLIMIT_CONNS  ? R_SOURCE_CONNECTION_LIMIT
+	               : r == SRCLIMIT_FULL ? R_SOURCE_TABLE_FULL
+	                                    : R_INTERNAL_ERROR);
 	return false;
 }
 

@@ -182,6 +182,18 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 	family(out, "portcullis_connections_active", "gauge", "Open client connections, all states.");
 	evbuffer_add_printf(out, "portcullis_connections_active %llu\n",
 			    (unsigned long long)p->conns_active);
+	family(out, "portcullis_source_table_entries", "gauge",
+	       "Sources tracked for the per-source limits (limits.max_sources at most).");
+	evbuffer_add_printf(out, "portcullis_source_table_entries %llu\n",
+			    (unsigned long long)p->source_entries);
+	family(out, "portcullis_source_table_evictions_total", "counter",
+	       "Idle sources dropped from a full per-source table to make room for a new one.");
+	evbuffer_add_printf(out, "portcullis_source_table_evictions_total %llu\n",
+			    (unsigned long long)p->source_evictions);
+	family(out, "portcullis_admin_connections_evicted_total", "counter",
+	       "Admin connections closed early so that a newer one (a probe) is answered.");
+	evbuffer_add_printf(out, "portcullis_admin_connections_evicted_total %llu\n",
+			    (unsigned long long)p->admin_evictions);
 	if (p->kube_enabled) {
 		family(out, "portcullis_kube_synced", "gauge",
 		       "1 once every watched scope has completed its first pod list.");

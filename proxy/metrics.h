@@ -61,6 +61,8 @@ struct metrics_process {
 	uint64_t reloads_ok, reloads_failed;
 	uint64_t audit_lost;
 	uint64_t conns_active;
+	uint64_t source_entries, source_evictions; /* the per-source table */
+	uint64_t admin_evictions;                  /* admin connections cut to let a newer one in */
 	double start_time;           /* unix seconds */
 	bool kube_enabled;           /* identity.kubernetes: the four below are rendered */
 	bool kube_synced;

@@ -92,6 +92,8 @@ static void stats_snapshot(void *arg, struct proxy_stats *out)
 	p->reloads_failed = atomic_load(&s->reloads_failed);
 	p->audit_lost = lost;
 	p->conns_active = atomic_load(&s->n_open);
+	p->source_entries = srclimit_entries(s->srclimit);
+	p->source_evictions = srclimit_evictions(s->srclimit);
 	p->start_time = s->start_time;
 	if (s->kube != NULL) {
 		struct kube_stats ks;
@@ -136,7 +138,7 @@ struct server *server_create(struct policy *p, const char *path, const char *sha
 	set_policy_info(s, sha256);
 	s->policy = policy_ref(p);
 	s->audit = audit;
-	s->srclimit = srclimit_create();
+	s->srclimit = srclimit_create(policy_settings(s->policy)->max_sources);
 	if (s->srclimit == NULL) {
 		snprintf(errmsg, errlen, "out of memory");
 		goto fail;
@@ -239,6 +241,7 @@ static void report_static_changes(const struct policy_settings *o, const struct 
 	    "listen.proxy");
 	CHANGED(!same_sockaddrs(&o->listen_admin, 1, &n->listen_admin, 1), "listen.admin");
 	CHANGED(o->workers != n->workers, "listen.workers");
+	CHANGED(o->max_sources != n->max_sources, "limits.max_sources");
 	CHANGED(!same_sockaddrs(o->resolvers, o->n_resolvers, n->resolvers, n->n_resolvers) ||
 	            o->resolver_timeout_ms != n->resolver_timeout_ms ||
 	            o->resolver_attempts != n->resolver_attempts ||

@@ -14,6 +14,9 @@
 #define MIN_BUCKETS   16 /* per stripe; doubled when a stripe holds more entries than buckets */
 #define SWEEP_BUCKETS 4  /* buckets one acquire's sweep step looks at ... */
 #define SWEEP_ENTRIES 32 /* ... stopping early after this many entries */
+#define EVICT_ENTRIES 256  /* a full table's eviction looks at this many entries ... */
+#define EVICT_BUCKETS 4096 /* ... or this many buckets, whichever comes first */
+#define EVICT_ROUNDS  8    /* victims lost to racing threads before a new source is refused */
 #define NS_PER_S      1000000000ull
 #define CACHELINE     64
 
@@ -41,13 +44,17 @@ struct stripe {
 	size_t n_buckets; /* power of two */
 	size_t count;
 	size_t sweep_at; /* next bucket of the sweep */
+	size_t evict_at; /* next bucket a full table's eviction looks at */
 } __attribute__((aligned(CACHELINE)));
 
 struct srclimit {
 	struct stripe stripes[N_STRIPES];
 	uint64_t seed;
+	size_t max_entries;
 	atomic_size_t entries;
 	atomic_uint sweep_next; /* stripe the next sweep step visits */
+	atomic_uint evict_next; /* stripe the next eviction starts at */
+	atomic_ullong evictions;
 };
 
 /* ---- keys and time ---- */
@@ -57,22 +64,10 @@ static uint64_t key_hash(uint64_t seed, const struct pc_addr *k)
 	return hash_bytes(seed + k->family, k->b, sizeof k->b);
 }
 
-/* ::ffff:a.b.c.d is a.b.c.d (RFC 4291 §2.5.5.2); unused bytes are zeroed so keys compare whole. */
+/* The caller groups sources (addr_source_group); this only normalises an ungrouped one. */
 static void key_of(const struct pc_addr *src, struct pc_addr *k)
 {
-	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-	memset(k, 0, sizeof *k);
-	if (src->family == ADDR_V6 && memcmp(src->b, mapped, sizeof mapped) == 0) {
-		k->family = ADDR_V4;
-		memcpy(k->b, src->b + 12, 4);
-	} else if (src->family == ADDR_V4) {
-		k->family = ADDR_V4;
-		memcpy(k->b, src->b, 4);
-	} else {
-		k->family = src->family;
-		memcpy(k->b, src->b, sizeof k->b);
-	}
+	addr_source_group(src, 128, k);
 }
 
 static bool key_equal(const struct pc_addr *a, const struct pc_addr *b)
@@ -188,18 +183,24 @@ static void stripe_grow(struct stripe *st)
 	st->n_buckets = n;
 }
 
+/* Reserve room for one entry; false when the table already holds max_entries. */
+static bool reserve(struct srclimit *t)
+{
+	/* Reserve first so concurrent stripes cannot overshoot the cap together. */
+	if (atomic_fetch_add(&t->entries, 1) >= t->max_entries) {
+		atomic_fetch_sub(&t->entries, 1);
+		return false;
+	}
+	return true;
+}
+
+/* Insert a new entry for k into a reservation (given back on failure). NULL: out of memory. */
 static struct src_slot *entry_new(struct srclimit *t, struct stripe *st, const struct pc_addr *k,
                                   uint64_t h)
 {
-	struct src_slot *e;
+	struct src_slot *e = calloc(1, sizeof *e);
 	size_t b;
 
-	/* Reserve first so concurrent stripes cannot overshoot the cap together. */
-	if (atomic_fetch_add(&t->entries, 1) >= SRCLIMIT_MAX_ENTRIES) {
-		atomic_fetch_sub(&t->entries, 1);
-		return NULL;
-	}
-	e = calloc(1, sizeof *e);
 	if (e == NULL) {
 		atomic_fetch_sub(&t->entries, 1);
 		return NULL;
@@ -212,7 +213,8 @@ static struct src_slot *entry_new(struct srclimit *t, struct stripe *st, const s
 	b = h & (st->n_buckets - 1);
 	e->next = st->buckets[b];
 	st->buckets[b] = e;
-	if (++st->count > st->n_buckets)
+	st->count++;
+	if (st->count > st->n_buckets)
 		stripe_grow(st);
 	return e;
 }
@@ -253,9 +255,96 @@ static void sweep_step(struct srclimit *t, uint64_t now)
 	pthread_mutex_unlock(&st->mu);
 }
 
+/* Unlink e from its bucket (stripe lock held, e in the table). */
+static void entry_unlink(struct stripe *st, struct src_slot *e)
+{
+	struct src_slot **pp = &st->buckets[e->hash & (st->n_buckets - 1)];
+
+	while (*pp != e)
+		pp = &(*pp)->next;
+	*pp = e->next;
+}
+
+/*
+ * The table is full: make room for one new source and reserve it for the
+ * caller (so a thread racing it cannot take the room first). Entries held by a
+ * connection cannot go (their holders use them without a lock). Dead entries
+ * not yet collected go first; otherwise the idle entry (no connection, only a
+ * running budget window) that used the fewest bytes among those looked at, so
+ * the sources nearest their budget keep their record longest. Bounded: at most
+ * EVICT_ENTRIES entries and EVICT_BUCKETS buckets, one stripe lock at a time.
+ * False when nothing could be freed: every entry looked at is held.
+ */
+static bool make_room_once(struct srclimit *t, uint64_t now)
+{
+	unsigned start = atomic_fetch_add_explicit(&t->evict_next, 1, memory_order_relaxed);
+	size_t seen = 0, buckets = 0;
+	uint64_t best_used = UINT64_MAX;
+	struct stripe *best = NULL;
+
+	/* Look: collect the dead, find the stripe of the least used idle entry. */
+	for (unsigned i = 0; i < N_STRIPES && seen < EVICT_ENTRIES && buckets < EVICT_BUCKETS; i++) {
+		struct stripe *st = &t->stripes[(start + i) % N_STRIPES];
+		pthread_mutex_lock(&st->mu);
+		size_t before = st->count;
+		for (size_t n = 0;
+		     n < st->n_buckets && seen < EVICT_ENTRIES && buckets < EVICT_BUCKETS; n++) {
+			size_t b = (st->evict_at + n) & (st->n_buckets - 1);
+			buckets++;
+			seen += bucket_collect(t, st, b, now);
+			for (struct src_slot *e = st->buckets[b]; e != NULL; e = e->next) {
+				uint64_t used = atomic_load(&e->used);
+				if (e->conns == 0 && used < best_used) {
+					best = st;
+					best_used = used;
+				}
+			}
+		}
+		bool freed = st->count < before;
+		pthread_mutex_unlock(&st->mu);
+		if (freed && reserve(t))
+			return true;
+	}
+	if (best == NULL)
+		return false;
+	/*
+	 * Evict: the least used idle entry of that stripe now, under its lock (the
+	 * one seen may have been taken meanwhile). Its room passes to the caller:
+	 * it is freed and t->entries stays.
+	 */
+	struct src_slot *victim = NULL;
+	pthread_mutex_lock(&best->mu);
+	seen = 0;
+	for (size_t n = 0; n < best->n_buckets && seen < EVICT_ENTRIES && n < EVICT_BUCKETS; n++) {
+		size_t b = (best->evict_at + n) & (best->n_buckets - 1);
+		for (struct src_slot *e = best->buckets[b]; e != NULL; e = e->next, seen++)
+			if (e->conns == 0 && (victim == NULL || atomic_load(&e->used) <
+			                                            atomic_load(&victim->used)))
+				victim = e;
+	}
+	best->evict_at += EVICT_ENTRIES; /* the next eviction samples elsewhere */
+	if (victim != NULL) {
+		entry_unlink(best, victim);
+		best->count--;
+		free(victim);
+		atomic_fetch_add_explicit(&t->evictions, 1, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&best->mu);
+	return victim != NULL || reserve(t);
+}
+
+/* Threads that pick the same victim race for it; the losers look again. */
+static bool make_room(struct srclimit *t, uint64_t now)
+{
+	for (int round = 0; round < EVICT_ROUNDS; round++)
+		if (make_room_once(t, now))
+			return true;
+	return false;
+}
+
 /* ---- API ---- */
 
-struct srclimit *srclimit_create(void)
+struct srclimit *srclimit_create(size_t max_entries)
 {
 	struct srclimit *t;
 	size_t size = (sizeof *t + CACHELINE - 1) / CACHELINE * CACHELINE;
@@ -267,6 +356,9 @@ struct srclimit *srclimit_create(void)
 	memset(t, 0, size);
 	/* Not a secret, but not a constant either: where the table landed (ASLR). */
 	t->seed = hash_mix64((uint64_t)(uintptr_t)t);
+	t->max_entries = max_entries;
+	atomic_init(&t->evict_next, 0);
+	atomic_init(&t->evictions, 0);
 	atomic_init(&t->entries, 0);
 	atomic_init(&t->sweep_next, 0);
 	for (i = 0; i < N_STRIPES; i++) {
@@ -324,21 +416,31 @@ int srclimit_acquire(struct srclimit *t, const struct pc_addr *src, uint32_t max
 	h = key_hash(t->seed, &k);
 	st = &t->stripes[h >> (64 - STRIPE_BITS)];
 
-	pthread_mutex_lock(&st->mu);
-	e = stripe_find(t, st, &k, h, now_ns);
-	if (e == NULL)
-		e = entry_new(t, st, &k, h);
-	if (e != NULL) {
-		/* A refused entry is never dead: it is full (conns >= 1) or its window runs. */
-		rc = admit(e, max_conns, budget_bytes, now_ns, &retry);
-		if (rc == SRCLIMIT_OK) {
-			e->conns++;
-			retry = 0;
-			*out = e;
+	bool reserved = false;
+	for (;;) {
+		pthread_mutex_lock(&st->mu);
+		e = stripe_find(t, st, &k, h, now_ns);
+		if (e != NULL && reserved)
+			atomic_fetch_sub(&t->entries, 1); /* another thread added this source meanwhile */
+		else if (e == NULL && (reserved || reserve(t)))
+			rc = (e = entry_new(t, st, &k, h)) != NULL ? SRCLIMIT_OK : SRCLIMIT_NOMEM;
+		else if (e == NULL)
+			rc = SRCLIMIT_FULL;
+		if (e != NULL) {
+			/* A refused entry is never dead: it is full (conns >= 1) or its window runs. */
+			rc = admit(e, max_conns, budget_bytes, now_ns, &retry);
+			if (rc == SRCLIMIT_OK) {
+				e->conns++;
+				retry = 0;
+				*out = e;
+			}
 		}
+		pthread_mutex_unlock(&st->mu);
+		/* Full: one round of making room, which reserves it for this source. */
+		if (rc != SRCLIMIT_FULL || reserved || !make_room(t, now_ns))
+			break;
+		reserved = true;
 	}
-	pthread_mutex_unlock(&st->mu);
-
 	sweep_step(t, now_ns);
 	if (retry_after_s != NULL)
 		*retry_after_s = retry;
@@ -414,10 +516,7 @@ void srclimit_release(struct srclimit *t, struct src_slot *s)
 		abort(); /* impossible: released more often than acquired */
 	/* Never charged (no budget, or nothing uploaded yet): nothing to keep. */
 	if (--s->conns == 0 && atomic_load(&s->win_end) == 0) {
-		struct src_slot **pp = &st->buckets[s->hash & (st->n_buckets - 1)];
-		while (*pp != s)
-			pp = &(*pp)->next;
-		*pp = s->next;
+		entry_unlink(st, s);
 		entry_free(t, st, s);
 	}
 	pthread_mutex_unlock(&st->mu);
@@ -426,4 +525,9 @@ void srclimit_release(struct srclimit *t, struct src_slot *s)
 size_t srclimit_entries(const struct srclimit *t)
 {
 	return atomic_load(&t->entries);
+}
+
+uint64_t srclimit_evictions(const struct srclimit *t)
+{
+	return atomic_load_explicit(&t->evictions, memory_order_relaxed);
 }

@@ -11,10 +11,10 @@
  * One table per process, shared by all worker threads. Pure: no clock (callers
  * pass a monotonic now_ns, read once per loop iteration), no I/O, no globals.
  *
- * A source is one address. An IPv4 client seen by a dual-stack listener as
- * ::ffff:a.b.c.d is the source a.b.c.d; other IPv6 forms that carry an IPv4
- * address (::a.b.c.d, NAT64, 6to4, Teredo) are IPv6 sources of their own, as
- * in identity matching.
+ * A source is a group of addresses (addr_source_group: an IPv4 address, or an
+ * IPv6 prefix of identity.ipv6_source_prefix bits); callers pass the group.
+ * An IPv4 client seen by a dual-stack listener as ::ffff:a.b.c.d is the
+ * source a.b.c.d.
  *
  * caps.connections_per_source: at most max_conns slots per source at once.
  * caps.upload_bytes_per_source: budget_bytes per source over all its
@@ -31,10 +31,15 @@
  * collection never depends on the caller's tier. Connections of one source
  * still under an older snapshot charge the same counter against their own
  * budget_bytes.
- */
+ *
 
-/* New sources beyond this many live entries are refused with SRCLIMIT_NOMEM. */
-#define SRCLIMIT_MAX_ENTRIES 1000000u
+ * The table holds at most max_entries sources (limits.max_sources). When it
+ * is full, a new source takes the place of one nobody holds: a dead entry not
+ * yet collected, else the idle one (no connection, a budget window running)
+ * that used the fewest bytes among a bounded sample; the evicted source's
+ * budget is counted afresh from its next byte. Only when every entry looked at
+ * is held by a connection is the new source refused (SRCLIMIT_FULL).
+ */
 
 struct srclimit; /* opaque, process-wide */
 struct src_slot; /* one connection's hold on its source's entry */
@@ -43,11 +48,12 @@ enum srclimit_status {
 	SRCLIMIT_OK = 0,
 	SRCLIMIT_CONNS = -1,  /* the source already holds max_conns connections */
 	SRCLIMIT_BUDGET = -2, /* the source spent its upload budget for the current window */
-	SRCLIMIT_NOMEM = -3,  /* entry cap reached or out of memory: callers refuse (fail closed) */
+	SRCLIMIT_NOMEM = -3,  /* out of memory: callers refuse (fail closed) */
+	SRCLIMIT_FULL = -4,   /* max_entries sources, all held by connections: refuse this one */
 };
 
 /* NULL when out of memory. */
-struct srclimit *srclimit_create(void);
+struct srclimit *srclimit_create(size_t max_entries);
 /* Frees every entry; call after all workers stopped. Outstanding slots dangle. NULL ok. */
 void srclimit_destroy(struct srclimit *t);
 
@@ -98,6 +104,9 @@ int srclimit_budget_check(const struct src_slot *s, uint64_t budget_bytes, uint6
 
 /* Give back one hold taken by srclimit_acquire. NULL slot ok. */
 void srclimit_release(struct srclimit *t, struct src_slot *s);
+
+/* Idle entries evicted to make room in a full table, since creation. */
+uint64_t srclimit_evictions(const struct srclimit *t);
 
 /* Live entries: sources with a connection or an unfinished window (plus not yet collected ones). */
 size_t srclimit_entries(const struct srclimit *t);

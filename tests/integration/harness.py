@@ -54,6 +54,7 @@ REASON_STATUS = {
     "tls_server_malformed": 200,
     # caps
     "source_connection_limit": 429, "source_upload_budget": 429, "audit_unavailable": 503,
+    "source_table_full": 503,
 }
 CLOSE_REASONS = {"client_closed", "upstream_closed", "idle_timeout", "max_lifetime",
                  "drain_timeout", "client_error", "upstream_error",
@@ -603,8 +604,10 @@ def next_src_port():
     return _NEXT_PORT[0]
 
 
-def bound_socket(src, family=socket.AF_INET):
-    """A TCP socket bound to (src, a fresh port from next_src_port())."""
+def bound_socket(src, family=None):
+    """A TCP socket bound to (src, a fresh port from next_src_port()); IPv6 when src is."""
+    if family is None:
+        family = socket.AF_INET6 if ":" in src else socket.AF_INET
     for _ in range(200):
         s = socket.socket(family, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -619,7 +622,10 @@ def bound_socket(src, family=socket.AF_INET):
 def send_raw(data, src="127.0.0.2", proxy=("127.0.0.1", 3128), timeout=8.0, chunks=None,
              chunk_delay=0.0):
     """Open a connection from src, send data (or chunks with a delay), read the reply head.
-    On 200 the socket stays open in reply.sock; otherwise the body is read to EOF."""
+    On 200 the socket stays open in reply.sock; otherwise the body is read to EOF.
+    An IPv6 src reaches a proxy on 127.0.0.1 at [::1] (same port) instead."""
+    if ":" in src and proxy[0] == "127.0.0.1":
+        proxy = ("::1", proxy[1])
     r = Reply()
     t0 = time.monotonic()
     s = bound_socket(src)

@@ -62,7 +62,7 @@ static uint32_t refused(struct srclimit *t, const struct pc_addr *a, uint32_t ma
 
 static void test_conns_limit_exact(void **state)
 {
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct pc_addr a = v4(10, 42, 0, 7);
 	struct src_slot *s[3];
 
@@ -86,7 +86,7 @@ static void test_conns_limit_exact(void **state)
 
 static void test_conns_unlimited(void **state)
 {
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct pc_addr a = v6("2001:db8::1");
 	struct src_slot *s = NULL;
 
@@ -103,7 +103,7 @@ static void test_conns_unlimited(void **state)
 
 static void test_per_source_independence(void **state)
 {
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct pc_addr a = v4(10, 0, 0, 1), b = v4(10, 0, 0, 2), c = v6("2001:db8::a00:1"),
 	               d = v6("::a00:1"); /* IPv4-compatible: an IPv6 source of its own */
 	struct src_slot *sa = take(t, &a, 1, 100, T0);
@@ -129,7 +129,7 @@ static void test_per_source_independence(void **state)
 
 static void test_budget_exact_and_refill(void **state)
 {
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct pc_addr a = v4(192, 0, 2, 1);
 	const uint64_t B = 1000;
 	struct src_slot *s = take(t, &a, 0, B, T0);
@@ -181,7 +181,7 @@ static void test_budget_exact_and_refill(void **state)
  */
 static void test_budget_check_of_a_held_slot(void **state)
 {
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct pc_addr a = v4(10, 0, 0, 1);
 	uint32_t retry = 99;
 	(void)state;
@@ -210,7 +210,7 @@ static void test_budget_check_of_a_held_slot(void **state)
 
 static void test_window_starts_at_first_charged_byte(void **state)
 {
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct pc_addr a = v4(192, 0, 2, 2);
 	struct src_slot *s = take(t, &a, 0, 100, T0);
 
@@ -225,7 +225,7 @@ static void test_window_starts_at_first_charged_byte(void **state)
 
 static void test_window_zero_never_refills(void **state)
 {
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct pc_addr a = v4(192, 0, 2, 3);
 	struct src_slot *s = NULL;
 	uint32_t retry = 0;
@@ -255,7 +255,7 @@ static int churn_until(struct srclimit *t, size_t left, uint64_t budget, uint64_
 
 static void test_budget_survives_release_then_gc(void **state)
 {
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct pc_addr a = v4(198, 51, 100, 9);
 	struct src_slot *s1 = take(t, &a, 0, 100, T0);
 	struct src_slot *s2 = take(t, &a, 0, 100, T0);
@@ -284,7 +284,7 @@ static void test_budget_survives_release_then_gc(void **state)
 /* Sweeps run by a tier without a budget, or with a shorter window, keep another tier's window. */
 static void test_gc_ignores_the_callers_tier(void **state)
 {
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct pc_addr a = v4(198, 51, 100, 10), other = v6("2001:db8:ffff::1");
 	struct src_slot *s = take(t, &a, 0, 100, T0);
 	const uint64_t hour = 3600 * SEC;
@@ -312,7 +312,7 @@ static void test_gc_ignores_the_callers_tier(void **state)
 
 static void test_mapped_v4_is_v4(void **state)
 {
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct pc_addr a = v4(10, 1, 2, 3), m = v6("::ffff:10.1.2.3"), dirty = a;
 
 	memset(dirty.b + 4, 0xa5, 12); /* bytes an IPv4 address does not use */
@@ -372,7 +372,7 @@ static void *charger(void *arg)
 
 static void run_chargers(uint64_t budget, int rounds, int charges)
 {
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct pc_addr a = v4(10, 9, 8, 7);
 	struct worker w[N_THREADS];
 	pthread_t th[N_THREADS];
@@ -444,7 +444,7 @@ static void *acquirer(void *arg)
 
 static void test_threads_acquire_release(void **state)
 {
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct acq_worker w[N_THREADS];
 	pthread_t th[N_THREADS];
 
@@ -479,7 +479,7 @@ static struct pc_addr nth_source(uint32_t i)
 static void test_many_sources_collected(void **state)
 {
 	enum { N = 100000 };
-	struct srclimit *t = srclimit_create();
+	struct srclimit *t = srclimit_create(1000000);
 	struct src_slot **s = calloc(N, sizeof *s);
 
 	assert_non_null(s);
@@ -513,30 +513,168 @@ static void test_many_sources_collected(void **state)
 	srclimit_destroy(t);
 }
 
-static void test_entry_cap_fails_closed(void **state)
+/* A table full of sources that hold connections refuses new ones; known ones go on. */
+static void test_full_of_held_entries_refuses_new_sources(void **state)
 {
-	struct srclimit *t = srclimit_create();
+	enum { CAP = 1000 };
+	struct srclimit *t = srclimit_create(CAP);
 	struct src_slot *first = NULL, *s;
 	struct pc_addr a;
 
-	for (uint32_t i = 0; i < SRCLIMIT_MAX_ENTRIES; i++) {
+	for (uint32_t i = 0; i < CAP; i++) {
 		a = nth_source(i);
 		s = take(t, &a, 0, 0, T0);
 		if (i == 0)
 			first = s;
 	}
-	assert_int_equal(srclimit_entries(t), SRCLIMIT_MAX_ENTRIES);
-	a = nth_source(SRCLIMIT_MAX_ENTRIES);
-	assert_int_equal(refused(t, &a, 0, 0, T0, SRCLIMIT_NOMEM), 1);
+	assert_int_equal(srclimit_entries(t), CAP);
+	a = nth_source(CAP);
+	assert_int_equal(refused(t, &a, 0, 0, T0, SRCLIMIT_FULL), 1);
+	assert_int_equal(srclimit_evictions(t), 0);
 	/* known sources still get slots */
 	a = nth_source(7);
 	srclimit_release(t, take(t, &a, 0, 0, T0));
 	/* one freed entry makes room for one new source */
 	srclimit_release(t, first);
-	a = nth_source(SRCLIMIT_MAX_ENTRIES);
+	a = nth_source(CAP);
 	s = take(t, &a, 0, 0, T0);
-	a = nth_source(SRCLIMIT_MAX_ENTRIES + 1);
-	refused(t, &a, 0, 0, T0, SRCLIMIT_NOMEM);
+	a = nth_source(CAP + 1);
+	refused(t, &a, 0, 0, T0, SRCLIMIT_FULL);
+	assert_int_equal(srclimit_entries(t), CAP);
+	srclimit_destroy(t);
+}
+
+/* Idle sources (no connection, a budget window running) make room, least used first. */
+static void test_full_table_evicts_the_least_used_idle_source(void **state)
+{
+	enum { CAP = 8, BUDGET = 1000 };
+	struct srclimit *t = srclimit_create(CAP);
+	struct pc_addr a;
+
+	/* source i spent 100 * (8 - i) bytes: source 7 the least, source 0 the most */
+	for (uint32_t i = 0; i < CAP; i++) {
+		a = nth_source(i);
+		struct src_slot *s = take(t, &a, 0, BUDGET, T0);
+		assert_int_equal(srclimit_charge(s, 100 * (CAP - i), BUDGET, WINDOW, T0),
+		                 100 * (CAP - i));
+		srclimit_release(t, s);
+	}
+	assert_int_equal(srclimit_entries(t), CAP);
+	a = nth_source(CAP);
+	struct src_slot *n = take(t, &a, 0, BUDGET, T0 + 1);
+	assert_int_equal(srclimit_evictions(t), 1);
+	assert_int_equal(srclimit_entries(t), CAP);
+	/* source 7 lost its record and starts afresh; source 0 (nearest its budget) kept it */
+	a = nth_source(CAP - 1);
+	srclimit_release(t, n);
+	struct src_slot *s7 = take(t, &a, 0, BUDGET, T0 + 2);
+	assert_int_equal(srclimit_charge(s7, BUDGET, BUDGET, WINDOW, T0 + 2), BUDGET);
+	srclimit_release(t, s7);
+	a = nth_source(0);
+	struct src_slot *s0 = take(t, &a, 0, BUDGET, T0 + 3);
+	assert_int_equal(srclimit_charge(s0, BUDGET, BUDGET, WINDOW, T0 + 3), BUDGET - 800);
+	srclimit_release(t, s0);
+	srclimit_destroy(t);
+}
+
+/* Dead entries not yet collected go before any idle one is evicted. */
+static void test_full_table_takes_dead_entries_first(void **state)
+{
+	enum { CAP = 4, BUDGET = 1000 };
+	struct srclimit *t = srclimit_create(CAP);
+	struct pc_addr a;
+
+	for (uint32_t i = 0; i < CAP; i++) {
+		a = nth_source(i);
+		struct src_slot *s = take(t, &a, 0, BUDGET, T0);
+		assert_int_equal(srclimit_charge(s, 1, BUDGET, WINDOW, T0), 1);
+		srclimit_release(t, s);
+	}
+	/* every window ended: all four are dead, none needs evicting */
+	for (uint32_t i = 0; i < CAP; i++) {
+		a = nth_source(CAP + i);
+		srclimit_release(t, take(t, &a, 0, BUDGET, T0 + WINDOW));
+	}
+	assert_int_equal(srclimit_evictions(t), 0);
+	srclimit_destroy(t);
+}
+
+/* Held entries are never evicted, however little they used. */
+static void test_full_table_never_evicts_a_held_source(void **state)
+{
+	enum { CAP = 4, BUDGET = 1000 };
+	struct srclimit *t = srclimit_create(CAP);
+	struct src_slot *held[CAP - 1];
+	struct pc_addr a;
+
+	for (uint32_t i = 0; i < CAP - 1; i++) {
+		a = nth_source(i);
+		held[i] = take(t, &a, 0, BUDGET, T0);
+	}
+	a = nth_source(CAP - 1);
+	struct src_slot *s = take(t, &a, 0, BUDGET, T0);
+	assert_int_equal(srclimit_charge(s, 999, BUDGET, WINDOW, T0), 999);
+	srclimit_release(t, s);
+	/* the only idle source goes, though it used the most */
+	a = nth_source(CAP);
+	struct src_slot *n = take(t, &a, 0, BUDGET, T0);
+	assert_int_equal(srclimit_evictions(t), 1);
+	a = nth_source(CAP + 1);
+	refused(t, &a, 0, 0, T0, SRCLIMIT_FULL);
+	srclimit_release(t, n);
+	for (uint32_t i = 0; i < CAP - 1; i++)
+		srclimit_release(t, held[i]);
+	srclimit_destroy(t);
+}
+
+struct churn_arg {
+	struct srclimit *t;
+	uint32_t seed;
+	int full;
+};
+
+static void *churn_full_table(void *p)
+{
+	struct churn_arg *c = p;
+	uint32_t x = c->seed;
+	for (int i = 0; i < 20000; i++) {
+		x = x * 1664525u + 1013904223u;
+		struct pc_addr a = nth_source(x % 4096);
+		struct src_slot *s = NULL;
+		uint32_t retry;
+		int rc = srclimit_acquire(c->t, &a, 0, 1000, WINDOW, T0, &s, &retry);
+		if (rc == SRCLIMIT_FULL) {
+			c->full++;
+			continue;
+		}
+		assert_int_equal(rc, SRCLIMIT_OK);
+		srclimit_charge(s, 1 + x % 7, 1000, WINDOW, T0);
+		srclimit_release(c->t, s);
+	}
+	return NULL;
+}
+
+/* Threads churning many sources through a small table: never over the cap, no races (ASan/TSan). */
+static void test_threads_churn_a_full_table(void **state)
+{
+	enum { CAP = 64, THREADS = 8 };
+	struct srclimit *t = srclimit_create(CAP);
+	pthread_t th[THREADS];
+	struct churn_arg arg[THREADS];
+
+	for (int i = 0; i < THREADS; i++) {
+		arg[i] = (struct churn_arg){t, (uint32_t)i * 7919u + 1, 0};
+		assert_int_equal(pthread_create(&th[i], NULL, churn_full_table, &arg[i]), 0);
+	}
+	int full = 0;
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(th[i], NULL);
+		full += arg[i].full;
+	}
+	assert_true(srclimit_entries(t) <= CAP);
+	assert_true(srclimit_evictions(t) > 0);
+	print_message("evictions %llu, refused full %d of %d\n",
+	              (unsigned long long)srclimit_evictions(t), full, THREADS * 20000);
 	srclimit_destroy(t);
 }
 
@@ -557,7 +695,11 @@ int main(void)
 	    cmocka_unit_test(test_threads_refill_once_per_window),
 	    cmocka_unit_test(test_threads_acquire_release),
 	    cmocka_unit_test(test_many_sources_collected),
-	    cmocka_unit_test(test_entry_cap_fails_closed),
+	    cmocka_unit_test(test_full_of_held_entries_refuses_new_sources),
+	    cmocka_unit_test(test_full_table_evicts_the_least_used_idle_source),
+	    cmocka_unit_test(test_full_table_takes_dead_entries_first),
+	    cmocka_unit_test(test_full_table_never_evicts_a_held_source),
+	    cmocka_unit_test(test_threads_churn_a_full_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
