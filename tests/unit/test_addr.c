@@ -397,6 +397,47 @@ static void test_embedded_all(void **state)
 	assert_int_equal(addr_embedded_v4_all(&a, v4, ADDR_EMBEDDED_MAX), 1);
 }
 
+static struct pc_addr grouped(const char *text, unsigned prefix)
+{
+	struct pc_addr a, g;
+	size_t n = strlen(text);
+	if (strchr(text, ':') != NULL)
+		assert_int_equal(addr_parse_ipv6(text, n, &a), ADDR_OK);
+	else
+		assert_int_equal(addr_parse_ipv4(text, n, &a), ADDR_OK);
+	addr_source_group(&a, prefix, &g);
+	return g;
+}
+
+static void expect_group(const char *text, unsigned prefix, const char *want)
+{
+	struct pc_addr g = grouped(text, prefix);
+	char buf[ADDR_STRLEN];
+	addr_format(&g, buf, sizeof buf);
+	assert_string_equal(buf, want);
+}
+
+static void test_source_group(void **state)
+{
+	(void)state;
+	expect_group("10.1.2.3", 64, "10.1.2.3");                /* IPv4: the address */
+	expect_group("::ffff:10.1.2.3", 64, "10.1.2.3");         /* mapped: the IPv4 source */
+	expect_group("2001:db8:1:2:a:b:c:d", 64, "2001:db8:1:2::");
+	expect_group("2001:db8:1:2:ffff::1", 64, "2001:db8:1:2::");
+	expect_group("2001:db8:1:2:a:b:c:d", 128, "2001:db8:1:2:a:b:c:d");
+	expect_group("2001:db8:1:ff:a:b:c:d", 56, "2001:db8:1::");
+	expect_group("2001:db8:1:ff:a:b:c:d", 60, "2001:db8:1:f0::");
+	expect_group("2001:db8:1:ff:a:b:c:d", 63, "2001:db8:1:fe::");
+	expect_group("2001:db8::1", 300, "2001:db8::1");         /* clamped to 128 */
+	expect_group("2001:db8::1", 0, "::");
+	/* groups compare whole: the same /64 from two addresses is one group */
+	struct pc_addr a = grouped("2001:db8::1", 64), b = grouped("2001:db8::ffff:2", 64);
+	assert_true(memcmp(&a, &b, sizeof a) == 0);
+	a = grouped("::ffff:10.0.0.1", 64);
+	b = grouped("10.0.0.1", 64);
+	assert_true(memcmp(&a, &b, sizeof a) == 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -406,6 +447,7 @@ int main(void)
 	    cmocka_unit_test(test_ipv6_parse_format), cmocka_unit_test(test_ipv6_errors),
 	    cmocka_unit_test(test_format_edges),      cmocka_unit_test(test_equal),
 	    cmocka_unit_test(test_embedded),          cmocka_unit_test(test_embedded_all),
+	    cmocka_unit_test(test_source_group),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -339,6 +339,11 @@ static const struct ecase cases[] = {
      "http.methods[2]: duplicate method GET (first at line 9, column 18)"},
     {"allow_upgrade not a bool", BASE "    http: {allow_upgrade: yes}\n", 9, 27,
      "tiers.standard.http.allow_upgrade: expected true or false, got \"yes\""},
+    {"ipv6_source_prefix too short", BASE "identity: {ipv6_source_prefix: 16}\n", 9, 32,
+     "identity.ipv6_source_prefix"},
+    {"ipv6_source_prefix too long", BASE "identity: {ipv6_source_prefix: 129}\n", 9, 32,
+     "identity.ipv6_source_prefix"},
+    {"max_sources zero", BASE "limits: {max_sources: 0}\n", 9, 23, "limits.max_sources"},
 };
 
 /* "scalar too long" gets its 4097 bytes here. */
@@ -764,6 +769,8 @@ static void test_defaults(void **state)
 	assert_int_equal(s->drain_timeout_ms, 30000);
 	assert_int_equal(s->unknown_source_tier, -1);
 	assert_int_equal(s->unknown_connections_per_source, 256);
+	assert_int_equal(s->ipv6_source_prefix, 64);
+	assert_int_equal(s->max_sources, 1000000);
 	assert_int_equal(policy_tier_count(p), 1);
 	const struct policy_tier *t = policy_tier(p, 0);
 	assert_string_equal(t->name, "standard");
@@ -779,6 +786,19 @@ static void test_defaults(void **state)
  * built-in.  Top level here sets half the keys; tier "own" overrides some of
  * those and some the top level left alone; tier "plain" sets nothing.
  */
+static void test_source_grouping_settings(void **state)
+{
+	(void)state;
+	struct policy *p = load_ok(BASE "identity: {ipv6_source_prefix: 56}\n"
+	                                "limits: {max_sources: 5000}\n");
+	assert_int_equal(policy_settings(p)->ipv6_source_prefix, 56);
+	assert_int_equal(policy_settings(p)->max_sources, 5000);
+	policy_unref(p);
+	p = load_ok(BASE "identity: {ipv6_source_prefix: 128}\n");
+	assert_int_equal(policy_settings(p)->ipv6_source_prefix, 128);
+	policy_unref(p);
+}
+
 static void test_tier_resolution(void **state)
 {
 	(void)state;
@@ -995,6 +1015,7 @@ int main(void)
 	    cmocka_unit_test(test_full_policy_accessors),
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_kubernetes),
+	    cmocka_unit_test(test_source_grouping_settings),
 	    cmocka_unit_test(test_tier_resolution),
 	    cmocka_unit_test(test_lenient_forms),
 	    cmocka_unit_test(test_refcount),
