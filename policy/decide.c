@@ -44,6 +44,7 @@ int policy_create(struct policy **out)
 	s->resolver_attempts = 2;
 	s->resolver_max_answers = 16;
 	s->audit_output = "-";
+	s->audit_queue_bytes = 16u << 20;
 	s->max_connections = 10000;
 	s->max_sources = 1000000;
 	s->ipv6_source_prefix = 64;

@@ -251,7 +251,7 @@ static const char *const root_keys[] = {
     "identity", "tls",    "caps",     "http",           "tiers", NULL};
 static const char *const listen_keys[] = {"proxy", "admin", "workers", NULL};
 static const char *const resolver_keys[] = {"servers", "timeout", "attempts", "max_answers", NULL};
-static const char *const audit_keys[] = {"output", NULL};
+static const char *const audit_keys[] = {"output", "queue_size", NULL};
 static const char *const limits_keys[] = {"max_connections", "max_sources", "header_timeout", "max_header_bytes",
                                           "max_headers", NULL};
 static const char *const timeouts_keys[] = {"connect", "idle", "max_lifetime", "drain", NULL};
@@ -402,6 +402,9 @@ static void load_globals(struct policy_loader *L, const struct policy_node *root
 			policy_diag(L, v, "must not be empty (\"-\" is standard output)");
 		s->audit_output = pstrdup(L, str, len);
 	}
+	if (policy_want_unit(L, policy_get(m, "queue_size"), false, 65536, 1ull << 30, "64KiB",
+	                     "1GiB", &x))
+		s->audit_queue_bytes = x;
 
 	v = policy_get(root, "version");
 	if (v == NULL)

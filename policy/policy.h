@@ -117,6 +117,7 @@ struct policy_settings {
 	uint32_t resolver_max_answers; /* default 16: answers beyond are ignored */
 
 	const char *audit_output; /* "-" = stdout (default) or a file path */
+	uint64_t audit_queue_bytes; /* audit.queue_size, default 16MiB: records waiting for the sink */
 
 	uint32_t max_connections;   /* limits.max_connections, default 10000 */
 	uint32_t max_sources;       /* limits.max_sources: per-source table size, default 1000000 */

@@ -205,7 +205,8 @@ static void kv_ip(struct jbuf *b, const char *k, const struct pc_addr *a)
 	put(b, "\"", 1);
 }
 
-static void put_timestamp(struct jbuf *b, uint64_t ts_ns)
+/* An RFC 3339 UTC time with microseconds under key k. */
+static void kv_time(struct jbuf *b, const char *k, uint64_t ts_ns)
 {
 	time_t sec = (time_t)(ts_ns / 1000000000u);
 	unsigned usec = (unsigned)(ts_ns % 1000000000u / 1000u);
@@ -215,11 +216,11 @@ static void put_timestamp(struct jbuf *b, uint64_t ts_ns)
 		b->full = true;
 		return;
 	}
-	int k = snprintf(t, sizeof(t), "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900,
+	int n = snprintf(t, sizeof(t), "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900,
 	                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
-	key(b, "@timestamp");
+	key(b, k);
 	put(b, "\"", 1);
-	put(b, t, (size_t)k);
+	put(b, t, (size_t)n);
 	put(b, "\"", 1);
 }
 
@@ -233,10 +234,17 @@ static void put_event(struct jbuf *b, const struct audit_rec *r)
 	key(b, "type");
 	put_lit(b, r->allowed ? "[\"connection\",\"allowed\"" : "[\"connection\",\"denied\"");
 	put_lit(b, r->tunnel_end ? ",\"end\"]" : "]");
-	kv_str(b, "action", !connect ? "http-request" : r->tunnel_end ? "tunnel" : "connect");
+	kv_str(b, "action", r->aggregated > 0 ? "refusals-aggregated"
+	                    : !connect        ? "http-request"
+	                    : r->tunnel_end   ? "tunnel"
+	                                      : "connect");
 	kv_str(b, "outcome", r->allowed ? "success" : "failure");
 	kv_str(b, "reason", reason_name(r->reason));
 	kv_u64(b, "duration", r->duration_ns);
+	if (r->aggregated > 0) {
+		kv_time(b, "start", r->start_ns);
+		kv_time(b, "end", r->end_ns);
+	}
 	obj_close(b);
 }
 
@@ -347,9 +355,15 @@ static void put_details(struct jbuf *b, const struct audit_rec *r)
 		obj_close(b);
 		obj_close(b);
 	}
-	if (r->would_deny != NULL) {
+	if (r->would_deny != NULL || r->aggregated > 0) {
 		obj_open(b, "labels");
-		kv_str(b, "would_deny", r->would_deny);
+		if (r->would_deny != NULL)
+			kv_str(b, "would_deny", r->would_deny);
+		if (r->aggregated > 0) {
+			char n[24];
+			snprintf(n, sizeof(n), "%llu", (unsigned long long)r->aggregated);
+			kv_str(b, "aggregated_refusals", n); /* ECS labels are keywords */
+		}
 		obj_close(b);
 	}
 }
@@ -360,7 +374,7 @@ size_t audit_format(const struct audit_rec *r, const char *hostname, char *buf, 
 	if (r == NULL || buf == NULL || n == 0)
 		return 0;
 	put(&b, "{", 1);
-	put_timestamp(&b, r->ts_ns);
+	kv_time(&b, "@timestamp", r->ts_ns);
 	obj_open(&b, "ecs");
 	kv_str(&b, "version", "9.4.0");
 	obj_close(&b);
@@ -700,6 +714,11 @@ bool audit_log_available(const struct audit_log *l)
 	if (l == NULL)
 		return false;
 	return atomic_load(&l->used_pub) < l->cap - l->cap / 10;
+}
+
+bool audit_log_pressed(const struct audit_log *l)
+{
+	return l == NULL || atomic_load_explicit(&l->used_pub, memory_order_relaxed) >= l->cap / 8;
 }
 
 void audit_log_reopen(struct audit_log *l)

@@ -41,6 +41,10 @@ struct audit_rec {
 	const char *pod_label_keys[8]; /* orchestrator.resource.label: ["key:value", ...] */
 	const char *pod_label_values[8];
 	size_t n_pod_labels;
+	/* A counted record (audit_agg): this many refusals of one source, reason and
+	 * tier between start_ns and end_ns, not written on their own. */
+	uint64_t aggregated;       /* labels.aggregated_refusals; event.action "refusals-aggregated" */
+	uint64_t start_ns, end_ns; /* event.start, event.end (wall clock) */
 };
 
 /*
@@ -71,6 +75,14 @@ int audit_log_submit(struct audit_log *l, const char *line, size_t len)
 
 /* True when the queue has room for new records (used to refuse new connections when not). */
 bool audit_log_available(const struct audit_log *l);
+
+/*
+ * True when records wait for the sink: an eighth of the queue or more. From
+ * there on each source's refusals are aggregated (conn_audit.c), so that one
+ * source cannot fill the queue and make every tenant's next request fail
+ * closed.
+ */
+bool audit_log_pressed(const struct audit_log *l);
 
 /* Ask the writer to reopen the file at its next record (SIGUSR1). */
 void audit_log_reopen(struct audit_log *l);

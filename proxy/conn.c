@@ -86,6 +86,8 @@ int conn_env_init(struct conn_env *env, struct event_base *base)
 	env->base = base;
 	env->reap_ev = event_new(base, -1, 0, reap_cb, env);
 	env->linger = linger_pool_create(base, LINGER_MAX);
+	if (conn_audit_init(env) != 0)
+		return -1;
 	return env->reap_ev != NULL && env->linger != NULL ? 0 : -1;
 }
 
@@ -93,6 +95,7 @@ void conn_env_fini(struct conn_env *env)
 {
 	conn_close_all(env);
 	reap_cb(-1, 0, env);
+	conn_audit_fini(env);
 	if (env->reap_ev != NULL)
 		event_free(env->reap_ev);
 	linger_pool_destroy(env->linger);

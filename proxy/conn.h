@@ -132,6 +132,8 @@ struct conn_env {
 	size_t n_conns;
 	struct conn *reap;
 	struct event *reap_ev;
+	struct audit_agg *agg; /* refusals counted while the audit queue is under pressure */
+	struct event *agg_ev;  /* flushes agg every second */
 	void (*on_last_close)(void *arg); /* the last open connection closed (drain) */
 	void *on_last_close_arg;
 };
@@ -210,6 +212,10 @@ int conn_env_init(struct conn_env *env, struct event_base *base)
     __attribute__((warn_unused_result));
 /* Close every connection (drain_timeout), free the closed ones, the linger pool. */
 void conn_env_fini(struct conn_env *env);
+/* The audit emitter's per-worker state (conn_audit.c): set up by conn_env_init, flushed and
+ * freed by conn_env_fini. */
+int conn_audit_init(struct conn_env *env);
+void conn_audit_fini(struct conn_env *env);
 /* Adopt p as the policy new requests are decided under (takes the reference). */
 void conn_env_adopt(struct conn_env *env, struct policy *p);
 /* Adopt a snapshot waiting in the mailbox, if any; then env->policy is current. */

@@ -3,7 +3,10 @@
 
 #include <stdio.h>
 
+#include <event2/event.h>
+
 #include "audit.h"
+#include "audit_agg.h"
 #include "clock.h"
 #include "podmap.h"
 #include "sockaddr.h"
@@ -11,16 +14,85 @@
 /* A record whose strings are all at their limits fits (audit.h: 6 bytes per escaped byte). */
 #define AUDIT_LINE_MAX 16384
 
-static void submit(struct conn_env *env, const struct audit_rec *r)
+/* Keys of one worker's refusal aggregation (audit_agg.h); the interval it flushes at. */
+#define AGG_SLOTS       4096
+#define AGG_INTERVAL_MS 1000
+
+/* False when the record was lost (counted: by the writer when its queue was full). */
+static bool submit(struct conn_env *env, const struct audit_rec *r)
 {
 	char line[AUDIT_LINE_MAX];
 	size_t n = audit_format(r, env->hostname, line, sizeof(line));
-	/* A full queue is counted by the writer itself; count only records that did not format. */
 	if (n == 0) {
 		atomic_fetch_add_explicit(&env->audit_lost, 1, memory_order_relaxed);
-	} else if (audit_log_submit(env->audit, line, n) != 0) {
-		/* the writer counts the records it had no room for */
+		return false;
 	}
+	return audit_log_submit(env->audit, line, n) == 0;
+}
+
+/*
+ * While the audit queue is under pressure, a source's refusals after the
+ * first of each reason and tier in an interval are counted, not queued: true
+ * when this one was.  Allowed exchanges are never aggregated.
+ */
+static bool refusal_counted(struct conn_env *env, const struct pc_addr *src, uint16_t src_port,
+                            enum reason why, unsigned tier_slot, const char *tier)
+{
+	if (env->agg == NULL || !audit_log_pressed(env->audit))
+		return false;
+	struct pc_addr g;
+	addr_source_group(src, policy_settings(env->policy)->ipv6_source_prefix, &g);
+	if (audit_agg_note(env->agg, &g, src, src_port, why, tier_slot, tier, wall_ns()))
+		return false;
+	metrics_add(&env->metrics->audit_aggregated, 1);
+	return true;
+}
+
+/* One counted record: this many refusals of one source, reason and tier. */
+static void emit_aggregate(void *arg, const struct audit_agg_entry *e)
+{
+	struct conn_env *env = arg;
+	struct audit_rec r = {
+	    .ts_ns = e->last_ns,
+	    .duration_ns = e->last_ns - e->first_ns,
+	    .reason = e->reason,
+	    .src = &e->src,
+	    .src_port = e->src_port,
+	    .status = reason_http_status(e->reason),
+	    .tier = e->tier[0] ? e->tier : NULL,
+	    .aggregated = e->count,
+	    .start_ns = e->first_ns,
+	    .end_ns = e->last_ns,
+	};
+	/* Lost, it stands for all it counted: the writer counted one, add the rest. */
+	if (!submit(env, &r) && e->count > 1)
+		atomic_fetch_add_explicit(&env->audit_lost, e->count - 1, memory_order_relaxed);
+}
+
+/* Every interval: the counted records go out and every key is forgotten. */
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn_env *env = arg;
+	audit_agg_flush(env->agg, emit_aggregate, env);
+}
+
+int conn_audit_init(struct conn_env *env)
+{
+	env->agg = audit_agg_create(AGG_SLOTS);
+	env->agg_ev = event_new(env->base, -1, EV_PERSIST, flush_cb, env);
+	struct timeval tv = {AGG_INTERVAL_MS / 1000, (AGG_INTERVAL_MS % 1000) * 1000};
+	return env->agg != NULL && env->agg_ev != NULL && event_add(env->agg_ev, &tv) == 0 ? 0 : -1;
+}
+
+void conn_audit_fini(struct conn_env *env)
+{
+	if (env->agg_ev != NULL)
+		event_free(env->agg_ev);
+	env->agg_ev = NULL;
+	if (env->agg != NULL)
+		audit_agg_flush(env->agg, emit_aggregate, env);
+	audit_agg_destroy(env->agg);
+	env->agg = NULL;
 }
 
 void conn_audit(struct conn *c, enum reason why, bool allowed)
@@ -74,9 +146,11 @@ void conn_audit(struct conn *c, enum reason why, bool allowed)
 			}
 		}
 	}
-	/* One metric count per audit record, whether or not the writer could take it. */
+	/* One metric count per exchange, whether its record is queued, counted or lost. */
 	metrics_add(&c->env->metrics->conns[c->tier_slot][why][allowed ? MDEC_ALLOW : MDEC_DENY],
 	            1);
+	if (!allowed && refusal_counted(c->env, &c->src, c->src_port, why, c->tier_slot, r.tier))
+		return;
 	submit(c->env, &r);
 }
 
@@ -93,5 +167,7 @@ void conn_audit_raw(struct conn_env *env, const struct sockaddr *sa, enum reason
 	    .status = reason_http_status(why),
 	};
 	metrics_add(&env->metrics->conns[0][why][MDEC_DENY], 1);
+	if (refusal_counted(env, &src, src_port, why, 0, NULL))
+		return;
 	submit(env, &r);
 }

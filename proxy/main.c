@@ -22,7 +22,6 @@ enum {
 };
 
 /* Bound on audit records waiting for the writer thread. */
-#define AUDIT_QUEUE_BYTES (16u << 20)
 
 static void usage(FILE *f)
 {
@@ -58,7 +57,7 @@ static int run(const char *path)
 	char err[512] = "";
 	const struct policy_settings *s = policy_settings(p);
 	struct audit_log *audit =
-	    audit_log_create(s->audit_output, AUDIT_QUEUE_BYTES, err, sizeof(err));
+	    audit_log_create(s->audit_output, (size_t)s->audit_queue_bytes, err, sizeof(err));
 	if (audit == NULL) {
 		oplog("error", "audit output %s: %s", s->audit_output, err);
 		policy_unref(p);

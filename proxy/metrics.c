@@ -250,6 +250,15 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 		evbuffer_add_printf(out, "portcullis_dns_errors_total{kind=\"%s\"} %llu\n", kinds[k],
 				    (unsigned long long)v);
 	}
+	family(out, "portcullis_audit_refusals_aggregated_total", "counter",
+	       "Refusals counted in an aggregate audit record instead of one of their own.");
+	{
+		uint64_t v = 0;
+		for (size_t i = 0; i < nw; i++)
+			v += ld(&w[i]->audit_aggregated);
+		evbuffer_add_printf(out, "portcullis_audit_refusals_aggregated_total %llu\n",
+				    (unsigned long long)v);
+	}
 	render_hist(out, "portcullis_dns_lookup_duration_seconds", "Time to resolve a target name.", w,
 		    nw, offsetof(struct worker_metrics, dns));
 	render_hist(out, "portcullis_upstream_connect_duration_seconds",

@@ -31,6 +31,7 @@ struct worker_metrics {
 	atomic_llong tunnels_active[METRICS_MAX_TIERS];
 	atomic_ullong bytes[METRICS_MAX_TIERS][2]; /* [tier][0 upload, 1 download] */
 	atomic_ullong dns_errors[MDNS__COUNT];
+	atomic_ullong audit_aggregated; /* refusals counted in an aggregate audit record */
 	struct metrics_hist dns, connect, setup;
 };
 

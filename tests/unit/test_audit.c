@@ -453,6 +453,43 @@ static void test_format_tunnel_full(void **state)
 	check_ecs(&d);
 }
 
+/* A counted record: action, start/end, the count as a keyword label. */
+static void test_format_aggregate(void **state)
+{
+	struct audit_rec r = {
+	    .ts_ns = TS_2024 + 900000000ULL,
+	    .duration_ns = 900000000ULL,
+	    .reason = R_HOST_NOT_ALLOWED,
+	    .src = &SRC4,
+	    .src_port = 40000,
+	    .status = 403,
+	    .tier = "ci",
+	    .aggregated = 12345,
+	    .start_ns = TS_2024,
+	    .end_ns = TS_2024 + 900000000ULL,
+	};
+	char buf[4096];
+	size_t n = audit_format(&r, "gw-1", buf, sizeof(buf));
+	const char *want =
+	    "{\"@timestamp\":\"2024-01-02T03:04:06.578901Z\",\"ecs\":{\"version\":\"9.4.0\"},"
+	    "\"event\":{\"kind\":\"event\",\"category\":[\"network\",\"web\"],"
+	    "\"type\":[\"connection\",\"denied\"],\"action\":\"refusals-aggregated\","
+	    "\"outcome\":\"failure\",\"reason\":\"host_not_allowed\",\"duration\":900000000,"
+	    "\"start\":\"2024-01-02T03:04:05.678901Z\",\"end\":\"2024-01-02T03:04:06.578901Z\"},"
+	    "\"source\":{\"ip\":\"10.42.0.7\",\"port\":40000},"
+	    "\"network\":{\"transport\":\"tcp\",\"protocol\":\"http\",\"direction\":\"outbound\"},"
+	    "\"http\":{\"response\":{\"status_code\":403}},"
+	    "\"rule\":{\"ruleset\":\"ci\"},"
+	    "\"labels\":{\"aggregated_refusals\":\"12345\"},"
+	    "\"observer\":{\"hostname\":\"gw-1\",\"product\":\"portcullis\",\"vendor\":"
+	    "\"portcullis\",\"type\":\"proxy\",\"version\":\"" PORTCULLIS_VERSION "\"}}\n";
+	assert_string_equal(buf, want);
+	assert_int_equal(n, strlen(want));
+	struct jdoc d;
+	assert_int_equal(jparse(buf, n, &d), 0);
+	check_ecs(&d);
+}
+
 /* Every combination of set / unset optional fields: valid JSON, ECS keys, presence rules. */
 static void test_format_combinations(void **state)
 {
@@ -985,6 +1022,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_format_refusal_minimal),
 	    cmocka_unit_test(test_format_tunnel_full),
+	    cmocka_unit_test(test_format_aggregate),
 	    cmocka_unit_test(test_format_combinations),
 	    cmocka_unit_test(test_format_timestamps),
 	    cmocka_unit_test(test_escaping),
