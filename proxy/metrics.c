@@ -209,6 +209,10 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 		       "List and watch requests that ended in an error.");
 		evbuffer_add_printf(out, "portcullis_kube_watch_errors_total %llu\n",
 				    (unsigned long long)p->kube_watch_errors);
+		family(out, "portcullis_kube_objects_skipped_total", "counter",
+		       "Pod objects or watch events over the 4 MiB bound, left out of the map.");
+		evbuffer_add_printf(out, "portcullis_kube_objects_skipped_total %llu\n",
+				    (unsigned long long)p->kube_skipped);
 	}
 
 	family(out, "portcullis_connections_total", "counter",

@@ -67,7 +67,7 @@ struct metrics_process {
 	double start_time;           /* unix seconds */
 	bool kube_enabled;           /* identity.kubernetes: the four below are rendered */
 	bool kube_synced;
-	uint64_t kube_pods, kube_relists, kube_watch_errors;
+	uint64_t kube_pods, kube_relists, kube_watch_errors, kube_skipped;
 };
 
 /* Append the whole text exposition (format 0.0.4) to out. */

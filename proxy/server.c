@@ -103,6 +103,7 @@ static void stats_snapshot(void *arg, struct proxy_stats *out)
 		p->kube_pods = ks.pods;
 		p->kube_relists = ks.relists;
 		p->kube_watch_errors = ks.watch_errors;
+		p->kube_skipped = ks.skipped;
 		out->kube_overflowed = kube_client_overflowed(s->kube);
 	}
 	pthread_mutex_lock(&s->info_lock);

@@ -31,13 +31,24 @@
 #include "kube.h"
 #include "kube_api.h"
 #include "kube_json.h"
+#include "kube_stream.h"
 #include "podmap.h"
 #include "clock.h"
 #include "oplog.h"
 #include "sockaddr.h"
 
-#define MAX_LIST_BODY (64u << 20)  /* one page of 500 pods, with room for big annotations */
-#define MAX_EVENT_LINE (8u << 20)  /* one watch event (one pod object) */
+/*
+ * Pages and watch streams are read as a stream of objects (kube_stream), so a
+ * page may be any size. One pod object, or one watch event, over MAX_OBJECT
+ * is skipped: counted, logged, and its pod taken out of the map (fail closed
+ * for that pod alone). The API server keeps objects under 1.5 MiB, so only a
+ * hostile or broken one reaches the bound.
+ */
+#define MAX_OBJECT (4u << 20)
+/* Items asked for per page: as many as fit in about PAGE_TARGET_BYTES, given the last page. */
+#define PAGE_MAX_ITEMS    500u
+#define PAGE_MIN_ITEMS    10u
+#define PAGE_TARGET_BYTES (8u << 20)
 #define MAX_ERROR_BODY (16u << 10) /* a Status body we only log */
 #define MAX_HEAD 16384
 #define BACKOFF_MIN_MS 250
@@ -68,9 +79,14 @@ struct kwatch {
 	struct chunked_state ck;   /* CHUNKED: the decoder */
 	uint64_t remaining;        /* LENGTH: body bytes left */
 	bool body_done;
-	struct evbuffer *body;
+	struct evbuffer *body;         /* a non-200 response's body (logged) */
+	struct kube_stream *list_st;   /* a 200 list page, object by object */
+	struct kube_stream *watch_st;  /* a 200 watch stream, event by event */
+	unsigned page_limit;           /* items asked for per list page */
+	size_t page_bytes;             /* of the items of the page being read */
+	bool stop_relist;              /* the stream must end (stop_msg says why): relist? */
+	char stop_msg[224];
 	size_t n_events; /* applied on this watch stream */
-	size_t scanned;  /* bytes of body already searched for a newline */
 	bool full;       /* the map refused a pod of this scope (max_pods) since its last list */
 	bool list_full;  /* ... during the list being read */
 	bool stale;      /* no list or watch progress for too long: not synced */
@@ -92,7 +108,7 @@ struct kube_client {
 	struct event *stop_ev;
 	atomic_bool synced;
 	atomic_bool overflow; /* some scope's pods did not fit in the map */
-	atomic_ullong relists, watch_errors;
+	atomic_ullong relists, watch_errors, skipped;
 	unsigned seed;            /* jitter: from getrandom, so replicas differ */
 	uint32_t stale_after_ms;  /* max(2 x backoff_max, 60 s) */
 	struct event *stale_ev;   /* checks staleness every few seconds */
@@ -155,10 +171,14 @@ static void kw_reset_conn(struct kwatch *w)
 		w->bev = NULL;
 	}
 	evbuffer_drain(w->body, evbuffer_get_length(w->body));
+	kube_stream_reset(w->list_st);
+	kube_stream_reset(w->watch_st);
+	w->page_bytes = 0;
+	w->stop_relist = false;
+	w->stop_msg[0] = '\0';
 	w->have_head = false;
 	w->body_done = false;
 	w->n_events = 0;
-	w->scanned = 0;
 }
 
 static void kw_backoff(struct kwatch *w)
@@ -200,46 +220,94 @@ static void kw_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- response body ---- */
 
-/* Move decoded body bytes from in to w->body.  -1 on a framing error or past cap. */
-static int body_pump(struct kwatch *w, struct evbuffer *in, size_t cap)
+static int on_list_unit(void *arg, const struct kube_unit *u);
+static int on_watch_unit(void *arg, const struct kube_unit *u);
+
+/* Decoded body bytes: a 200's to the list or watch stream, any other's kept for the log. */
+static int body_take(struct kwatch *w, const char *p, size_t n)
+{
+	if (w->status != 200) {
+		if (evbuffer_get_length(w->body) + n > MAX_ERROR_BODY)
+			return -1;
+		return evbuffer_add(w->body, p, n);
+	}
+	char err[160] = "";
+	bool list = w->state == KW_LIST;
+	int rc = list ? kube_stream_feed(w->list_st, p, n, on_list_unit, w, err, sizeof(err))
+	              : kube_stream_feed(w->watch_st, p, n, on_watch_unit, w, err, sizeof(err));
+	if (rc != KUBE_STREAM_OK && w->stop_msg[0] == '\0') {
+		w->stop_relist = true;
+		snprintf(w->stop_msg, sizeof(w->stop_msg), "malformed %s: %s",
+		         list ? "PodList" : "watch stream", err);
+	}
+	return rc == KUBE_STREAM_OK ? 0 : -1;
+}
+
+/* Decode the body's framing and hand the bytes over.  -1: framing error, or the stream must end. */
+static int body_pump(struct kwatch *w, struct evbuffer *in)
 {
 	while (!w->body_done && evbuffer_get_length(in) > 0) {
-		if (w->fr.kind != HTTP_FRAMING_CHUNKED) {
-			size_t n = evbuffer_get_length(in);
-			if (w->fr.kind == HTTP_FRAMING_LENGTH && n > w->remaining)
-				n = (size_t)w->remaining;
-			if (evbuffer_get_length(w->body) + n > cap)
-				return -1;
-			evbuffer_remove_buffer(in, w->body, n);
-			if (w->fr.kind == HTTP_FRAMING_LENGTH) {
-				w->remaining -= n;
-				w->body_done = w->remaining == 0;
-			}
-			continue;
-		}
-		/* RFC 9112 §7.1: the one validating decoder (http_msg), payload handed back. */
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			return -1;
-		size_t used = 0;
-		struct http_view data;
-		int st = chunked_decode(&w->ck, v.iov_base, v.iov_len, &used, &data);
-		if (st < 0)
-			return -1;
-		if (evbuffer_get_length(w->body) + data.len > cap ||
-		    evbuffer_add(w->body, data.p, data.len) != 0)
-			return -1;
+		size_t used = v.iov_len;
+		struct http_view data = {.p = v.iov_base, .len = v.iov_len};
+		if (w->fr.kind == HTTP_FRAMING_CHUNKED) {
+			/* RFC 9112 §7.1: the one validating decoder (http_msg), payload handed back. */
+			used = 0;
+			int st = chunked_decode(&w->ck, v.iov_base, v.iov_len, &used, &data);
+			if (st < 0)
+				return -1;
+			w->body_done = st == CHUNKED_DONE;
+		} else if (w->fr.kind == HTTP_FRAMING_LENGTH) {
+			if (used > w->remaining)
+				used = data.len = (size_t)w->remaining;
+			w->remaining -= used;
+			w->body_done = w->remaining == 0;
+		}
+		int rc = data.len > 0 ? body_take(w, data.p, data.len) : 0;
 		evbuffer_drain(in, used);
-		w->body_done = st == CHUNKED_DONE;
+		if (rc < 0)
+			return -1;
 	}
 	return 0;
 }
 
+/* An object over MAX_OBJECT: counted, logged, and its pod out of the map. */
+static void skipped(struct kwatch *w, const struct kube_unit *u, const char *where)
+{
+	atomic_fetch_add(&w->k->skipped, 1);
+	if (u->uid[0] != '\0')
+		podmap_remove(w->k->map, u->uid);
+	oplog("warn",
+	      "kubernetes: skipped pod %s/%s (uid %s) in a %s: %zu bytes, over the %u MiB bound; "
+	      "its addresses map to no pod",
+	      u->ns[0] ? u->ns : "?", u->name[0] ? u->name : "?", u->uid[0] ? u->uid : "?", where,
+	      u->bytes, MAX_OBJECT >> 20);
+}
+
 /* ---- lists ---- */
 
-static int on_list_pod(void *arg, const struct kube_pod *pod)
+/*
+ * One item of a list page, applied as it arrives: a page that fails later is
+ * listed again under a new generation, whose sweep drops whatever that list
+ * does not hold.
+ */
+static int on_list_unit(void *arg, const struct kube_unit *u)
 {
 	struct kwatch *w = arg;
+	char err[160];
+	w->page_bytes += u->bytes;
+	if (u->p == NULL) {
+		skipped(w, u, "list page");
+		return 0;
+	}
+	struct kube_pod *pod = &w->ev->pod;
+	if (kube_parse_pod(u->p, u->len, pod, err, sizeof(err)) != KUBE_JSON_OK) {
+		w->stop_relist = true;
+		snprintf(w->stop_msg, sizeof(w->stop_msg), "malformed PodList item: %s", err);
+		return 1;
+	}
 	if (w->ns != NULL && strcmp(pod->ns, w->ns) != 0)
 		return 0; /* not this scope's: never trust a pod from elsewhere */
 	if (podmap_apply(w->k->map, pod, w->gen) == PODMAP_FULL)
@@ -247,17 +315,32 @@ static int on_list_pod(void *arg, const struct kube_pod *pod)
 	return 0;
 }
 
+/* Ask for as many items as fit in about PAGE_TARGET_BYTES, judging by this page's. */
+static void adapt_page(struct kwatch *w, size_t items)
+{
+	if (items == 0)
+		return;
+	size_t per = w->page_bytes / items + 1;
+	size_t want = PAGE_TARGET_BYTES / per;
+	w->page_limit = want > PAGE_MAX_ITEMS   ? PAGE_MAX_ITEMS
+	                : want < PAGE_MIN_ITEMS ? PAGE_MIN_ITEMS
+	                                        : (unsigned)want;
+}
+
 static void list_done(struct kwatch *w)
 {
 	struct kube_list_meta meta;
 	char err[160] = "";
-	size_t len = evbuffer_get_length(w->body);
-	const char *buf = (const char *)evbuffer_pullup(w->body, -1);
-	int rc = kube_parse_list(buf ? buf : "", len, on_list_pod, w, &meta, err, sizeof(err));
+	const char *skel;
+	size_t skel_len, items;
+	int rc = kube_stream_end(w->list_st, &skel, &skel_len, &items, err, sizeof(err));
+	if (rc == KUBE_STREAM_OK)
+		rc = kube_parse_list(skel, skel_len, NULL, NULL, &meta, err, sizeof(err));
 	if (rc != KUBE_JSON_OK) {
 		kw_fail(w, true, "malformed PodList: %s", err);
 		return;
 	}
+	adapt_page(w, items);
 	kw_reset_conn(w);
 	if (meta.cont[0] != '\0') {
 		memcpy(w->cont, meta.cont, sizeof(w->cont));
@@ -279,64 +362,60 @@ static void list_done(struct kwatch *w)
 
 /* ---- watch events ---- */
 
-/* Apply every complete line of the stream.  false when the watch must end (w already handled). */
-static bool watch_lines(struct kwatch *w)
+/* One event of the stream.  Non-zero: the watch must end (stop_msg says why). */
+static int on_watch_unit(void *arg, const struct kube_unit *u)
 {
+	struct kwatch *w = arg;
 	struct kube_event *ev = w->ev;
 	char err[160];
-	for (;;) {
-		struct evbuffer_ptr from;
-		evbuffer_ptr_set(w->body, &from, w->scanned, EVBUFFER_PTR_SET);
-		struct evbuffer_ptr p = evbuffer_search(w->body, "\n", 1, &from);
-		if (p.pos < 0) {
-			w->scanned = evbuffer_get_length(w->body);
-			if (evbuffer_get_length(w->body) > MAX_EVENT_LINE) {
-				kw_fail(w, true, "watch event over %u bytes", MAX_EVENT_LINE);
-				return false;
-			}
-			return true;
+	if (u->p == NULL) {
+		skipped(w, u, "watch event");
+		if (u->uid[0] == '\0') {
+			/* Which pod it was is unknown: list again, which skips it too. */
+			w->stop_relist = true;
+			snprintf(w->stop_msg, sizeof(w->stop_msg),
+			         "watch event over %u MiB naming no pod", MAX_OBJECT >> 20);
+			return 1;
 		}
-		size_t len = (size_t)p.pos;
-		const char *line = (const char *)evbuffer_pullup(w->body, (ev_ssize_t)len + 1);
-		size_t n = len;
-		while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' '))
-			n--;
-		int rc = n == 0 ? KUBE_JSON_OK : kube_parse_event(line, n, ev, err, sizeof(err));
-		evbuffer_drain(w->body, len + 1);
-		w->scanned = 0;
-		if (n == 0)
-			continue;
-		if (rc != KUBE_JSON_OK) {
-			kw_fail(w, true, "malformed watch event: %s", err);
-			return false;
-		}
-		switch (ev->type) {
-		case KUBE_EV_ADDED:
-		case KUBE_EV_MODIFIED:
-			if (w->ns != NULL && strcmp(ev->pod.ns, w->ns) != 0)
-				break;
-			if (podmap_apply(w->k->map, &ev->pod, w->gen) == PODMAP_FULL &&
-			    !w->full) {
-				w->full = true;
-				kw_update_synced(w->k);
-			}
-			break;
-		case KUBE_EV_DELETED:
-			if (w->ns == NULL || strcmp(ev->pod.ns, w->ns) == 0)
-				podmap_remove(w->k->map, ev->pod.uid);
-			break;
-		case KUBE_EV_BOOKMARK:
-			break;
-		case KUBE_EV_ERROR:
-			/* 410: our resourceVersion is older than the API keeps: list again. */
-			kw_fail(w, ev->code == 410, "ERROR event, code %d %s", ev->code, ev->reason);
-			return false;
-		}
-		if (ev->resource_version[0] != '\0')
-			memcpy(w->rv, ev->resource_version, sizeof(w->rv));
+		if (u->resource_version[0] != '\0')
+			memcpy(w->rv, u->resource_version, sizeof(w->rv));
 		w->n_events++;
 		kw_progress(w);
+		return 0;
 	}
+	if (kube_parse_event(u->p, u->len, ev, err, sizeof(err)) != KUBE_JSON_OK) {
+		w->stop_relist = true;
+		snprintf(w->stop_msg, sizeof(w->stop_msg), "malformed watch event: %s", err);
+		return 1;
+	}
+	switch (ev->type) {
+	case KUBE_EV_ADDED:
+	case KUBE_EV_MODIFIED:
+		if (w->ns != NULL && strcmp(ev->pod.ns, w->ns) != 0)
+			break;
+		if (podmap_apply(w->k->map, &ev->pod, w->gen) == PODMAP_FULL && !w->full) {
+			w->full = true;
+			kw_update_synced(w->k);
+		}
+		break;
+	case KUBE_EV_DELETED:
+		if (w->ns == NULL || strcmp(ev->pod.ns, w->ns) == 0)
+			podmap_remove(w->k->map, ev->pod.uid);
+		break;
+	case KUBE_EV_BOOKMARK:
+		break;
+	case KUBE_EV_ERROR:
+		/* 410: our resourceVersion is older than the API keeps: list again. */
+		w->stop_relist = ev->code == 410;
+		snprintf(w->stop_msg, sizeof(w->stop_msg), "ERROR event, code %d %s", ev->code,
+		         ev->reason);
+		return 1;
+	}
+	if (ev->resource_version[0] != '\0')
+		memcpy(w->rv, ev->resource_version, sizeof(w->rv));
+	w->n_events++;
+	kw_progress(w);
+	return 0;
 }
 
 /* The stream ended cleanly (timeoutSeconds or the server closed it): watch again from rv. */
@@ -448,16 +527,14 @@ static void kw_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	if (!w->have_head && !parse_head(w, in))
 		return;
-	size_t cap = w->status != 200	       ? MAX_ERROR_BODY
-		     : w->state == KW_LIST ? MAX_LIST_BODY
-					   : MAX_EVENT_LINE + 65536;
-	if (body_pump(w, in, cap) < 0) {
-		kw_fail(w, w->state == KW_WATCH && w->status == 200,
-			"HTTP %d with a malformed or oversized body", w->status);
+	if (body_pump(w, in) < 0) {
+		if (w->stop_msg[0] != '\0')
+			kw_fail(w, w->stop_relist, "%s", w->stop_msg);
+		else
+			kw_fail(w, w->state == KW_WATCH && w->status == 200,
+			        "HTTP %d with a malformed or oversized body", w->status);
 		return;
 	}
-	if (w->state == KW_WATCH && w->status == 200 && !watch_lines(w))
-		return;
 	if (w->body_done)
 		body_finished(w);
 }
@@ -530,7 +607,8 @@ static void kw_start(struct kwatch *w)
 		w->state = KW_WATCH;
 	}
 	char *req = kube_api_request(&k->api, w->ns, w->state == KW_WATCH,
-				     w->state == KW_WATCH ? w->rv : w->cont, why, sizeof(why));
+				     w->state == KW_WATCH ? w->rv : w->cont, w->page_limit, why,
+				     sizeof(why));
 	if (req == NULL) {
 		kw_fail(w, false, "%s", why);
 		return;
@@ -634,8 +712,11 @@ struct kube_client *kube_client_start(const struct policy_kube *cfg, struct podm
 		w->body = evbuffer_new();
 		w->timer = evtimer_new(k->base, kw_timer_cb, w);
 		w->ev = malloc(sizeof(*w->ev));
+		w->list_st = kube_stream_new(KUBE_STREAM_LIST, MAX_OBJECT);
+		w->watch_st = kube_stream_new(KUBE_STREAM_WATCH, MAX_OBJECT);
+		w->page_limit = PAGE_MAX_ITEMS;
 		if ((cfg->tier_label == NULL && w->ns == NULL) || w->body == NULL || w->timer == NULL ||
-		    w->ev == NULL)
+		    w->ev == NULL || w->list_st == NULL || w->watch_st == NULL)
 			goto nomem;
 	}
 	if (pthread_create(&k->thread, NULL, kube_main, k) != 0) {
@@ -673,6 +754,8 @@ void kube_client_stop(struct kube_client *k)
 			evbuffer_free(w->body);
 		free(w->ev);
 		free(w->ns);
+		kube_stream_free(w->list_st);
+		kube_stream_free(w->watch_st);
 	}
 	free(k->w);
 	if (k->stop_ev)
@@ -703,4 +786,5 @@ void kube_client_stats(const struct kube_client *k, struct kube_stats *out)
 	out->pods = podmap_count(k->map);
 	out->relists = atomic_load(&k->relists);
 	out->watch_errors = atomic_load(&k->watch_errors);
+	out->skipped = atomic_load(&k->skipped);
 }

@@ -27,6 +27,7 @@ struct kube_stats {
 	uint64_t pods;         /* pods in the map */
 	uint64_t relists;      /* lists after a scope's first (410, bad event, ...) */
 	uint64_t watch_errors; /* streams and requests that ended in an error */
+	uint64_t skipped;      /* pod objects or watch events over the size bound, left out */
 };
 
 /*

@@ -13,8 +13,6 @@
 #include "config.h"
 #include "fileio.h"
 
-/* Items per list page (the API server's limit parameter). */
-#define PAGE_LIMIT 500
 /* A service-account token is a JWT of a few KiB; it goes in one header line. */
 #define MAX_TOKEN 16384
 
@@ -160,7 +158,7 @@ fail:
 }
 
 char *kube_api_request(const struct kube_api *a, const char *ns, bool watch, const char *from,
-                       char *why, size_t whylen)
+                       unsigned limit, char *why, size_t whylen)
 {
 	char token[MAX_TOKEN], path[160];
 	char *enc = from[0] != '\0' ? pct_encode(from) : NULL;
@@ -182,7 +180,7 @@ char *kube_api_request(const struct kube_api *a, const char *ns, bool watch, con
 		             a->selector_q ? "&labelSelector=" : "",
 		             a->selector_q ? a->selector_q : "");
 	else
-		n = asprintf(&req, "GET %s?limit=%d%s%s%s%s HTTP/1.1\r\n", path, PAGE_LIMIT,
+		n = asprintf(&req, "GET %s?limit=%u%s%s%s%s HTTP/1.1\r\n", path, limit,
 		             enc ? "&continue=" : "", enc ? enc : "",
 		             a->selector_q ? "&labelSelector=" : "",
 		             a->selector_q ? a->selector_q : "");

@@ -36,14 +36,14 @@ void kube_api_fini(struct kube_api *a);
 SSL *kube_api_ssl(const struct kube_api *a, char *why, size_t whylen);
 
 /*
- * The request for one list page (watch false; `from` is the continue token,
- * "" for the first page) or one watch (watch true; `from` is the
+ * The request for one list page of at most `limit` items (watch false; `from`
+ * is the continue token, "" for the first page) or one watch (watch true; `from` is the
  * resourceVersion) of a namespace's pods (ns) or the cluster's (ns NULL),
  * with the token read from its file now (rotation).  The text is malloc'd;
  * free it with kube_api_request_free (it holds the token).  NULL with why.
  */
 char *kube_api_request(const struct kube_api *a, const char *ns, bool watch, const char *from,
-                       char *why, size_t whylen);
+                       unsigned limit, char *why, size_t whylen);
 void kube_api_request_free(char *req);
 
 #endif

@@ -389,6 +389,32 @@ const char *kube_pod_label(const struct kube_pod *pod, const char *key)
 	return NULL;
 }
 
+int kube_parse_pod(const char *buf, size_t len, struct kube_pod *pod, char *err, size_t errlen)
+{
+	const char *src;
+	size_t srclen;
+	char *copy;
+	struct jp jp;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	int rc = gate(buf, len, &src, &srclen, &copy, err, errlen);
+	if (rc == 0) {
+		rc = jw_open(&jp, src, srclen, KUBE_MAX_DEPTH, err, errlen);
+		if (rc == 0)
+			rc = jw_begin(&jp);
+		if (rc == 0)
+			rc = parse_pod(&jp, pod);
+		if (rc == 0)
+			rc = jw_end(&jp);
+		jw_close(&jp);
+	}
+	free(copy);
+	if (rc != 0)
+		memset(pod, 0, sizeof(*pod));
+	return rc;
+}
+
 /* ---- lists ----------------------------------------------------------------- */
 
 /* A list's (or a bookmark's) metadata: resourceVersion and, when cont is set, continue. */

@@ -97,6 +97,13 @@ int kube_parse_list(const char *buf, size_t len,
 		    struct kube_list_meta *meta, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/*
+ * One Pod object (a list item on its own, as kube_stream hands them over):
+ * the same rules as an item of kube_parse_list.
+ */
+int kube_parse_pod(const char *buf, size_t len, struct kube_pod *pod, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 enum kube_event_type {
 	KUBE_EV_ADDED = 1,
 	KUBE_EV_MODIFIED,
