@@ -63,9 +63,9 @@ struct admin {
 		struct pc_addr group; /* source, grouped like every per-source limit */
 	} conns[ADMIN_MAX_CONNS];     /* open connections, freed on stop */
 	unsigned n_conns;
-	unsigned v6_prefix;           /* identity.ipv6_source_prefix at start-up */
-	uint64_t evictions;           /* connections closed to let a newer one in */
-	struct event *sweep_ev;       /* cuts connections past their deadlines */
+	unsigned v6_prefix;     /* identity.ipv6_source_prefix at start-up */
+	uint64_t evictions;     /* connections closed to let a newer one in */
+	struct event *sweep_ev; /* cuts connections past their deadlines */
 };
 
 /* ---- probes ---- */
@@ -282,7 +282,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-/* ADMIN_HEAD_MS for the request head, ADMIN_TIMEOUT_S from accept to close, however slowly it dribbles. */
+/* ADMIN_HEAD_MS for the request head, ADMIN_TIMEOUT_S from accept to close, however slowly it
+ * dribbles. */
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct admin *a = arg;

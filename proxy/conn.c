@@ -617,7 +617,8 @@ static bool take_slot(struct conn *c)
 	if (r == SRCLIMIT_CONNS && t != NULL && t->mode == TIER_AUDIT) {
 		/* Audit mode: admitted, and every exchange records the would-deny. */
 		c->over_source_limit = true;
-		r = srclimit_acquire(c->env->srclimit, &group, 0, 0, 0, mono_ns(), &c->slot, &retry);
+		r = srclimit_acquire(c->env->srclimit, &group, 0, 0, 0, mono_ns(), &c->slot,
+		                     &retry);
 	}
 	if (r == SRCLIMIT_OK)
 		return true;

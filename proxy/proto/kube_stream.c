@@ -1,4 +1,5 @@
-/* Streaming a pod list page or a watch stream: a structure tracker that cuts it into bounded units. */
+/* Streaming a pod list page or a watch stream: a structure tracker that cuts it into bounded units.
+ */
 #include "kube_stream.h"
 
 #include <stdarg.h>
@@ -6,17 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KEY_MAX      24          /* keys we match are at most "resourceVersion" */
-#define STR_MAX      KUBE_NAME_MAX
-#define KEEP_BUFFER  (256u << 10) /* a unit buffer grown past this is freed after its unit */
+#define KEY_MAX     24 /* keys we match are at most "resourceVersion" */
+#define STR_MAX     KUBE_NAME_MAX
+#define KEEP_BUFFER (256u << 10) /* a unit buffer grown past this is freed after its unit */
 
 struct kube_stream {
 	enum kube_stream_mode mode;
 	size_t max_unit;
-	int status; /* sticky: the first error */
-	unsigned depth; /* containers open */
-	char open[KUBE_MAX_DEPTH + 1];    /* '{' or '[' at each depth (1-based) */
-	bool want_key[KUBE_MAX_DEPTH + 1]; /* an object whose next string is a key */
+	int status;                            /* sticky: the first error */
+	unsigned depth;                        /* containers open */
+	char open[KUBE_MAX_DEPTH + 1];         /* '{' or '[' at each depth (1-based) */
+	bool want_key[KUBE_MAX_DEPTH + 1];     /* an object whose next string is a key */
 	char key[KUBE_MAX_DEPTH + 1][KEY_MAX]; /* its current member's key ("" unknown) */
 	/* the string being read */
 	bool in_str, esc, str_key, str_bad;
@@ -40,7 +41,7 @@ struct kube_stream {
 };
 
 static int fail(struct kube_stream *s, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int fail(struct kube_stream *s, int status, const char *fmt, ...)
 {
 	if (s->status == 0) {
@@ -277,7 +278,8 @@ static int step(struct kube_stream *s, char c)
 	case '{':
 	case '[':
 		if (d == KUBE_MAX_DEPTH)
-			return fail(s, KUBE_STREAM_ERR_LIMIT, "nested deeper than %d", KUBE_MAX_DEPTH);
+			return fail(s, KUBE_STREAM_ERR_LIMIT, "nested deeper than %d",
+			            KUBE_MAX_DEPTH);
 		d = ++s->depth;
 		s->open[d] = c;
 		s->want_key[d] = c == '{';
@@ -321,7 +323,8 @@ int kube_stream_feed(struct kube_stream *s, const char *p, size_t n, kube_unit_f
 	size_t i = 0;
 	while (i < n && s->status == 0) {
 		if (s->in_str && !s->esc) {
-			/* Fast path: the run of plain string bytes up to the next quote or backslash. */
+			/* Fast path: the run of plain string bytes up to the next quote or
+			 * backslash. */
 			size_t j = i;
 			while (j < n && p[j] != '"' && p[j] != '\\')
 				j++;

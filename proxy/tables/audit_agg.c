@@ -64,8 +64,7 @@ bool audit_agg_note(struct audit_agg *a, const struct pc_addr *group, const stru
                     uint16_t src_port, enum reason why, unsigned tier_slot, const char *tier,
                     uint64_t now_ns)
 {
-	uint64_t h = hash_bytes(a->seed ^ ((uint64_t)why << 32 | tier_slot), group,
-	                        sizeof(*group));
+	uint64_t h = hash_bytes(a->seed ^ ((uint64_t)why << 32 | tier_slot), group, sizeof(*group));
 	/* Keep the table at most three quarters full so that probes stay short. */
 	for (size_t i = 0, at = h & a->mask; i <= a->mask; i++, at = (at + 1) & a->mask) {
 		struct slot *s = &a->slots[at];
@@ -87,7 +86,8 @@ bool audit_agg_note(struct audit_agg *a, const struct pc_addr *group, const stru
 	}
 	struct audit_agg_entry *o = &a->overflow[why < R__COUNT ? why : 0];
 	if (o->count == 0) {
-		*o = (struct audit_agg_entry){.overflow = true, .reason = why, .tier_slot = tier_slot};
+		*o = (struct audit_agg_entry){
+		    .overflow = true, .reason = why, .tier_slot = tier_slot};
 		snprintf(o->tier, sizeof(o->tier), "%s", tier != NULL ? tier : "");
 	}
 	count(a, o, src, src_port, now_ns);

@@ -1,4 +1,5 @@
-/* One worker's refusal aggregation: a source's refusals folded into counted records under pressure. */
+/* One worker's refusal aggregation: a source's refusals folded into counted records under pressure.
+ */
 #ifndef PORTCULLIS_AUDIT_AGG_H
 #define PORTCULLIS_AUDIT_AGG_H
 
@@ -33,11 +34,11 @@ struct audit_agg;
 struct audit_agg_entry {
 	struct pc_addr src; /* the first refusal counted: its source address and port */
 	uint16_t src_port;
-	bool overflow;      /* the overflow entry of this reason: the table was full */
+	bool overflow; /* the overflow entry of this reason: the table was full */
 	enum reason reason;
-	unsigned tier_slot; /* the caller's metrics slot of the tier (0: none) */
-	char tier[64];      /* rule.ruleset ("" none) */
-	uint64_t count;     /* refusals counted, not written on their own */
+	unsigned tier_slot;         /* the caller's metrics slot of the tier (0: none) */
+	char tier[64];              /* rule.ruleset ("" none) */
+	uint64_t count;             /* refusals counted, not written on their own */
 	uint64_t first_ns, last_ns; /* wall time of the first and last of them */
 };
 

@@ -11,9 +11,9 @@
 
 #define STRIPE_BITS   6 /* 64 stripes, chosen by the top bits of the hash */
 #define N_STRIPES     (1u << STRIPE_BITS)
-#define MIN_BUCKETS   16 /* per stripe; doubled when a stripe holds more entries than buckets */
-#define SWEEP_BUCKETS 4  /* buckets one acquire's sweep step looks at ... */
-#define SWEEP_ENTRIES 32 /* ... stopping early after this many entries */
+#define MIN_BUCKETS   16   /* per stripe; doubled when a stripe holds more entries than buckets */
+#define SWEEP_BUCKETS 4    /* buckets one acquire's sweep step looks at ... */
+#define SWEEP_ENTRIES 32   /* ... stopping early after this many entries */
 #define EVICT_ENTRIES 256  /* a full table's eviction looks at this many entries ... */
 #define EVICT_BUCKETS 4096 /* ... or this many buckets, whichever comes first */
 #define EVICT_ROUNDS  8    /* victims lost to racing threads before a new source is refused */
@@ -283,7 +283,8 @@ static bool make_room_once(struct srclimit *t, uint64_t now)
 	struct stripe *best = NULL;
 
 	/* Look: collect the dead, find the stripe of the least used idle entry. */
-	for (unsigned i = 0; i < N_STRIPES && seen < EVICT_ENTRIES && buckets < EVICT_BUCKETS; i++) {
+	for (unsigned i = 0; i < N_STRIPES && seen < EVICT_ENTRIES && buckets < EVICT_BUCKETS;
+	     i++) {
 		struct stripe *st = &t->stripes[(start + i) % N_STRIPES];
 		pthread_mutex_lock(&st->mu);
 		size_t before = st->count;
@@ -318,8 +319,8 @@ static bool make_room_once(struct srclimit *t, uint64_t now)
 	for (size_t n = 0; n < best->n_buckets && seen < EVICT_ENTRIES && n < EVICT_BUCKETS; n++) {
 		size_t b = (best->evict_at + n) & (best->n_buckets - 1);
 		for (struct src_slot *e = best->buckets[b]; e != NULL; e = e->next, seen++)
-			if (e->conns == 0 && (victim == NULL || atomic_load(&e->used) <
-			                                            atomic_load(&victim->used)))
+			if (e->conns == 0 &&
+			    (victim == NULL || atomic_load(&e->used) < atomic_load(&victim->used)))
 				victim = e;
 	}
 	best->evict_at += EVICT_ENTRIES; /* the next eviction samples elsewhere */
@@ -421,13 +422,15 @@ int srclimit_acquire(struct srclimit *t, const struct pc_addr *src, uint32_t max
 		pthread_mutex_lock(&st->mu);
 		e = stripe_find(t, st, &k, h, now_ns);
 		if (e != NULL && reserved)
-			atomic_fetch_sub(&t->entries, 1); /* another thread added this source meanwhile */
+			atomic_fetch_sub(&t->entries,
+			                 1); /* another thread added this source meanwhile */
 		else if (e == NULL && (reserved || reserve(t)))
 			rc = (e = entry_new(t, st, &k, h)) != NULL ? SRCLIMIT_OK : SRCLIMIT_NOMEM;
 		else if (e == NULL)
 			rc = SRCLIMIT_FULL;
 		if (e != NULL) {
-			/* A refused entry is never dead: it is full (conns >= 1) or its window runs. */
+			/* A refused entry is never dead: it is full (conns >= 1) or its window
+			 * runs. */
 			rc = admit(e, max_conns, budget_bytes, now_ns, &retry);
 			if (rc == SRCLIMIT_OK) {
 				e->conns++;

@@ -1,4 +1,5 @@
-/* Unit tests for proxy/tables/audit_agg.c: one full record per key per interval, the rest counted. */
+/* Unit tests for proxy/tables/audit_agg.c: one full record per key per interval, the rest counted.
+ */
 #include "audit_agg.h"
 
 #include <setjmp.h>
@@ -39,7 +40,7 @@ static void test_first_full_then_counted(void **state)
 {
 	struct audit_agg *a = audit_agg_create(64);
 	assert_non_null(a);
-	assert_true(note(a, 1, 1000, R_HOST_NOT_ALLOWED, 10));  /* first of its key: in full */
+	assert_true(note(a, 1, 1000, R_HOST_NOT_ALLOWED, 10)); /* first of its key: in full */
 	assert_false(audit_agg_pending(a));
 	assert_false(note(a, 1, 1001, R_HOST_NOT_ALLOWED, 20)); /* counted */
 	assert_false(note(a, 1, 1002, R_HOST_NOT_ALLOWED, 30));

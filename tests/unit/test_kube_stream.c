@@ -81,29 +81,34 @@ static int run(enum kube_stream_mode mode, const char *text, size_t piece, struc
 static const char PAGE[] =
     "{\"kind\":\"PodList\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"42\","
     "\"continue\":\"tok\"},\"items\":[\n"
-    " {\"metadata\":{\"name\":\"a\",\"namespace\":\"ci\",\"uid\":\"u-1\",\"resourceVersion\":\"7\"}},"
-    " {\"metadata\":{\"name\":\"b\\\"]}\",\"namespace\":\"ci\",\"uid\":\"u-2\"},\"x\":[1,{\"y\":\"]\"}]},"
+    " {\"metadata\":{\"name\":\"a\",\"namespace\":\"ci\",\"uid\":\"u-1\",\"resourceVersion\":\"7\"}"
+    "},"
+    " {\"metadata\":{\"name\":\"b\\\"]}\",\"namespace\":\"ci\",\"uid\":\"u-2\"},\"x\":[1,{\"y\":\"]"
+    "\"}]},"
     " {\"metadata\":{\"items\":[{\"name\":\"no\"}],\"uid\":\"u-3\"}}\n"
     "],\"tail\":{\"items\":[1,2]}}";
 
 static void check_page(const struct got *g, const char *skel)
 {
 	assert_int_equal(g->n, 3);
-	assert_string_equal(g->text[0], "{\"metadata\":{\"name\":\"a\",\"namespace\":\"ci\",\"uid\":\"u-1\","
-	                                "\"resourceVersion\":\"7\"}}");
+	assert_string_equal(g->text[0],
+	                    "{\"metadata\":{\"name\":\"a\",\"namespace\":\"ci\",\"uid\":\"u-1\","
+	                    "\"resourceVersion\":\"7\"}}");
 	assert_string_equal(g->name[0], "a");
 	assert_string_equal(g->ns[0], "ci");
 	assert_string_equal(g->uid[0], "u-1");
 	assert_string_equal(g->rv[0], "7");
 	assert_string_equal(g->name[1], ""); /* escaped: never read on the way */
 	assert_string_equal(g->uid[1], "u-2");
-	assert_string_equal(g->name[2], ""); /* the name inside metadata.items is not metadata.name */
+	assert_string_equal(g->name[2],
+	                    ""); /* the name inside metadata.items is not metadata.name */
 	assert_string_equal(g->uid[2], "u-3");
 	assert_string_equal(skel, "{\"kind\":\"PodList\",\"apiVersion\":\"v1\",\"metadata\":{"
 	                          "\"resourceVersion\":\"42\",\"continue\":\"tok\"},\"items\":[],"
 	                          "\"tail\":{\"items\":[1,2]}}");
 	struct kube_list_meta meta;
-	assert_int_equal(kube_parse_list(skel, strlen(skel), NULL, NULL, &meta, NULL, 0), KUBE_JSON_OK);
+	assert_int_equal(kube_parse_list(skel, strlen(skel), NULL, NULL, &meta, NULL, 0),
+	                 KUBE_JSON_OK);
 	assert_string_equal(meta.resource_version, "42");
 	assert_string_equal(meta.cont, "tok");
 }
@@ -225,11 +230,12 @@ static void test_watch_event_over_bound_and_errors(void **state)
 	char big[700];
 	memset(big, 'z', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	snprintf(text, sizeof(text),
-	         "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"fat\",\"uid\":\"u-9\","
-	         "\"resourceVersion\":\"99\",\"annotations\":{\"a\":\"%s\"}}}}\n"
-	         "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"100\"}}}\n",
-	         big);
+	snprintf(
+	    text, sizeof(text),
+	    "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"fat\",\"uid\":\"u-9\","
+	    "\"resourceVersion\":\"99\",\"annotations\":{\"a\":\"%s\"}}}}\n"
+	    "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"100\"}}}\n",
+	    big);
 	struct got g;
 	assert_int_equal(run(KUBE_STREAM_WATCH, text, 13, &g, NULL, 0), 0);
 	assert_int_equal(g.n, 2);
