@@ -82,6 +82,14 @@ static void family(struct evbuffer *out, const char *name, const char *type, con
 	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A family of one unlabelled sample. */
+static void scalar(struct evbuffer *out, const char *name, const char *type, const char *help,
+		   uint64_t v)
+{
+	family(out, name, type, help);
+	evbuffer_add_printf(out, "%s %llu\n", name, (unsigned long long)v);
+}
+
 static void render_hist(struct evbuffer *out, const char *name, const char *help,
 			struct worker_metrics *const *w, size_t nw, size_t off)
 {
@@ -175,44 +183,32 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 			    (unsigned long long)p->reloads_ok);
 	evbuffer_add_printf(out, "portcullis_policy_reloads_total{result=\"failure\"} %llu\n",
 			    (unsigned long long)p->reloads_failed);
-	family(out, "portcullis_audit_records_lost_total", "counter",
-	       "Audit records that could not be queued for writing.");
-	evbuffer_add_printf(out, "portcullis_audit_records_lost_total %llu\n",
-			    (unsigned long long)p->audit_lost);
-	family(out, "portcullis_connections_active", "gauge", "Open client connections, all states.");
-	evbuffer_add_printf(out, "portcullis_connections_active %llu\n",
-			    (unsigned long long)p->conns_active);
-	family(out, "portcullis_source_table_entries", "gauge",
-	       "Sources tracked for the per-source limits (limits.max_sources at most).");
-	evbuffer_add_printf(out, "portcullis_source_table_entries %llu\n",
-			    (unsigned long long)p->source_entries);
-	family(out, "portcullis_source_table_evictions_total", "counter",
-	       "Idle sources dropped from a full per-source table to make room for a new one.");
-	evbuffer_add_printf(out, "portcullis_source_table_evictions_total %llu\n",
-			    (unsigned long long)p->source_evictions);
-	family(out, "portcullis_admin_connections_evicted_total", "counter",
-	       "Admin connections closed early so that a newer one (a probe) is answered.");
-	evbuffer_add_printf(out, "portcullis_admin_connections_evicted_total %llu\n",
-			    (unsigned long long)p->admin_evictions);
+	scalar(out, "portcullis_audit_records_lost_total", "counter",
+	       "Audit records that could not be queued for writing.", p->audit_lost);
+	scalar(out, "portcullis_connections_active", "gauge", "Open client connections, all states.",
+	       p->conns_active);
+	scalar(out, "portcullis_source_table_entries", "gauge",
+	       "Sources tracked for the per-source limits (limits.max_sources at most).",
+	       p->source_entries);
+	scalar(out, "portcullis_source_table_evictions_total", "counter",
+	       "Idle sources dropped from a full per-source table to make room for a new one.",
+	       p->source_evictions);
+	scalar(out, "portcullis_admin_connections_evicted_total", "counter",
+	       "Admin connections closed early so that a newer one (a probe) is answered.",
+	       p->admin_evictions);
 	if (p->kube_enabled) {
-		family(out, "portcullis_kube_synced", "gauge",
-		       "1 once every watched scope has completed its first pod list.");
-		evbuffer_add_printf(out, "portcullis_kube_synced %d\n", p->kube_synced ? 1 : 0);
-		family(out, "portcullis_kube_pods", "gauge", "Pods in the pod IP map.");
-		evbuffer_add_printf(out, "portcullis_kube_pods %llu\n",
-				    (unsigned long long)p->kube_pods);
-		family(out, "portcullis_kube_relists_total", "counter",
-		       "Pod lists after a scope's first (410 Gone, malformed events).");
-		evbuffer_add_printf(out, "portcullis_kube_relists_total %llu\n",
-				    (unsigned long long)p->kube_relists);
-		family(out, "portcullis_kube_watch_errors_total", "counter",
-		       "List and watch requests that ended in an error.");
-		evbuffer_add_printf(out, "portcullis_kube_watch_errors_total %llu\n",
-				    (unsigned long long)p->kube_watch_errors);
-		family(out, "portcullis_kube_objects_skipped_total", "counter",
-		       "Pod objects or watch events over the 4 MiB bound, left out of the map.");
-		evbuffer_add_printf(out, "portcullis_kube_objects_skipped_total %llu\n",
-				    (unsigned long long)p->kube_skipped);
+		scalar(out, "portcullis_kube_synced", "gauge",
+		       "1 once every watched scope has completed its first pod list.",
+		       p->kube_synced ? 1 : 0);
+		scalar(out, "portcullis_kube_pods", "gauge", "Pods in the pod IP map.", p->kube_pods);
+		scalar(out, "portcullis_kube_relists_total", "counter",
+		       "Pod lists after a scope's first (410 Gone, malformed events).",
+		       p->kube_relists);
+		scalar(out, "portcullis_kube_watch_errors_total", "counter",
+		       "List and watch requests that ended in an error.", p->kube_watch_errors);
+		scalar(out, "portcullis_kube_objects_skipped_total", "counter",
+		       "Pod objects or watch events over the 4 MiB bound, left out of the map.",
+		       p->kube_skipped);
 	}
 
 	family(out, "portcullis_connections_total", "counter",
@@ -254,15 +250,12 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 		evbuffer_add_printf(out, "portcullis_dns_errors_total{kind=\"%s\"} %llu\n", kinds[k],
 				    (unsigned long long)v);
 	}
-	family(out, "portcullis_audit_refusals_aggregated_total", "counter",
-	       "Refusals counted in an aggregate audit record instead of one of their own.");
-	{
-		uint64_t v = 0;
-		for (size_t i = 0; i < nw; i++)
-			v += ld(&w[i]->audit_aggregated);
-		evbuffer_add_printf(out, "portcullis_audit_refusals_aggregated_total %llu\n",
-				    (unsigned long long)v);
-	}
+	uint64_t aggregated = 0;
+	for (size_t i = 0; i < nw; i++)
+		aggregated += ld(&w[i]->audit_aggregated);
+	scalar(out, "portcullis_audit_refusals_aggregated_total", "counter",
+	       "Refusals counted in an aggregate audit record instead of one of their own.",
+	       aggregated);
 	render_hist(out, "portcullis_dns_lookup_duration_seconds", "Time to resolve a target name.", w,
 		    nw, offsetof(struct worker_metrics, dns));
 	render_hist(out, "portcullis_upstream_connect_duration_seconds",

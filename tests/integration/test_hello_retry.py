@@ -24,10 +24,8 @@ wire and logs the SNI of each hello it acted on.  Checked:
 """
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

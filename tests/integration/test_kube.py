@@ -34,13 +34,11 @@ Timing: identity changes propagate asynchronously, so a positive outcome is
 polled for (50 ms steps, bounded); an outcome that must NOT change is checked
 only after a later change on the same watch stream (a barrier) was observed.
 """
-import collections
 import copy
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -49,6 +47,8 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from kubeprobe import (SCRAPES, UNKNOWN, admin_get, expect_still, expect_tier,  # noqa: E402
+                       metrics, probe, started, wait_metric)
 import kubeapi  # noqa: E402
 import promcheck  # noqa: E402
 from harness import expect, get, log_mark, log_since, write_atomic  # noqa: E402
@@ -59,8 +59,6 @@ API_UNSYNCED, API_AUTH, API_TLS = ("10.96.0.2", 6443), ("10.96.0.3", 6443), ("10
 API_INCLUSTER = ("10.96.0.1", 443)
 API_FULL, API_RELOAD, API_ROBUST, API_STALE = (("10.96.0.1", 6445), ("10.96.0.1", 6446), ("10.96.0.1", 6447),
                                                ("10.96.0.1", 6448))
-PROBE = "allowed.example:443"
-UNKNOWN = "unknown"
 TIER_LABEL = "platform.example.com/runner-tier"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 KUBE_FAMILIES = {"portcullis_kube_synced": "gauge", "portcullis_kube_pods": "gauge",
@@ -95,66 +93,6 @@ TIERS = {
 # Identity probes
 # --------------------------------------------------------------------------
 
-class Seen:
-    def __init__(self, tier, reply, rec):
-        self.tier, self.reply, self.rec = tier, reply, rec
-
-    def describe(self):
-        o = (get(self.rec, "orchestrator") or {}) if self.rec else {}
-        return "%s (%s %s, pod %s/%s)" % (self.tier, self.reply.status, self.reply.reason,
-                                          o.get("namespace"), (o.get("resource") or {}).get("name"))
-
-
-def probe(px, src):
-    """One CONNECT to allowed.example:443 from src; the tier the proxy gave it."""
-    r = harness.connect(PROBE, src=src, proxy_port=px.port, timeout=5)
-    if r.status == 200:
-        r.close()
-    rec = px.audit.by_port(r.src_port, timeout=5) if r.status is not None else None
-    if r.status == 403 and r.reason == "unknown_source":
-        tier = UNKNOWN
-    elif r.status in (200, 403) and rec is not None and get(rec, "rule.ruleset"):
-        tier = get(rec, "rule.ruleset")
-    else:
-        tier = "?(%s)" % r.describe()
-    return Seen(tier, r, rec)
-
-
-def wait_tier(px, src, want, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        s = probe(px, src)
-        if s.tier == want or time.monotonic() >= deadline:
-            return s
-        time.sleep(0.05)
-
-
-def expect_tier(px, src, want, timeout=5.0, what="", pod=None):
-    """Poll (bounded) until src has tier want; pod=(ns, name) also checks the record names it."""
-    t0 = time.monotonic()
-    s = wait_tier(px, src, want, timeout)
-    expect(s.tier == want, "%s%s is %s after %.1fs, want %s" % (what, src, s.describe(),
-                                                                time.monotonic() - t0, want))
-    if pod is not None:
-        o = get(s.rec, "orchestrator") or {}
-        expect((o.get("namespace"), (o.get("resource") or {}).get("name")) == pod,
-               "%s%s: audit names pod %s/%s, want %s/%s" % (what, src, o.get("namespace"),
-                                                            (o.get("resource") or {}).get("name"), *pod))
-    return s
-
-
-def expect_still(px, src, want, what="", pod=None):
-    """After a barrier: src has tier want right now (no polling)."""
-    s = probe(px, src)
-    expect(s.tier == want, "%s%s is %s, want %s" % (what, src, s.describe(), want))
-    if pod is not None:
-        o = get(s.rec, "orchestrator") or {}
-        expect((o.get("namespace"), (o.get("resource") or {}).get("name")) == pod,
-               "%s%s: audit names pod %s/%s, want %s/%s" % (what, src, o.get("namespace"),
-                                                            (o.get("resource") or {}).get("name"), *pod))
-    return s
-
-
 def curl_as(px, src, host, certs):
     res = harness.curl(["-x", "http://127.0.0.1:%d" % px.port, "--interface", src,
                         "--cacert", certs["ca"], "https://%s/" % host])
@@ -166,35 +104,6 @@ def curl_as(px, src, host, certs):
 # Admin endpoints
 # --------------------------------------------------------------------------
 
-def admin_port(px):
-    return int(px.policy["listen"]["admin"].rsplit(":", 1)[1])
-
-
-def admin_get(px, path, timeout=3.0):
-    """(status, body) of GET path on px's admin listener; (None, why) on failure."""
-    try:
-        s = socket.create_connection(("127.0.0.1", admin_port(px)), timeout=timeout)
-    except OSError as e:
-        return None, "connect: %s" % e
-    buf = b""
-    try:
-        s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % path).encode())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            s.settimeout(max(0.05, deadline - time.monotonic()))
-            d = s.recv(65536)
-            if not d:
-                break
-            buf += d
-    except OSError as e:
-        return None, "%s (got %r)" % (e, buf[:80])
-    finally:
-        s.close()
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", buf)
-    if not m:
-        return None, "no status line in %r" % buf[:80]
-    return int(m.group(1)), buf.split(b"\r\n\r\n", 1)[-1]
-
 
 def readyz(px):
     return admin_get(px, "/readyz")[0]
@@ -202,31 +111,6 @@ def readyz(px):
 
 def wait_ready(px, want=200, timeout=10.0):
     return harness.wait_until(lambda: readyz(px) == want, timeout, 0.1)
-
-
-SCRAPES = []
-
-
-def metrics(px):
-    st, body = admin_get(px, "/metrics")
-    expect(st == 200, "GET /metrics on %s: %s %r" % (px.name, st, body[:120]))
-    SCRAPES.append((px.name, body))
-    fams, _ = promcheck.check(body)
-    out = collections.defaultdict(float)
-    for f in fams.values():
-        for smp in f.samples:
-            out[smp.name] += smp.value
-    out["__fams__"] = fams
-    return out
-
-
-def wait_metric(px, pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        m = metrics(px)
-        if pred(m) or time.monotonic() >= deadline:
-            return m
-        time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------
@@ -324,14 +208,6 @@ def kube_proxy(ctx, name, port, api_url, kube, tiers=TIERS, unknown="deny", pki=
     k.update(kube)
     return harness.Proxy(ctx, name, tiers, proxy_port=3128 + port, admin_port=9090 + port,
                          identity={"unknown_source": unknown, "kubernetes": k}, **over)
-
-
-def started(px):
-    px.start()
-    if px.start_error is None and not harness.wait_until(
-            lambda: not px.alive() or harness.port_open("127.0.0.1", admin_port(px)), 5):
-        px.start_error = "admin listener not accepting after 5s"
-    return px
 
 
 def run_check(ctx, pol, name):

@@ -1216,6 +1216,13 @@ with ctx:
     with ctx.case("audit FIFO stalled and full: 4000 more refusals answered, their records dropped and "
                   "counted in audit_records_lost_total"):
         expect("n503" in stall, "no stall")
+        # the refusals before this case are counted within the 1 s aggregation interval:
+        # wait for the counter to settle so that only this case's 4000 move it
+        def settled_lost():
+            a = scrape(fx).v("portcullis_audit_records_lost_total")
+            time.sleep(1.2)
+            return a == scrape(fx).v("portcullis_audit_records_lost_total")
+        harness.wait_until(settled_lost, 6)
         ml0 = scrape(fx, "stalled, before overfill")
         tally, _, _, dt = flood(max_attempts=4000, max_seconds=20, probe=False)
         print("# overfill: %s in %.1fs" % (dict(tally), dt))

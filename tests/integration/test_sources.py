@@ -23,7 +23,7 @@ import urllib.request
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import expect, get  # noqa: E402
+from harness import expect  # noqa: E402
 
 V4 = "198.51.100.10"
 T = "allowed.example:8080"
