@@ -90,9 +90,47 @@ def expect(cond, msg):
         raise CaseFailed(msg)
 
 
-def _pdeathsig():
+class Interrupted(BaseException):
+    """SIGTERM, SIGINT or SIGHUP reached the scenario (a runner's timeout, ^C): not an
+    Exception, so no `except Exception` in a case swallows it; the context's exit stops
+    every process the scenario started and prints the honest total."""
+
+
+def _on_signal(signum, frame):
+    raise Interrupted("stopped by signal %d" % signum)
+
+
+# The watchdog: one small process per scenario that holds the PIDs of everything the
+# scenario spawned and SIGKILLs them when the scenario's end of its pipe closes, which
+# happens however the scenario ends. PR_SET_PDEATHSIG alone is not enough: the kernel
+# clears it when a child changes its credentials or capabilities, as dnsmasq does.
+WATCHDOG = (
+    "import os, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "pids = set()\n"
+    "for line in sys.stdin:\n"
+    "    op, pid = line[0], int(line[1:])\n"
+    "    (pids.add if op == '+' else pids.discard)(pid)\n"
+    "for pid in pids:\n"
+    "    try:\n"
+    "        os.kill(pid, signal.SIGKILL)\n"
+    "    except OSError:\n"
+    "        pass\n")
+
+
+def die_with_me():
+    """preexec_fn for every child: it dies with this process, however that ends."""
+    parent = os.getpid()
+    return lambda: _pdeathsig(parent)
+
+
+def _pdeathsig(parent):
+    """In a spawned child: die with the scenario, however it ends (SIGKILL included)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:             # the scenario died before prctl took effect
+        os._exit(1)
     os.setpgrp()
 
 
@@ -183,6 +221,7 @@ class Context:
         self.ecs = EcsFields(args.fields)
         self._certs = None
         self.proxies = []
+        self._watchdog = None
 
     # results
     def ok(self, name):
@@ -205,9 +244,21 @@ class Context:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                              stdout=stdout or subprocess.DEVNULL,
                              stderr=stderr or subprocess.DEVNULL,
-                             preexec_fn=_pdeathsig, **kw)
+                             preexec_fn=die_with_me(), **kw)
         self.procs.append((name, p))
+        self._watch(p.pid, True)
         return p
+
+    def _watch(self, pid, add):
+        if self._watchdog is None:
+            self._watchdog = subprocess.Popen([PY, "-c", WATCHDOG], stdin=subprocess.PIPE,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                              preexec_fn=os.setpgrp)
+        try:
+            self._watchdog.stdin.write(b"%s%d\n" % (b"+" if add else b"-", pid))
+            self._watchdog.stdin.flush()
+        except OSError:
+            pass
 
     def stop_proc(self, p, sig=signal.SIGTERM, timeout=5.0):
         """Signal one of our processes by PID and reap it; SIGKILL after timeout."""
@@ -221,6 +272,8 @@ class Context:
             except subprocess.TimeoutExpired:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait(timeout=5)
+        if self._watchdog is not None:
+            self._watch(p.pid, False)   # reaped: its PID may be reused
         return p.returncode
 
     def certs(self):
@@ -232,7 +285,11 @@ class Context:
         return self
 
     def __exit__(self, et, ev, tb):
-        if et is not None and not issubclass(et, SystemExit):
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)   # a second signal must not cut the clean-up short
+        if et is not None and issubclass(et, Interrupted):
+            self.fail("scenario", "%s; every process it started is stopped" % ev)
+        elif et is not None and not issubclass(et, SystemExit):
             self.fail("scenario", "unexpected %s: %s" % (et.__name__, ev))
             traceback.print_exception(et, ev, tb, file=sys.stdout)
         for fn in reversed(self.cleanups):
@@ -245,6 +302,9 @@ class Context:
                 self.stop_proc(p, timeout=3)
             except Exception:  # noqa: BLE001
                 pass
+        if self._watchdog is not None:
+            self._watchdog.stdin.close()
+            self._watchdog.wait(timeout=5)
         if self.failed:
             for px in self.proxies:
                 tail = px.stderr_text()[-3000:]
@@ -332,6 +392,8 @@ def start(script, v4=(), v6=()):
         sys.exit(1)
     args.portcullis = os.path.abspath(args.portcullis)
     print("# %s in a private netns, pid %d" % (os.path.basename(script), os.getpid()), flush=True)
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, _on_signal)
     return Context(args, script)
 
 
@@ -813,7 +875,7 @@ def curl(args, timeout=20):
             "-w", "\n%{http_code} %{http_connect} %{local_port}"] + list(args)
     _NEXT_PORT[0] += 20
     p = subprocess.run(argv, capture_output=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
-                       preexec_fn=_pdeathsig)
+                       preexec_fn=die_with_me())
     out = p.stdout.decode("utf-8", "replace")
     body, _, tail = out.rpartition("\n")
     parts = tail.split()

@@ -98,7 +98,7 @@ with ctx:
         p = subprocess.run([exe, "s_client", "-proxy", "127.0.0.1:3128", "-connect", "allowed.example:443",
                             "-servername", "evil.example", "-CAfile", certs["ca"], "-quiet"],
                            input=b"SAY sni-mismatch-audit\n", capture_output=True, timeout=20,
-                           preexec_fn=harness._pdeathsig)
+                           preexec_fn=harness.die_with_me())
         out = p.stdout.decode("utf-8", "replace")
         expect("sni-mismatch-audit" in out, "s_client exit %d, stdout %r, stderr %r" %
                (p.returncode, out[-200:], p.stderr.decode("utf-8", "replace")[-300:]))

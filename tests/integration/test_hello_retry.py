@@ -107,7 +107,7 @@ with ctx:
                             "-servername", "allowed.example", "-groups", "X25519:P-256", "-CAfile", certs["ca"],
                             "-verify_return_error", "-msg", "-quiet"],
                            input=b"SAY through-a-retry\n", capture_output=True, timeout=20,
-                           preexec_fn=harness._pdeathsig, env=harness.daemon_env())
+                           preexec_fn=harness.die_with_me(), env=harness.daemon_env())
         out = (p.stdout + p.stderr).decode("latin-1")
         expect(out.count("ClientHello") >= 2, "no retry happened (one ClientHello): %s" % out[-400:])
         expect("through-a-retry" in out, "no answer through the tunnel: %s" % out[-600:])

@@ -1017,13 +1017,13 @@ with ctx:
         mark = audit.mark()
         m = rmark("origin80")
         p = subprocess.run([apt_get] + opts + ["update"], capture_output=True, timeout=40, env=env,
-                           stdin=subprocess.DEVNULL, preexec_fn=harness._pdeathsig)
+                           stdin=subprocess.DEVNULL, preexec_fn=harness.die_with_me())
         out = (p.stdout + p.stderr).decode("utf-8", "replace")
         expect(p.returncode == 0 and "Err:" not in out and "\nE:" not in "\n" + out and "\nW:" not in "\n" + out,
                "apt-get update exit %s: %s" % (p.returncode, out[-600:]))
         p = subprocess.run([apt_get] + opts + ["download", PKG], capture_output=True, timeout=40, env=env,
                            cwd=os.path.join(aptd, "download"), stdin=subprocess.DEVNULL,
-                           preexec_fn=harness._pdeathsig)
+                           preexec_fn=harness.die_with_me())
         out = (p.stdout + p.stderr).decode("utf-8", "replace")
         expect(p.returncode == 0, "apt-get download exit %s: %s" % (p.returncode, out[-600:]))
         got = os.path.join(aptd, "download", deb_name)

@@ -27,7 +27,7 @@ TIERS = {"a": {"sources": ["127.0.0.2/32"], "allow": [{"host": "allowed.example"
 
 def run_cli(ctx, *args, timeout=15):
     p = subprocess.run([ctx.binary] + list(args), capture_output=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL, env=harness.daemon_env(), preexec_fn=harness._pdeathsig)
+                       stdin=subprocess.DEVNULL, env=harness.daemon_env(), preexec_fn=harness.die_with_me())
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 

@@ -183,7 +183,7 @@ with ctx:
         exe = harness.need(shutil.which("openssl") or "/usr/bin/openssl")
         p = subprocess.run([exe, "s_client", "-proxy", "127.0.0.1:3128", "-CAfile", certs["ca"], "-quiet"]
                            + list(args), input=stdin, capture_output=True, timeout=20,
-                           preexec_fn=harness._pdeathsig)
+                           preexec_fn=harness.die_with_me())
         return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
     def s_client_cut(args, reason, sni):
