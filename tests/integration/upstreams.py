@@ -35,6 +35,10 @@ A TCP/TLS session reads one line and acts on it:
   HALF2               send "HALF2 server-done\\n", shut write, read to EOF
                       (logged as "late"), close
   HOLD                send "HOLD ok\\n", then echo until EOF
+  RSTSEND <n>         send n bytes, then reset the connection (SO_LINGER 0)
+  RSTRECV <n>         read n bytes, then reset the connection
+  MUTE                never read or send again; close after IO_TIMEOUT
+  TRUNC <n>           send "TRUNC <n>\\n", then half of n bytes, then close
   anything else       echo the line and everything after it until EOF
 
 Kind "http-origin" is a real HTTP/1.1 origin instead (plain-HTTP forwarding):
@@ -210,6 +214,25 @@ class Session:
         elif word == b"HOLD":
             self.send(b"HOLD ok\n")
             self.echo()
+        elif word in (b"RSTSEND", b"RSTRECV"):
+            n = int(line.split()[1])
+            if word == b"RSTSEND":
+                self.send(random.Random(n).randbytes(n))
+            else:
+                got = 0
+                while got < n:
+                    d = self.recv(min(65536, n - got))
+                    if not d:
+                        break
+                    got += len(d)
+                self.info["n"] = got
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.info["end"] = "reset-by-us"
+        elif word == b"MUTE":
+            time.sleep(IO_TIMEOUT)
+        elif word == b"TRUNC":
+            n = int(line.split()[1])
+            self.send(b"TRUNC %d\n" % n + random.Random(n).randbytes(n // 2))
         else:
             self.send(line)
             self.echo()
