@@ -59,12 +59,14 @@ struct admin {
 	struct admin_conn {
 		struct bufferevent *bev;
 		uint64_t since_ms;    /* accepted */
+		uint64_t seq;         /* accept order (since_ms ties in a burst) */
 		bool answered;        /* the request head arrived: only the response is left */
 		struct pc_addr group; /* source, grouped like every per-source limit */
 	} conns[ADMIN_MAX_CONNS];     /* open connections, freed on stop */
 	unsigned n_conns;
 	unsigned v6_prefix;     /* identity.ipv6_source_prefix at start-up */
 	uint64_t evictions;     /* connections closed to let a newer one in */
+	uint64_t accepted;      /* connections accepted: the next seq */
 	struct event *sweep_ev; /* cuts connections past their deadlines */
 };
 
@@ -176,42 +178,48 @@ static struct admin_conn *conn_of(struct admin *a, const struct bufferevent *bev
 	return NULL;
 }
 
-static unsigned held_by(const struct admin *a, const struct pc_addr *g)
+/* Connections of group g among the candidates (unanswered only, or all). */
+static unsigned held_by(const struct admin *a, const struct pc_addr *g, bool unanswered)
 {
 	unsigned n = 0;
 	for (unsigned i = 0; i < a->n_conns; i++)
-		n += addr_equal(&a->conns[i].group, g);
+		n += addr_equal(&a->conns[i].group, g) && (!unanswered || !a->conns[i].answered);
 	return n;
 }
 
 /*
- * Make room for a connection from g: over the per-source bound, close g's
- * oldest connection; with every slot taken, the oldest of the source that
- * holds the most (O(n²) over at most 64 connections, on accept only).
+ * Make room for a connection from g.  Candidates are the connections still
+ * waiting for their request head; an answered one is only being written to
+ * and goes only when no other can.  Over the per-source bound: g's oldest
+ * candidate.  With every slot taken: the oldest candidate of the source that
+ * holds the most candidates (O(n^2) over at most 64 connections, on accept).
+ * A probe is answered as it is accepted when its request has arrived with it
+ * (accept_cb), so a burst of connections behind it cannot close it first.
  */
 static void make_room(struct admin *a, const struct pc_addr *g)
 {
-	const struct pc_addr *heavy = g;
-	if (held_by(a, g) < ADMIN_PER_SOURCE) {
-		if (a->n_conns < ADMIN_MAX_CONNS)
-			return;
-		unsigned most = 0;
-		for (unsigned i = 0; i < a->n_conns; i++) {
-			unsigned n = held_by(a, &a->conns[i].group);
-			if (n > most) {
-				most = n;
-				heavy = &a->conns[i].group;
-			}
+	bool over_source = held_by(a, g, false) >= ADMIN_PER_SOURCE;
+	if (!over_source && a->n_conns < ADMIN_MAX_CONNS)
+		return;
+	bool unanswered = false;
+	for (unsigned i = 0; i < a->n_conns && !unanswered; i++)
+		unanswered =
+		    !a->conns[i].answered && (!over_source || addr_equal(&a->conns[i].group, g));
+	struct admin_conn *victim = NULL;
+	unsigned most = 0;
+	for (unsigned i = 0; i < a->n_conns; i++) {
+		struct admin_conn *c = &a->conns[i];
+		if ((unanswered && c->answered) || (over_source && !addr_equal(&c->group, g)))
+			continue;
+		unsigned n = over_source ? 1 : held_by(a, &c->group, unanswered);
+		if (victim == NULL || n > most || (n == most && c->seq < victim->seq)) {
+			victim = c;
+			most = n;
 		}
 	}
-	struct admin_conn *old = NULL;
-	for (unsigned i = 0; i < a->n_conns; i++)
-		if (addr_equal(&a->conns[i].group, heavy) &&
-		    (old == NULL || a->conns[i].since_ms < old->since_ms))
-			old = &a->conns[i];
-	if (old != NULL) {
+	if (victim != NULL) {
 		a->evictions++;
-		conn_done(a, old->bev);
+		conn_done(a, victim->bev);
 	}
 }
 
@@ -225,21 +233,17 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_done(arg, bev);
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+/* Answer the request in p[0..len) unless its head is not complete yet (false). */
+static bool serve(struct admin *a, struct bufferevent *bev, const char *p, size_t len)
 {
-	struct admin *a = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	size_t len = evbuffer_get_length(in);
-	size_t look = len < ADMIN_REQ_MAX + 1 ? len : ADMIN_REQ_MAX + 1;
-	const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
 	struct http_limits lim;
 	http_limits_default(&lim);
 	lim.max_head_bytes = ADMIN_REQ_MAX;
 	lim.max_line_bytes = ADMIN_REQ_MAX;
 	struct http_req req;
-	int r = http_parse_request(p, look, &lim, &req);
+	int r = http_parse_request(p, len, &lim, &req);
 	if (r == HTTP_NEED_MORE)
-		return;
+		return false;
 	bufferevent_disable(bev, EV_READ);
 	bufferevent_setcb(bev, NULL, write_cb, event_cb, a);
 	struct admin_conn *ac = conn_of(a, bev);
@@ -249,14 +253,23 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		struct evbuffer *body = evbuffer_new();
 		if (body == NULL) {
 			conn_done(a, bev);
-			return;
+			return true;
 		}
 		evbuffer_add_printf(body, "bad request\n");
 		respond(bev, 400, "Bad Request", "text/plain", body);
 		evbuffer_free(body);
-		return;
+		return true;
 	}
 	handle(a, bev, &req);
+	return true;
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = evbuffer_get_length(in);
+	size_t look = len < ADMIN_REQ_MAX + 1 ? len : ADMIN_REQ_MAX + 1;
+	serve(arg, bev, (const char *)evbuffer_pullup(in, (ev_ssize_t)look), look);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -267,19 +280,26 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	uint16_t port;
 	sockaddr_to_addr(sa, &src, &port);
 	addr_source_group(&src, a->v6_prefix, &g);
-	make_room(a, &g);
 	struct bufferevent *bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		evutil_closesocket(fd);
 		return;
 	}
-	a->conns[a->n_conns++] = (struct admin_conn){.bev = bev, .since_ms = mono_ms(), .group = g};
+	make_room(a, &g);
+	a->conns[a->n_conns++] = (struct admin_conn){
+	    .bev = bev, .since_ms = mono_ms(), .seq = a->accepted++, .group = g};
 	/* A slow or silent scraper is cut; it only ever occupies this thread's loop. */
 	struct timeval tv = {ADMIN_TIMEOUT_S, 0};
 	bufferevent_set_timeouts(bev, &tv, &tv);
 	bufferevent_setwatermark(bev, EV_READ, 0, ADMIN_REQ_MAX + 1);
 	bufferevent_setcb(bev, read_cb, NULL, event_cb, a);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	/* A request that came with the connection (a kubelet probe's does) is answered now,
+	 * before the rest of an accept burst can take its slot. */
+	char buf[ADMIN_REQ_MAX + 1];
+	ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0 && serve(a, bev, buf, (size_t)n) && recv(fd, buf, (size_t)n, MSG_DONTWAIT) < 0)
+		(void)0; /* one request per connection: what it sent is read and dropped, or not */
 }
 
 /* ADMIN_HEAD_MS for the request head, ADMIN_TIMEOUT_S from accept to close, however slowly it

@@ -363,6 +363,8 @@ static void put_details(struct jbuf *b, const struct audit_rec *r)
 			char n[24];
 			snprintf(n, sizeof(n), "%llu", (unsigned long long)r->aggregated);
 			kv_str(b, "aggregated_refusals", n); /* ECS labels are keywords */
+			if (r->aggregated_overflow)
+				kv_str(b, "aggregated_scope", "many-sources");
 		}
 		obj_close(b);
 	}
@@ -718,7 +720,7 @@ bool audit_log_available(const struct audit_log *l)
 
 bool audit_log_pressed(const struct audit_log *l)
 {
-	return l == NULL || atomic_load_explicit(&l->used_pub, memory_order_relaxed) >= l->cap / 8;
+	return l != NULL && atomic_load_explicit(&l->used_pub, memory_order_relaxed) >= l->cap / 8;
 }
 
 void audit_log_reopen(struct audit_log *l)

@@ -44,6 +44,7 @@ struct audit_rec {
 	/* A counted record (audit_agg): this many refusals of one source, reason and
 	 * tier between start_ns and end_ns, not written on their own. */
 	uint64_t aggregated;       /* labels.aggregated_refusals; event.action "refusals-aggregated" */
+	bool aggregated_overflow;  /* of many sources: labels.aggregated_scope "many-sources" */
 	uint64_t start_ns, end_ns; /* event.start, event.end (wall clock) */
 };
 

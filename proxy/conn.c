@@ -14,6 +14,7 @@
 
 #include "audit.h"
 #include "clock.h"
+#include "hash.h"
 #include "kube.h"
 #include "linger.h"
 #include "oplog.h"
@@ -86,9 +87,9 @@ int conn_env_init(struct conn_env *env, struct event_base *base)
 	env->base = base;
 	env->reap_ev = event_new(base, -1, 0, reap_cb, env);
 	env->linger = linger_pool_create(base, LINGER_MAX);
-	if (conn_audit_init(env) != 0)
+	if (env->reap_ev == NULL || env->linger == NULL)
 		return -1;
-	return env->reap_ev != NULL && env->linger != NULL ? 0 : -1;
+	return conn_audit_init(env); /* on failure conn_env_fini frees what it made */
 }
 
 void conn_env_fini(struct conn_env *env)
@@ -600,6 +601,33 @@ static void refuse_raw(struct conn_env *env, evutil_socket_t fd, const struct so
 }
 
 /*
+ * What one source is for the per-source limits: a pod of the Kubernetes map
+ * is itself, whatever addresses it has (two pods that share a /64 are two
+ * sources); any other source is its address group (addr_source_group) within
+ * its tier, so that a group holding sources of two tiers counts them apart.
+ */
+static void source_key(const struct conn *c, const struct policy_tier *t, struct pc_addr *k)
+{
+	memset(k, 0, sizeof(*k));
+	if (c->pod != NULL) {
+		size_t n = strlen(c->pod->uid);
+		uint64_t h[2] = {hash_bytes(0x706f64, c->pod->uid, n),
+		                 hash_bytes(0x756964, c->pod->uid, n)};
+		k->family = SRCLIMIT_KEY_POD;
+		memcpy(k->b, h, sizeof(h));
+		return;
+	}
+	unsigned prefix = c->env->v6_prefix;
+	addr_source_group(&c->src, prefix, k);
+	if (k->family != ADDR_V6 || prefix >= 128)
+		return; /* one address: one tier (tiers' sources never overlap) */
+	const char *tier = t != NULL ? t->name : "";
+	uint64_t h = hash_bytes(0x74696572, tier, strlen(tier));
+	for (unsigned i = (prefix + 7) / 8; i < 16; i++) /* the host bits, zero until now */
+		k->b[i] = (uint8_t)(h >> (8 * (i % 8)));
+}
+
+/*
  * The per-source hold: taken here, held across keep-alive until the close,
  * so idle connections, slow heads and idle keep-alive connections all count
  * against caps.connections_per_source of the tier the source has now (an
@@ -612,7 +640,7 @@ static bool take_slot(struct conn *c)
 	                         : policy_settings(c->policy)->unknown_connections_per_source;
 	uint32_t retry = 0;
 	struct pc_addr group;
-	addr_source_group(&c->src, policy_settings(c->policy)->ipv6_source_prefix, &group);
+	source_key(c, t, &group);
 	int r = srclimit_acquire(c->env->srclimit, &group, max, 0, 0, mono_ns(), &c->slot, &retry);
 	if (r == SRCLIMIT_CONNS && t != NULL && t->mode == TIER_AUDIT) {
 		/* Audit mode: admitted, and every exchange records the would-deny. */

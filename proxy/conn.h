@@ -117,6 +117,7 @@ struct conn_env {
 	struct metrics_tiers *tiers;    /* process-wide tier label slots */
 	struct linger_pool *linger;
 	const char *hostname;        /* observer.hostname */
+	unsigned v6_prefix;          /* identity.ipv6_source_prefix, fixed at start-up */
 	atomic_uint *n_open;         /* open connections, process-wide (max_connections) */
 	const atomic_bool *draining; /* the process is stopping: no keep-alive */
 	atomic_ullong audit_lost;    /* records that could not be formatted */

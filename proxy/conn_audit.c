@@ -41,7 +41,7 @@ static bool refusal_counted(struct conn_env *env, const struct pc_addr *src, uin
 	if (env->agg == NULL || !audit_log_pressed(env->audit))
 		return false;
 	struct pc_addr g;
-	addr_source_group(src, policy_settings(env->policy)->ipv6_source_prefix, &g);
+	addr_source_group(src, env->v6_prefix, &g);
 	if (audit_agg_note(env->agg, &g, src, src_port, why, tier_slot, tier, wall_ns()))
 		return false;
 	metrics_add(&env->metrics->audit_aggregated, 1);
@@ -54,13 +54,15 @@ static void emit_aggregate(void *arg, const struct audit_agg_entry *e)
 	struct conn_env *env = arg;
 	struct audit_rec r = {
 	    .ts_ns = e->last_ns,
-	    .duration_ns = e->last_ns - e->first_ns,
+	    .duration_ns =
+	        e->last_ns >= e->first_ns ? e->last_ns - e->first_ns : 0, /* wall clock */
 	    .reason = e->reason,
 	    .src = &e->src,
 	    .src_port = e->src_port,
 	    .status = reason_http_status(e->reason),
 	    .tier = e->tier[0] ? e->tier : NULL,
 	    .aggregated = e->count,
+	    .aggregated_overflow = e->overflow,
 	    .start_ns = e->first_ns,
 	    .end_ns = e->last_ns,
 	};

@@ -243,6 +243,7 @@ static void report_static_changes(const struct policy_settings *o, const struct 
 	CHANGED(!same_sockaddrs(&o->listen_admin, 1, &n->listen_admin, 1), "listen.admin");
 	CHANGED(o->workers != n->workers, "listen.workers");
 	CHANGED(o->max_sources != n->max_sources, "limits.max_sources");
+	CHANGED(o->ipv6_source_prefix != n->ipv6_source_prefix, "identity.ipv6_source_prefix");
 	CHANGED(!same_sockaddrs(o->resolvers, o->n_resolvers, n->resolvers, n->n_resolvers) ||
 	            o->resolver_timeout_ms != n->resolver_timeout_ms ||
 	            o->resolver_attempts != n->resolver_attempts ||

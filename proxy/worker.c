@@ -253,6 +253,7 @@ struct worker *worker_create(unsigned id, const struct worker_shared *sh, struct
 	env->metrics = w->metrics;
 	env->tiers = sh->tiers;
 	env->hostname = sh->hostname;
+	env->v6_prefix = ps->ipv6_source_prefix;
 	env->n_open = sh->n_open;
 	env->draining = sh->draining;
 	env->on_last_close = last_close_cb;

@@ -11,8 +11,11 @@
  *
  * Only the structure is tracked here (strings, escapes, brackets, keys):
  * every unit handed over whole and the page's remainder (its "skeleton", with
- * "items":[] emptied) are still checked by the full parser.  Pure: bytes in,
- * callbacks out, no I/O.
+ * "items":[] emptied) are still checked by the full parser.  Not checked: the
+ * separators between items (a page with "[,{...},]" loses nothing: each item
+ * is still whole), and the inside of a skipped unit, of which only the few
+ * fields above are read, at their exact paths.  Pure: bytes in, callbacks
+ * out, no I/O.
  */
 #ifndef PORTCULLIS_KUBE_STREAM_H
 #define PORTCULLIS_KUBE_STREAM_H

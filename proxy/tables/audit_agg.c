@@ -64,7 +64,9 @@ bool audit_agg_note(struct audit_agg *a, const struct pc_addr *group, const stru
                     uint16_t src_port, enum reason why, unsigned tier_slot, const char *tier,
                     uint64_t now_ns)
 {
-	uint64_t h = hash_bytes(a->seed ^ ((uint64_t)why << 32 | tier_slot), group, sizeof(*group));
+	const char *tn = tier != NULL ? tier : "";
+	uint64_t h = hash_bytes(a->seed ^ ((uint64_t)why << 32), group, sizeof(*group)) ^
+	             hash_bytes(a->seed, tn, strlen(tn));
 	/* Keep the table at most three quarters full so that probes stay short. */
 	for (size_t i = 0, at = h & a->mask; i <= a->mask; i++, at = (at + 1) & a->mask) {
 		struct slot *s = &a->slots[at];
@@ -75,21 +77,18 @@ bool audit_agg_note(struct audit_agg *a, const struct pc_addr *group, const stru
 			a->used++;
 			s->group = *group;
 			s->e = (struct audit_agg_entry){.reason = why, .tier_slot = tier_slot};
-			snprintf(s->e.tier, sizeof(s->e.tier), "%s", tier != NULL ? tier : "");
+			snprintf(s->e.tier, sizeof(s->e.tier), "%s", tn);
 			return true; /* the first of its key: written in full */
 		}
-		if (s->e.reason == why && s->e.tier_slot == tier_slot &&
+		if (s->e.reason == why && strncmp(s->e.tier, tn, sizeof(s->e.tier) - 1) == 0 &&
 		    memcmp(&s->group, group, sizeof(*group)) == 0) {
 			count(a, &s->e, src, src_port, now_ns);
 			return false;
 		}
 	}
 	struct audit_agg_entry *o = &a->overflow[why < R__COUNT ? why : 0];
-	if (o->count == 0) {
-		*o = (struct audit_agg_entry){
-		    .overflow = true, .reason = why, .tier_slot = tier_slot};
-		snprintf(o->tier, sizeof(o->tier), "%s", tier != NULL ? tier : "");
-	}
+	if (o->count == 0) /* of many sources and tiers: it names none */
+		*o = (struct audit_agg_entry){.overflow = true, .reason = why};
 	count(a, o, src, src_port, now_ns);
 	return false;
 }

@@ -16,14 +16,15 @@
  * audit_unavailable. Each worker keeps one of these tables; for every refusal
  * it asks audit_agg_note() whether to queue the record in full. Per interval
  * (the caller flushes about once a second) the first refusal of each key
- * (source group, reason, tier) is written in full; the rest are counted, and
+ * (source group, reason, tier name) is written in full; the rest are counted, and
  * audit_agg_flush() hands out one counted record per key. Nothing goes
  * silently missing: every refusal is either its own record or counted in an
  * aggregate one.
  *
  * Bounded: at most `slots` keys. Refusals of keys that find no room are
- * counted per reason in an overflow entry (whose source is the first of
- * them: it stands for many sources).
+ * counted per reason in an overflow entry, which stands for many sources and
+ * tiers: it names no tier, and its source (the first of them) only so that
+ * the record has one.
  *
  * Single-threaded (one per worker). Pure: no clock (callers pass the wall
  * time), no I/O.

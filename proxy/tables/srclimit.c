@@ -36,6 +36,7 @@ struct src_slot {
 	_Atomic uint64_t win_end; /* the window runs while now_ns < win_end; 0 = never charged;
 	                             written under the stripe lock, read without it */
 	_Atomic uint64_t used;    /* bytes passed in the window, <= budget; lock-free */
+	_Atomic uint64_t budget;  /* the budget of the last charge: how near it `used` is */
 };
 
 struct stripe {
@@ -64,10 +65,13 @@ static uint64_t key_hash(uint64_t seed, const struct pc_addr *k)
 	return hash_bytes(seed + k->family, k->b, sizeof k->b);
 }
 
-/* The caller groups sources (addr_source_group); this only normalises an ungrouped one. */
+/* The caller makes keys (addr_source_group, or a pod's); this only normalises an address. */
 static void key_of(const struct pc_addr *src, struct pc_addr *k)
 {
-	addr_source_group(src, 128, k);
+	if (src->family == ADDR_V4 || src->family == ADDR_V6)
+		addr_source_group(src, 128, k);
+	else
+		*k = *src;
 }
 
 static bool key_equal(const struct pc_addr *a, const struct pc_addr *b)
@@ -210,6 +214,7 @@ static struct src_slot *entry_new(struct srclimit *t, struct stripe *st, const s
 	e->key = *k;
 	atomic_init(&e->win_end, 0);
 	atomic_init(&e->used, 0);
+	atomic_init(&e->budget, 0);
 	b = h & (st->n_buckets - 1);
 	e->next = st->buckets[b];
 	st->buckets[b] = e;
@@ -265,42 +270,77 @@ static void entry_unlink(struct stripe *st, struct src_slot *e)
 	*pp = e->next;
 }
 
+/* What an idle entry has spent: used of budget (budget 0: never charged, nothing spent). */
+struct spent {
+	uint64_t used, budget;
+};
+
+static struct spent spent_of(const struct src_slot *e)
+{
+	return (struct spent){atomic_load(&e->used), atomic_load(&e->budget)};
+}
+
+/* Has a spent a smaller share of its budget than b?  (Entries of different tiers compare fairly.)
+ */
+static bool less_spent(struct spent a, struct spent b)
+{
+	if (a.budget == 0 || b.budget == 0)
+		return a.budget == 0 && b.budget != 0;
+	return (unsigned __int128)a.used * b.budget < (unsigned __int128)b.used * a.budget;
+}
+
+/* The idle entry of st that spent the least, among the buckets from st->evict_at on. */
+static struct src_slot *least_spent(struct stripe *st, size_t *seen, size_t *buckets)
+{
+	struct src_slot *best = NULL;
+	for (size_t n = 0; n < st->n_buckets && *seen < EVICT_ENTRIES && *buckets < EVICT_BUCKETS;
+	     n++, (*buckets)++) {
+		for (struct src_slot *e = st->buckets[(st->evict_at + n) & (st->n_buckets - 1)];
+		     e != NULL; e = e->next, (*seen)++)
+			if (e->conns == 0 &&
+			    (best == NULL || less_spent(spent_of(e), spent_of(best))))
+				best = e;
+	}
+	return best;
+}
+
 /*
  * The table is full: make room for one new source and reserve it for the
  * caller (so a thread racing it cannot take the room first). Entries held by a
  * connection cannot go (their holders use them without a lock). Dead entries
  * not yet collected go first; otherwise the idle entry (no connection, only a
- * running budget window) that used the fewest bytes among those looked at, so
- * the sources nearest their budget keep their record longest. Bounded: at most
- * EVICT_ENTRIES entries and EVICT_BUCKETS buckets, one stripe lock at a time.
+ * running budget window) that spent the smallest share of its budget among
+ * those looked at, so the sources nearest their budget keep their record
+ * longest. Bounded: at most EVICT_ENTRIES entries and EVICT_BUCKETS buckets
+ * per look, one stripe lock at a time; each look samples other buckets.
  * False when nothing could be freed: every entry looked at is held.
  */
 static bool make_room_once(struct srclimit *t, uint64_t now)
 {
 	unsigned start = atomic_fetch_add_explicit(&t->evict_next, 1, memory_order_relaxed);
 	size_t seen = 0, buckets = 0;
-	uint64_t best_used = UINT64_MAX;
+	struct spent best_spent = {0, 0};
 	struct stripe *best = NULL;
 
-	/* Look: collect the dead, find the stripe of the least used idle entry. */
+	/* Look: collect the dead, find the stripe of the idle entry that spent the least. */
 	for (unsigned i = 0; i < N_STRIPES && seen < EVICT_ENTRIES && buckets < EVICT_BUCKETS;
 	     i++) {
 		struct stripe *st = &t->stripes[(start + i) % N_STRIPES];
 		pthread_mutex_lock(&st->mu);
-		size_t before = st->count;
+		size_t before = st->count, b0 = buckets;
 		for (size_t n = 0;
-		     n < st->n_buckets && seen < EVICT_ENTRIES && buckets < EVICT_BUCKETS; n++) {
-			size_t b = (st->evict_at + n) & (st->n_buckets - 1);
-			buckets++;
-			seen += bucket_collect(t, st, b, now);
-			for (struct src_slot *e = st->buckets[b]; e != NULL; e = e->next) {
-				uint64_t used = atomic_load(&e->used);
-				if (e->conns == 0 && used < best_used) {
-					best = st;
-					best_used = used;
-				}
-			}
+		     n < st->n_buckets && seen < EVICT_ENTRIES && buckets < EVICT_BUCKETS;
+		     n++, buckets++)
+			seen +=
+			    bucket_collect(t, st, (st->evict_at + n) & (st->n_buckets - 1), now);
+		size_t s2 = 0, b2 = 0;
+		struct src_slot *e = least_spent(st, &s2, &b2);
+		if (e != NULL && (best == NULL || less_spent(spent_of(e), best_spent))) {
+			best = st;
+			best_spent = spent_of(e);
 		}
+		if (best != st)
+			st->evict_at += buckets - b0; /* the next look samples other buckets */
 		bool freed = st->count < before;
 		pthread_mutex_unlock(&st->mu);
 		if (freed && reserve(t))
@@ -309,21 +349,14 @@ static bool make_room_once(struct srclimit *t, uint64_t now)
 	if (best == NULL)
 		return false;
 	/*
-	 * Evict: the least used idle entry of that stripe now, under its lock (the
-	 * one seen may have been taken meanwhile). Its room passes to the caller:
-	 * it is freed and t->entries stays.
+	 * Evict: the idle entry of that stripe that spent the least now, under its
+	 * lock (the one seen may have been taken meanwhile).  Its room passes to
+	 * the caller: it is freed and t->entries stays.
 	 */
-	struct src_slot *victim = NULL;
 	pthread_mutex_lock(&best->mu);
-	seen = 0;
-	for (size_t n = 0; n < best->n_buckets && seen < EVICT_ENTRIES && n < EVICT_BUCKETS; n++) {
-		size_t b = (best->evict_at + n) & (best->n_buckets - 1);
-		for (struct src_slot *e = best->buckets[b]; e != NULL; e = e->next, seen++)
-			if (e->conns == 0 &&
-			    (victim == NULL || atomic_load(&e->used) < atomic_load(&victim->used)))
-				victim = e;
-	}
-	best->evict_at += EVICT_ENTRIES; /* the next eviction samples elsewhere */
+	size_t s3 = 0, b3 = 0;
+	struct src_slot *victim = least_spent(best, &s3, &b3);
+	best->evict_at += b3; /* the next eviction samples elsewhere */
 	if (victim != NULL) {
 		entry_unlink(best, victim);
 		best->count--;
@@ -482,6 +515,8 @@ uint64_t srclimit_charge(struct src_slot *s, uint64_t n, uint64_t budget_bytes, 
 
 	if (budget_bytes == 0 || n == 0)
 		return n;
+	if (atomic_load_explicit(&s->budget, memory_order_relaxed) != budget_bytes)
+		atomic_store_explicit(&s->budget, budget_bytes, memory_order_relaxed);
 	if (!window_live(s, now_ns))
 		window_open(s, window_ns, now_ns);
 	used = atomic_load(&s->used);
@@ -527,7 +562,9 @@ void srclimit_release(struct srclimit *t, struct src_slot *s)
 
 size_t srclimit_entries(const struct srclimit *t)
 {
-	return atomic_load(&t->entries);
+	/* A reservation that finds the table full is given back at once: never report it. */
+	size_t n = atomic_load(&t->entries);
+	return n < t->max_entries ? n : t->max_entries;
 }
 
 uint64_t srclimit_evictions(const struct srclimit *t)

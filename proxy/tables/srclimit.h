@@ -11,10 +11,11 @@
  * One table per process, shared by all worker threads. Pure: no clock (callers
  * pass a monotonic now_ns, read once per loop iteration), no I/O, no globals.
  *
- * A source is a group of addresses (addr_source_group: an IPv4 address, or an
- * IPv6 prefix of identity.ipv6_source_prefix bits); callers pass the group.
- * An IPv4 client seen by a dual-stack listener as ::ffff:a.b.c.d is the
- * source a.b.c.d.
+ * A source is a key the caller makes: a group of addresses (addr_source_group:
+ * an IPv4 address, or an IPv6 prefix of identity.ipv6_source_prefix bits),
+ * or a pod (family SRCLIMIT_KEY_POD, 16 bytes of its uid's hash).  An IPv4
+ * client seen by a dual-stack listener as ::ffff:a.b.c.d is the source
+ * a.b.c.d.
  *
  * caps.connections_per_source: at most max_conns slots per source at once.
  * caps.upload_bytes_per_source: budget_bytes per source over all its
@@ -36,10 +37,14 @@
  * The table holds at most max_entries sources (limits.max_sources). When it
  * is full, a new source takes the place of one nobody holds: a dead entry not
  * yet collected, else the idle one (no connection, a budget window running)
- * that used the fewest bytes among a bounded sample; the evicted source's
- * budget is counted afresh from its next byte. Only when every entry looked at
- * is held by a connection is the new source refused (SRCLIMIT_FULL).
+ * that used the smallest share of its budget among a bounded sample (a few
+ * hundred entries, a different sample each time); the evicted source's
+ * budget is counted afresh from its next byte. Only when every entry of the
+ * samples is held by a connection is the new source refused (SRCLIMIT_FULL).
  */
+
+/* pc_addr.family of a key that names a pod rather than addresses. */
+#define SRCLIMIT_KEY_POD 0x50
 
 struct srclimit; /* opaque, process-wide */
 struct src_slot; /* one connection's hold on its source's entry */

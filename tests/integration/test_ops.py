@@ -792,6 +792,36 @@ with ctx:
             for s in socks:
                 s.close()
 
+    with ctx.case("a probe followed at once by 64 connections from 64 sources (every slot taken, one each) "
+                  "is answered"):
+        for attempt in range(3):
+            probe = socket.create_connection(("127.0.0.1", APORT), timeout=3)
+            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            burst = []
+            for i in range(64):
+                s = socket.socket()
+                s.bind(("127.0.0.%d" % (100 + i), 0))
+                s.setblocking(False)
+                try:
+                    s.connect(("127.0.0.1", APORT))
+                except BlockingIOError:
+                    pass
+                burst.append(s)
+            got = b""
+            try:
+                while True:
+                    d = probe.recv(4096)
+                    if not d:
+                        break
+                    got += d
+            except OSError as e:
+                got += ("<%s>" % e).encode()
+            probe.close()
+            for s in burst:
+                s.close()
+            expect(got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"ok\n"),
+                   "attempt %d: the probe got %r" % (attempt, got[:80]))
+
     with ctx.case("portcullis_admin_connections_evicted_total counts the connections closed for newer ones"):
         got = scrape(px).v("portcullis_admin_connections_evicted_total") - evicted0
         expect(got >= 64, "evicted +%d, want >= 64 (the three floods above)" % got)

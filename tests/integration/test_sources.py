@@ -6,6 +6,9 @@
   caps.upload_bytes_per_source, so a job cannot multiply its limits by the
   number of addresses it uses; another /64 is another source.
 - identity.ipv6_source_prefix: 128 counts each address on its own.
+- Sources of two tiers in one /64 are counted apart; so are two pods of the
+  Kubernetes map in one /64, while one pod is one source over all its
+  addresses (IPv4 and IPv6).
 - limits.max_sources bounds the per-source table. A full table is not a
   refusal for everyone: a new source takes the place of one without an open
   connection (its budget record is dropped, counted in
@@ -23,6 +26,7 @@ import urllib.request
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import kubeapi  # noqa: E402
 from harness import expect  # noqa: E402
 
 V4 = "198.51.100.10"
@@ -30,16 +34,20 @@ T = "allowed.example:8080"
 NET1 = ["2001:db8:1::%x" % i for i in range(1, 10)]   # one /64
 NET2 = "2001:db8:2::1"                                 # another /64
 NET3 = ["2001:db8:3::%x" % i for i in range(1, 4)]    # the budget test's /64
+SPLIT = ["2001:db8:5::1", "2001:db8:5::2"]             # one /64, two tiers
+PODS6 = ["2001:db8:7::1", "2001:db8:7::2", "2001:db8:7::3"]   # three pods' addresses, one /64
+POD3_V4 = "10.77.0.3"                                  # the third pod's IPv4 address
+API = ("10.96.0.7", 6443)
 PER_SOURCE = 3
 BUDGET = 20000
 SMALL_TABLE = 4
 
-ctx = harness.start(__file__, v4=[V4], v6=NET1 + [NET2] + NET3)
+ctx = harness.start(__file__, v4=[V4, POD3_V4, API[0]], v6=NET1 + [NET2] + NET3 + SPLIT + PODS6)
 with ctx:
     ups = harness.Upstreams(ctx, [{"name": "raw8080", "host": V4, "port": 8080, "kind": "tcp"}])
     dns = harness.Dnsmasq(ctx, "127.0.0.53", [("allowed.example", V4)])
     allow = [{"host": "allowed.example", "ports": [8080]}]
-    six = {"sources": ["2001:db8::/32"], "allow": allow,
+    six = {"sources": ["2001:db8:1::/48", "2001:db8:2::/48", "2001:db8:3::/48"], "allow": allow,
            "caps": {"connections_per_source": PER_SOURCE,
                     "upload_bytes_per_source": {"bytes": BUDGET, "window": "1h"}}}
 
@@ -47,7 +55,12 @@ with ctx:
         return {"proxy": ["127.0.0.1:%d" % port, "[::1]:%d" % port], "admin": "127.0.0.1:%d" % admin,
                 "workers": 2}
 
-    px = harness.Proxy(ctx, "proxy", {"six": six}, listen=listen(3128, 9090)).start()
+    one = {"connections_per_source": 1}
+    px = harness.Proxy(ctx, "proxy", {
+        "six": six,
+        "split-a": {"sources": [SPLIT[0] + "/128"], "allow": allow, "caps": one},
+        "split-b": {"sources": [SPLIT[1] + "/128"], "allow": allow, "caps": one},
+    }, listen=listen(3128, 9090)).start()
     per_addr = harness.Proxy(ctx, "peraddr", {"six": dict(six, caps={"connections_per_source": 1})},
                              proxy_port=3129, admin_port=9091, listen=listen(3129, 9091),
                              identity={"ipv6_source_prefix": 128}).start()
@@ -128,6 +141,13 @@ with ctx:
         expect(len(sess) == 3, "upstream saw %d connections, want 3" % len(sess))
         expect(0 < total <= BUDGET, "upstream received %d bytes from the /64, budget %d" % (total, BUDGET))
 
+    with ctx.case("one /64 holding sources of two tiers counts them apart: each gets its one tunnel"):
+        tunnel(SPLIT[0])
+        tunnel(SPLIT[1])
+        rep = harness.connect(T, src=SPLIT[0])
+        harness.expect_refusal(rep, 429, "source_connection_limit", audit=px.audit, ruleset="split-a")
+    close_all()
+
     with ctx.case("identity.ipv6_source_prefix: 128 counts every address on its own "
                   "(connections_per_source 1: two addresses of one /64 both get a tunnel, a second "
                   "from one of them 429)"):
@@ -135,6 +155,41 @@ with ctx:
         tunnel(NET1[1], per_addr)
         rep = harness.connect(T, src=NET1[0], proxy_port=per_addr.port)
         harness.expect_refusal(rep, 429, "source_connection_limit", audit=per_addr.audit, ruleset="six")
+    close_all()
+
+    # ---------------------------------------------------------------- pods
+    pki = kubeapi.make_pki(ctx.path("kube"), API[0], "kube")
+    api = kubeapi.KubeAPI(API[0], API[1], pki["cert"], pki["key"], token="sources-token")
+    ctx.cleanups.append(api.stop)
+    with open(ctx.path("kube.token"), "w") as f:
+        f.write("sources-token")
+    label = {"portcullis.dev/tier": "capped"}
+    api.add_pod("ci", "p1", PODS6[0], labels=label)
+    api.add_pod("ci", "p2", PODS6[1], labels=label)
+    api.add_pod("ci", "p3", POD3_V4, ips=[POD3_V4, PODS6[2]], labels=label)
+    kpx = harness.Proxy(ctx, "kube", {"capped": {"allow": allow, "caps": {"connections_per_source": 1}}},
+                        proxy_port=3131, admin_port=9093, listen=listen(3131, 9093),
+                        identity={"kubernetes": {"api_server": "https://%s:%d" % API,
+                                                 "token_file": ctx.path("kube.token"),
+                                                 "ca_file": pki["ca"],
+                                                 "tier_label": "portcullis.dev/tier"}}).start()
+
+    def kube_ready():
+        try:
+            return metric(kpx, "portcullis_kube_synced") == 1
+        except OSError:
+            return False
+
+    with ctx.case("two pods in one /64 are two sources, one pod is one source over its IPv4 and IPv6 "
+                  "addresses (connections_per_source 1)"):
+        expect(harness.wait_until(kube_ready, 15), "the pod map did not sync in 15 s")
+        tunnel(PODS6[0], kpx)
+        tunnel(PODS6[1], kpx)     # the same /64, another pod: its own limit
+        rep = harness.connect(T, src=PODS6[0], proxy_port=kpx.port)
+        harness.expect_refusal(rep, 429, "source_connection_limit", audit=kpx.audit, ruleset="capped")
+        tunnel(POD3_V4, kpx)
+        rep = harness.connect(T, src=PODS6[2], proxy_port=kpx.port)   # the same pod over IPv6
+        harness.expect_refusal(rep, 429, "source_connection_limit", audit=kpx.audit, ruleset="capped")
     close_all()
 
     # ---------------------------------------------------------------- a full table
@@ -180,8 +235,8 @@ with ctx:
                (before, metric(small, "portcullis_source_table_evictions_total")))
         expect(metric(small, "portcullis_source_table_entries") <= SMALL_TABLE, "table over its size")
 
-    for p in (px, per_addr, small):
+    for p in (px, per_addr, small, kpx):
         with ctx.case("%s: still running, no sanitizer report" % p.name):
             expect(p.alive(), "%s exited: %s" % (p.name, p.stderr_text()[-300:]))
             expect(not p.sanitizer_report(), p.sanitizer_report())
-    ctx.final_checks([px.audit, per_addr.audit, small.audit])
+    ctx.final_checks([px.audit, per_addr.audit, small.audit, kpx.audit])

@@ -85,8 +85,26 @@ static void test_overflow_counts_everything(void **state)
 	assert_int_equal(full + s.total, 120);
 	size_t overflow = 0;
 	for (size_t i = 0; i < s.n; i++)
-		overflow += s.e[i].overflow;
+		if (s.e[i].overflow) {
+			overflow++;
+			assert_string_equal(s.e[i].tier, ""); /* of many tiers: names none */
+		}
 	assert_int_equal(overflow, 1);
+	audit_agg_destroy(a);
+}
+
+/* Tiers are told apart by name (metrics slots may be shared by many tiers). */
+static void test_tier_name_is_the_key(void **state)
+{
+	struct audit_agg *a = audit_agg_create(64);
+	struct pc_addr g = v4(9);
+	assert_true(audit_agg_note(a, &g, &g, 1, R_HOST_NOT_ALLOWED, 255, "tier-a", 1));
+	assert_true(audit_agg_note(a, &g, &g, 2, R_HOST_NOT_ALLOWED, 255, "tier-b", 2));
+	assert_false(audit_agg_note(a, &g, &g, 3, R_HOST_NOT_ALLOWED, 255, "tier-a", 3));
+	struct seen s = {0};
+	audit_agg_flush(a, collect, &s);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.e[0].tier, "tier-a");
 	audit_agg_destroy(a);
 }
 
@@ -113,6 +131,7 @@ int main(void)
 	    cmocka_unit_test(test_first_full_then_counted),
 	    cmocka_unit_test(test_overflow_counts_everything),
 	    cmocka_unit_test(test_group_is_the_key),
+	    cmocka_unit_test(test_tier_name_is_the_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

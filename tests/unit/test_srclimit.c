@@ -577,6 +577,26 @@ static void test_full_table_evicts_the_least_used_idle_source(void **state)
 	srclimit_destroy(t);
 }
 
+/* Sources of different budgets compare by the share they spent, not by bytes. */
+static void test_full_table_evicts_by_share_of_budget(void **state)
+{
+	enum { CAP = 2 };
+	struct srclimit *t = srclimit_create(CAP);
+	struct pc_addr a = nth_source(0), b = nth_source(1), c = nth_source(2);
+	struct src_slot *s = take(t, &a, 0, 1000, T0); /* small budget, 90% spent */
+	assert_int_equal(srclimit_charge(s, 900, 1000, WINDOW, T0), 900);
+	srclimit_release(t, s);
+	s = take(t, &b, 0, 1000000, T0); /* big budget, 0.5% spent, more bytes */
+	assert_int_equal(srclimit_charge(s, 5000, 1000000, WINDOW, T0), 5000);
+	srclimit_release(t, s);
+	srclimit_release(t, take(t, &c, 0, 1000, T0 + 1)); /* evicts b */
+	assert_int_equal(srclimit_evictions(t), 1);
+	s = take(t, &a, 0, 1000, T0 + 2); /* a kept its record: 100 bytes left */
+	assert_int_equal(srclimit_charge(s, 1000, 1000, WINDOW, T0 + 2), 100);
+	srclimit_release(t, s);
+	srclimit_destroy(t);
+}
+
 /* Dead entries not yet collected go before any idle one is evicted. */
 static void test_full_table_takes_dead_entries_first(void **state)
 {
@@ -698,6 +718,7 @@ int main(void)
 	    cmocka_unit_test(test_full_of_held_entries_refuses_new_sources),
 	    cmocka_unit_test(test_full_table_evicts_the_least_used_idle_source),
 	    cmocka_unit_test(test_full_table_takes_dead_entries_first),
+	    cmocka_unit_test(test_full_table_evicts_by_share_of_budget),
 	    cmocka_unit_test(test_full_table_never_evicts_a_held_source),
 	    cmocka_unit_test(test_threads_churn_a_full_table),
 	};
