@@ -60,6 +60,7 @@ static const struct reason_info reasons[R__COUNT] = {
 	[R_TLS_REQUIRED] = {"tls_required", 403, "destination_denied"},
 	[R_TLS_SERVER_MALFORMED] = {"tls_server_malformed", 200, ""},
 	[R_SOURCE_TABLE_FULL] = {"source_table_full", 503, "proxy_internal_error"},
+	[R_RESPONSE_TIMEOUT] = {"response_timeout", 504, "http_response_timeout"},
 };
 
 const char *reason_name(enum reason r)

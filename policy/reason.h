@@ -66,6 +66,7 @@ enum reason {
 	R_TLS_REQUIRED,            /* 403 plain http:// (or an Upgrade) to a tls.require_tls_ports port */
 	R_TLS_SERVER_MALFORMED,    /* cut: the upstream's answer to a checked hello is not a ServerHello */
 	R_SOURCE_TABLE_FULL,       /* 503 limits.max_sources sources, all with open connections */
+	R_RESPONSE_TIMEOUT,        /* 504 plain HTTP: no response head within the idle timeout */
 	R__COUNT
 };
 

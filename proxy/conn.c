@@ -138,16 +138,23 @@ void conn_disarm(struct conn *c)
 	evtimer_del(c->timer);
 }
 
+uint64_t conn_idle_left_ns(const struct conn *c)
+{
+	const struct policy_tier *t = conn_tier(c);
+	uint64_t idle = (uint64_t)conn_pick(t ? t->idle_timeout_ms : 0,
+	                                    policy_settings(c->policy)->idle_timeout_ms) *
+	                1000000ull;
+	uint64_t now = coarse_ns();
+	return c->last_active + idle > now ? c->last_active + idle - now : 0;
+}
+
 void conn_arm_activity(struct conn *c)
 {
 	const struct policy_tier *t = conn_tier(c);
 	const struct policy_settings *s = policy_settings(c->policy);
-	uint64_t idle =
-	    (uint64_t)conn_pick(t ? t->idle_timeout_ms : 0, s->idle_timeout_ms) * 1000000ull;
 	uint64_t life =
 	    (uint64_t)conn_pick(t ? t->max_lifetime_ms : 0, s->max_lifetime_ms) * 1000000ull;
-	uint64_t now = coarse_ns();
-	uint64_t idle_left = c->last_active + idle > now ? c->last_active + idle - now : 0;
+	uint64_t idle_left = conn_idle_left_ns(c);
 	uint64_t now_fine = mono_ns();
 	uint64_t life_end = c->t0_mono + life;
 	uint64_t life_left = life_end > now_fine ? life_end - now_fine : 0;

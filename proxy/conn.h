@@ -240,6 +240,8 @@ void conn_enter(struct conn *c, enum conn_state to);
  * (tier value, else global; idle from last_active, lifetime from t0_mono),
  * or close with idle_timeout / max_lifetime if one has passed.
  */
+/* Nanoseconds until the idle timeout (0: it has passed). */
+uint64_t conn_idle_left_ns(const struct conn *c);
 void conn_arm_activity(struct conn *c);
 /* Arm the connection's one timer (replacing any deadline). */
 void conn_arm_ms(struct conn *c, uint64_t ms);

@@ -399,6 +399,13 @@ static void forward_enter(struct conn *c)
 
 static void activity_timeout(struct conn *c)
 {
+	struct fwd *h = c->fwd;
+	/* The request went out whole and the upstream said nothing for the idle timeout. */
+	if (c->state == CS_FORWARD && h != NULL && h->req_done && !h->resp_started &&
+	    conn_idle_left_ns(c) == 0) {
+		fail(c, R_RESPONSE_TIMEOUT);
+		return;
+	}
 	conn_arm_activity(c);
 }
 

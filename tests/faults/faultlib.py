@@ -31,7 +31,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import harness  # noqa: E402
-from harness import expect, get  # noqa: E402
+from harness import expect, get  # noqa: E402,F401
 
 GOOD = "198.51.100.10"    # allowed.example: the upstreams
 BAD = "198.51.100.20"     # denied.example: listeners that must never see a connection
@@ -138,8 +138,11 @@ def _recv_all(s, buf, deadline, limit=1 << 22):
     return buf
 
 
-def run_op(kind, src, proxy_port, seq, tunnel_cmd=None):
-    """One exchange on a connection of its own.  kinds: tunnel, denied_tunnel, http, denied_http."""
+def run_op(kind, src, proxy_port, seq, tunnel_cmd=None, http_path=None):
+    """One exchange on a connection of its own.  kinds: tunnel, denied_tunnel, http, denied_http.
+    tunnel_cmd(seq): what a tunnel sends (default SAY fault-<seq>), or a callable(sock, rest,
+    deadline) that runs the tunnel itself; http_path(seq): the path of a plain-HTTP request
+    (default /cl/2000/<seq>)."""
     op = Op(kind, src)
     deadline = time.monotonic() + TIMEOUT
     try:
@@ -158,8 +161,9 @@ def run_op(kind, src, proxy_port, seq, tunnel_cmd=None):
             s.sendall(b"CONNECT denied.example:8080 HTTP/1.1\r\nHost: denied.example:8080\r\n\r\n"
                       b"SAY denied\n")
         elif kind == "http":
-            s.sendall(b"GET http://allowed.example/cl/2000/%d HTTP/1.1\r\nHost: allowed.example\r\n"
-                      b"Connection: close\r\n\r\n" % seq)
+            path = http_path(seq) if http_path else b"/cl/2000/%d" % seq
+            s.sendall(b"GET http://allowed.example%s HTTP/1.1\r\nHost: allowed.example\r\n"
+                      b"Connection: close\r\n\r\n" % path)
         else:
             s.sendall(b"POST http://denied.example/x HTTP/1.1\r\nHost: denied.example\r\n"
                       b"Content-Length: 6\r\nConnection: close\r\n\r\ndenied")
@@ -173,12 +177,15 @@ def run_op(kind, src, proxy_port, seq, tunnel_cmd=None):
         if kind == "tunnel" and op.status == 200:
             rest = head.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in head else b""
             cmd = tunnel_cmd(seq) if tunnel_cmd else b"SAY fault-%d\n" % seq
-            s.sendall(cmd)
-            got = _recv_all(s, rest, deadline)
-            op.ok = got == b"fault-%d\n" % seq if tunnel_cmd is None else True
+            if callable(cmd):
+                op.ok = cmd(s, rest, deadline)
+            else:
+                s.sendall(cmd)
+                got = _recv_all(s, rest, deadline)
+                op.ok = got == b"fault-%d\n" % seq if tunnel_cmd is None else True
         elif kind == "http" and op.status == 200:
             got = _recv_all(s, head, deadline)
-            op.ok = len(got.split(b"\r\n\r\n", 1)[-1]) == 2000
+            op.ok = http_path is not None or len(got.split(b"\r\n\r\n", 1)[-1]) == 2000
         elif kind in ("denied_tunnel", "denied_http"):
             op.ok = op.status == 403
             _recv_all(s, head, deadline, limit=65536)
@@ -197,6 +204,7 @@ class Load:
                  max_ops=20000, tunnel_cmd=None, pace=0.0):
         self.env, self.threads, self.kinds, self.max_ops = env, threads, kinds, max_ops
         self.tunnel_cmd, self.pace = tunnel_cmd, pace
+        self.http_path = None     # the scenario may change both between phases
         self.ops = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -214,7 +222,7 @@ class Load:
             kind = self.kinds[seq % len(self.kinds)]
             src = SOURCES[seq % len(SOURCES)]
             phase = self.phase
-            op = run_op(kind, src, self.env.px.port, seq, self.tunnel_cmd)
+            op = run_op(kind, src, self.env.px.port, seq, self.tunnel_cmd, self.http_path)
             op.phase = phase
             with self.lock:
                 self.ops.append(op)
@@ -324,3 +332,30 @@ def check(ctx, name, row, min_answered=100, serving=True, allow_lost_counted=0):
     if serving:
         with ctx.case("%s: the daemon kept serving, then drained and exited 0" % name):
             expect(row["exit"] == 0, "exit status %s" % row["exit"])
+
+
+def run_phases(load, phases, ops=240, seconds=2.0, timeout=60):
+    """Run the load through phases [(name, setup or None)]: each phase's setup, then at least
+    `ops` exchanges and `seconds`.  Returns {name: (began, ended)} (monotonic times)."""
+    times = {}
+    for name, setup in phases:
+        if setup:
+            setup()
+        load.phase = name
+        t0 = time.monotonic()
+        load.wait_ops(ops, timeout)
+        left = seconds - (time.monotonic() - t0)
+        if left > 0:
+            time.sleep(left)   # the load runs meanwhile; nothing is asserted on time
+        times[name] = (t0, time.monotonic())
+    return times
+
+
+def report_phases(ctx, scenario, env, load, exit_code, names, min_answered=100, serving=True):
+    """One report row and the invariant's cases per phase."""
+    rows = []
+    for name in names:
+        row = account(env, load, exit_code, phase=name)
+        rows.append(report(ctx, scenario, name, load, row))
+        check(ctx, "%s, %s" % (scenario, name), row, min_answered=min_answered, serving=serving)
+    return rows

@@ -54,7 +54,7 @@ REASON_STATUS = {
     "tls_server_malformed": 200,
     # caps
     "source_connection_limit": 429, "source_upload_budget": 429, "audit_unavailable": 503,
-    "source_table_full": 503,
+    "source_table_full": 503, "response_timeout": 504,
 }
 CLOSE_REASONS = {"client_closed", "upstream_closed", "idle_timeout", "max_lifetime",
                  "drain_timeout", "client_error", "upstream_error",

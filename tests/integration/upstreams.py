@@ -641,6 +641,15 @@ class OriginSession(Session):
                                   [("ETag", '"it-etag"')])
             data = b"status %d\n" % code
             return self.reply(req, code, "Status", [("Content-Length", str(len(data)))], data)
+        if what == "mute":   # read the request, never answer
+            time.sleep(IO_TIMEOUT)
+            return False
+        if what in ("trunc", "rst"):   # announce n bytes, send half, then close (or reset)
+            n = num(1, 1000)
+            self.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n + body_bytes(n // 2, 1))
+            if what == "rst":
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01" + b"\x00" * 7)
+            return False
         if what == "early":
             self.send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n")
             data = body_bytes(num(1, 0), num(2, 1))
