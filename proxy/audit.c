@@ -412,7 +412,9 @@ struct audit_log {
 	size_t cap;
 	size_t head;            /* under mu */
 	size_t used;            /* under mu; includes the batch being written */
-	atomic_size_t used_pub; /* copy of used for audit_log_available */
+	atomic_size_t used_pub; /* copy of used + reserved for audit_log_available */
+	size_t reserved;        /* under mu: room promised to records to come (allowed exchanges) */
+	atomic_size_t queued_pub; /* copy of used for audit_log_pressed */
 	bool idle;              /* under mu: the writer waits for a first record (wake it) */
 	bool lingering;         /* under mu: the writer collects a batch (wake it when it is big) */
 	size_t batch;           /* a batch this big is written at once (AUDIT_BATCH_BYTES, cap / 4) */
@@ -586,7 +588,8 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&l->mu);
 		l->head = (head + n) % l->cap;
 		l->used -= n;
-		atomic_store(&l->used_pub, l->used);
+		atomic_store(&l->used_pub, l->used + l->reserved);
+		atomic_store(&l->queued_pub, l->used);
 	}
 	pthread_mutex_unlock(&l->mu);
 	return NULL;
@@ -673,16 +676,61 @@ fail:
 	return NULL;
 }
 
+/* The room for a record beyond what is promised to others: unreserved room (mu held). */
+static size_t room(const struct audit_log *l)
+{
+	size_t taken = l->used + l->reserved;
+	return taken < l->cap ? l->cap - taken : 0;
+}
+
+bool audit_log_reserve(struct audit_log *l, size_t bytes)
+{
+	if (l == NULL)
+		return false;
+	pthread_mutex_lock(&l->mu);
+	/* The same line as audit_log_available: what is promised counts as queued. */
+	bool ok = !atomic_load(&l->stop) && l->used + l->reserved + bytes < l->cap - l->cap / 10;
+	if (ok) {
+		l->reserved += bytes;
+		atomic_store(&l->used_pub, l->used + l->reserved);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return ok;
+}
+
+void audit_log_unreserve(struct audit_log *l, size_t bytes)
+{
+	if (l == NULL || bytes == 0)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->reserved -= bytes <= l->reserved ? bytes : l->reserved;
+	atomic_store(&l->used_pub, l->used + l->reserved);
+	pthread_mutex_unlock(&l->mu);
+}
+
 int audit_log_submit(struct audit_log *l, const char *line, size_t len)
 {
-	if (l == NULL || line == NULL)
+	return audit_log_submit_reserved(l, line, len, 0);
+}
+
+int audit_log_submit_reserved(struct audit_log *l, const char *line, size_t len, size_t reserved)
+{
+	if (l == NULL || line == NULL) {
+		audit_log_unreserve(l, reserved);
 		return -1;
-	if (len == 0)
-		return 0;
-	bool add_nl = line[len - 1] != '\n';
+	}
+	bool add_nl = len > 0 && line[len - 1] != '\n';
 	size_t need = len + (add_nl ? 1 : 0);
 	pthread_mutex_lock(&l->mu);
-	if (atomic_load(&l->stop) || need > l->cap - l->used) {
+	/* The reservation is given back first: it is this record's room. */
+	l->reserved -= reserved <= l->reserved ? reserved : l->reserved;
+	if (len == 0) {
+		atomic_store(&l->used_pub, l->used + l->reserved);
+		pthread_mutex_unlock(&l->mu);
+		return 0;
+	}
+	if (atomic_load(&l->stop) || need > room(l)) {
+		atomic_store(&l->used_pub, l->used + l->reserved);
 		pthread_mutex_unlock(&l->mu);
 		atomic_fetch_add(&l->dropped, 1);
 		return -1;
@@ -695,7 +743,8 @@ int audit_log_submit(struct audit_log *l, const char *line, size_t len)
 		l->ring[(tail + len) % l->cap] = '\n';
 	size_t before = l->used;
 	l->used += need;
-	atomic_store(&l->used_pub, l->used);
+	atomic_store(&l->used_pub, l->used + l->reserved);
+	atomic_store(&l->queued_pub, l->used);
 	/*
 	 * Wake the writer only when it sleeps with nothing queued, or when the
 	 * batch it is collecting just grew big enough; otherwise it is writing
@@ -720,7 +769,7 @@ bool audit_log_available(const struct audit_log *l)
 
 bool audit_log_pressed(const struct audit_log *l)
 {
-	return l != NULL && atomic_load_explicit(&l->used_pub, memory_order_relaxed) >= l->cap / 8;
+	return l != NULL && atomic_load_explicit(&l->queued_pub, memory_order_relaxed) >= l->cap / 8;
 }
 
 void audit_log_reopen(struct audit_log *l)

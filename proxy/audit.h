@@ -74,7 +74,26 @@ struct audit_log *audit_log_create(const char *output, size_t queue_bytes, char 
 int audit_log_submit(struct audit_log *l, const char *line, size_t len)
 	__attribute__((warn_unused_result));
 
-/* True when the queue has room for new records (used to refuse new connections when not). */
+/*
+ * Room promised to a record to come, so that no exchange is let through
+ * whose record could then find the queue full: an allowed exchange reserves
+ * the room for its record when it is admitted and writes into it at its end.
+ * False when the queue (queued plus promised) is past the line
+ * audit_log_available draws: fail closed, refuse the exchange.  Records
+ * without a reservation (refusals) never take promised room.
+ */
+bool audit_log_reserve(struct audit_log *l, size_t bytes) __attribute__((warn_unused_result));
+/* Give back a reservation that will not be used. */
+void audit_log_unreserve(struct audit_log *l, size_t bytes);
+/*
+ * audit_log_submit into a reservation of `reserved` bytes (given back
+ * whatever happens); a record longer than its reservation needs the
+ * difference from room nobody was promised.
+ */
+int audit_log_submit_reserved(struct audit_log *l, const char *line, size_t len, size_t reserved)
+	__attribute__((warn_unused_result));
+
+/* True when the queue (queued plus promised) has room for new records (refuse new work when not). */
 bool audit_log_available(const struct audit_log *l);
 
 /*

@@ -321,8 +321,9 @@ enum reason conn_admit(struct conn *c, bool plain)
 			return R_TLS_REQUIRED;
 		conn_would_deny(c, R_TLS_REQUIRED);
 	}
-	/* Fail closed: an exchange that could not be recorded does not happen. */
-	if (!audit_log_available(c->env->audit))
+	/* Fail closed: an exchange that could not be recorded does not happen, and one that
+	 * does has room for its record however full the queue gets meanwhile. */
+	if (!conn_audit_reserve(c))
 		return R_AUDIT_UNAVAILABLE;
 	uint32_t retry = 0;
 	if (srclimit_budget_check(c->slot, t->upload_budget_bytes, mono_ns(), &retry) !=
@@ -411,6 +412,8 @@ static void end(struct conn *c, enum reason why, bool linger)
 	if (c->state == CS_CLOSED)
 		return;
 	conn_audit(c, why, c->have_dst);
+	audit_log_unreserve(env->audit, c->audit_reserved); /* an exchange that had no record */
+	c->audit_reserved = 0;
 	release_phases(c);
 	srclimit_release(env->srclimit, c->slot);
 	c->slot = NULL;

@@ -179,6 +179,7 @@ struct conn {
 	bool plain;          /* a plain-HTTP request (else CONNECT) */
 	bool have_request;   /* a request head was parsed: the exchange gets a record */
 	bool audited;        /* its record was written */
+	size_t audit_reserved; /* room promised to its record in the audit queue (conn_admit) */
 	struct pc_host host; /* the target */
 	uint16_t port;
 	struct verdict verdict; /* the host decision; reason overwritten by a later refusal */
@@ -296,6 +297,12 @@ bool conn_charge_whole(struct conn *c, bool upload, uint64_t n, bool capped, enu
 
 /* Write the exchange's record (once): a refusal (allowed false) or an end. conn_audit.c */
 void conn_audit(struct conn *c, enum reason why, bool allowed);
+/*
+ * Promise room in the audit queue to the exchange's record, from admission on
+ * (an estimate of its size, with room for what the first flight adds).  False
+ * when the queue cannot promise it: refuse with audit_unavailable.
+ */
+bool conn_audit_reserve(struct conn *c);
 /* The record of a refusal at accept, before a connection object exists. conn_audit.c */
 void conn_audit_raw(struct conn_env *env, const struct sockaddr *sa, enum reason why);
 /* The next exchange on this connection (keep-alive): reset what belonged to the last one. */

@@ -18,16 +18,18 @@
 #define AGG_SLOTS       4096
 #define AGG_INTERVAL_MS 1000
 
-/* False when the record was lost (counted: by the writer when its queue was full). */
-static bool submit(struct conn_env *env, const struct audit_rec *r)
+/* Queue a record (into `reserved` promised bytes, given back whatever happens).  False when it
+ * was lost (counted: by the writer when its queue was full). */
+static bool submit(struct conn_env *env, const struct audit_rec *r, size_t reserved)
 {
 	char line[AUDIT_LINE_MAX];
 	size_t n = audit_format(r, env->hostname, line, sizeof(line));
 	if (n == 0) {
+		audit_log_unreserve(env->audit, reserved);
 		atomic_fetch_add_explicit(&env->audit_lost, 1, memory_order_relaxed);
 		return false;
 	}
-	return audit_log_submit(env->audit, line, n) == 0;
+	return audit_log_submit_reserved(env->audit, line, n, reserved) == 0;
 }
 
 /*
@@ -67,7 +69,7 @@ static void emit_aggregate(void *arg, const struct audit_agg_entry *e)
 	    .end_ns = e->last_ns,
 	};
 	/* Lost, it stands for all it counted: the writer counted one, add the rest. */
-	if (!submit(env, &r) && e->count > 1)
+	if (!submit(env, &r, 0) && e->count > 1)
 		atomic_fetch_add_explicit(&env->audit_lost, e->count - 1, memory_order_relaxed);
 }
 
@@ -97,11 +99,9 @@ void conn_audit_fini(struct conn_env *env)
 	env->agg = NULL;
 }
 
-void conn_audit(struct conn *c, enum reason why, bool allowed)
+/* The exchange's record as it stands (strings point into c). */
+static void build(const struct conn *c, enum reason why, bool allowed, struct audit_rec *out)
 {
-	if (c->audited || !c->have_request)
-		return;
-	c->audited = true;
 	const struct policy_tier *t = conn_tier(c);
 	struct audit_rec r = {
 	    .ts_ns = c->t0_wall,
@@ -148,12 +148,46 @@ void conn_audit(struct conn *c, enum reason why, bool allowed)
 			}
 		}
 	}
+	*out = r;
+}
+
+/* What the first flight may add to a record after admission: SNI, version, ALPN, a would-deny. */
+#define RESERVE_SLACK 640
+
+bool conn_audit_reserve(struct conn *c)
+{
+	struct audit_rec r;
+	char line[AUDIT_LINE_MAX];
+	build(c, R_UPSTREAM_CLOSED, true, &r);
+	r.bytes_up = r.bytes_down = r.duration_ns = UINT64_MAX; /* the widest numbers */
+	r.status = 200;
+	size_t n = audit_format(&r, c->env->hostname, line, sizeof(line));
+	size_t want = (n > 0 ? n : sizeof(line)) + RESERVE_SLACK;
+	audit_log_unreserve(c->env->audit, c->audit_reserved);
+	c->audit_reserved = 0;
+	if (!audit_log_reserve(c->env->audit, want))
+		return false;
+	c->audit_reserved = want;
+	return true;
+}
+
+void conn_audit(struct conn *c, enum reason why, bool allowed)
+{
+	if (c->audited || !c->have_request)
+		return;
+	c->audited = true;
+	struct audit_rec r;
+	build(c, why, allowed, &r);
 	/* One metric count per exchange, whether its record is queued, counted or lost. */
 	metrics_add(&c->env->metrics->conns[c->tier_slot][why][allowed ? MDEC_ALLOW : MDEC_DENY],
 	            1);
-	if (!allowed && refusal_counted(c->env, &c->src, c->src_port, why, c->tier_slot, r.tier))
+	size_t reserved = c->audit_reserved;
+	c->audit_reserved = 0;
+	/* A refusal with a reservation (after admission) is not aggregated: its room is kept. */
+	if (!allowed && reserved == 0 &&
+	    refusal_counted(c->env, &c->src, c->src_port, why, c->tier_slot, r.tier))
 		return;
-	submit(c->env, &r);
+	submit(c->env, &r, reserved);
 }
 
 void conn_audit_raw(struct conn_env *env, const struct sockaddr *sa, enum reason why)
@@ -171,5 +205,5 @@ void conn_audit_raw(struct conn_env *env, const struct sockaddr *sa, enum reason
 	metrics_add(&env->metrics->conns[0][why][MDEC_DENY], 1);
 	if (refusal_counted(env, &src, src_port, why, 0, NULL))
 		return;
-	submit(env, &r);
+	submit(env, &r, 0);
 }

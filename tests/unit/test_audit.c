@@ -978,6 +978,56 @@ static void test_writer_full(void **state)
 	assert_int_equal(d.bytes, ok * sizeof(line));
 }
 
+/* Room promised to a record to come is never taken by others: the record always fits. */
+static void test_writer_reservations(void **state)
+{
+	char path[512], err[256], line[128], big[900];
+	snprintf(path, sizeof(path), "%s/fifo-res", tmpdir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	int rfd = open(path, O_RDONLY | O_NONBLOCK);
+	assert_true(rfd >= 0);
+	struct audit_log *l = audit_log_create(path, 4096, err, sizeof(err));
+	assert_non_null(l);
+	memset(line, 'y', sizeof(line));
+	line[sizeof(line) - 1] = '\n';
+	memset(big, 'z', sizeof(big));
+	big[sizeof(big) - 1] = '\n';
+
+	assert_true(audit_log_reserve(l, 1024));
+	/* refusals fill the pipe and the queue up to the promised room, never into it */
+	/* until the pipe is full and the writer blocked: refused 20 times in a row over >= 200 ms */
+	int refused = 0;
+	for (int i = 0; i < 400000 && refused < 20; i++) {
+		if (audit_log_submit(l, line, sizeof(line)) != 0) {
+			refused++;
+			usleep(10000);
+		} else {
+			refused = 0;
+		}
+	}
+	assert_int_equal(refused, 20);
+	assert_false(audit_log_available(l));
+	assert_false(audit_log_reserve(l, 100)); /* nothing more is promised now */
+	/* the promised record goes in, even a little longer than promised if there is room */
+	assert_int_equal(audit_log_submit_reserved(l, big, sizeof(big), 1024), 0);
+	assert_int_equal(audit_log_submit(l, line, sizeof(line)), -1);
+	/* a reservation given back unused frees its room */
+	int fl = fcntl(rfd, F_GETFL);
+	fcntl(rfd, F_SETFL, fl & ~O_NONBLOCK);
+	struct drain d = {rfd, 0};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, drainer, &d), 0);
+	int i;
+	for (i = 0; i < 500 && !audit_log_reserve(l, 2000); i++)
+		usleep(10000);
+	assert_true(i < 500);
+	audit_log_unreserve(l, 2000);
+	assert_true(audit_log_available(l));
+	audit_log_destroy(l);
+	pthread_join(th, NULL);
+	close(rfd);
+}
+
 /* "-" writes to stdout; a missing newline is added; reopen is a no-op; empty lines are skipped. */
 static void test_writer_stdout(void **state)
 {
@@ -1033,6 +1083,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_writer_reopen, setup_tmp, teardown_tmp),
 	    cmocka_unit_test_setup_teardown(test_writer_reopen_idle, setup_tmp, teardown_tmp),
 	    cmocka_unit_test_setup_teardown(test_writer_full, setup_tmp, teardown_tmp),
+	    cmocka_unit_test_setup_teardown(test_writer_reservations, setup_tmp, teardown_tmp),
 	    cmocka_unit_test(test_writer_stdout),
 	    cmocka_unit_test(test_writer_bad_path),
 	};
