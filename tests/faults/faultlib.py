@@ -95,6 +95,10 @@ class Env:
                                      "attempts": 1})
         over.setdefault("timeouts", {"connect": "1s", "idle": "10s", "drain": "3s"})
         self.px = harness.Proxy(ctx, "proxy", tiers or {"fault": TIER}, **over)
+        out = over.get("audit", {}).get("output")
+        if out:   # the audit output the scenario chose (a small disk, a pipe)
+            self.px.audit_path = out
+            self.px.audit = harness.Audit(out, ctx.ecs, "proxy")
         if start:
             self.px.start()
 
@@ -254,10 +258,12 @@ class Load:
         return self
 
 
-def account(env, load, exit_code, audit_path=None, phase=None):
-    """Match every exchange (of one phase, or all) to its records; the numbers of one report row."""
-    audit = harness.Audit(audit_path, env.ctx.ecs, "faults") if audit_path else env.px.audit
-    recs = audit.records()
+def account(env, load, exit_code, audit_paths=None, phase=None):
+    """Match every exchange (of one phase, or all) to its records (in the proxy's audit file, or
+    in audit_paths: a rotated file and its successor); the numbers of one report row."""
+    recs = []
+    for path in audit_paths or [env.px.audit_path]:
+        recs += harness.Audit(path, env.ctx.ecs, os.path.basename(path)).records()
     by_port = collections.Counter()
     aggregated = collections.Counter()   # source ip -> refusals counted in aggregates
     for r in recs:
@@ -320,7 +326,8 @@ def check(ctx, name, row, min_answered=100, serving=True, allow_lost_counted=0):
     """The invariant, one case per promise."""
     with ctx.case("%s: load ran (%d exchanges, %d answered)" % (name, row["connections"], row["answered"])):
         expect(row["answered"] >= min_answered, "only %d exchanges answered" % row["answered"])
-    with ctx.case("%s: every answered connection has exactly one record; none allowed without one" % name):
+    with ctx.case("%s: every answered connection has exactly one record (or is counted lost, if "
+                  "refused); none allowed without one" % name):
         expect(row["lost"] <= allow_lost_counted and row["allowed_unrecorded"] == 0,
                "lost %d (allowed without a record %d): %s" %
                (row["lost"], row["allowed_unrecorded"], row["examples"]))
@@ -351,11 +358,27 @@ def run_phases(load, phases, ops=240, seconds=2.0, timeout=60):
     return times
 
 
-def report_phases(ctx, scenario, env, load, exit_code, names, min_answered=100, serving=True):
-    """One report row and the invariant's cases per phase."""
+def report_phases(ctx, scenario, env, load, exit_code, names, min_answered=100, serving=True,
+                  audit_paths=None, lost_counted=0):
+    """One report row and the invariant's cases per phase.  lost_counted: records the proxy
+    counted as lost (portcullis_audit_records_lost_total); refusals may be among them, never an
+    allowed exchange."""
     rows = []
     for name in names:
-        row = account(env, load, exit_code, phase=name)
+        row = account(env, load, exit_code, audit_paths=audit_paths, phase=name)
+        row["lost_counted"] = lost_counted
         rows.append(report(ctx, scenario, name, load, row))
-        check(ctx, "%s, %s" % (scenario, name), row, min_answered=min_answered, serving=serving)
+        check(ctx, "%s, %s" % (scenario, name), row, min_answered=min_answered, serving=serving,
+              allow_lost_counted=lost_counted)
     return rows
+
+
+def metric(env, name):
+    """One unlabelled sample of the proxy's /metrics (None when absent)."""
+    import re
+    import urllib.request
+    port = int(env.px.policy["listen"]["admin"].rsplit(":", 1)[1])
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else None
