@@ -548,12 +548,13 @@ class Proxy:
         self.start_error = None
         ctx.proxies.append(self)
 
-    def start(self, timeout=10.0):
+    def start(self, timeout=10.0, prefix=()):
         """Start and wait until the proxy port accepts (<= timeout).  Returns self;
-        on failure start_error says why and every later request fails on its own."""
+        on failure start_error says why and every later request fails on its own.
+        prefix: a command the daemon runs under (e.g. prlimit), which must exec it."""
         out = open(self.stdout_path, "ab")
         err = open(self.stderr_path, "ab")
-        self.proc = self.ctx.spawn(self.name, [self.ctx.binary, "-c", self.policy_path],
+        self.proc = self.ctx.spawn(self.name, list(prefix) + [self.ctx.binary, "-c", self.policy_path],
                                    stdout=out, stderr=err, env=daemon_env())
         out.close()
         err.close()
