@@ -205,8 +205,9 @@ class Load:
     """Client threads cycling through kinds until stopped (or max_ops)."""
 
     def __init__(self, env, threads=48, kinds=("tunnel", "denied_tunnel", "http", "denied_http"),
-                 max_ops=20000, tunnel_cmd=None, pace=0.0):
+                 max_ops=20000, tunnel_cmd=None, pace=0.0, sources=None):
         self.env, self.threads, self.kinds, self.max_ops = env, threads, kinds, max_ops
+        self.sources = sources or SOURCES
         self.tunnel_cmd, self.pace = tunnel_cmd, pace
         self.http_path = None     # the scenario may change both between phases
         self.ops = []
@@ -224,7 +225,7 @@ class Load:
                 seq = self.seq
                 self.seq += 1
             kind = self.kinds[seq % len(self.kinds)]
-            src = SOURCES[seq % len(SOURCES)]
+            src = self.sources[(seq // len(self.kinds)) % len(self.sources)]
             phase = self.phase
             op = run_op(kind, src, self.env.px.port, seq, self.tunnel_cmd, self.http_path)
             op.phase = phase
