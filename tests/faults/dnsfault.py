@@ -14,7 +14,6 @@ query it reads MODE_FILE (one word; missing = ok):
   garbage    16 random bytes
   blackhole  no answer at all
 """
-import os
 import random
 import socket
 import struct

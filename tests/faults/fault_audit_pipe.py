@@ -16,20 +16,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faultlib  # noqa: E402
 from faultlib import expect, harness  # noqa: E402
 
-READER = ("import os,sys\n"
-          "fd=os.open(sys.argv[1],os.O_RDONLY)\n"
-          "out=os.open(sys.argv[2],os.O_WRONLY|os.O_CREAT|os.O_APPEND,0o644)\n"
-          "while True:\n"
-          "    d=os.read(fd,65536)\n"
-          "    if not d: break\n"
-          "    while d:\n"
-          "        d=d[os.write(out,d):]\n")
-
 ctx = harness.start(__file__, v4=[faultlib.GOOD, faultlib.BAD])
 with ctx:
     fifo, out = ctx.path("audit.fifo"), ctx.path("reader-out.log")
     os.mkfifo(fifo)
-    reader = ctx.spawn("reader", [harness.PY, "-c", READER, fifo, out])
+    reader = ctx.spawn("reader", [harness.PY, "-c", harness.FIFO_READER, fifo, out])
     env = faultlib.Env(ctx, audit={"output": fifo, "queue_size": "512KiB"})
     env.px.audit_path = out
     env.px.audit = harness.Audit(out, ctx.ecs, "reader output")

@@ -9,7 +9,6 @@ descriptors come free.  Every connection that got in has its record.
 """
 import os
 import sys
-import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -19,19 +18,6 @@ from faultlib import expect, harness  # noqa: E402
 NOFILE = 128
 
 
-def hold(s, rest, deadline):
-    s.sendall(b"HOLD\n")
-    got = rest
-    while b"HOLD ok\n" not in got:
-        d = s.recv(4096)
-        if not d:
-            return False
-        got += d
-    time.sleep(1.0)
-    s.sendall(b"still here\n")
-    return True
-
-
 ctx = harness.start(__file__, v4=[faultlib.GOOD, faultlib.BAD])
 with ctx:
     env = faultlib.Env(ctx, start=False)
@@ -39,7 +25,7 @@ with ctx:
     load = faultlib.Load(env, threads=200, pace=0.05).start()
 
     def hold_tunnels():
-        load.tunnel_cmd = lambda q: hold
+        load.tunnel_cmd = lambda q: faultlib.holding(1.0)
 
     def quick():
         load.tunnel_cmd = None

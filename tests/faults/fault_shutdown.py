@@ -18,30 +18,11 @@ import faultlib  # noqa: E402
 from faultlib import expect, get, harness  # noqa: E402
 
 
-def hold(s, rest, deadline):
-    s.sendall(b"HOLD\n")
-    got = rest
-    while b"HOLD ok\n" not in got:
-        d = s.recv(4096)
-        if not d:
-            return False
-        got += d
-    end = time.monotonic() + 8.0
-    try:
-        while time.monotonic() < end:
-            s.settimeout(max(0.05, end - time.monotonic()))
-            if not s.recv(4096):
-                break     # the proxy ended the tunnel (drain_timeout)
-    except OSError:
-        pass
-    return True
-
-
 ctx = harness.start(__file__, v4=[faultlib.GOOD, faultlib.BAD])
 with ctx:
     env = faultlib.Env(ctx)
     load = faultlib.Load(env, threads=48, pace=0.05,
-                         tunnel_cmd=lambda q: hold if q % 8 == 0 else b"SAY fault-%d\n" % q).start()
+                         tunnel_cmd=lambda q: faultlib.holding(8.0, True) if q % 8 == 0 else b"SAY fault-%d\n" % q).start()
     sigterm = {}
 
     def term():

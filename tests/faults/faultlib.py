@@ -23,7 +23,6 @@ import collections
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -340,6 +339,33 @@ def check(ctx, name, row, min_answered=100, serving=True, allow_lost_counted=0):
     if serving:
         with ctx.case("%s: the daemon kept serving, then drained and exited 0" % name):
             expect(row["exit"] == 0, "exit status %s" % row["exit"])
+
+
+def holding(seconds, until_closed=False):
+    """A tunnel_cmd callable: HOLD (the upstream echoes until EOF), then keep the tunnel open
+    for `seconds`; until_closed: also return early when the proxy ends it."""
+    def run(s, rest, deadline):
+        s.sendall(b"HOLD\n")
+        got = rest
+        while b"HOLD ok\n" not in got:
+            d = s.recv(4096)
+            if not d:
+                return False
+            got += d
+        end = time.monotonic() + seconds
+        try:
+            while time.monotonic() < end:
+                s.settimeout(max(0.05, end - time.monotonic()))
+                if until_closed and not s.recv(4096):
+                    break
+                if not until_closed:
+                    time.sleep(max(0.0, end - time.monotonic()))
+            if not until_closed:
+                s.sendall(b"still here\n")
+        except OSError:
+            pass
+        return True
+    return run
 
 
 def run_phases(load, phases, ops=240, seconds=2.0, timeout=60):

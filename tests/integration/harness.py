@@ -119,6 +119,17 @@ WATCHDOG = (
     "        pass\n")
 
 
+# A process that copies a FIFO to a file until EOF (an audit pipe's reader).
+FIFO_READER = ("import os,sys\n"
+               "fd=os.open(sys.argv[1],os.O_RDONLY)\n"
+               "out=os.open(sys.argv[2],os.O_WRONLY|os.O_CREAT|os.O_APPEND,0o644)\n"
+               "while True:\n"
+               "    d=os.read(fd,65536)\n"
+               "    if not d: break\n"
+               "    while d:\n"
+               "        d=d[os.write(out,d):]\n")
+
+
 def die_with_me():
     """preexec_fn for every child: it dies with this process, however that ends."""
     parent = os.getpid()

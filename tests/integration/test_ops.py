@@ -1143,15 +1143,7 @@ with ctx:
     fifo = ctx.path("audit.fifo")
     fifo_out = ctx.path("fifo-reader-out.log")
     os.mkfifo(fifo)
-    reader_code = ("import os,sys\n"
-                   "fd=os.open(sys.argv[1],os.O_RDONLY)\n"
-                   "out=os.open(sys.argv[2],os.O_WRONLY|os.O_CREAT|os.O_APPEND,0o644)\n"
-                   "while True:\n"
-                   "    d=os.read(fd,65536)\n"
-                   "    if not d: break\n"
-                   "    while d:\n"
-                   "        d=d[os.write(out,d):]\n")
-    reader = ctx.spawn("fifo-reader", [harness.PY, "-c", reader_code, fifo, fifo_out])
+    reader = ctx.spawn("fifo-reader", [harness.PY, "-c", harness.FIFO_READER, fifo, fifo_out])
     # A 1 MiB queue, so that filling it takes seconds. One source's refusals are aggregated
     # under pressure (test_auditflood.py), so the flood comes from 150 sources.
     fx = harness.Proxy(ctx, "fifo", {LONG_TIER: {"sources": ["127.0.0.0/24"],
