@@ -405,6 +405,10 @@ static void load_globals(struct policy_loader *L, const struct policy_node *root
 	if (policy_want_unit(L, policy_get(m, "queue_size"), false, 65536, 1ull << 30, "64KiB",
 	                     "1GiB", &x))
 		s->audit_queue_bytes = x;
+	else if (policy_get(m, "queue_size") == NULL &&
+	         (uint64_t)s->max_connections * AUDIT_ROOM_PER_CONN > s->audit_queue_bytes)
+		/* Unset: room for every connection's promised record, however many are allowed. */
+		s->audit_queue_bytes = (uint64_t)s->max_connections * AUDIT_ROOM_PER_CONN;
 
 	v = policy_get(root, "version");
 	if (v == NULL)

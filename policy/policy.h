@@ -12,6 +12,9 @@
 
 #define POLICY_MAX_RESOLVERS 8
 #define POLICY_MAX_LISTEN 8
+/* Audit queue room per allowed connection when audit.queue_size is unset: each admitted
+ * exchange has its record's room promised (about 1 KiB) and the queue refuses new ones at 90%. */
+#define AUDIT_ROOM_PER_CONN 2048u
 
 /* A host:port socket address from the policy (listen / resolver entries). */
 struct policy_sockaddr {
@@ -117,7 +120,7 @@ struct policy_settings {
 	uint32_t resolver_max_answers; /* default 16: answers beyond are ignored */
 
 	const char *audit_output; /* "-" = stdout (default) or a file path */
-	uint64_t audit_queue_bytes; /* audit.queue_size, default 16MiB: records waiting for the sink */
+	uint64_t audit_queue_bytes; /* audit.queue_size, default max(16MiB, 2KiB x max_connections) */
 
 	uint32_t max_connections;   /* limits.max_connections, default 10000 */
 	uint32_t max_sources;       /* limits.max_sources: per-source table size, default 1000000 */

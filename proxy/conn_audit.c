@@ -151,8 +151,12 @@ static void build(const struct conn *c, enum reason why, bool allowed, struct au
 	*out = r;
 }
 
-/* What the first flight may add to a record after admission: SNI, version, ALPN, a would-deny. */
-#define RESERVE_SLACK 640
+/*
+ * What the first flight usually adds to a record after admission: SNI, version, ALPN, a
+ * would-deny.  A longer record still fits when the queue has free room; the promise is sized
+ * for the common case so that 10,000 idle tunnels fit the default queue with room to spare.
+ */
+#define RESERVE_SLACK 384
 
 bool conn_audit_reserve(struct conn *c)
 {

@@ -1,5 +1,6 @@
 /* portcullis: options, policy loading, start-up and shutdown. */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,15 +27,18 @@ enum {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: portcullis -c FILE       run the proxy with this policy\n"
-	           "       portcullis --check FILE  validate a policy and print a summary\n"
+	           "       portcullis --check FILE [--strict]\n"
+	           "                                validate a policy and print a summary;\n"
+	           "                                --strict also fails on warnings\n"
 	           "       portcullis --version\n"
 	           "       portcullis --help\n"
 	           "\n"
 	           "exit codes: 0 ok, 1 invalid policy, 2 usage, 3 start-up failure\n");
 }
 
-static int check(const char *path)
+static int check(const char *path, bool strict)
 {
+	(void)strict; /* no warnings yet: every policy that loads passes --strict */
 	char sha[65];
 	struct policy *p = policyfile_load(path, false, sha);
 	if (p == NULL)
@@ -83,11 +87,13 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"config", required_argument, NULL, 'c'},
 	    {"check", required_argument, NULL, 'k'},
+	    {"strict", no_argument, NULL, 's'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *checkfile = NULL;
+	bool strict = false;
 	int o;
 	while ((o = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (o) {
@@ -96,6 +102,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			checkfile = optarg;
+			break;
+		case 's':
+			strict = true;
 			break;
 		case 'V':
 			printf("portcullis %s\n", PORTCULLIS_VERSION);
@@ -108,11 +117,12 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind != argc || (config == NULL) == (checkfile == NULL)) {
+	if (optind != argc || (config == NULL) == (checkfile == NULL) ||
+	    (strict && checkfile == NULL)) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
 	if (checkfile != NULL)
-		return check(checkfile);
+		return check(checkfile, strict);
 	return run(config);
 }
