@@ -918,8 +918,12 @@ int policy_load_file(const char *path, struct policy **out, struct policy_diags 
 		return POLICY_ERR_INVALID;
 	}
 	if (rc != FILEIO_OK) {
+		int e = errno;
 		snprintf(msg, sizeof(msg), "cannot read the policy: %s",
-		         strerror_r(errno, err, sizeof(err)));
+		         e == ENOENT   ? "not found"
+		         : e == EISDIR ? "is a directory, not a policy file"
+		         : e == EACCES ? "permission denied"
+		                       : strerror_r(e, err, sizeof(err)));
 		policy_diag_at(&L, 0, 0, "", msg);
 		return POLICY_ERR_IO;
 	}

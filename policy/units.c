@@ -425,7 +425,13 @@ static void syntax_diag(struct policy_loader *L, const yaml_parser_t *ps)
 	} else {
 		line = (unsigned)ps->problem_mark.line + 1;
 		col = (unsigned)ps->problem_mark.column + 1;
-		if (ps->context != NULL)
+		size_t at = ps->problem_mark.index;
+		if (at < L->len && L->buf[at] == '\t')
+			/* libyaml's words for it ("cannot start any token") hide the cause. */
+			snprintf(msg, sizeof(msg),
+			         "YAML syntax error: a tab character here; YAML forbids tabs for "
+			         "indentation, indent with spaces");
+		else if (ps->context != NULL)
 			snprintf(msg, sizeof(msg), "YAML syntax error: %s (%s at line %u)",
 			         ps->problem ? ps->problem : "?", ps->context,
 			         (unsigned)ps->context_mark.line + 1);

@@ -51,10 +51,17 @@ struct admin {
 	bool started;
 	struct event_base *base;
 	struct evconnlistener *listener;
-	struct dns_resolver *dns;
-	struct dns_query *probe;
+	/* One resolver per pinned server, so /readyz can say which one fails and how. */
+	struct admin_probe {
+		struct admin *a;
+		struct dns_resolver *dns;
+		struct dns_query *q; /* in flight, or NULL */
+		char name[ADDR_STRLEN + 8];
+	} probes[POLICY_MAX_RESOLVERS];
+	size_t n_probes;
 	struct event *probe_ev;
-	int stop_fd; /* the main thread asks the loop to stop through this eventfd */
+	char last_ready[512]; /* the readiness last logged ("ready" or why not) */
+	int stop_fd;          /* the main thread asks the loop to stop through this eventfd */
 	struct event *stop_ev;
 	struct admin_conn {
 		struct bufferevent *bev;
@@ -74,37 +81,99 @@ struct admin {
 
 static void probe_done(void *arg, enum dns_result res, const struct pc_addr *addrs, size_t n)
 {
-	struct admin *a = arg;
-	a->probe = NULL;
+	struct admin_probe *p = arg;
+	p->q = NULL;
+}
+
+static bool not_ready(const struct admin *a, const struct proxy_stats *st, char *why, size_t n);
+
+/* Readiness is logged when it changes, once, with its reason. */
+static void log_readiness(struct admin *a)
+{
+	struct proxy_stats st;
+	char why[sizeof(a->last_ready)];
+	a->stats(a->stats_arg, &st);
+	if (!not_ready(a, &st, why, sizeof(why)))
+		snprintf(why, sizeof(why), "ready");
+	if (strcmp(why, a->last_ready) == 0)
+		return;
+	if (strcmp(why, "ready") == 0)
+		oplog("info", "readiness: ready");
+	else
+		oplog("warn", "readiness: not ready: %s", why);
+	snprintf(a->last_ready, sizeof(a->last_ready), "%s", why);
 }
 
 static void probe_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct admin *a = arg;
-	if (a->probe != NULL)
-		return; /* the previous probe is still in flight */
-	/* Answers are cached; a probe must reach the resolvers every time. */
-	dns_cache_flush(a->dns);
-	a->probe = dns_lookup(a->dns, PROBE_NAME, probe_done, a);
+	for (size_t i = 0; i < a->n_probes; i++) {
+		struct admin_probe *p = &a->probes[i];
+		if (p->q != NULL)
+			continue; /* the previous probe is still in flight */
+		/* Answers are cached; a probe must reach the resolver every time. */
+		dns_cache_flush(p->dns);
+		p->q = dns_lookup(p->dns, PROBE_NAME, probe_done, p);
+	}
+	if (fd != -2)
+		log_readiness(a);
 }
 
-/* NULL when ready, else why not. */
-static const char *not_ready(const struct admin *a, const struct proxy_stats *st)
+/* Each pinned server's state: "10.0.0.53:53 answering" or "10.0.0.53:53 timeout". */
+static size_t resolver_states(const struct admin *a, bool failing_only, char *buf, size_t n)
 {
-	if (st->draining)
-		return "draining";
-	if (!st->workers_alive)
-		return "worker loop not responding";
-	unsigned long long last = dns_last_answer_ms(a->dns);
-	if (last == 0 || last + READY_MS < mono_ms())
-		return "pinned resolvers not answering";
+	size_t len = 0;
+	unsigned long long now = mono_ms();
+	for (size_t i = 0; i < a->n_probes && len < n; i++) {
+		const struct admin_probe *p = &a->probes[i];
+		unsigned long long last = dns_last_answer_ms(p->dns);
+		bool fresh = last != 0 && last + READY_MS >= now;
+		const char *fail = dns_last_failure(p->dns);
+		const char *state = fresh && fail == NULL ? "answering"
+		                    : fail != NULL        ? fail
+		                    : last == 0           ? "no answer yet"
+		                                          : "no answer lately";
+		if (failing_only && fresh && fail == NULL)
+			continue;
+		int w = snprintf(buf + len, n - len, "%s%s %s", len ? ", " : "", p->name, state);
+		len += w > 0 ? (size_t)w : 0;
+	}
+	return len < n ? len : n - 1;
+}
+
+/* False when ready, else true with why not in why. */
+static bool not_ready(const struct admin *a, const struct proxy_stats *st, char *why, size_t n)
+{
+	if (st->draining) {
+		snprintf(why, n, "draining");
+		return true;
+	}
+	if (!st->workers_alive) {
+		snprintf(why, n, "worker loop not responding");
+		return true;
+	}
+	bool any = false;
+	unsigned long long now = mono_ms();
+	for (size_t i = 0; i < a->n_probes; i++) {
+		unsigned long long last = dns_last_answer_ms(a->probes[i].dns);
+		any = any || (last != 0 && last + READY_MS >= now);
+	}
+	if (!any) {
+		int w = snprintf(why, n, "pinned resolvers not answering: ");
+		if (w > 0 && (size_t)w < n)
+			resolver_states(a, false, why + w, n - (size_t)w);
+		return true;
+	}
+	const char *r = NULL;
 	if (!st->audit_available)
-		return "audit log backlogged";
-	if (st->proc.kube_enabled && !st->proc.kube_synced)
-		return "kubernetes pod map not synced";
-	if (st->proc.kube_enabled && st->kube_overflowed)
-		return "kubernetes pod map full (identity.kubernetes.max_pods)";
-	return NULL;
+		r = "audit log backlogged";
+	else if (st->proc.kube_enabled && !st->proc.kube_synced)
+		r = "kubernetes pod map not synced";
+	else if (st->proc.kube_enabled && st->kube_overflowed)
+		r = "kubernetes pod map full (identity.kubernetes.max_pods)";
+	if (r != NULL)
+		snprintf(why, n, "%s", r);
+	return r != NULL;
 }
 
 /* ---- HTTP ---- */
@@ -150,10 +219,18 @@ static void handle(struct admin *a, struct bufferevent *bev, const struct http_r
 		respond(bev, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "text/plain", body);
 	} else {
 		a->stats(a->stats_arg, &st);
-		const char *why = not_ready(a, &st);
-		evbuffer_add_printf(body, "%s\n", why == NULL ? "ready" : why);
-		respond(bev, why == NULL ? 200 : 503, why == NULL ? "OK" : "Service Unavailable",
-		        "text/plain", body);
+		char why[512];
+		bool down = not_ready(a, &st, why, sizeof(why));
+		if (down) {
+			evbuffer_add_printf(body, "%s\n", why);
+		} else {
+			evbuffer_add_printf(body, "ready\n");
+			/* Ready on the others: say which pinned resolver fails, and how. */
+			if (resolver_states(a, true, why, sizeof(why)) > 0)
+				evbuffer_add_printf(body, "resolvers failing: %s\n", why);
+		}
+		respond(bev, down ? 503 : 200, down ? "Service Unavailable" : "OK", "text/plain",
+		        body);
 	}
 #undef PATH_IS
 	evbuffer_free(body);
@@ -348,9 +425,19 @@ struct admin *admin_create(const struct policy_settings *ps, proxy_stats_fn stat
 	a->stop_ev = event_new(a->base, a->stop_fd, EV_READ, stop_cb, a);
 	if (a->stop_ev == NULL || event_add(a->stop_ev, NULL) != 0)
 		goto fail;
-	a->dns = dns_resolver_create(a->base, ps, errmsg, errlen);
-	if (a->dns == NULL)
-		goto fail;
+	for (size_t i = 0; i < ps->n_resolvers; i++) {
+		struct policy_settings one = *ps;
+		one.resolvers[0] = ps->resolvers[i];
+		one.n_resolvers = 1;
+		struct admin_probe *p = &a->probes[a->n_probes];
+		p->a = a;
+		sockaddr_format(&ps->resolvers[i].addr, ps->resolvers[i].port, p->name,
+		                sizeof(p->name));
+		p->dns = dns_probe_create(a->base, &one, errmsg, errlen);
+		if (p->dns == NULL)
+			goto fail;
+		a->n_probes++;
+	}
 	struct sockaddr_storage ss;
 	socklen_t len = sockaddr_make(&ps->listen_admin.addr, ps->listen_admin.port, &ss);
 	a->listener = evconnlistener_new_bind(a->base, accept_cb, a,
@@ -372,7 +459,7 @@ struct admin *admin_create(const struct policy_settings *ps, proxy_stats_fn stat
 	struct timeval tv = {PROBE_MS / 1000, (PROBE_MS % 1000) * 1000};
 	if (a->probe_ev == NULL || event_add(a->probe_ev, &tv) != 0)
 		goto fail;
-	probe_cb(-1, 0, a);
+	probe_cb(-2, 0, a); /* the first probes; readiness is logged from the next round on */
 	return a;
 fail:
 	if (errmsg[0] == '\0')
@@ -411,7 +498,8 @@ void admin_destroy(struct admin *a)
 		event_free(a->sweep_ev);
 	if (a->listener != NULL)
 		evconnlistener_free(a->listener);
-	dns_resolver_destroy(a->dns);
+	for (size_t i = 0; i < a->n_probes; i++)
+		dns_resolver_destroy(a->probes[i].dns);
 	if (a->base != NULL)
 		event_base_free(a->base);
 	free(a);

@@ -91,6 +91,8 @@ struct dns_resolver {
 	uint32_t max_answers;
 	unsigned long long deadline_ms;
 	unsigned long long last_answer_ms;
+	const char *last_failure; /* how the last lookup that got no answer ended, or NULL */
+	bool probe;               /* dns_probe_create: server failures are reported, not retried */
 	struct dns_stats stats;
 	struct dns_link lru;
 	size_t cache_n;
@@ -387,6 +389,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	struct dns_pending *p = arg;
 	/* c-ares keeps the query until it gives up; new lookups of the name start afresh. */
 	pending_unhash(p);
+	p->r->last_failure = "timeout";
 	pending_complete(p, DNS_TIMEOUT, NULL);
 }
 
@@ -483,6 +486,29 @@ static enum dns_result map_status(int status)
 	}
 }
 
+/* How a lookup that got no usable answer ended, in the words an operator searches for. */
+static const char *failure_name(int status)
+{
+	switch (status) {
+	case ARES_ETIMEOUT:
+		return "timeout";
+	case ARES_ESERVFAIL:
+		return "SERVFAIL";
+	case ARES_EREFUSED:
+		return "REFUSED";
+	case ARES_ECONNREFUSED:
+		return "connection refused";
+	case ARES_EBADRESP:
+		return "bad reply";
+	case ARES_EFORMERR:
+		return "FORMERR";
+	case ARES_ENOTIMP:
+		return "NOTIMP";
+	default:
+		return "error";
+	}
+}
+
 static void ares_cb(void *arg, int status, int timeouts, struct ares_addrinfo *ai)
 {
 	struct dns_pending *p = arg;
@@ -497,8 +523,12 @@ static void ares_cb(void *arg, int status, int timeouts, struct ares_addrinfo *a
 		return;
 	}
 	enum dns_result res = map_status(status);
-	if (status == ARES_SUCCESS || status == ARES_ENOTFOUND || status == ARES_ENODATA)
+	if (status == ARES_SUCCESS || status == ARES_ENOTFOUND || status == ARES_ENODATA) {
 		r->last_answer_ms = now_ms();
+		r->last_failure = NULL;
+	} else {
+		r->last_failure = failure_name(status);
+	}
 	if (res == DNS_OK) {
 		if (ai == NULL || collect(r, ai, &ans, &ttl) != 0)
 			res = DNS_ERROR;
@@ -598,6 +628,11 @@ static int init_channel(struct dns_resolver *r, const struct policy_settings *s,
 	 * reads no file (its ARES_CONFIG_CHECK) and ignores the environment.
 	 */
 	o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+	/* A probe asks one server and wants its answer as it is: SERVFAIL and REFUSED come
+	 * back as such (c-ares would otherwise try the next server and report only
+	 * "connection refused" once none is left). */
+	if (r->probe)
+		o.flags |= ARES_FLAG_NOCHECKRESP;
 	o.timeout = (int)(s->resolver_timeout_ms ? s->resolver_timeout_ms : DNS_DEFAULT_TIMEOUT_MS);
 	o.tries = (int)(s->resolver_attempts ? s->resolver_attempts : DNS_DEFAULT_ATTEMPTS);
 	o.ndots = 1;
@@ -642,8 +677,8 @@ static int init_channel(struct dns_resolver *r, const struct policy_settings *s,
 	return 0;
 }
 
-struct dns_resolver *dns_resolver_create(struct event_base *base, const struct policy_settings *s,
-                                         char *errmsg, size_t errlen)
+static struct dns_resolver *create(struct event_base *base, const struct policy_settings *s,
+                                   bool probe, char *errmsg, size_t errlen)
 {
 	struct dns_resolver *r = NULL;
 	if (s->n_resolvers == 0 || s->n_resolvers > POLICY_MAX_RESOLVERS) {
@@ -657,6 +692,7 @@ struct dns_resolver *dns_resolver_create(struct event_base *base, const struct p
 		return NULL;
 	}
 	r->base = base;
+	r->probe = probe;
 	list_init(&r->ready);
 	list_init(&r->lru);
 	r->max_answers =
@@ -681,6 +717,23 @@ struct dns_resolver *dns_resolver_create(struct event_base *base, const struct p
 fail:
 	dns_resolver_destroy(r);
 	return NULL;
+}
+
+struct dns_resolver *dns_resolver_create(struct event_base *base, const struct policy_settings *s,
+                                         char *errmsg, size_t errlen)
+{
+	return create(base, s, false, errmsg, errlen);
+}
+
+struct dns_resolver *dns_probe_create(struct event_base *base, const struct policy_settings *s,
+                                      char *errmsg, size_t errlen)
+{
+	if (s->n_resolvers != 1) {
+		snprintf(errmsg, errlen, "a probe asks exactly one server, not %zu",
+		         s->n_resolvers);
+		return NULL;
+	}
+	return create(base, s, true, errmsg, errlen);
 }
 
 static void free_waiters(struct dns_link *h)
@@ -784,6 +837,11 @@ void dns_cancel(struct dns_query *q)
 unsigned long long dns_last_answer_ms(const struct dns_resolver *r)
 {
 	return r ? r->last_answer_ms : 0;
+}
+
+const char *dns_last_failure(const struct dns_resolver *r)
+{
+	return r ? r->last_failure : NULL;
 }
 
 void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *out)

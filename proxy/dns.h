@@ -32,6 +32,14 @@ typedef void (*dns_cb)(void *arg, enum dns_result res, const struct pc_addr *add
  */
 struct dns_resolver *dns_resolver_create(struct event_base *base, const struct policy_settings *s,
 					 char *errmsg, size_t errlen);
+/*
+ * A resolver for health probes of one server (s->n_resolvers must be 1): like
+ * dns_resolver_create, but a SERVFAIL or REFUSED answer ends the lookup as
+ * such, so dns_last_failure can name it.  Never used for the decisions.
+ */
+struct dns_resolver *dns_probe_create(struct event_base *base, const struct policy_settings *s,
+                                      char *errmsg, size_t errlen);
+
 /* Cancels every query (no callbacks) and frees. NULL is a no-op. */
 void dns_resolver_destroy(struct dns_resolver *r);
 
@@ -47,6 +55,13 @@ void dns_cancel(struct dns_query *q);
 
 /* Monotonic time (ms) of the last answer any pinned server gave (0: never). For /readyz. */
 unsigned long long dns_last_answer_ms(const struct dns_resolver *r);
+
+/*
+ * How the last lookup that got no answer from a server ended ("timeout", "SERVFAIL",
+ * "REFUSED", "connection refused", "bad reply", ...), or NULL when the last lookup to end
+ * was answered (NXDOMAIN and NODATA are answers).  A static string.  For /readyz.
+ */
+const char *dns_last_failure(const struct dns_resolver *r);
 
 /*
  * Details of the contract above:

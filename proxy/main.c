@@ -1,5 +1,6 @@
 /* portcullis: options, policy loading, start-up and shutdown. */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,14 +27,35 @@ enum {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: portcullis -c FILE       run the proxy with this policy\n"
-	           "       portcullis --check FILE [--strict]\n"
-	           "                                validate a policy and print a summary;\n"
-	           "                                --strict also fails on warnings\n"
-	           "       portcullis --version\n"
-	           "       portcullis --help\n"
-	           "\n"
-	           "exit codes: 0 ok, 1 invalid policy, 2 usage, 3 start-up failure\n");
+	fprintf(f,
+	        "usage: portcullis -c FILE                 run the proxy with this policy\n"
+	        "       portcullis --check FILE [--strict] validate a policy, print a summary\n"
+	        "       portcullis --version | --help\n"
+	        "\n"
+	        "options:\n"
+	        "  -c, --config FILE   the policy file to run with (YAML, version 1); reloaded\n"
+	        "                      on SIGHUP and when the file changes\n"
+	        "  --check FILE        validate FILE and exit: errors as FILE:LINE:COL: message\n"
+	        "  --strict            with --check: warnings fail too (for CI)\n"
+	        "  -V, --version       print the version and exit\n"
+	        "  -h, --help          print this help and exit\n"
+	        "\n"
+	        "signals: SIGHUP reload the policy, SIGUSR1 reopen the audit file,\n"
+	        "         SIGTERM/SIGINT drain and exit\n"
+	        "exit codes: 0 ok, 1 invalid policy, 2 usage, 3 start-up failure\n"
+	        "docs: portcullis(8), portcullis-policy(5), and docs/ in the source tree\n");
+}
+
+/* A usage error says what was wrong, then where the help is. */
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "portcullis: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\ntry 'portcullis --help' for the options\n");
+	va_end(ap);
+	return EXIT_USAGE;
 }
 
 static int check(const char *path, bool strict)
@@ -55,7 +77,8 @@ static int check(const char *path, bool strict)
 static int run(const char *path)
 {
 	char sha[65];
-	struct policy *p = policyfile_load(path, false, sha);
+	/* The daemon's stderr is JSON lines from the first line on, policy errors included. */
+	struct policy *p = policyfile_load(path, true, sha);
 	if (p == NULL)
 		return EXIT_POLICY;
 	char err[512] = "";
@@ -95,12 +118,17 @@ int main(int argc, char **argv)
 	const char *config = NULL, *checkfile = NULL;
 	bool strict = false;
 	int o;
-	while ((o = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+	opterr = 0; /* the errors below say what was wrong */
+	while ((o = getopt_long(argc, argv, ":c:hV", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
+			if (config != NULL)
+				return usage_error("-c/--config given twice (%s)", optarg);
 			config = optarg;
 			break;
 		case 'k':
+			if (checkfile != NULL)
+				return usage_error("--check given twice (%s)", optarg);
 			checkfile = optarg;
 			break;
 		case 's':
@@ -112,16 +140,21 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
+		case ':':
+			return usage_error("%s needs a FILE argument", argv[optind - 1]);
 		default:
-			usage(stderr);
-			return EXIT_USAGE;
+			return usage_error("unknown option %s", argv[optind - 1]);
 		}
 	}
-	if (optind != argc || (config == NULL) == (checkfile == NULL) ||
-	    (strict && checkfile == NULL)) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
+	if (optind != argc)
+		return usage_error("unexpected argument '%s' (options take one FILE each)",
+		                   argv[optind]);
+	if (config != NULL && checkfile != NULL)
+		return usage_error("-c and --check cannot be combined: run, or check");
+	if (config == NULL && checkfile == NULL)
+		return usage_error("nothing to do: give -c FILE to run, or --check FILE");
+	if (strict && checkfile == NULL)
+		return usage_error("--strict goes with --check FILE");
 	if (checkfile != NULL)
 		return check(checkfile, strict);
 	return run(config);

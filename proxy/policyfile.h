@@ -14,4 +14,13 @@
  */
 struct policy *policyfile_load(const char *path, bool as_log, char sha256[65]);
 
+/*
+ * A reload's load (errors as log lines).  When the file fails and holds the
+ * very bytes of the last refused file (refused_sha, "" for none), nothing is
+ * logged again and *repeated is set: one bad edit is one failure, however many
+ * times it is reloaded (file change, then SIGHUP).
+ */
+struct policy *policyfile_reload(const char *path, const char *refused_sha, char sha256[65],
+                                 bool *repeated);
+
 #endif

@@ -65,6 +65,7 @@ struct server {
 	int reload_done_fd; /* eventfd: the loading thread is done */
 	struct event *reload_done_ev;
 	bool reload_again, reload_again_forced;
+	char refused_sha[65]; /* SHA-256 of the last file a reload refused ("" for none) */
 	const char *reload_again_why;
 };
 
@@ -271,14 +272,16 @@ struct reload_job {
 	struct server *s;
 	const char *why;
 	bool only_if_changed;
+	char refused_sha[65]; /* the last refused file's, copied when the job starts */
 	char sha[65];
+	bool repeated;    /* refused again, unchanged: already counted and logged */
 	struct policy *p; /* the result: NULL when invalid or unreadable */
 };
 
 static void *reload_main(void *arg)
 {
 	struct reload_job *j = arg;
-	j->p = policyfile_load(j->s->policy_path, true, j->sha);
+	j->p = policyfile_reload(j->s->policy_path, j->refused_sha, j->sha, &j->repeated);
 	uint64_t one = 1;
 	if (write(j->s->reload_done_fd, &one, sizeof(one)) != sizeof(one))
 		oplog("error", "policy reload: cannot wake the main loop");
@@ -292,6 +295,9 @@ static void reload_apply(struct server *s, struct reload_job *j)
 	pthread_mutex_lock(&s->info_lock);
 	bool same = strcmp(j->sha, s->policy_sha256) == 0;
 	pthread_mutex_unlock(&s->info_lock);
+	bool refused_before = strcmp(j->sha, s->refused_sha) == 0;
+	/* The file moved on from the refused bytes: the next refusal is news again. */
+	s->refused_sha[0] = '\0';
 	if (same && j->only_if_changed) {
 		policy_unref(p);
 		return;
@@ -302,6 +308,14 @@ static void reload_apply(struct server *s, struct reload_job *j)
 		/* The running watch decides which pods are in the map: a policy that reads
 		 * them another way would give them the wrong tiers.  Refuse it whole. */
 		policy_unref(p);
+		memcpy(s->refused_sha, j->sha, sizeof(s->refused_sha));
+		if (refused_before) {
+			oplog("info",
+			      "policy reload (%s): %s is unchanged since it was refused; the "
+			      "previous policy stays",
+			      j->why, s->policy_path);
+			return;
+		}
 		atomic_fetch_add(&s->reloads_failed, 1);
 		oplog("error",
 		      "policy reload (%s) refused: identity.kubernetes on/off or its "
@@ -341,6 +355,7 @@ static void server_reload(struct server *s, const char *why, bool only_if_change
 	j->s = s;
 	j->why = why;
 	j->only_if_changed = only_if_changed;
+	memcpy(j->refused_sha, s->refused_sha, sizeof(j->refused_sha));
 	s->reload_job = j;
 	/* The loading thread takes no signal: they are the main loop's. */
 	sigset_t all, old;
@@ -370,8 +385,14 @@ static void reload_done_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	pthread_join(s->reload_thread, NULL);
 	s->reload_job = NULL;
-	if (j->p == NULL) {
+	if (j->p == NULL && j->repeated) {
+		oplog("info",
+		      "policy reload (%s): %s is unchanged since it was refused; the previous "
+		      "policy stays",
+		      j->why, s->policy_path);
+	} else if (j->p == NULL) {
 		atomic_fetch_add(&s->reloads_failed, 1);
+		memcpy(s->refused_sha, j->sha, sizeof(s->refused_sha));
 		oplog("error",
 		      "policy reload (%s) failed: %s is invalid; the previous policy stays", j->why,
 		      s->policy_path);

@@ -9,6 +9,7 @@ query it reads MODE_FILE (one word; missing = ok):
 
   ok         answer properly
   servfail   RCODE 2 (SERVFAIL)
+  refused    RCODE 5 (REFUSED)
   truncated  UDP: an empty answer with TC set; TCP: refused (the connection is closed)
   oversized  UDP: 200 A records for the name (over 512 bytes, no EDNS)
   garbage    16 random bytes
@@ -49,8 +50,9 @@ def answer(q, records, mode, udp):
         return None
     if mode == "garbage":
         return random.randbytes(16)
-    if mode == "servfail":
-        return struct.pack("!HHHHHH", qid, 0x8000 | rd | 0x0080 | 2, 1, 0, 0, 0) + question
+    if mode in ("servfail", "refused"):
+        rcode = 2 if mode == "servfail" else 5
+        return struct.pack("!HHHHHH", qid, 0x8000 | rd | 0x0080 | rcode, 1, 0, 0, 0) + question
     if mode == "truncated" and udp:
         return struct.pack("!HHHHHH", qid, 0x8000 | 0x0200 | rd | 0x0080, 1, 0, 0, 0) + question
     ip = records.get(name.decode("ascii", "replace"))

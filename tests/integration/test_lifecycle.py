@@ -6,6 +6,7 @@ with exit 3), survival of connection churn and bad requests, idle timeout,
 SIGTERM drain (open tunnel keeps working, listener stops, exit 0 when the
 client closes) and the drain timeout (tunnel cut, reason drain_timeout).
 """
+import json
 import os
 import re
 import signal
@@ -91,6 +92,26 @@ with ctx:
         rc, out, err = run_cli(ctx, "-c")
         expect(rc == 2, "exit %d, want 2 (stderr %r)" % (rc, err[:200]))
 
+    with ctx.case("--help lists every option (-c/--config, --check, --strict, --version, --help) "
+                  "and points to the docs"):
+        rc, out, err = run_cli(ctx, "--help")
+        missing = [o for o in ("--config", "--check", "--strict", "--version", "--help",
+                               "portcullis(8)", "portcullis-policy(5)") if o not in out]
+        expect(rc == 0 and not missing, "exit %d, help lacks %s: %r" % (rc, missing, out[:400]))
+
+    for argv, words in ((["--no-such-option"], "unknown option --no-such-option"),
+                        (["-c"], "-c needs a FILE"),
+                        (["--check"], "--check needs a FILE"),
+                        (["stray"], "unexpected argument 'stray'"),
+                        ([], "nothing to do"),
+                        (["-c", "a.yaml", "--check", "b.yaml"], "cannot be combined"),
+                        (["--strict", "-c", "a.yaml"], "--strict goes with --check"),
+                        (["-c", "a.yaml", "-c", "b.yaml"], "given twice")):
+        with ctx.case("usage error %s -> exit 2, says %r, not the whole help" % (argv, words)):
+            rc, out, err = run_cli(ctx, *argv)
+            expect(rc == 2 and words in err and "--help" in err and len(err.splitlines()) <= 3,
+                   "exit %d, stderr %r" % (rc, err[:300]))
+
     good_px = harness.Proxy(ctx, "main", TIERS)   # writes its policy; started below
     with ctx.case("--check on a valid policy: exit 0, one-line summary on stdout"):
         rc, out, err = run_cli(ctx, "--check", good_px.policy_path)
@@ -149,10 +170,32 @@ with ctx:
         expect(rc == 1, "exit %d, want 1" % rc)
         expect(missing in err, "stderr %r does not name the file" % err[:300])
 
-    with ctx.case("-c with an invalid policy: exit 1 without listening"):
+    with ctx.case("-c with an invalid policy: exit 1 without listening; each error one JSON log "
+                  "line naming FILE:LINE:COL (lines 7, 10)"):
         rc, out, err = run_cli(ctx, "-c", broken)
         expect(rc == 1, "exit %d, want 1" % rc)
         expect(not harness.port_open("127.0.0.1", 3128), "something listens on 3128")
+        recs = []
+        for ln in err.splitlines():
+            try:
+                recs.append(json.loads(ln))
+            except ValueError:
+                raise harness.CaseFailed("stderr line is not JSON: %r" % ln[:200])
+        errs = [str(r.get("message")) for r in recs if r.get("log.level") == "error"]
+        lines = sorted(int(m.group(1)) for e in errs
+                       for m in [re.match(r"%s:(\d+):\d+: " % re.escape(broken), e)] if m)
+        expect(lines == [7, 10], "error lines name %s, want [7, 10]: %s" % (lines, errs[:4]))
+
+    for what, make, words in (
+            ("a missing file", lambda p: None, "not found"),
+            ("a directory", lambda p: os.mkdir(p), "is a directory"),
+            ("a tab in the indentation", lambda p: open(p, "w").write("version: 1\ntiers:\n\ta: {}\n"),
+             "forbids tabs")):
+        with ctx.case("--check on %s says %r" % (what, words)):
+            path = ctx.path("msg-%s" % what.replace(" ", "-"))
+            make(path)
+            rc, out, err = run_cli(ctx, "--check", path)
+            expect(rc == 1 and words in err and path in err, "exit %d, stderr %r" % (rc, err[:300]))
 
     # start-up failures: exit 3
     ups = harness.Upstreams(ctx, [{"name": "raw", "host": GOOD, "port": 8080}])

@@ -985,6 +985,21 @@ with ctx:
         expect(clines == want_lines, "--check names lines %s, reload errors should be at %s" %
                (sorted(clines), sorted(want_lines)))
 
+    with ctx.case("the same broken file, then SIGHUP: still one failure in all, its errors not "
+                  "logged again, one info line says the file is unchanged since it was refused"):
+        r1 = reloads(scrape(rl))
+        lm = log_mark(rl)
+        os.kill(rl.proc.pid, signal.SIGHUP)
+        said = harness.wait_until(
+            lambda: any("unchanged since it was refused" in str(x.get("message"))
+                        for x in log_since(rl, lm)), 5, 0.05)
+        expect(said, "no info line after SIGHUP: %s" % [x.get("message") for x in log_since(rl, lm)][:4])
+        expect(reloads(scrape(rl)) == r1, "reload counters %s -> %s" % (r1, reloads(scrape(rl))))
+        again = [x for x in log_since(rl, lm) if level(x) == "error"]
+        expect(not again, "errors logged again: %s" % [x.get("message") for x in again][:3])
+        r, ok = served("new.example:8080", port=3129)
+        expect(ok, "the old policy stopped serving new.example: %s" % r.describe())
+
     with ctx.case("settings that cannot change at run time are named in a warn line and keep their values"):
         r0 = reloads(scrape(rl))
         lm = log_mark(rl)

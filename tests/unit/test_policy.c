@@ -539,7 +539,30 @@ static void test_io_error(void **state)
 	assert_null(p);
 	assert_int_equal(d.n, 1);
 	assert_int_equal(d.v[0].line, 0);
-	assert_non_null(strstr(d.v[0].msg, "No such file"));
+	assert_non_null(strstr(d.v[0].msg, "not found"));
+	policy_diags_fini(&d);
+}
+
+/* The messages name the cause in a user's words: a directory, a tab. */
+static void test_io_messages(void **state)
+{
+	struct policy *p = NULL;
+	struct policy_diags d;
+	(void)state;
+	policy_diags_init(&d);
+	assert_int_equal(policy_load_file(DATA, &p, &d, NULL), POLICY_ERR_IO);
+	assert_int_equal(d.n, 1);
+	assert_non_null(strstr(d.v[0].msg, "is a directory"));
+	policy_diags_fini(&d);
+
+	static const char tabbed[] = "version: 1\ntiers:\n\tci:\n    sources: [10.0.0.0/8]\n";
+	policy_diags_init(&d);
+	assert_int_not_equal(policy_load_buffer(tabbed, sizeof(tabbed) - 1, &p, &d), POLICY_OK);
+	assert_null(p);
+	assert_true(d.n >= 1);
+	assert_int_equal(d.v[0].line, 3);
+	assert_int_equal(d.v[0].col, 1);
+	assert_non_null(strstr(d.v[0].msg, "forbids tabs"));
 	policy_diags_fini(&d);
 }
 
@@ -1011,6 +1034,7 @@ int main(void)
 	    cmocka_unit_test(test_nesting_bomb),
 	    cmocka_unit_test(test_too_large),
 	    cmocka_unit_test(test_io_error),
+	    cmocka_unit_test(test_io_messages),
 	    cmocka_unit_test(test_file_sha256),
 	    cmocka_unit_test(test_full_policy_accessors),
 	    cmocka_unit_test(test_defaults),
