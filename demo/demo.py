@@ -51,8 +51,12 @@ def show(title, lines):
 def record_lines(rec):
     if rec is None:
         return ["(no audit record)"]
-    # As it appears on the audit stream: one JSON object per line.
-    return ["audit record:", json.dumps(rec, separators=(",", ":"))]
+    g = harness.get
+    summary = "audit: action=%s outcome=%s reason=%s tier=%s rule=%s destination=%s" % (
+        g(rec, "event.action"), g(rec, "event.outcome"), g(rec, "event.reason"), g(rec, "rule.ruleset"),
+        g(rec, "rule.name") or "-", g(rec, "destination.domain") or g(rec, "destination.ip"))
+    # Then the record as it appears on the audit stream: one JSON object per line.
+    return [summary, json.dumps(rec, separators=(",", ":"))]
 
 
 def request(ctx, px, what, url, extra=()):
@@ -63,7 +67,7 @@ def request(ctx, px, what, url, extra=()):
     rec = px.audit.by_port(r["local_port"], timeout=10.0) if r["local_port"] else None
     status = r["connect"] if r["connect"] not in ("", "000") else r["code"]
     proxy_status = [ln.strip() for ln in r["body"].splitlines() if ln.lower().startswith("proxy-status:")]
-    lines = ["$ curl -x http://127.0.0.1:3128 %s" % url,
+    lines = ["$ curl -x http://127.0.0.1:3128 %s%s" % ("--cacert ca.pem " if url.startswith("https:") else "", url),
              "proxy answered: %s" % status]
     if r["code"] not in ("", "000") and r["connect"] not in ("", "000"):
         lines.append("origin answered through the tunnel: %s" % r["code"])
