@@ -1,4 +1,4 @@
-/* Reason codes: unique stable snake_case names, sane statuses, every code documented in the README. */
+/* Reason codes: unique stable snake_case names, sane statuses, every code documented in docs/reasons.md. */
 #include "reason.h"
 
 #include <setjmp.h>
@@ -50,10 +50,10 @@ static void test_statuses(void **state)
 	assert_string_equal(reason_name((enum reason)(R__COUNT + 5)), "internal_error");
 }
 
-static void test_readme_documents_every_code(void **state)
+static void test_reasons_md_documents_every_code(void **state)
 {
 	(void)state;
-	FILE *f = fopen(TEST_DATA_DIR "/../../../README.md", "r");
+	FILE *f = fopen(TEST_DATA_DIR "/../../../docs/reasons.md", "r");
 	assert_non_null(f);
 	static char buf[1 << 20];
 	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -63,7 +63,7 @@ static void test_readme_documents_every_code(void **state)
 		char needle[64];
 		snprintf(needle, sizeof(needle), "`%s`", reason_name((enum reason)i));
 		if (strstr(buf, needle) == NULL)
-			fail_msg("reason code %s is not documented in README.md", needle);
+			fail_msg("reason code %s is not documented in docs/reasons.md", needle);
 	}
 }
 
@@ -72,7 +72,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names_unique_snake_case),
 		cmocka_unit_test(test_statuses),
-		cmocka_unit_test(test_readme_documents_every_code),
+		cmocka_unit_test(test_reasons_md_documents_every_code),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
