@@ -15,7 +15,7 @@
 #include "policyfile.h"
 #include "server.h"
 
-/* Exit codes (documented in the README). */
+/* Exit codes (documented in docs/operations.md and portcullis(8)). */
 enum {
 	EXIT_OK = 0,
 	EXIT_POLICY = 1,  /* policy invalid or unreadable */
@@ -43,7 +43,7 @@ static void usage(FILE *f)
 	        "signals: SIGHUP reload the policy, SIGUSR1 reopen the audit file,\n"
 	        "         SIGTERM/SIGINT drain and exit\n"
 	        "exit codes: 0 ok, 1 invalid policy, 2 usage, 3 start-up failure\n"
-	        "docs: portcullis(8), portcullis-policy(5), and docs/ in the source tree\n");
+	        "docs: portcullis(8), portcullis-policy(5); docs/operations.md and docs/policy.md\n");
 }
 
 /* A usage error says what was wrong, then where the help is. */
