@@ -15,6 +15,9 @@ On top come the checks the API server makes that the models do not: name and
 label syntax, selector/template agreement, NetworkPolicy `except` inside
 `cidr`, port names, and the like.
 
+Jobs and Pods (the chart's Helm hooks) get the pod-spec checks a
+Deployment's template gets.
+
 The models of python3-kubernetes 22.6 (Kubernetes 1.22) have no autoscaling/v2;
 HorizontalPodAutoscaler autoscaling/v2 is validated against the
 autoscaling/v2beta2 models, whose schema v2 made GA unchanged. The
@@ -38,6 +41,8 @@ MODELS = {
     ("v1", "Service"): "V1Service",
     ("v1", "ServiceAccount"): "V1ServiceAccount",
     ("apps/v1", "Deployment"): "V1Deployment",
+    ("batch/v1", "Job"): "V1Job",
+    ("v1", "Pod"): "V1Pod",
     ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "V2beta2HorizontalPodAutoscaler",
     ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
@@ -393,7 +398,25 @@ def validate(obj):
         ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
         if ru.get("maxSurge") in (0, "0%") and ru.get("maxUnavailable") in (0, "0%"):
             errors.append("Deployment: maxSurge and maxUnavailable cannot both be 0")
+    elif kind == "Job":
+        if len(name) > 63:
+            errors.append(f"Job: name {name!r} is longer than 63 characters (its pods' job-name label)")
+        tmpl = spec.get("template") or {}
+        _check_labels((tmpl.get("metadata") or {}).get("labels"), "Job.spec.template.metadata.labels", errors)
+        tspec = tmpl.get("spec") or {}
+        if tspec.get("restartPolicy") not in ("Never", "OnFailure"):
+            errors.append("Job: spec.template.spec.restartPolicy must be Never or OnFailure")
+        _check_pod_spec(tspec, "Job.spec.template.spec", errors)
+    elif kind == "Pod":
+        _check_pod_spec(spec, "Pod.spec", errors)
     elif kind == "Service":
+        if spec.get("sessionAffinityConfig") and spec.get("sessionAffinity") != "ClientIP":
+            errors.append("Service: sessionAffinityConfig needs sessionAffinity ClientIP")
+        t = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
+        if t is not None and not 0 < t <= 86400:
+            errors.append(f"Service: sessionAffinityConfig.clientIP.timeoutSeconds {t} outside 1..86400")
+        if spec.get("sessionAffinity", "None") not in ("None", "ClientIP"):
+            errors.append(f"Service: bad sessionAffinity {spec.get('sessionAffinity')!r}")
         for i, p in enumerate(spec.get("ports") or []):
             if "name" in p:
                 _check_port_name(p["name"], f"Service.spec.ports[{i}].name", errors)

@@ -183,8 +183,17 @@ def gateway_pod(r):
     return dep, dep["spec"]["template"]["metadata"], dep["spec"]["template"]["spec"]
 
 
+def is_hook(o):
+    return "helm.sh/hook" in (o["metadata"].get("annotations") or {})
+
+
+def hook_events(o):
+    return set((o["metadata"].get("annotations") or {}).get("helm.sh/hook", "").split(","))
+
+
 def policy_of(r):
-    cms = [o for o in r.of_kind("ConfigMap") if "policy.yaml" in (o.get("data") or {})]
+    """The release's policy ConfigMap (not the policy check hook's copy)."""
+    cms = [o for o in r.of_kind("ConfigMap") if "policy.yaml" in (o.get("data") or {}) and not is_hook(o)]
     check(len(cms) == 1, f"expected one ConfigMap with policy.yaml, found {len(cms)}")
     text = cms[0]["data"]["policy.yaml"]
     return cms[0], text, yaml.load(text, Loader=UniqueKeyLoader)
@@ -254,8 +263,31 @@ def peers_admitting(rule, addr):
 # Per-case assertions
 
 
+def pod_specs(r):
+    """Every pod the chart runs: the gateway's template, hook Jobs' templates, hook Pods."""
+    out = [("Deployment/" + d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in r.of_kind("Deployment")]
+    out += [("Job/" + j["metadata"]["name"], j["spec"]["template"]["spec"]) for j in r.of_kind("Job")]
+    out += [("Pod/" + p["metadata"]["name"], p["spec"]) for p in r.of_kind("Pod")]
+    return out
+
+
 def assert_pod_security(r):
-    dep, meta, pod = gateway_pod(r)
+    check(r.of_kind("Deployment"), "no Deployment")
+    for where, pod in pod_specs(r):
+        try:
+            assert_one_pod_security(pod)
+        except Failure as e:
+            raise Failure(f"{where}: {e}")
+    if r.values.get("namespace", {}).get("create"):
+        ns = r.one("Namespace", NAMESPACE)
+        labels = ns["metadata"]["labels"]
+        check(labels.get("pod-security.kubernetes.io/enforce") == "restricted",
+              f"Namespace enforce label is {labels.get('pod-security.kubernetes.io/enforce')}")
+    else:
+        check(not r.of_kind("Namespace"), "a Namespace object although namespace.create is false")
+
+
+def assert_one_pod_security(pod):
     psc = pod.get("securityContext") or {}
     check(psc.get("runAsNonRoot") is True, "pod securityContext.runAsNonRoot is not true")
     check(psc.get("runAsUser") == 65532, f"pod runAsUser is {psc.get('runAsUser')}, not 65532")
@@ -288,13 +320,6 @@ def assert_pod_security(r):
         for kind, keys in (("requests", ("cpu", "memory")), ("limits", ("memory",))):
             for k in keys:
                 check(k in (res.get(kind) or {}), f"{n}: resources.{kind}.{k} missing")
-    if r.values.get("namespace", {}).get("create"):
-        ns = r.one("Namespace", NAMESPACE)
-        labels = ns["metadata"]["labels"]
-        check(labels.get("pod-security.kubernetes.io/enforce") == "restricted",
-              f"Namespace enforce label is {labels.get('pod-security.kubernetes.io/enforce')}")
-    else:
-        check(not r.of_kind("Namespace"), "a Namespace object although namespace.create is false")
 
 
 def assert_token_and_rbac(r):
@@ -414,6 +439,16 @@ def assert_ports_probes_service(r):
     check(svc["spec"]["ports"] == [{"name": "proxy", "protocol": "TCP", "port": ports["proxy"]["containerPort"],
                                     "targetPort": "proxy"}], f"proxy Service ports: {svc['spec']['ports']}")
     check(svc["spec"]["selector"] == selector_labels(), "proxy Service does not select the gateway pods only")
+    aff = r.values["service"]["sessionAffinity"]
+    if aff["enabled"]:
+        check(svc["spec"].get("sessionAffinity") == "ClientIP" and svc["spec"].get("sessionAffinityConfig") ==
+              {"clientIP": {"timeoutSeconds": aff["timeoutSeconds"]}},
+              "no ClientIP session affinity with the configured timeout: a source's limits would split over replicas")
+    else:
+        check(svc["spec"].get("sessionAffinity") == "None" and "sessionAffinityConfig" not in svc["spec"],
+              "session affinity although service.sessionAffinity.enabled is false")
+    if r.name == "defaults":
+        check(aff["enabled"], "ClientIP session affinity is not on by default")
     check(k8s_schema.selector_matches({"matchLabels": svc["spec"]["selector"]}, meta["labels"]),
           "proxy Service does not select the gateway pods")
     if r.values["serviceMonitor"]["enabled"]:
@@ -673,6 +708,84 @@ def assert_portcullis_check(args, r, out):
     check(p.returncode == 0, f"portcullis --check exit {p.returncode}:\n{p.stdout}")
 
 
+def policy_check_hook(r):
+    """The policy check hook: (ConfigMap, Job), or None when policyCheck is off."""
+    jobs = [j for j in r.of_kind("Job") if j["metadata"]["labels"].get("app.kubernetes.io/component") == "policy-check"]
+    cms = [c for c in r.of_kind("ConfigMap") if c["metadata"]["labels"].get("app.kubernetes.io/component") == "policy-check"]
+    if not r.values["policyCheck"]["enabled"]:
+        check(not jobs and not cms, "a policy check hook although policyCheck is off")
+        return None
+    check(len(jobs) == 1 and len(cms) == 1, f"expected one policy check Job and ConfigMap, found {len(jobs)}, {len(cms)}")
+    return cms[0], jobs[0]
+
+
+def run_hook_command(args, r, out):
+    """Runs the policy check Job's container exactly as the kubelet would start it
+    (the image's ENTRYPOINT, the portcullis binary, with the Job's args), against
+    the built binary, with each mounted ConfigMap's files in a local directory in
+    place of its mountPath. Returns the CompletedProcess."""
+    check(args.portcullis, "no portcullis binary given (--portcullis)")
+    _, job = policy_check_hook(r)
+    pod = job["spec"]["template"]["spec"]
+    check(len(pod["containers"]) == 1, "the policy check Job has more than one container")
+    c = pod["containers"][0]
+    check("command" not in c, f"the Job overrides the image's ENTRYPOINT (portcullis): {c.get('command')}")
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    argv = list(c["args"])
+    for m in c.get("volumeMounts") or []:
+        vol = volumes[m["name"]]
+        check("configMap" in vol, f"the Job mounts {m['name']}, which is no ConfigMap")
+        cm = r.one("ConfigMap", vol["configMap"]["name"])
+        check(hook_events(cm) >= hook_events(job),
+              f"ConfigMap {cm['metadata']['name']} does not exist when the Job runs: it is no hook of the same events")
+        local = os.path.join(out, "hook" + m["mountPath"])
+        os.makedirs(local, exist_ok=True)
+        for key, text in (cm.get("data") or {}).items():
+            with open(os.path.join(local, key), "w") as fh:
+                fh.write(text)
+        mp = m["mountPath"].rstrip("/") + "/"
+        argv = [local + "/" + a[len(mp):] if a.startswith(mp) else a for a in argv]
+    check(not any(a.startswith("/etc/") for a in argv), f"the Job reads a path nothing mounts: {argv}")
+    return subprocess.run([args.portcullis] + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=60)
+
+
+def assert_policy_check(args, r, out):
+    hook = policy_check_hook(r)
+    if hook is None:
+        return
+    cm, job = hook
+    events = hook_events(job)
+    want = {"pre-upgrade"} if r.values["namespace"]["create"] else {"pre-install", "pre-upgrade"}
+    check(events == want, f"the Job runs on {sorted(events)}, expected {sorted(want)}")
+    check(hook_events(cm) == events, f"the hook ConfigMap is created on {sorted(hook_events(cm))}, the Job on {sorted(events)}")
+    weight = {o["kind"]: int(o["metadata"]["annotations"].get("helm.sh/hook-weight", "0")) for o in (cm, job)}
+    check(weight["ConfigMap"] < weight["Job"], f"hook weights {weight}: the ConfigMap must be created before the Job")
+    for o in (cm, job):
+        policy = set(o["metadata"]["annotations"].get("helm.sh/hook-delete-policy", "").split(","))
+        check(policy == {"before-hook-creation", "hook-succeeded"},
+              f"{o['kind']} hook-delete-policy {sorted(policy)}: a rerun must replace it, a success remove it, "
+              "a failure keep it for its logs")
+    _, text, _ = policy_of(r)
+    check(cm["data"] == {"policy.yaml": text}, "the hook ConfigMap's policy differs from the release's")
+    spec = job["spec"]
+    check(spec.get("backoffLimit") == 0, f"backoffLimit {spec.get('backoffLimit')}: a rejected policy stays rejected")
+    check(spec.get("activeDeadlineSeconds") == r.values["policyCheck"]["activeDeadlineSeconds"],
+          "activeDeadlineSeconds differs from policyCheck.activeDeadlineSeconds")
+    pod = spec["template"]["spec"]
+    check(pod["restartPolicy"] == "Never", "restartPolicy is not Never")
+    check(pod.get("automountServiceAccountToken") is False, "the check pod gets an API token")
+    _, _, gw = gateway_pod(r)
+    c = pod["containers"][0]
+    check(c["image"] == gw["containers"][0]["image"], f"the check runs {c['image']}, the gateway {gw['containers'][0]['image']}")
+    check(c["args"][:2] == ["--check", "/etc/portcullis/policy.yaml"] and "--strict" in c["args"],
+          f"the Job's args are {c['args']}")
+    check(not k8s_schema.selector_matches({"matchLabels": selector_labels()}, spec["template"]["metadata"]["labels"]),
+          "the check pod carries the gateway's selector labels (the Service would route to it)")
+    p = run_hook_command(args, r, out)
+    check(p.returncode == 0, f"the hook's command fails on this policy (exit {p.returncode}):\n{p.stdout}")
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -726,6 +839,8 @@ def run_render_group(args, t):
                assert_runner_netpols, r)
         t.case(f"{name}: NOTES.txt gives HTTPS_PROXY, HTTP_PROXY and NO_PROXY", assert_notes, r)
         t.case(f"{name}: portcullis --check accepts the rendered policy", assert_portcullis_check, args, r, out)
+        t.case(f"{name}: the policy check hook (pre-install/pre-upgrade Job) runs portcullis --check --strict "
+               "on this policy and passes", assert_policy_check, args, r, out)
     run_kube_watch_group(args, t)
 
 
@@ -931,6 +1046,22 @@ def run_negative_group(args, t):
             check(want in p.stderr, f"the error does not mention {want!r}:\n{p.stderr}")
             check(not schema_errors(schema, values), "the schema refuses it already (belongs in bad-values/)")
         t.case(f"bad values {f} are refused by the chart's templates", failed)
+
+    check_fails = os.path.join(args.here, "check-fails")
+    for f in sorted(os.listdir(check_fails)):
+        path = os.path.join(check_fails, f)
+
+        def hook_fails(path=path, f=f):
+            want = expectation(path)
+            tag = "check-fails-" + f[:-5]
+            p, out, values = render(args, [path], tag)
+            check(p.returncode == 0, f"the chart refuses it already (belongs in bad-render/):\n{p.stderr}")
+            check(not schema_errors(schema, values), "the schema refuses it already (belongs in bad-values/)")
+            r = Rendered(tag, [path], load_all(p.stdout), values, "")
+            h = run_hook_command(args, r, out)
+            check(h.returncode == 1, f"the hook's command exits {h.returncode}, not 1 (invalid policy):\n{h.stdout}")
+            check(want in h.stdout, f"the hook's output does not mention {want!r}:\n{h.stdout}")
+        t.case(f"values {f} render, but the policy check hook's command fails on them", hook_fails)
 
     run_kube_agreement_group(args, t)
 

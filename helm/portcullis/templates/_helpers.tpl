@@ -294,3 +294,34 @@ metadata address, which are always excepted.
 {{- end }}
 {{- printf "%s|%s" (join " " $v4) (join " " $v6) }}
 {{- end }}
+
+{{/* The pod securityContext of every pod the chart runs (PSA restricted). */}}
+{{- define "portcullis.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* The securityContext of every container the chart runs (PSA restricted). */}}
+{{- define "portcullis.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+The policy check's arguments, as a JSON list: exactly what the pre-install /
+pre-upgrade hook runs (tests/helm runs the same list against the built binary).
+*/}}
+{{- define "portcullis.policyCheckArgs" -}}
+["--check", "/etc/portcullis/policy.yaml", "--strict"]
+{{- end }}
