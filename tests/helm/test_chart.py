@@ -561,11 +561,19 @@ def assert_gateway_netpol(r):
         for peer in rule["from"]:
             check("ipBlock" not in peer, "ingress by ipBlock")
             check("namespaceSelector" in peer, "ingress peer without namespaceSelector (same-namespace only)")
-    if clients:
+    want = [({"matchLabels": {"kubernetes.io/metadata.name": c["name"]}}, c.get("podSelector") or None)
+            for c in clients]
+    if v["helmTest"]["enabled"]:
+        test_pod = r.one("Pod")
+        want.append(({"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+                     {"matchLabels": {k: val for k, val in test_pod["metadata"]["labels"].items()
+                                      if k in ("app.kubernetes.io/name", "app.kubernetes.io/instance",
+                                               "app.kubernetes.io/component")}}))
+        check(k8s_schema.selector_matches(want[-1][1], test_pod["metadata"]["labels"]), "the test pod is not admitted")
+        check(not k8s_schema.selector_matches(want[-1][1], meta["labels"]), "the test peer selects the gateway pods")
+    if want:
         check(len(proxy_rules) == 1, "expected one proxy-port ingress rule")
         got = [(p["namespaceSelector"], p.get("podSelector")) for p in proxy_rules[0]["from"]]
-        want = [({"matchLabels": {"kubernetes.io/metadata.name": c["name"]}}, c.get("podSelector") or None)
-                for c in clients]
         check(got == want, f"proxy-port ingress peers {got}, expected {want}")
     else:
         check(not proxy_rules, "proxy-port ingress although no runner or client namespaces are listed")
@@ -786,6 +794,27 @@ def assert_policy_check(args, r, out):
     check(p.returncode == 0, f"the hook's command fails on this policy (exit {p.returncode}):\n{p.stdout}")
 
 
+def assert_helm_test(args, r):
+    pods = r.of_kind("Pod")
+    if not r.values["helmTest"]["enabled"]:
+        check(not pods, "a helm test pod although helmTest is off")
+        return
+    pod = r.one("Pod")
+    check(hook_events(pod) == {"test"}, f"the test pod's hook is {sorted(hook_events(pod))}, not test")
+    check(pod["spec"]["restartPolicy"] == "Never", "the test pod restarts")
+    check(pod["spec"].get("automountServiceAccountToken") is False, "the test pod gets an API token")
+    c = pod["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in c.get("env") or []}
+    svc = r.one("Service", gateway_pod(r)[0]["metadata"]["name"])
+    want = f"http://{svc['metadata']['name']}.{NAMESPACE}.svc:{svc['spec']['ports'][0]['port']}"
+    check(env.get("PROXY") == want, f"the test pod's PROXY is {env.get('PROXY')}, expected the Service {want}")
+    check(env.get("TARGET") == r.values["helmTest"]["target"], "TARGET differs from helmTest.target")
+    with open(os.path.join(args.chart, "files", "helm-test.sh")) as fh:
+        script = fh.read()
+    check(c["command"] == ["/bin/sh", "-c"] and c["args"] == [script],
+          "the test pod does not run files/helm-test.sh (tests/helm/test_live.py runs that script)")
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -841,6 +870,7 @@ def run_render_group(args, t):
         t.case(f"{name}: portcullis --check accepts the rendered policy", assert_portcullis_check, args, r, out)
         t.case(f"{name}: the policy check hook (pre-install/pre-upgrade Job) runs portcullis --check --strict "
                "on this policy and passes", assert_policy_check, args, r, out)
+        t.case(f"{name}: the helm test pod runs files/helm-test.sh against the proxy Service", assert_helm_test, args, r)
     run_kube_watch_group(args, t)
 
 
