@@ -21,8 +21,9 @@ Deployment's template gets.
 The models of python3-kubernetes 22.6 (Kubernetes 1.22) have no autoscaling/v2;
 HorizontalPodAutoscaler autoscaling/v2 is validated against the
 autoscaling/v2beta2 models, whose schema v2 made GA unchanged. The
-ServiceMonitor (a Prometheus Operator CRD) has no model: it is checked against a
-hand-written schema of the fields the chart uses (see SERVICEMONITOR below).
+ServiceMonitor and the PrometheusRule (Prometheus Operator CRDs) have no model:
+they are checked against hand-written schemas of the fields the chart uses
+(SERVICEMONITOR, PROMETHEUSRULE below).
 
 Run with Debian's interpreter (/usr/bin/python3).
 """
@@ -301,6 +302,15 @@ SERVICEMONITOR = {
 }
 
 
+# The PrometheusRule (monitoring.coreos.com/v1) fields the chart renders.
+_RULE = {"alert": str, "record": str, "expr": str, "for": str,
+         "labels": "dict(str, str)", "annotations": "dict(str, str)"}
+PROMETHEUSRULE = {
+    "apiVersion": str, "kind": str, "metadata": "V1ObjectMeta",
+    "spec": {"groups": [{"name": str, "interval": str, "rules": [_RULE]}]},
+}
+
+
 def _walk_shape(value, shape, path, errors):
     if isinstance(shape, str):
         strict_walk(value, shape, path, errors)
@@ -338,6 +348,25 @@ def _check_servicemonitor(obj, errors):
                 errors.append(f"ServiceMonitor.spec.endpoints[{i}].{key}: bad duration {ep[key]!r}")
 
 
+def _check_prometheusrule(obj, errors):
+    _walk_shape(obj, PROMETHEUSRULE, "PrometheusRule", errors)
+    groups = (obj.get("spec") or {}).get("groups") or []
+    if not groups:
+        errors.append("PrometheusRule.spec.groups is empty")
+    names = [g.get("name") for g in groups]
+    if len(set(names)) != len(names) or not all(names):
+        errors.append(f"PrometheusRule: group names must be set and unique: {names}")
+    for gi, g in enumerate(groups):
+        for ri, r in enumerate(g.get("rules") or []):
+            where = f"PrometheusRule.spec.groups[{gi}].rules[{ri}]"
+            if ("alert" in r) == ("record" in r):
+                errors.append(f"{where}: exactly one of alert and record")
+            if not r.get("expr"):
+                errors.append(f"{where}: expr is required")
+            if "for" in r and not PROM_DURATION.match(r["for"]):
+                errors.append(f"{where}.for: bad duration {r['for']!r}")
+
+
 def validate(obj):
     """Every error for one rendered object; [] when it is valid."""
     errors = []
@@ -348,6 +377,8 @@ def validate(obj):
     name = meta.get("name", "")
     if (api, kind) == ("monitoring.coreos.com/v1", "ServiceMonitor"):
         _check_servicemonitor(obj, errors)
+    elif (api, kind) == ("monitoring.coreos.com/v1", "PrometheusRule"):
+        _check_prometheusrule(obj, errors)
     else:
         model = MODELS.get((api, kind))
         if model is None:

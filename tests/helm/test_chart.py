@@ -11,22 +11,28 @@ semantics), and then:
     refused);
   - the security properties hold (pod security, token, RBAC, NetworkPolicies,
     availability, probes, the policy in the ConfigMap);
-  - the rendered policy passes `portcullis --check`.
+  - the rendered policy passes `portcullis --check`, and the policy check
+    hook's Job command (run exactly, against the built binary) passes;
+  - the helm test pod runs files/helm-test.sh; the PrometheusRule and the
+    Grafana dashboard follow the values and promtool parses every expression.
 Then: the checksum/kube-watch pod annotation follows exactly the
 identity.kubernetes settings the daemon reads only at start-up.
 Negative cases: tests/helm/bad-values/ must be refused by the schema (both by
 the renderer's gojsonschema, as `helm install` would, and by python3-jsonschema),
 tests/helm/bad-render/ by the chart's own checks; single changes to
 kubernetesIdentity (KUBE_AGREEMENT) must be accepted or refused alike by the
-schema and by `portcullis --check`; the validator itself must refuse known-bad
-objects. The Containerfile group checks the image recipe
+schema and by `portcullis --check`; tests/helm/check-fails/ render but the
+policy check hook's command must fail on them; the validator itself must refuse
+known-bad objects. The monitoring group runs `promtool test rules`
+(tests/helm/prometheus/rules_test.yaml) on the rendered alerts. The Containerfile group checks the image recipe
 against ./dev, meson.build and the binary's libraries.
 
 Output: one "ok N - ..." / "not ok N - ..." line per case, then
 "N passed, N failed"; exit status 1 on any failure.
 
 usage: test_chart.py --renderer BIN --srcdir REPO [--portcullis BIN] [--workdir DIR]
-                     [--only GROUP[,GROUP]]   groups: render, negative, selftest, containerfile
+                     [--only GROUP[,GROUP]]
+       groups: render, negative, selftest, monitoring, containerfile
 """
 
 import argparse
@@ -48,9 +54,11 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import k8s_schema  # noqa: E402
 import containerfile  # noqa: E402
+import monitoring  # noqa: E402
 
 RELEASE = "portcullis"
 NAMESPACE = "egress"
+PROMTOOL = "/usr/bin/promtool"
 
 
 class Failure(Exception):
@@ -815,6 +823,68 @@ def assert_helm_test(args, r):
           "the test pod does not run files/helm-test.sh (tests/helm/test_live.py runs that script)")
 
 
+def promtool(*argv):
+    check(os.access(PROMTOOL, os.X_OK), f"{PROMTOOL} not found (Debian package prometheus)")
+    return subprocess.run([PROMTOOL] + list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=120)
+
+
+def assert_monitoring(args, r, out):
+    v = r.values
+    rule = monitoring.prometheus_rule(r.objects)
+    if not v["prometheusRule"]["enabled"]:
+        check(rule is None, "a PrometheusRule although prometheusRule is off")
+    else:
+        check(rule is not None, "no PrometheusRule although prometheusRule is on")
+        for k, val in (v["prometheusRule"].get("labels") or {}).items():
+            check(rule["metadata"]["labels"].get(k) == val, f"the PrometheusRule lacks the label {k}: {val}")
+        alerts = [a for a, _ in monitoring.rule_exprs(rule)]
+        kube = "portcullis/PortcullisPodMapNotSynced" in alerts
+        check(kube == v["kubernetesIdentity"]["enabled"],
+              f"the pod map alert is {'present' if kube else 'missing'}, kubernetesIdentity.enabled is "
+              f"{v['kubernetesIdentity']['enabled']}")
+        for g in rule["spec"]["groups"]:
+            for ru in g["rules"]:
+                for k, val in (v["prometheusRule"].get("additionalLabels") or {}).items():
+                    check(ru["labels"].get(k) == val, f"{ru['alert']} lacks the label {k}: {val}")
+                check(ru["labels"].get("severity") in ("info", "warning", "critical"), f"{ru['alert']}: no severity")
+                check({"summary", "description"} <= set(ru["annotations"]), f"{ru['alert']}: no summary or description")
+                check(("runbook_url" in ru["annotations"]) == bool(v["prometheusRule"].get("runbookURL")),
+                      f"{ru['alert']}: runbook_url does not follow prometheusRule.runbookURL")
+        path = os.path.join(out, "rules.yaml")
+        monitoring.write_rules(rule, path)
+        p = promtool("check", "rules", path)
+        check(p.returncode == 0, f"promtool check rules:\n{p.stdout}")
+    cms = [o for o in r.of_kind("ConfigMap") if o["metadata"]["labels"].get("app.kubernetes.io/component") == "dashboard"]
+    g = v["grafanaDashboard"]
+    if not g["enabled"]:
+        check(not cms, "a dashboard ConfigMap although grafanaDashboard is off")
+        return
+    check(len(cms) == 1, f"expected one dashboard ConfigMap, found {len(cms)}")
+    cm = cms[0]
+    check(cm["metadata"]["namespace"] == (g.get("namespace") or NAMESPACE), "the dashboard is in the wrong namespace")
+    for k, val in (g.get("labels") or {}).items():
+        check(cm["metadata"]["labels"].get(k) == val, f"the dashboard ConfigMap lacks the sidecar label {k}: {val}")
+    with open(os.path.join(args.chart, "files", "grafana-dashboard.json")) as fh:
+        check(cm["data"] == {"portcullis.json": fh.read()}, "the ConfigMap does not carry files/grafana-dashboard.json")
+    dash = monitoring.dashboard(r.objects)
+    ids = [p["id"] for p in dash["panels"]]
+    check(len(ids) == len(set(ids)), f"panel ids repeat: {ids}")
+    for p in dash["panels"]:
+        gp = p["gridPos"]
+        check(0 <= gp["x"] and gp["x"] + gp["w"] <= 24, f"panel {p['id']} is wider than the grid")
+        if p["type"] != "row":
+            check(p.get("targets") and all(t.get("expr") for t in p["targets"]), f"panel {p['id']} has no query")
+            check(p["datasource"] == {"type": "prometheus", "uid": "${datasource}"},
+                  f"panel {p['id']} does not use the dashboard's data source variable")
+    queries = monitoring.dashboard_queries(dash)
+    check(not [q for _, q in queries if "$" in q], f"unknown Grafana variables: {[q for _, q in queries if '$' in q]}")
+    path = os.path.join(out, "dashboard-queries.yaml")
+    monitoring.write_query_rules(queries, path)
+    p = promtool("check", "rules", path)
+    check(p.returncode == 0, f"promtool cannot parse a dashboard query:\n{p.stdout}")
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -871,6 +941,8 @@ def run_render_group(args, t):
         t.case(f"{name}: the policy check hook (pre-install/pre-upgrade Job) runs portcullis --check --strict "
                "on this policy and passes", assert_policy_check, args, r, out)
         t.case(f"{name}: the helm test pod runs files/helm-test.sh against the proxy Service", assert_helm_test, args, r)
+        t.case(f"{name}: PrometheusRule and Grafana dashboard follow the values; promtool parses every rule and query",
+               assert_monitoring, args, r, out)
     run_kube_watch_group(args, t)
 
 
@@ -1096,6 +1168,61 @@ def run_negative_group(args, t):
     run_kube_agreement_group(args, t)
 
 
+def run_monitoring_group(args, t):
+    """promtool test rules on tests/helm/prometheus/rules_test.yaml against the rules the chart renders."""
+    t.case("monitoring: the PromQL metric-name scanner gives the known answers",
+           lambda: check(not monitoring.check_self(), "\n".join(monitoring.check_self())))
+    out = os.path.join(args.workdir, "monitoring")
+    os.makedirs(out, exist_ok=True)
+    state = {}
+
+    def rendered():
+        r = render_objects(args, [os.path.join(args.here, "values", "monitoring.yaml")], "monitoring-rules")
+        rule = monitoring.prometheus_rule(r.objects)
+        check(rule is not None, "values/monitoring.yaml renders no PrometheusRule")
+        monitoring.write_rules(rule, os.path.join(out, "rules.yaml"))
+        state["rule"] = rule
+    t.case("monitoring: values/monitoring.yaml renders the PrometheusRule", rendered)
+
+    test_file = os.path.join(args.here, "prometheus", "rules_test.yaml")
+
+    def unit_tests():
+        check("rule" in state, "nothing rendered")
+        shutil.copy(test_file, os.path.join(out, "rules_test.yaml"))
+        p = promtool("test", "rules", os.path.join(out, "rules_test.yaml"))
+        check(p.returncode == 0, f"promtool test rules:\n{p.stdout}")
+    t.case("monitoring: promtool test rules: every alert fires on its synthetic series and stays silent "
+           "where it must", unit_tests)
+
+    def coverage():
+        check("rule" in state, "nothing rendered")
+        with open(test_file) as fh:
+            tests = yaml.safe_load(fh)["tests"]
+        fired, silent = set(), set()
+        for tc in tests:
+            for a in tc.get("alert_rule_test") or []:
+                (fired if a.get("exp_alerts") else silent).add(a["alertname"])
+        alerts = {a.split("/", 1)[1] for a, _ in monitoring.rule_exprs(state["rule"])}
+        check(alerts == fired, f"alerts without a firing test: {sorted(alerts - fired)}; "
+              f"tests of alerts the chart lacks: {sorted(fired - alerts)}")
+        check(alerts <= silent, f"alerts without a test that they stay silent: {sorted(alerts - silent)}")
+    t.case("monitoring: rules_test.yaml makes every alert fire and keeps every alert silent at least once", coverage)
+
+    def sensitive():
+        # The unit tests must notice a broken rule: point one alert at a metric that does not exist.
+        check("rule" in state, "nothing rendered")
+        broken = copy.deepcopy(state["rule"])
+        r0 = broken["spec"]["groups"][0]["rules"][0]
+        r0["expr"] = r0["expr"].replace("portcullis_", "portcullis_missing_")
+        d = os.path.join(out, "broken")
+        os.makedirs(d, exist_ok=True)
+        monitoring.write_rules(broken, os.path.join(d, "rules.yaml"))
+        shutil.copy(test_file, os.path.join(d, "rules_test.yaml"))
+        p = promtool("test", "rules", os.path.join(d, "rules_test.yaml"))
+        check(p.returncode != 0, f"promtool test rules passes with {r0['alert']} reading no metric")
+    t.case("monitoring: the unit tests fail when an alert reads a metric that does not exist", sensitive)
+
+
 def run_selftest_group(args, t):
     """The validator must refuse what the API server refuses; else a green run means nothing."""
     p, _, _ = render(args, [os.path.join(args.here, "values", "defaults.yaml")], "selftest")
@@ -1158,7 +1285,7 @@ def main():
     ap.add_argument("--srcdir", required=True)
     ap.add_argument("--portcullis")
     ap.add_argument("--workdir")
-    ap.add_argument("--only", default="render,negative,selftest,containerfile")
+    ap.add_argument("--only", default="render,negative,selftest,monitoring,containerfile")
     args = ap.parse_args()
     args.srcdir = os.path.abspath(args.srcdir)
     args.chart = os.path.join(args.srcdir, "helm", "portcullis")
@@ -1178,6 +1305,8 @@ def main():
             run_negative_group(args, t)
         if "selftest" in groups:
             run_selftest_group(args, t)
+        if "monitoring" in groups:
+            run_monitoring_group(args, t)
         if "containerfile" in groups:
             containerfile.run(args, t, check, Failure)
     finally:
