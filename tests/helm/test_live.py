@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""The chart's scripts and monitoring against a running portcullis, in a private
+network namespace (tests/integration/harness.py: no packet leaves the machine).
+
+- The `helm test` script (helm/portcullis/files/helm-test.sh, what the test
+  pod runs) passes against the daemon started on policies the chart renders:
+  one whose unknown sources are refused (unknown_source) and one whose sources
+  land in a tier (blocked_address). It fails against stand-ins that must not
+  pass: a proxy that opens the tunnel, one that refuses without portcullis's
+  Proxy-Status, and no proxy at all.
+- /metrics of those daemons (one with identity.kubernetes, so the pod-map
+  families are exported) is the list of what portcullis really exports: every
+  metric the chart's PrometheusRule and Grafana dashboard read must be on it.
+- portcullis_ready agrees with /readyz.
+
+usage: test_live.py --portcullis BIN --srcdir REPO   (HELM_RENDER=the renderer, built by meson)
+"""
+import os
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+import monitoring  # noqa: E402
+import promcheck  # noqa: E402
+from harness import expect  # noqa: E402
+
+RENDERER = os.environ.get("HELM_RENDER", "")
+METADATA = "169.254.169.254:80"
+
+ctx = harness.start(__file__, v4=["10.96.0.10"])
+
+
+def render(values_files, tag):
+    p = subprocess.run([RENDERER, "--chart", os.path.join(ctx.srcdir, "helm", "portcullis"), "--name", "portcullis",
+                        "--namespace", "egress"] + sum((["-f", f] for f in values_files), []),
+                       capture_output=True, text=True, timeout=60)
+    expect(p.returncode == 0, "%s: the chart does not render: %s" % (tag, p.stderr[-400:]))
+    return [d for d in yaml.safe_load_all(p.stdout) if d]
+
+
+def policy_text(objects):
+    cms = [o for o in objects if o["kind"] == "ConfigMap" and "policy.yaml" in (o.get("data") or {})
+           and "helm.sh/hook" not in (o["metadata"].get("annotations") or {})]
+    expect(len(cms) == 1, "expected one policy ConfigMap, found %d" % len(cms))
+    return cms[0]["data"]["policy.yaml"]
+
+
+def start_daemon(name, policy, admin_port):
+    path = ctx.path(name + "-policy.yaml")
+    with open(path, "w") as fh:
+        fh.write(policy)
+    out = open(ctx.path(name + "-audit.log"), "ab")
+    err = open(ctx.path(name + "-stderr.log"), "ab")
+    p = ctx.spawn(name, [ctx.binary, "-c", path], stdout=out, stderr=err, env=harness.daemon_env())
+    out.close()
+    err.close()
+    ok = harness.wait_until(lambda: p.poll() is not None or harness.port_open("127.0.0.1", admin_port), 20)
+    if p.poll() is not None or not ok:
+        with open(ctx.path(name + "-stderr.log"), errors="replace") as fh:
+            raise harness.CaseFailed("%s did not start (exit %s): %s" % (name, p.poll(), fh.read()[-600:]))
+    return p
+
+
+def get(port, path):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def helm_test(proxy):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PROXY": proxy, "TARGET": METADATA}
+    p = subprocess.run(["/bin/sh", os.path.join(ctx.srcdir, "helm", "portcullis", "files", "helm-test.sh")],
+                       capture_output=True, text=True, timeout=90, env=env)
+    return p.returncode, p.stdout + p.stderr
+
+
+def stand_in(port, response):
+    """A one-line HTTP proxy stand-in on 127.0.0.1:port: reads a request head, answers response."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", port))
+    srv.listen(8)
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.settimeout(10)
+                data = b""
+                try:
+                    while b"\r\n\r\n" not in data:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    c.sendall(response)
+                except OSError:
+                    pass
+    threading.Thread(target=serve, daemon=True).start()
+    ctx.cleanups.append(srv.close)
+
+
+with ctx:
+    exported = {}
+    with ctx.case("the renderer is given (HELM_RENDER)"):
+        expect(RENDERER and os.access(RENDERER, os.X_OK), "HELM_RENDER=%r is not an executable" % RENDERER)
+
+    # Daemon A: values/monitoring.yaml (pod identity on; unknown sources refused). The API server
+    # is not there (nothing listens on 127.0.0.1:6443): the pod map stays unsynced, which is what
+    # the daemon exports then.
+    with ctx.case("a daemon starts on the policy values/monitoring.yaml renders (identity.kubernetes on)"):
+        objs = render([os.path.join(HERE, "values", "monitoring.yaml")], "monitoring")
+        pol = yaml.safe_load(policy_text(objs))
+        with open(ctx.path("token"), "w") as fh:
+            fh.write("test-token")
+        pol["identity"]["kubernetes"].update({"api_server": "https://127.0.0.1:6443", "token_file": ctx.path("token"),
+                                             "ca_file": ctx.certs()["ca"]})
+        start_daemon("kube", yaml.safe_dump(pol), 9090)
+
+    # Daemon B: the defaults with unknown sources in the default tier, on other ports.
+    with ctx.case("a daemon starts on the policy the chart's defaults render, unknown sources in the default tier"):
+        extra = ctx.path("b-values.yaml")
+        with open(extra, "w") as fh:
+            yaml.safe_dump({"ports": {"proxy": 3129, "admin": 9091},
+                            "policy": {"identity": {"unknown_source": "standard"}}}, fh)
+        objs_b = render([os.path.join(HERE, "values", "defaults.yaml"), extra], "defaults")
+        start_daemon("defaults", policy_text(objs_b), 9091)
+
+    for port, why in ((3128, "unknown_source"), (3129, "blocked_address")):
+        with ctx.case("helm-test.sh passes against the gateway (CONNECT %s refused: %s)" % (METADATA, why)):
+            rc, out = helm_test("http://127.0.0.1:%d" % port)
+            expect(rc == 0, "exit %d:\n%s" % (rc, out))
+            expect('details="%s"' % why in out, "the refusal is not %s:\n%s" % (why, out))
+
+    stand_in(3140, b"HTTP/1.1 200 Connection established\r\n\r\n")
+    stand_in(3141, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+    for port, what in ((3140, "a proxy that opens the tunnel"),
+                       (3141, "a proxy that answers 403 without portcullis's Proxy-Status"),
+                       (3142, "no proxy listening")):
+        with ctx.case("helm-test.sh fails against %s" % what):
+            rc, out = helm_test("http://127.0.0.1:%d" % port)
+            expect(rc != 0, "it passed:\n%s" % out)
+
+    for name, port in (("kube", 9090), ("defaults", 9091)):
+        with ctx.case("%s: /metrics parses; portcullis_ready agrees with /readyz" % name):
+            status, text = get(port, "/metrics")
+            expect(status == 200, "GET /metrics: %s" % status)
+            fams, problems = promcheck.check(text.encode())
+            expect(not problems, "exposition problems: %s" % problems[:5])
+            for f in fams.values():
+                exported[f.name] = f.type
+            rstatus, body = get(port, "/readyz")
+            status2, text2 = get(port, "/metrics")
+            fams2, _ = promcheck.check(text2.encode())
+            ready = fams2["portcullis_ready"].get()
+            # The pinned resolver (10.96.0.10) does not answer in this namespace: both stay unready.
+            expect(rstatus == 503 and ready == [0.0], "/readyz %s %r, portcullis_ready %s" % (rstatus, body, ready))
+
+    with ctx.case("the pod map families are exported with identity.kubernetes"):
+        missing = [n for n in ("portcullis_kube_synced", "portcullis_kube_pods", "portcullis_kube_watch_errors_total",
+                               "portcullis_kube_relists_total") if n not in exported]
+        expect(not missing, "missing: %s" % missing)
+
+    with ctx.case("every metric the PrometheusRule reads is one portcullis exports"):
+        names = monitoring.exported(exported)
+        rule = monitoring.prometheus_rule(objs)
+        expect(rule is not None, "no PrometheusRule rendered")
+        bad = ["%s: %s" % (w, sorted(monitoring.metric_names(e) - names)) for w, e in monitoring.rule_exprs(rule)
+               if monitoring.metric_names(e) - names or not monitoring.metric_names(e)]
+        expect(not bad, "unknown metrics: %s" % bad)
+
+    with ctx.case("every metric the Grafana dashboard queries is one portcullis exports"):
+        dash = monitoring.dashboard(objs)
+        expect(dash is not None, "no dashboard rendered")
+        queries = monitoring.dashboard_queries(dash)
+        bad = ["%s: %s" % (w, sorted(monitoring.metric_names(q) - names)) for w, q in queries
+               if monitoring.metric_names(q) - names or not monitoring.metric_names(q)]
+        expect(queries and not bad, "unknown metrics: %s" % bad)
+        print("# %d dashboard queries and %d alerts read %d of %d exported names" % (
+            len(queries), len(monitoring.rule_exprs(rule)),
+            len(set().union(*(monitoring.metric_names(q) for _, q in queries))), len(names)))
+
+    with ctx.case("a metric name portcullis does not export is caught (the check is not vacuous)"):
+        expect(monitoring.metric_names("rate(portcullis_made_up_total[5m])") - names == {"portcullis_made_up_total"},
+               "a made-up name passed")
