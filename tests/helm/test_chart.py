@@ -486,7 +486,9 @@ def assert_policy(r):
     check(policy["listen"]["proxy"] == f"{host}:{v['ports']['proxy']}", f"listen.proxy is {policy['listen']['proxy']}")
     check(policy["listen"]["admin"] == f"{host}:{v['ports']['admin']}", f"listen.admin is {policy['listen']['admin']}")
     check(policy["resolver"]["servers"] == v["resolver"]["servers"], "resolver.servers differ from the values")
-    check(policy["audit"]["output"] == "-", "audit output is not stdout")
+    a = v["audit"]
+    want_output = "-" if a["destination"] == "stdout" else a["file"]["directory"].rstrip("/") + "/" + a["file"]["name"]
+    check(policy["audit"]["output"] == want_output, f"audit.output is {policy['audit']['output']!r}, expected {want_output!r}")
     check(parse_duration(policy["timeouts"]["drain"]) == v["drainSeconds"], "timeouts.drain differs from drainSeconds")
     if v.get("tiers"):
         check(policy["tiers"] == v["tiers"], "tiers differ from the values")
@@ -766,6 +768,52 @@ def run_hook_command(args, r, out):
                           timeout=60)
 
 
+def assert_audit_stream(r):
+    """stdout: no audit volume, no shipper. file: the audit file on an emptyDir both
+    containers mount at the same path, the shipper told where it is."""
+    _, _, policy = policy_of(r)
+    _, _, pod = gateway_pod(r)
+    a = r.values["audit"]
+    output = policy["audit"]["output"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    volumes = {vol["name"]: vol for vol in pod.get("volumes") or []}
+    check(pod["containers"][0]["name"] == "portcullis", "portcullis is not the first container")
+    if a["destination"] == "stdout":
+        check(output == "-", f"audit.output is {output!r} with destination stdout")
+        check(set(containers) == {"portcullis"}, f"containers {sorted(containers)} with audit on stdout")
+        check("audit" not in volumes, "an audit volume with audit on stdout")
+        check(not pod.get("shareProcessNamespace"), "shareProcessNamespace with audit on stdout")
+        return
+    directory = a["file"]["directory"].rstrip("/")
+    check(os.path.dirname(output) == directory, f"audit.output {output} is not in {directory}")
+    vol = volumes.get("audit")
+    check(vol and set(vol) == {"name", "emptyDir"}, f"the audit volume is not an emptyDir: {vol}")
+    check(vol["emptyDir"].get("sizeLimit") == str(a["file"]["sizeLimit"]), "the audit emptyDir has no sizeLimit")
+    check(vol["emptyDir"].get("medium", "") == a["file"].get("medium", ""), "the audit emptyDir's medium")
+
+    def mount(c):
+        ms = [m for m in c.get("volumeMounts") or [] if m["name"] == "audit"]
+        check(len(ms) == 1, f"{c['name']} does not mount the audit volume once")
+        check(ms[0]["mountPath"] == directory and not ms[0].get("readOnly") and "subPath" not in ms[0],
+              f"{c['name']} mounts the audit volume as {ms[0]}, expected {directory}, writable, whole")
+    mount(containers["portcullis"])
+    sh = a["shipper"]
+    if not sh["enabled"]:
+        check(set(containers) == {"portcullis"}, f"containers {sorted(containers)} without a shipper")
+        check(not pod.get("shareProcessNamespace"), "shareProcessNamespace without a shipper")
+        return
+    check(set(containers) == {"portcullis", "shipper"}, f"containers {sorted(containers)}")
+    c = containers["shipper"]
+    mount(c)
+    env = {e["name"]: e.get("value") for e in c.get("env") or []}
+    check(env.get("AUDIT_FILE") == output, f"the shipper's AUDIT_FILE is {env.get('AUDIT_FILE')}, the file is {output}")
+    for e in sh.get("env") or []:
+        check(e in c["env"], f"the shipper lacks env {e}")
+    check(c.get("command", []) == sh["command"] and c.get("args", []) == sh["args"], "the shipper's command or args")
+    check(bool(pod.get("shareProcessNamespace")) == sh["shareProcessNamespace"],
+          "shareProcessNamespace does not follow audit.shipper.shareProcessNamespace")
+
+
 def assert_policy_check(args, r, out):
     hook = policy_check_hook(r)
     if hook is None:
@@ -931,6 +979,8 @@ def run_render_group(args, t):
                assert_availability, r)
         t.case(f"{name}: ports, probes, Services, ServiceMonitor, policy mount, checksum", assert_ports_probes_service, r)
         t.case(f"{name}: policy in the ConfigMap follows the values", assert_policy, r)
+        t.case(f"{name}: audit records on stdout, or in a file on an emptyDir shared with the shipper",
+               assert_audit_stream, r)
         t.case(f"{name}: identity.kubernetes in the policy follows kubernetesIdentity", assert_kube_identity, r)
         t.case(f"{name}: gateway NetworkPolicy (ingress by namespace, egress to resolvers and upstreams only)",
                assert_gateway_netpol, r)

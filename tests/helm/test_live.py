@@ -12,10 +12,14 @@ network namespace (tests/integration/harness.py: no packet leaves the machine).
   families are exported) is the list of what portcullis really exports: every
   metric the chart's PrometheusRule and Grafana dashboard read must be on it.
 - portcullis_ready agrees with /readyz.
+- With audit.destination file, records go to the file and not to stdout, and
+  moving the file aside plus SIGUSR1 starts a new one (what a shipper does).
 
 usage: test_live.py --portcullis BIN --srcdir REPO   (HELM_RENDER=the renderer, built by meson)
 """
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -139,6 +143,48 @@ with ctx:
                             "policy": {"identity": {"unknown_source": "standard"}}}, fh)
         objs_b = render([os.path.join(HERE, "values", "defaults.yaml"), extra], "defaults")
         start_daemon("defaults", policy_text(objs_b), 9091)
+
+    # Daemon C: audit records to a file (audit.destination: file), in a directory standing in
+    # for the emptyDir.
+    audit_dir = ctx.path("audit-volume")
+    os.makedirs(audit_dir)
+    audit_file = os.path.join(audit_dir, "audit.json")
+    with ctx.case("a daemon starts on a rendered policy with audit.destination: file"):
+        extra_c = ctx.path("c-values.yaml")
+        with open(extra_c, "w") as fh:
+            yaml.safe_dump({"ports": {"proxy": 3130, "admin": 9092},
+                            "audit": {"destination": "file",
+                                      "file": {"directory": audit_dir, "name": "audit.json", "sizeLimit": "1Gi"}}}, fh)
+        pol_c = policy_text(render([os.path.join(HERE, "values", "defaults.yaml"), extra_c], "audit-file"))
+        expect(yaml.safe_load(pol_c)["audit"]["output"] == audit_file, "audit.output is not the file")
+        daemon_c = start_daemon("auditfile", pol_c, 9092)
+
+    def records(path):
+        try:
+            with open(path) as fh:
+                return [json.loads(line) for line in fh if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    with ctx.case("audit.destination file: a refusal's record lands in the file, stdout stays empty"):
+        rc, out = helm_test("http://127.0.0.1:3130")
+        expect(rc == 0, "helm-test.sh against it: exit %d\n%s" % (rc, out))
+        got = harness.wait_until(lambda: records(audit_file), 10)
+        expect(got, "no record in %s" % audit_file)
+        expect(any("unknown_source" in json.dumps(rec) for rec in got), "no unknown_source record: %s" % got)
+        with open(ctx.path("auditfile-audit.log")) as fh:
+            expect(fh.read() == "", "records on stdout too")
+
+    with ctx.case("audit.destination file: moved aside and SIGUSR1, the next record starts a new file"):
+        os.rename(audit_file, audit_file + ".1")
+        before = len(records(audit_file + ".1"))
+        os.kill(daemon_c.pid, signal.SIGUSR1)
+        # The reopen is asynchronous: repeat refusals until one lands in the new file.
+        def new_record():
+            helm_test("http://127.0.0.1:3130")
+            return records(audit_file)
+        expect(harness.wait_until(new_record, 15, interval=0.5), "no new %s after SIGUSR1" % audit_file)
+        expect(len(records(audit_file + ".1")) >= before, "the moved file lost records")
 
     for port, why in ((3128, "unknown_source"), (3129, "blocked_address")):
         with ctx.case("helm-test.sh passes against the gateway (CONNECT %s refused: %s)" % (METADATA, why)):
