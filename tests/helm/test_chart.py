@@ -55,6 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import k8s_schema  # noqa: E402
 import containerfile  # noqa: E402
 import monitoring  # noqa: E402
+import values_table  # noqa: E402
 
 RELEASE = "portcullis"
 NAMESPACE = "egress"
@@ -705,6 +706,16 @@ def assert_notes(r):
               "NOTES.txt does not show how to read the Service IP")
     check("<no value>" not in notes and "%!" not in notes, "NOTES.txt has template residue")
     check("not implemented" not in notes.lower(), "NOTES.txt still says something is not implemented")
+    v = r.values
+    check(("helm test portcullis -n egress" in notes) == v["helmTest"]["enabled"],
+          "NOTES.txt and helmTest.enabled disagree on `helm test`")
+    for warned, text in ((not v["service"]["sessionAffinity"]["enabled"], "service.sessionAffinity is off"),
+                         (not v["policyCheck"]["enabled"], "policyCheck is off"),
+                         (v["audit"]["destination"] == "file" and not v["audit"]["shipper"]["enabled"],
+                          "no shipper reads it")):
+        check((text in notes) == warned, f"NOTES.txt {'lacks' if warned else 'has'} the warning {text!r}")
+    if v["audit"]["destination"] == "file":
+        check(policy_of(r)[2]["audit"]["output"] in notes, "NOTES.txt does not say where the audit file is")
     kube = r.values["kubernetesIdentity"]
     sync = ("kubernetes pod map not synced", "/readyz", "portcullis_kube_synced")
     if kube["enabled"]:
@@ -945,9 +956,43 @@ def values_cases(args):
     return cases
 
 
+def readme_values_table(chart):
+    with open(os.path.join(chart, "README.md")) as fh:
+        doc = fh.read()
+    m = re.search(re.escape(values_table.START) + r"\n(.*?)" + re.escape(values_table.END), doc, re.S)
+    check(m, "helm/portcullis/README.md has no values table block")
+    return m.group(1)
+
+
+def assert_values_table(args):
+    want, missing = values_table.table(args.chart)
+    check(not missing, f"keys without a comment or a schema description: {missing}")
+    check(readme_values_table(args.chart) == want,
+          "helm/portcullis/README.md's values table differs from values.yaml and values.schema.json: "
+          "run tests/helm/values_table.py --write")
+
+
+def assert_values_table_sensitive(args):
+    # A changed default must change the table (else the comparison above proves nothing).
+    d = os.path.join(args.workdir, "values-table-chart")
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(args.chart, d)
+    path = os.path.join(d, "values.yaml")
+    with open(path) as fh:
+        text = fh.read()
+    check("drainSeconds: 30\n" in text, "values.yaml has no 'drainSeconds: 30' line to change")
+    with open(path, "w") as fh:
+        fh.write(text.replace("drainSeconds: 30\n", "drainSeconds: 31\n"))
+    want, _ = values_table.table(d)
+    check(want != readme_values_table(args.chart), "the table did not change with a default")
+
+
 def run_render_group(args, t):
     schema = load_schema(args)
     t.case("values.schema.json is a valid draft-07 schema", jsonschema.Draft7Validator.check_schema, schema)
+    t.case("the chart README's values table is the one values.yaml and values.schema.json give",
+           assert_values_table, args)
+    t.case("the values table follows a changed default", assert_values_table_sensitive, args)
     for name, files in values_cases(args):
         p, out, values = render(args, files, name)
         state = {}
