@@ -11,7 +11,8 @@ network namespace (tests/integration/harness.py: no packet leaves the machine).
 - /metrics of those daemons (one with identity.kubernetes, so the pod-map
   families are exported) is the list of what portcullis really exports: every
   metric the chart's PrometheusRule and Grafana dashboard read must be on it.
-- portcullis_ready agrees with /readyz.
+- portcullis_ready agrees with /readyz, unready (pinned resolver silent, pod map not
+  synced) and ready (a stand-in resolver answers).
 - With audit.destination file, records go to the file and not to stdout, and
   moving the file aside plus SIGUSR1 starts a new one (what a shipper does).
 
@@ -87,6 +88,27 @@ def helm_test(proxy):
     p = subprocess.run(["/bin/sh", os.path.join(ctx.srcdir, "helm", "portcullis", "files", "helm-test.sh")],
                        capture_output=True, text=True, timeout=90, env=env)
     return p.returncode, p.stdout + p.stderr
+
+
+def dns_stand_in(addr):
+    """A resolver on addr:53/udp that answers every query NXDOMAIN: enough for the readiness
+    probe, which needs an answer, not an address."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind((addr, 53))
+
+    def serve():
+        while True:
+            try:
+                q, peer = srv.recvfrom(4096)
+            except OSError:
+                return
+            if len(q) < 12:
+                continue
+            # RFC 1035 4.1.1: same ID, QR=1, the query's opcode and RD, RA=1, RCODE=3; the question echoed.
+            flags = 0x8000 | (q[2] << 8 & 0x7900) | 0x0080 | 3
+            srv.sendto(q[:2] + flags.to_bytes(2, "big") + q[4:6] + b"\0\0\0\0\0\0" + q[12:], peer)
+    threading.Thread(target=serve, daemon=True).start()
+    ctx.cleanups.append(srv.close)
 
 
 def stand_in(port, response):
@@ -201,20 +223,33 @@ with ctx:
             rc, out = helm_test("http://127.0.0.1:%d" % port)
             expect(rc != 0, "it passed:\n%s" % out)
 
+    def readiness(port):
+        """(/readyz status, body, portcullis_ready) read back to back."""
+        rstatus, body = get(port, "/readyz")
+        status, text = get(port, "/metrics")
+        expect(status == 200, "GET /metrics: %s" % status)
+        fams, _ = promcheck.check(text.encode())
+        return rstatus, body.strip(), fams["portcullis_ready"].get()
+
     for name, port in (("kube", 9090), ("defaults", 9091)):
-        with ctx.case("%s: /metrics parses; portcullis_ready agrees with /readyz" % name):
+        with ctx.case("%s: /metrics parses; with the pinned resolver silent, /readyz 503 and portcullis_ready 0"
+                      % name):
             status, text = get(port, "/metrics")
             expect(status == 200, "GET /metrics: %s" % status)
             fams, problems = promcheck.check(text.encode())
             expect(not problems, "exposition problems: %s" % problems[:5])
             for f in fams.values():
                 exported[f.name] = f.type
-            rstatus, body = get(port, "/readyz")
-            status2, text2 = get(port, "/metrics")
-            fams2, _ = promcheck.check(text2.encode())
-            ready = fams2["portcullis_ready"].get()
-            # The pinned resolver (10.96.0.10) does not answer in this namespace: both stay unready.
-            expect(rstatus == 503 and ready == [0.0], "/readyz %s %r, portcullis_ready %s" % (rstatus, body, ready))
+            got = readiness(port)
+            expect(got[0] == 503 and got[2] == [0.0], "/readyz %s %r, portcullis_ready %s" % got)
+
+    dns_stand_in("10.96.0.10")
+    with ctx.case("once the pinned resolver answers: defaults /readyz 200 and portcullis_ready 1; "
+                  "kube (pod map not synced) still 503 and 0"):
+        got = harness.wait_until(lambda: (lambda r: r if r[0] == 200 else None)(readiness(9091)), 15, interval=0.5)
+        expect(got and got[2] == [1.0], "defaults: %r" % ((got or readiness(9091)),))
+        got = readiness(9090)
+        expect(got[0] == 503 and "pod map" in got[1] and got[2] == [0.0], "kube: /readyz %s %r, portcullis_ready %s" % got)
 
     with ctx.case("the pod map families are exported with identity.kubernetes"):
         missing = [n for n in ("portcullis_kube_synced", "portcullis_kube_pods", "portcullis_kube_watch_errors_total",
