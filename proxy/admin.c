@@ -210,6 +210,7 @@ static void handle(struct admin *a, struct bufferevent *bev, const struct http_r
 		a->stats(a->stats_arg, &st);
 		st.proc.version = PORTCULLIS_VERSION;
 		st.proc.admin_evictions = a->evictions;
+		st.proc.ready = not_ready(a, &st) == NULL;
 		metrics_render(body, st.tiers, st.workers, st.n_workers, &st.proc);
 		respond(bev, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
 	} else if (PATH_IS("/healthz")) {

@@ -183,6 +183,8 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 			    (unsigned long long)p->reloads_ok);
 	evbuffer_add_printf(out, "portcullis_policy_reloads_total{result=\"failure\"} %llu\n",
 			    (unsigned long long)p->reloads_failed);
+	scalar(out, "portcullis_ready", "gauge",
+	       "1 when /readyz answers 200, 0 when it answers 503 (its body says why).", p->ready ? 1 : 0);
 	scalar(out, "portcullis_audit_records_lost_total", "counter",
 	       "Audit records that could not be queued for writing.", p->audit_lost);
 	scalar(out, "portcullis_connections_active", "gauge", "Open client connections, all states.",

@@ -65,6 +65,7 @@ struct metrics_process {
 	uint64_t source_entries, source_evictions; /* the per-source table */
 	uint64_t admin_evictions;                  /* admin connections cut to let a newer one in */
 	double start_time;           /* unix seconds */
+	bool ready;                  /* /readyz would answer 200 */
 	bool kube_enabled;           /* identity.kubernetes: the four below are rendered */
 	bool kube_synced;
 	uint64_t kube_pods, kube_relists, kube_watch_errors, kube_skipped;

@@ -15,11 +15,15 @@ On top come the checks the API server makes that the models do not: name and
 label syntax, selector/template agreement, NetworkPolicy `except` inside
 `cidr`, port names, and the like.
 
+Jobs and Pods (the chart's Helm hooks) get the pod-spec checks a
+Deployment's template gets.
+
 The models of python3-kubernetes 22.6 (Kubernetes 1.22) have no autoscaling/v2;
 HorizontalPodAutoscaler autoscaling/v2 is validated against the
 autoscaling/v2beta2 models, whose schema v2 made GA unchanged. The
-ServiceMonitor (a Prometheus Operator CRD) has no model: it is checked against a
-hand-written schema of the fields the chart uses (see SERVICEMONITOR below).
+ServiceMonitor and the PrometheusRule (Prometheus Operator CRDs) have no model:
+they are checked against hand-written schemas of the fields the chart uses
+(SERVICEMONITOR, PROMETHEUSRULE below).
 
 Run with Debian's interpreter (/usr/bin/python3).
 """
@@ -38,6 +42,8 @@ MODELS = {
     ("v1", "Service"): "V1Service",
     ("v1", "ServiceAccount"): "V1ServiceAccount",
     ("apps/v1", "Deployment"): "V1Deployment",
+    ("batch/v1", "Job"): "V1Job",
+    ("v1", "Pod"): "V1Pod",
     ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "V2beta2HorizontalPodAutoscaler",
     ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
@@ -296,6 +302,15 @@ SERVICEMONITOR = {
 }
 
 
+# The PrometheusRule (monitoring.coreos.com/v1) fields the chart renders.
+_RULE = {"alert": str, "record": str, "expr": str, "for": str,
+         "labels": "dict(str, str)", "annotations": "dict(str, str)"}
+PROMETHEUSRULE = {
+    "apiVersion": str, "kind": str, "metadata": "V1ObjectMeta",
+    "spec": {"groups": [{"name": str, "interval": str, "rules": [_RULE]}]},
+}
+
+
 def _walk_shape(value, shape, path, errors):
     if isinstance(shape, str):
         strict_walk(value, shape, path, errors)
@@ -333,6 +348,25 @@ def _check_servicemonitor(obj, errors):
                 errors.append(f"ServiceMonitor.spec.endpoints[{i}].{key}: bad duration {ep[key]!r}")
 
 
+def _check_prometheusrule(obj, errors):
+    _walk_shape(obj, PROMETHEUSRULE, "PrometheusRule", errors)
+    groups = (obj.get("spec") or {}).get("groups") or []
+    if not groups:
+        errors.append("PrometheusRule.spec.groups is empty")
+    names = [g.get("name") for g in groups]
+    if len(set(names)) != len(names) or not all(names):
+        errors.append(f"PrometheusRule: group names must be set and unique: {names}")
+    for gi, g in enumerate(groups):
+        for ri, r in enumerate(g.get("rules") or []):
+            where = f"PrometheusRule.spec.groups[{gi}].rules[{ri}]"
+            if ("alert" in r) == ("record" in r):
+                errors.append(f"{where}: exactly one of alert and record")
+            if not r.get("expr"):
+                errors.append(f"{where}: expr is required")
+            if "for" in r and not PROM_DURATION.match(r["for"]):
+                errors.append(f"{where}.for: bad duration {r['for']!r}")
+
+
 def validate(obj):
     """Every error for one rendered object; [] when it is valid."""
     errors = []
@@ -343,6 +377,8 @@ def validate(obj):
     name = meta.get("name", "")
     if (api, kind) == ("monitoring.coreos.com/v1", "ServiceMonitor"):
         _check_servicemonitor(obj, errors)
+    elif (api, kind) == ("monitoring.coreos.com/v1", "PrometheusRule"):
+        _check_prometheusrule(obj, errors)
     else:
         model = MODELS.get((api, kind))
         if model is None:
@@ -393,7 +429,25 @@ def validate(obj):
         ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
         if ru.get("maxSurge") in (0, "0%") and ru.get("maxUnavailable") in (0, "0%"):
             errors.append("Deployment: maxSurge and maxUnavailable cannot both be 0")
+    elif kind == "Job":
+        if len(name) > 63:
+            errors.append(f"Job: name {name!r} is longer than 63 characters (its pods' job-name label)")
+        tmpl = spec.get("template") or {}
+        _check_labels((tmpl.get("metadata") or {}).get("labels"), "Job.spec.template.metadata.labels", errors)
+        tspec = tmpl.get("spec") or {}
+        if tspec.get("restartPolicy") not in ("Never", "OnFailure"):
+            errors.append("Job: spec.template.spec.restartPolicy must be Never or OnFailure")
+        _check_pod_spec(tspec, "Job.spec.template.spec", errors)
+    elif kind == "Pod":
+        _check_pod_spec(spec, "Pod.spec", errors)
     elif kind == "Service":
+        if spec.get("sessionAffinityConfig") and spec.get("sessionAffinity") != "ClientIP":
+            errors.append("Service: sessionAffinityConfig needs sessionAffinity ClientIP")
+        t = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
+        if t is not None and not 0 < t <= 86400:
+            errors.append(f"Service: sessionAffinityConfig.clientIP.timeoutSeconds {t} outside 1..86400")
+        if spec.get("sessionAffinity", "None") not in ("None", "ClientIP"):
+            errors.append(f"Service: bad sessionAffinity {spec.get('sessionAffinity')!r}")
         for i, p in enumerate(spec.get("ports") or []):
             if "name" in p:
                 _check_port_name(p["name"], f"Service.spec.ports[{i}].name", errors)

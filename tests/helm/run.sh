@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests of the Helm chart and the Containerfile (see test_chart.py), runnable on their own:
-#   tests/helm/run.sh [--portcullis BIN] [--only render,negative,selftest,containerfile]
+#   tests/helm/run.sh [--portcullis BIN] [--only render,negative,selftest,monitoring,containerfile]
 # Builds the renderer (Go, offline, against Debian's Go libraries) unless --renderer BIN is given.
 # BIN defaults to build-release/proxy/portcullis. Last line: "N passed, N failed".
 # Debian packages: golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev

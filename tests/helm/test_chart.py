@@ -11,22 +11,28 @@ semantics), and then:
     refused);
   - the security properties hold (pod security, token, RBAC, NetworkPolicies,
     availability, probes, the policy in the ConfigMap);
-  - the rendered policy passes `portcullis --check`.
+  - the rendered policy passes `portcullis --check`, and the policy check
+    hook's Job command (run exactly, against the built binary) passes;
+  - the helm test pod runs files/helm-test.sh; the PrometheusRule and the
+    Grafana dashboard follow the values and promtool parses every expression.
 Then: the checksum/kube-watch pod annotation follows exactly the
 identity.kubernetes settings the daemon reads only at start-up.
 Negative cases: tests/helm/bad-values/ must be refused by the schema (both by
 the renderer's gojsonschema, as `helm install` would, and by python3-jsonschema),
 tests/helm/bad-render/ by the chart's own checks; single changes to
 kubernetesIdentity (KUBE_AGREEMENT) must be accepted or refused alike by the
-schema and by `portcullis --check`; the validator itself must refuse known-bad
-objects. The Containerfile group checks the image recipe
+schema and by `portcullis --check`; tests/helm/check-fails/ render but the
+policy check hook's command must fail on them; the validator itself must refuse
+known-bad objects. The monitoring group runs `promtool test rules`
+(tests/helm/prometheus/rules_test.yaml) on the rendered alerts. The Containerfile group checks the image recipe
 against ./dev, meson.build and the binary's libraries.
 
 Output: one "ok N - ..." / "not ok N - ..." line per case, then
 "N passed, N failed"; exit status 1 on any failure.
 
 usage: test_chart.py --renderer BIN --srcdir REPO [--portcullis BIN] [--workdir DIR]
-                     [--only GROUP[,GROUP]]   groups: render, negative, selftest, containerfile
+                     [--only GROUP[,GROUP]]
+       groups: render, negative, selftest, monitoring, containerfile
 """
 
 import argparse
@@ -48,9 +54,12 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import k8s_schema  # noqa: E402
 import containerfile  # noqa: E402
+import monitoring  # noqa: E402
+import values_table  # noqa: E402
 
 RELEASE = "portcullis"
 NAMESPACE = "egress"
+PROMTOOL = "/usr/bin/promtool"
 
 
 class Failure(Exception):
@@ -183,8 +192,17 @@ def gateway_pod(r):
     return dep, dep["spec"]["template"]["metadata"], dep["spec"]["template"]["spec"]
 
 
+def is_hook(o):
+    return "helm.sh/hook" in (o["metadata"].get("annotations") or {})
+
+
+def hook_events(o):
+    return set((o["metadata"].get("annotations") or {}).get("helm.sh/hook", "").split(","))
+
+
 def policy_of(r):
-    cms = [o for o in r.of_kind("ConfigMap") if "policy.yaml" in (o.get("data") or {})]
+    """The release's policy ConfigMap (not the policy check hook's copy)."""
+    cms = [o for o in r.of_kind("ConfigMap") if "policy.yaml" in (o.get("data") or {}) and not is_hook(o)]
     check(len(cms) == 1, f"expected one ConfigMap with policy.yaml, found {len(cms)}")
     text = cms[0]["data"]["policy.yaml"]
     return cms[0], text, yaml.load(text, Loader=UniqueKeyLoader)
@@ -254,8 +272,31 @@ def peers_admitting(rule, addr):
 # Per-case assertions
 
 
+def pod_specs(r):
+    """Every pod the chart runs: the gateway's template, hook Jobs' templates, hook Pods."""
+    out = [("Deployment/" + d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in r.of_kind("Deployment")]
+    out += [("Job/" + j["metadata"]["name"], j["spec"]["template"]["spec"]) for j in r.of_kind("Job")]
+    out += [("Pod/" + p["metadata"]["name"], p["spec"]) for p in r.of_kind("Pod")]
+    return out
+
+
 def assert_pod_security(r):
-    dep, meta, pod = gateway_pod(r)
+    check(r.of_kind("Deployment"), "no Deployment")
+    for where, pod in pod_specs(r):
+        try:
+            assert_one_pod_security(pod)
+        except Failure as e:
+            raise Failure(f"{where}: {e}")
+    if r.values.get("namespace", {}).get("create"):
+        ns = r.one("Namespace", NAMESPACE)
+        labels = ns["metadata"]["labels"]
+        check(labels.get("pod-security.kubernetes.io/enforce") == "restricted",
+              f"Namespace enforce label is {labels.get('pod-security.kubernetes.io/enforce')}")
+    else:
+        check(not r.of_kind("Namespace"), "a Namespace object although namespace.create is false")
+
+
+def assert_one_pod_security(pod):
     psc = pod.get("securityContext") or {}
     check(psc.get("runAsNonRoot") is True, "pod securityContext.runAsNonRoot is not true")
     check(psc.get("runAsUser") == 65532, f"pod runAsUser is {psc.get('runAsUser')}, not 65532")
@@ -288,13 +329,6 @@ def assert_pod_security(r):
         for kind, keys in (("requests", ("cpu", "memory")), ("limits", ("memory",))):
             for k in keys:
                 check(k in (res.get(kind) or {}), f"{n}: resources.{kind}.{k} missing")
-    if r.values.get("namespace", {}).get("create"):
-        ns = r.one("Namespace", NAMESPACE)
-        labels = ns["metadata"]["labels"]
-        check(labels.get("pod-security.kubernetes.io/enforce") == "restricted",
-              f"Namespace enforce label is {labels.get('pod-security.kubernetes.io/enforce')}")
-    else:
-        check(not r.of_kind("Namespace"), "a Namespace object although namespace.create is false")
 
 
 def assert_token_and_rbac(r):
@@ -414,6 +448,16 @@ def assert_ports_probes_service(r):
     check(svc["spec"]["ports"] == [{"name": "proxy", "protocol": "TCP", "port": ports["proxy"]["containerPort"],
                                     "targetPort": "proxy"}], f"proxy Service ports: {svc['spec']['ports']}")
     check(svc["spec"]["selector"] == selector_labels(), "proxy Service does not select the gateway pods only")
+    aff = r.values["service"]["sessionAffinity"]
+    if aff["enabled"]:
+        check(svc["spec"].get("sessionAffinity") == "ClientIP" and svc["spec"].get("sessionAffinityConfig") ==
+              {"clientIP": {"timeoutSeconds": aff["timeoutSeconds"]}},
+              "no ClientIP session affinity with the configured timeout: a source's limits would split over replicas")
+    else:
+        check(svc["spec"].get("sessionAffinity") == "None" and "sessionAffinityConfig" not in svc["spec"],
+              "session affinity although service.sessionAffinity.enabled is false")
+    if r.name == "defaults":
+        check(aff["enabled"], "ClientIP session affinity is not on by default")
     check(k8s_schema.selector_matches({"matchLabels": svc["spec"]["selector"]}, meta["labels"]),
           "proxy Service does not select the gateway pods")
     if r.values["serviceMonitor"]["enabled"]:
@@ -443,7 +487,9 @@ def assert_policy(r):
     check(policy["listen"]["proxy"] == f"{host}:{v['ports']['proxy']}", f"listen.proxy is {policy['listen']['proxy']}")
     check(policy["listen"]["admin"] == f"{host}:{v['ports']['admin']}", f"listen.admin is {policy['listen']['admin']}")
     check(policy["resolver"]["servers"] == v["resolver"]["servers"], "resolver.servers differ from the values")
-    check(policy["audit"]["output"] == "-", "audit output is not stdout")
+    a = v["audit"]
+    want_output = "-" if a["destination"] == "stdout" else a["file"]["directory"].rstrip("/") + "/" + a["file"]["name"]
+    check(policy["audit"]["output"] == want_output, f"audit.output is {policy['audit']['output']!r}, expected {want_output!r}")
     check(parse_duration(policy["timeouts"]["drain"]) == v["drainSeconds"], "timeouts.drain differs from drainSeconds")
     if v.get("tiers"):
         check(policy["tiers"] == v["tiers"], "tiers differ from the values")
@@ -526,11 +572,19 @@ def assert_gateway_netpol(r):
         for peer in rule["from"]:
             check("ipBlock" not in peer, "ingress by ipBlock")
             check("namespaceSelector" in peer, "ingress peer without namespaceSelector (same-namespace only)")
-    if clients:
+    want = [({"matchLabels": {"kubernetes.io/metadata.name": c["name"]}}, c.get("podSelector") or None)
+            for c in clients]
+    if v["helmTest"]["enabled"]:
+        test_pod = r.one("Pod")
+        want.append(({"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+                     {"matchLabels": {k: val for k, val in test_pod["metadata"]["labels"].items()
+                                      if k in ("app.kubernetes.io/name", "app.kubernetes.io/instance",
+                                               "app.kubernetes.io/component")}}))
+        check(k8s_schema.selector_matches(want[-1][1], test_pod["metadata"]["labels"]), "the test pod is not admitted")
+        check(not k8s_schema.selector_matches(want[-1][1], meta["labels"]), "the test peer selects the gateway pods")
+    if want:
         check(len(proxy_rules) == 1, "expected one proxy-port ingress rule")
         got = [(p["namespaceSelector"], p.get("podSelector")) for p in proxy_rules[0]["from"]]
-        want = [({"matchLabels": {"kubernetes.io/metadata.name": c["name"]}}, c.get("podSelector") or None)
-                for c in clients]
         check(got == want, f"proxy-port ingress peers {got}, expected {want}")
     else:
         check(not proxy_rules, "proxy-port ingress although no runner or client namespaces are listed")
@@ -652,6 +706,16 @@ def assert_notes(r):
               "NOTES.txt does not show how to read the Service IP")
     check("<no value>" not in notes and "%!" not in notes, "NOTES.txt has template residue")
     check("not implemented" not in notes.lower(), "NOTES.txt still says something is not implemented")
+    v = r.values
+    check(("helm test portcullis -n egress" in notes) == v["helmTest"]["enabled"],
+          "NOTES.txt and helmTest.enabled disagree on `helm test`")
+    for warned, text in ((not v["service"]["sessionAffinity"]["enabled"], "service.sessionAffinity is off"),
+                         (not v["policyCheck"]["enabled"], "policyCheck is off"),
+                         (v["audit"]["destination"] == "file" and not v["audit"]["shipper"]["enabled"],
+                          "no shipper reads it")):
+        check((text in notes) == warned, f"NOTES.txt {'lacks' if warned else 'has'} the warning {text!r}")
+    if v["audit"]["destination"] == "file":
+        check(policy_of(r)[2]["audit"]["output"] in notes, "NOTES.txt does not say where the audit file is")
     kube = r.values["kubernetesIdentity"]
     sync = ("kubernetes pod map not synced", "/readyz", "portcullis_kube_synced")
     if kube["enabled"]:
@@ -673,6 +737,213 @@ def assert_portcullis_check(args, r, out):
     check(p.returncode == 0, f"portcullis --check exit {p.returncode}:\n{p.stdout}")
 
 
+def policy_check_hook(r):
+    """The policy check hook: (ConfigMap, Job), or None when policyCheck is off."""
+    jobs = [j for j in r.of_kind("Job") if j["metadata"]["labels"].get("app.kubernetes.io/component") == "policy-check"]
+    cms = [c for c in r.of_kind("ConfigMap") if c["metadata"]["labels"].get("app.kubernetes.io/component") == "policy-check"]
+    if not r.values["policyCheck"]["enabled"]:
+        check(not jobs and not cms, "a policy check hook although policyCheck is off")
+        return None
+    check(len(jobs) == 1 and len(cms) == 1, f"expected one policy check Job and ConfigMap, found {len(jobs)}, {len(cms)}")
+    return cms[0], jobs[0]
+
+
+def run_hook_command(args, r, out):
+    """Runs the policy check Job's container exactly as the kubelet would start it
+    (the image's ENTRYPOINT, the portcullis binary, with the Job's args), against
+    the built binary, with each mounted ConfigMap's files in a local directory in
+    place of its mountPath. Returns the CompletedProcess."""
+    check(args.portcullis, "no portcullis binary given (--portcullis)")
+    _, job = policy_check_hook(r)
+    pod = job["spec"]["template"]["spec"]
+    check(len(pod["containers"]) == 1, "the policy check Job has more than one container")
+    c = pod["containers"][0]
+    check("command" not in c, f"the Job overrides the image's ENTRYPOINT (portcullis): {c.get('command')}")
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    argv = list(c["args"])
+    for m in c.get("volumeMounts") or []:
+        vol = volumes[m["name"]]
+        check("configMap" in vol, f"the Job mounts {m['name']}, which is no ConfigMap")
+        cm = r.one("ConfigMap", vol["configMap"]["name"])
+        check(hook_events(cm) >= hook_events(job),
+              f"ConfigMap {cm['metadata']['name']} does not exist when the Job runs: it is no hook of the same events")
+        local = os.path.join(out, "hook" + m["mountPath"])
+        os.makedirs(local, exist_ok=True)
+        for key, text in (cm.get("data") or {}).items():
+            with open(os.path.join(local, key), "w") as fh:
+                fh.write(text)
+        mp = m["mountPath"].rstrip("/") + "/"
+        argv = [local + "/" + a[len(mp):] if a.startswith(mp) else a for a in argv]
+    check(not any(a.startswith("/etc/") for a in argv), f"the Job reads a path nothing mounts: {argv}")
+    return subprocess.run([args.portcullis] + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=60)
+
+
+def assert_audit_stream(r):
+    """stdout: no audit volume, no shipper. file: the audit file on an emptyDir both
+    containers mount at the same path, the shipper told where it is."""
+    _, _, policy = policy_of(r)
+    _, _, pod = gateway_pod(r)
+    a = r.values["audit"]
+    output = policy["audit"]["output"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    volumes = {vol["name"]: vol for vol in pod.get("volumes") or []}
+    check(pod["containers"][0]["name"] == "portcullis", "portcullis is not the first container")
+    if a["destination"] == "stdout":
+        check(output == "-", f"audit.output is {output!r} with destination stdout")
+        check(set(containers) == {"portcullis"}, f"containers {sorted(containers)} with audit on stdout")
+        check("audit" not in volumes, "an audit volume with audit on stdout")
+        check(not pod.get("shareProcessNamespace"), "shareProcessNamespace with audit on stdout")
+        return
+    directory = a["file"]["directory"].rstrip("/")
+    check(os.path.dirname(output) == directory, f"audit.output {output} is not in {directory}")
+    vol = volumes.get("audit")
+    check(vol and set(vol) == {"name", "emptyDir"}, f"the audit volume is not an emptyDir: {vol}")
+    check(vol["emptyDir"].get("sizeLimit") == str(a["file"]["sizeLimit"]), "the audit emptyDir has no sizeLimit")
+    check(vol["emptyDir"].get("medium", "") == a["file"].get("medium", ""), "the audit emptyDir's medium")
+
+    def mount(c):
+        ms = [m for m in c.get("volumeMounts") or [] if m["name"] == "audit"]
+        check(len(ms) == 1, f"{c['name']} does not mount the audit volume once")
+        check(ms[0]["mountPath"] == directory and not ms[0].get("readOnly") and "subPath" not in ms[0],
+              f"{c['name']} mounts the audit volume as {ms[0]}, expected {directory}, writable, whole")
+    mount(containers["portcullis"])
+    sh = a["shipper"]
+    if not sh["enabled"]:
+        check(set(containers) == {"portcullis"}, f"containers {sorted(containers)} without a shipper")
+        check(not pod.get("shareProcessNamespace"), "shareProcessNamespace without a shipper")
+        return
+    check(set(containers) == {"portcullis", "shipper"}, f"containers {sorted(containers)}")
+    c = containers["shipper"]
+    mount(c)
+    env = {e["name"]: e.get("value") for e in c.get("env") or []}
+    check(env.get("AUDIT_FILE") == output, f"the shipper's AUDIT_FILE is {env.get('AUDIT_FILE')}, the file is {output}")
+    for e in sh.get("env") or []:
+        check(e in c["env"], f"the shipper lacks env {e}")
+    check(c.get("command", []) == sh["command"] and c.get("args", []) == sh["args"], "the shipper's command or args")
+    check(bool(pod.get("shareProcessNamespace")) == sh["shareProcessNamespace"],
+          "shareProcessNamespace does not follow audit.shipper.shareProcessNamespace")
+
+
+def assert_policy_check(args, r, out):
+    hook = policy_check_hook(r)
+    if hook is None:
+        return
+    cm, job = hook
+    events = hook_events(job)
+    want = {"pre-upgrade"} if r.values["namespace"]["create"] else {"pre-install", "pre-upgrade"}
+    check(events == want, f"the Job runs on {sorted(events)}, expected {sorted(want)}")
+    check(hook_events(cm) == events, f"the hook ConfigMap is created on {sorted(hook_events(cm))}, the Job on {sorted(events)}")
+    weight = {o["kind"]: int(o["metadata"]["annotations"].get("helm.sh/hook-weight", "0")) for o in (cm, job)}
+    check(weight["ConfigMap"] < weight["Job"], f"hook weights {weight}: the ConfigMap must be created before the Job")
+    for o in (cm, job):
+        policy = set(o["metadata"]["annotations"].get("helm.sh/hook-delete-policy", "").split(","))
+        check(policy == {"before-hook-creation", "hook-succeeded"},
+              f"{o['kind']} hook-delete-policy {sorted(policy)}: a rerun must replace it, a success remove it, "
+              "a failure keep it for its logs")
+    _, text, _ = policy_of(r)
+    check(cm["data"] == {"policy.yaml": text}, "the hook ConfigMap's policy differs from the release's")
+    spec = job["spec"]
+    check(spec.get("backoffLimit") == 0, f"backoffLimit {spec.get('backoffLimit')}: a rejected policy stays rejected")
+    check(spec.get("activeDeadlineSeconds") == r.values["policyCheck"]["activeDeadlineSeconds"],
+          "activeDeadlineSeconds differs from policyCheck.activeDeadlineSeconds")
+    pod = spec["template"]["spec"]
+    check(pod["restartPolicy"] == "Never", "restartPolicy is not Never")
+    check(pod.get("automountServiceAccountToken") is False, "the check pod gets an API token")
+    _, _, gw = gateway_pod(r)
+    c = pod["containers"][0]
+    check(c["image"] == gw["containers"][0]["image"], f"the check runs {c['image']}, the gateway {gw['containers'][0]['image']}")
+    check(c["args"][:2] == ["--check", "/etc/portcullis/policy.yaml"] and "--strict" in c["args"],
+          f"the Job's args are {c['args']}")
+    check(not k8s_schema.selector_matches({"matchLabels": selector_labels()}, spec["template"]["metadata"]["labels"]),
+          "the check pod carries the gateway's selector labels (the Service would route to it)")
+    p = run_hook_command(args, r, out)
+    check(p.returncode == 0, f"the hook's command fails on this policy (exit {p.returncode}):\n{p.stdout}")
+
+
+def assert_helm_test(args, r):
+    pods = r.of_kind("Pod")
+    if not r.values["helmTest"]["enabled"]:
+        check(not pods, "a helm test pod although helmTest is off")
+        return
+    pod = r.one("Pod")
+    check(hook_events(pod) == {"test"}, f"the test pod's hook is {sorted(hook_events(pod))}, not test")
+    check(pod["spec"]["restartPolicy"] == "Never", "the test pod restarts")
+    check(pod["spec"].get("automountServiceAccountToken") is False, "the test pod gets an API token")
+    c = pod["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in c.get("env") or []}
+    svc = r.one("Service", gateway_pod(r)[0]["metadata"]["name"])
+    want = f"http://{svc['metadata']['name']}.{NAMESPACE}.svc:{svc['spec']['ports'][0]['port']}"
+    check(env.get("PROXY") == want, f"the test pod's PROXY is {env.get('PROXY')}, expected the Service {want}")
+    check(env.get("TARGET") == r.values["helmTest"]["target"], "TARGET differs from helmTest.target")
+    with open(os.path.join(args.chart, "files", "helm-test.sh")) as fh:
+        script = fh.read()
+    check(c["command"] == ["/bin/sh", "-c"] and c["args"] == [script],
+          "the test pod does not run files/helm-test.sh (tests/helm/test_live.py runs that script)")
+
+
+def promtool(*argv):
+    check(os.access(PROMTOOL, os.X_OK), f"{PROMTOOL} not found (Debian package prometheus)")
+    return subprocess.run([PROMTOOL] + list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=120)
+
+
+def assert_monitoring(args, r, out):
+    v = r.values
+    rule = monitoring.prometheus_rule(r.objects)
+    if not v["prometheusRule"]["enabled"]:
+        check(rule is None, "a PrometheusRule although prometheusRule is off")
+    else:
+        check(rule is not None, "no PrometheusRule although prometheusRule is on")
+        for k, val in (v["prometheusRule"].get("labels") or {}).items():
+            check(rule["metadata"]["labels"].get(k) == val, f"the PrometheusRule lacks the label {k}: {val}")
+        alerts = [a for a, _ in monitoring.rule_exprs(rule)]
+        kube = "portcullis/PortcullisPodMapNotSynced" in alerts
+        check(kube == v["kubernetesIdentity"]["enabled"],
+              f"the pod map alert is {'present' if kube else 'missing'}, kubernetesIdentity.enabled is "
+              f"{v['kubernetesIdentity']['enabled']}")
+        for g in rule["spec"]["groups"]:
+            for ru in g["rules"]:
+                for k, val in (v["prometheusRule"].get("additionalLabels") or {}).items():
+                    check(ru["labels"].get(k) == val, f"{ru['alert']} lacks the label {k}: {val}")
+                check(ru["labels"].get("severity") in ("info", "warning", "critical"), f"{ru['alert']}: no severity")
+                check({"summary", "description"} <= set(ru["annotations"]), f"{ru['alert']}: no summary or description")
+                check(("runbook_url" in ru["annotations"]) == bool(v["prometheusRule"].get("runbookURL")),
+                      f"{ru['alert']}: runbook_url does not follow prometheusRule.runbookURL")
+        path = os.path.join(out, "rules.yaml")
+        monitoring.write_rules(rule, path)
+        p = promtool("check", "rules", path)
+        check(p.returncode == 0, f"promtool check rules:\n{p.stdout}")
+    cms = [o for o in r.of_kind("ConfigMap") if o["metadata"]["labels"].get("app.kubernetes.io/component") == "dashboard"]
+    g = v["grafanaDashboard"]
+    if not g["enabled"]:
+        check(not cms, "a dashboard ConfigMap although grafanaDashboard is off")
+        return
+    check(len(cms) == 1, f"expected one dashboard ConfigMap, found {len(cms)}")
+    cm = cms[0]
+    check(cm["metadata"]["namespace"] == (g.get("namespace") or NAMESPACE), "the dashboard is in the wrong namespace")
+    for k, val in (g.get("labels") or {}).items():
+        check(cm["metadata"]["labels"].get(k) == val, f"the dashboard ConfigMap lacks the sidecar label {k}: {val}")
+    with open(os.path.join(args.chart, "files", "grafana-dashboard.json")) as fh:
+        check(cm["data"] == {"portcullis.json": fh.read()}, "the ConfigMap does not carry files/grafana-dashboard.json")
+    dash = monitoring.dashboard(r.objects)
+    ids = [p["id"] for p in dash["panels"]]
+    check(len(ids) == len(set(ids)), f"panel ids repeat: {ids}")
+    for p in dash["panels"]:
+        gp = p["gridPos"]
+        check(0 <= gp["x"] and gp["x"] + gp["w"] <= 24, f"panel {p['id']} is wider than the grid")
+        if p["type"] != "row":
+            check(p.get("targets") and all(t.get("expr") for t in p["targets"]), f"panel {p['id']} has no query")
+            check(p["datasource"] == {"type": "prometheus", "uid": "${datasource}"},
+                  f"panel {p['id']} does not use the dashboard's data source variable")
+    queries = monitoring.dashboard_queries(dash)
+    check(not [q for _, q in queries if "$" in q], f"unknown Grafana variables: {[q for _, q in queries if '$' in q]}")
+    path = os.path.join(out, "dashboard-queries.yaml")
+    monitoring.write_query_rules(queries, path)
+    p = promtool("check", "rules", path)
+    check(p.returncode == 0, f"promtool cannot parse a dashboard query:\n{p.stdout}")
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -685,9 +956,43 @@ def values_cases(args):
     return cases
 
 
+def readme_values_table(chart):
+    with open(os.path.join(chart, "README.md")) as fh:
+        doc = fh.read()
+    m = re.search(re.escape(values_table.START) + r"\n(.*?)" + re.escape(values_table.END), doc, re.S)
+    check(m, "helm/portcullis/README.md has no values table block")
+    return m.group(1)
+
+
+def assert_values_table(args):
+    want, missing = values_table.table(args.chart)
+    check(not missing, f"keys without a comment or a schema description: {missing}")
+    check(readme_values_table(args.chart) == want,
+          "helm/portcullis/README.md's values table differs from values.yaml and values.schema.json: "
+          "run tests/helm/values_table.py --write")
+
+
+def assert_values_table_sensitive(args):
+    # A changed default must change the table (else the comparison above proves nothing).
+    d = os.path.join(args.workdir, "values-table-chart")
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(args.chart, d)
+    path = os.path.join(d, "values.yaml")
+    with open(path) as fh:
+        text = fh.read()
+    check("drainSeconds: 30\n" in text, "values.yaml has no 'drainSeconds: 30' line to change")
+    with open(path, "w") as fh:
+        fh.write(text.replace("drainSeconds: 30\n", "drainSeconds: 31\n"))
+    want, _ = values_table.table(d)
+    check(want != readme_values_table(args.chart), "the table did not change with a default")
+
+
 def run_render_group(args, t):
     schema = load_schema(args)
     t.case("values.schema.json is a valid draft-07 schema", jsonschema.Draft7Validator.check_schema, schema)
+    t.case("the chart README's values table is the one values.yaml and values.schema.json give",
+           assert_values_table, args)
+    t.case("the values table follows a changed default", assert_values_table_sensitive, args)
     for name, files in values_cases(args):
         p, out, values = render(args, files, name)
         state = {}
@@ -719,6 +1024,8 @@ def run_render_group(args, t):
                assert_availability, r)
         t.case(f"{name}: ports, probes, Services, ServiceMonitor, policy mount, checksum", assert_ports_probes_service, r)
         t.case(f"{name}: policy in the ConfigMap follows the values", assert_policy, r)
+        t.case(f"{name}: audit records on stdout, or in a file on an emptyDir shared with the shipper",
+               assert_audit_stream, r)
         t.case(f"{name}: identity.kubernetes in the policy follows kubernetesIdentity", assert_kube_identity, r)
         t.case(f"{name}: gateway NetworkPolicy (ingress by namespace, egress to resolvers and upstreams only)",
                assert_gateway_netpol, r)
@@ -726,6 +1033,11 @@ def run_render_group(args, t):
                assert_runner_netpols, r)
         t.case(f"{name}: NOTES.txt gives HTTPS_PROXY, HTTP_PROXY and NO_PROXY", assert_notes, r)
         t.case(f"{name}: portcullis --check accepts the rendered policy", assert_portcullis_check, args, r, out)
+        t.case(f"{name}: the policy check hook (pre-install/pre-upgrade Job) runs portcullis --check --strict "
+               "on this policy and passes", assert_policy_check, args, r, out)
+        t.case(f"{name}: the helm test pod runs files/helm-test.sh against the proxy Service", assert_helm_test, args, r)
+        t.case(f"{name}: PrometheusRule and Grafana dashboard follow the values; promtool parses every rule and query",
+               assert_monitoring, args, r, out)
     run_kube_watch_group(args, t)
 
 
@@ -932,7 +1244,78 @@ def run_negative_group(args, t):
             check(not schema_errors(schema, values), "the schema refuses it already (belongs in bad-values/)")
         t.case(f"bad values {f} are refused by the chart's templates", failed)
 
+    check_fails = os.path.join(args.here, "check-fails")
+    for f in sorted(os.listdir(check_fails)):
+        path = os.path.join(check_fails, f)
+
+        def hook_fails(path=path, f=f):
+            want = expectation(path)
+            tag = "check-fails-" + f[:-5]
+            p, out, values = render(args, [path], tag)
+            check(p.returncode == 0, f"the chart refuses it already (belongs in bad-render/):\n{p.stderr}")
+            check(not schema_errors(schema, values), "the schema refuses it already (belongs in bad-values/)")
+            r = Rendered(tag, [path], load_all(p.stdout), values, "")
+            h = run_hook_command(args, r, out)
+            check(h.returncode == 1, f"the hook's command exits {h.returncode}, not 1 (invalid policy):\n{h.stdout}")
+            check(want in h.stdout, f"the hook's output does not mention {want!r}:\n{h.stdout}")
+        t.case(f"values {f} render, but the policy check hook's command fails on them", hook_fails)
+
     run_kube_agreement_group(args, t)
+
+
+def run_monitoring_group(args, t):
+    """promtool test rules on tests/helm/prometheus/rules_test.yaml against the rules the chart renders."""
+    t.case("monitoring: the PromQL metric-name scanner gives the known answers",
+           lambda: check(not monitoring.check_self(), "\n".join(monitoring.check_self())))
+    out = os.path.join(args.workdir, "monitoring")
+    os.makedirs(out, exist_ok=True)
+    state = {}
+
+    def rendered():
+        r = render_objects(args, [os.path.join(args.here, "values", "monitoring.yaml")], "monitoring-rules")
+        rule = monitoring.prometheus_rule(r.objects)
+        check(rule is not None, "values/monitoring.yaml renders no PrometheusRule")
+        monitoring.write_rules(rule, os.path.join(out, "rules.yaml"))
+        state["rule"] = rule
+    t.case("monitoring: values/monitoring.yaml renders the PrometheusRule", rendered)
+
+    test_file = os.path.join(args.here, "prometheus", "rules_test.yaml")
+
+    def unit_tests():
+        check("rule" in state, "nothing rendered")
+        shutil.copy(test_file, os.path.join(out, "rules_test.yaml"))
+        p = promtool("test", "rules", os.path.join(out, "rules_test.yaml"))
+        check(p.returncode == 0, f"promtool test rules:\n{p.stdout}")
+    t.case("monitoring: promtool test rules: every alert fires on its synthetic series and stays silent "
+           "where it must", unit_tests)
+
+    def coverage():
+        check("rule" in state, "nothing rendered")
+        with open(test_file) as fh:
+            tests = yaml.safe_load(fh)["tests"]
+        fired, silent = set(), set()
+        for tc in tests:
+            for a in tc.get("alert_rule_test") or []:
+                (fired if a.get("exp_alerts") else silent).add(a["alertname"])
+        alerts = {a.split("/", 1)[1] for a, _ in monitoring.rule_exprs(state["rule"])}
+        check(alerts == fired, f"alerts without a firing test: {sorted(alerts - fired)}; "
+              f"tests of alerts the chart lacks: {sorted(fired - alerts)}")
+        check(alerts <= silent, f"alerts without a test that they stay silent: {sorted(alerts - silent)}")
+    t.case("monitoring: rules_test.yaml makes every alert fire and keeps every alert silent at least once", coverage)
+
+    def sensitive():
+        # The unit tests must notice a broken rule: point one alert at a metric that does not exist.
+        check("rule" in state, "nothing rendered")
+        broken = copy.deepcopy(state["rule"])
+        r0 = broken["spec"]["groups"][0]["rules"][0]
+        r0["expr"] = r0["expr"].replace("portcullis_", "portcullis_missing_")
+        d = os.path.join(out, "broken")
+        os.makedirs(d, exist_ok=True)
+        monitoring.write_rules(broken, os.path.join(d, "rules.yaml"))
+        shutil.copy(test_file, os.path.join(d, "rules_test.yaml"))
+        p = promtool("test", "rules", os.path.join(d, "rules_test.yaml"))
+        check(p.returncode != 0, f"promtool test rules passes with {r0['alert']} reading no metric")
+    t.case("monitoring: the unit tests fail when an alert reads a metric that does not exist", sensitive)
 
 
 def run_selftest_group(args, t):
@@ -997,7 +1380,7 @@ def main():
     ap.add_argument("--srcdir", required=True)
     ap.add_argument("--portcullis")
     ap.add_argument("--workdir")
-    ap.add_argument("--only", default="render,negative,selftest,containerfile")
+    ap.add_argument("--only", default="render,negative,selftest,monitoring,containerfile")
     args = ap.parse_args()
     args.srcdir = os.path.abspath(args.srcdir)
     args.chart = os.path.join(args.srcdir, "helm", "portcullis")
@@ -1017,6 +1400,8 @@ def main():
             run_negative_group(args, t)
         if "selftest" in groups:
             run_selftest_group(args, t)
+        if "monitoring" in groups:
+            run_monitoring_group(args, t)
         if "containerfile" in groups:
             containerfile.run(args, t, check, Failure)
     finally:

@@ -20,7 +20,7 @@ connections fail closed with 503 audit_unavailable, an open tunnel keeps
 working, service comes back when the reader reads again, and every connection
 is either delivered or counted as lost.
 Readiness: unready while the pinned dnsmasq is stopped (SIGSTOP) or gone,
-ready again when it answers; unready while draining.
+ready again when it answers; unready while draining; portcullis_ready follows /readyz.
 """
 import collections
 import copy
@@ -62,6 +62,7 @@ FAMILIES = {
     "portcullis_policy_info": "gauge",
     "portcullis_policy_load_timestamp_seconds": "gauge",
     "portcullis_audit_records_lost_total": "counter",
+    "portcullis_ready": "gauge",
     "portcullis_build_info": "gauge",
     "process_cpu_seconds_total": "counter",
     "process_resident_memory_bytes": "gauge",
@@ -80,6 +81,7 @@ LABELS = {   # family -> exact label names of its samples (histograms: besides l
     "portcullis_policy_info": {"sha256"},
     "portcullis_policy_load_timestamp_seconds": set(),
     "portcullis_audit_records_lost_total": set(),
+    "portcullis_ready": set(),
     "portcullis_build_info": {"version", "libevent", "cares", "openssl"},
 }
 NO_TIER = "(none)"   # the tier label for a source that has no tier (outside the tier-name alphabet)
@@ -1360,12 +1362,16 @@ with ctx:
             expect_admin(admin(APORT, "/healthz"), 200, b"ok\n", what="/healthz while unready: ")
             print("# unready %.1fs after SIGSTOP: %r" % (dt, body))
             READY_M = (m_d0, scrape(px, "resolver stopped"))
+            expect(READY_M[0].v("portcullis_ready") == 1 and READY_M[1].v("portcullis_ready") == 0,
+                   "portcullis_ready is %s while ready and %s while unready, want 1 and 0" %
+                   (READY_M[0].v("portcullis_ready"), READY_M[1].v("portcullis_ready")))
         finally:
             os.kill(dns.proc.pid, signal.SIGCONT)
         t1 = time.monotonic()
         r = admin_wait(APORT, "/readyz", lambda x: x.status == 200, 10)
         expect(r is not None, "not ready 10s after the resolver resumed")
         expect(time.monotonic() - t1 <= 6, "ready again only after %.1fs" % (time.monotonic() - t1))
+        expect(scrape(px, "resolver resumed").v("portcullis_ready") == 1, "portcullis_ready not 1 once ready again")
 
     with ctx.case("readiness probes are not client lookups: dns_errors_total and dns_lookup _count unchanged"):
         expect(READY_M is not None, "the resolver-stop case did not get that far")

@@ -84,8 +84,8 @@ app.kubernetes.io/component: gateway
 
 {{/*
 The policy file (README.md, "Policy reference"), as YAML. The chart owns
-version, listen, resolver, timeouts.drain, tiers and identity.kubernetes (from
-kubernetesIdentity); `policy:` supplies the rest.
+version, listen, resolver, timeouts.drain, audit.output (from audit), tiers
+and identity.kubernetes (from kubernetesIdentity); `policy:` supplies the rest.
 */}}
 {{- define "portcullis.policy" -}}
 {{- $v := .Values }}
@@ -104,7 +104,7 @@ kubernetesIdentity); `policy:` supplies the rest.
 {{- $_ := set $timeouts "drain" (printf "%ds" (int $v.drainSeconds)) }}
 {{- $_ := set $policy "timeouts" $timeouts }}
 {{- $audit := deepCopy (default (dict) $policy.audit) }}
-{{- $_ := set $audit "output" "-" }}
+{{- $_ := set $audit "output" (include "portcullis.auditOutput" .) }}
 {{- $_ := set $policy "audit" $audit }}
 {{- $_ := set $policy "tiers" (include "portcullis.tiers" . | fromYaml) }}
 {{- if $v.kubernetesIdentity.enabled }}
@@ -293,4 +293,59 @@ metadata address, which are always excepted.
 {{- if contains ":" $c }}{{ $v6 = append $v6 $c }}{{ else }}{{ $v4 = append $v4 $c }}{{ end }}
 {{- end }}
 {{- printf "%s|%s" (join " " $v4) (join " " $v6) }}
+{{- end }}
+
+{{/* The pod securityContext of every pod the chart runs (PSA restricted). */}}
+{{- define "portcullis.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* The securityContext of every container the chart runs (PSA restricted). */}}
+{{- define "portcullis.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+The policy check's arguments, as a JSON list: exactly what the pre-install /
+pre-upgrade hook runs (tests/helm runs the same list against the built binary).
+*/}}
+{{- define "portcullis.policyCheckArgs" -}}
+["--check", "/etc/portcullis/policy.yaml", "--strict"]
+{{- end }}
+
+{{/*
+The policy's audit.output: "-" (stdout), or the audit file on the shared
+volume. Fails on a shipper without a file to ship.
+*/}}
+{{- define "portcullis.auditOutput" -}}
+{{- $a := .Values.audit }}
+{{- if eq $a.destination "file" }}
+{{- $dir := trimSuffix "/" $a.file.directory }}
+{{- $mounted := list "/etc/portcullis" }}
+{{- if $a.shipper.enabled }}{{ $mounted = append $mounted "/tmp" }}{{ end }}
+{{- range $taken := $mounted }}
+{{- if or (eq $dir $taken) (hasPrefix (printf "%s/" $taken) $dir) (hasPrefix (printf "%s/" $dir) $taken) }}
+{{- fail (printf "audit.file.directory %s overlaps %s, which the chart mounts already (the policy; the shipper's /tmp)" $dir $taken) }}
+{{- end }}
+{{- end }}
+{{- printf "%s/%s" $dir $a.file.name }}
+{{- else }}
+{{- if $a.shipper.enabled }}
+{{- fail "audit.shipper.enabled needs audit.destination: file (with stdout there is no file to ship; your log collector reads stdout)" }}
+{{- end }}
+{{- print "-" }}
+{{- end }}
 {{- end }}
