@@ -210,7 +210,8 @@ static void handle(struct admin *a, struct bufferevent *bev, const struct http_r
 		a->stats(a->stats_arg, &st);
 		st.proc.version = PORTCULLIS_VERSION;
 		st.proc.admin_evictions = a->evictions;
-		st.proc.ready = not_ready(a, &st) == NULL;
+		char why[512];
+		st.proc.ready = !not_ready(a, &st, why, sizeof(why));
 		metrics_render(body, st.tiers, st.workers, st.n_workers, &st.proc);
 		respond(bev, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
 	} else if (PATH_IS("/healthz")) {

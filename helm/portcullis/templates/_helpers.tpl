@@ -83,7 +83,7 @@ app.kubernetes.io/component: gateway
 {{- end }}
 
 {{/*
-The policy file (README.md, "Policy reference"), as YAML. The chart owns
+The policy file (docs/policy.md), as YAML. The chart owns
 version, listen, resolver, timeouts.drain, audit.output (from audit), tiers
 and identity.kubernetes (from kubernetesIdentity); `policy:` supplies the rest.
 */}}
