@@ -3,6 +3,8 @@
 the systemd unit and the logrotate snippet.
 
 Groups:
+  legal  LICENSE is the full Apache-2.0 text, NOTICE exists, and every copy of Elastic
+       Common Schema data in the tree has the licence beside it and is named in NOTICE.
   man  the man pages in man/: groff and man report no warning, and they stay
        faithful to the code: portcullis(8) names every option main.c parses and
        every exit code; portcullis-policy(5) names every key the policy loader
@@ -23,7 +25,7 @@ Groups:
 Output: one "ok N - ..." / "not ok N - ..." line per case, then
 "N passed, N failed"; exit status 1 on any failure.
 
-usage: test_package.py --srcdir REPO --group man|deb [--workdir DIR] [--keep]
+usage: test_package.py --srcdir REPO --group legal|man|deb [--workdir DIR] [--keep]
 """
 
 import argparse
@@ -214,6 +216,47 @@ def group_man(t, src):
             check(problems, "groff and man accepted a page with an unknown request")
 
     t.case("the warning check catches a page with an unknown request", detects_broken_page)
+
+
+# ---- licence ------------------------------------------------------------------------
+
+APACHE = "/usr/share/common-licenses/Apache-2.0"  # base-files: on every Debian system
+
+
+def is_ecs_data(src, rel):
+    """A copy of ECS data: its generated field lists, by name or by the CSV's header."""
+    base = os.path.basename(rel)
+    if base in ("ecs_flat.yml", "ecs_nested.yml", "ecs.yml"):
+        return True
+    if base.endswith(".csv"):
+        with open(os.path.join(src, rel), errors="replace") as f:
+            return f.readline().startswith("ECS_Version,")
+    return False
+
+
+def group_legal(t, src):
+    def license_text():
+        check(os.path.exists(APACHE), f"{APACHE} is missing (base-files)")
+        check(open(os.path.join(src, "LICENSE")).read() == open(APACHE).read(),
+              "LICENSE is not the Apache License 2.0 text")
+        notice = open(os.path.join(src, "NOTICE")).read()
+        check("Apache License, Version 2.0" in notice, "NOTICE does not name the licence")
+
+    t.case("LICENSE is the full Apache-2.0 text and NOTICE names it", license_text)
+
+    def ecs_copies():
+        files = tree_files(src)
+        copies = sorted({os.path.dirname(f) for f in files if is_ecs_data(src, f)})
+        check(copies, "found no ECS data (tests/integration/ecs/fields.csv): did it move?")
+        notice = open(os.path.join(src, "NOTICE")).read()
+        for d in copies:
+            lic = [n for n in ("LICENSE.txt", "LICENSE") if os.path.exists(os.path.join(src, d, n))]
+            check(lic, f"{d}/ holds ECS data without its licence beside it")
+            check(open(os.path.join(src, d, lic[0])).read() == open(APACHE).read(),
+                  f"{d}/{lic[0]} is not the Apache License 2.0 text")
+            check(d + "/" in notice, f"NOTICE does not name {d}/")
+
+    t.case("every copy of ECS data has its licence beside it and is named in NOTICE", ecs_copies)
 
 
 # ---- the Debian package ----------------------------------------------------------------
@@ -526,13 +569,15 @@ def logrotate_case(state, work):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--srcdir", required=True)
-    ap.add_argument("--group", choices=["man", "deb"], required=True)
+    ap.add_argument("--group", choices=["legal", "man", "deb"], required=True)
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = ap.parse_args()
     src = os.path.abspath(args.srcdir)
     t = Runner()
-    if args.group == "man":
+    if args.group == "legal":
+        group_legal(t, src)
+    elif args.group == "man":
         group_man(t, src)
     else:
         work = tempfile.mkdtemp(prefix="portcullis-pkg-", dir=args.workdir)
