@@ -4,7 +4,7 @@ the systemd unit and the logrotate snippet.
 
 Groups:
   legal  LICENSE is the full Apache-2.0 text, NOTICE exists, and every copy of Elastic
-       Common Schema data in the tree has the licence beside it and is named in NOTICE.
+         Common Schema data in the tree has the licence beside it and is named in NOTICE.
   man  the man pages in man/: groff and man report no warning, and they stay
        faithful to the code: portcullis(8) names every option main.c parses and
        every exit code; portcullis-policy(5) names every key the policy loader
@@ -18,7 +18,8 @@ Groups:
        policy/examples/default.yaml with only the audit output moved to the
        unit's log directory; `systemd-analyze verify` accepts the unit against
        that root without a word, and `systemd-analyze security` rates it;
-       the logrotate snippet rotates the audit file of the packaged daemon
+       the packaged daemon does its job under the unit's confinement as far as
+       it can be reproduced without systemd (sandbox.py); the logrotate snippet rotates the audit file of the packaged daemon
        (running in a private network namespace) and its SIGUSR1 makes the
        daemon start a new file, with every record in exactly one file.
 
@@ -43,6 +44,7 @@ import traceback
 
 import yaml
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 DEADLINE_S = 60  # for anything the test waits on; the machine may be loaded
 
 # What the package must hold (dpkg -c paths).
@@ -462,6 +464,25 @@ def group_deb(t, src, work):
 
     t.case(f"systemd-analyze security rates the unit at most {EXPOSURE_THRESHOLD / 10} exposure",
            unit_security)
+
+    def sandbox():
+        check("root" in state, "not installed")
+        root = state["root"]
+        os.chmod(work, 0o755)  # the confined daemon runs as an unprivileged user
+        d = os.path.join(work, "sandbox")
+        os.makedirs(d)
+        r = run(["unshare", "-n", "/usr/bin/python3", os.path.join(HERE, "sandbox.py"), "--run",
+                 "--unit", os.path.join(root, "lib/systemd/system/portcullis.service"),
+                 "--exe", os.path.join(root, "usr/sbin/portcullis"),
+                 "--policy", os.path.join(root, "etc/portcullis/policy.yaml"), "--work", d],
+                timeout=300)
+        for line in r.stdout.splitlines():
+            print(f"#   {line}")
+        check(r.returncode == 0, f"rc {r.returncode}:\n{r.stdout}{r.stderr[-4000:]}")
+
+    t.case("under the unit's confinement (user 65534 with only CAP_NET_BIND_SERVICE, read-only /, "
+           "its syscall filter and address families, MDWE) the packaged daemon binds port 80, "
+           "forwards, refuses, reloads, rotates its audit file and drains", sandbox)
 
     t.case("logrotate's snippet rotates the packaged daemon's audit file and SIGUSR1 makes it "
            "start a new one, every record in exactly one file", logrotate_case, state, work)
