@@ -29,7 +29,6 @@ import errno
 import http.server
 import json
 import os
-import re
 import shutil
 import signal
 import socket
