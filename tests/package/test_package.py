@@ -312,7 +312,10 @@ def group_deb(t, src, work):
         tree = os.path.join(work, "portcullis")
         scratch_copy(src, tree)
         check(os.path.exists(os.path.join(tree, "debian", "rules")), "no debian/rules in the tree")
-        r = run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=tree, timeout=1500)
+        # Both cores: debhelper builds with one job unless DEB_BUILD_OPTIONS says otherwise.
+        opts = (os.environ.get("DEB_BUILD_OPTIONS", "") + " parallel=2").strip()
+        r = run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=tree, timeout=1500,
+                env=dict(os.environ, DEB_BUILD_OPTIONS=opts))
         log = (r.stdout + r.stderr)[-6000:]
         check(r.returncode == 0, f"dpkg-buildpackage failed (rc {r.returncode}):\n{log}")
         debs = glob.glob(os.path.join(work, f"portcullis_{version}_*.deb"))
