@@ -15,13 +15,13 @@ static const char v1_sig[] = "PROXY ";
 #define V2_CMD_LOCAL 0x0
 #define V2_CMD_PROXY 0x1
 /* §2.2: fam = address family (high nibble) | transport (low nibble); we take TCP only. */
-#define V2_TCP4 0x11
-#define V2_TCP6 0x21
+#define V2_TCP4   0x11
+#define V2_TCP6   0x21
 #define V2_ADDRS4 12 /* §2.2: src, dst (4 each), src port, dst port */
 #define V2_ADDRS6 36 /* §2.2: src, dst (16 each), src port, dst port */
 /* §2.2.1 / §2.2.5: TLV types we read; AWS documents 0xEA (PP2_TYPE_AWS). */
-#define PP2_TYPE_CRC32C    0x03
-#define PP2_TYPE_AWS       0xEA
+#define PP2_TYPE_CRC32C         0x03
+#define PP2_TYPE_AWS            0xEA
 #define PP2_SUBTYPE_AWS_VPCE_ID 0x01
 
 static size_t min_size(size_t a, size_t b)
@@ -98,8 +98,8 @@ static int v1_line(const char *line, size_t n, struct pp_header *h)
 	bool v4 = f[0][3] == '4';
 	for (int i = 1; i <= 2; i++) {
 		struct pc_addr *a = i == 1 ? &h->src : &h->dst;
-		int r = v4 ? addr_parse_ipv4_strict(f[i], fl[i], a)
-		           : addr_parse_ipv6(f[i], fl[i], a);
+		int r =
+		    v4 ? addr_parse_ipv4_strict(f[i], fl[i], a) : addr_parse_ipv6(f[i], fl[i], a);
 		/* addr_parse_ipv6 never yields ADDR_V4, but say what the family must be. */
 		if (r != ADDR_OK || a->family != (v4 ? ADDR_V4 : ADDR_V6))
 			return PP_ERR_V1_ADDRESS;
@@ -121,7 +121,8 @@ static int parse_v1(const uint8_t *buf, size_t len, struct pp_header *out)
 				return PP_ERR_V1_SYNTAX;
 			lf = i;
 		} else if (c == '\r') {
-			/* Within the 107 bytes only: a CR at the last one is TOO_LONG whatever follows. */
+			/* Within the 107 bytes only: a CR at the last one is TOO_LONG whatever
+			 * follows. */
 			if (i + 1 < look && buf[i + 1] != '\n')
 				return PP_ERR_V1_SYNTAX;
 		} else if (c < 0x20 || c > 0x7e) {
@@ -165,8 +166,7 @@ static bool vpce_ok(const uint8_t *p, size_t n)
 }
 
 /* §2.2.1: TLVs fill buf[off..end) exactly.  crc_at: where the CRC32C value is (0: none). */
-static int v2_tlvs(const uint8_t *buf, size_t off, size_t end, struct pp_header *h,
-                   size_t *crc_at)
+static int v2_tlvs(const uint8_t *buf, size_t off, size_t end, struct pp_header *h, size_t *crc_at)
 {
 	while (off < end) {
 		if (end - off < 3)

@@ -35,15 +35,15 @@
 /* proxy_proto_parse: > 0 bytes of header, 0 need more, or one of these. */
 enum pp_status {
 	PP_NEED_MORE = 0,
-	PP_ERR_MISSING = -1,       /* the bytes are not the start of any PROXY header */
-	PP_ERR_VERSION = -2,       /* a header of a version the listener does not take; v2 ver != 2 */
-	PP_ERR_V1_TOO_LONG = -3,   /* no CRLF within PP_V1_MAX bytes */
-	PP_ERR_V1_SYNTAX = -4,     /* not "PROXY SP proto SP src SP dst SP sport SP dport CRLF" */
-	PP_ERR_V1_ADDRESS = -5,    /* an address that is not its family's strict literal */
-	PP_ERR_V1_PORT = -6,       /* a port that is not 0..65535 without leading zeros */
-	PP_ERR_V2_COMMAND = -7,    /* command neither LOCAL nor PROXY */
-	PP_ERR_V2_FAMILY = -8,     /* PROXY with a family other than TCP over IPv4 / IPv6 */
-	PP_ERR_V2_LENGTH = -9,     /* len too short for the family's addresses */
+	PP_ERR_MISSING = -1,     /* the bytes are not the start of any PROXY header */
+	PP_ERR_VERSION = -2,     /* a header of a version the listener does not take; v2 ver != 2 */
+	PP_ERR_V1_TOO_LONG = -3, /* no CRLF within PP_V1_MAX bytes */
+	PP_ERR_V1_SYNTAX = -4,   /* not "PROXY SP proto SP src SP dst SP sport SP dport CRLF" */
+	PP_ERR_V1_ADDRESS = -5,  /* an address that is not its family's strict literal */
+	PP_ERR_V1_PORT = -6,     /* a port that is not 0..65535 without leading zeros */
+	PP_ERR_V2_COMMAND = -7,  /* command neither LOCAL nor PROXY */
+	PP_ERR_V2_FAMILY = -8,   /* PROXY with a family other than TCP over IPv4 / IPv6 */
+	PP_ERR_V2_LENGTH = -9,   /* len too short for the family's addresses */
 	PP_ERR_V2_TOO_LARGE = -10, /* len over PP_V2_MAX_LEN */
 	PP_ERR_V2_TLV = -11,       /* a TLV overruns the header, or a known TLV is malformed */
 	PP_ERR_V2_CRC = -12,       /* the CRC32C TLV does not match the header */
@@ -59,7 +59,7 @@ struct pp_header {
 	bool local;
 	struct pc_addr src, dst; /* the client, and the address it connected to */
 	uint16_t src_port, dst_port;
-	bool crc_checked;        /* v2: a CRC32C TLV was present and matched */
+	bool crc_checked;           /* v2: a CRC32C TLV was present and matched */
 	char vpce[PP_VPCE_MAX + 1]; /* AWS VPC endpoint ID (TLV 0xEA, subtype 0x01), "" if none */
 };
 

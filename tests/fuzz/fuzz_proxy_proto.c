@@ -69,7 +69,8 @@ static void check_header(const uint8_t *d, size_t n, const struct pp_header *h)
 		check(n == 16u + (((size_t)d[14] << 8) | d[15]), "v2 length");
 		check(h->local == ((d[12] & 0x0f) == 0), "v2 LOCAL");
 		if (!h->local)
-			check(h->src.family == (d[13] == 0x11 ? 4 : 6) && (d[13] == 0x11 || d[13] == 0x21),
+			check(h->src.family == (d[13] == 0x11 ? 4 : 6) &&
+			          (d[13] == 0x11 || d[13] == 0x21),
 			      "v2 family");
 	}
 	size_t v = strnlen(h->vpce, sizeof(h->vpce));
@@ -94,7 +95,7 @@ static int one_accept(const uint8_t *data, size_t size, unsigned accept)
 	int final = parse_copy(data, size, accept, &h);
 	check(known(final), "known status");
 	if (final > 0)
-		check_header(data, (size_t)final, &h);
+		check_header(data, (size_t) final, &h);
 	bool decided = false;
 	for (size_t n = 0; n <= size; n++) {
 		if (n > ALL_PREFIXES && (n % (size / SAMPLES + 1)) != 0 && n != size)
@@ -102,7 +103,7 @@ static int one_accept(const uint8_t *data, size_t size, unsigned accept)
 		int r = parse_copy(data, n, accept, &h);
 		if (r == PP_NEED_MORE) {
 			check(!decided, "need_more after an answer");
-			check(final <= 0 || n < (size_t)final, "need_more with the whole header");
+			check(final <= 0 || n < (size_t) final, "need_more with the whole header");
 			continue;
 		}
 		decided = true;

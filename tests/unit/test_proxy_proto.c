@@ -42,8 +42,9 @@ static int parse_all_prefixes(const uint8_t *buf, size_t len, unsigned accept)
 		if (r != final)
 			fail_msg("prefix %zu: %s, whole input: %s", n, proxy_proto_status_str(r),
 			         proxy_proto_status_str(final));
+		/* A header is complete only with all its bytes. */
 		if (r > 0 && (size_t)r != n && final > 0)
-			assert_true((size_t)r < n); /* a header is complete only with all its bytes */
+			assert_true((size_t)r < n);
 	}
 	return final;
 }
@@ -58,7 +59,8 @@ static int v1(const char *s, unsigned accept, struct pp_header *h)
 static void test_v1_tcp4(void **state)
 {
 	(void)state;
-	const char *s = "PROXY TCP4 192.0.2.10 203.0.113.5 56324 3128\r\nCONNECT x:443 HTTP/1.1\r\n";
+	const char *s =
+	    "PROXY TCP4 192.0.2.10 203.0.113.5 56324 3128\r\nCONNECT x:443 HTTP/1.1\r\n";
 	struct pp_header h;
 	int n = v1(s, PP_ACCEPT_V1, &h);
 	assert_int_equal(n, (int)(strstr(s, "CONNECT") - s));
@@ -133,20 +135,23 @@ struct bad {
 	int want;
 };
 /* A case with its length: some hold a NUL. */
-#define C(s, w) {s, sizeof(s) - 1, w}
+#define C(s, w)                                                                                    \
+	{                                                                                          \
+		s, sizeof(s) - 1, w                                                                \
+	}
 
 static void test_v1_bad(void **state)
 {
 	(void)state;
 	static const struct bad cases[] = {
 	    /* syntax */
-	    C("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", PP_ERR_V1_SYNTAX),       /* bare LF */
-	    C("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX\n", PP_ERR_V1_SYNTAX),    /* CR not before LF */
+	    C("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", PP_ERR_V1_SYNTAX),    /* bare LF */
+	    C("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX\n", PP_ERR_V1_SYNTAX), /* CR not before LF */
 	    C("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n", PP_ERR_V1_SYNTAX),
-	    C("PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n", PP_ERR_V1_SYNTAX),    /* two spaces */
-	    C("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n", PP_ERR_V1_SYNTAX),    /* trailing space */
-	    C("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n", PP_ERR_V1_SYNTAX),       /* a field short */
-	    C("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n", PP_ERR_V1_SYNTAX),   /* a field over */
+	    C("PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n", PP_ERR_V1_SYNTAX),  /* two spaces */
+	    C("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n", PP_ERR_V1_SYNTAX),  /* trailing space */
+	    C("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n", PP_ERR_V1_SYNTAX),     /* a field short */
+	    C("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n", PP_ERR_V1_SYNTAX), /* a field over */
 	    C("PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n", PP_ERR_V1_SYNTAX),
 	    C("PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n", PP_ERR_V1_SYNTAX),
 	    C("PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n", PP_ERR_V1_SYNTAX),
@@ -162,11 +167,11 @@ static void test_v1_bad(void **state)
 	    C("PROXY TCP4 1.2.3.256 5.6.7.8 1 2\r\n", PP_ERR_V1_ADDRESS),
 	    C("PROXY TCP4 1.2.3.4. 5.6.7.8 1 2\r\n", PP_ERR_V1_ADDRESS),
 	    C("PROXY TCP4 1.2.3.4 5.6.7 1 2\r\n", PP_ERR_V1_ADDRESS),
-	    C("PROXY TCP4 ::1 5.6.7.8 1 2\r\n", PP_ERR_V1_ADDRESS),       /* v6 in TCP4 */
+	    C("PROXY TCP4 ::1 5.6.7.8 1 2\r\n", PP_ERR_V1_ADDRESS), /* v6 in TCP4 */
 	    C("PROXY TCP4 ::ffff:1.2.3.4 5.6.7.8 1 2\r\n", PP_ERR_V1_ADDRESS),
-	    C("PROXY TCP6 1.2.3.4 ::2 1 2\r\n", PP_ERR_V1_ADDRESS),       /* v4 in TCP6 */
+	    C("PROXY TCP6 1.2.3.4 ::2 1 2\r\n", PP_ERR_V1_ADDRESS), /* v4 in TCP6 */
 	    C("PROXY TCP6 ::1 5.6.7.8 1 2\r\n", PP_ERR_V1_ADDRESS),
-	    C("PROXY TCP6 fe80::1%eth0 ::2 1 2\r\n", PP_ERR_V1_ADDRESS),  /* zone id */
+	    C("PROXY TCP6 fe80::1%eth0 ::2 1 2\r\n", PP_ERR_V1_ADDRESS), /* zone id */
 	    C("PROXY TCP6 [::1] ::2 1 2\r\n", PP_ERR_V1_ADDRESS),
 	    C("PROXY TCP6 1::2::3 ::2 1 2\r\n", PP_ERR_V1_ADDRESS),
 	    C("PROXY TCP4 localhost 5.6.7.8 1 2\r\n", PP_ERR_V1_ADDRESS),
@@ -334,9 +339,7 @@ static void test_v2_version_and_command(void **state)
 		for (unsigned cmd = 0; cmd < 16; cmd++) {
 			size_t n = v2(b, (uint8_t)(ver << 4 | cmd), 0x11, body4, 12);
 			int r = parse_all_prefixes(b, n, PP_ACCEPT_V2);
-			int want = ver != 2   ? PP_ERR_VERSION
-			           : cmd > 1 ? PP_ERR_V2_COMMAND
-			                     : (int)n;
+			int want = ver != 2 ? PP_ERR_VERSION : cmd > 1 ? PP_ERR_V2_COMMAND : (int)n;
 			if (r != want)
 				fail_msg("ver %u cmd %u: %s", ver, cmd, proxy_proto_status_str(r));
 		}
@@ -397,12 +400,11 @@ static void test_v2_tlvs(void **state)
 	uint8_t b[256];
 	struct pp_header h;
 	/* NOOP, an unknown vendor TLV, ALPN, an empty one, AWS VPC endpoint ID. */
-	static const uint8_t t[] = {0x04, 0x00, 0x02, 0xaa, 0xbb, 0xe0, 0x00, 0x01, 0x00,
-	                            0x01, 0x00, 0x08, 'h',  't',  't',  'p',  '/',  '1',
-	                            '.',  '1',  0x05, 0x00, 0x00, 0xEA, 0x00, 0x17, 0x01,
-	                            'v',  'p',  'c',  'e',  '-',  '0',  '8',  'd',  '2',
-	                            'b',  'f',  '1',  '5',  'f',  'a',  'c',  '5',  '0',
-	                            '0',  '1',  'c',  '9'};
+	static const uint8_t t[] = {0x04, 0x00, 0x02, 0xaa, 0xbb, 0xe0, 0x00, 0x01, 0x00, 0x01,
+	                            0x00, 0x08, 'h',  't',  't',  'p',  '/',  '1',  '.',  '1',
+	                            0x05, 0x00, 0x00, 0xEA, 0x00, 0x17, 0x01, 'v',  'p',  'c',
+	                            'e',  '-',  '0',  '8',  'd',  '2',  'b',  'f',  '1',  '5',
+	                            'f',  'a',  'c',  '5',  '0',  '0',  '1',  'c',  '9'};
 	size_t n = with_tlvs(b, t, sizeof(t));
 	assert_int_equal(parse_all_prefixes(b, n, PP_ACCEPT_V2), (int)n);
 	assert_int_equal(proxy_proto_parse(b, n, PP_ACCEPT_V2, &h), (int)n);
@@ -422,17 +424,17 @@ static void test_v2_tlv_bad(void **state)
 		uint8_t t[80];
 		size_t n;
 	} cases[] = {
-	    {{0x04}, 1},                                     /* 1 byte of a TLV head */
-	    {{0x04, 0x00}, 2},                               /* 2 bytes */
-	    {{0x04, 0x00, 0x01}, 3},                         /* value overruns by 1 */
-	    {{0x04, 0xff, 0xff, 0x00}, 4},                   /* value overruns by far */
-	    {{0x04, 0x00, 0x00, 0x04, 0x00, 0x05, 1}, 7},    /* the second overruns */
-	    {{0x03, 0x00, 0x03, 0, 0, 0}, 6},                /* CRC of 3 bytes */
-	    {{0x03, 0x00, 0x05, 0, 0, 0, 0, 0}, 8},          /* CRC of 5 bytes */
-	    {{0xEA, 0x00, 0x00}, 3},                         /* AWS without a subtype */
-	    {{0xEA, 0x00, 0x01, 0x01}, 4},                   /* empty endpoint ID */
-	    {{0xEA, 0x00, 0x04, 0x01, 'a', 0x00, 'b'}, 7},   /* NUL in it */
-	    {{0xEA, 0x00, 0x04, 0x01, 'a', '"', 'b'}, 7},    /* a quote in it */
+	    {{0x04}, 1},                                   /* 1 byte of a TLV head */
+	    {{0x04, 0x00}, 2},                             /* 2 bytes */
+	    {{0x04, 0x00, 0x01}, 3},                       /* value overruns by 1 */
+	    {{0x04, 0xff, 0xff, 0x00}, 4},                 /* value overruns by far */
+	    {{0x04, 0x00, 0x00, 0x04, 0x00, 0x05, 1}, 7},  /* the second overruns */
+	    {{0x03, 0x00, 0x03, 0, 0, 0}, 6},              /* CRC of 3 bytes */
+	    {{0x03, 0x00, 0x05, 0, 0, 0, 0, 0}, 8},        /* CRC of 5 bytes */
+	    {{0xEA, 0x00, 0x00}, 3},                       /* AWS without a subtype */
+	    {{0xEA, 0x00, 0x01, 0x01}, 4},                 /* empty endpoint ID */
+	    {{0xEA, 0x00, 0x04, 0x01, 'a', 0x00, 'b'}, 7}, /* NUL in it */
+	    {{0xEA, 0x00, 0x04, 0x01, 'a', '"', 'b'}, 7},  /* a quote in it */
 	    {{0xEA, 0x00, 0x02, 0x01, 'a', 0xEA, 0x00, 0x02, 0x01, 'b'}, 10}, /* twice */
 	};
 	uint8_t b[256];
@@ -463,8 +465,8 @@ static void test_v2_crc(void **state)
 	(void)state;
 	uint8_t b[256];
 	struct pp_header h;
-	static const uint8_t t[] = {0x03, 0x00, 0x04, 0, 0, 0, 0, 0xEA, 0x00, 0x06,
-	                            0x01, 'v',  'p',  'c', 'e', '1'};
+	static const uint8_t t[] = {0x03, 0x00, 0x04, 0,   0,   0,   0,   0xEA,
+	                            0x00, 0x06, 0x01, 'v', 'p', 'c', 'e', '1'};
 	size_t n = with_tlvs(b, t, sizeof(t));
 	fix_crc(b, n, 16 + 12 + 3);
 	assert_int_equal(parse_all_prefixes(b, n, PP_ACCEPT_V2), (int)n);

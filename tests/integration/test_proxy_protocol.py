@@ -1,0 +1,341 @@
+#!/usr/bin/python3
+"""PROXY protocol v1 and v2: listeners behind a load balancer.
+
+The "load balancer" is 127.0.0.9 (the only trusted peer); 127.0.0.2 is anyone
+else.  The clients the headers name never exist: 10.1.0.0/24 is tier a,
+10.2.0.0/24 tier b, 2001:db8:1::/64 tier c, 127.0.0.9 itself tier lb (what a
+LOCAL header or curl's own v1 header maps to).  Listeners: 3128 plain, 3129
+either, 3130 v1 only, 3131 v2 only (timeout 1s each).  Raw sockets write the
+headers (split, doubled, truncated, with TLVs and CRC32C), real curl writes
+its own v1 header (--haproxy-protocol).
+"""
+import os
+import socket
+import struct
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import expect, get  # noqa: E402
+
+GOOD = "198.51.100.10"
+LB = "127.0.0.9"
+OTHER = "127.0.0.2"
+PLAIN, EITHER, V1, V2 = 3128, 3129, 3130, 3131
+
+SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+harness.REASON_STATUS.update({
+    "proxy_untrusted_peer": 403, "proxy_header_missing": 400, "proxy_header_invalid": 400,
+    "proxy_header_timeout": 408, "proxy_header_unexpected": 403,
+})
+
+_HDR_PORT = [40000]
+
+
+def hdr_port():
+    """A fresh client port for a header, so the record it leads to is found by it."""
+    _HDR_PORT[0] += 1
+    return _HDR_PORT[0]
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
+    return c ^ 0xFFFFFFFF
+
+
+def v1(src, sport, dst="127.0.0.1", dport=3129):
+    fam = "TCP6" if ":" in src else "TCP4"
+    if ":" in src and ":" not in dst:
+        dst = "::1"
+    return ("PROXY %s %s %s %d %d\r\n" % (fam, src, dst, sport, dport)).encode()
+
+
+def tlv(t, value):
+    return struct.pack(">BH", t, len(value)) + value
+
+
+def v2(src, sport, dst="127.0.0.1", dport=3131, cmd=0x21, tlvs=b"", crc=False, fam=None, body=None):
+    """A v2 header (PROXY by default) for TCP over IPv4 or IPv6, TLVs appended; with crc a
+    CRC32C TLV goes first and is filled in over the whole header."""
+    six = ":" in src
+    if body is None:
+        a = socket.inet_pton(socket.AF_INET6 if six else socket.AF_INET, src)
+        b = socket.inet_pton(socket.AF_INET6 if six else socket.AF_INET,
+                             dst if not six or ":" in dst else "::1")
+        body = a + b + struct.pack(">HH", sport, dport)
+    if fam is None:
+        fam = 0x21 if six else 0x11
+    crc_at = None
+    if crc:
+        crc_at = 16 + len(body) + 3
+        body += tlv(0x03, b"\x00" * 4)
+    body += tlvs
+    h = bytearray(SIG + bytes([cmd, fam]) + struct.pack(">H", len(body)) + body)
+    if crc_at is not None:
+        h[crc_at:crc_at + 4] = struct.pack(">I", crc32c(bytes(h)))
+    return bytes(h)
+
+
+def status_of(port, header, target="allowed.example:8080"):
+    """The status a header and a CONNECT get; the tunnel, if any, is closed at once."""
+    r = via(port, header + connect_head(target))
+    r.close()
+    return r.status
+
+
+def connect_head(target):
+    return ("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target)).encode()
+
+
+def via(port, data, src=LB, chunks=None, chunk_delay=0.0, timeout=8.0):
+    return harness.send_raw(data, src=src, proxy=("127.0.0.1", port), chunks=chunks,
+                            chunk_delay=chunk_delay, timeout=timeout)
+
+
+ctx = harness.start(__file__, v4=[GOOD])
+with ctx:
+    ups = harness.Upstreams(ctx, [
+        {"name": "echo", "host": GOOD, "port": 8080},
+        {"name": "origin80", "host": GOOD, "port": 80, "kind": "http-origin"},
+    ])
+    dns = harness.Dnsmasq(ctx, "127.0.0.53", [("allowed.example", GOOD), ("other.example", GOOD)])
+    tiers = {
+        "a": {"sources": ["10.1.0.0/24"], "allow": [{"host": "allowed.example", "ports": [8080]}],
+              "caps": {"connections_per_source": 2}},
+        "b": {"sources": ["10.2.0.0/24"], "allow": [{"host": "other.example", "ports": [8080]}]},
+        "c": {"sources": ["2001:db8:1::/64"], "allow": [{"host": "allowed.example", "ports": [8080]}]},
+        "lb": {"sources": [LB + "/32"], "allow": [{"host": "other.example", "ports": [80, 8080]}]},
+    }
+
+    def pp(mode):
+        return {"mode": mode, "trusted": [LB + "/32"], "timeout": "1s"}
+
+    listen = {"proxy": [{"address": "127.0.0.1:%d" % PLAIN},
+                        {"address": "127.0.0.1:%d" % EITHER, "proxy_protocol": pp("either")},
+                        {"address": "127.0.0.1:%d" % V1, "proxy_protocol": pp("v1")},
+                        {"address": "127.0.0.1:%d" % V2, "proxy_protocol": pp("v2")}]}
+    px = harness.Proxy(ctx, "pp", tiers, listen=listen).start()
+    audit = px.audit
+
+    def served(name, port, header, src_ip, sport, ruleset, target="allowed.example:8080", chunks=None,
+               chunk_delay=0.0, vpce=None):
+        """The header's client is the source: its tier, its record; the balancer is source.nat."""
+        with ctx.case(name):
+            n0 = len(ups.accepts("echo"))
+            data = header + connect_head(target)
+            r = via(port, data, chunks=chunks, chunk_delay=chunk_delay)
+            expect(r.status == 200, r.describe())
+            token = "pp-%d" % sport
+            r.sock.sendall(b"SAY %s\n" % token.encode())
+            ans = harness.recv_line(r.sock, r.leftover)
+            r.close()
+            expect(ans == (token + "\n").encode(), "tunnel answer %r" % ans)
+            expect(len(ups.accepts("echo")) == n0 + 1, "upstream not reached once")
+            rec = audit.by_port(sport)
+            expect(rec is not None, "no audit record with source.port %d (the header's)" % sport)
+            harness.check_tunnel_record(rec)
+            expect(get(rec, "source.ip") == src_ip, "source.ip %r, want %s" % (get(rec, "source.ip"), src_ip))
+            expect(get(rec, "source.nat.ip") == LB, "source.nat.ip %r, want the balancer %s" %
+                   (get(rec, "source.nat.ip"), LB))
+            expect(get(rec, "source.nat.port") == r.src_port, "source.nat.port %r, want %d" %
+                   (get(rec, "source.nat.port"), r.src_port))
+            expect(get(rec, "rule.ruleset") == ruleset, "rule.ruleset %r, want %s" %
+                   (get(rec, "rule.ruleset"), ruleset))
+            expect(get(rec, "labels.aws_vpce_id") == vpce, "labels.aws_vpce_id %r, want %r" %
+                   (get(rec, "labels.aws_vpce_id"), vpce))
+            return rec
+
+    def refused(name, port, data, status, reason, src=LB, chunks=None, chunk_delay=0.0, timeout=8.0,
+                upstream_untouched=True):
+        """Refused with status and reason; the record is the peer's (source.port is the real one)."""
+        with ctx.case(name):
+            n0 = len(ups.accepts())
+            r = via(port, data, src=src, chunks=chunks, chunk_delay=chunk_delay, timeout=timeout)
+            rec = harness.expect_refusal(r, status, reason, audit=audit)
+            expect(get(rec, "source.ip") == src, "source.ip %r, want the peer %s" % (get(rec, "source.ip"), src))
+            if upstream_untouched:
+                expect(len(ups.accepts()) == n0, "an upstream was reached despite the refusal")
+            return r, rec
+
+    # ---- accepted headers: the client they name is the source ----
+    p = hdr_port()
+    served("v1 TCP4 from the balancer: the named client's tier (a), record shows both addresses",
+           EITHER, v1("10.1.0.5", p), "10.1.0.5", p, "a")
+    p = hdr_port()
+    served("v1 on a v1-only listener", V1, v1("10.2.0.7", p), "10.2.0.7", p, "b",
+           target="other.example:8080")
+    p = hdr_port()
+    served("v1 TCP6: an IPv6 client maps to its tier (c)", V1, v1("2001:db8:1::5", p),
+           "2001:db8:1::5", p, "c")
+    p = hdr_port()
+    served("v2 TCP4 on a v2-only listener", V2, v2("10.2.0.8", p), "10.2.0.8", p, "b",
+           target="other.example:8080")
+    p = hdr_port()
+    served("v2 TCP6 on an either listener", EITHER, v2("2001:db8:1::6", p), "2001:db8:1::6", p, "c")
+    p = hdr_port()
+    served("v2 IPv4-mapped IPv6 client is that IPv4 client (tier a)", V2, v2("::ffff:10.1.0.9", p),
+           "10.1.0.9", p, "a")
+    p = hdr_port()
+    aws = tlv(0x04, b"pad") + tlv(0xEA, b"\x01vpce-08d2bf15fac5001c9") + tlv(0x01, b"http/1.1")
+    served("v2 with TLVs and a good CRC32C: AWS VPC endpoint ID in labels.aws_vpce_id", V2,
+           v2("10.1.0.10", p, tlvs=aws, crc=True), "10.1.0.10", p, "a", vpce="vpce-08d2bf15fac5001c9")
+    p = hdr_port()
+    h = v2("10.1.0.11", p, crc=True)
+    served("v2 header and request written one byte at a time", V2, h, "10.1.0.11", p, "a",
+           chunks=[bytes([x]) for x in h + connect_head("allowed.example:8080")], chunk_delay=0.002)
+    p = hdr_port()
+    h = v1("10.1.0.12", p)
+    served("v1 line written one byte at a time", V1, h, "10.1.0.12", p, "a",
+           chunks=[bytes([x]) for x in h + connect_head("allowed.example:8080")], chunk_delay=0.002)
+
+    with ctx.case("curl --haproxy-protocol (its own v1 header) through a v1 listener: plain HTTP served "
+                  "as the client curl named (itself, tier lb)"):
+        res = harness.curl(["--haproxy-protocol", "--interface", LB, "-x", "http://127.0.0.1:%d" % V1,
+                            "http://other.example/cl/12"])
+        expect(res["rc"] == 0 and res["code"] == "200", "curl exit %s, code %s, stderr %r" %
+               (res["rc"], res["code"], res["stderr"][:200]))
+        rec = audit.by_port(res["local_port"])
+        expect(rec is not None, "no record with source.port %s" % res["local_port"])
+        expect(get(rec, "source.ip") == LB and get(rec, "source.nat.ip") == LB,
+               "source.ip %r, source.nat.ip %r" % (get(rec, "source.ip"), get(rec, "source.nat.ip")))
+        expect(get(rec, "rule.ruleset") == "lb", "rule.ruleset %r" % get(rec, "rule.ruleset"))
+
+    with ctx.case("v2 LOCAL: the balancer itself is the source (its block, with fake addresses, "
+                  "is skipped)"):
+        fake = socket.inet_aton("10.1.0.5") * 2 + struct.pack(">HH", 1, 2)
+        r = via(V2, v2("10.1.0.5", 1, cmd=0x20, fam=0x11, body=fake) + connect_head("allowed.example:8080"))
+        rec = harness.expect_refusal(r, 403, "host_not_allowed", audit=audit, ruleset="lb")
+        expect(get(rec, "source.ip") == LB, "source.ip %r, want %s" % (get(rec, "source.ip"), LB))
+        expect(get(rec, "source.nat") is None, "a LOCAL connection has no source.nat: %r" %
+               get(rec, "source.nat"))
+        s = harness.send_raw(v2("", 0, cmd=0x20, fam=0, body=b"") + connect_head("other.example:8080"),
+                             src=LB, proxy=("127.0.0.1", V2))
+        expect(s.status == 200, "LOCAL then a CONNECT the balancer's tier allows: %s" % s.describe())
+        s.close()
+
+    # ---- who may send one ----
+    p = hdr_port()
+    refused("untrusted peer sending a valid header to a PROXY listener -> 403 proxy_untrusted_peer",
+            EITHER, v1("10.1.0.5", p) + connect_head("allowed.example:8080"), 403, "proxy_untrusted_peer",
+            src=OTHER)
+    refused("untrusted peer without a header on a PROXY listener -> 403 proxy_untrusted_peer",
+            V2, connect_head("allowed.example:8080"), 403, "proxy_untrusted_peer", src=OTHER)
+    p = hdr_port()
+    refused("a v1 header on a listener without PROXY protocol -> 403 proxy_header_unexpected",
+            PLAIN, v1("10.1.0.5", p) + connect_head("allowed.example:8080"), 403,
+            "proxy_header_unexpected", src=OTHER)
+    refused("a v2 header on a listener without PROXY protocol -> 403 proxy_header_unexpected",
+            PLAIN, v2("10.1.0.5", hdr_port()) + connect_head("allowed.example:8080"), 403,
+            "proxy_header_unexpected", src=OTHER)
+    refused("the trusted balancer without a header -> 400 proxy_header_missing",
+            EITHER, connect_head("other.example:8080"), 400, "proxy_header_missing")
+    refused("a TLS ClientHello where the header should be -> 400 proxy_header_missing",
+            V2, harness.tls_records(harness.client_hello()), 400, "proxy_header_missing")
+
+    # ---- doubled, truncated, malformed ----
+    p = hdr_port()
+    with ctx.case("v1 header twice -> 403 proxy_header_unexpected for the first header's client"):
+        n0 = len(ups.accepts())
+        r = via(V1, v1("10.1.0.5", p) + v1("10.2.0.7", hdr_port()) + connect_head("allowed.example:8080"))
+        expect(r.status == 403 and r.reason == "proxy_header_unexpected", r.describe())
+        rec = audit.by_port(p)
+        expect(rec is not None and get(rec, "event.reason") == "proxy_header_unexpected",
+               "record for the first header's port: %r" % rec)
+        expect(get(rec, "source.ip") == "10.1.0.5", "source.ip %r" % get(rec, "source.ip"))
+        expect(len(ups.accepts()) == n0, "upstream reached")
+    p = hdr_port()
+    with ctx.case("v2 header twice -> 403 proxy_header_unexpected"):
+        r = via(V2, v2("10.1.0.5", p) + v2("10.2.0.7", hdr_port()) + connect_head("allowed.example:8080"))
+        expect(r.status == 403 and r.reason == "proxy_header_unexpected", r.describe())
+        expect(audit.by_port(p) is not None, "no record for the first header's client")
+
+    with ctx.case("partial v2 header (11 of 28 bytes), then nothing -> 408 proxy_header_timeout"):
+        t0 = time.monotonic()
+        r = via(V2, v2("10.1.0.5", hdr_port())[:11], timeout=10)
+        harness.expect_refusal(r, 408, "proxy_header_timeout", audit=audit)
+        expect(time.monotonic() - t0 >= 0.9, "refused after %.2fs, before the 1s timeout" %
+               (time.monotonic() - t0))
+    with ctx.case("partial v2 header (all but its last byte) -> 408 proxy_header_timeout"):
+        r = via(V2, v2("10.1.0.5", hdr_port(), crc=True)[:-1], timeout=10)
+        harness.expect_refusal(r, 408, "proxy_header_timeout", audit=audit)
+    with ctx.case("partial v1 line (no CRLF), then nothing -> 408 proxy_header_timeout"):
+        r = via(V1, v1("10.1.0.5", hdr_port())[:-2], timeout=10)
+        harness.expect_refusal(r, 408, "proxy_header_timeout", audit=audit)
+    with ctx.case("a header dripped slower than its timeout -> 408 (the timeout is for the whole header)"):
+        h = v2("10.1.0.5", hdr_port())
+        r = via(V2, h, chunks=[h[i:i + 4] for i in range(0, len(h), 4)], chunk_delay=0.2, timeout=10)
+        harness.expect_refusal(r, 408, "proxy_header_timeout", audit=audit)
+
+    h = bytearray(v2("10.1.0.5", hdr_port(), tlvs=tlv(0xEA, b"\x01vpce-1"), crc=True))
+    h[-1] ^= 0x01
+    BAD = [
+        ("v2 with a bad CRC32C", V2, bytes(h)),
+        ("v2 version 1", V2, SIG + b"\x11" + v2("10.1.0.5", 1)[13:]),
+        ("v2 command 2", V2, SIG + b"\x22" + v2("10.1.0.5", 1)[13:]),
+        ("v2 PROXY over UNIX sockets", V2, v2("10.1.0.5", 1, fam=0x31, body=b"\x00" * 216)),
+        ("v2 PROXY over UDP", V2, v2("10.1.0.5", 1, fam=0x12)),
+        ("v2 PROXY with family UNSPEC", V2, v2("10.1.0.5", 1, fam=0x00)),
+        ("v2 TCP6 family with a TCP4-sized block", V2, v2("10.1.0.5", 1, fam=0x21)),
+        ("v2 length 65535", V2, SIG + b"\x21\x11\xff\xff" + b"\x00" * 64),
+        ("v2 TLV running past the header", V2, v2("10.1.0.5", 1, tlvs=b"\x04\x00\x10abc")),
+        ("v2 AWS TLV with a quote in the endpoint ID", V2, v2("10.1.0.5", 1, tlvs=tlv(0xEA, b'\x01vpce"x'))),
+        ("v2 on a v1-only listener", V1, v2("10.1.0.5", 1)),
+        ("v1 on a v2-only listener", V2, v1("10.1.0.5", 1)),
+        ("v1 with an octal-looking address (010.1.0.5)", V1, b"PROXY TCP4 010.1.0.5 127.0.0.1 1 2\r\n"),
+        ("v1 with port 65536", V1, b"PROXY TCP4 10.1.0.5 127.0.0.1 65536 2\r\n"),
+        ("v1 with a leading-zero port", V1, b"PROXY TCP4 10.1.0.5 127.0.0.1 01 2\r\n"),
+        ("v1 TCP4 carrying an IPv6 address", V1, b"PROXY TCP4 2001:db8:1::5 ::1 1 2\r\n"),
+        ("v1 with a bare LF", V1, b"PROXY TCP4 10.1.0.5 127.0.0.1 1 2\n"),
+        ("v1 with two spaces", V1, b"PROXY TCP4  10.1.0.5 127.0.0.1 1 2\r\n"),
+        ("v1 line longer than 107 bytes", V1, b"PROXY UNKNOWN " + b"x" * 120 + b"\r\n"),
+        ("v1 garbage after PROXY", EITHER, b"PROXY \x00\x01\x02\r\n"),
+    ]
+    for name, port, data in BAD:
+        refused("%s -> 400 proxy_header_invalid" % name, port, data + connect_head("allowed.example:8080"),
+                400, "proxy_header_invalid")
+
+    # ---- per-source limits are the named client's ----
+    with ctx.case("connections_per_source (2) is charged to the header's client, not the balancer"):
+        held = []
+        try:
+            for i in range(2):
+                r = via(EITHER, v1("10.1.0.50", hdr_port()) + connect_head("allowed.example:8080"))
+                expect(r.status == 200, "tunnel %d: %s" % (i, r.describe()))
+                held.append(r)
+            p = hdr_port()
+            r = via(EITHER, v1("10.1.0.50", p) + connect_head("allowed.example:8080"))
+            expect(r.status == 429 and r.reason == "source_connection_limit",
+                   "third connection of 10.1.0.50: %s" % r.describe())
+            rec = audit.by_port(p)
+            expect(rec is not None and get(rec, "source.ip") == "10.1.0.50" and
+                   get(rec, "source.nat.ip") == LB, "429 record: %r" % rec)
+            # The same balancer, another client of the same tier: its own count.
+            expect(status_of(EITHER, v2("10.1.0.51", hdr_port())) == 200,
+                   "another client behind the same balancer refused")
+        finally:
+            for r in held:
+                r.close()
+        expect(harness.wait_until(lambda: status_of(EITHER, v1("10.1.0.50", hdr_port())) == 200, 5),
+               "10.1.0.50 not served again after its tunnels closed")
+
+    with ctx.case("a balancer's health checks (connect, close) leave no record and no trouble"):
+        ports = []
+        for _ in range(5):
+            s = harness.bound_socket(LB)
+            ports.append(s.getsockname()[1])
+            s.connect(("127.0.0.1", V2))
+            s.close()
+        p = hdr_port()
+        served("after health checks, a header is still served", V2, v2("10.1.0.60", p), "10.1.0.60", p, "a")
+        # Their records, had any been written, would be queued before this tunnel's.
+        stray = audit.find(lambda r: get(r, "source.port") in ports or get(r, "source.nat.port") in ports)
+        expect(not stray, "records for health checks: %r" % stray)
+
+    ctx.final_checks([audit])
