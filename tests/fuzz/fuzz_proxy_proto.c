@@ -25,8 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  */
 
 /* Prefixes: all up to this length, then a bounded sample (keeps every input O(n)). */
-#define ALL_PREFIXES 160
-#define SAMPLES      48
+#define ALL_PREFIXES 112
+#define SAMPLES      32
 
 static const uint8_t sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};

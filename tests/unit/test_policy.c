@@ -1046,6 +1046,17 @@ static void test_examples(void **state)
 	assert_int_equal(policy_tier_count(p), 1);
 	assert_int_equal(policy_settings(p)->unknown_source_tier, -1);
 	policy_unref(p);
+	/* docs/proxy-protocol.md's example. */
+	if (policy_load_file(EXAMPLES "load-balancer.yaml", &p, &d, NULL) != POLICY_OK)
+		dump(&d);
+	assert_non_null(p);
+	assert_int_equal(policy_settings(p)->n_listen_proxy, 2);
+	assert_int_equal(policy_settings(p)->listen_pp[0].accept, 0);
+	assert_int_equal(policy_settings(p)->listen_pp[1].accept, POLICY_PP_V2);
+	struct pc_addr lb = {ADDR_V4, {10, 0, 17, 9}}, runner = {ADDR_V4, {10, 42, 1, 2}};
+	assert_true(policy_listen_trusted(p, 1, &lb));
+	assert_false(policy_listen_trusted(p, 1, &runner));
+	policy_unref(p);
 	assert_int_equal(policy_load_file(EXAMPLES "broken.yaml", &p, &d, NULL), POLICY_ERR_INVALID);
 	assert_true(d.n >= 9);
 	policy_diags_fini(&d);
