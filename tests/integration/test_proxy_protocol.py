@@ -10,6 +10,7 @@ headers (split, doubled, truncated, with TLVs and CRC32C), real curl writes
 its own v1 header (--haproxy-protocol).
 """
 import os
+import signal
 import socket
 import struct
 import sys
@@ -83,9 +84,9 @@ def v2(src, sport, dst="127.0.0.1", dport=3131, cmd=0x21, tlvs=b"", crc=False, f
     return bytes(h)
 
 
-def status_of(port, header, target="allowed.example:8080"):
+def status_of(port, header, target="allowed.example:8080", src=LB):
     """The status a header and a CONNECT get; the tunnel, if any, is closed at once."""
-    r = via(port, header + connect_head(target))
+    r = via(port, header + connect_head(target), src=src)
     r.close()
     return r.status
 
@@ -125,12 +126,12 @@ with ctx:
     audit = px.audit
 
     def served(name, port, header, src_ip, sport, ruleset, target="allowed.example:8080", chunks=None,
-               chunk_delay=0.0, vpce=None):
+               chunk_delay=0.0, vpce=None, peer=LB):
         """The header's client is the source: its tier, its record; the balancer is source.nat."""
         with ctx.case(name):
             n0 = len(ups.accepts("echo"))
             data = header + connect_head(target)
-            r = via(port, data, chunks=chunks, chunk_delay=chunk_delay)
+            r = via(port, data, src=peer, chunks=chunks, chunk_delay=chunk_delay)
             expect(r.status == 200, r.describe())
             token = "pp-%d" % sport
             r.sock.sendall(b"SAY %s\n" % token.encode())
@@ -142,8 +143,8 @@ with ctx:
             expect(rec is not None, "no audit record with source.port %d (the header's)" % sport)
             harness.check_tunnel_record(rec)
             expect(get(rec, "source.ip") == src_ip, "source.ip %r, want %s" % (get(rec, "source.ip"), src_ip))
-            expect(get(rec, "source.nat.ip") == LB, "source.nat.ip %r, want the balancer %s" %
-                   (get(rec, "source.nat.ip"), LB))
+            expect(get(rec, "source.nat.ip") == peer, "source.nat.ip %r, want the balancer %s" %
+                   (get(rec, "source.nat.ip"), peer))
             expect(get(rec, "source.nat.port") == r.src_port, "source.nat.port %r, want %d" %
                    (get(rec, "source.nat.port"), r.src_port))
             expect(get(rec, "rule.ruleset") == ruleset, "rule.ruleset %r, want %s" %
@@ -337,5 +338,23 @@ with ctx:
         # Their records, had any been written, would be queued before this tunnel's.
         stray = audit.find(lambda r: get(r, "source.port") in ports or get(r, "source.nat.port") in ports)
         expect(not stray, "records for health checks: %r" % stray)
+
+    with ctx.case("reload: a balancer added to trusted is taken on the next connections"):
+        pol = px.policy
+        pol["listen"]["proxy"][1]["proxy_protocol"]["trusted"] = [LB + "/32", OTHER + "/32"]
+        tmp = px.policy_path + ".new"
+        with open(tmp, "w") as f:
+            f.write(harness.to_yaml(pol) + "\n")
+        os.rename(tmp, px.policy_path)
+        os.kill(px.proc.pid, signal.SIGHUP)
+        expect(harness.wait_until(lambda: status_of(EITHER, v1("10.2.0.20", hdr_port()), src=OTHER,
+                                                    target="other.example:8080") == 200, 5),
+               "%s still refused on the either listener 5s after the reload" % OTHER)
+    p = hdr_port()
+    served("after the reload, %s is a balancer: its header's client is the source" % OTHER, EITHER,
+           v2("10.2.0.21", p), "10.2.0.21", p, "b", target="other.example:8080", peer=OTHER)
+    refused("after the reload, the v2-only listener (not changed) still refuses %s" % OTHER, V2,
+            v2("10.2.0.22", hdr_port()) + connect_head("other.example:8080"), 403, "proxy_untrusted_peer",
+            src=OTHER)
 
     ctx.final_checks([audit])
