@@ -742,7 +742,6 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 	c->t0_mono = mono_ns();
 	c->t0_wall = wall_ns();
 	c->policy = policy_ref(env->policy);
-	c->listener = (uint8_t)listener;
 	sockaddr_to_addr(sa, &c->src, &c->src_port);
 	c->next = env->conns;
 	if (env->conns != NULL)

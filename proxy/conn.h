@@ -188,7 +188,6 @@ struct conn {
 	/* ---- identity: the source at accept (a socket cannot move) ---- */
 	struct pc_addr src; /* the peer, or the client a PROXY header named */
 	uint16_t src_port;
-	uint8_t listener;       /* index of the listen.proxy entry that accepted it */
 	struct conn_via *via;   /* on a PROXY-protocol listener (malloc'd), else NULL */
 	struct pod_info *pod;   /* the source pod (a reference), or NULL */
 	struct src_slot *slot;  /* per-source hold, accept to close */
