@@ -7,7 +7,7 @@ else.  The clients the headers name never exist: 10.1.0.0/24 is tier a,
 LOCAL header or curl's own v1 header maps to).  Listeners: 3128 plain, 3129
 either, 3130 v1 only, 3131 v2 only (a 5s header timeout: headers dripped a byte
 at a time fit in it on a loaded machine), 3132 either with a 1s timeout for the
-timeout cases.  Raw sockets write the
+timeout cases, [::]:3133 dual-stack, trusting 127.0.0.9 and ::1.  Raw sockets write the
 headers (split, doubled, truncated, with TLVs and CRC32C), real curl writes
 its own v1 header (--haproxy-protocol).
 """
@@ -26,7 +26,7 @@ from harness import expect, get  # noqa: E402
 GOOD = "198.51.100.10"
 LB = "127.0.0.9"
 OTHER = "127.0.0.2"
-PLAIN, EITHER, V1, V2, SHORT = 3128, 3129, 3130, 3131, 3132
+PLAIN, EITHER, V1, V2, SHORT, DUAL = 3128, 3129, 3130, 3131, 3132, 3133
 
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -137,7 +137,9 @@ with ctx:
                         {"address": "127.0.0.1:%d" % EITHER, "proxy_protocol": pp("either")},
                         {"address": "127.0.0.1:%d" % V1, "proxy_protocol": pp("v1")},
                         {"address": "127.0.0.1:%d" % V2, "proxy_protocol": pp("v2")},
-                        {"address": "127.0.0.1:%d" % SHORT, "proxy_protocol": pp("either", "1s")}]}
+                        {"address": "127.0.0.1:%d" % SHORT, "proxy_protocol": pp("either", "1s")},
+                        {"address": "[::]:%d" % DUAL,
+                         "proxy_protocol": {"mode": "either", "trusted": [LB + "/32", "::1/128"]}}]}
     px = harness.Proxy(ctx, "pp", tiers, listen=listen).start()
     audit = px.audit
 
@@ -215,6 +217,16 @@ with ctx:
     h = v1("10.1.0.12", p)
     served("v1 line written one byte at a time", V1, h, "10.1.0.12", p, "a",
            chunks=[bytes([x]) for x in h + connect_head("allowed.example:8080")], chunk_delay=0.002)
+
+    p = hdr_port()
+    served("dual-stack listener: an IPv4 balancer (seen as ::ffff:127.0.0.9) is trusted as 127.0.0.9",
+           DUAL, v1("10.1.0.13", p), "10.1.0.13", p, "a")
+    p = hdr_port()
+    served("dual-stack listener: an IPv6 balancer (::1)", DUAL, v2("10.2.0.14", p), "10.2.0.14", p, "b",
+           target="other.example:8080", peer="::1")
+    refused("dual-stack listener: an IPv4 peer outside trusted (127.0.0.2) -> 403 proxy_untrusted_peer",
+            DUAL, v1("10.1.0.5", hdr_port()) + connect_head("allowed.example:8080"), 403,
+            "proxy_untrusted_peer", src=OTHER)
 
     with ctx.case("curl --haproxy-protocol (its own v1 header) through a v1 listener: plain HTTP served "
                   "as the client curl named (itself, tier lb)"):
