@@ -15,14 +15,16 @@
  * The header is read off the socket itself, before any transport reads it:
  * peeked, parsed, and only its own bytes taken, so whatever follows (the
  * request, or a TLS listener's handshake) stays in the kernel's buffer for
- * the next reader, however it arrived.  The bytes of a header still
- * incomplete are taken into buf (they can only be header), so the socket is
- * readable again only when something new came: no spinning on old bytes.
+ * the next reader, however it arrived.  Usually the whole header is there at
+ * once and the worker's scratch buffer is enough.  The bytes of a header
+ * still incomplete are taken into buf, allocated then (they can only be
+ * header), so the socket is readable again only when something new came: no
+ * spinning on old bytes.
  */
 struct pphdr {
 	struct event *ev;
-	size_t have;
-	uint8_t buf[PP_MAX_HEADER];
+	size_t have;  /* bytes of the header taken into buf */
+	uint8_t *buf; /* PP_MAX_HEADER bytes, once a header came in pieces */
 };
 
 static void proxyhdr_release(struct conn *c)
@@ -31,6 +33,7 @@ static void proxyhdr_release(struct conn *c)
 		return;
 	if (c->pphdr->ev != NULL)
 		event_free(c->pphdr->ev);
+	free(c->pphdr->buf);
 	free(c->pphdr);
 	c->pphdr = NULL;
 }
@@ -65,7 +68,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	struct pphdr *p = c->pphdr;
-	ssize_t n = recv(fd, p->buf + p->have, sizeof(p->buf) - p->have, MSG_PEEK);
+	uint8_t *at = p->buf != NULL ? p->buf : (uint8_t *)c->env->relay_buf;
+	ssize_t n = recv(fd, at + p->have, PP_MAX_HEADER - p->have, MSG_PEEK);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -74,23 +78,31 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	struct pp_header h;
-	int r = proxy_proto_parse(p->buf, p->have + (size_t)n, c->via->accept, &h);
+	int r = proxy_proto_parse(at, p->have + (size_t)n, c->via->accept, &h);
 	if (r < 0) {
 		/* Refused; what it sent stays unread and the close lingers over it. */
 		conn_refuse(c,
 		            r == PP_ERR_MISSING ? R_PROXY_HEADER_MISSING : R_PROXY_HEADER_INVALID);
 		return;
 	}
-	/* Need more: every byte so far is header.  Done: take the header's bytes, no more. */
+	/* Need more: every byte so far is header, kept.  Done: take the header's bytes, no more. */
 	size_t take = r == PP_NEED_MORE ? (size_t)n : (size_t)r - p->have;
-	if (recv(fd, p->buf + p->have, take, 0) != (ssize_t)take) {
+	if (r == PP_NEED_MORE && p->buf == NULL) {
+		p->buf = malloc(PP_MAX_HEADER);
+		if (p->buf == NULL) {
+			conn_refuse(c, R_INTERNAL_ERROR);
+			return;
+		}
+		at = p->buf; /* the bytes just peeked are taken into it below */
+	}
+	if (recv(fd, at + p->have, take, 0) != (ssize_t)take) {
 		conn_close(c, R_CLIENT_ERROR); /* the peeked bytes went: a reset in between */
 		return;
 	}
 	p->have += take;
 	if (r > 0)
 		accepted(c, &h);
-	else if (p->have == sizeof(p->buf))
+	else if (p->have == PP_MAX_HEADER)
 		conn_refuse(c, R_PROXY_HEADER_INVALID); /* never: the parser decides within it */
 }
 
