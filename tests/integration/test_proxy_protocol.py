@@ -9,21 +9,27 @@ either, 3130 v1 only, 3131 v2 only (a 5s header timeout: headers dripped a byte
 at a time fit in it on a loaded machine), 3132 either with a 1s timeout for the
 timeout cases, [::]:3133 dual-stack, trusting 127.0.0.9 and ::1.  Raw sockets write the
 headers (split, doubled, truncated, with TLVs and CRC32C), real curl writes
-its own v1 header (--haproxy-protocol).
+its own v1 header (--haproxy-protocol).  A second daemon watches a stand-in
+Kubernetes API: the pod a header names (10.7.0.5) is the source.
 """
 import os
+import re
 import signal
 import socket
 import struct
 import sys
 import time
+import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import kubeapi  # noqa: E402
 from harness import expect, get  # noqa: E402
 
 GOOD = "198.51.100.10"
+API = ("10.96.0.8", 6443)     # the stand-in Kubernetes API server
+POD = "10.7.0.5"              # a runner pod's address, only ever named in headers
 LB = "127.0.0.9"
 OTHER = "127.0.0.2"
 PLAIN, EITHER, V1, V2, SHORT, DUAL = 3128, 3129, 3130, 3131, 3132, 3133
@@ -115,7 +121,7 @@ def via(port, data, src=LB, chunks=None, chunk_delay=0.0, timeout=8.0):
                             chunk_delay=chunk_delay, timeout=timeout)
 
 
-ctx = harness.start(__file__, v4=[GOOD])
+ctx = harness.start(__file__, v4=[GOOD, API[0]])
 with ctx:
     ups = harness.Upstreams(ctx, [
         {"name": "echo", "host": GOOD, "port": 8080},
@@ -386,4 +392,53 @@ with ctx:
             v2("10.2.0.22", hdr_port()) + connect_head("other.example:8080"), 403, "proxy_untrusted_peer",
             src=OTHER)
 
-    ctx.final_checks([audit])
+    # ---- pod identity: the pod map is asked for the header's client ----
+    pki = kubeapi.make_pki(ctx.path("kube"), API[0], "kube")
+    api = kubeapi.KubeAPI(API[0], API[1], pki["cert"], pki["key"], token="pp-token")
+    ctx.cleanups.append(api.stop)
+    with open(ctx.path("kube.token"), "w") as f:
+        f.write("pp-token")
+    api.add_pod("ci", "runner-1", POD, labels={"portcullis.dev/tier": "b"})
+    KUBE = 3140
+    kpx = harness.Proxy(ctx, "kube", tiers, proxy_port=KUBE, admin_port=9094,
+                        listen={"proxy": [{"address": "127.0.0.1:%d" % KUBE,
+                                           "proxy_protocol": pp("either")}]},
+                        identity={"kubernetes": {"api_server": "https://%s:%d" % API,
+                                                 "token_file": ctx.path("kube.token"),
+                                                 "ca_file": pki["ca"],
+                                                 "tier_label": "portcullis.dev/tier"}}).start()
+
+    def kube_synced():
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:9094/metrics", timeout=5) as r:
+                return re.search(r"^portcullis_kube_synced 1$", r.read().decode(), re.M) is not None
+        except OSError:
+            return False
+
+    with ctx.case("identity.kubernetes: the pod a header names is the source (its tier label, "
+                  "orchestrator.* in the record)"):
+        expect(harness.wait_until(kube_synced, 15), "the pod map did not sync in 15 s")
+        n0 = upstreams_settled()
+        p = hdr_port()
+        r = via(KUBE, v2(POD, p) + connect_head("other.example:8080"))
+        expect(r.status == 200, "the pod's tier (b) allows other.example: %s" % r.describe())
+        r.close()
+        EXPECTED[0] += 1
+        rec = kpx.audit.by_port(p)
+        expect(rec is not None, "no record with source.port %d" % p)
+        expect(get(rec, "source.ip") == POD and get(rec, "source.nat.ip") == LB,
+               "source.ip %r, source.nat.ip %r" % (get(rec, "source.ip"), get(rec, "source.nat.ip")))
+        expect(get(rec, "orchestrator.resource.name") == "runner-1" and
+               get(rec, "orchestrator.namespace") == "ci" and get(rec, "rule.ruleset") == "b",
+               "orchestrator %r, ruleset %r" % (get(rec, "orchestrator"), get(rec, "rule.ruleset")))
+        expect(harness.wait_until(lambda: len(ups.accepts()) > n0, 5), "upstream not reached")
+    with ctx.case("identity.kubernetes: an address the pod map does not hold falls back to sources "
+                  "(10.1.0.5: tier a, no orchestrator fields)"):
+        p = hdr_port()
+        r = via(KUBE, v1("10.1.0.5", p) + connect_head("other.example:8080"))
+        harness.expect_refusal(r, 403, "host_not_allowed")
+        rec = kpx.audit.by_port(p)
+        expect(rec is not None and get(rec, "orchestrator") is None and get(rec, "rule.ruleset") == "a",
+               "record %r" % rec)
+
+    ctx.final_checks([audit, kpx.audit])
