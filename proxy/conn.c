@@ -759,7 +759,7 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 		conn_start(c);
 		return;
 	}
-	/* Behind a load balancer: the source is what its header says, and only its says. */
+	/* Behind a load balancer: the source is what a trusted balancer's header says. */
 	c->state = CS_PROXY_HEADER;
 	c->via = calloc(1, sizeof(*c->via));
 	if (c->via == NULL) {
