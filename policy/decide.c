@@ -94,6 +94,8 @@ void policy_destroy(struct policy *p)
 		range_set_destroy(p->tiers[i].allow_ranges);
 	range_set_destroy(p->blocked);
 	range_set_destroy(p->sources);
+	for (size_t i = 0; i < POLICY_MAX_LISTEN; i++)
+		range_set_destroy(p->pp_trusted[i]);
 	policy_arena_fini(&p->arena);
 	free(p);
 }
@@ -147,6 +149,24 @@ int policy_identify(const struct policy *p, const struct pc_addr *src)
 	if (range_set_lookup(p->sources, src, &tag, &plen))
 		return tag;
 	return p->set.unknown_source_tier;
+}
+
+bool policy_listen_trusted(const struct policy *p, size_t listener, const struct pc_addr *peer)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	struct pc_addr v4;
+
+	if (listener >= p->set.n_listen_proxy || p->set.listen_pp[listener].accept == 0 ||
+	    p->pp_trusted[listener] == NULL)
+		return false;
+	/* A dual-stack listener sees an IPv4 balancer as ::ffff:a.b.c.d. */
+	if (peer->family == ADDR_V6 && memcmp(peer->b, mapped, sizeof(mapped)) == 0) {
+		memset(&v4, 0, sizeof(v4));
+		v4.family = ADDR_V4;
+		memcpy(v4.b, peer->b + 12, 4);
+		peer = &v4;
+	}
+	return range_set_contains(p->pp_trusted[listener], peer);
 }
 
 int policy_identify_pod(const struct policy *p, const char *ns, const char *tier_label_value)

@@ -250,6 +250,8 @@ static const char *const root_keys[] = {
     "version",  "listen", "resolver", "blocked_ranges", "audit", "limits", "timeouts",
     "identity", "tls",    "caps",     "http",           "tiers", NULL};
 static const char *const listen_keys[] = {"proxy", "admin", "workers", NULL};
+static const char *const listener_keys[] = {"address", "proxy_protocol", NULL};
+static const char *const pp_keys[] = {"mode", "trusted", "timeout", NULL};
 static const char *const resolver_keys[] = {"servers", "timeout", "attempts", "max_answers", NULL};
 static const char *const audit_keys[] = {"output", "queue_size", NULL};
 static const char *const limits_keys[] = {"max_connections", "max_sources", "header_timeout", "max_header_bytes",
@@ -266,17 +268,21 @@ static const char *const caps_keys[] = {"upload_bytes", "download_bytes", "conne
 static const char *const budget_keys[] = {"bytes", "window", NULL};
 static const char *const http_keys[] = {"methods", "allow_upgrade", NULL};
 
-/* One address or a list of 1..max; conflicting or duplicate entries are refused. */
+/*
+ * One address or a list of 1..max; conflicting or duplicate entries are refused.
+ * With maps, an entry may also be a mapping whose `address` is the address
+ * (a listener with settings); at[i] is the entry itself.
+ */
 static size_t sockaddr_list(struct policy_loader *L, const struct policy_node *v,
                             uint16_t default_port, struct policy_sockaddr *out, size_t max,
-                            const struct policy_node **at)
+                            const struct policy_node **at, bool maps)
 {
 	char t1[64], t2[64];
 	size_t n = 0;
 
 	if (v->bad)
 		return 0;
-	if (v->kind == PN_MAP || policy_is_null(v) || (v->kind == PN_SEQ && v->n == 0)) {
+	if ((v->kind == PN_MAP && !maps) || policy_is_null(v) || (v->kind == PN_SEQ && v->n == 0)) {
 		policy_diag(L, v, "expected an address or a list of 1 to %zu addresses", max);
 		return 0;
 	}
@@ -286,13 +292,22 @@ static size_t sockaddr_list(struct policy_loader *L, const struct policy_node *v
 			policy_diag(L, it, "too many addresses (at most %zu)", max);
 			break;
 		}
-		if (!want_sockaddr(L, it, default_port, &out[n]))
+		const struct policy_node *a = it;
+		if (maps && it->kind == PN_MAP) {
+			policy_check_keys(L, it, listener_keys);
+			a = policy_get(it, "address");
+			if (a == NULL) {
+				policy_missing(L, it, "address");
+				continue;
+			}
+		}
+		if (!want_sockaddr(L, a, default_port, &out[n]))
 			continue;
 		size_t i;
 		for (i = 0; i < n && !sockaddr_conflict(&out[i], &out[n]); i++)
 			;
 		if (i < n) {
-			policy_diag(L, it, "%s conflicts with %s (line %u)",
+			policy_diag(L, a, "%s conflicts with %s (line %u)",
 			            fmt_sockaddr(&out[n], t1, sizeof(t1)),
 			            fmt_sockaddr(&out[i], t2, sizeof(t2)), at[i]->line);
 			continue;
@@ -300,6 +315,53 @@ static size_t sockaddr_list(struct policy_loader *L, const struct policy_node *v
 		at[n++] = it;
 	}
 	return n;
+}
+
+/*
+ * listen.proxy[i].proxy_protocol: mode off / v1 / v2 / either, the balancers'
+ * CIDRs (required unless off), the header's own timeout.
+ */
+static void load_listen_pp(struct policy_loader *L, const struct policy_node *entry, size_t i)
+{
+	struct policy_listen_pp *pp = &L->p->set.listen_pp[i];
+	const struct policy_node *m = policy_section(L, entry, "proxy_protocol", pp_keys);
+	const struct policy_node *v;
+
+	pp->timeout_ms = 3 * MS_S;
+	if (m == NULL) {
+		if (policy_get(entry, "proxy_protocol") != NULL &&
+		    policy_is_null(policy_get(entry, "proxy_protocol")))
+			policy_diag(L, policy_get(entry, "proxy_protocol"),
+			            "expected a mapping with mode and trusted");
+		return;
+	}
+	v = policy_get(m, "mode");
+	if (v == NULL)
+		policy_missing(L, m, "mode");
+	else if (policy_is_word(v, "off"))
+		pp->accept = 0;
+	else if (policy_is_word(v, "v1"))
+		pp->accept = POLICY_PP_V1;
+	else if (policy_is_word(v, "v2"))
+		pp->accept = POLICY_PP_V2;
+	else if (policy_is_word(v, "either"))
+		pp->accept = POLICY_PP_V1 | POLICY_PP_V2;
+	else if (!v->bad)
+		policy_diag(L, v, "expected off, v1, v2 or either");
+	policy_want_ms(L, policy_get(m, "timeout"), 100, MS_M, "100ms", "1m", &pp->timeout_ms);
+	v = policy_get(m, "trusted");
+	L->p->pp_trusted[i] = range_set_create();
+	if (L->p->pp_trusted[i] == NULL) {
+		L->nomem = true;
+		return;
+	}
+	if (v != NULL)
+		cidr_list(L, v, L->p->pp_trusted[i], -1);
+	/* Never guessed, never from anyone: the balancers' addresses are required. */
+	if (pp->accept != 0 && range_set_count(L->p->pp_trusted[i]) == 0 && (v == NULL || !v->bad))
+		policy_diag(L, v != NULL ? v : m,
+		            "a listener with PROXY protocol needs the load balancers' CIDRs in "
+		            "trusted");
 }
 
 static void load_listen(struct policy_loader *L, const struct policy_node *root)
@@ -312,9 +374,13 @@ static void load_listen(struct policy_loader *L, const struct policy_node *root)
 	char t1[64], t2[64];
 
 	v = policy_get(m, "proxy");
-	if (v != NULL)
+	if (v != NULL) {
 		s->n_listen_proxy =
-		    sockaddr_list(L, v, 0, s->listen_proxy, POLICY_MAX_LISTEN, nodes);
+		    sockaddr_list(L, v, 0, s->listen_proxy, POLICY_MAX_LISTEN, nodes, true);
+		for (size_t i = 0; i < s->n_listen_proxy; i++)
+			if (nodes[i]->kind == PN_MAP)
+				load_listen_pp(L, nodes[i], i);
+	}
 	admin_node = policy_get(m, "admin");
 	if (admin_node != NULL)
 		admin_ok = want_sockaddr(L, admin_node, 0, &s->listen_admin);
@@ -362,7 +428,8 @@ static void load_resolver(struct policy_loader *L, const struct policy_node *roo
 	if (v == NULL)
 		policy_missing(L, m ? m : r, "servers");
 	else
-		s->n_resolvers = sockaddr_list(L, v, 53, s->resolvers, POLICY_MAX_RESOLVERS, at);
+		s->n_resolvers =
+		    sockaddr_list(L, v, 53, s->resolvers, POLICY_MAX_RESOLVERS, at, false);
 	policy_want_ms(L, policy_get(m, "timeout"), 100, 30 * MS_S, "100ms", "30s",
 	               &s->resolver_timeout_ms);
 	policy_want_u32(L, policy_get(m, "attempts"), 1, 5, &s->resolver_attempts);

@@ -106,10 +106,24 @@ struct policy_kube {
 	uint32_t max_pods;         /* default 65536: pods held in the map */
 };
 
+/*
+ * listen.proxy[i].proxy_protocol: the PROXY protocol header a load balancer
+ * sends first (docs/proxy-protocol.md).  accept is 0 (off: no header is read)
+ * or POLICY_PP_V1 | POLICY_PP_V2; whom it is taken from is
+ * policy_listen_trusted.
+ */
+#define POLICY_PP_V1 1u
+#define POLICY_PP_V2 2u
+struct policy_listen_pp {
+	unsigned accept;     /* mode: off 0, v1, v2, either (both bits) */
+	uint32_t timeout_ms; /* the whole header within this, default 3s */
+};
+
 /* Global settings. Durations in milliseconds, sizes in bytes. */
 struct policy_settings {
 	struct policy_sockaddr listen_proxy[POLICY_MAX_LISTEN]; /* listen.proxy: string or list */
 	size_t n_listen_proxy;
+	struct policy_listen_pp listen_pp[POLICY_MAX_LISTEN]; /* per listen_proxy entry */
 	struct policy_sockaddr listen_admin; /* listen.admin, default 127.0.0.1:9090 */
 	unsigned workers;                    /* listen.workers / "auto" = 0 (number of CPUs) */
 
@@ -192,6 +206,13 @@ size_t policy_tier_count(const struct policy *p);
 const struct policy_tier *policy_tier(const struct policy *p, size_t i);
 size_t policy_rule_count(const struct policy *p);  /* allow rules over all tiers */
 size_t policy_range_count(const struct policy *p); /* blocked (built-in + file) + allow_ranges */
+
+/*
+ * May the peer of a connection accepted on listen_proxy[listener] send the
+ * PROXY header (is it in that listener's proxy_protocol.trusted)?  False for
+ * a listener without PROXY protocol.
+ */
+bool policy_listen_trusted(const struct policy *p, size_t listener, const struct pc_addr *peer);
 
 /* Identity: tier index for a source address (longest `sources` prefix), or unknown_source_tier. */
 int policy_identify(const struct policy *p, const struct pc_addr *src);

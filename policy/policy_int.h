@@ -63,6 +63,7 @@ struct policy {
 	size_t n_rules;            /* over all tiers */
 	struct range_set *blocked; /* built-in + blocked_ranges */
 	struct range_set *sources; /* every tier's sources, tag = tier index */
+	struct range_set *pp_trusted[POLICY_MAX_LISTEN]; /* listen.proxy[i].proxy_protocol.trusted */
 	struct policy_arena arena; /* strings, tiers, rules, ports */
 };
 

@@ -61,6 +61,11 @@ static const struct reason_info reasons[R__COUNT] = {
 	[R_TLS_SERVER_MALFORMED] = {"tls_server_malformed", 200, ""},
 	[R_SOURCE_TABLE_FULL] = {"source_table_full", 503, "proxy_internal_error"},
 	[R_RESPONSE_TIMEOUT] = {"response_timeout", 504, "http_response_timeout"},
+	[R_PROXY_UNTRUSTED_PEER] = {"proxy_untrusted_peer", 403, "http_request_denied"},
+	[R_PROXY_HEADER_MISSING] = {"proxy_header_missing", 400, "http_request_error"},
+	[R_PROXY_HEADER_INVALID] = {"proxy_header_invalid", 400, "http_request_error"},
+	[R_PROXY_HEADER_TIMEOUT] = {"proxy_header_timeout", 408, "http_request_error"},
+	[R_PROXY_HEADER_UNEXPECTED] = {"proxy_header_unexpected", 403, "http_request_denied"},
 };
 
 const char *reason_name(enum reason r)

@@ -67,6 +67,13 @@ enum reason {
 	R_TLS_SERVER_MALFORMED,    /* cut: the upstream's answer to a checked hello is not a ServerHello */
 	R_SOURCE_TABLE_FULL,       /* 503 limits.max_sources sources, all with open connections */
 	R_RESPONSE_TIMEOUT,        /* 504 plain HTTP: no response head within the idle timeout */
+	/* PROXY protocol (a listener behind a load balancer) */
+	R_PROXY_UNTRUSTED_PEER,    /* 403 a PROXY-protocol listener, a peer not in its trusted CIDRs */
+	R_PROXY_HEADER_MISSING,    /* 400 the listener expects a PROXY header; the bytes are not one */
+	R_PROXY_HEADER_INVALID,    /* 400 a malformed PROXY header (bad CRC, family, length, version...) */
+	R_PROXY_HEADER_TIMEOUT,    /* 408 the PROXY header did not arrive whole within its timeout */
+	R_PROXY_HEADER_UNEXPECTED, /* 403 a PROXY header where a request was due (no PROXY listener, or a
+	                              second header) */
 	R__COUNT
 };
 

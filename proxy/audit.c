@@ -259,6 +259,13 @@ static void put_endpoints(struct jbuf *b, const struct audit_rec *r)
 			kv_u64(b, "port", r->src_port);
 		if (bytes)
 			kv_u64(b, "bytes", r->bytes_up);
+		if (r->src_nat != NULL) {
+			/* ECS: "translated ip of source based NAT sessions ... load balancers". */
+			obj_open(b, "nat");
+			kv_ip(b, "ip", r->src_nat);
+			kv_u64(b, "port", r->src_nat_port);
+			obj_close(b);
+		}
 		obj_close(b);
 	}
 	if (r->dst_domain != NULL || r->dst_ip != NULL || r->dst_port != 0 || bytes) {
@@ -355,10 +362,14 @@ static void put_details(struct jbuf *b, const struct audit_rec *r)
 		obj_close(b);
 		obj_close(b);
 	}
-	if (r->would_deny != NULL || r->aggregated > 0) {
+	if (r->would_deny != NULL || r->aggregated > 0 || r->aws_vpce_id != NULL) {
 		obj_open(b, "labels");
 		if (r->would_deny != NULL)
 			kv_str(b, "would_deny", r->would_deny);
+		/* No ECS field names a consumer's VPC endpoint: cloud.* describes the
+		 * observer's own host, observer.ingress.* its own interfaces. */
+		if (r->aws_vpce_id != NULL)
+			kv_str(b, "aws_vpce_id", r->aws_vpce_id);
 		if (r->aggregated > 0) {
 			char n[24];
 			snprintf(n, sizeof(n), "%llu", (unsigned long long)r->aggregated);

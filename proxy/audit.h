@@ -18,6 +18,11 @@ struct audit_rec {
 	enum reason reason;        /* event.reason */
 	const struct pc_addr *src; /* source.ip */
 	uint16_t src_port;
+	/* Through a load balancer (PROXY protocol): src is the client its header named; the
+	 * balancer that connected is the source's translation (NULL: none). */
+	const struct pc_addr *src_nat; /* source.nat.ip */
+	uint16_t src_nat_port;         /* source.nat.port */
+	const char *aws_vpce_id;       /* labels.aws_vpce_id: the header's AWS VPC endpoint ID */
 	const char *dst_domain;    /* destination.domain (canonical host name) */
 	const struct pc_addr *dst_ip; /* destination.ip */
 	uint16_t dst_port;

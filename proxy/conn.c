@@ -34,13 +34,14 @@
 #define ACTIVITY_SLACK_MS 10
 
 static const char *const state_names[CS__COUNT] = {
-    "request", "resolving", "connecting", "hello",     "server_hello", "hello_retry",
+    "proxy_header", "request", "resolving", "connecting", "hello",     "server_hello", "hello_retry",
     "tunnel",  "forward",   "upgrading",  "finishing", "closed",
 };
 
 #define BIT(s) (1u << (s))
 /* Every transition a phase may make; anything else is a bug that must not pass silently. */
 static const unsigned transitions[CS__COUNT] = {
+    [CS_PROXY_HEADER] = BIT(CS_REQUEST) | BIT(CS_FINISHING),
     [CS_REQUEST] = BIT(CS_RESOLVING) | BIT(CS_CONNECTING) | BIT(CS_FINISHING),
     [CS_RESOLVING] = BIT(CS_CONNECTING) | BIT(CS_FINISHING),
     [CS_CONNECTING] = BIT(CS_HELLO) | BIT(CS_FORWARD) | BIT(CS_FINISHING),
@@ -448,6 +449,8 @@ static void end(struct conn *c, enum reason why, bool linger)
 	atomic_fetch_sub_explicit(env->n_open, 1, memory_order_relaxed);
 	pod_info_unref(c->pod);
 	c->pod = NULL;
+	free(c->via);
+	c->via = NULL;
 	policy_unref(c->policy);
 	c->policy = NULL;
 	/* Freed when the loop iteration unwinds: callers up the stack may still look at c. */
@@ -667,7 +670,53 @@ static bool take_slot(struct conn *c)
 	return false;
 }
 
-void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa)
+/*
+ * How listener i works (its proxy_protocol): the current snapshot's entry for
+ * the address it is bound to, so that trusted CIDRs and modes reload; the
+ * snapshot it was bound under when a reload dropped or moved that address
+ * (listen.proxy itself is fixed until restart).  *entry: the entry's index.
+ */
+static const struct policy *listener_policy(const struct conn_env *env, size_t i, size_t *entry)
+{
+	const struct policy_settings *b = policy_settings(env->bound);
+	const struct policy_settings *s = policy_settings(env->policy);
+	*entry = i;
+	if (i >= b->n_listen_proxy)
+		return env->bound; /* impossible: the worker binds b's addresses */
+	for (size_t j = 0; j < s->n_listen_proxy; j++) {
+		if (s->listen_proxy[j].port == b->listen_proxy[i].port &&
+		    addr_equal(&s->listen_proxy[j].addr, &b->listen_proxy[i].addr)) {
+			*entry = j;
+			return env->policy;
+		}
+	}
+	return env->bound;
+}
+
+void conn_start(struct conn *c)
+{
+	struct conn_env *env = c->env;
+	if (conn_buffered(c) != 0) {
+		conn_close(c, R_INTERNAL_ERROR);
+		return;
+	}
+	/* A socket cannot move to another pod: looked up once. */
+	if (env->podmap != NULL)
+		c->pod = podmap_lookup(env->podmap, &c->src);
+	c->tier = identify(c, c->policy);
+	c->tier_slot = tier_slot(c);
+	if (!take_slot(c))
+		return;
+	c->tier = -1; /* each request is identified under the policy current then */
+	c->tier_slot = 0;
+	if (c->state == CS_REQUEST)
+		conn_phases[CS_REQUEST]->enter(c); /* straight from accept */
+	else
+		conn_enter(c, CS_REQUEST);
+}
+
+void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa,
+                 size_t listener)
 {
 	conn_env_refresh(env);
 	const struct policy_settings *s = policy_settings(env->policy);
@@ -700,18 +749,31 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 	env->conns = c;
 	env->n_conns++;
 	c->timer = evtimer_new(env->base, timer_cb, c);
-	if (c->timer == NULL || conn_buffered(c) != 0) {
+	if (c->timer == NULL) {
 		conn_close(c, R_INTERNAL_ERROR);
 		return;
 	}
-	/* A socket cannot move to another pod: looked up once. */
-	if (env->podmap != NULL)
-		c->pod = podmap_lookup(env->podmap, &c->src);
-	c->tier = identify(c, c->policy);
-	c->tier_slot = tier_slot(c);
-	if (!take_slot(c))
+	const struct policy *lp = listener_policy(env, listener, &listener);
+	const struct policy_listen_pp *pp = &policy_settings(lp)->listen_pp[listener];
+	if (pp->accept == 0) {
+		conn_start(c);
 		return;
-	c->tier = -1; /* each request is identified under the policy current then */
-	c->tier_slot = 0;
-	conn_phases[CS_REQUEST]->enter(c);
+	}
+	/* Behind a load balancer: the source is what a trusted balancer's header says. */
+	c->state = CS_PROXY_HEADER;
+	c->via = calloc(1, sizeof(*c->via));
+	if (c->via == NULL) {
+		conn_close(c, R_INTERNAL_ERROR);
+		return;
+	}
+	c->via->accept = (pp->accept & POLICY_PP_V1 ? PP_ACCEPT_V1 : 0) |
+	                 (pp->accept & POLICY_PP_V2 ? PP_ACCEPT_V2 : 0);
+	c->via->timeout_ms = pp->timeout_ms;
+	c->via->peer = c->src;
+	c->via->peer_port = c->src_port;
+	if (!policy_listen_trusted(lp, listener, &c->src)) {
+		conn_refuse(c, R_PROXY_UNTRUSTED_PEER);
+		return;
+	}
+	conn_phases[CS_PROXY_HEADER]->enter(c);
 }

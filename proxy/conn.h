@@ -2,9 +2,11 @@
  * The connection core: the life of one client connection, and the one place
  * each of its promises is kept.
  *
- *   slot taken ........ conn_accept: per-source hold from accept to close,
+ *   source ............ conn_accept: the peer, or on a PROXY-protocol listener the
+ *                       client its header names (proxyhdr.c, then conn_start)
+ *   slot taken ........ conn_start: per-source hold from accept to close,
  *                       across keep-alive (caps.connections_per_source)
- *   identity .......... conn_accept (pod) and conn_decide_begin (tier, per request)
+ *   identity .......... conn_start (pod) and conn_decide_begin (tier, per request)
  *   decision .......... conn_decide_begin: under the policy current when the
  *                       request head completed; conn_admit: the per-request
  *                       checks every path shares (TLS ports, budget, audit log)
@@ -14,7 +16,7 @@
  *                       reaped once the loop iteration unwinds (CS_CLOSED)
  *   flush, then close . conn_finish: the one way to end after writing
  *
- * The phases (request.c, dial.c, hello.c, relay.c, forward.c) each own their
+ * The phases (proxyhdr.c, request.c, dial.c, hello.c, relay.c, forward.c) each own their
  * states and call only this core; they move the connection on with
  * conn_enter(), never by calling each other.  docs/architecture.md has the
  * state diagram.
@@ -34,6 +36,7 @@
 #include "http_parse.h"
 #include "metrics.h"
 #include "policy.h"
+#include "proxy_proto.h"
 #include "reason.h"
 
 struct audit_log;
@@ -56,8 +59,10 @@ struct dial;
 struct hello;
 struct relay;
 struct fwd;
+struct pphdr;
 
 enum conn_state {
+	CS_PROXY_HEADER, /* proxyhdr.c: reading a load balancer's PROXY header; its deadline armed */
 	CS_REQUEST,    /* request.c: reading a request head; header deadline armed */
 	CS_RESOLVING,  /* dial.c: DNS lookup in flight; client reads paused */
 	CS_CONNECTING, /* dial.c: connecting to a vetted address; connect deadline armed */
@@ -94,6 +99,20 @@ struct conn_phase {
 /* One per state (CS_FINISHING and CS_CLOSED: the core's own, NULL). */
 extern const struct conn_phase *const conn_phases[CS__COUNT];
 
+/*
+ * A connection accepted on a PROXY-protocol listener: how its header is read,
+ * and once one named the client (src), the balancer that connected, for the
+ * record (source.nat.*), and what the header carried besides.
+ */
+struct conn_via {
+	unsigned accept;     /* the listener's proxy_protocol.mode: PP_ACCEPT_* bits */
+	uint32_t timeout_ms; /* ... and its timeout */
+	bool proxied;        /* a PROXY header (not LOCAL, not UNKNOWN) set src */
+	struct pc_addr peer;
+	uint16_t peer_port;
+	char vpce[PP_VPCE_MAX + 1]; /* AWS VPC endpoint ID (labels.aws_vpce_id), "" when none */
+};
+
 /* What the ClientHello told us, for the audit record (hello.c). */
 struct conn_tls {
 	char sni[HOST_NAME_MAX_LEN + 1]; /* canonical SNI, "" when none */
@@ -121,6 +140,8 @@ struct conn_env {
 	atomic_uint *n_open;         /* open connections, process-wide (max_connections) */
 	const atomic_bool *draining; /* the process is stopping: no keep-alive */
 	atomic_ullong audit_lost;    /* records that could not be formatted */
+	/* The snapshot the listeners were bound under: listen.proxy is fixed until restart. */
+	struct policy *bound;
 	/* The policy: new requests are decided under `policy`; `next` is the mailbox. */
 	struct policy *policy;
 	_Atomic(struct policy *) next;
@@ -165,8 +186,9 @@ struct conn {
 	enum reason finish_reason;       /* CS_FINISHING: why it ends */
 
 	/* ---- identity: the source at accept (a socket cannot move) ---- */
-	struct pc_addr src;
+	struct pc_addr src; /* the peer, or the client a PROXY header named */
 	uint16_t src_port;
+	struct conn_via *via;   /* on a PROXY-protocol listener (malloc'd), else NULL */
 	struct pod_info *pod;   /* the source pod (a reference), or NULL */
 	struct src_slot *slot;  /* per-source hold, accept to close */
 	bool over_source_limit; /* audit mode: admitted past connections_per_source */
@@ -203,6 +225,7 @@ struct conn {
 	struct hello *hello;
 	struct relay *relay;
 	struct fwd *fwd;
+	struct pphdr *pphdr;
 	bool peek_first; /* relay.c: not a TLS port; inspect if the first client byte is 0x16 */
 	struct http_head_watch head_watch; /* request.c: when the head is worth parsing */
 };
@@ -222,8 +245,9 @@ void conn_audit_fini(struct conn_env *env);
 void conn_env_adopt(struct conn_env *env, struct policy *p);
 /* Adopt a snapshot waiting in the mailbox, if any; then env->policy is current. */
 void conn_env_refresh(struct conn_env *env);
-/* Take ownership of an accepted socket. */
-void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa);
+/* Take ownership of a socket accepted on listen.proxy[listener]. */
+void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa,
+                 size_t listener);
 /* Close every open connection with drain_timeout. */
 void conn_close_all(struct conn_env *env);
 
@@ -233,6 +257,14 @@ static inline bool conn_closed(const struct conn *c)
 {
 	return c->state == CS_CLOSED;
 }
+
+/*
+ * The source is known: the peer, or (proxyhdr.c) the client a PROXY header
+ * named, with c->via set.  The pod is looked up, the tier identified and the
+ * per-source slot taken (or refused), then the first request is read.
+ * Every connection passes here exactly once.
+ */
+void conn_start(struct conn *c);
 
 /* Move to `to` (checked against the transition table) and run its enter handler. */
 void conn_enter(struct conn *c, enum conn_state to);

@@ -122,6 +122,11 @@ static void build(const struct conn *c, enum reason why, bool allowed, struct au
 	    .tier = t ? t->name : NULL,
 	    .would_deny = c->would_deny ? reason_name(c->would_deny_reason) : NULL,
 	};
+	if (c->via != NULL && c->via->proxied) {
+		r.src_nat = &c->via->peer;
+		r.src_nat_port = c->via->peer_port;
+		r.aws_vpce_id = c->via->vpce[0] ? c->via->vpce : NULL;
+	}
 	if (c->tls != NULL) {
 		r.sni = c->tls->sni[0] ? c->tls->sni : NULL;
 		r.tls_version = c->tls->version[0] ? c->tls->version : NULL;

@@ -4,10 +4,12 @@
 #include "dial.h"
 #include "forward.h"
 #include "hello.h"
+#include "proxyhdr.h"
 #include "relay.h"
 #include "request.h"
 
 const struct conn_phase *const conn_phases[CS__COUNT] = {
+    [CS_PROXY_HEADER] = &proxyhdr_phase,
     [CS_REQUEST] = &request_phase,
     [CS_RESOLVING] = &dial_resolving_phase,
     [CS_CONNECTING] = &dial_connecting_phase,

@@ -11,6 +11,7 @@
 
 #include "http_msg.h"
 #include "http_parse.h"
+#include "proxy_proto.h"
 #include "transport.h"
 
 /* Limits of a request head under the current snapshot (one long header, a JWT, may use it all). */
@@ -150,7 +151,12 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	if (r == HTTP_NEED_MORE)
 		return;
 	if (r < 0) {
-		conn_refuse(c, parse_error_reason(r));
+		/* A PROXY header where a request is due: a client choosing its own source address
+		 * on a listener that takes none, or a header sent twice. */
+		struct pp_header h;
+		bool pp = proxy_proto_parse((const uint8_t *)p, look, PP_ACCEPT_V1 | PP_ACCEPT_V2,
+		                            &h) != PP_ERR_MISSING;
+		conn_refuse(c, pp ? R_PROXY_HEADER_UNEXPECTED : parse_error_reason(r));
 		return;
 	}
 	decide(c, &req, (size_t)r);

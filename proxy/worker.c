@@ -52,7 +52,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       void *arg)
 {
 	struct worker *w = arg;
-	conn_accept(&w->env, fd, sa);
+	/* listeners[i] listens on listen.proxy[i]: its settings (PROXY protocol) are i's. */
+	size_t i = 0;
+	while (i + 1 < w->n_listeners && w->listeners[i] != l)
+		i++;
+	conn_accept(&w->env, fd, sa, i);
 }
 
 static void backoff_cb(evutil_socket_t fd, short what, void *arg)
@@ -259,6 +263,7 @@ struct worker *worker_create(unsigned id, const struct worker_shared *sh, struct
 	env->on_last_close = last_close_cb;
 	env->on_last_close_arg = w;
 	conn_env_adopt(env, policy_ref(p));
+	env->bound = policy_ref(p);
 	atomic_store(&w->heartbeat_ms, mono_ms());
 	w->heartbeat_ev = event_new(w->base, -1, EV_PERSIST, heartbeat_cb, w);
 	struct timeval hb = {HEARTBEAT_MS / 1000, (HEARTBEAT_MS % 1000) * 1000};
@@ -294,6 +299,7 @@ void worker_destroy(struct worker *w)
 		conn_env_fini(&w->env);
 	else
 		policy_unref(w->env.policy);
+	policy_unref(w->env.bound);
 	for (size_t i = 0; i < w->n_listeners; i++)
 		evconnlistener_free(w->listeners[i]);
 	if (w->notify_ev != NULL)

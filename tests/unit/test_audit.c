@@ -453,6 +453,38 @@ static void test_format_tunnel_full(void **state)
 	check_ecs(&d);
 }
 
+/* Through a load balancer: the header's client is source, the balancer source.nat, the AWS
+ * VPC endpoint ID a keyword label. */
+static void test_format_proxied(void **state)
+{
+	static const struct pc_addr lb = {ADDR_V4, {10, 0, 16, 5}};
+	struct audit_rec r = {
+	    .ts_ns = TS_2024,
+	    .reason = R_HOST_NOT_ALLOWED,
+	    .src = &SRC4,
+	    .src_port = 40007,
+	    .src_nat = &lb,
+	    .src_nat_port = 51514,
+	    .aws_vpce_id = "vpce-08d2bf15fac5001c9",
+	    .status = 403,
+	};
+	char buf[4096];
+	size_t n = audit_format(&r, "gw-1", buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_non_null(strstr(buf, "\"source\":{\"ip\":\"10.42.0.7\",\"port\":40007,"
+	                            "\"nat\":{\"ip\":\"10.0.16.5\",\"port\":51514}}"));
+	assert_non_null(strstr(buf, "\"labels\":{\"aws_vpce_id\":\"vpce-08d2bf15fac5001c9\"}"));
+	struct jdoc d;
+	assert_int_equal(jparse(buf, n, &d), 0);
+	check_ecs(&d);
+	/* Without them, neither appears. */
+	r.src_nat = NULL;
+	r.aws_vpce_id = NULL;
+	n = audit_format(&r, "gw-1", buf, sizeof(buf));
+	assert_null(strstr(buf, "nat"));
+	assert_null(strstr(buf, "labels"));
+}
+
 /* A counted record: action, start/end, the count as a keyword label. */
 static void test_format_aggregate(void **state)
 {
@@ -1073,6 +1105,7 @@ int main(void)
 	    cmocka_unit_test(test_format_refusal_minimal),
 	    cmocka_unit_test(test_format_tunnel_full),
 	    cmocka_unit_test(test_format_aggregate),
+	    cmocka_unit_test(test_format_proxied),
 	    cmocka_unit_test(test_format_combinations),
 	    cmocka_unit_test(test_format_timestamps),
 	    cmocka_unit_test(test_escaping),

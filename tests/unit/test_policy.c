@@ -220,6 +220,17 @@ static const struct ecase cases[] = {
     {"listen duplicate", BASE "listen: {proxy: [\"[::1]:3128\", \"[::1]:3128\"]}\n", 9, 32,
      "[::1]:3128 conflicts with [::1]:3128"},
     {"listen needs port", BASE "listen: {proxy: \"127.0.0.1\"}\n", 9, 17, "needs a port"},
+    {"proxy_protocol: no mode", BASE "listen:\n  proxy:\n    - address: \"0.0.0.0:3129\"\n      proxy_protocol:\n        trusted: [10.0.0.0/8]\n", 13, 9, "mode: required key is missing"},
+    {"proxy_protocol: bad mode", BASE "listen:\n  proxy:\n    - address: \"0.0.0.0:3129\"\n      proxy_protocol:\n        mode: v3\n        trusted: [10.0.0.0/8]\n", 13, 15, "expected off, v1, v2 or either"},
+    {"proxy_protocol: no trusted", BASE "listen:\n  proxy:\n    - address: \"0.0.0.0:3129\"\n      proxy_protocol:\n        mode: v2\n", 13, 9, "needs the load balancers' CIDRs"},
+    {"proxy_protocol: empty trusted", BASE "listen:\n  proxy:\n    - address: \"0.0.0.0:3129\"\n      proxy_protocol:\n        mode: either\n        trusted: []\n", 14, 18, "needs the load balancers' CIDRs"},
+    {"proxy_protocol: bad CIDR", BASE "listen:\n  proxy:\n    - address: \"0.0.0.0:3129\"\n      proxy_protocol:\n        mode: v1\n        trusted: [10.0.0.1/8]\n", 14, 19, "did you mean 10.0.0.0/8?"},
+    {"proxy_protocol: timeout", BASE "listen:\n  proxy:\n    - address: \"0.0.0.0:3129\"\n      proxy_protocol:\n        mode: v1\n        trusted: [10.0.0.0/8]\n        timeout: 2m\n", 15, 18, "out of range (100ms to 1m)"},
+    {"proxy_protocol: unknown key", BASE "listen:\n  proxy:\n    - address: \"0.0.0.0:3129\"\n      proxy_protocol:\n        mode: v1\n        trusted: [10.0.0.0/8]\n        trust: [10.0.0.0/8]\n", 15, 9, "did you mean 'trusted'?"},
+    {"proxy_protocol: empty", BASE "listen:\n  proxy:\n    - address: \"0.0.0.0:3129\"\n      proxy_protocol:\n", 12, 22, "expected a mapping with mode and trusted"},
+    {"listener without address", BASE "listen:\n  proxy:\n    - proxy_protocol: {mode: off}\n", 11, 7, "address: required key is missing"},
+    {"listener unknown key", BASE "listen:\n  proxy:\n    - adress: \"0.0.0.0:3129\"\n", 11, 7, "did you mean 'address'?"},
+    {"listener conflict", BASE "listen:\n  proxy:\n    - \"0.0.0.0:3129\"\n    - address: \"[::1]:3129\"\n", 12, 16, "conflicts with 0.0.0.0:3129"},
     {"resolver name", "version: 1\nresolver:\n  servers: [\"dns.google\"]\n" BASE_TIERS, 3, 13,
      "host names are not allowed here"},
     {"resolver bad port", "version: 1\nresolver:\n  servers: [\"1.1.1.1:0\"]\n" BASE_TIERS, 3, 13,
@@ -583,6 +594,45 @@ static void check_methods(const struct policy_tier *t, const char *const *want, 
 	assert_non_null(t->http_methods);
 	for (size_t i = 0; i < n; i++)
 		assert_string_equal(t->http_methods[i], want[i]);
+}
+
+static void test_listen_proxy_protocol(void **state)
+{
+	(void)state;
+	struct policy *p = load_ok(BASE "listen:\n  proxy:\n    - \"127.0.0.1:3128\"\n"
+	                                "    - address: \"[::]:3129\"\n      proxy_protocol:\n"
+	                                "        mode: v2\n        trusted: [10.1.0.0/24, "
+	                                "\"2001:db8::/64\"]\n        timeout: 250ms\n"
+	                                "    - address: \"127.0.0.1:3130\"\n"
+	                                "      proxy_protocol: {mode: either, trusted: [10.9.9.9/32]}\n"
+	                                "    - address: \"127.0.0.1:3131\"\n"
+	                                "      proxy_protocol: {mode: off, trusted: [10.9.9.9/32]}\n");
+	const struct policy_settings *s = policy_settings(p);
+	assert_int_equal(s->n_listen_proxy, 4);
+	check_addr(&s->listen_proxy[1], "::", 3129);
+	assert_int_equal(s->listen_pp[0].accept, 0);
+	assert_int_equal(s->listen_pp[1].accept, POLICY_PP_V2);
+	assert_int_equal(s->listen_pp[1].timeout_ms, 250);
+	assert_int_equal(s->listen_pp[2].accept, POLICY_PP_V1 | POLICY_PP_V2);
+	assert_int_equal(s->listen_pp[2].timeout_ms, 3000);
+	assert_int_equal(s->listen_pp[3].accept, 0);
+	struct pc_addr a;
+	unsigned plen;
+	assert_int_equal(range_parse_cidr("10.1.0.77", 9, &a, &plen), RANGE_OK);
+	assert_false(policy_listen_trusted(p, 0, &a)); /* no PROXY protocol there */
+	assert_true(policy_listen_trusted(p, 1, &a));
+	assert_false(policy_listen_trusted(p, 2, &a));
+	assert_false(policy_listen_trusted(p, 9, &a)); /* no such listener */
+	assert_int_equal(range_parse_cidr("::ffff:10.1.0.77", 16, &a, &plen), RANGE_OK);
+	assert_true(policy_listen_trusted(p, 1, &a)); /* an IPv4 balancer on a dual-stack socket */
+	assert_int_equal(range_parse_cidr("10.1.1.1", 8, &a, &plen), RANGE_OK);
+	assert_false(policy_listen_trusted(p, 1, &a));
+	assert_int_equal(range_parse_cidr("2001:db8::5", 11, &a, &plen), RANGE_OK);
+	assert_true(policy_listen_trusted(p, 1, &a));
+	assert_int_equal(range_parse_cidr("10.9.9.9", 8, &a, &plen), RANGE_OK);
+	assert_true(policy_listen_trusted(p, 2, &a));
+	assert_false(policy_listen_trusted(p, 3, &a)); /* off: trusted is kept but unused */
+	policy_unref(p);
 }
 
 static void test_full_policy_accessors(void **state)
@@ -1019,6 +1069,17 @@ static void test_examples(void **state)
 	assert_int_equal(policy_tier_count(p), 1);
 	assert_int_equal(policy_settings(p)->unknown_source_tier, -1);
 	policy_unref(p);
+	/* docs/proxy-protocol.md's example. */
+	if (policy_load_file(EXAMPLES "load-balancer.yaml", &p, &d, NULL) != POLICY_OK)
+		dump(&d);
+	assert_non_null(p);
+	assert_int_equal(policy_settings(p)->n_listen_proxy, 2);
+	assert_int_equal(policy_settings(p)->listen_pp[0].accept, 0);
+	assert_int_equal(policy_settings(p)->listen_pp[1].accept, POLICY_PP_V2);
+	struct pc_addr lb = {ADDR_V4, {10, 0, 17, 9}}, runner = {ADDR_V4, {10, 42, 1, 2}};
+	assert_true(policy_listen_trusted(p, 1, &lb));
+	assert_false(policy_listen_trusted(p, 1, &runner));
+	policy_unref(p);
 	assert_int_equal(policy_load_file(EXAMPLES "broken.yaml", &p, &d, NULL), POLICY_ERR_INVALID);
 	assert_true(d.n >= 9);
 	policy_diags_fini(&d);
@@ -1043,6 +1104,7 @@ int main(void)
 	    cmocka_unit_test(test_tier_resolution),
 	    cmocka_unit_test(test_lenient_forms),
 	    cmocka_unit_test(test_refcount),
+	    cmocka_unit_test(test_listen_proxy_protocol),
 	    cmocka_unit_test(test_diags_append),
 	    cmocka_unit_test(test_examples),
 	};
