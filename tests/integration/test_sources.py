@@ -31,6 +31,7 @@ from harness import expect  # noqa: E402
 
 V4 = "198.51.100.10"
 T = "allowed.example:8080"
+S = "allowed.example:8081"   # the budget's sinks only: no earlier tunnel's accept to count
 NET1 = ["2001:db8:1::%x" % i for i in range(1, 10)]   # one /64
 NET2 = "2001:db8:2::1"                                 # another /64
 NET3 = ["2001:db8:3::%x" % i for i in range(1, 4)]    # the budget test's /64
@@ -44,9 +45,10 @@ SMALL_TABLE = 4
 
 ctx = harness.start(__file__, v4=[V4, POD3_V4, API[0]], v6=NET1 + [NET2] + NET3 + SPLIT + PODS6)
 with ctx:
-    ups = harness.Upstreams(ctx, [{"name": "raw8080", "host": V4, "port": 8080, "kind": "tcp"}])
+    ups = harness.Upstreams(ctx, [{"name": "raw8080", "host": V4, "port": 8080, "kind": "tcp"},
+                                  {"name": "sink8081", "host": V4, "port": 8081, "kind": "tcp"}])
     dns = harness.Dnsmasq(ctx, "127.0.0.53", [("allowed.example", V4)])
-    allow = [{"host": "allowed.example", "ports": [8080]}]
+    allow = [{"host": "allowed.example", "ports": [8080, 8081]}]
     six = {"sources": ["2001:db8:1::/48", "2001:db8:2::/48", "2001:db8:3::/48"], "allow": allow,
            "caps": {"connections_per_source": PER_SOURCE,
                     "upload_bytes_per_source": {"bytes": BUDGET, "window": "1h"}}}
@@ -72,9 +74,10 @@ with ctx:
 
     open_tunnels = []
 
-    def tunnel(src, proxy=px):
-        r = harness.connect(T, src=src, proxy_port=proxy.port)
-        expect(r.status == 200, "CONNECT %s from %s via %s: %s" % (T, src, proxy.name, r.describe()))
+    def tunnel(src, proxy=px, target=T):
+        r = harness.connect(target, src=src, proxy_port=proxy.port)
+        expect(r.status == 200, "CONNECT %s from %s via %s: %s" % (target, src, proxy.name,
+                                                                   r.describe()))
         open_tunnels.append(r)
         return r
 
@@ -98,7 +101,7 @@ with ctx:
     def sink(src, n, seed, proxy=px):
         """SINK n bytes through a new tunnel; returns what the upstream said."""
         data = random.Random(seed).randbytes(n)
-        r = tunnel(src, proxy)
+        r = tunnel(src, proxy, S)
         r.sock.sendall(b"SINK %d\n" % n + data)
         line = harness.recv_line(r.sock, r.leftover, timeout=10)
         open_tunnels.remove(r)
@@ -131,12 +134,13 @@ with ctx:
 
     with ctx.case("caps.upload_bytes_per_source %d: three addresses of one /64 share one budget; "
                   "the upstream gets <= the budget, then 429 source_upload_budget" % BUDGET):
-        mark = ups.mark("raw8080")
+        mark = ups.mark("sink8081")   # 0: this case's sinks are the listener's first connections
         for i, a in enumerate(NET3):
             sink(a, 8000, 300 + i)   # the third crosses the budget and is cut
-        rep = harness.connect(T, src=NET3[0])
+        rep = harness.connect(S, src=NET3[0])
         harness.expect_refusal(rep, 429, "source_upload_budget", audit=px.audit, ruleset="six")
-        sess = ups.sessions_since("raw8080", mark, 5)
+        harness.wait_until(lambda: ups.mark("sink8081") >= mark + 3, 5)
+        sess = ups.sessions_since("sink8081", mark, 5)
         total = sum(c["rx"] for _, c in sess if c is not None)
         expect(len(sess) == 3, "upstream saw %d connections, want 3" % len(sess))
         expect(0 < total <= BUDGET, "upstream received %d bytes from the /64, budget %d" % (total, BUDGET))
