@@ -355,8 +355,11 @@ static void put_details(struct jbuf *b, const struct audit_rec *r)
 		obj_close(b);
 		obj_close(b);
 	}
-	if (r->would_deny != NULL || r->aggregated > 0) {
+	const char *hint = reason_hint(r->reason);
+	if (r->would_deny != NULL || r->aggregated > 0 || hint != NULL) {
 		obj_open(b, "labels");
+		if (hint != NULL)
+			kv_str(b, "hint", hint);
 		if (r->would_deny != NULL)
 			kv_str(b, "would_deny", r->would_deny);
 		if (r->aggregated > 0) {
