@@ -10,7 +10,8 @@ One HTTP/1.1 server per listener (TLS when the third item is true), every host
 name served from the same tree:
   /git/<repo>/...   git's smart HTTP: the request is handed to `git http-backend` (CGI)
                     with GIT_PROJECT_ROOT=git_root
-  anything else     a file under docroot (GET/HEAD; a directory's index.html; 404 if absent)
+  anything else     a file under docroot (GET/HEAD; a directory's index.json or index.html;
+                    404 if absent)
 Every request is one JSON line in EVENTS: listener, peer, method, path, Host, and the
 names of the headers received.  The clients suite reads it to tell a fetch that went
 through the proxy from one that went straight to the origin.
@@ -110,8 +111,9 @@ class Handler(BaseHTTPRequestHandler):
         full = os.path.realpath(os.path.join(root, path.lstrip("/")))
         if full != root and not full.startswith(root + os.sep):
             return self._send(404, b"not found\n")
-        if os.path.isdir(full):
-            full = os.path.join(full, "index.html")
+        if os.path.isdir(full):   # a registry's document at a path that also has children
+            full = next((os.path.join(full, n) for n in ("index.json", "index.html")
+                         if os.path.isfile(os.path.join(full, n))), full)
         if not os.path.isfile(full):
             return self._send(404, b"not found\n")
         with open(full, "rb") as f:
