@@ -253,7 +253,7 @@ class Suite:
         time.sleep(0.3)
         return [r for r in self.px.audit.records()[mark:] if pred(r)]
 
-    def matrix(self, host, fetch, verify, env_extra=None, refusal_where="", settings="", env_proxy=True, creds_env=None, side_hosts=None):
+    def matrix(self, host, fetch, verify, env_extra=None, refusal_where="", settings="", env_proxy=True, creds_unsupported=None, side_hosts=None):
         """The three cases, the proxy-variable probes and the credential probe."""
         self.host = host
         side_hosts = side_hosts or {}   # host -> why a refusal of it does not fail the fetch
@@ -281,9 +281,11 @@ class Suite:
             ok = [r for r in recs if get(r, "destination.domain") == host and "allowed" in
                   harness.as_list(get(r, "event.type"))]
             denied = [r for r in recs if "denied" in harness.as_list(get(r, "event.type"))]
-            bad = [r for r in denied if get(r, "destination.domain") not in side_hosts]
-            for h in sorted({get(r, "destination.domain") for r in denied} & set(side_hosts)):
-                self.note("asks %s too (refused here, harmless: %s)" % (h, side_hosts[h]))
+            def side(d):     # a side host, by name or as a parent domain
+                return next((k for k in side_hosts if d and (d == k or d.endswith("." + k))), None)
+            bad = [r for r in denied if side(get(r, "destination.domain") or get(r, "url.domain")) is None]
+            for k in sorted({side(get(r, "destination.domain") or get(r, "url.domain")) for r in denied} - {None}):
+                self.note("asks %s too (refused here, harmless: %s)" % (k, side_hosts[k]))
             expect(ok, "no allowed audit record for %s among %d new: %s" % (
                 host, len(recs), [json.dumps(r)[:200] for r in recs[:3]]))
             expect(not bad, "refusals during the allowed fetch: %s" % [
@@ -363,18 +365,24 @@ class Suite:
                 got = [self.row["vars"][k] for k in ("HTTPS_PROXY", "https_proxy")]
                 expect("yes" in got, "HTTPS_PROXY: %s; https_proxy: %s" % tuple(got))
 
-        with ctx.case("%s: a proxy URL with user:pass reaches the proxy (credentials probed with a "
-                      "stand-in answering 407)" % self.client):
+        with ctx.case(("%s: a proxy URL with user:pass reaches the proxy (credentials probed with a "
+                       "stand-in answering 407)" if not creds_unsupported else
+                       "%s: a proxy URL with user:pass: measured whether it is used; nothing is fetched "
+                       "around the proxy") % self.client):
             url = "http://ci-job:s3cret@127.0.0.1:%d" % STANDIN_PORT
             env = dict(self.env({"HTTPS_PROXY": url, "https_proxy": url, "HTTP_PROXY": url,
                                  "http_proxy": url, "ALL_PROXY": url}), **extra)
-            if creds_env:
-                env.update(creds_env(url))
             m = self.standin.mark()
             p, w = self.run(fetch, "allowed", env, "creds")
             heads = self.standin.since(m)
+            if not heads and creds_unsupported:
+                self.row["credentials"] = creds_unsupported
+                heads = [(0, "", False)]   # measured: the client does not use such a URL
+                expect(verify(w) is not None, "fetched through no proxy at all with a user:pass proxy URL")
             expect(heads, "the stand-in proxy got no request (exit %s)" % p.returncode)
-            if heads[0][2]:
+            if self.row["credentials"]:
+                result = self.row["credentials"]
+            elif heads[0][2]:
                 result = "up front"
             elif any(h[2] for h in heads):
                 result = "after a 407"
