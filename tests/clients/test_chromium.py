@@ -128,7 +128,7 @@ with s.ctx:
     with open(os.path.join(etc, "policies", "managed", "ech.json"), "w") as f:
         json.dump({"EncryptedClientHelloEnabled": False}, f)
 
-    s.matrix("example.org", fetch, verify, env_proxy=False,
+    s.matrix("example.org", fetch, verify, env_proxy=False, exit0_known=True,
              refusal_where="a refused CONNECT leaves an empty page and exit 0; the reason is in the audit record",
              side_hosts={"googleapis.com": "Chromium's component updater", "google.com": "Chromium's "
                          "background requests", "gvt1.com": "Chromium's component downloads"},

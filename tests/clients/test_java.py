@@ -31,7 +31,7 @@ public class Fetch {
     }
 }
 '''
-s = clientlib.Suite(__file__, "java", version_argv=["/usr/bin/javac", "-version"])
+s = clientlib.Suite(__file__, "java", version_argv=["/usr/bin/java", "-version"])
 with s.ctx:
     s.setup()
     body = b"hello from the stand-in origin\n"
