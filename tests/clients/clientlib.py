@@ -257,7 +257,7 @@ class Suite:
         return [r for r in self.px.audit.records()[mark:] if pred(r)]
 
     def matrix(self, host, fetch, verify, refusal_where="", settings="", env_proxy=True,
-               creds_unsupported=None, side_hosts=None, exit0_known=False):
+               creds_unsupported=None, side_hosts=None, exit0_known=False, reason_shown=None):
         """The three cases, the proxy-variable probes and the credential probe."""
         self.host = host
         side_hosts = side_hosts or {}   # host -> why a refusal of it does not fail the fetch
@@ -321,6 +321,16 @@ class Suite:
                 ("; " + refusal_where if refusal_where else "") if shows else
                 " (the 403 is not shown%s)" % (": " + refusal_where if refusal_where else ""))
             lines.append("denied: exit %d, %r, 403 shown: %s" % (p.returncode, msg, shows))
+
+        if reason_shown:
+            how, venv = reason_shown
+            with ctx.case("%s: the refusal's reason code reaches the job with %s" % (self.client, how)):
+                env = dict(self.env(), **venv)
+                p, w = self.run(fetch, "denied", env, "denied-verbose")
+                out, err = self.text(p)
+                expect("host_not_allowed" in out + err, "no host_not_allowed in the output: %s" %
+                       (err or out)[-400:])
+                self.row["refusal"] += "; the reason code `host_not_allowed` shows with %s" % how
 
         with ctx.case("%s: fetch from 169.254.169.254 -> 403 blocked_address, audited, the metadata "
                       "listener never reached" % self.client):

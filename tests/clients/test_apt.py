@@ -73,6 +73,7 @@ with s.ctx:
         return None if got == deb else "the .deb differs"
 
     s.matrix("deb.debian.org", fetch, verify,
+             reason_shown=("apt's own warning (it prints the Proxy-Status)", {}),
              refusal_where="`apt-get update` exits 0 with a `W: Failed to fetch` warning naming the 403; "
                            "the install step then fails",
              settings="`Acquire::https::CaInfo` for a private CA; `Acquire::http(s)::Proxy` "

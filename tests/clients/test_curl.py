@@ -12,7 +12,8 @@ with s.ctx:
         f.write(body)
 
     def fetch(base, env, work):
-        return clientlib.run(["curl", "-fsS", "--max-time", "20", "--cacert", s.ca,
+        verbose = ["-v"] if env.pop("CLIENTS_VERBOSE", None) else []
+        return clientlib.run(["curl", "-fsS"] + verbose + ["--max-time", "20", "--cacert", s.ca,
                               "-o", os.path.join(work, "out"), base + "/hello.txt"], env)
 
     def verify(work):
@@ -23,6 +24,6 @@ with s.ctx:
         return None if got == body else "content %r" % got[:60]
 
     s.matrix("example.org", fetch, verify,
-             refusal_where="`curl -v` shows the CONNECT answer",
+             reason_shown=("`curl -v` (the CONNECT answer's Proxy-Status)", {"CLIENTS_VERBOSE": "1"}),
              settings="`--cacert` (or `CURL_CA_BUNDLE`) for a private CA")
     s.finish()

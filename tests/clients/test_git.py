@@ -54,7 +54,7 @@ with s.ctx:
             "origin/main %s after fetch, want %s" % (p.stdout.strip(), want.get("head"))
 
     s.matrix("github.com", fetch, verify,
-             refusal_where="`GIT_CURL_VERBOSE=1` or `GIT_TRACE_CURL=1` shows the proxy's answer and "
-                           "its Proxy-Status reason",
+             reason_shown=("`GIT_CURL_VERBOSE=1` (the CONNECT answer's Proxy-Status)",
+                           {"GIT_CURL_VERBOSE": "1"}),
              settings="`GIT_SSL_CAINFO` (or `http.sslCAInfo`) for a private CA")
     s.finish()

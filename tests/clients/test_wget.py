@@ -12,7 +12,8 @@ with s.ctx:
         f.write(body)
 
     def fetch(base, env, work):
-        return clientlib.run(["wget", "-nv", "--tries=1", "--timeout=20", "--ca-certificate=" + s.ca,
+        debug = ["-d"] if env.pop("CLIENTS_VERBOSE", None) else []
+        return clientlib.run(["wget", "-nv"] + debug + ["--tries=1", "--timeout=20", "--ca-certificate=" + s.ca,
                               "-O", os.path.join(work, "out"), base + "/hello.txt"], env)
 
     def verify(work):
@@ -22,5 +23,7 @@ with s.ctx:
             return "no file"
         return None if got == body else "content %r" % got[:60]
 
-    s.matrix("example.org", fetch, verify, settings="`--ca-certificate` for a private CA")
+    s.matrix("example.org", fetch, verify,
+             reason_shown=("`wget -d` (the CONNECT answer's Proxy-Status)", {"CLIENTS_VERBOSE": "1"}),
+             settings="`--ca-certificate` for a private CA")
     s.finish()
