@@ -131,7 +131,8 @@ with s.ctx:
     s.matrix("example.org", fetch, verify, env_proxy=False, exit0_known=True,
              refusal_where="a refused CONNECT leaves an empty page and exit 0; the reason is in the audit record",
              side_hosts={"googleapis.com": "Chromium's component updater", "google.com": "Chromium's "
-                         "background requests", "gvt1.com": "Chromium's component downloads"},
+                         "background requests", "gvt1.com": "Chromium's component downloads",
+                         "gstatic.com": "Chromium's background requests"},
              creds_unsupported="not sent: with user:pass in `--proxy-server` the stand-in proxy got no request "
                                "and the page did not load (Playwright's `proxy.username`/`password` answer "
                                "the 407 instead; not tested)",

@@ -59,7 +59,8 @@ with s.ctx:
         return None if got == whl else "the wheel differs"
 
     s.matrix("pypi.org", fetch, verify,
-             refusal_where="only the `WARNING: Retrying` lines name the 403 (none with `--retries 0`); the final error is `No matching distribution found`",
+             refusal_where="only the `WARNING: Retrying` lines name the 403 (none with `--retries 0`); "
+                           "the final error is `No matching distribution found`",
              settings="`--cert` / `PIP_CERT` for a private CA; allow `pypi.org` and "
                       "`files.pythonhosted.org` (the index links to the files there)")
     s.finish()
