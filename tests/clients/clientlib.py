@@ -50,15 +50,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # How each proxy variable is probed: the variables set, the base fetched, and what
 # "honoured" means (via: the proxy saw it; direct: the origin got it without the proxy).
+RELAY_PORT = 3130
+RELAY = "http://127.0.0.1:%d" % RELAY_PORT   # the probes' proxy URL: a relay to portcullis
 VAR_PROBES = [
-    ("HTTPS_PROXY", {"HTTPS_PROXY": PROXY}, "allowed", "via"),
-    ("https_proxy", {"https_proxy": PROXY}, "allowed", "via"),
-    ("ALL_PROXY", {"ALL_PROXY": PROXY}, "allowed", "via"),
-    ("NO_PROXY=.svc.cluster.local", {"HTTPS_PROXY": PROXY, "https_proxy": PROXY,
+    ("HTTPS_PROXY", {"HTTPS_PROXY": RELAY}, "allowed", "via"),
+    ("https_proxy", {"https_proxy": RELAY}, "allowed", "via"),
+    ("ALL_PROXY", {"ALL_PROXY": RELAY}, "allowed", "via"),
+    ("NO_PROXY=.svc.cluster.local", {"HTTPS_PROXY": RELAY, "https_proxy": RELAY,
                                      "NO_PROXY": ".svc.cluster.local"}, "internal", "direct"),
-    ("no_proxy=.svc.cluster.local", {"HTTPS_PROXY": PROXY, "https_proxy": PROXY,
+    ("no_proxy=.svc.cluster.local", {"HTTPS_PROXY": RELAY, "https_proxy": RELAY,
                                      "no_proxy": ".svc.cluster.local"}, "internal", "direct"),
-    ("NO_PROXY=198.51.100.0/24 (IP-literal URL)", {"HTTPS_PROXY": PROXY, "https_proxy": PROXY,
+    ("NO_PROXY=198.51.100.0/24 (IP-literal URL)", {"HTTPS_PROXY": RELAY, "https_proxy": RELAY,
                                                    "NO_PROXY": "198.51.100.0/24",
                                                    "no_proxy": "198.51.100.0/24"}, "ip", "direct"),
 ]
@@ -132,6 +134,92 @@ class StandinProxy:
             return list(self.heads[mark:])
 
 
+class Relay:
+    """A TCP relay in front of portcullis for the proxy-variable probes: a client that uses the
+    proxy it is given must connect here first, so "went through the proxy" is a count taken
+    when the client has exited, with no waiting for audit records."""
+
+    def __init__(self, port, upstream=("127.0.0.1", 3128)):
+        self.upstream = upstream
+        self.accepted = 0
+        self.targets = []    # the host each relayed connection asked the proxy for
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+            threading.Thread(target=self._pipe, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _copy(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def _pipe(self, c):
+        head = b""
+        try:
+            c.settimeout(10)
+            while b"\r\n" not in head and len(head) < 8192:
+                d = c.recv(8192)
+                if not d:
+                    break
+                head += d
+            c.settimeout(None)
+            u = socket.create_connection(self.upstream, timeout=10)
+            u.settimeout(None)
+            u.sendall(head)
+        except OSError:
+            with self.lock:
+                self.targets.append("")      # every accepted connection names one target
+            c.close()
+            return
+        # The request line names the target: "CONNECT host:443 ..." or "GET http://host/... ...".
+        parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        target = parts[1] if len(parts) > 1 else ""
+        target = target.split("://", 1)[-1].split("/", 1)[0]
+        host = target[1:].split("]")[0] if target.startswith("[") else target.rsplit(":", 1)[0] \
+            if target.count(":") == 1 else target
+        with self.lock:
+            self.targets.append(host.lower())
+        t = threading.Thread(target=self._copy, args=(u, c), daemon=True)
+        t.start()
+        self._copy(c, u)
+        t.join(60)
+        c.close()
+        u.close()
+
+    def count(self):
+        with self.lock:
+            return self.accepted
+
+    def mark(self):
+        with self.lock:
+            return len(self.targets)
+
+    def targets_since(self, mark, timeout=5.0):
+        """Hosts asked for since mark; waits until every accepted connection has named one."""
+        harness.wait_until(lambda: self.count() <= self.mark(), timeout)
+        with self.lock:
+            return self.targets[mark:]
+
+
 class Suite:
     def __init__(self, script, client, version_argv=None, extra_v4=()):
         self.client = client
@@ -187,6 +275,7 @@ class Suite:
         self.px = harness.Proxy(ctx, "portcullis", {"ci": tier}).start()
         expect(self.px.start_error is None, "portcullis: %s" % self.px.start_error)
         self.standin = StandinProxy()
+        self.relay = Relay(RELAY_PORT)
         if self.version_argv:
             try:
                 p = subprocess.run(self.version_argv, capture_output=True, timeout=30, env=clean_env())
@@ -358,26 +447,20 @@ class Suite:
             if not env_proxy:
                 break
             env = dict(self.env(proxies), **extra)
-            m, om = audit.mark(), len(self.origin_log())
-            p, w = self.run(fetch, which, env, "probe")
+            rm, om = self.relay.mark(), len(self.origin_log())
             target = {"allowed": host, "internal": INTERNAL, "ip": ORIGIN}[which]
-
-            def via():
-                return [r for r in audit.records()[m:]
-                        if target in (get(r, "destination.domain"), get(r, "url.domain"),
-                                      get(r, "destination.ip") if which == "ip" else None)]
+            p, w = self.run(fetch, which, env, "probe")
             ok = p.returncode == 0 and verify(w) is None
+            # the client has exited: each connection it made to the relay has been accepted
+            via = target in self.relay.targets_since(rm)
             direct = self.origin_requests(om)
             if honoured == "via":
-                # An allowed tunnel is recorded when it closes: wait for the record, not a time.
-                seen = ok and harness.wait_until(via, 5)
-                result = ("yes" if seen else "no (went direct)" if ok and direct
+                result = ("yes" if ok and via else "no (went direct)" if ok and direct
                           else "no (fetch failed: exit %d)" % p.returncode)
             else:
-                # The policy allows neither the internal name nor the bare address: a fetch that
-                # worked cannot have gone through portcullis.
-                sent = not ok and harness.wait_until(via, 5)
-                result = ("yes" if ok and direct else "no (sent to the proxy)" if sent
+                # Portcullis allows neither the internal name nor the bare address, so a fetch that
+                # worked went straight to the origin; the relay says whether the proxy was asked.
+                result = ("yes" if ok and direct and not via else "no (sent to the proxy)" if via
                           else "no (fetch failed: exit %d)" % p.returncode)
             self.row["vars"][label] = result
             lines.append("probe %s: %s" % (label, result))
