@@ -108,6 +108,7 @@ with s.ctx:
         reasons = sorted({get(r, "event.reason") for r in recs})
         expect(recs, "no audit record for example.org")
         s.row["flag"] = "loaded" if loaded else "not loaded (%s)" % ", ".join(reasons)
+        s.note("`--disable-features=EncryptedClientHello` instead of the policy: page %s" % s.row["flag"])
         print("# --disable-features=EncryptedClientHello: %s" % s.row["flag"])
 
     with s.ctx.case("chromium: without --proxy-bypass-list=<-loopback> it goes straight to 169.254.169.254, "
