@@ -88,3 +88,18 @@ const char *reason_proxy_status(enum reason r)
 		return "proxy_internal_error";
 	return reasons[r].proxy_status;
 }
+
+const char *reason_hint(enum reason r)
+{
+	switch (r) {
+	case R_TLS_ECH:
+		/* GREASE ECH (draft-ietf-tls-esni §6.2) cannot be told from real ECH. */
+		return "the ClientHello offers Encrypted Client Hello; likely cause: a browser "
+		       "(Chrome, Chromium, Edge) sending GREASE ECH on every connection. Fix: the "
+		       "browser policy EncryptedClientHelloEnabled=false (Firefox: "
+		       "network.dns.echconfig.enabled=false), or tls.allow_ech: true for the tier "
+		       "knowingly; see docs/clients.md";
+	default:
+		return NULL;
+	}
+}

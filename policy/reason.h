@@ -86,4 +86,10 @@ int reason_http_status(enum reason r);
 /* RFC 9209 Proxy-Status error type for this reason, e.g. "destination_denied". */
 const char *reason_proxy_status(enum reason r);
 
+/*
+ * For an operator reading the audit record (labels.hint): the likely cause of a
+ * refusal and where its fix is, or NULL when the reason code says it all.
+ */
+const char *reason_hint(enum reason r);
+
 #endif

@@ -362,8 +362,11 @@ static void put_details(struct jbuf *b, const struct audit_rec *r)
 		obj_close(b);
 		obj_close(b);
 	}
-	if (r->would_deny != NULL || r->aggregated > 0 || r->aws_vpce_id != NULL) {
+	const char *hint = reason_hint(r->reason);
+	if (r->would_deny != NULL || r->aggregated > 0 || r->aws_vpce_id != NULL || hint != NULL) {
 		obj_open(b, "labels");
+		if (hint != NULL)
+			kv_str(b, "hint", hint);
 		if (r->would_deny != NULL)
 			kv_str(b, "would_deny", r->would_deny);
 		/* No ECS field names a consumer's VPC endpoint: cloud.* describes the

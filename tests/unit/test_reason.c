@@ -67,12 +67,29 @@ static void test_reasons_md_documents_every_code(void **state)
 	}
 }
 
+/* The tls_ech refusal tells the operator its likely cause (a browser's GREASE ECH) and the fix. */
+static void test_hints(void **state)
+{
+	(void)state;
+	const char *h = reason_hint(R_TLS_ECH);
+	assert_non_null(h);
+	assert_non_null(strstr(h, "GREASE"));
+	assert_non_null(strstr(h, "EncryptedClientHelloEnabled=false"));
+	assert_non_null(strstr(h, "allow_ech"));
+	assert_true(strlen(h) < 400); /* it rides in every such record */
+	for (int i = 0; i < R__COUNT; i++)
+		if (i != R_TLS_ECH)
+			assert_null(reason_hint((enum reason)i));
+	assert_null(reason_hint((enum reason)(R__COUNT + 5)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names_unique_snake_case),
 		cmocka_unit_test(test_statuses),
 		cmocka_unit_test(test_reasons_md_documents_every_code),
+		cmocka_unit_test(test_hints),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
