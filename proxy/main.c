@@ -38,15 +38,22 @@ static void usage(FILE *f)
 
 static int check(const char *path, bool strict)
 {
-	(void)strict; /* no warnings yet: every policy that loads passes --strict */
 	char sha[65];
 	struct policy *p = policyfile_load(path, false, sha);
 	if (p == NULL)
 		return EXIT_POLICY;
+	size_t warnings = policyfile_warn(path, p, false);
 	const struct policy_settings *s = policy_settings(p);
-	printf("%s: OK: %zu tiers, %zu rules, %zu ranges (%zu built-in blocked), %zu listeners, "
+	if (strict && warnings > 0) {
+		fprintf(stderr, "%s: %zu warning%s (--strict)\n", path, warnings,
+		        warnings == 1 ? "" : "s");
+		policy_unref(p);
+		return EXIT_POLICY;
+	}
+	printf("%s: OK%s: %zu tiers, %zu rules, %zu ranges (%zu built-in blocked), %zu listeners, "
 	       "%zu resolvers\n",
-	       path, policy_tier_count(p), policy_rule_count(p), policy_range_count(p),
+	       path, warnings > 0 ? " with warnings" : "", policy_tier_count(p),
+	       policy_rule_count(p), policy_range_count(p),
 	       range_builtin_count(), s->n_listen_proxy, s->n_resolvers);
 	policy_unref(p);
 	return EXIT_OK;
@@ -58,6 +65,7 @@ static int run(const char *path)
 	struct policy *p = policyfile_load(path, false, sha);
 	if (p == NULL)
 		return EXIT_POLICY;
+	(void)policyfile_warn(path, p, true);
 	char err[512] = "";
 	const struct policy_settings *s = policy_settings(p);
 	struct audit_log *audit =

@@ -3,6 +3,7 @@
 #define PORTCULLIS_POLICYFILE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "policy.h"
 
@@ -13,5 +14,13 @@
  * receives the file's SHA-256 in hex.  NULL when unreadable or invalid.
  */
 struct policy *policyfile_load(const char *path, bool as_log, char sha256[65]);
+
+/*
+ * Report the warnings of a loaded policy (policy_warn): as
+ * "FILE:LINE:COL: warning[CODE]: message" lines on stdout (--check) or as warn
+ * lines of the operational log (as_log: start-up and reload; policyfile_load
+ * does this itself when as_log).  Returns how many (a failure to check counts).
+ */
+size_t policyfile_warn(const char *path, const struct policy *p, bool as_log);
 
 #endif
