@@ -2,6 +2,7 @@
 #include "policy.h"
 #include "policy_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -275,6 +276,38 @@ bool policy_addr_blocked_why(const struct policy *p, int tier, const struct pc_a
 		if (view_blocked(p, t, &v4[i], true, why))
 			return true;
 	return false;
+}
+
+bool policy_source_place(const struct policy *p, int tier, const struct pc_addr *src, char *cidr,
+                         size_t cap, unsigned *line)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	const struct policy_tier_int *t = tier_of(p, tier);
+	const struct policy_cidr *best = NULL;
+	struct pc_addr v4;
+
+	if (t == NULL || src == NULL)
+		return false;
+	if (src->family == ADDR_V6 && memcmp(src->b, mapped, sizeof(mapped)) == 0) {
+		memset(&v4, 0, sizeof(v4));
+		v4.family = ADDR_V4;
+		memcpy(v4.b, src->b + 12, 4);
+		src = &v4;
+	}
+	for (size_t i = 0; i < t->n_sources_list; i++) {
+		const struct policy_cidr *c = &t->sources_list[i];
+		struct pc_addr m = masked(src, c->plen);
+		if (c->a.family == src->family && addr_equal(&m, &c->a) &&
+		    (best == NULL || c->plen > best->plen))
+			best = c;
+	}
+	if (best == NULL)
+		return false;
+	char a[ADDR_STRLEN];
+	addr_format(&best->a, a, sizeof(a));
+	snprintf(cidr, cap, "%s/%u", a, best->plen);
+	*line = best->line;
+	return true;
 }
 
 bool policy_rule_place(const struct policy *p, int tier, size_t i, const char **name,

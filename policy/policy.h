@@ -254,6 +254,13 @@ struct policy_block {
 bool policy_addr_blocked_why(const struct policy *p, int tier, const struct pc_addr *a,
 			     struct policy_block *why);
 
+/*
+ * The `sources` entry of tier that holds src (the longest), as text "cidr" and
+ * its line in the file; false when none does (IPv4-mapped sources as IPv4).
+ */
+bool policy_source_place(const struct policy *p, int tier, const struct pc_addr *src, char *cidr,
+			 size_t cap, unsigned *line);
+
 /* The place (line, column) in the file of rule i of tier t; false when out of range. */
 bool policy_rule_place(const struct policy *p, int tier, size_t i, const char **name,
 		       unsigned *line, unsigned *col);

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "audit.h"
+#include "explain.h"
 #include "policy.h"
 #include "ranges.h"
 #include "oplog.h"
@@ -103,6 +104,8 @@ int main(int argc, char **argv)
 	const char *config = NULL, *checkfile = NULL;
 	bool strict = false;
 	int o;
+	if (argc >= 2 && strcmp(argv[1], "explain") == 0)
+		return explain_main(argc - 1, argv + 1);
 	while ((o = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
