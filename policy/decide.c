@@ -310,6 +310,16 @@ bool policy_source_place(const struct policy *p, int tier, const struct pc_addr 
 	return true;
 }
 
+bool policy_tier_places(const struct policy *p, int tier, struct policy_tier_places *out)
+{
+	const struct policy_tier_int *t = tier_of(p, tier);
+	if (t == NULL)
+		return false;
+	*out = (struct policy_tier_places){t->key_line,  t->key_col,   t->body_line, t->body_col,
+	                                   t->allow_line, t->allow_col, t->n_rules};
+	return true;
+}
+
 bool policy_rule_place(const struct policy *p, int tier, size_t i, const char **name,
                        unsigned *line, unsigned *col)
 {

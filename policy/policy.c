@@ -741,6 +741,10 @@ static void load_tier_body(struct policy_loader *L, const struct policy_node *m,
 	cidr_list(L, policy_get(m, "sources"), L->p->sources, idx, &t->sources_list,
 	          &t->n_sources_list);
 	v = policy_get(m, "allow");
+	if (v != NULL) {
+		t->allow_line = v->line;
+		t->allow_col = v->col;
+	}
 	if (v != NULL && policy_container(L, v, PN_SEQ)) {
 		struct policy_rule *rules;
 		size_t n = v->n > POLICY_MAX_RULES ? POLICY_MAX_RULES : v->n;
@@ -832,6 +836,12 @@ static void load_tiers(struct policy_loader *L, const struct policy_node *root)
 			return;
 		}
 		int idx = (int)p->n_tiers++;
+		tier->key_line = k->line;
+		tier->key_col = k->col;
+		if (k->val != NULL && k->val->kind == PN_MAP && k->val->n > 0) {
+			tier->body_line = k->val->line;
+			tier->body_col = k->val->col;
+		}
 		if (policy_container(L, k->val, PN_MAP)) {
 			policy_check_keys(L, k->val, tier_keys);
 			load_tier_body(L, k->val, tier, idx);

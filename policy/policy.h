@@ -261,6 +261,15 @@ bool policy_addr_blocked_why(const struct policy *p, int tier, const struct pc_a
 bool policy_source_place(const struct policy *p, int tier, const struct pc_addr *src, char *cidr,
 			 size_t cap, unsigned *line);
 
+/* Where a tier is written in its file, for tools that edit it (portcullis learn's diff). */
+struct policy_tier_places {
+	unsigned key_line, key_col;     /* the tier's name */
+	unsigned body_line, body_col;   /* its mapping's first key ('{' if flow); 0: empty body */
+	unsigned allow_line, allow_col; /* allow:'s value (first '-', or '['); 0: no allow key */
+	size_t n_rules;
+};
+bool policy_tier_places(const struct policy *p, int tier, struct policy_tier_places *out);
+
 /* The place (line, column) in the file of rule i of tier t; false when out of range. */
 bool policy_rule_place(const struct policy *p, int tier, size_t i, const char **name,
 		       unsigned *line, unsigned *col);

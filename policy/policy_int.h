@@ -59,6 +59,9 @@ struct policy_tier_int {
 	const struct policy_cidr *sources_list, *allow_list;
 	size_t n_sources_list, n_allow_list;
 	unsigned mode_line, mode_col; /* of `mode:`'s value; 0 when not set */
+	/* Places for tools that edit the file (learn's diff): the tier's key, its body
+	 * (0 when the body is empty) and its allow: value (0 when absent). */
+	unsigned key_line, key_col, body_line, body_col, allow_line, allow_col;
 };
 
 /* Bump allocator: everything a snapshot owns besides its range sets lives here. */

@@ -9,6 +9,7 @@
 
 #include "audit.h"
 #include "explain.h"
+#include "learn.h"
 #include "policy.h"
 #include "ranges.h"
 #include "oplog.h"
@@ -106,6 +107,8 @@ int main(int argc, char **argv)
 	int o;
 	if (argc >= 2 && strcmp(argv[1], "explain") == 0)
 		return explain_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "learn") == 0)
+		return learn_main(argc - 1, argv + 1);
 	while ((o = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
