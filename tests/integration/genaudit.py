@@ -13,6 +13,9 @@ import gzip
 import json
 import random
 import sys
+import time
+
+START = 1796515200  # 2026-12-06T00:00:00Z
 
 # (tier, host, port, kind, weight): kind is what the daemon does with it under the
 # test policy: allowed, would_deny (audit tier, not in the allowlist), blocked
@@ -77,9 +80,8 @@ def main():
         for i in range(n):
             # Every destination once in the first records, then drawn by weight.
             d = DESTS[i] if i < len(DESTS) else rng.choices(DESTS, weights)[0]
-            s = 1796600000 + i // 20                     # 20 records a second
-            ts = "2026-12-06T%02d:%02d:%02d.%06dZ" % ((s // 3600) % 24, (s // 60) % 60, s % 60,
-                                                       (i % 20) * 50000)
+            s = START + i // 20                          # 20 records a second
+            ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + ".%06dZ" % ((i % 20) * 50000)
             f.write(record(i, ts, d[0], d[1], d[2], d[3], rng) + "\n")
 
 
