@@ -143,6 +143,26 @@ with ctx:
             rc, out, err = explain(*args)
             expect(rc == 2, "%s: exit %d" % (args, rc))
 
+    with ctx.case("explain --pod: tier by label (tier_label) or by namespace (namespaces)"):
+        kpol = ctx.path("kube-policy.yaml")
+        for ident, args, want in (
+                ({"tier_label": "portcullis.io/tier"},
+                 ["--pod", "ci/runner-1", "--label", "app=x", "--label", "portcullis.io/tier=a"], "a"),
+                ({"tier_label": "portcullis.io/tier"}, ["--pod", "ci/runner-1"], None),
+                ({"namespaces": {"ci": "b"}}, ["--pod", "ci/runner-1"], "b"),
+                ({"namespaces": {"ci": "b"}}, ["--pod", "other/runner-1"], None)):
+            pol = harness.base_policy(px.audit_path, tiers)
+            pol["identity"]["kubernetes"] = dict(ident, api_server="https://127.0.0.1:6443")
+            with open(kpol, "w") as f:
+                f.write(harness.to_yaml(pol) + "\n")
+            p = subprocess.run([ctx.binary, "explain", "-c", kpol, "--json"] + args +
+                               ["CONNECT", "allowed.example:443"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=30, env=harness.daemon_env())
+            j = json.loads(p.stdout.decode() or "{}")
+            expect(j.get("identity", {}).get("tier") == want, "%s %s: %s %s" % (
+                ident, args, p.stdout.decode()[:300], p.stderr.decode()[:300]))
+            expect(p.returncode == (1 if want is None else 0), "%s: exit %d" % (args, p.returncode))
+
     # ------------------------------------------------------------ --check warnings
     def check(path, *more):
         p = subprocess.run([ctx.binary, "--check", path] + list(more), stdout=subprocess.PIPE,
