@@ -698,6 +698,29 @@ static int make_diff(const struct policy *p, const struct learn_stats *st, const
 	return rc;
 }
 
+/*
+ * Peak resident memory of this program (KiB): VmHWM of /proc/self/status,
+ * which starts afresh at exec; getrusage's ru_maxrss also counts the parent's
+ * memory at fork (a test harness's, say).  The latter when /proc is missing.
+ */
+static long peak_rss_kib(void)
+{
+	char line[128];
+	long kib = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+			break;
+	if (f != NULL)
+		fclose(f);
+	if (kib < 0) {
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		kib = ru.ru_maxrss;
+	}
+	return kib;
+}
+
 /* ---- command line ---- */
 
 static bool parse_count(const char *s, uint64_t max, uint64_t *out)
@@ -790,14 +813,13 @@ int learn_main(int argc, char **argv)
 	if (rc == LX_OK && plans != NULL)
 		rc = o.diff ? make_diff(p, st, &o, plans) : (print_fragment(p, st, &o, plans) ? 1 : 0);
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
+	long peak = peak_rss_kib();
 	fprintf(stderr,
 	        "learn: %llu lines, %llu records used, %llu skipped, %llu unreadable; %zu "
 	        "destinations; %.2f s (%.0f records/s), max RSS %ld KiB\n",
 	        (unsigned long long)rs.lines, (unsigned long long)st->used,
 	        (unsigned long long)st->skipped, (unsigned long long)rs.bad, st->n, secs,
-	        secs > 0 ? (double)rs.lines / secs : 0.0, ru.ru_maxrss);
+	        secs > 0 ? (double)rs.lines / secs : 0.0, peak);
 	stability(st, &o, stderr, "learn: ");
 	for (size_t i = 0; plans != NULL && i < st->n_tiers; i++)
 		plan_free(&plans[i]);
