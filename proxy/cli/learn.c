@@ -342,6 +342,11 @@ static void out_free(struct rules_out *r)
  * does not allow yet), wildcards first, then names, each with a comment of
  * its counts; what is never suggested as comments.  ind = the dash's column.
  */
+static const char *plural(uint64_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
 static int tier_rules(struct cand *c, size_t n, struct wildcard *w, size_t nw, bool only_new,
                       unsigned ind, struct rules_out *r)
 {
@@ -350,10 +355,10 @@ static int tier_rules(struct cand *c, size_t n, struct wildcard *w, size_t nw, b
 	for (size_t i = 0; i < nw && rc == 0; i++) {
 		if (w[i].covered || (only_new && !w[i].suggest))
 			continue;
-		rc |= out_line(r, "%*s# *.%s:%u: %zu names, %llu requests (%llu would-deny), %s .. %s",
+		rc |= out_line(r, "%*s# *.%s:%u: %zu names, %llu request%s (%llu would-deny), %s .. %s",
 		               ind, "", w[i].suffix, w[i].port, w[i].names,
-		               (unsigned long long)w[i].count, (unsigned long long)w[i].would_deny,
-		               w[i].first, w[i].last);
+		               (unsigned long long)w[i].count, plural(w[i].count),
+		               (unsigned long long)w[i].would_deny, w[i].first, w[i].last);
 		rc |= out_line(r, "%*s- host: \"*.%s\"", ind, "", w[i].suffix);
 		rc |= out_line(r, "%*s  ports: [%u]", ind, "", w[i].port);
 	}
@@ -365,13 +370,14 @@ static int tier_rules(struct cand *c, size_t n, struct wildcard *w, size_t nw, b
 		srcs_text(d, s, sizeof(s));
 		if (!rule) {
 			if (!only_new && c[i].v != V_NO_TIER)
-				rc |= out_line(r, "%*s# not suggested: %s:%u (%s; %llu requests)", ind,
+				rc |= out_line(r, "%*s# not suggested: %s:%u (%s; %llu request%s)", ind,
 				               "", d->host, d->port, why_not(c[i].v),
-				               (unsigned long long)(d->count + d->refused + d->blocked));
+				               (unsigned long long)(d->count + d->refused + d->blocked),
+				               plural(d->count + d->refused + d->blocked));
 			continue;
 		}
-		rc |= out_line(r, "%*s# %s:%u: %llu requests (%llu would-deny), %s, %s .. %s", ind, "",
-		               d->host, d->port, (unsigned long long)d->count,
+		rc |= out_line(r, "%*s# %s:%u: %llu request%s (%llu would-deny), %s, %s .. %s", ind, "",
+		               d->host, d->port, (unsigned long long)d->count, plural(d->count),
 		               (unsigned long long)d->would_deny, s, d->first, d->last);
 		rc |= out_line(r, "%*s- host: \"%s\"", ind, "", d->host);
 		rc |= out_line(r, "%*s  ports: [%u]", ind, "", d->port);
