@@ -2,6 +2,7 @@
 #include "policy.h"
 #include "policy_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,13 +220,44 @@ static const struct policy_tier_int *tier_of(const struct policy *p, int tier)
 	return &p->tiers[tier];
 }
 
+/* The prefix of a that is plen bits long, the rest zeroed. */
+static struct pc_addr masked(const struct pc_addr *a, unsigned plen)
+{
+	struct pc_addr m = *a;
+	for (unsigned i = 0; i < 16; i++) {
+		unsigned keep = plen > i * 8 ? (plen - i * 8 >= 8 ? 8 : plen - i * 8) : 0;
+		m.b[i] &= (uint8_t)(0xff00u >> keep);
+	}
+	return m;
+}
+
+/* Fill *why (when not NULL) for a blocked view; line is that of a blocked_ranges entry. */
+static void tell(const struct policy *p, struct policy_block *why, const struct pc_addr *view,
+                 bool embedded, unsigned plen)
+{
+	if (why == NULL)
+		return;
+	memset(why, 0, sizeof(*why));
+	why->view = *view;
+	why->embedded = embedded;
+	why->plen = plen;
+	why->prefix = masked(view, plen);
+	for (size_t i = 0; i < p->n_blocked_list; i++)
+		if (p->blocked_list[i].plen == plen && addr_equal(&p->blocked_list[i].a, &why->prefix))
+			why->line = p->blocked_list[i].line;
+}
+
 /* One view of an address: in a blocked range and not lifted by the tier's allow_ranges. */
 static bool view_blocked(const struct policy *p, const struct policy_tier_int *t,
-                         const struct pc_addr *a)
+                         const struct pc_addr *a, bool embedded, struct policy_block *why)
 {
-	if (!range_set_lookup(p->blocked, a, NULL, NULL))
+	unsigned plen;
+	if (!range_set_lookup(p->blocked, a, NULL, &plen))
 		return false;
-	return t == NULL || !range_set_lookup(t->allow_ranges, a, NULL, NULL);
+	if (t != NULL && range_set_lookup(t->allow_ranges, a, NULL, NULL))
+		return false;
+	tell(p, why, a, embedded, plen);
+	return true;
 }
 
 /*
@@ -236,22 +268,88 @@ static bool view_blocked(const struct policy *p, const struct policy_tier_int *t
  */
 bool policy_addr_blocked(const struct policy *p, int tier, const struct pc_addr *a)
 {
+	return policy_addr_blocked_why(p, tier, a, NULL);
+}
+
+bool policy_addr_blocked_why(const struct policy *p, int tier, const struct pc_addr *a,
+                             struct policy_block *why)
+{
 	const struct policy_tier_int *t = tier_of(p, tier);
 	struct pc_addr v4[ADDR_EMBEDDED_MAX];
 
+	if (why != NULL)
+		memset(why, 0, sizeof(*why));
 	/* Fail closed on anything that is not an address. */
 	if (p == NULL || a == NULL || (a->family != ADDR_V4 && a->family != ADDR_V6))
 		return true;
-	if (view_blocked(p, t, a))
+	if (view_blocked(p, t, a, false, why))
 		return true;
 	/* Fail closed: an IPv4 address we cannot read out of a NAT64 address could be any. */
-	if (addr_nat64_unknown_layout(a) && (t == NULL || !range_set_lookup(t->allow_ranges, a, NULL, NULL)))
+	if (addr_nat64_unknown_layout(a) && (t == NULL || !range_set_lookup(t->allow_ranges, a, NULL, NULL))) {
+		tell(p, why, a, false, 32);
+		if (why != NULL)
+			why->nat64_unknown = true;
 		return true;
+	}
 	size_t n = addr_embedded_v4_all(a, v4, ADDR_EMBEDDED_MAX);
 	for (size_t i = 0; i < n && i < ADDR_EMBEDDED_MAX; i++)
-		if (view_blocked(p, t, &v4[i]))
+		if (view_blocked(p, t, &v4[i], true, why))
 			return true;
 	return false;
+}
+
+bool policy_source_place(const struct policy *p, int tier, const struct pc_addr *src, char *cidr,
+                         size_t cap, unsigned *line)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	const struct policy_tier_int *t = tier_of(p, tier);
+	const struct policy_cidr *best = NULL;
+	struct pc_addr v4;
+
+	if (t == NULL || src == NULL)
+		return false;
+	if (src->family == ADDR_V6 && memcmp(src->b, mapped, sizeof(mapped)) == 0) {
+		memset(&v4, 0, sizeof(v4));
+		v4.family = ADDR_V4;
+		memcpy(v4.b, src->b + 12, 4);
+		src = &v4;
+	}
+	for (size_t i = 0; i < t->n_sources_list; i++) {
+		const struct policy_cidr *c = &t->sources_list[i];
+		struct pc_addr m = masked(src, c->plen);
+		if (c->a.family == src->family && addr_equal(&m, &c->a) &&
+		    (best == NULL || c->plen > best->plen))
+			best = c;
+	}
+	if (best == NULL)
+		return false;
+	char a[ADDR_STRLEN];
+	addr_format(&best->a, a, sizeof(a));
+	snprintf(cidr, cap, "%s/%u", a, best->plen);
+	*line = best->line;
+	return true;
+}
+
+bool policy_tier_places(const struct policy *p, int tier, struct policy_tier_places *out)
+{
+	const struct policy_tier_int *t = tier_of(p, tier);
+	if (t == NULL)
+		return false;
+	*out = (struct policy_tier_places){t->key_line,  t->key_col,   t->body_line, t->body_col,
+	                                   t->allow_line, t->allow_col, t->n_rules};
+	return true;
+}
+
+bool policy_rule_place(const struct policy *p, int tier, size_t i, const char **name,
+                       unsigned *line, unsigned *col)
+{
+	const struct policy_tier_int *t = tier_of(p, tier);
+	if (t == NULL || i >= t->n_rules)
+		return false;
+	*name = t->rules[i].name;
+	*line = t->rules[i].line;
+	*col = t->rules[i].col;
+	return true;
 }
 
 static bool rule_matches(const struct policy_rule *r, const struct pc_host *h)
@@ -270,6 +368,8 @@ static void deny(struct verdict *out, enum reason r)
 	out->would_deny = false;
 	out->reason = r;
 	out->rule = "";
+	out->rule_line = 0;
+	out->host_rule_line = 0;
 }
 
 void policy_decide_host(const struct policy *p, int tier, const struct pc_host *host, uint16_t port,
@@ -277,6 +377,7 @@ void policy_decide_host(const struct policy *p, int tier, const struct pc_host *
 {
 	const struct policy_tier_int *t = tier_of(p, tier);
 	enum reason why = R_HOST_NOT_ALLOWED;
+	unsigned host_line = 0;
 
 	deny(out, R_UNKNOWN_SOURCE);
 	if (t == NULL)
@@ -299,12 +400,16 @@ void policy_decide_host(const struct policy *p, int tier, const struct pc_host *
 				out->allow = true;
 				out->reason = R_ALLOWED;
 				out->rule = r->name;
+				out->rule_line = r->line;
 				return;
 			}
 		}
 		why = R_PORT_NOT_ALLOWED;
+		if (host_line == 0)
+			host_line = r->line;
 	}
 	deny(out, why);
+	out->host_rule_line = host_line;
 	if (t->pub.mode == TIER_AUDIT) {
 		out->allow = true;
 		out->would_deny = true;

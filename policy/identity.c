@@ -301,8 +301,11 @@ void policy_load_identity(struct policy_loader *L, const struct policy_node *roo
 
 	if (v != NULL && !policy_is_word(v, "deny")) {
 		int t = tier_by_name(L, v, "neither deny nor a tier name");
-		if (t >= 0)
+		if (t >= 0) {
 			L->p->set.unknown_source_tier = t;
+			L->p->unknown_line = v->line;
+			L->p->unknown_col = v->col;
+		}
 	}
 	policy_want_u32(L, policy_get(m, "ipv6_source_prefix"), 32, 128,
 	                &L->p->set.ipv6_source_prefix);

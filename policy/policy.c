@@ -183,20 +183,23 @@ static bool prefix_overlap(const struct pc_addr *a, unsigned la, const struct pc
  * overlaps with other tiers' sources are errors.  Exact duplicates in a list are errors.
  */
 static void cidr_list(struct policy_loader *L, const struct policy_node *seq, struct range_set *set,
-                      int tier)
+                      int tier, const struct policy_cidr **list, size_t *n_list)
 {
 	char t[64];
 	struct policy_src_seen *mine;
-	size_t n = 0;
+	struct policy_cidr *kept;
+	size_t n = 0, cap;
 
 	if (seq == NULL || !policy_container(L, seq, PN_SEQ))
 		return;
-	mine = policy_arena_alloc(
-	    &L->tree, (seq->n < POLICY_MAX_CIDRS ? seq->n : POLICY_MAX_CIDRS) * sizeof(*mine));
-	if (mine == NULL) {
+	cap = seq->n < POLICY_MAX_CIDRS ? seq->n : POLICY_MAX_CIDRS;
+	mine = policy_arena_alloc(&L->tree, cap * sizeof(*mine));
+	kept = policy_arena_alloc(&L->p->arena, cap * sizeof(*kept));
+	if (mine == NULL || kept == NULL) {
 		L->nomem = true;
 		return;
 	}
+	*list = kept;
 	for (const struct policy_node *it = seq->first; it != NULL; it = it->next) {
 		struct policy_src_seen e = {.tier = tier, .line = it->line, .col = it->col};
 		if (n == POLICY_MAX_CIDRS) {
@@ -239,6 +242,8 @@ static void cidr_list(struct policy_loader *L, const struct policy_node *seq, st
 			}
 			L->srcs[L->n_srcs++] = e;
 		}
+		kept[*n_list] = (struct policy_cidr){e.a, e.plen, e.line, e.col};
+		(*n_list)++;
 		if (range_set_add(set, &e.a, e.plen, tier >= 0 ? tier : 0) != RANGE_OK)
 			L->nomem = true;
 	}
@@ -355,8 +360,11 @@ static void load_listen_pp(struct policy_loader *L, const struct policy_node *en
 		L->nomem = true;
 		return;
 	}
-	if (v != NULL)
-		cidr_list(L, v, L->p->pp_trusted[i], -1);
+	if (v != NULL) {
+		const struct policy_cidr *kept = NULL;
+		size_t n_kept = 0;
+		cidr_list(L, v, L->p->pp_trusted[i], -1, &kept, &n_kept);
+	}
 	/* Never guessed, never from anyone: the balancers' addresses are required. */
 	if (pp->accept != 0 && range_set_count(L->p->pp_trusted[i]) == 0 && (v == NULL || !v->bad))
 		policy_diag(L, v != NULL ? v : m,
@@ -470,9 +478,11 @@ static void load_globals(struct policy_loader *L, const struct policy_node *root
 		s->audit_output = pstrdup(L, str, len);
 	}
 	if (policy_want_unit(L, policy_get(m, "queue_size"), false, 65536, 1ull << 30, "64KiB",
-	                     "1GiB", &x))
+	                     "1GiB", &x)) {
 		s->audit_queue_bytes = x;
-	else if (policy_get(m, "queue_size") == NULL &&
+		L->p->queue_line = policy_get(m, "queue_size")->line;
+		L->p->queue_col = policy_get(m, "queue_size")->col;
+	} else if (policy_get(m, "queue_size") == NULL &&
 	         (uint64_t)s->max_connections * AUDIT_ROOM_PER_CONN > s->audit_queue_bytes)
 		/* Unset: room for every connection's promised record, however many are allowed. */
 		s->audit_queue_bytes = (uint64_t)s->max_connections * AUDIT_ROOM_PER_CONN;
@@ -567,6 +577,8 @@ static void load_rule(struct policy_loader *L, const struct policy_node *n, stru
 
 	r->ports = default_port;
 	r->n_ports = 1;
+	r->line = n->line;
+	r->col = n->col;
 	if (n->kind == PN_SCALAR && !n->bad && !policy_is_null(n)) {
 		policy_diag(L, n, "expected a mapping like {host: \"%s\"}, got a scalar",
 		            policy_clip(n->s, n->len, t, sizeof(t)));
@@ -783,6 +795,10 @@ static void load_tier_body(struct policy_loader *L, const struct policy_node *m,
 	const struct policy_node *v, *sub;
 
 	v = policy_get(m, "mode");
+	if (v != NULL) {
+		t->mode_line = v->line;
+		t->mode_col = v->col;
+	}
 	if (v != NULL && policy_is_word(v, "audit"))
 		pt->mode = TIER_AUDIT;
 	else if (v != NULL && !policy_is_word(v, "enforce") && policy_want(L, v, PN_SCALAR)) {
@@ -792,8 +808,13 @@ static void load_tier_body(struct policy_loader *L, const struct policy_node *m,
 		            policy_clip(v->s, v->len, t1, sizeof(t1)),
 		            policy_suggest(v->s, v->len, modes, 2, hint, sizeof(hint)));
 	}
-	cidr_list(L, policy_get(m, "sources"), L->p->sources, idx);
+	cidr_list(L, policy_get(m, "sources"), L->p->sources, idx, &t->sources_list,
+	          &t->n_sources_list);
 	v = policy_get(m, "allow");
+	if (v != NULL) {
+		t->allow_line = v->line;
+		t->allow_col = v->col;
+	}
 	if (v != NULL && policy_container(L, v, PN_SEQ)) {
 		struct policy_rule *rules;
 		size_t n = v->n > POLICY_MAX_RULES ? POLICY_MAX_RULES : v->n;
@@ -811,7 +832,8 @@ static void load_tier_body(struct policy_loader *L, const struct policy_node *m,
 		t->n_rules = n;
 		L->p->n_rules += n;
 	}
-	cidr_list(L, policy_get(m, "allow_ranges"), t->allow_ranges, -1);
+	cidr_list(L, policy_get(m, "allow_ranges"), t->allow_ranges, -1, &t->allow_list,
+	          &t->n_allow_list);
 	load_tier_blocks(L, m, pt);
 
 	sub = policy_section(L, m, "timeouts", timeouts_keys);
@@ -884,6 +906,12 @@ static void load_tiers(struct policy_loader *L, const struct policy_node *root)
 			return;
 		}
 		int idx = (int)p->n_tiers++;
+		tier->key_line = k->line;
+		tier->key_col = k->col;
+		if (k->val != NULL && k->val->kind == PN_MAP && k->val->n > 0) {
+			tier->body_line = k->val->line;
+			tier->body_col = k->val->col;
+		}
 		if (policy_container(L, k->val, PN_MAP)) {
 			policy_check_keys(L, k->val, tier_keys);
 			load_tier_body(L, k->val, tier, idx);
@@ -941,10 +969,13 @@ int policy_load_buffer(const char *buf, size_t len, struct policy **out, struct 
 			load_globals(&L, root);
 			load_listen(&L, root);
 			load_resolver(&L, root);
-			cidr_list(&L, policy_get(root, "blocked_ranges"), L.p->blocked, -1);
+			cidr_list(&L, policy_get(root, "blocked_ranges"), L.p->blocked, -1,
+			          &L.p->blocked_list, &L.p->n_blocked_list);
 			/* The tiers' defaults: built-in, then top-level tls:, caps: and http:. */
 			policy_tier_builtin(&L.tier_defaults, &L.p->set);
 			load_tier_blocks(&L, root, &L.tier_defaults);
+			L.p->default_tls_ports = L.tier_defaults.tls_ports;
+			L.p->n_default_tls_ports = L.tier_defaults.n_tls_ports;
 			L.p->set.unknown_connections_per_source =
 			    L.tier_defaults.connections_per_source;
 			load_tiers(&L, root);

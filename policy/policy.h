@@ -232,6 +232,9 @@ struct verdict {
 	bool would_deny;     /* audit mode: enforce would have refused with `reason` */
 	enum reason reason;  /* R_ALLOWED or why not */
 	const char *rule;    /* matched rule's name (its host pattern text) */
+	unsigned rule_line;  /* the allowing rule's line in the file (0: none) */
+	/* port_not_allowed: the line of the first rule that matched the host (0: none). */
+	unsigned host_rule_line;
 };
 
 /*
@@ -257,6 +260,40 @@ void policy_decide_addrs(const struct policy *p, int tier, const struct pc_addr 
 
 /* Is this single address blocked for the tier?  (The check policy_decide_addrs applies to each.) */
 bool policy_addr_blocked(const struct policy *p, int tier, const struct pc_addr *a);
+
+/* Why an address is blocked (portcullis explain): the view that is blocked and its range. */
+struct policy_block {
+	struct pc_addr view;  /* the address itself, or an IPv4 address embedded in it */
+	bool embedded;        /* view was read out of the IPv6 address (mapped, NAT64, 6to4...) */
+	bool nat64_unknown;   /* 64:ff9b::/32 outside the /96: the IPv4 address cannot be read */
+	struct pc_addr prefix; /* the blocking range (prefix/plen) */
+	unsigned plen;
+	unsigned line;        /* the blocked_ranges entry's line in the file; 0 = built-in */
+};
+
+/* policy_addr_blocked, the same check, telling why in *why when blocked (why may be NULL). */
+bool policy_addr_blocked_why(const struct policy *p, int tier, const struct pc_addr *a,
+			     struct policy_block *why);
+
+/*
+ * The `sources` entry of tier that holds src (the longest), as text "cidr" and
+ * its line in the file; false when none does (IPv4-mapped sources as IPv4).
+ */
+bool policy_source_place(const struct policy *p, int tier, const struct pc_addr *src, char *cidr,
+			 size_t cap, unsigned *line);
+
+/* Where a tier is written in its file, for tools that edit it (portcullis learn's diff). */
+struct policy_tier_places {
+	unsigned key_line, key_col;     /* the tier's name */
+	unsigned body_line, body_col;   /* its mapping's first key ('{' if flow); 0: empty body */
+	unsigned allow_line, allow_col; /* allow:'s value (first '-', or '['); 0: no allow key */
+	size_t n_rules;
+};
+bool policy_tier_places(const struct policy *p, int tier, struct policy_tier_places *out);
+
+/* The place (line, column) in the file of rule i of tier t; false when out of range. */
+bool policy_rule_place(const struct policy *p, int tier, size_t i, const char **name,
+		       unsigned *line, unsigned *col);
 
 /* Status of the unit parsers below (0 or negative). */
 enum policy_unit_status {

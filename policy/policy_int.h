@@ -39,6 +39,14 @@ struct policy_rule {
 	const char *name;   /* rule name; default the canonical pattern text */
 	const uint16_t *ports;
 	size_t n_ports;
+	unsigned line, col; /* the rule's place in the file (for explain and warnings) */
+};
+
+/* One CIDR entry of a list in the file, kept with its place (for explain and warnings). */
+struct policy_cidr {
+	struct pc_addr a;
+	unsigned plen;
+	unsigned line, col;
 };
 
 /* A tier: the public part the proxy reads, plus what decisions need. */
@@ -47,6 +55,13 @@ struct policy_tier_int {
 	const struct policy_rule *rules;
 	size_t n_rules;
 	struct range_set *allow_ranges; /* never NULL in a loaded snapshot */
+	/* The file's own text of the lists above, in file order, with places. */
+	const struct policy_cidr *sources_list, *allow_list;
+	size_t n_sources_list, n_allow_list;
+	unsigned mode_line, mode_col; /* of `mode:`'s value; 0 when not set */
+	/* Places for tools that edit the file (learn's diff): the tier's key, its body
+	 * (0 when the body is empty) and its allow: value (0 when absent). */
+	unsigned key_line, key_col, body_line, body_col, allow_line, allow_col;
 };
 
 /* Bump allocator: everything a snapshot owns besides its range sets lives here. */
@@ -65,6 +80,13 @@ struct policy {
 	struct range_set *sources; /* every tier's sources, tag = tier index */
 	struct range_set *pp_trusted[POLICY_MAX_LISTEN]; /* listen.proxy[i].proxy_protocol.trusted */
 	struct policy_arena arena; /* strings, tiers, rules, ports */
+	/* Places and raw settings that only explain and the warnings read. */
+	const struct policy_cidr *blocked_list; /* blocked_ranges entries, file order */
+	size_t n_blocked_list;
+	unsigned unknown_line, unknown_col; /* identity.unknown_source's value; 0 when unset */
+	unsigned queue_line, queue_col;     /* audit.queue_size's value; 0 when unset */
+	const uint16_t *default_tls_ports;  /* top-level tls.require_tls_ports (or built-in) */
+	size_t n_default_tls_ports;
 };
 
 void *policy_arena_alloc(struct policy_arena *a, size_t size) __attribute__((warn_unused_result));

@@ -9,6 +9,8 @@
 #include "config.h"
 
 #include "audit.h"
+#include "explain.h"
+#include "learn.h"
 #include "policy.h"
 #include "ranges.h"
 #include "oplog.h"
@@ -23,13 +25,17 @@ enum {
 	EXIT_STARTUP = 3, /* could not bind, resolver or audit output failed */
 };
 
-/* Bound on audit records waiting for the writer thread. */
-
 static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: portcullis -c FILE                 run the proxy with this policy\n"
 	        "       portcullis --check FILE [--strict] validate a policy, print a summary\n"
+	        "       portcullis explain -c FILE (--source IP | --pod NS/NAME [--label K=V]...)\n"
+	        "                  [--resolve] [--json] METHOD TARGET\n"
+	        "                                          would this job be allowed? (0 yes, 1 no)\n"
+	        "       portcullis learn -c FILE [--diff] [--tier T] [--since TS] [--min-count N]\n"
+	        "                  [--wildcard-threshold N] [--stable-runs N] [LOG...]\n"
+	        "                                          an allowlist from audit records\n"
 	        "       portcullis --version | --help\n"
 	        "\n"
 	        "options:\n"
@@ -43,7 +49,8 @@ static void usage(FILE *f)
 	        "signals: SIGHUP reload the policy, SIGUSR1 reopen the audit file,\n"
 	        "         SIGTERM/SIGINT drain and exit\n"
 	        "exit codes: 0 ok, 1 invalid policy, 2 usage, 3 start-up failure\n"
-	        "docs: portcullis(8), portcullis-policy(5); docs/operations.md and docs/policy.md\n");
+	        "docs: portcullis(8), portcullis-policy(5); docs/operations.md, docs/policy.md,\n"
+	        "      docs/policy-tools.md (explain, learn, --check warnings)\n");
 }
 
 /* A usage error says what was wrong, then where the help is. */
@@ -60,15 +67,22 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
 
 static int check(const char *path, bool strict)
 {
-	(void)strict; /* no warnings yet: every policy that loads passes --strict */
 	char sha[65];
 	struct policy *p = policyfile_load(path, false, sha);
 	if (p == NULL)
 		return EXIT_POLICY;
+	size_t warnings = policyfile_warn(path, p, false);
 	const struct policy_settings *s = policy_settings(p);
-	printf("%s: OK: %zu tiers, %zu rules, %zu ranges (%zu built-in blocked), %zu listeners, "
+	if (strict && warnings > 0) {
+		fprintf(stderr, "%s: %zu warning%s (--strict)\n", path, warnings,
+		        warnings == 1 ? "" : "s");
+		policy_unref(p);
+		return EXIT_POLICY;
+	}
+	printf("%s: OK%s: %zu tiers, %zu rules, %zu ranges (%zu built-in blocked), %zu listeners, "
 	       "%zu resolvers\n",
-	       path, policy_tier_count(p), policy_rule_count(p), policy_range_count(p),
+	       path, warnings > 0 ? " with warnings" : "", policy_tier_count(p),
+	       policy_rule_count(p), policy_range_count(p),
 	       range_builtin_count(), s->n_listen_proxy, s->n_resolvers);
 	policy_unref(p);
 	return EXIT_OK;
@@ -81,6 +95,7 @@ static int run(const char *path)
 	struct policy *p = policyfile_load(path, true, sha);
 	if (p == NULL)
 		return EXIT_POLICY;
+	/* policyfile_load logged the policy's warnings (as_log). */
 	char err[512] = "";
 	const struct policy_settings *s = policy_settings(p);
 	struct audit_log *audit =
@@ -118,6 +133,10 @@ int main(int argc, char **argv)
 	const char *config = NULL, *checkfile = NULL;
 	bool strict = false;
 	int o;
+	if (argc >= 2 && strcmp(argv[1], "explain") == 0)
+		return explain_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "learn") == 0)
+		return learn_main(argc - 1, argv + 1);
 	opterr = 0; /* the errors below say what was wrong */
 	while ((o = getopt_long(argc, argv, ":c:hV", opts, NULL)) != -1) {
 		switch (o) {

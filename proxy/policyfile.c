@@ -2,9 +2,11 @@
 #include "policyfile.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "oplog.h"
+#include "warn.h"
 
 static void report(const char *path, bool as_log, const struct policy_diag *dg)
 {
@@ -42,6 +44,8 @@ static struct policy *load(const char *path, bool as_log, const char *refused_sh
 		}
 	}
 	policy_diags_fini(&d);
+	if (p != NULL && as_log)
+		(void)policyfile_warn(path, p, true);
 	return p;
 }
 
@@ -54,4 +58,34 @@ struct policy *policyfile_reload(const char *path, const char *refused_sha, char
                                  bool *repeated)
 {
 	return load(path, true, refused_sha, sha256, repeated);
+}
+
+size_t policyfile_warn(const char *path, const struct policy *p, bool as_log)
+{
+	struct policy_warnings *w = calloc(1, sizeof(*w)); /* 64 KiB: not on a thread's stack */
+	if (w == NULL || policy_warn(p, w) != POLICY_OK) {
+		if (as_log)
+			oplog("error", "%s: out of memory while checking for warnings", path);
+		else
+			fprintf(stderr, "%s: out of memory while checking for warnings\n", path);
+		free(w);
+		return 1; /* counts as a warning: --strict fails closed */
+	}
+	for (size_t i = 0; i < w->n; i++) {
+		const struct policy_warning *x = &w->v[i];
+		if (as_log)
+			oplog("warn", "%s:%u:%u: warning[%s]: %s", path, x->line, x->col,
+			      policy_warn_name(x->code), x->msg);
+		else
+			printf("%s:%u:%u: warning[%s]: %s\n", path, x->line, x->col,
+			       policy_warn_name(x->code), x->msg);
+	}
+	if (w->truncated && as_log)
+		oplog("warn", "%s: more than %d warnings, the rest not shown", path,
+		      POLICY_MAX_WARNINGS);
+	else if (w->truncated)
+		printf("%s: more than %d warnings, the rest not shown\n", path, POLICY_MAX_WARNINGS);
+	size_t n = w->n + (w->truncated ? 1 : 0);
+	free(w);
+	return n;
 }

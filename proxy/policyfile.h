@@ -3,6 +3,7 @@
 #define PORTCULLIS_POLICYFILE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "policy.h"
 
@@ -22,5 +23,13 @@ struct policy *policyfile_load(const char *path, bool as_log, char sha256[65]);
  */
 struct policy *policyfile_reload(const char *path, const char *refused_sha, char sha256[65],
                                  bool *repeated);
+
+/*
+ * Report the warnings of a loaded policy (policy_warn): as
+ * "FILE:LINE:COL: warning[CODE]: message" lines on stdout (--check) or as warn
+ * lines of the operational log (as_log: start-up and reload; policyfile_load
+ * does this itself when as_log).  Returns how many (a failure to check counts).
+ */
+size_t policyfile_warn(const char *path, const struct policy *p, bool as_log);
 
 #endif

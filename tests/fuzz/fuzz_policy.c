@@ -1,5 +1,6 @@
 /* libFuzzer target: policy YAML loading, with invariants on the result that abort(). */
 #include "policy.h"
+#include "warn.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -53,6 +54,16 @@ static void exercise(const struct policy *p)
 		/* 169.254.169.254 may only pass when the tier's allow_ranges names it. */
 		require(v.allow == !policy_addr_blocked(p, (int)i, &a),
 		        "decide_addrs = addr_blocked");
+	}
+	/* Warnings: each placed, named, with a message, sorted by place. */
+	static struct policy_warnings w;
+	require(policy_warn(p, &w) == POLICY_OK, "warnings computed");
+	require(w.n <= POLICY_MAX_WARNINGS, "warnings capped");
+	for (size_t i = 0; i < w.n; i++) {
+		require(w.v[i].line > 0 && w.v[i].col > 0, "warning placed");
+		require(w.v[i].code < PW__COUNT, "warning code");
+		require(w.v[i].msg[0] != '\0', "warning message");
+		require(i == 0 || w.v[i - 1].line <= w.v[i].line, "warnings sorted");
 	}
 }
 

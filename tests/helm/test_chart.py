@@ -853,8 +853,10 @@ def assert_policy_check(args, r, out):
     _, _, gw = gateway_pod(r)
     c = pod["containers"][0]
     check(c["image"] == gw["containers"][0]["image"], f"the check runs {c['image']}, the gateway {gw['containers'][0]['image']}")
-    check(c["args"][:2] == ["--check", "/etc/portcullis/policy.yaml"] and "--strict" in c["args"],
-          f"the Job's args are {c['args']}")
+    strict = r.values["policyCheck"].get("strict", True)
+    want_args = ["--check", "/etc/portcullis/policy.yaml"] + (["--strict"] if strict else [])
+    check(c["args"] == want_args, f"the Job's args are {c['args']}, want {want_args} "
+          f"(policyCheck.strict {strict})")
     check(not k8s_schema.selector_matches({"matchLabels": selector_labels()}, spec["template"]["metadata"]["labels"]),
           "the check pod carries the gateway's selector labels (the Service would route to it)")
     p = run_hook_command(args, r, out)
@@ -1033,8 +1035,9 @@ def run_render_group(args, t):
                assert_runner_netpols, r)
         t.case(f"{name}: NOTES.txt gives HTTPS_PROXY, HTTP_PROXY and NO_PROXY", assert_notes, r)
         t.case(f"{name}: portcullis --check accepts the rendered policy", assert_portcullis_check, args, r, out)
-        t.case(f"{name}: the policy check hook (pre-install/pre-upgrade Job) runs portcullis --check --strict "
-               "on this policy and passes", assert_policy_check, args, r, out)
+        t.case(f"{name}: the policy check hook (pre-install/pre-upgrade Job) runs portcullis --check "
+               "(--strict unless policyCheck.strict is false) on this policy and passes",
+               assert_policy_check, args, r, out)
         t.case(f"{name}: the helm test pod runs files/helm-test.sh against the proxy Service", assert_helm_test, args, r)
         t.case(f"{name}: PrometheusRule and Grafana dashboard follow the values; promtool parses every rule and query",
                assert_monitoring, args, r, out)

@@ -267,7 +267,8 @@ standard:
   sources: []
   allow:
     - host: github.com
-    - host: "*.githubusercontent.com"
+    - host: raw.githubusercontent.com
+    - host: objects.githubusercontent.com
     - host: registry.npmjs.org
     - host: pypi.org
     - host: files.pythonhosted.org
@@ -323,7 +324,11 @@ The policy check's arguments, as a JSON list: exactly what the pre-install /
 pre-upgrade hook runs (tests/helm runs the same list against the built binary).
 */}}
 {{- define "portcullis.policyCheckArgs" -}}
+{{- if .Values.policyCheck.strict -}}
 ["--check", "/etc/portcullis/policy.yaml", "--strict"]
+{{- else -}}
+["--check", "/etc/portcullis/policy.yaml"]
+{{- end }}
 {{- end }}
 
 {{/*
