@@ -61,6 +61,7 @@ struct admin {
 	size_t n_probes;
 	struct event *probe_ev;
 	char last_ready[512]; /* the readiness last logged ("ready" or why not) */
+	unsigned long long started_ms; /* admin_create, monotonic */
 	int stop_fd;          /* the main thread asks the loop to stop through this eventfd */
 	struct event *stop_ev;
 	struct admin_conn {
@@ -96,6 +97,11 @@ static void log_readiness(struct admin *a)
 	if (!not_ready(a, &st, why, sizeof(why)))
 		snprintf(why, sizeof(why), "ready");
 	if (strcmp(why, a->last_ready) == 0)
+		return;
+	/* At start-up the first probes may still be on their way: no "not ready" before
+	 * they had READY_MS to answer. */
+	if (a->last_ready[0] == '\0' && strcmp(why, "ready") != 0 &&
+	    mono_ms() < a->started_ms + READY_MS)
 		return;
 	if (strcmp(why, "ready") == 0)
 		oplog("info", "readiness: ready");
@@ -420,6 +426,7 @@ struct admin *admin_create(const struct policy_settings *ps, proxy_stats_fn stat
 	a->stats = stats;
 	a->stats_arg = arg;
 	a->v6_prefix = ps->ipv6_source_prefix;
+	a->started_ms = mono_ms();
 	a->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	a->base = event_base_new();
 	if (a->base == NULL || a->stop_fd < 0)

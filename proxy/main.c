@@ -160,20 +160,29 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return EXIT_OK;
 		case ':':
-			return usage_error("%s needs a FILE argument", argv[optind - 1]);
-		default:
-			return usage_error("unknown option %s", argv[optind - 1]);
+		default: {
+			/* A long option is its own word; a short one may sit in a group like -zV. */
+			const char *w = argv[optind - 1];
+			bool is_long = strncmp(w, "--", 2) == 0;
+			if (o == ':' && is_long)
+				return usage_error("%s needs a FILE argument", w);
+			if (o == ':')
+				return usage_error("-%c needs a FILE argument", optopt);
+			if (is_long)
+				return usage_error("unknown option %s", w);
+			return usage_error("unknown option -%c", optopt);
+		}
 		}
 	}
 	if (optind != argc)
 		return usage_error("unexpected argument '%s' (options take one FILE each)",
 		                   argv[optind]);
+	if (strict && checkfile == NULL)
+		return usage_error("--strict goes with --check FILE");
 	if (config != NULL && checkfile != NULL)
 		return usage_error("-c and --check cannot be combined: run, or check");
 	if (config == NULL && checkfile == NULL)
 		return usage_error("nothing to do: give -c FILE to run, or --check FILE");
-	if (strict && checkfile == NULL)
-		return usage_error("--strict goes with --check FILE");
 	if (checkfile != NULL)
 		return check(checkfile, strict);
 	return run(config);

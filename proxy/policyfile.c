@@ -28,7 +28,10 @@ static struct policy *load(const char *path, bool as_log, const char *refused_sh
 	policy_diags_init(&d);
 	if (repeated != NULL)
 		*repeated = false;
-	if (policy_load_file(path, &p, &d, sha256) != POLICY_OK) {
+	int rc = policy_load_file(path, &p, &d, sha256);
+	if (rc != POLICY_OK && rc != POLICY_ERR_INVALID)
+		sha256[0] = '\0'; /* not the file's fault (memory, I/O): never "refused before" */
+	if (rc != POLICY_OK) {
 		p = NULL;
 		if (refused_sha != NULL && refused_sha[0] != '\0' &&
 		    strcmp(sha256, refused_sha) == 0) {
