@@ -360,11 +360,9 @@ static void load_listen_pp(struct policy_loader *L, const struct policy_node *en
 		L->nomem = true;
 		return;
 	}
-	if (v != NULL) {
-		const struct policy_cidr *kept = NULL;
-		size_t n_kept = 0;
-		cidr_list(L, v, L->p->pp_trusted[i], -1, &kept, &n_kept);
-	}
+	if (v != NULL)
+		cidr_list(L, v, L->p->pp_trusted[i], -1, &L->p->pp_trusted_list[i],
+		          &L->p->n_pp_trusted_list[i]);
 	/* Never guessed, never from anyone: the balancers' addresses are required. */
 	if (pp->accept != 0 && range_set_count(L->p->pp_trusted[i]) == 0 && (v == NULL || !v->bad))
 		policy_diag(L, v != NULL ? v : m,

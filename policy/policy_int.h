@@ -79,6 +79,8 @@ struct policy {
 	struct range_set *blocked; /* built-in + blocked_ranges */
 	struct range_set *sources; /* every tier's sources, tag = tier index */
 	struct range_set *pp_trusted[POLICY_MAX_LISTEN]; /* listen.proxy[i].proxy_protocol.trusted */
+	const struct policy_cidr *pp_trusted_list[POLICY_MAX_LISTEN]; /* ... as written, for warn.c */
+	size_t n_pp_trusted_list[POLICY_MAX_LISTEN];
 	struct policy_arena arena; /* strings, tiers, rules, ports */
 	/* Places and raw settings that only explain and the warnings read. */
 	const struct policy_cidr *blocked_list; /* blocked_ranges entries, file order */

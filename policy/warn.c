@@ -24,6 +24,7 @@ static const char *const names[PW__COUNT] = {
     [PW_TIER_AUDIT_MODE] = "tier_audit_mode",
     [PW_TLS_PORT_UNCHECKED] = "tls_port_unchecked",
     [PW_AUDIT_QUEUE_SMALL] = "audit_queue_small",
+    [PW_PROXY_TRUSTED_BROAD] = "proxy_trusted_broad",
 };
 
 const char *policy_warn_name(enum policy_warn w)
@@ -151,6 +152,46 @@ static void warn_sources(const struct policy *p, const struct policy_tier_int *t
 			    e->a.family == ADDR_V4 ? "IPv4" : "IPv6");
 	}
 	(void)p;
+}
+
+/*
+ * A trusted balancer sets the source of what it forwards.  A range that is /0,
+ * or that holds a tier's clients, lets those clients send their own header and
+ * take another tier's identity, limits and audit name.
+ */
+static void warn_trusted(const struct policy *p, struct policy_warnings *out)
+{
+	char c[64];
+	for (size_t l = 0; l < p->set.n_listen_proxy; l++) {
+		for (size_t i = 0; i < p->n_pp_trusted_list[l]; i++) {
+			const struct policy_cidr *e = &p->pp_trusted_list[l][i];
+			if (e->plen == 0) {
+				add(out, PW_PROXY_TRUSTED_BROAD, e->line, e->col,
+				    "listen.proxy[%zu].proxy_protocol.trusted[%zu]: %s trusts every "
+				    "peer to name its own source; list the load balancers' addresses",
+				    l, i, cidr_text(e, c, sizeof(c)));
+				continue;
+			}
+			for (size_t t = 0; t < p->n_tiers; t++) {
+				const struct policy_tier_int *ti = &p->tiers[t];
+				size_t k = 0;
+				while (k < ti->n_sources_list &&
+				       !overlap(&e->a, e->plen, &ti->sources_list[k].a,
+				                ti->sources_list[k].plen))
+					k++;
+				if (k == ti->n_sources_list)
+					continue;
+				add(out, PW_PROXY_TRUSTED_BROAD, e->line, e->col,
+				    "listen.proxy[%zu].proxy_protocol.trusted[%zu]: %s overlaps the "
+				    "sources of tier '%s' (line %u): a client there could send its own "
+				    "PROXY header and choose its source; trust only the balancers' "
+				    "addresses",
+				    l, i, cidr_text(e, c, sizeof(c)), ti->pub.name,
+				    ti->sources_list[k].line);
+				break;
+			}
+		}
+	}
 }
 
 /* A rule's pattern as a key: "a:" address, "n:" exact name, "w:" wildcard suffix. */
@@ -382,6 +423,7 @@ int policy_warn(const struct policy *p, struct policy_warnings *out)
 		    "refused (audit_unavailable); raise it or leave it unset",
 		    (unsigned long long)s->audit_queue_bytes,
 		    (unsigned long long)s->max_connections * AUDIT_ROOM_PER_CONN);
+	warn_trusted(p, out);
 	for (size_t i = 0; i < p->n_tiers; i++) {
 		const struct policy_tier_int *t = &p->tiers[i];
 		if (t->pub.mode == TIER_AUDIT)

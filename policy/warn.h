@@ -25,6 +25,8 @@ enum policy_warn {
 	PW_TLS_PORT_UNCHECKED,         /* a rule allows 443 (or a top-level TLS port) that the tier
 	                                  does not check for TLS: plain HTTP and anything else pass */
 	PW_AUDIT_QUEUE_SMALL,          /* audit.queue_size below 2 KiB x limits.max_connections */
+	PW_PROXY_TRUSTED_BROAD,        /* proxy_protocol.trusted is /0 or covers a tier's sources:
+	                                  clients there could choose their own source address */
 	PW__COUNT
 };
 

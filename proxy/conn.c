@@ -693,11 +693,49 @@ static const struct policy *listener_policy(const struct conn_env *env, size_t i
 	return env->bound;
 }
 
+/*
+ * A header took time to come: is its sender still a trusted balancer under the
+ * policy current now?  And a pod is never one: a pod that could reach a PROXY
+ * listener and were trusted (a CIDR that covers pods) would choose its own
+ * source.  False: refused.
+ */
+static bool balancer_still_trusted(struct conn *c)
+{
+	struct conn_env *env = c->env;
+	size_t entry;
+	const struct policy *lp = listener_policy(env, c->via->listener, &entry);
+	if (policy_settings(lp)->listen_pp[entry].accept == 0 ||
+	    !policy_listen_trusted(lp, entry, &c->via->peer))
+		return false;
+	if (env->podmap != NULL) {
+		struct pod_info *pod = podmap_lookup(env->podmap, &c->via->peer);
+		pod_info_unref(pod);
+		if (pod != NULL)
+			return false;
+	}
+	return true;
+}
+
 void conn_start(struct conn *c)
 {
 	struct conn_env *env = c->env;
 	if (conn_buffered(c) != 0) {
 		conn_close(c, R_INTERNAL_ERROR);
+		return;
+	}
+	/* Limits and identity under the policy current now (a header may have taken a while). */
+	conn_env_refresh(env);
+	if (c->policy != env->policy) {
+		policy_unref(c->policy);
+		c->policy = policy_ref(env->policy);
+	}
+	if (c->via != NULL && !balancer_still_trusted(c)) {
+		/* Its header counts for nothing: the record names the peer itself. */
+		c->src = c->via->peer;
+		c->src_port = c->via->peer_port;
+		c->via->proxied = false;
+		c->via->vpce[0] = '\0';
+		conn_refuse(c, R_PROXY_UNTRUSTED_PEER);
 		return;
 	}
 	/* A socket cannot move to another pod: looked up once. */
@@ -753,6 +791,7 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 		conn_close(c, R_INTERNAL_ERROR);
 		return;
 	}
+	size_t bound_index = listener;
 	const struct policy *lp = listener_policy(env, listener, &listener);
 	const struct policy_listen_pp *pp = &policy_settings(lp)->listen_pp[listener];
 	if (pp->accept == 0) {
@@ -769,6 +808,7 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 	c->via->accept = (pp->accept & POLICY_PP_V1 ? PP_ACCEPT_V1 : 0) |
 	                 (pp->accept & POLICY_PP_V2 ? PP_ACCEPT_V2 : 0);
 	c->via->timeout_ms = pp->timeout_ms;
+	c->via->listener = bound_index;
 	c->via->peer = c->src;
 	c->via->peer_port = c->src_port;
 	if (!policy_listen_trusted(lp, listener, &c->src)) {

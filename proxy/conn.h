@@ -108,6 +108,7 @@ struct conn_via {
 	unsigned accept;     /* the listener's proxy_protocol.mode: PP_ACCEPT_* bits */
 	uint32_t timeout_ms; /* ... and its timeout */
 	bool proxied;        /* a PROXY header (not LOCAL, not UNKNOWN) set src */
+	size_t listener;     /* the worker's listener index (its bound address) */
 	struct pc_addr peer;
 	uint16_t peer_port;
 	char vpce[PP_VPCE_MAX + 1]; /* AWS VPC endpoint ID (labels.aws_vpce_id), "" when none */

@@ -392,6 +392,35 @@ with ctx:
             v2("10.2.0.22", hdr_port()) + connect_head("other.example:8080"), 403, "proxy_untrusted_peer",
             src=OTHER)
 
+    # ---- trust is checked again when the header is whole, under the policy current then ----
+    RL = 3141
+    rpx = harness.Proxy(ctx, "reload", tiers, proxy_port=RL, admin_port=9095,
+                        listen={"proxy": [{"address": "127.0.0.1:%d" % RL,
+                                           "proxy_protocol": {"mode": "either",
+                                                              "trusted": [LB + "/32", OTHER + "/32"],
+                                                              "timeout": "60s"}}]}).start()
+
+    def pending_then_removed():
+        """Half a header from OTHER; then a reload drops OTHER from trusted; then the rest."""
+        p = hdr_port()
+        h = v1("10.1.0.70", p) + connect_head("allowed.example:8080")
+        yield h[:10]
+        pol = rpx.policy
+        pol["listen"]["proxy"][0]["proxy_protocol"]["trusted"] = [LB + "/32"]
+        harness.write_atomic(rpx.policy_path, harness.to_yaml(pol) + "\n")
+        os.kill(rpx.proc.pid, signal.SIGHUP)
+        took = harness.wait_until(lambda: status_of(RL, v1("10.1.0.71", hdr_port()), src=OTHER) == 403, 20)
+        expect(took, "a new connection from %s still served 20 s after the reload" % OTHER)
+        yield h[10:]
+
+    with ctx.case("reload: a balancer removed from trusted while its header was pending -> 403 "
+                  "proxy_untrusted_peer when the header completes, recorded with the peer's address"):
+        r = via(RL, None, src=OTHER, chunks=pending_then_removed(), timeout=30)
+        harness.expect_refusal(r, 403, "proxy_untrusted_peer")
+        rec = rpx.audit.by_port(r.src_port)
+        expect(rec is not None and get(rec, "source.ip") == OTHER and get(rec, "source.nat") is None,
+               "record %r" % rec)
+
     # ---- pod identity: the pod map is asked for the header's client ----
     pki = kubeapi.make_pki(ctx.path("kube"), API[0], "kube")
     api = kubeapi.KubeAPI(API[0], API[1], pki["cert"], pki["key"], token="pp-token")
@@ -399,10 +428,14 @@ with ctx:
     with open(ctx.path("kube.token"), "w") as f:
         f.write("pp-token")
     api.add_pod("ci", "runner-1", POD, labels={"portcullis.dev/tier": "b"})
-    KUBE = 3140
+    api.add_pod("ci", "runner-2", OTHER, labels={"portcullis.dev/tier": "b"})  # inside a trusted range
+    KUBE, KUBE_POD = 3140, 3142
     kpx = harness.Proxy(ctx, "kube", tiers, proxy_port=KUBE, admin_port=9094,
                         listen={"proxy": [{"address": "127.0.0.1:%d" % KUBE,
-                                           "proxy_protocol": pp("either")}]},
+                                           "proxy_protocol": pp("either")},
+                                          {"address": "127.0.0.1:%d" % KUBE_POD,
+                                           "proxy_protocol": {"mode": "either",
+                                                              "trusted": [OTHER + "/32"]}}]},
                         identity={"kubernetes": {"api_server": "https://%s:%d" % API,
                                                  "token_file": ctx.path("kube.token"),
                                                  "ca_file": pki["ca"],
@@ -441,4 +474,14 @@ with ctx:
         expect(rec is not None and get(rec, "orchestrator") is None and get(rec, "rule.ruleset") == "a",
                "record %r" % rec)
 
-    ctx.final_checks([audit, kpx.audit])
+    with ctx.case("identity.kubernetes: a pod is never a balancer, even inside trusted -> 403 "
+                  "proxy_untrusted_peer, recorded with the pod's own address"):
+        p = hdr_port()
+        r = via(KUBE_POD, v2("10.1.0.80", p) + connect_head("allowed.example:8080"), src=OTHER)
+        harness.expect_refusal(r, 403, "proxy_untrusted_peer")
+        rec = kpx.audit.by_port(r.src_port)
+        expect(rec is not None and get(rec, "source.ip") == OTHER and get(rec, "source.nat") is None,
+               "record %r" % rec)
+        expect(kpx.audit.by_port(p) is None, "a record names the header's client")
+
+    ctx.final_checks([audit, kpx.audit, rpx.audit])

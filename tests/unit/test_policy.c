@@ -1076,9 +1076,11 @@ static void test_examples(void **state)
 	assert_int_equal(policy_settings(p)->n_listen_proxy, 2);
 	assert_int_equal(policy_settings(p)->listen_pp[0].accept, 0);
 	assert_int_equal(policy_settings(p)->listen_pp[1].accept, POLICY_PP_V2);
-	struct pc_addr lb = {ADDR_V4, {10, 0, 17, 9}}, runner = {ADDR_V4, {10, 42, 1, 2}};
+	struct pc_addr lb = {ADDR_V4, {10, 0, 17, 10}}, runner = {ADDR_V4, {10, 42, 1, 2}},
+	               lb_subnet = {ADDR_V4, {10, 0, 17, 9}};
 	assert_true(policy_listen_trusted(p, 1, &lb));
 	assert_false(policy_listen_trusted(p, 1, &runner));
+	assert_false(policy_listen_trusted(p, 1, &lb_subnet)); /* the NLB's address, not its subnet */
 	policy_unref(p);
 	assert_int_equal(policy_load_file(EXAMPLES "broken.yaml", &p, &d, NULL), POLICY_ERR_INVALID);
 	assert_true(d.n >= 9);

@@ -92,6 +92,15 @@ static const struct warn_case triggers[] = {
     {"audit.queue_size below 2 KiB x max_connections",
      HEAD "limits: {max_connections: 10000}\naudit: {queue_size: 16MiB}\ntiers:\n  t: {}\n",
      PW_AUDIT_QUEUE_SMALL, 4, 21},
+    {"proxy_protocol.trusted 0.0.0.0/0",
+     HEAD "listen:\n  proxy:\n    - address: \"0.0.0.0:3129\"\n      proxy_protocol:\n"
+          "        mode: v2\n        trusted: [0.0.0.0/0]\ntiers:\n  t: {}\n",
+     PW_PROXY_TRUSTED_BROAD, 8, 19},
+    {"proxy_protocol.trusted covering the runners",
+     HEAD "listen:\n  proxy:\n    - address: \"0.0.0.0:3129\"\n      proxy_protocol:\n"
+          "        mode: either\n        trusted: [10.42.0.0/16]\n"
+          "tiers:\n  t: {sources: [10.42.7.0/24]}\n",
+     PW_PROXY_TRUSTED_BROAD, 8, 19},
 };
 
 /* Near misses: none of these warns. */
@@ -132,6 +141,11 @@ static const struct warn_case quiet[] = {
      0, 0},
     {"audit.queue_size unset with many connections",
      HEAD "limits: {max_connections: 100000}\ntiers:\n  t: {}\n", -1, 0, 0},
+    {"proxy_protocol.trusted: the balancers only",
+     HEAD "listen:\n  proxy:\n    - address: \"0.0.0.0:3129\"\n      proxy_protocol:\n"
+          "        mode: v2\n        trusted: [10.0.16.5/32, 10.0.17.5/32]\n"
+          "tiers:\n  t: {sources: [10.42.0.0/16]}\n",
+     -1, 0, 0},
 };
 
 static void load(const char *yaml, struct policy **p)
