@@ -67,6 +67,7 @@ enum reason {
 	R_TLS_SERVER_MALFORMED,    /* cut: the upstream's answer to a checked hello is not a ServerHello */
 	R_SOURCE_TABLE_FULL,       /* 503 limits.max_sources sources, all with open connections */
 	R_RESPONSE_TIMEOUT,        /* 504 plain HTTP: no response head within the idle timeout */
+	R_TLS_JA4_NOT_ALLOWED,     /* cut: the ClientHello's JA4 is in tls.ja4_deny or not in ja4_allow */
 	R__COUNT
 };
 
