@@ -1790,7 +1790,7 @@ def as_list(v):
 REQUIRED_ALWAYS = ("@timestamp", "ecs.version", "event.kind", "event.category", "event.type",
                    "event.action", "event.outcome", "event.reason", "source.ip", "source.port",
                    "observer.product", "observer.hostname", "event.id", "event.dataset",
-                   "event.start", "event.end", "event.duration", "trace.id", "message")
+                   "event.start", "event.end", "event.duration", "message")
 
 
 def ecs_time_ns(text):
@@ -1941,6 +1941,8 @@ class Audit:
             types = as_list(flat.get("event.type"))
             for pr in self.ecs.check_categorization(as_list(flat.get("event.category")), types):
                 probs.append("line %d: %s" % (i, pr))
+            if "trace.id" not in flat and flat.get("event.action") != "refusals-aggregated":
+                probs.append("line %d: lacks trace.id (only an aggregate of many connections may)" % i)
             eid = flat.get("event.id")
             if eid is not None:
                 if eid in seen_ids:
