@@ -403,13 +403,6 @@ static void load_globals(struct policy_loader *L, const struct policy_node *root
 			policy_diag(L, v, "must not be empty (\"-\" is standard output)");
 		s->audit_output = pstrdup(L, str, len);
 	}
-	if (policy_want_unit(L, policy_get(m, "queue_size"), false, 65536, 1ull << 30, "64KiB",
-	                     "1GiB", &x))
-		s->audit_queue_bytes = x;
-	else if (policy_get(m, "queue_size") == NULL &&
-	         (uint64_t)s->max_connections * AUDIT_ROOM_PER_CONN > s->audit_queue_bytes)
-		/* Unset: room for every connection's promised record, however many are allowed. */
-		s->audit_queue_bytes = (uint64_t)s->max_connections * AUDIT_ROOM_PER_CONN;
 	v = policy_get(m, "format");
 	if (v != NULL && !v->bad) {
 		if (policy_is_word(v, "ecs"))
@@ -419,6 +412,16 @@ static void load_globals(struct policy_loader *L, const struct policy_node *root
 		else
 			policy_diag(L, v, "expected ecs or ocsf");
 	}
+	/* OCSF records are about a third longer than ECS ones (measured: 1.2-1.5 KiB). */
+	uint64_t room = s->audit_format == POLICY_AUDIT_OCSF ? AUDIT_ROOM_PER_CONN_OCSF
+	                                                     : AUDIT_ROOM_PER_CONN;
+	if (policy_want_unit(L, policy_get(m, "queue_size"), false, 65536, 1ull << 30, "64KiB",
+	                     "1GiB", &x))
+		s->audit_queue_bytes = x;
+	else if (policy_get(m, "queue_size") == NULL &&
+	         (uint64_t)s->max_connections * room > s->audit_queue_bytes)
+		/* Unset: room for every connection's promised record, however many are allowed. */
+		s->audit_queue_bytes = (uint64_t)s->max_connections * room;
 	policy_want_bool(L, policy_get(m, "tunnel_start"), &s->audit_tunnel_start);
 	v = policy_get(m, "interim");
 	if (v != NULL && policy_is_word(v, "off"))

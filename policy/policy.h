@@ -13,8 +13,10 @@
 #define POLICY_MAX_RESOLVERS 8
 #define POLICY_MAX_LISTEN 8
 /* Audit queue room per allowed connection when audit.queue_size is unset: each admitted
- * exchange has its record's room promised (about 1 KiB) and the queue refuses new ones at 90%. */
+ * exchange has its record's room promised (about 1.5 KiB in ECS with the SIEM fields, 1.8 KiB
+ * in OCSF) and the queue refuses new ones at 90%. */
 #define AUDIT_ROOM_PER_CONN 2048u
+#define AUDIT_ROOM_PER_CONN_OCSF 2560u
 
 /* audit.format values. */
 #define POLICY_AUDIT_ECS  0

@@ -76,6 +76,8 @@ struct audit_rec {
  * not fit. hostname is observer.hostname. Every string is JSON-escaped.
  */
 size_t audit_format(const struct audit_rec *r, const char *hostname, char *buf, size_t n);
+/* The same record in OCSF 1.1.0 (audit_ocsf.c). */
+size_t audit_format_ocsf(const struct audit_rec *r, const char *hostname, char *buf, size_t n);
 /* In the given format. */
 size_t audit_format_as(enum audit_format f, const struct audit_rec *r, const char *hostname,
                        char *buf, size_t n);

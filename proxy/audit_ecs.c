@@ -333,6 +333,6 @@ size_t audit_format(const struct audit_rec *r, const char *hostname, char *buf, 
 size_t audit_format_as(enum audit_format f, const struct audit_rec *r, const char *hostname,
                        char *buf, size_t n)
 {
-	(void)f;
-	return audit_format(r, hostname, buf, n);
+	return f == AUDIT_FMT_OCSF ? audit_format_ocsf(r, hostname, buf, n)
+	                           : audit_format(r, hostname, buf, n);
 }

@@ -167,8 +167,8 @@ static void build(const struct conn *c, enum reason why, bool allowed, struct au
 }
 
 /*
- * What the first flight usually adds to a record after admission: SNI, version, ALPN, a
- * would-deny.  A longer record still fits when the queue has free room; the promise is sized
+ * What the first flight usually adds to a record after admission: SNI, version, ALPN, the
+ * JA4 (about 60 bytes), a would-deny.  A longer record still fits when the queue has free room; the promise is sized
  * for the common case so that 10,000 idle tunnels fit the default queue with room to spare.
  */
 #define RESERVE_SLACK 384

@@ -30,7 +30,7 @@ struct jfield {
 };
 
 struct jdoc {
-	struct jfield f[48];
+	struct jfield f[80]; /* an OCSF record has about 65 leaves */
 	size_t n;
 };
 
@@ -191,11 +191,19 @@ static int jp_value(struct jp *p, const char *path)
 			p->s++;
 			return 0;
 		}
-		for (;;) {
+		for (unsigned idx = 0;; idx++) {
 			jp_ws(p);
-			if (jp_string(p, item, sizeof(item)) != 0)
+			if (p->s < p->end && *p->s == '{') {
+				/* An array of objects (OCSF): its members as path[i].key. */
+				char sub[256];
+				snprintf(sub, sizeof(sub), "%s[%u]", path, idx);
+				if (jp_object(p, sub) != 0)
+					return -1;
+				item[0] = '\0';
+			} else if (jp_string(p, item, sizeof(item)) != 0) {
 				return -1;
-			if (f->val[0])
+			}
+			if (f->val[0] && item[0])
 				strcat(f->val, "|");
 			strcat(f->val, item);
 			jp_ws(p);
@@ -579,6 +587,79 @@ static void test_format_phases(void **state)
 		assert_string_equal(jget(&d, "event.end")->val, "2024-01-02T03:04:05.678901Z");
 		assert_string_equal(jget(&d, "@timestamp")->val, "2024-01-02T03:04:05.678901Z");
 		assert_non_null(jget(&d, "source.bytes"));
+	}
+}
+
+/* OCSF: the class, activity and type_uid of every record kind; times in ms; ids; JA4 unmapped. */
+static void test_format_ocsf(void **state)
+{
+	static const struct {
+		enum audit_phase phase;
+		const char *method;
+		bool end, allowed;
+		const char *cls, *activity, *type_uid;
+	} cases[] = {
+	    {AUDIT_FINAL, "CONNECT", false, false, "4001", "5", "400105"},
+	    {AUDIT_FINAL, NULL, false, false, "4001", "5", "400105"},
+	    {AUDIT_START, "CONNECT", false, true, "4001", "1", "400101"},
+	    {AUDIT_INTERIM, "CONNECT", false, true, "4001", "6", "400106"},
+	    {AUDIT_FINAL, "CONNECT", true, true, "4001", "2", "400102"},
+	    {AUDIT_FINAL, "GET", true, true, "4002", "3", "400203"},
+	    {AUDIT_FINAL, "POST", false, false, "4002", "6", "400206"},
+	    {AUDIT_FINAL, "PATCH", true, true, "4002", "99", "400299"},
+	};
+	char buf[4096];
+	static struct jdoc d;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct audit_rec r = {
+		    .ts_ns = TS_2024,
+		    .start_ns = TS_2024 - 2500000000ULL,
+		    .duration_ns = 2500000000ULL,
+		    .phase = cases[i].phase,
+		    .tunnel_end = cases[i].end,
+		    .allowed = cases[i].allowed,
+		    .reason = cases[i].allowed ? R_CLIENT_CLOSED : R_HOST_NOT_ALLOWED,
+		    .id_prefix = 1,
+		    .event_id = 2,
+		    .conn_id = 3,
+		    .src = &SRC4,
+		    .src_port = 40000,
+		    .method = cases[i].method,
+		    .dst_domain = "example.com",
+		    .dst_ip = &DST6,
+		    .dst_port = 443,
+		    .status = 403,
+		    .tls_version = "1.3",
+		    .sni = "example.com",
+		    .ja4 = "t13d1516h2_8daaf6152771_e5627efa2ab1",
+		    .user_agent = "ua\"x",
+		};
+		size_t n = audit_format_ocsf(&r, "gw", buf, sizeof(buf));
+		assert_true(n > 0);
+		if (jparse(buf, n, &d) != 0)
+			fail_msg("not parsed: %s", buf);
+		assert_string_equal(jget(&d, "class_uid")->val, cases[i].cls);
+		assert_string_equal(jget(&d, "activity_id")->val, cases[i].activity);
+		assert_string_equal(jget(&d, "type_uid")->val, cases[i].type_uid);
+		assert_string_equal(jget(&d, "category_uid")->val, "4");
+		assert_string_equal(jget(&d, "time")->val, "1704164645678");
+		assert_string_equal(jget(&d, "start_time")->val, "1704164643178");
+		assert_string_equal(jget(&d, "duration")->val, "2500");
+		assert_string_equal(jget(&d, "metadata.version")->val, "1.1.0");
+		assert_string_equal(jget(&d, "metadata.uid")->val, "00000000000000010000000000000002");
+		assert_string_equal(jget(&d, "metadata.correlation_uid")->val,
+		                    "00000000000000010000000000000003");
+		assert_string_equal(jget(&d, "severity_id")->val, cases[i].allowed ? "1" : "2");
+		assert_string_equal(jget(&d, "src_endpoint.ip")->val, "10.42.0.7");
+		assert_string_equal(jget(&d, "dst_endpoint.ip")->val, "2001:db8::1");
+		assert_string_equal(jget(&d, "tls.version")->val, "1.3");
+		assert_string_equal(jget(&d, "unmapped.ja4_fingerprint_list[0].value")->val,
+		                    "t13d1516h2_8daaf6152771_e5627efa2ab1");
+		assert_string_equal(jget(&d, "unmapped.ja4_fingerprint_list[0].type_id")->val, "1");
+		if (strcmp(cases[i].cls, "4002") == 0) {
+			assert_string_equal(jget(&d, "http_response.code")->val, "403");
+			assert_string_equal(jget(&d, "http_request.user_agent")->val, "ua\"x");
+		}
 	}
 }
 
@@ -1210,6 +1291,7 @@ int main(void)
 	    cmocka_unit_test(test_format_refusal_minimal),
 	    cmocka_unit_test(test_format_tunnel_full),
 	    cmocka_unit_test(test_format_phases),
+	    cmocka_unit_test(test_format_ocsf),
 	    cmocka_unit_test(test_format_aggregate),
 	    cmocka_unit_test(test_format_combinations),
 	    cmocka_unit_test(test_format_timestamps),
