@@ -221,7 +221,8 @@ static void put_pod(struct jsonw *w, const struct audit_rec *r)
 		jsonw_arr(w, "label"); /* ECS keyword array of "key:value" */
 		for (size_t i = 0; i < nl; i++) {
 			char kv[512];
-			snprintf(kv, sizeof(kv), "%s:%s", r->pod_label_keys[i], r->pod_label_values[i]);
+			snprintf(kv, sizeof(kv), "%s:%s", r->pod_label_keys[i],
+			         r->pod_label_values[i]);
 			jsonw_elem(w);
 			jsonw_str(w, kv);
 		}
@@ -278,13 +279,13 @@ static void put_message(struct jsonw *w, const struct audit_rec *r)
 	else if (r->phase == AUDIT_START)
 		snprintf(m, sizeof(m), "%s %s tunnel open", method, t);
 	else if (r->phase == AUDIT_INTERIM)
-		snprintf(m, sizeof(m), "%s %s tunnel open for %llus, %llu bytes up, %llu down", method,
-		         t, (unsigned long long)(r->duration_ns / 1000000000u), up, down);
+		snprintf(m, sizeof(m), "%s %s tunnel open for %llus, %llu bytes up, %llu down",
+		         method, t, (unsigned long long)(r->duration_ns / 1000000000u), up, down);
 	else if (!r->allowed)
 		snprintf(m, sizeof(m), "%s %s denied: %s", method, t, reason);
 	else if (is_connect(r))
-		snprintf(m, sizeof(m), "%s %s tunnel closed: %s, %llu bytes up, %llu down", method, t,
-		         reason, up, down);
+		snprintf(m, sizeof(m), "%s %s tunnel closed: %s, %llu bytes up, %llu down", method,
+		         t, reason, up, down);
 	else
 		snprintf(m, sizeof(m), "%s %s answered %d, %llu bytes up, %llu down", method, t,
 		         r->status, up, down);

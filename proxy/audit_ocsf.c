@@ -20,10 +20,10 @@
  * reason code, the pod and the audit-mode would-deny.
  */
 
-#define OCSF_VERSION "1.1.0"
+#define OCSF_VERSION     "1.1.0"
 #define CATEGORY_NETWORK 4
-#define CLASS_NETWORK 4001
-#define CLASS_HTTP 4002
+#define CLASS_NETWORK    4001
+#define CLASS_HTTP       4002
 
 static bool is_connect(const struct audit_rec *r)
 {
@@ -39,9 +39,11 @@ struct activity {
 static struct activity http_activity(const char *m)
 {
 	static const struct activity a[] = {
-	    {2, "Delete"}, {3, "Get"}, {4, "Head"}, {5, "Options"}, {6, "Post"}, {7, "Put"}, {8, "Trace"},
+	    {2, "Delete"}, {3, "Get"}, {4, "Head"},  {5, "Options"},
+	    {6, "Post"},   {7, "Put"}, {8, "Trace"},
 	};
-	static const char *const names[] = {"DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "TRACE"};
+	static const char *const names[] = {"DELETE", "GET", "HEAD", "OPTIONS",
+	                                    "POST",   "PUT", "TRACE"};
 	for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++)
 		if (strcmp(m, names[i]) == 0)
 			return a[i];
@@ -83,8 +85,8 @@ static void put_classification(struct jsonw *w, const struct audit_rec *r, bool 
 	jsonw_kv_u64(w, "activity_id", (uint64_t)a.id);
 	jsonw_kv_str(w, "activity_name", a.name);
 	jsonw_kv_u64(w, "type_uid", (uint64_t)cls * 100u + (uint64_t)a.id);
-	snprintf(type_name, sizeof(type_name), "%s: %s", http ? "HTTP Activity" : "Network Activity",
-	         a.name);
+	snprintf(type_name, sizeof(type_name), "%s: %s",
+	         http ? "HTTP Activity" : "Network Activity", a.name);
 	jsonw_kv_str(w, "type_name", type_name);
 	/* A refusal is worth a look (Low); everything let through is Informational. */
 	jsonw_kv_u64(w, "severity_id", r->allowed ? 1 : 2);
@@ -101,9 +103,9 @@ static void put_classification(struct jsonw *w, const struct audit_rec *r, bool 
 
 static void put_times(struct jsonw *w, const struct audit_rec *r)
 {
-	uint64_t start = r->start_ns ? r->start_ns
+	uint64_t start = r->start_ns                  ? r->start_ns
 	                 : r->ts_ns >= r->duration_ns ? r->ts_ns - r->duration_ns
-	                                               : 0;
+	                                              : 0;
 	jsonw_kv_u64(w, "time", r->ts_ns / 1000000u);
 	jsonw_kv_u64(w, "start_time", start / 1000000u);
 	jsonw_kv_u64(w, "end_time", r->ts_ns / 1000000u);

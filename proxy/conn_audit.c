@@ -23,8 +23,8 @@
 static bool submit(struct conn_env *env, const struct audit_rec *r, size_t reserved)
 {
 	char line[AUDIT_LINE_MAX];
-	size_t n = audit_format_as(audit_log_format(env->audit), r, env->hostname, line,
-	                           sizeof(line));
+	size_t n =
+	    audit_format_as(audit_log_format(env->audit), r, env->hostname, line, sizeof(line));
 	if (n == 0) {
 		audit_log_unreserve(env->audit, reserved);
 		atomic_fetch_add_explicit(&env->audit_lost, 1, memory_order_relaxed);
@@ -168,8 +168,9 @@ static void build(const struct conn *c, enum reason why, bool allowed, struct au
 
 /*
  * What the first flight usually adds to a record after admission: SNI, version, ALPN, the
- * JA4 (about 60 bytes), a would-deny.  A longer record still fits when the queue has free room; the promise is sized
- * for the common case so that 10,000 idle tunnels fit the default queue with room to spare.
+ * JA4 (about 60 bytes), a would-deny.  A longer record still fits when the queue has free room; the
+ * promise is sized for the common case so that 10,000 idle tunnels fit the default queue with room
+ * to spare.
  */
 #define RESERVE_SLACK 384
 

@@ -24,6 +24,6 @@
  */
 int community_id_v1(const struct pc_addr *a, uint16_t a_port, const struct pc_addr *b,
                     uint16_t b_port, uint8_t proto, uint16_t seed, char out[COMMUNITY_ID_LEN + 1])
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif

@@ -30,7 +30,7 @@
  * An empty list hashes to "000000000000".
  */
 int ja4_fingerprint(const struct tls_hello *h, char out[JA4_LEN + 1])
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* policy_ja4_valid (policy.h) checks a value's shape. */
 

@@ -14,7 +14,8 @@ int main(int argc, char **argv)
 {
 	static const struct pc_addr src = {ADDR_V4, {10, 42, 3, 17}};
 	static const struct pc_addr dst = {ADDR_V4, {151, 101, 2, 132}};
-	enum audit_format f = argc > 1 && strcmp(argv[1], "ocsf") == 0 ? AUDIT_FMT_OCSF : AUDIT_FMT_ECS;
+	enum audit_format f =
+	    argc > 1 && strcmp(argv[1], "ocsf") == 0 ? AUDIT_FMT_OCSF : AUDIT_FMT_ECS;
 	const struct audit_rec base = {
 	    .id_prefix = 0x5f3c9a0e41d2b786ULL,
 	    .conn_id = 0x2a,
@@ -117,7 +118,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 7; i++) {
 		char line[16384];
 		r[i].event_id = 0x2b + (uint64_t)i;
-		size_t n = audit_format_as(f, &r[i], "portcullis-7d9f8b6c5-x2x4q", line, sizeof(line));
+		size_t n =
+		    audit_format_as(f, &r[i], "portcullis-7d9f8b6c5-x2x4q", line, sizeof(line));
 		if (n == 0)
 			return 1;
 		fputs(line, stdout);

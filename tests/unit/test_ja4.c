@@ -355,9 +355,12 @@ static void test_valid(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_spec_example),   cmocka_unit_test(test_no_sigalgs),
-	    cmocka_unit_test(test_orders),         cmocka_unit_test(test_alpn),
-	    cmocka_unit_test(test_version_sni_counts), cmocka_unit_test(test_no_extensions),
+	    cmocka_unit_test(test_spec_example),
+	    cmocka_unit_test(test_no_sigalgs),
+	    cmocka_unit_test(test_orders),
+	    cmocka_unit_test(test_alpn),
+	    cmocka_unit_test(test_version_sni_counts),
+	    cmocka_unit_test(test_no_extensions),
 	    cmocka_unit_test(test_valid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
