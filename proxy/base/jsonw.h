@@ -21,6 +21,10 @@ struct jsonw {
 	bool full;
 	int depth;
 	bool comma[JSONW_MAX_DEPTH + 1]; /* an element was already written at this depth */
+	/* jsonw_kv_time's last value, formatted (time_len 0: none yet). */
+	uint64_t time_ns;
+	size_t time_len;
+	char time[48];
 };
 
 void jsonw_init(struct jsonw *w, char *buf, size_t n);
@@ -36,7 +40,7 @@ void jsonw_str(struct jsonw *w, const char *s);
 void jsonw_strn(struct jsonw *w, const char *s, size_t n);
 /* An unsigned integer, clamped to INT64_MAX (ECS and OCSF longs are signed). */
 void jsonw_u64(struct jsonw *w, uint64_t v);
-/* The key of the next member ("," before it when needed). */
+/* The key of the next member ("," before it when needed): plain ASCII, copied unescaped. */
 void jsonw_key(struct jsonw *w, const char *k);
 /* Open an object as the value of key k (k NULL: an array element or the top level). */
 void jsonw_obj(struct jsonw *w, const char *k);
