@@ -67,7 +67,6 @@ struct audit_rec {
 	 * tier between start_ns and ts_ns, not written on their own. */
 	uint64_t aggregated;       /* labels.aggregated_refusals; event.action "refusals-aggregated" */
 	bool aggregated_overflow;  /* of many sources: labels.aggregated_scope "many-sources" */
-	uint64_t end_ns;           /* unused: event.end is ts_ns */
 };
 
 /*

@@ -69,7 +69,6 @@ static void emit_aggregate(void *arg, const struct audit_agg_entry *e)
 	    .aggregated = e->count,
 	    .aggregated_overflow = e->overflow,
 	    .start_ns = e->first_ns,
-	    .end_ns = e->last_ns,
 	};
 	/* Lost, it stands for all it counted: the writer counted one, add the rest. */
 	if (!submit(env, &r, 0) && e->count > 1)

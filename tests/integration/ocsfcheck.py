@@ -6,10 +6,12 @@ check(record, schema) returns a list of problems: a class portcullis does not wr
 required attribute missing (in the event and in every object), an attribute the class or
 object does not define, a value of the wrong JSON type for its OCSF type, an enum value
 the schema does not list, type_uid != class_uid * 100 + activity_id, the category, and
-metadata.version.  Usage as a program: ocsfcheck.py FILE... (one JSON record per line)."""
+metadata.version.  Usage as a program: ocsfcheck.py FILE... (one JSON record per line), or
+ocsfcheck.py --run PROGRAM ARG... to check what a program prints (tests/unit/audit_samples)."""
 import ipaddress
 import json
 import os
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -106,13 +108,22 @@ def check(rec, schema):
 
 def main():
     schema = load()
-    bad = 0
-    for path in sys.argv[1:]:
-        with open(path) as f:
-            for i, ln in enumerate(f, 1):
-                for p in check(json.loads(ln), schema):
-                    print("%s:%d: %s" % (path, i, p))
-                    bad += 1
+    bad = n = 0
+    if sys.argv[1:2] == ["--run"]:
+        out = subprocess.run(sys.argv[2:], check=True, capture_output=True, text=True).stdout
+        sources = [("%s" % sys.argv[2], out.splitlines())]
+    else:
+        sources = [(p, open(p).read().splitlines()) for p in sys.argv[1:]]
+    for path, lines in sources:
+        for i, ln in enumerate(lines, 1):
+            n += 1
+            for p in check(json.loads(ln), schema):
+                print("%s:%d: %s" % (path, i, p))
+                bad += 1
+    if n == 0:
+        print("no record to check")
+        return 1
+    print("%d records, %d problems" % (n, bad))
     return 1 if bad else 0
 
 

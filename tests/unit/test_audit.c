@@ -676,7 +676,6 @@ static void test_format_aggregate(void **state)
 	    .tier = "ci",
 	    .aggregated = 12345,
 	    .start_ns = TS_2024,
-	    .end_ns = TS_2024 + 900000000ULL,
 	};
 	char buf[4096];
 	size_t n = audit_format(&r, "gw-1", buf, sizeof(buf));
