@@ -281,6 +281,8 @@ static void put_message(struct jsonw *w, const struct audit_rec *r)
 	else if (r->phase == AUDIT_INTERIM)
 		snprintf(m, sizeof(m), "%s %s tunnel open for %llus, %llu bytes up, %llu down",
 		         method, t, (unsigned long long)(r->duration_ns / 1000000000u), up, down);
+	else if (!r->allowed && r->method == NULL && r->dst_domain == NULL && r->dst_ip == NULL)
+		snprintf(m, sizeof(m), "connection refused before a request: %s", reason);
 	else if (!r->allowed)
 		snprintf(m, sizeof(m), "%s %s denied: %s", method, t, reason);
 	else if (is_connect(r))

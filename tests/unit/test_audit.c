@@ -462,7 +462,7 @@ static void test_format_refusal_minimal(void **state)
 	size_t n = audit_format(&r, "gw-1", buf, sizeof(buf));
 	const char *want =
 	    "{\"@timestamp\":\"2024-01-02T03:04:05.678901Z\",\"ecs\":{\"version\":\"9.4.0\"},"
-	    "\"message\":\"CONNECT - denied: host_not_allowed\","
+	    "\"message\":\"connection refused before a request: host_not_allowed\","
 	    "\"event\":{\"kind\":\"event\",\"category\":[\"network\"],"
 	    "\"type\":[\"connection\",\"denied\"],\"action\":\"connect\",\"outcome\":\"failure\","
 	    "\"reason\":\"host_not_allowed\",\"dataset\":\"portcullis.audit\","
