@@ -46,6 +46,7 @@ int policy_create(struct policy **out)
 	s->resolver_max_answers = 16;
 	s->audit_output = "-";
 	s->audit_queue_bytes = 16u << 20;
+	s->audit_interim_ms = 5 * MS_M;
 	s->max_connections = 10000;
 	s->max_sources = 1000000;
 	s->ipv6_source_prefix = 64;
@@ -211,6 +212,48 @@ bool policy_tier_method_allowed(const struct policy_tier *t, const char *method,
 		    memcmp(t->http_methods[i], method, len) == 0)
 			return true;
 	return false;
+}
+
+bool policy_tier_ja4_allowed(const struct policy_tier *t, const char *ja4)
+{
+	if (t == NULL || ja4 == NULL)
+		return false;
+	for (size_t i = 0; i < t->n_ja4_deny; i++)
+		if (strcmp(t->ja4_deny[i], ja4) == 0)
+			return false;
+	if (t->n_ja4_allow == 0)
+		return true;
+	for (size_t i = 0; i < t->n_ja4_allow; i++)
+		if (strcmp(t->ja4_allow[i], ja4) == 0)
+			return true;
+	return false;
+}
+
+static bool in_set(char c, const char *set)
+{
+	return c != '\0' && strchr(set, c) != NULL;
+}
+
+bool policy_ja4_valid(const char *s, size_t n)
+{
+	static const char lower_alnum[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+	static const char alpn[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+	static const char hex[] = "0123456789abcdef";
+	if (s == NULL || n != 36) /* 10 + "_" + 12 + "_" + 12 */
+		return false;
+	if (!in_set(s[0], "tqd") || !in_set(s[1], lower_alnum) || !in_set(s[2], lower_alnum) ||
+	    !in_set(s[3], "di") || s[10] != '_' || s[23] != '_')
+		return false;
+	for (size_t i = 4; i < 8; i++)
+		if (!in_set(s[i], "0123456789"))
+			return false;
+	/* The ALPN characters are the protocol's own, either case. */
+	if (!in_set(s[8], alpn) || !in_set(s[9], alpn))
+		return false;
+	for (size_t i = 11; i < n; i++)
+		if (i != 23 && !in_set(s[i], hex))
+			return false;
+	return true;
 }
 
 static const struct policy_tier_int *tier_of(const struct policy *p, int tier)

@@ -258,7 +258,8 @@ static const char *const listen_keys[] = {"proxy", "admin", "workers", NULL};
 static const char *const listener_keys[] = {"address", "proxy_protocol", NULL};
 static const char *const pp_keys[] = {"mode", "trusted", "timeout", NULL};
 static const char *const resolver_keys[] = {"servers", "timeout", "attempts", "max_answers", NULL};
-static const char *const audit_keys[] = {"output", "queue_size", NULL};
+static const char *const audit_keys[] = {"output", "queue_size", "format", "tunnel_start",
+                                         "interim", NULL};
 static const char *const limits_keys[] = {"max_connections", "max_sources", "header_timeout", "max_header_bytes",
                                           "max_headers", NULL};
 static const char *const timeouts_keys[] = {"connect", "idle", "max_lifetime", "drain", NULL};
@@ -267,7 +268,7 @@ static const char *const tier_keys[] = {"mode", "sources",  "allow", "allow_rang
 static const char *const rule_keys[] = {"host", "ports", "name", NULL};
 static const char *const tls_keys[] = {"require_sni", "sni_must_match", "require_tls_ports",
                                        "allow_ech",   "hello_timeout",  "max_hello_bytes",
-                                       NULL};
+                                       "ja4_allow",   "ja4_deny",       NULL};
 static const char *const caps_keys[] = {"upload_bytes", "download_bytes", "connections_per_source",
                                         "upload_bytes_per_source", NULL};
 static const char *const budget_keys[] = {"bytes", "window", NULL};
@@ -475,15 +476,34 @@ static void load_globals(struct policy_loader *L, const struct policy_node *root
 			policy_diag(L, v, "must not be empty (\"-\" is standard output)");
 		s->audit_output = pstrdup(L, str, len);
 	}
+	v = policy_get(m, "format");
+	if (v != NULL && !v->bad) {
+		if (policy_is_word(v, "ecs"))
+			s->audit_format = POLICY_AUDIT_ECS;
+		else if (policy_is_word(v, "ocsf"))
+			s->audit_format = POLICY_AUDIT_OCSF;
+		else
+			policy_diag(L, v, "expected ecs or ocsf");
+	}
+	/* OCSF records are about a third longer than ECS ones (measured: 1.2-1.5 KiB). */
+	uint64_t room = s->audit_format == POLICY_AUDIT_OCSF ? AUDIT_ROOM_PER_CONN_OCSF
+	                                                     : AUDIT_ROOM_PER_CONN;
 	if (policy_want_unit(L, policy_get(m, "queue_size"), false, 65536, 1ull << 30, "64KiB",
 	                     "1GiB", &x)) {
 		s->audit_queue_bytes = x;
 		L->p->queue_line = policy_get(m, "queue_size")->line;
 		L->p->queue_col = policy_get(m, "queue_size")->col;
 	} else if (policy_get(m, "queue_size") == NULL &&
-	         (uint64_t)s->max_connections * AUDIT_ROOM_PER_CONN > s->audit_queue_bytes)
+	           (uint64_t)s->max_connections * room > s->audit_queue_bytes) {
 		/* Unset: room for every connection's promised record, however many are allowed. */
-		s->audit_queue_bytes = (uint64_t)s->max_connections * AUDIT_ROOM_PER_CONN;
+		s->audit_queue_bytes = (uint64_t)s->max_connections * room;
+	}
+	policy_want_bool(L, policy_get(m, "tunnel_start"), &s->audit_tunnel_start);
+	v = policy_get(m, "interim");
+	if (v != NULL && policy_is_word(v, "off"))
+		s->audit_interim_ms = 0;
+	else
+		policy_want_ms(L, v, 10 * MS_S, 24 * MS_H, "10s", "24h", &s->audit_interim_ms);
 
 	v = policy_get(root, "version");
 	if (v == NULL)
@@ -693,6 +713,61 @@ static bool want_method(struct policy_loader *L, const struct policy_node *n, co
 	return true;
 }
 
+/*
+ * tls.ja4_allow / tls.ja4_deny: a list of 1..POLICY_MAX_JA4 distinct JA4
+ * fingerprints (policy_ja4_valid), or an empty list [] (none: clears a
+ * top-level list in a tier).
+ */
+static void load_ja4_list(struct policy_loader *L, const struct policy_node *v,
+                          const char *const **out, size_t *n_out)
+{
+	const char **l;
+	size_t n = 0;
+	bool ok = true;
+
+	if (v == NULL || v->bad)
+		return;
+	if (v->kind != PN_SEQ) {
+		policy_diag(L, v, "expected a list of JA4 fingerprints");
+		return;
+	}
+	if (v->n > POLICY_MAX_JA4) {
+		policy_diag(L, v, "too many JA4 fingerprints (at most %u)", POLICY_MAX_JA4);
+		return;
+	}
+	l = v->n ? policy_arena_alloc(&L->p->arena, v->n * sizeof(*l)) : NULL;
+	if (v->n && l == NULL) {
+		L->nomem = true;
+		return;
+	}
+	for (const struct policy_node *it = v->first; it != NULL; it = it->next) {
+		const char *s;
+		size_t len, i;
+		if (!policy_want_str(L, it, &s, &len))
+			ok = false;
+		else if (!policy_ja4_valid(s, len)) {
+			policy_diag(L, it,
+			            "\"%.*s\" is not a JA4 fingerprint (like "
+			            "t13d1516h2_8daaf6152771_e5627efa2ab1, hashes in lowercase)",
+			            (int)(len < 64 ? len : 64), s);
+			ok = false;
+		} else {
+			for (i = 0; i < n && strcmp(l[i], s) != 0; i++)
+				;
+			if (i < n) {
+				policy_diag(L, it, "duplicate JA4 fingerprint %s", l[i]);
+				ok = false;
+			} else if ((l[n++] = pstrdup(L, s, len)) == NULL) {
+				return;
+			}
+		}
+	}
+	if (ok) {
+		*out = l;
+		*n_out = n;
+	}
+}
+
 /* http.methods: a list of 1..32 distinct methods, or any (n_http_methods = 0). */
 static void load_methods(struct policy_loader *L, const struct policy_node *v,
                          struct policy_tier *pt)
@@ -770,6 +845,8 @@ static void load_tier_blocks(struct policy_loader *L, const struct policy_node *
 	if (policy_want_unit(L, policy_get(sub, "max_hello_bytes"), false, 512, 65536, "512B",
 	                     "64KiB", &x))
 		pt->max_hello_bytes = (uint32_t)x;
+	load_ja4_list(L, policy_get(sub, "ja4_allow"), &pt->ja4_allow, &pt->n_ja4_allow);
+	load_ja4_list(L, policy_get(sub, "ja4_deny"), &pt->ja4_deny, &pt->n_ja4_deny);
 
 	sub = policy_section(L, m, "caps", caps_keys);
 	policy_want_unit(L, policy_get(sub, "upload_bytes"), false, 0, UINT64_MAX, "0", "16EiB",

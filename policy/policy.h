@@ -13,8 +13,14 @@
 #define POLICY_MAX_RESOLVERS 8
 #define POLICY_MAX_LISTEN 8
 /* Audit queue room per allowed connection when audit.queue_size is unset: each admitted
- * exchange has its record's room promised (about 1 KiB) and the queue refuses new ones at 90%. */
+ * exchange has its record's room promised (about 1.5 KiB in ECS with the SIEM fields, 1.8 KiB
+ * in OCSF) and the queue refuses new ones at 90%. */
 #define AUDIT_ROOM_PER_CONN 2048u
+#define AUDIT_ROOM_PER_CONN_OCSF 2560u
+
+/* audit.format values. */
+#define POLICY_AUDIT_ECS  0
+#define POLICY_AUDIT_OCSF 1
 
 /* A host:port socket address from the policy (listen / resolver entries). */
 struct policy_sockaddr {
@@ -37,6 +43,13 @@ struct policy_tier {
 	bool require_sni;           /* default true */
 	bool sni_must_match;        /* default true */
 	bool allow_ech;             /* default false */
+	/* tls.ja4_allow / tls.ja4_deny: JA4 fingerprints of the ClientHello (policy_ja4_valid
+	 * shape, lowercase as logged).  A hello whose JA4 is denied, or not in a non-empty allow
+	 * list, is refused with tls_ja4_not_allowed. */
+	const char *const *ja4_allow;
+	size_t n_ja4_allow; /* 0: any JA4 (default) */
+	const char *const *ja4_deny;
+	size_t n_ja4_deny;
 	const uint16_t *tls_ports;  /* require_tls_ports, default {443} */
 	size_t n_tls_ports;
 	/* caps: 0 = unlimited */
@@ -73,6 +86,20 @@ struct policy_tier {
  * len == 0: false.
  */
 bool policy_tier_method_allowed(const struct policy_tier *t, const char *method, size_t len);
+
+/*
+ * May a ClientHello with this JA4 fingerprint (NUL-terminated, as ja4.h
+ * writes it) go through tier t?  False when it is in tls.ja4_deny, or when
+ * tls.ja4_allow is set and does not hold it; exact comparison.
+ */
+bool policy_tier_ja4_allowed(const struct policy_tier *t, const char *ja4);
+
+/*
+ * Is s (n bytes) shaped like a JA4 fingerprint (FoxIO JA4, technical_details/JA4.md):
+ * [tqd] two version characters [0-9a-z], [di], four digits, two ALPN characters
+ * [0-9A-Za-z], "_", 12 hex digits, "_", 12 hex digits, hex in lowercase?
+ */
+bool policy_ja4_valid(const char *s, size_t n);
 
 #define POLICY_MAX_KUBE_NAMESPACES 64
 #define POLICY_MAX_AUDIT_LABELS 8
@@ -135,6 +162,10 @@ struct policy_settings {
 
 	const char *audit_output; /* "-" = stdout (default) or a file path */
 	uint64_t audit_queue_bytes; /* audit.queue_size, default max(16MiB, 2KiB x max_connections) */
+	unsigned audit_format;      /* audit.format: POLICY_AUDIT_ECS (default) or POLICY_AUDIT_OCSF */
+	bool audit_tunnel_start;    /* audit.tunnel_start: a record when each tunnel opens (false) */
+	uint32_t audit_interim_ms;  /* audit.interim: a record every this long while a tunnel is
+	                             * open (default 5m; 0 = off) */
 
 	uint32_t max_connections;   /* limits.max_connections, default 10000 */
 	uint32_t max_sources;       /* limits.max_sources: per-source table size, default 1000000 */

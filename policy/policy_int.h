@@ -24,6 +24,7 @@
 #define POLICY_MAX_SOURCES    4096 /* sources over all tiers */
 #define POLICY_MAX_METHODS    32   /* http.methods entries */
 #define POLICY_METHOD_MAX     32   /* characters of one method */
+#define POLICY_MAX_JA4        1024 /* entries of tls.ja4_allow, and of tls.ja4_deny */
 #define POLICY_TIER_NAME_MAX  63
 #define POLICY_RULE_NAME_MAX  128
 

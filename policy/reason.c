@@ -66,6 +66,7 @@ static const struct reason_info reasons[R__COUNT] = {
 	[R_PROXY_HEADER_INVALID] = {"proxy_header_invalid", 400, "http_request_error"},
 	[R_PROXY_HEADER_TIMEOUT] = {"proxy_header_timeout", 408, "http_request_error"},
 	[R_PROXY_HEADER_UNEXPECTED] = {"proxy_header_unexpected", 403, "http_request_denied"},
+	[R_TLS_JA4_NOT_ALLOWED] = {"tls_ja4_not_allowed", 200, ""},
 };
 
 const char *reason_name(enum reason r)

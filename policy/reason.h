@@ -4,7 +4,7 @@
 
 /*
  * Stable: names never change once released; new codes are appended.
- * Keep in sync with the README's reason-code table (a unit test checks the names).
+ * Keep in sync with docs/reasons.md's table (a unit test checks the names).
  */
 enum reason {
 	R_ALLOWED = 0,             /* 200 allowed by a rule */
@@ -74,6 +74,7 @@ enum reason {
 	R_PROXY_HEADER_TIMEOUT,    /* 408 the PROXY header did not arrive whole within its timeout */
 	R_PROXY_HEADER_UNEXPECTED, /* 403 a PROXY header where a request was due (no PROXY listener, or a
 	                              second header) */
+	R_TLS_JA4_NOT_ALLOWED,     /* cut: the ClientHello's JA4 is in tls.ja4_deny or not in ja4_allow */
 	R__COUNT
 };
 

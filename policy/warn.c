@@ -415,14 +415,15 @@ int policy_warn(const struct policy *p, struct policy_warnings *out)
 		    "identity.unknown_source: every client that matches no tier's sources gets "
 		    "tier '%s' (a new subnet, a misrouted host); prefer deny",
 		    p->tiers[s->unknown_source_tier].pub.name);
-	if (p->queue_line != 0 &&
-	    s->audit_queue_bytes < (uint64_t)s->max_connections * AUDIT_ROOM_PER_CONN)
+	uint64_t room = s->audit_format == POLICY_AUDIT_OCSF ? AUDIT_ROOM_PER_CONN_OCSF
+	                                                     : AUDIT_ROOM_PER_CONN;
+	if (p->queue_line != 0 && s->audit_queue_bytes < (uint64_t)s->max_connections * room)
 		add(out, PW_AUDIT_QUEUE_SMALL, p->queue_line, p->queue_col,
 		    "audit.queue_size: %llu bytes is below 2 KiB x limits.max_connections (%llu): "
 		    "open connections' promised records can fill it and new connections are "
 		    "refused (audit_unavailable); raise it or leave it unset",
 		    (unsigned long long)s->audit_queue_bytes,
-		    (unsigned long long)s->max_connections * AUDIT_ROOM_PER_CONN);
+		    (unsigned long long)s->max_connections * room);
 	warn_trusted(p, out);
 	for (size_t i = 0; i < p->n_tiers; i++) {
 		const struct policy_tier_int *t = &p->tiers[i];

@@ -1,4 +1,4 @@
-/* Audit log: ECS 9.4 JSON lines (pure formatter) and one writer thread that writes whole lines. */
+/* Audit log: one writer thread that writes whole lines (the formats: audit_ecs.c). */
 #include "audit.h"
 
 #include <errno.h>
@@ -10,14 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "ascii.h"
 
-#define AUDIT_MAX_DEPTH        4
 #define AUDIT_IDLE_WAKE_MS     1000 /* an idle writer still notices a reopen request this often */
 #define AUDIT_ERROR_BACKOFF_MS 100
 #define AUDIT_GIVE_UP_ERRORS   20 /* consecutive write errors after destroy before dropping */
@@ -29,388 +27,6 @@
  */
 #define AUDIT_BATCH_MS    5
 #define AUDIT_BATCH_BYTES (64u * 1024u)
-
-/* ---- formatting ---- */
-
-/* Output cursor: everything is appended or nothing is (full latches). */
-struct jbuf {
-	char *p;
-	size_t n;   /* capacity, the terminating NUL included */
-	size_t len; /* bytes written, NUL excluded */
-	bool full;
-	int depth;
-	bool comma[AUDIT_MAX_DEPTH]; /* an element was already written at this depth */
-};
-
-static void put(struct jbuf *b, const char *s, size_t len)
-{
-	if (b->full || len >= b->n - b->len) {
-		b->full = true;
-		return;
-	}
-	memcpy(b->p + b->len, s, len);
-	b->len += len;
-}
-
-static void put_lit(struct jbuf *b, const char *s)
-{
-	put(b, s, strlen(s));
-}
-
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629 §4), or 0. s is NUL-terminated. */
-static size_t utf8_seq(const unsigned char *s)
-{
-	unsigned char c = s[0];
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t need;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		need = 1;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		need = 2;
-		if (c == 0xe0)
-			lo = 0xa0; /* overlong */
-		if (c == 0xed)
-			hi = 0x9f; /* UTF-16 surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		need = 3;
-		if (c == 0xf0)
-			lo = 0x90; /* overlong */
-		if (c == 0xf4)
-			hi = 0x8f; /* above U+10FFFF */
-	} else {
-		return 0;
-	}
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i <= need; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return need + 1;
-}
-
-/* The two-character escape of c (RFC 8259 §7), or 0. */
-static char short_escape(unsigned char c)
-{
-	switch (c) {
-	case '"':
-		return '"';
-	case '\\':
-		return '\\';
-	case '\b':
-		return 'b';
-	case '\f':
-		return 'f';
-	case '\n':
-		return 'n';
-	case '\r':
-		return 'r';
-	case '\t':
-		return 't';
-	default:
-		return 0;
-	}
-}
-
-/*
- * A JSON string (RFC 8259 §7): quotes and backslashes escaped, every control
- * byte and DEL as \u00XX, well-formed UTF-8 copied, any other byte as U+FFFD.
- */
-static void put_str(struct jbuf *b, const char *str)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	put(b, "\"", 1);
-	while (*s != '\0' && !b->full) {
-		const unsigned char *run = s;
-		while (*s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\')
-			s++;
-		put(b, (const char *)run, (size_t)(s - run));
-		if (*s == '\0')
-			break;
-		char e[6] = {'\\', short_escape(*s), 0, 0, 0, 0};
-		size_t k;
-		if (e[1] != 0) {
-			put(b, e, 2);
-			s++;
-		} else if (*s < 0x20 || *s == 0x7f) {
-			memcpy(e + 1, "u00", 3);
-			e[4] = ascii_hex_digit(*s >> 4, false);
-			e[5] = ascii_hex_digit(*s, false);
-			put(b, e, 6);
-			s++;
-		} else if ((k = utf8_seq(s)) > 0) {
-			put(b, (const char *)s, k);
-			s += k;
-		} else {
-			put(b, "\\ufffd", 6);
-			s++;
-		}
-	}
-	put(b, "\"", 1);
-}
-
-static void put_u64(struct jbuf *b, uint64_t v)
-{
-	char t[24];
-	if (v > INT64_MAX)
-		v = INT64_MAX; /* ECS long is signed 64-bit */
-	int k = snprintf(t, sizeof(t), "%llu", (unsigned long long)v);
-	put(b, t, (size_t)k);
-}
-
-static void key(struct jbuf *b, const char *k)
-{
-	if (b->comma[b->depth])
-		put(b, ",", 1);
-	b->comma[b->depth] = true;
-	put_str(b, k);
-	put(b, ":", 1);
-}
-
-static void obj_open(struct jbuf *b, const char *k)
-{
-	key(b, k);
-	put(b, "{", 1);
-	b->comma[++b->depth] = false;
-}
-
-static void obj_close(struct jbuf *b)
-{
-	put(b, "}", 1);
-	b->depth--;
-}
-
-static void kv_str(struct jbuf *b, const char *k, const char *v)
-{
-	key(b, k);
-	put_str(b, v);
-}
-
-static void kv_u64(struct jbuf *b, const char *k, uint64_t v)
-{
-	key(b, k);
-	put_u64(b, v);
-}
-
-static void kv_ip(struct jbuf *b, const char *k, const struct pc_addr *a)
-{
-	char t[ADDR_STRLEN];
-	size_t n = addr_format(a, t, sizeof(t));
-	if (n == 0 || n >= sizeof(t))
-		return;
-	key(b, k);
-	put(b, "\"", 1);
-	put(b, t, n);
-	put(b, "\"", 1);
-}
-
-/* An RFC 3339 UTC time with microseconds under key k. */
-static void kv_time(struct jbuf *b, const char *k, uint64_t ts_ns)
-{
-	time_t sec = (time_t)(ts_ns / 1000000000u);
-	unsigned usec = (unsigned)(ts_ns % 1000000000u / 1000u);
-	struct tm tm;
-	char t[40];
-	if (gmtime_r(&sec, &tm) == NULL) {
-		b->full = true;
-		return;
-	}
-	int n = snprintf(t, sizeof(t), "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900,
-	                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
-	key(b, k);
-	put(b, "\"", 1);
-	put(b, t, (size_t)n);
-	put(b, "\"", 1);
-}
-
-static void put_event(struct jbuf *b, const struct audit_rec *r)
-{
-	bool connect = r->method == NULL || strcmp(r->method, "CONNECT") == 0;
-	obj_open(b, "event");
-	kv_str(b, "kind", "event");
-	key(b, "category");
-	put_lit(b, "[\"network\",\"web\"]");
-	key(b, "type");
-	put_lit(b, r->allowed ? "[\"connection\",\"allowed\"" : "[\"connection\",\"denied\"");
-	put_lit(b, r->tunnel_end ? ",\"end\"]" : "]");
-	kv_str(b, "action", r->aggregated > 0 ? "refusals-aggregated"
-	                    : !connect        ? "http-request"
-	                    : r->tunnel_end   ? "tunnel"
-	                                      : "connect");
-	kv_str(b, "outcome", r->allowed ? "success" : "failure");
-	kv_str(b, "reason", reason_name(r->reason));
-	kv_u64(b, "duration", r->duration_ns);
-	if (r->aggregated > 0) {
-		kv_time(b, "start", r->start_ns);
-		kv_time(b, "end", r->end_ns);
-	}
-	obj_close(b);
-}
-
-static void put_endpoints(struct jbuf *b, const struct audit_rec *r)
-{
-	bool bytes = r->tunnel_end || r->bytes_up != 0 || r->bytes_down != 0;
-	if (r->src != NULL || r->src_port != 0 || bytes) {
-		obj_open(b, "source");
-		if (r->src != NULL)
-			kv_ip(b, "ip", r->src);
-		if (r->src_port != 0)
-			kv_u64(b, "port", r->src_port);
-		if (bytes)
-			kv_u64(b, "bytes", r->bytes_up);
-		if (r->src_nat != NULL) {
-			/* ECS: "translated ip of source based NAT sessions ... load balancers". */
-			obj_open(b, "nat");
-			kv_ip(b, "ip", r->src_nat);
-			kv_u64(b, "port", r->src_nat_port);
-			obj_close(b);
-		}
-		obj_close(b);
-	}
-	if (r->dst_domain != NULL || r->dst_ip != NULL || r->dst_port != 0 || bytes) {
-		obj_open(b, "destination");
-		if (r->dst_domain != NULL)
-			kv_str(b, "domain", r->dst_domain);
-		if (r->dst_ip != NULL)
-			kv_ip(b, "ip", r->dst_ip);
-		if (r->dst_port != 0)
-			kv_u64(b, "port", r->dst_port);
-		if (bytes)
-			kv_u64(b, "bytes", r->bytes_down);
-		obj_close(b);
-	}
-	obj_open(b, "network");
-	kv_str(b, "transport", "tcp");
-	kv_str(b, "protocol", "http");
-	kv_str(b, "direction", "outbound");
-	obj_close(b);
-}
-
-static void put_details(struct jbuf *b, const struct audit_rec *r)
-{
-	if (r->method != NULL || r->status > 0) {
-		obj_open(b, "http");
-		if (r->method != NULL) {
-			obj_open(b, "request");
-			kv_str(b, "method", r->method);
-			obj_close(b);
-		}
-		if (r->status > 0) {
-			obj_open(b, "response");
-			kv_u64(b, "status_code", (uint64_t)r->status);
-			obj_close(b);
-		}
-		obj_close(b);
-	}
-	if (r->sni != NULL || r->tls_version != NULL || r->tls_next_protocol != NULL) {
-		obj_open(b, "tls");
-		if (r->tls_version != NULL) {
-			kv_str(b, "version", r->tls_version);
-			kv_str(b, "version_protocol", "tls");
-		}
-		if (r->tls_next_protocol != NULL)
-			kv_str(b, "next_protocol", r->tls_next_protocol);
-		if (r->sni != NULL) {
-			obj_open(b, "client");
-			kv_str(b, "server_name", r->sni);
-			obj_close(b);
-		}
-		obj_close(b);
-	}
-	if (r->url_domain != NULL || r->url_path != NULL) {
-		obj_open(b, "url");
-		if (r->url_domain != NULL)
-			kv_str(b, "domain", r->url_domain);
-		if (r->url_path != NULL)
-			kv_str(b, "path", r->url_path);
-		if (r->url_port != 0)
-			kv_u64(b, "port", r->url_port);
-		obj_close(b);
-	}
-	if (r->rule != NULL || r->tier != NULL) {
-		obj_open(b, "rule");
-		if (r->rule != NULL)
-			kv_str(b, "name", r->rule);
-		if (r->tier != NULL)
-			kv_str(b, "ruleset", r->tier);
-		obj_close(b);
-	}
-	if (r->pod_name != NULL) {
-		obj_open(b, "orchestrator");
-		if (r->pod_ns != NULL)
-			kv_str(b, "namespace", r->pod_ns);
-		obj_open(b, "resource");
-		kv_str(b, "type", "pod");
-		kv_str(b, "name", r->pod_name);
-		if (r->pod_uid != NULL)
-			kv_str(b, "id", r->pod_uid);
-		size_t nl = r->n_pod_labels < 8 ? r->n_pod_labels : 8;
-		if (nl > 0) {
-			key(b, "label"); /* ECS keyword array of "key:value" */
-			put(b, "[", 1);
-			for (size_t i = 0; i < nl; i++) {
-				char kv[512];
-				snprintf(kv, sizeof(kv), "%s:%s", r->pod_label_keys[i],
-				         r->pod_label_values[i]);
-				if (i > 0)
-					put(b, ",", 1);
-				put_str(b, kv);
-			}
-			put(b, "]", 1);
-		}
-		obj_close(b);
-		obj_close(b);
-	}
-	const char *hint = reason_hint(r->reason);
-	if (r->would_deny != NULL || r->aggregated > 0 || r->aws_vpce_id != NULL || hint != NULL) {
-		obj_open(b, "labels");
-		if (hint != NULL)
-			kv_str(b, "hint", hint);
-		if (r->would_deny != NULL)
-			kv_str(b, "would_deny", r->would_deny);
-		/* No ECS field names a consumer's VPC endpoint: cloud.* describes the
-		 * observer's own host, observer.ingress.* its own interfaces. */
-		if (r->aws_vpce_id != NULL)
-			kv_str(b, "aws_vpce_id", r->aws_vpce_id);
-		if (r->aggregated > 0) {
-			char n[24];
-			snprintf(n, sizeof(n), "%llu", (unsigned long long)r->aggregated);
-			kv_str(b, "aggregated_refusals", n); /* ECS labels are keywords */
-			if (r->aggregated_overflow)
-				kv_str(b, "aggregated_scope", "many-sources");
-		}
-		obj_close(b);
-	}
-}
-
-size_t audit_format(const struct audit_rec *r, const char *hostname, char *buf, size_t n)
-{
-	struct jbuf b = {.p = buf, .n = n};
-	if (r == NULL || buf == NULL || n == 0)
-		return 0;
-	put(&b, "{", 1);
-	kv_time(&b, "@timestamp", r->ts_ns);
-	obj_open(&b, "ecs");
-	kv_str(&b, "version", "9.4.0");
-	obj_close(&b);
-	put_event(&b, r);
-	put_endpoints(&b, r);
-	put_details(&b, r);
-	obj_open(&b, "observer");
-	if (hostname != NULL)
-		kv_str(&b, "hostname", hostname);
-	kv_str(&b, "product", "portcullis");
-	kv_str(&b, "vendor", "portcullis");
-	kv_str(&b, "type", "proxy");
-	kv_str(&b, "version", PORTCULLIS_VERSION);
-	obj_close(&b);
-	put(&b, "}\n", 2);
-	if (b.full)
-		return 0;
-	buf[b.len] = '\0';
-	return b.len;
-}
 
 /* ---- the writer ---- */
 
@@ -435,6 +51,9 @@ struct audit_log {
 	atomic_bool stop;       /* destroy asked the writer to flush and exit */
 	atomic_int reopen;      /* set by audit_log_reopen; async-signal-safe */
 	atomic_ullong dropped;
+	atomic_ullong next_id; /* audit_log_next_id */
+	uint64_t id_prefix;    /* random, drawn at create */
+	enum audit_format format; /* set once at start-up, before any worker runs */
 	atomic_ullong write_errors;
 	atomic_int last_errno;
 	unsigned long long reopen_not_before_ms; /* writer only: back-off after a failed open */
@@ -647,6 +266,14 @@ struct audit_log *audit_log_create(const char *output, size_t queue_bytes, char 
 		return NULL;
 	}
 	l->fd = -1;
+	/* Ids only need to differ between processes: no entropy is waited for. */
+	if (getrandom(&l->id_prefix, sizeof(l->id_prefix), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(l->id_prefix)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		l->id_prefix = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^
+		               ((uint64_t)getpid() << 32);
+	}
 	if (pthread_mutex_init(&l->mu, NULL) != 0) {
 		snprintf(errmsg, errlen, "mutex: %s", strerror(errno));
 		free(l);
@@ -825,4 +452,25 @@ uint64_t audit_log_write_errors(const struct audit_log *l)
 int audit_log_last_errno(const struct audit_log *l)
 {
 	return l ? atomic_load(&l->last_errno) : 0;
+}
+
+uint64_t audit_log_next_id(struct audit_log *l)
+{
+	return l ? atomic_fetch_add_explicit(&l->next_id, 1, memory_order_relaxed) + 1 : 0;
+}
+
+uint64_t audit_log_id_prefix(const struct audit_log *l)
+{
+	return l ? l->id_prefix : 0;
+}
+
+void audit_log_set_format(struct audit_log *l, enum audit_format f)
+{
+	if (l != NULL)
+		l->format = f;
+}
+
+enum audit_format audit_log_format(const struct audit_log *l)
+{
+	return l ? l->format : AUDIT_FMT_ECS;
 }

@@ -9,13 +9,33 @@
 #include "addr.h"
 #include "reason.h"
 
+/* Which record of an exchange (event.type, and the OCSF activity). */
+enum audit_phase {
+	AUDIT_FINAL = 0, /* the exchange's one closing record: a refusal, or its end */
+	AUDIT_START,     /* a tunnel started (audit.tunnel_start) */
+	AUDIT_INTERIM,   /* a tunnel is still open (audit.interim) */
+};
+
+/* audit.format: the schema every record is written in. */
+enum audit_format {
+	AUDIT_FMT_ECS = 0, /* Elastic Common Schema 9.4 (default) */
+	AUDIT_FMT_OCSF,    /* OCSF 1.1.0: Network Activity (4001), HTTP Activity (4002) */
+};
+
 /* Everything one record can carry. Strings may be NULL (field omitted). */
 struct audit_rec {
-	uint64_t ts_ns;            /* wall clock, ns since the epoch (@timestamp) */
-	uint64_t duration_ns;      /* event.duration */
-	bool tunnel_end;           /* true: a tunnel closed; false: a refusal at decision time */
+	uint64_t ts_ns;            /* wall clock, ns since the epoch: when this record's event
+	                            * happened (@timestamp, event.end) */
+	uint64_t start_ns;         /* event.start: when the exchange began (0: ts_ns - duration_ns) */
+	uint64_t duration_ns;      /* event.duration: start to ts */
+	enum audit_phase phase;
+	bool tunnel_end;           /* FINAL: true an exchange ended; false a refusal at decision time */
 	bool allowed;              /* event.type allowed vs denied; outcome success vs failure */
 	enum reason reason;        /* event.reason */
+	uint64_t id_prefix;        /* this process's random id prefix (audit_log_id_prefix) */
+	uint64_t event_id;         /* event.id: unique per record (audit_log_next_id) */
+	uint64_t conn_id;          /* trace.id: shared by every record of one client connection */
+	const char *community_id;  /* network.community_id of the client's flow */
 	const struct pc_addr *src; /* source.ip */
 	uint16_t src_port;
 	/* Through a load balancer (PROXY protocol): src is the client its header named; the
@@ -36,9 +56,11 @@ struct audit_rec {
 	const char *url_domain;    /* url.domain (plain HTTP) */
 	const char *url_path;      /* url.path, never the query (plain HTTP) */
 	uint16_t url_port;         /* url.port (plain HTTP; 0: omit) */
+	const char *user_agent;    /* user_agent.original (the request's User-Agent) */
 	const char *sni;           /* tls.client.server_name */
 	const char *tls_version;   /* tls.version ("1.3": highest offered) + tls.version_protocol "tls" */
 	const char *tls_next_protocol; /* tls.next_protocol (the one ALPN protocol offered) */
+	const char *ja4;           /* tls.client.ja4 (custom field: ECS 9.4 has none) */
 	/* The source pod, from the Kubernetes map (pod_name NULL: no orchestrator fields). */
 	const char *pod_ns;   /* orchestrator.namespace */
 	const char *pod_name; /* orchestrator.resource.name; orchestrator.resource.type "pod" */
@@ -47,18 +69,28 @@ struct audit_rec {
 	const char *pod_label_values[8];
 	size_t n_pod_labels;
 	/* A counted record (audit_agg): this many refusals of one source, reason and
-	 * tier between start_ns and end_ns, not written on their own. */
+	 * tier between start_ns and ts_ns, not written on their own. */
 	uint64_t aggregated;       /* labels.aggregated_refusals; event.action "refusals-aggregated" */
 	bool aggregated_overflow;  /* of many sources: labels.aggregated_scope "many-sources" */
-	uint64_t start_ns, end_ns; /* event.start, event.end (wall clock) */
 };
 
 /*
- * Format one record as a single JSON line (with '\n') into buf.
- * Pure: no clock, no I/O. Returns the length, or 0 if it does not fit.
- * hostname is observer.hostname. Every string is JSON-escaped.
+ * Format one record as a single JSON line (with '\n') into buf, in ECS
+ * (audit_ecs.c). Pure: no clock, no I/O. Returns the length, or 0 if it does
+ * not fit. hostname is observer.hostname. Every string is JSON-escaped.
  */
 size_t audit_format(const struct audit_rec *r, const char *hostname, char *buf, size_t n);
+/* The same record in OCSF 1.1.0 (audit_ocsf.c). */
+size_t audit_format_ocsf(const struct audit_rec *r, const char *hostname, char *buf, size_t n);
+/* In the given format. */
+size_t audit_format_as(enum audit_format f, const struct audit_rec *r, const char *hostname,
+                       char *buf, size_t n);
+
+/* A record id as 32 lowercase hex digits: the process prefix, then the sequence number. */
+void audit_id_hex(uint64_t prefix, uint64_t id, char out[33]);
+
+/* The ECS event.category / event.type / event.action of a record (also used by OCSF). */
+const char *audit_action(const struct audit_rec *r);
 
 /* The writer: one per process. Opaque. */
 struct audit_log;
@@ -109,6 +141,10 @@ bool audit_log_available(const struct audit_log *l);
  */
 bool audit_log_pressed(const struct audit_log *l);
 
+/* The format of every record (audit.format; fixed at start-up). */
+void audit_log_set_format(struct audit_log *l, enum audit_format f);
+enum audit_format audit_log_format(const struct audit_log *l);
+
 /* Ask the writer to reopen the file at its next record (SIGUSR1). */
 void audit_log_reopen(struct audit_log *l);
 
@@ -116,6 +152,14 @@ void audit_log_reopen(struct audit_log *l);
 void audit_log_destroy(struct audit_log *l);
 
 /* Records dropped because the queue was full. */
+/*
+ * Ids for event.id and trace.id: a process-wide sequence (never 0) behind a
+ * random 64-bit prefix drawn when the log was created, so ids from two
+ * processes or two runs do not collide.  Thread-safe (one relaxed atomic).
+ */
+uint64_t audit_log_next_id(struct audit_log *l);
+uint64_t audit_log_id_prefix(const struct audit_log *l);
+
 uint64_t audit_log_dropped(const struct audit_log *l);
 
 /*
@@ -123,11 +167,12 @@ uint64_t audit_log_dropped(const struct audit_log *l);
  * - audit_format NUL-terminates buf, so it needs the returned length + 1
  *   bytes; a record whose strings are all short and plain fits in 2 KiB
  *   (each escaped byte of a string may take up to 6).
- * - Event fields: event.type is ["connection","allowed"|"denied"] plus "end"
- *   for tunnel_end; event.action is "tunnel" (tunnel_end) or "connect"
- *   (refusal) for CONNECT and a NULL method, "http-request" for any other
- *   method; source.bytes / destination.bytes are written for every
- *   tunnel_end and otherwise only when not 0.
+ * - Event fields (docs/siem.md has the table): every category/type pair is
+ *   one ECS 9.4 allows (tests/integration/ecs/event_categorization.csv).
+ *   event.action is "tunnel" for a CONNECT's records and a NULL method,
+ *   "connect" for a CONNECT refused at decision time, "http-request" for
+ *   any other method; source.bytes / destination.bytes are written for every
+ *   tunnel_end, start and interim record and otherwise only when not 0.
  * - Batching: audit_log_submit wakes the writer only when it sleeps with
  *   nothing queued (or when the batch it is collecting passes 64 KiB); a
  *   woken writer waits up to 5 ms for more records, then writes them all in

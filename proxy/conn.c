@@ -168,6 +168,11 @@ void conn_arm_activity(struct conn *c)
 		return;
 	}
 	uint64_t left = idle_left < life_left ? idle_left : life_left;
+	if (c->interim_next != 0) {
+		uint64_t interim_left = conn_audit_interim(c, now_fine);
+		if (interim_left < left)
+			left = interim_left;
+	}
 	conn_arm_ms(c, left / 1000000ull + ACTIVITY_SLACK_MS);
 }
 
@@ -425,6 +430,8 @@ static void end(struct conn *c, enum reason why, bool linger)
 	c->tls = NULL;
 	free(c->url_path);
 	c->url_path = NULL;
+	free(c->user_agent);
+	c->user_agent = NULL;
 	conn_unbuffered(c);
 	if (c->timer != NULL)
 		event_free(c->timer);
@@ -590,6 +597,9 @@ void conn_next_exchange(struct conn *c)
 	c->port = 0;
 	free(c->url_path);
 	c->url_path = NULL;
+	free(c->user_agent);
+	c->user_agent = NULL;
+	c->interim_next = 0;
 	free(c->tls);
 	c->tls = NULL;
 	c->t0_mono = mono_ns();
@@ -753,6 +763,22 @@ void conn_start(struct conn *c)
 		conn_enter(c, CS_REQUEST);
 }
 
+/* network.community_id of the client's flow: its address and port to the listener's. */
+static void flow_id(struct conn *c, evutil_socket_t fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct pc_addr local;
+	uint16_t lport;
+	c->community_id[0] = '\0';
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	sockaddr_to_addr((const struct sockaddr *)&ss, &local, &lport);
+	if (community_id_v1(&c->src, c->src_port, &local, lport, COMMUNITY_ID_TCP, 0,
+	                    c->community_id) != 0)
+		c->community_id[0] = '\0';
+}
+
 void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa,
                  size_t listener)
 {
@@ -781,6 +807,8 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 	c->t0_wall = wall_ns();
 	c->policy = policy_ref(env->policy);
 	sockaddr_to_addr(sa, &c->src, &c->src_port);
+	c->id = audit_log_next_id(env->audit);
+	flow_id(c, fd);
 	c->next = env->conns;
 	if (env->conns != NULL)
 		env->conns->prev = c;

@@ -32,8 +32,10 @@
 #include <event2/util.h>
 
 #include "addr.h"
+#include "community_id.h"
 #include "host.h"
 #include "http_parse.h"
+#include "ja4.h"
 #include "metrics.h"
 #include "policy.h"
 #include "proxy_proto.h"
@@ -119,6 +121,7 @@ struct conn_tls {
 	char sni[HOST_NAME_MAX_LEN + 1]; /* canonical SNI, "" when none */
 	char version[8];                 /* highest offered: "1.3", "1.2", ... */
 	char alpn[64];                   /* the one ALPN protocol offered, "" otherwise */
+	char ja4[JA4_LEN + 1];           /* its JA4 fingerprint, "" if it could not be computed */
 };
 
 /*
@@ -191,6 +194,8 @@ struct conn {
 	uint16_t src_port;
 	struct conn_via *via;   /* on a PROXY-protocol listener (malloc'd), else NULL */
 	struct pod_info *pod;   /* the source pod (a reference), or NULL */
+	uint64_t id;            /* trace.id of every record of this connection (audit_log_next_id) */
+	char community_id[COMMUNITY_ID_LEN + 1]; /* of the client's flow to the listener, or "" */
 	struct src_slot *slot;  /* per-source hold, accept to close */
 	bool over_source_limit; /* audit mode: admitted past connections_per_source */
 
@@ -220,6 +225,8 @@ struct conn {
 	uint64_t cap_up, cap_down;     /* of those, counted against caps.upload/download_bytes */
 	struct conn_tls *tls;          /* hello.c, for the record; NULL unless inspected */
 	char *url_path;                /* plain HTTP: the target's path for the record (malloc'd) */
+	char *user_agent;              /* the request's User-Agent for the record (malloc'd), or NULL */
+	uint64_t interim_next;         /* monotonic ns of the tunnel's next interim record (0: none) */
 
 	/* ---- phase-private state (opaque here) ---- */
 	struct dial *dial;
@@ -336,6 +343,18 @@ void conn_audit(struct conn *c, enum reason why, bool allowed);
  * when the queue cannot promise it: refuse with audit_unavailable.
  */
 bool conn_audit_reserve(struct conn *c);
+/*
+ * A tunnel started (CS_TUNNEL entered): its start record when audit.tunnel_start,
+ * and the first interim record's time.  Neither uses the room promised to the
+ * close record: when the queue has no other room they are lost (counted), the
+ * close record never.  conn_audit.c
+ */
+void conn_audit_tunnel_start(struct conn *c);
+/*
+ * The tunnel's interim record if one is due at monotonic `now` (audit.interim);
+ * nanoseconds until the next one (UINT64_MAX: none).  conn_audit.c
+ */
+uint64_t conn_audit_interim(struct conn *c, uint64_t now);
 /* The record of a refusal at accept, before a connection object exists. conn_audit.c */
 void conn_audit_raw(struct conn_env *env, const struct sockaddr *sa, enum reason why);
 /* The next exchange on this connection (keep-alive): reset what belonged to the last one. */

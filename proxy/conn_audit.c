@@ -23,7 +23,8 @@
 static bool submit(struct conn_env *env, const struct audit_rec *r, size_t reserved)
 {
 	char line[AUDIT_LINE_MAX];
-	size_t n = audit_format(r, env->hostname, line, sizeof(line));
+	size_t n =
+	    audit_format_as(audit_log_format(env->audit), r, env->hostname, line, sizeof(line));
 	if (n == 0) {
 		audit_log_unreserve(env->audit, reserved);
 		atomic_fetch_add_explicit(&env->audit_lost, 1, memory_order_relaxed);
@@ -56,6 +57,8 @@ static void emit_aggregate(void *arg, const struct audit_agg_entry *e)
 	struct conn_env *env = arg;
 	struct audit_rec r = {
 	    .ts_ns = e->last_ns,
+	    .id_prefix = audit_log_id_prefix(env->audit),
+	    .event_id = audit_log_next_id(env->audit),
 	    .duration_ns =
 	        e->last_ns >= e->first_ns ? e->last_ns - e->first_ns : 0, /* wall clock */
 	    .reason = e->reason,
@@ -66,7 +69,6 @@ static void emit_aggregate(void *arg, const struct audit_agg_entry *e)
 	    .aggregated = e->count,
 	    .aggregated_overflow = e->overflow,
 	    .start_ns = e->first_ns,
-	    .end_ns = e->last_ns,
 	};
 	/* Lost, it stands for all it counted: the writer counted one, add the rest. */
 	if (!submit(env, &r, 0) && e->count > 1)
@@ -99,13 +101,24 @@ void conn_audit_fini(struct conn_env *env)
 	env->agg = NULL;
 }
 
-/* The exchange's record as it stands (strings point into c). */
+/*
+ * The exchange's record as it stands (strings point into c): @timestamp and
+ * event.end are now, event.start the exchange's start, and the duration is
+ * measured on the monotonic clock (so end - start is exactly the duration).
+ */
 static void build(const struct conn *c, enum reason why, bool allowed, struct audit_rec *out)
 {
 	const struct policy_tier *t = conn_tier(c);
+	uint64_t took = mono_ns() - c->t0_mono;
 	struct audit_rec r = {
-	    .ts_ns = c->t0_wall,
-	    .duration_ns = mono_ns() - c->t0_mono,
+	    .ts_ns = c->t0_wall + took,
+	    .start_ns = c->t0_wall,
+	    .duration_ns = took,
+	    .id_prefix = audit_log_id_prefix(c->env->audit),
+	    .event_id = audit_log_next_id(c->env->audit),
+	    .conn_id = c->id,
+	    .community_id = c->community_id[0] ? c->community_id : NULL,
+	    .user_agent = c->user_agent,
 	    .tunnel_end = allowed,
 	    .allowed = allowed,
 	    .reason = why,
@@ -131,6 +144,7 @@ static void build(const struct conn *c, enum reason why, bool allowed, struct au
 		r.sni = c->tls->sni[0] ? c->tls->sni : NULL;
 		r.tls_version = c->tls->version[0] ? c->tls->version : NULL;
 		r.tls_next_protocol = c->tls->alpn[0] ? c->tls->alpn : NULL;
+		r.ja4 = c->tls->ja4[0] ? c->tls->ja4 : NULL;
 	}
 	if (c->url_path != NULL) {
 		/* A plain-HTTP exchange: the target as a URL (never the query). */
@@ -157,9 +171,10 @@ static void build(const struct conn *c, enum reason why, bool allowed, struct au
 }
 
 /*
- * What the first flight usually adds to a record after admission: SNI, version, ALPN, a
- * would-deny.  A longer record still fits when the queue has free room; the promise is sized
- * for the common case so that 10,000 idle tunnels fit the default queue with room to spare.
+ * What the first flight usually adds to a record after admission: SNI, version, ALPN, the
+ * JA4 (about 60 bytes), a would-deny.  A longer record still fits when the queue has free room; the
+ * promise is sized for the common case so that 10,000 idle tunnels fit the default queue with room
+ * to spare.
  */
 #define RESERVE_SLACK 384
 
@@ -169,8 +184,10 @@ bool conn_audit_reserve(struct conn *c)
 	char line[AUDIT_LINE_MAX];
 	build(c, R_UPSTREAM_CLOSED, true, &r);
 	r.bytes_up = r.bytes_down = r.duration_ns = UINT64_MAX; /* the widest numbers */
+	r.event_id = UINT64_MAX;
 	r.status = 200;
-	size_t n = audit_format(&r, c->env->hostname, line, sizeof(line));
+	size_t n = audit_format_as(audit_log_format(c->env->audit), &r, c->env->hostname, line,
+	                           sizeof(line));
 	size_t want = (n > 0 ? n : sizeof(line)) + RESERVE_SLACK;
 	audit_log_unreserve(c->env->audit, c->audit_reserved);
 	c->audit_reserved = 0;
@@ -204,9 +221,13 @@ void conn_audit_raw(struct conn_env *env, const struct sockaddr *sa, enum reason
 	struct pc_addr src;
 	uint16_t src_port;
 	sockaddr_to_addr(sa, &src, &src_port);
+	uint64_t id = audit_log_next_id(env->audit);
 	struct audit_rec r = {
 	    .ts_ns = wall_ns(),
 	    .reason = why,
+	    .id_prefix = audit_log_id_prefix(env->audit),
+	    .event_id = id,
+	    .conn_id = id, /* the connection had this one record */
 	    .src = &src,
 	    .src_port = src_port,
 	    .status = reason_http_status(why),
@@ -215,4 +236,45 @@ void conn_audit_raw(struct conn_env *env, const struct sockaddr *sa, enum reason
 	if (refusal_counted(env, &src, src_port, why, 0, NULL))
 		return;
 	submit(env, &r, 0);
+}
+
+/* A start or interim record of the open tunnel: queued only into room nobody was promised. */
+static void tunnel_record(struct conn *c, enum audit_phase phase)
+{
+	struct audit_rec r;
+	build(c, R_ALLOWED, true, &r);
+	r.phase = phase;
+	r.tunnel_end = false;
+	submit(c->env, &r, 0);
+}
+
+static uint64_t interim_ns(const struct conn *c)
+{
+	return (uint64_t)policy_settings(c->policy)->audit_interim_ms * 1000000ull;
+}
+
+void conn_audit_tunnel_start(struct conn *c)
+{
+	if (c->audited || !c->have_request)
+		return;
+	if (policy_settings(c->policy)->audit_tunnel_start)
+		tunnel_record(c, AUDIT_START);
+	uint64_t every = interim_ns(c);
+	c->interim_next = every ? mono_ns() + every : 0;
+}
+
+uint64_t conn_audit_interim(struct conn *c, uint64_t now)
+{
+	uint64_t every = interim_ns(c);
+	if (c->interim_next == 0 || every == 0 || c->audited || c->state != CS_TUNNEL) {
+		c->interim_next = 0;
+		return UINT64_MAX;
+	}
+	if (now >= c->interim_next) {
+		tunnel_record(c, AUDIT_INTERIM);
+		/* One record per interval however late the timer ran: the next is due a whole
+		 * interval from now. */
+		c->interim_next = now + every;
+	}
+	return c->interim_next - now;
 }

@@ -77,6 +77,16 @@ static void remember_hello(struct conn *c, const struct tls_hello *h, const stru
 		memcpy(c->tls->alpn, h->alpn[0].p, h->alpn[0].len);
 		c->tls->alpn[h->alpn[0].len] = '\0';
 	}
+	if (ja4_fingerprint(h, c->tls->ja4) != 0)
+		c->tls->ja4[0] = '\0';
+}
+
+/* tls.ja4_allow / ja4_deny; a JA4 that could not be computed passes only a tier without lists. */
+static bool ja4_ok(const struct conn *c, const struct policy_tier *t)
+{
+	if (t->n_ja4_allow == 0 && t->n_ja4_deny == 0)
+		return true;
+	return c->tls != NULL && c->tls->ja4[0] != '\0' && policy_tier_ja4_allowed(t, c->tls->ja4);
 }
 
 /*
@@ -101,6 +111,8 @@ static enum reason verdict(struct conn *c, const struct tls_hello *h, bool secon
 	}
 	if ((h->has_ech || h->has_esni) && !t->allow_ech)
 		return R_TLS_ECH;
+	if (!ja4_ok(c, t))
+		return R_TLS_JA4_NOT_ALLOWED;
 	if (h->has_sni && !sni_ok)
 		return R_TLS_MALFORMED;
 	/* §4.1.2: the second hello is the first one with a new key share, not a new server. */

@@ -105,6 +105,8 @@ static int run(const char *path)
 		policy_unref(p);
 		return EXIT_STARTUP;
 	}
+	audit_log_set_format(audit, s->audit_format == POLICY_AUDIT_OCSF ? AUDIT_FMT_OCSF
+	                                                                  : AUDIT_FMT_ECS);
 	int rc = EXIT_STARTUP;
 	struct server *srv = server_create(p, path, sha, audit, err, sizeof(err));
 	if (srv == NULL) {

@@ -418,8 +418,10 @@ static void tunnel_enter(struct conn *c)
 		else
 			settle(c, d);
 	}
-	if (c->state == CS_TUNNEL)
+	if (c->state == CS_TUNNEL) {
+		conn_audit_tunnel_start(c);
 		conn_arm_activity(c);
+	}
 }
 
 static void tunnel_timeout(struct conn *c)

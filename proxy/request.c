@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -91,10 +92,29 @@ static enum reason plain_target(struct conn *c, const struct http_req *req)
 	return R_ALLOWED;
 }
 
+/* The request's User-Agent for the record (the first one; long values are cut). */
+static void keep_user_agent(struct conn *c, const struct http_req *req)
+{
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const struct http_view *n = &req->headers[i].name, *v = &req->headers[i].value;
+		if (n->len != 10 || strncasecmp(n->p, "user-agent", 10) != 0)
+			continue;
+		size_t len = v->len < REQUEST_UA_MAX ? v->len : REQUEST_UA_MAX;
+		free(c->user_agent);
+		c->user_agent = malloc(len + 1);
+		if (c->user_agent != NULL) {
+			memcpy(c->user_agent, v->p, len);
+			c->user_agent[len] = '\0';
+		}
+		return;
+	}
+}
+
 /* Decide on a complete request head (head_len bytes at the front of the client's input). */
 static void decide(struct conn *c, const struct http_req *req, size_t head_len)
 {
 	conn_decide_begin(c, req->method.p, req->method.len);
+	keep_user_agent(c, req);
 	bool plain = req->method_kind != HTTP_M_CONNECT;
 	c->plain = plain;
 	enum reason why = R_ALLOWED;

@@ -6,6 +6,8 @@
 
 /* url.path in a record is cut after this many bytes. */
 #define REQUEST_PATH_MAX 511
+/* user_agent.original is cut at this many bytes. */
+#define REQUEST_UA_MAX 256
 
 /* CS_REQUEST. */
 extern const struct conn_phase request_phase;

@@ -252,6 +252,7 @@ static void report_static_changes(const struct policy_settings *o, const struct 
 	        "resolver");
 	CHANGED(strcmp(o->audit_output, n->audit_output) != 0, "audit.output");
 	CHANGED(o->audit_queue_bytes != n->audit_queue_bytes, "audit.queue_size");
+	CHANGED(o->audit_format != n->audit_format, "audit.format");
 	CHANGED(!same_kube_watch(&o->kube, &n->kube),
 	        "identity.kubernetes (what is watched, and how)");
 #undef CHANGED

@@ -41,6 +41,7 @@ enum {
 	HS_CLIENT_HELLO = 1, /* HandshakeType client_hello (RFC 8446 §4) */
 	SNI_HOST_NAME = 0,   /* NameType host_name (RFC 6066 §3) */
 	EXT_SERVER_NAME = 0, /* RFC 6066 §3 */
+	EXT_SIG_ALGS = 13,   /* signature_algorithms, RFC 8446 §4.2.3 */
 	EXT_ALPN = 16,       /* RFC 7301 §3.1 */
 	EXT_PSK = 41,        /* pre_shared_key, RFC 8446 §4.2.11 */
 	EXT_EARLY_DATA = 42, /* early_data, RFC 8446 §4.2.10 */
@@ -308,9 +309,28 @@ static int parse_versions(struct rd d, struct tls_hello *out)
 	return 0;
 }
 
+/*
+ * signature_algorithms (RFC 8446 §4.2.3):
+ *   SignatureScheme supported_signature_algorithms<2..2^16-2>;
+ * SignatureScheme is a uint16 (§4.2.3), so the list is even and not empty.
+ */
+static int parse_sig_algs(struct rd d, struct tls_hello *out)
+{
+	struct rd list;
+
+	if (!rd_vec16(&d, &list) || d.n != 0 || list.n < 2 || list.n % 2 != 0)
+		return TLS_ERR_MALFORMED;
+	out->has_sig_algs = true;
+	out->sig_algs.p = list.p;
+	out->sig_algs.len = list.n;
+	return 0;
+}
+
 static int parse_extension(unsigned type, struct rd data, struct tls_hello *out)
 {
 	switch (type) {
+	case EXT_SIG_ALGS:
+		return parse_sig_algs(data, out);
 	case EXT_SERVER_NAME:
 		return parse_sni(data, out);
 	case EXT_ALPN:
@@ -341,6 +361,8 @@ static int parse_extensions(struct rd r, struct tls_hello *out)
 	uint8_t seen[65536 / 8];
 	bool after_psk = false;
 
+	out->extensions.p = r.p;
+	out->extensions.len = r.n;
 	memset(seen, 0, sizeof(seen));
 	while (r.n > 0) {
 		unsigned type;
@@ -391,6 +413,8 @@ static int parse_client_hello(const uint8_t *msg, size_t msg_len, struct tls_hel
 	/* CipherSuite is uint8[2]: an even, non-empty list. */
 	if (!rd_vec16(&r, &suites) || suites.n < 2 || suites.n % 2 != 0)
 		return TLS_ERR_MALFORMED;
+	out->ciphers.p = suites.p;
+	out->ciphers.len = suites.n;
 	/* RFC 5246 §7.4.1.2: the list "MUST contain" the null method (0);
 	 * RFC 8446 §4.1.2 wants exactly that one byte for TLS 1.3. */
 	if (!rd_vec8(&r, &comp) || comp.n < 1 || memchr(comp.p, 0, comp.n) == NULL)

@@ -48,6 +48,11 @@ struct tls_hello {
 	bool has_ech;        /* encrypted_client_hello 0xfe0d (draft-ietf-tls-esni) */
 	bool has_esni;       /* legacy draft ESNI 0xffce */
 	size_t n_extensions; /* extensions in the hello, GREASE included */
+	/* Raw views for fingerprinting (ja4.h); each list is already validated. */
+	struct tls_view ciphers;    /* cipher_suites: 2 bytes each, wire order, GREASE kept */
+	struct tls_view extensions; /* the extensions block: (type, length, data)..., wire order */
+	bool has_sig_algs;          /* a signature_algorithms extension was present */
+	struct tls_view sig_algs;   /* its SignatureScheme list: 2 bytes each, wire order */
 	size_t msg_len;      /* handshake message bytes in scratch (4-byte header included) */
 	size_t consumed;     /* bytes of the records that carried the hello == return value */
 };

@@ -1,6 +1,9 @@
 /* libFuzzer target for the TLS ClientHello parser, with its consistency invariants. */
 #include "tls_hello.h"
 
+#include "ja4.h"
+#include "policy.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,7 +67,7 @@ static bool view_in(struct tls_view v, const uint8_t *base, size_t len)
 
 static bool view_eq(struct tls_view a, const uint8_t *p, size_t n)
 {
-	return a.len == n && memcmp(a.p, p, n) == 0;
+	return a.len == n && (n == 0 || memcmp(a.p, p, n) == 0);
 }
 
 /* By content: a and b may point into different scratch buffers. */
@@ -84,7 +87,24 @@ static bool same_hello(const struct tls_hello *a, const struct tls_hello *b)
 		if (!view_eq(a->alpn[i], b->alpn[i].p, b->alpn[i].len))
 			return false;
 	}
+	if (!view_eq(a->ciphers, b->ciphers.p, b->ciphers.len) ||
+	    !view_eq(a->extensions, b->extensions.p, b->extensions.len) ||
+	    a->has_sig_algs != b->has_sig_algs ||
+	    (a->has_sig_algs && !view_eq(a->sig_algs, b->sig_algs.p, b->sig_algs.len)))
+		return false;
 	return memcmp(a->versions, b->versions, sizeof(a->versions)) == 0;
+}
+
+/* The JA4 of an accepted hello: computed, shaped as the policy expects, the same for an equal
+ * hello parsed elsewhere. */
+static void check_ja4(const struct tls_hello *a, const struct tls_hello *b)
+{
+	char x[JA4_LEN + 1], y[JA4_LEN + 1];
+	check(ja4_fingerprint(a, x) == 0 && ja4_fingerprint(b, y) == 0, "ja4 failed");
+	check(policy_ja4_valid(x, strlen(x)), "ja4 shape");
+	check(strcmp(x, y) == 0, "ja4 differs between equal hellos");
+	check(a->ciphers.len >= 2 && a->ciphers.len % 2 == 0, "cipher view");
+	check(!a->has_sig_algs || (a->sig_algs.len >= 2 && a->sig_algs.len % 2 == 0), "sig_algs view");
 }
 
 /* ---- an independent walk of an accepted hello (invariant 3) ---------------- */
@@ -300,6 +320,7 @@ static void run(const uint8_t *buf, size_t n, const struct tls_limits *l)
 		/* the records alone: the same result, the same views into scratch2 */
 		int rm = tls_hello_parse(buf, (size_t)r, l, scratch2, sizeof(scratch2), &part);
 		check(rm == r && same_hello(&whole, &part), "hello alone differs");
+		check_ja4(&whole, &part);
 		/* a scratch of exactly the message is enough; one byte less is not */
 		rm = tls_hello_parse(buf, n, l, scratch2, whole.msg_len, &part);
 		check(rm == r && same_hello(&whole, &part), "scratch of msg_len differs");

@@ -51,7 +51,7 @@ REASON_STATUS = {
     # refusals inside the tunnel's first flight: the client had already seen 200
     "tls_no_sni": 200, "tls_sni_mismatch": 200, "tls_sni_not_allowed": 200, "not_tls": 200,
     "tls_ech": 200, "tls_malformed": 200, "tls_hello_too_large": 200, "tls_hello_timeout": 200,
-    "tls_server_malformed": 200,
+    "tls_server_malformed": 200, "tls_ja4_not_allowed": 200,
     # caps
     "source_connection_limit": 429, "source_upload_budget": 429, "audit_unavailable": 503,
     "source_table_full": 503, "response_timeout": 504,
@@ -62,7 +62,7 @@ CLOSE_REASONS = {"client_closed", "upstream_closed", "idle_timeout", "max_lifeti
 # Reasons an audit-mode tier records in labels.would_deny instead of refusing.
 WOULD_DENY_REASONS = {"host_not_allowed", "port_not_allowed", "tls_required", "tls_no_sni", "tls_sni_mismatch",
                       "tls_sni_not_allowed", "not_tls", "tls_ech", "tls_malformed", "tls_server_malformed",
-                      "tls_hello_too_large", "tls_hello_timeout", "upload_cap", "download_cap",
+                      "tls_ja4_not_allowed", "tls_hello_too_large", "tls_hello_timeout", "upload_cap", "download_cap",
                       "source_connection_limit", "source_upload_budget"}
 # Plain-HTTP forwarding (issue 5): its refusal reasons, and how a forwarded request's record ends
 # (allowed: the exchange completed; otherwise why it was cut).
@@ -1561,8 +1561,9 @@ def check_http_record(rec, method, status=None, reason="allowed", domain=None, p
     expect(get(rec, "event.action") == "http-request", "event.action %r, want http-request" %
            get(rec, "event.action"))
     types = as_list(get(rec, "event.type"))
-    expect("allowed" in types and "end" in types and "denied" not in types,
-           "audit event.type %r, want connection/allowed/end" % types)
+    expect(types == ["access"] and as_list(get(rec, "event.category")) == ["network", "web"],
+           "audit event.category %r event.type %r, want [network, web] [access]" %
+           (get(rec, "event.category"), types))
     expect(get(rec, "event.outcome") == "success", "audit event.outcome %r, want success" %
            get(rec, "event.outcome"))
     expect(get(rec, "event.reason") == reason, "audit event.reason %r, want %s" %
@@ -1684,18 +1685,34 @@ OBJECT_TYPES = {"object", "flattened", "nested"}
 
 
 class EcsFields:
+    """ECS 9.4 fields.csv, the documented custom fields portcullis adds (custom_fields.csv next
+    to it) and ECS's expected event.category/event.type pairs (event_categorization.csv)."""
+
     def __init__(self, path):
         self.path = path
         self.types = {}
+        self.pairs = set()
         self.error = None
+        here = os.path.dirname(path)
         try:
-            with open(path, newline="") as f:
+            for p in (path, os.path.join(here, "custom_fields.csv")):
+                with open(p, newline="") as f:
+                    for row in csv.DictReader(f):
+                        self.types[row["Field"]] = (row["Type"], row.get("Normalization", ""))
+            with open(os.path.join(here, "event_categorization.csv"), newline="") as f:
                 for row in csv.DictReader(f):
-                    self.types[row["Field"]] = (row["Type"], row.get("Normalization", ""))
+                    self.pairs.add((row["Category"], row["Expected_Event_Type"]))
         except OSError as e:
             self.error = "cannot read ECS field list %s: %s" % (path, e)
         if not self.error and "@timestamp" not in self.types:
             self.error = "ECS field list %s has no @timestamp row" % path
+        if not self.error and ("network", "connection") not in self.pairs:
+            self.error = "ECS categorisation table next to %s has no network/connection" % path
+
+    def check_categorization(self, cats, types):
+        """Every event.type must be one ECS expects with every event.category of the record."""
+        return ["event.type %r is not expected with event.category %r (ECS 9.4)" % (t, c)
+                for c in cats for t in types if (c, t) not in self.pairs]
 
     def check_value(self, path, v):
         """Problems with one leaf value at a dotted path."""
@@ -1772,7 +1789,14 @@ def as_list(v):
 
 REQUIRED_ALWAYS = ("@timestamp", "ecs.version", "event.kind", "event.category", "event.type",
                    "event.action", "event.outcome", "event.reason", "source.ip", "source.port",
-                   "observer.product", "observer.hostname")
+                   "observer.product", "observer.hostname", "event.id", "event.dataset",
+                   "event.start", "event.end", "event.duration", "message")
+
+
+def ecs_time_ns(text):
+    """An RFC 3339 UTC time with microseconds as integer ns since the epoch."""
+    d = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (int(d.timestamp()) * 1000000 + d.microsecond) * 1000
 
 
 def check_denied_record(rec, reason, status):
@@ -1876,6 +1900,7 @@ class Audit:
         if self.ecs.error:
             return [self.ecs.error], []
         data = self.lines()
+        seen_ids = {}
         if data and not data.endswith(b"\n"):
             probs.append("file does not end with a newline (split record?)")
         for i, ln in enumerate(data.split(b"\n"), 1):
@@ -1914,7 +1939,40 @@ class Audit:
                     probs.append("line %d contains forbidden text %r" % (i, t))
             reason = flat.get("event.reason")
             types = as_list(flat.get("event.type"))
-            if "denied" in types:
+            for pr in self.ecs.check_categorization(as_list(flat.get("event.category")), types):
+                probs.append("line %d: %s" % (i, pr))
+            if "trace.id" not in flat and flat.get("event.action") != "refusals-aggregated":
+                probs.append("line %d: lacks trace.id (only an aggregate of many connections may)" % i)
+            eid = flat.get("event.id")
+            if eid is not None:
+                if eid in seen_ids:
+                    probs.append("line %d: event.id %s repeats line %d" % (i, eid, seen_ids[eid]))
+                seen_ids[eid] = i
+            if all(isinstance(flat.get(k), str) for k in ("@timestamp", "event.start", "event.end")):
+                try:
+                    ts, st, en = (ecs_time_ns(flat[k]) for k in ("@timestamp", "event.start", "event.end"))
+                    dur = flat.get("event.duration")
+                    if ts != en:
+                        probs.append("line %d: @timestamp %s is not event.end %s" %
+                                     (i, flat["@timestamp"], flat["event.end"]))
+                    if not isinstance(dur, int) or st > en or abs((en - st) - dur) > 2000:
+                        probs.append("line %d: event.start %s + duration %r != event.end %s" %
+                                     (i, flat["event.start"], dur, flat["event.end"]))
+                except ValueError:
+                    pass
+            if flat.get("event.dataset") not in (None, "portcullis.audit"):
+                probs.append("line %d: event.dataset %r" % (i, flat.get("event.dataset")))
+            if "start" in types or "info" in types:
+                if flat.get("event.outcome") != "success" or reason != "allowed":
+                    sem.append("line %d: tunnel start/interim record with outcome %r reason %r" %
+                               (i, flat.get("event.outcome"), reason))
+            elif types == ["access"]:
+                if reason not in HTTP_END_REASONS or flat.get("event.action") != "http-request":
+                    sem.append("line %d: access record with reason %r action %r" %
+                               (i, reason, flat.get("event.action")))
+                if flat.get("event.outcome") != "success":
+                    sem.append("line %d: access record with outcome %r" % (i, flat.get("event.outcome")))
+            elif "denied" in types:
                 st = REASON_STATUS.get(reason)
                 if st is None:
                     sem.append("line %d (source.port %s): event.type denied with %r, which is not a "

@@ -30,7 +30,7 @@ struct jfield {
 };
 
 struct jdoc {
-	struct jfield f[48];
+	struct jfield f[80]; /* an OCSF record has about 65 leaves */
 	size_t n;
 };
 
@@ -191,11 +191,19 @@ static int jp_value(struct jp *p, const char *path)
 			p->s++;
 			return 0;
 		}
-		for (;;) {
+		for (unsigned idx = 0;; idx++) {
 			jp_ws(p);
-			if (jp_string(p, item, sizeof(item)) != 0)
+			if (p->s < p->end && *p->s == '{') {
+				/* An array of objects (OCSF): its members as path[i].key. */
+				char sub[256];
+				snprintf(sub, sizeof(sub), "%s[%u]", path, idx);
+				if (jp_object(p, sub) != 0)
+					return -1;
+				item[0] = '\0';
+			} else if (jp_string(p, item, sizeof(item)) != 0) {
 				return -1;
-			if (f->val[0])
+			}
+			if (f->val[0] && item[0])
 				strcat(f->val, "|");
 			strcat(f->val, item);
 			jp_ws(p);
@@ -292,18 +300,14 @@ struct ecs_field {
 static struct ecs_field *ecs;
 static size_t n_ecs;
 
-static void load_ecs(void)
+/* Rows "...,...,...,Field,Type,..." of one fields.csv-shaped file (the first five columns are
+ * never quoted). */
+static void load_fields(const char *path, size_t cap)
 {
-	if (ecs != NULL)
-		return;
-	FILE *f = fopen(ECS_FIELDS_CSV, "r");
+	FILE *f = fopen(path, "r");
 	assert_non_null(f);
 	char line[8192];
-	size_t cap = 4096;
-	ecs = calloc(cap, sizeof(*ecs));
-	assert_non_null(ecs);
 	while (fgets(line, sizeof(line), f) != NULL && n_ecs < cap) {
-		/* ECS_Version,Indexed,Field_Set,Field,Type,... (the first five are never quoted) */
 		char *col[5];
 		char *p = line;
 		int i;
@@ -320,8 +324,51 @@ static void load_ecs(void)
 		n_ecs++;
 	}
 	fclose(f);
-	assert_true(n_ecs > 1000);
 }
+
+/* ECS 9.4's event.category -> expected event.type pairs (event_categorization.csv). */
+static char ecs_pairs[256][2][32];
+static size_t n_pairs;
+
+static void load_ecs(void)
+{
+	if (ecs != NULL)
+		return;
+	size_t cap = 4096;
+	ecs = calloc(cap, sizeof(*ecs));
+	assert_non_null(ecs);
+	load_fields(ECS_FIELDS_CSV, cap);
+	assert_true(n_ecs > 1000);
+	size_t before = n_ecs;
+	load_fields(ECS_CUSTOM_CSV, cap);
+	assert_true(n_ecs > before);
+	FILE *f = fopen(ECS_CATEGORIZATION_CSV, "r");
+	assert_non_null(f);
+	char line[256];
+	while (fgets(line, sizeof(line), f) != NULL && n_pairs < 256) {
+		char ver[32], cat[32], typ[32];
+		if (sscanf(line, "%31[^,],%31[^,],%31[^,\n]", ver, cat, typ) != 3 ||
+		    strcmp(ver, "ECS_Version") == 0)
+			continue;
+		snprintf(ecs_pairs[n_pairs][0], 32, "%s", cat);
+		snprintf(ecs_pairs[n_pairs][1], 32, "%s", typ);
+		n_pairs++;
+	}
+	fclose(f);
+	assert_true(n_pairs > 50);
+}
+
+static bool pair_expected(const char *cat, size_t cl, const char *typ, size_t tl)
+{
+	for (size_t i = 0; i < n_pairs; i++)
+		if (strlen(ecs_pairs[i][0]) == cl && strncmp(ecs_pairs[i][0], cat, cl) == 0 &&
+		    strlen(ecs_pairs[i][1]) == tl && strncmp(ecs_pairs[i][1], typ, tl) == 0)
+			return true;
+	return false;
+}
+
+/* Every event.type is one ECS expects with every event.category of the record. */
+static void check_categorization(const struct jdoc *d);
 
 static const char *ecs_type(const char *name)
 {
@@ -362,6 +409,8 @@ static void check_ecs(const struct jdoc *d)
 			fail_msg("key %s is not an ECS 9.4 field", f->path);
 		if (strcmp(t, "keyword") == 0) {
 			assert_true(f->type == 's' || f->type == 'a');
+		} else if (strcmp(t, "match_only_text") == 0) {
+			assert_int_equal(f->type, 's'); /* message */
 		} else if (strcmp(t, "long") == 0) {
 			assert_int_equal(f->type, 'n');
 		} else if (strcmp(t, "date") == 0) {
@@ -375,6 +424,26 @@ static void check_ecs(const struct jdoc *d)
 		} else {
 			fail_msg("key %s has ECS type %s the formatter should not use", f->path, t);
 		}
+	}
+	check_categorization(d);
+}
+
+static void check_categorization(const struct jdoc *d)
+{
+	const struct jfield *cat = jget(d, "event.category"), *typ = jget(d, "event.type");
+	assert_non_null(cat);
+	assert_non_null(typ);
+	/* Arrays are "a|b|c" in the parsed document. */
+	for (const char *c = cat->val; *c;) {
+		size_t cl = strcspn(c, "|");
+		for (const char *t = typ->val; *t;) {
+			size_t tl = strcspn(t, "|");
+			if (!pair_expected(c, cl, t, tl))
+				fail_msg("event.type %.*s is not expected with event.category %.*s",
+				         (int)tl, t, (int)cl, c);
+			t += tl + (t[tl] == '|');
+		}
+		c += cl + (c[cl] == '|');
 	}
 }
 
@@ -393,9 +462,12 @@ static void test_format_refusal_minimal(void **state)
 	size_t n = audit_format(&r, "gw-1", buf, sizeof(buf));
 	const char *want =
 	    "{\"@timestamp\":\"2024-01-02T03:04:05.678901Z\",\"ecs\":{\"version\":\"9.4.0\"},"
-	    "\"event\":{\"kind\":\"event\",\"category\":[\"network\",\"web\"],"
+	    "\"message\":\"connection refused before a request: host_not_allowed\","
+	    "\"event\":{\"kind\":\"event\",\"category\":[\"network\"],"
 	    "\"type\":[\"connection\",\"denied\"],\"action\":\"connect\",\"outcome\":\"failure\","
-	    "\"reason\":\"host_not_allowed\",\"duration\":0},"
+	    "\"reason\":\"host_not_allowed\",\"dataset\":\"portcullis.audit\","
+	    "\"module\":\"portcullis\",\"start\":\"2024-01-02T03:04:05.678901Z\","
+	    "\"end\":\"2024-01-02T03:04:05.678901Z\",\"duration\":0},"
 	    "\"network\":{\"transport\":\"tcp\",\"protocol\":\"http\",\"direction\":\"outbound\"},"
 	    "\"observer\":{\"hostname\":\"gw-1\",\"product\":\"portcullis\",\"vendor\":"
 	    "\"portcullis\","
@@ -407,6 +479,10 @@ static void test_format_refusal_minimal(void **state)
 	check_ecs(&d);
 }
 
+/*
+ * A closed tunnel: @timestamp and event.end are the close, event.start the
+ * accept (duration before it), the ids, the community id and the JA4.
+ */
 static void test_format_tunnel_full(void **state)
 {
 	struct audit_rec r = {
@@ -415,6 +491,10 @@ static void test_format_tunnel_full(void **state)
 	    .tunnel_end = true,
 	    .allowed = true,
 	    .reason = R_CLIENT_CLOSED,
+	    .id_prefix = 0x0123456789abcdefULL,
+	    .event_id = 7,
+	    .conn_id = 5,
+	    .community_id = "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
 	    .src = &SRC4,
 	    .src_port = 51234,
 	    .dst_domain = "deb.debian.org",
@@ -427,21 +507,32 @@ static void test_format_tunnel_full(void **state)
 	    .rule = "deb.debian.org",
 	    .tier = "standard",
 	    .would_deny = "port_not_allowed",
+	    .user_agent = "curl/8.14.1",
 	    .sni = "deb.debian.org",
+	    .ja4 = "t13d1516h2_8daaf6152771_e5627efa2ab1",
 	};
 	char buf[4096];
 	size_t n = audit_format(&r, NULL, buf, sizeof(buf));
 	const char *want =
 	    "{\"@timestamp\":\"2024-01-02T03:04:05.678901Z\",\"ecs\":{\"version\":\"9.4.0\"},"
-	    "\"event\":{\"kind\":\"event\",\"category\":[\"network\",\"web\"],"
-	    "\"type\":[\"connection\",\"allowed\",\"end\"],\"action\":\"tunnel\","
-	    "\"outcome\":\"success\",\"reason\":\"client_closed\",\"duration\":1234567890123},"
+	    "\"message\":\"CONNECT deb.debian.org:443 tunnel closed: client_closed, 1000 bytes up, "
+	    "5000000000 down\","
+	    "\"event\":{\"kind\":\"event\",\"category\":[\"network\"],"
+	    "\"type\":[\"connection\",\"end\",\"allowed\"],\"action\":\"tunnel\","
+	    "\"outcome\":\"success\",\"reason\":\"client_closed\","
+	    "\"id\":\"0123456789abcdef0000000000000007\",\"dataset\":\"portcullis.audit\","
+	    "\"module\":\"portcullis\",\"start\":\"2024-01-02T02:43:31.111011Z\","
+	    "\"end\":\"2024-01-02T03:04:05.678901Z\",\"duration\":1234567890123},"
+	    "\"trace\":{\"id\":\"0123456789abcdef0000000000000005\"},"
 	    "\"source\":{\"ip\":\"10.42.0.7\",\"port\":51234,\"bytes\":1000},"
 	    "\"destination\":{\"domain\":\"deb.debian.org\",\"ip\":\"2001:db8::1\",\"port\":443,"
 	    "\"bytes\":5000000000},"
-	    "\"network\":{\"transport\":\"tcp\",\"protocol\":\"http\",\"direction\":\"outbound\"},"
+	    "\"network\":{\"transport\":\"tcp\",\"protocol\":\"http\",\"direction\":\"outbound\","
+	    "\"community_id\":\"1:LQU9qZlK+B5F3KDmev6m5PMibrg=\"},"
 	    "\"http\":{\"request\":{\"method\":\"CONNECT\"},\"response\":{\"status_code\":200}},"
-	    "\"tls\":{\"client\":{\"server_name\":\"deb.debian.org\"}},"
+	    "\"user_agent\":{\"original\":\"curl/8.14.1\"},"
+	    "\"tls\":{\"client\":{\"server_name\":\"deb.debian.org\","
+	    "\"ja4\":\"t13d1516h2_8daaf6152771_e5627efa2ab1\"}},"
 	    "\"rule\":{\"name\":\"deb.debian.org\",\"ruleset\":\"standard\"},"
 	    "\"labels\":{\"would_deny\":\"port_not_allowed\"},"
 	    "\"observer\":{\"product\":\"portcullis\",\"vendor\":\"portcullis\","
@@ -485,6 +576,125 @@ static void test_format_proxied(void **state)
 	assert_null(strstr(buf, "labels"));
 }
 
+/* Start and interim records of a tunnel, and a plain-HTTP exchange: their categorisation. */
+static void test_format_phases(void **state)
+{
+	static const struct {
+		enum audit_phase phase;
+		const char *method;
+		bool end;
+		const char *category, *type, *action;
+	} cases[] = {
+	    {AUDIT_START, "CONNECT", false, "network", "connection|start|allowed", "tunnel"},
+	    {AUDIT_INTERIM, "CONNECT", false, "network", "connection|info", "tunnel"},
+	    {AUDIT_FINAL, "CONNECT", true, "network", "connection|end|allowed", "tunnel"},
+	    {AUDIT_FINAL, "GET", true, "network|web", "access", "http-request"},
+	    {AUDIT_START, "GET", false, "network", "connection|start|allowed", "http-request"},
+	};
+	char buf[4096];
+	struct jdoc d;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct audit_rec r = {
+		    .ts_ns = TS_2024,
+		    .start_ns = TS_2024 - 300000000000ULL,
+		    .duration_ns = 300000000000ULL,
+		    .phase = cases[i].phase,
+		    .tunnel_end = cases[i].end,
+		    .allowed = true,
+		    .reason = cases[i].end ? R_CLIENT_CLOSED : R_ALLOWED,
+		    .src = &SRC4,
+		    .src_port = 40000,
+		    .method = cases[i].method,
+		    .dst_domain = "example.com",
+		    .dst_port = 443,
+		};
+		size_t n = audit_format(&r, "gw", buf, sizeof(buf));
+		assert_true(n > 0);
+		assert_int_equal(jparse(buf, n, &d), 0);
+		check_ecs(&d);
+		assert_string_equal(jget(&d, "event.category")->val, cases[i].category);
+		assert_string_equal(jget(&d, "event.type")->val, cases[i].type);
+		assert_string_equal(jget(&d, "event.action")->val, cases[i].action);
+		assert_string_equal(jget(&d, "event.start")->val, "2024-01-02T02:59:05.678901Z");
+		assert_string_equal(jget(&d, "event.end")->val, "2024-01-02T03:04:05.678901Z");
+		assert_string_equal(jget(&d, "@timestamp")->val, "2024-01-02T03:04:05.678901Z");
+		assert_non_null(jget(&d, "source.bytes"));
+	}
+}
+
+/* OCSF: the class, activity and type_uid of every record kind; times in ms; ids; JA4 unmapped. */
+static void test_format_ocsf(void **state)
+{
+	static const struct {
+		enum audit_phase phase;
+		const char *method;
+		bool end, allowed;
+		const char *cls, *activity, *type_uid;
+	} cases[] = {
+	    {AUDIT_FINAL, "CONNECT", false, false, "4001", "5", "400105"},
+	    {AUDIT_FINAL, NULL, false, false, "4001", "5", "400105"},
+	    {AUDIT_START, "CONNECT", false, true, "4001", "1", "400101"},
+	    {AUDIT_INTERIM, "CONNECT", false, true, "4001", "6", "400106"},
+	    {AUDIT_FINAL, "CONNECT", true, true, "4001", "2", "400102"},
+	    {AUDIT_FINAL, "GET", true, true, "4002", "3", "400203"},
+	    {AUDIT_FINAL, "POST", false, false, "4002", "6", "400206"},
+	    {AUDIT_FINAL, "PATCH", true, true, "4002", "99", "400299"},
+	};
+	char buf[4096];
+	static struct jdoc d;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct audit_rec r = {
+		    .ts_ns = TS_2024,
+		    .start_ns = TS_2024 - 2500000000ULL,
+		    .duration_ns = 2500000000ULL,
+		    .phase = cases[i].phase,
+		    .tunnel_end = cases[i].end,
+		    .allowed = cases[i].allowed,
+		    .reason = cases[i].allowed ? R_CLIENT_CLOSED : R_HOST_NOT_ALLOWED,
+		    .id_prefix = 1,
+		    .event_id = 2,
+		    .conn_id = 3,
+		    .src = &SRC4,
+		    .src_port = 40000,
+		    .method = cases[i].method,
+		    .dst_domain = "example.com",
+		    .dst_ip = &DST6,
+		    .dst_port = 443,
+		    .status = 403,
+		    .tls_version = "1.3",
+		    .sni = "example.com",
+		    .ja4 = "t13d1516h2_8daaf6152771_e5627efa2ab1",
+		    .user_agent = "ua\"x",
+		};
+		size_t n = audit_format_ocsf(&r, "gw", buf, sizeof(buf));
+		assert_true(n > 0);
+		if (jparse(buf, n, &d) != 0)
+			fail_msg("not parsed: %s", buf);
+		assert_string_equal(jget(&d, "class_uid")->val, cases[i].cls);
+		assert_string_equal(jget(&d, "activity_id")->val, cases[i].activity);
+		assert_string_equal(jget(&d, "type_uid")->val, cases[i].type_uid);
+		assert_string_equal(jget(&d, "category_uid")->val, "4");
+		assert_string_equal(jget(&d, "time")->val, "1704164645678");
+		assert_string_equal(jget(&d, "start_time")->val, "1704164643178");
+		assert_string_equal(jget(&d, "duration")->val, "2500");
+		assert_string_equal(jget(&d, "metadata.version")->val, "1.1.0");
+		assert_string_equal(jget(&d, "metadata.uid")->val, "00000000000000010000000000000002");
+		assert_string_equal(jget(&d, "metadata.correlation_uid")->val,
+		                    "00000000000000010000000000000003");
+		assert_string_equal(jget(&d, "severity_id")->val, cases[i].allowed ? "1" : "2");
+		assert_string_equal(jget(&d, "src_endpoint.ip")->val, "10.42.0.7");
+		assert_string_equal(jget(&d, "dst_endpoint.ip")->val, "2001:db8::1");
+		assert_string_equal(jget(&d, "tls.version")->val, "1.3");
+		assert_string_equal(jget(&d, "unmapped.ja4_fingerprint_list[0].value")->val,
+		                    "t13d1516h2_8daaf6152771_e5627efa2ab1");
+		assert_string_equal(jget(&d, "unmapped.ja4_fingerprint_list[0].type_id")->val, "1");
+		if (strcmp(cases[i].cls, "4002") == 0) {
+			assert_string_equal(jget(&d, "http_response.code")->val, "403");
+			assert_string_equal(jget(&d, "http_request.user_agent")->val, "ua\"x");
+		}
+	}
+}
+
 /* A counted record: action, start/end, the count as a keyword label. */
 static void test_format_aggregate(void **state)
 {
@@ -498,16 +708,18 @@ static void test_format_aggregate(void **state)
 	    .tier = "ci",
 	    .aggregated = 12345,
 	    .start_ns = TS_2024,
-	    .end_ns = TS_2024 + 900000000ULL,
 	};
 	char buf[4096];
 	size_t n = audit_format(&r, "gw-1", buf, sizeof(buf));
 	const char *want =
 	    "{\"@timestamp\":\"2024-01-02T03:04:06.578901Z\",\"ecs\":{\"version\":\"9.4.0\"},"
-	    "\"event\":{\"kind\":\"event\",\"category\":[\"network\",\"web\"],"
+	    "\"message\":\"12345 refusals (host_not_allowed) aggregated\","
+	    "\"event\":{\"kind\":\"event\",\"category\":[\"network\"],"
 	    "\"type\":[\"connection\",\"denied\"],\"action\":\"refusals-aggregated\","
-	    "\"outcome\":\"failure\",\"reason\":\"host_not_allowed\",\"duration\":900000000,"
-	    "\"start\":\"2024-01-02T03:04:05.678901Z\",\"end\":\"2024-01-02T03:04:06.578901Z\"},"
+	    "\"outcome\":\"failure\",\"reason\":\"host_not_allowed\","
+	    "\"dataset\":\"portcullis.audit\",\"module\":\"portcullis\","
+	    "\"start\":\"2024-01-02T03:04:05.678901Z\",\"end\":\"2024-01-02T03:04:06.578901Z\","
+	    "\"duration\":900000000},"
 	    "\"source\":{\"ip\":\"10.42.0.7\",\"port\":40000},"
 	    "\"network\":{\"transport\":\"tcp\",\"protocol\":\"http\",\"direction\":\"outbound\"},"
 	    "\"http\":{\"response\":{\"status_code\":403}},"
@@ -572,14 +784,19 @@ static void test_format_combinations(void **state)
 			assert_true((jget(d, "tls.client.server_name") != NULL) == (r.sni != NULL));
 			assert_true((jget(d, "observer.hostname") != NULL) == (host != NULL));
 			const struct jfield *f = jget(d, "event.type");
-			char want[64];
-			snprintf(want, sizeof(want), "connection|%s%s",
-			         r.allowed ? "allowed" : "denied", r.tunnel_end ? "|end" : "");
+			const char *want = !r.allowed     ? "connection|denied"
+			                   : !r.tunnel_end ? "connection|allowed"
+			                   : m == 2        ? "access"
+			                                   : "connection|end|allowed";
 			assert_string_equal(f->val, want);
+			assert_non_null(jget(d, "event.start"));
+			assert_non_null(jget(d, "event.end"));
 			f = jget(d, "event.action");
 			assert_string_equal(f->val, m == 2         ? "http-request"
 			                            : r.tunnel_end ? "tunnel"
 			                                           : "connect");
+			if (bits < 64 || bits % 97 == 0)
+				check_categorization(d);
 			assert_string_equal(jget(d, "event.outcome")->val,
 			                    r.allowed ? "success" : "failure");
 			assert_string_equal(jget(d, "event.reason")->val, reason_name(r.reason));
@@ -1104,6 +1321,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_format_refusal_minimal),
 	    cmocka_unit_test(test_format_tunnel_full),
+	    cmocka_unit_test(test_format_phases),
+	    cmocka_unit_test(test_format_ocsf),
 	    cmocka_unit_test(test_format_aggregate),
 	    cmocka_unit_test(test_format_proxied),
 	    cmocka_unit_test(test_format_combinations),

@@ -355,6 +355,17 @@ static const struct ecase cases[] = {
     {"ipv6_source_prefix too long", BASE "identity: {ipv6_source_prefix: 129}\n", 9, 32,
      "identity.ipv6_source_prefix"},
     {"max_sources zero", BASE "limits: {max_sources: 0}\n", 9, 23, "limits.max_sources"},
+    {"audit format unknown", BASE "audit: {format: json}\n", 9, 17, "expected ecs or ocsf"},
+    {"audit interim too short", BASE "audit: {interim: 5s}\n", 9, 18, "audit.interim"},
+    {"audit tunnel_start not a bool", BASE "audit: {tunnel_start: 1}\n", 9, 23,
+     "expected true or false"},
+    {"ja4 uppercase hash", BASE "    tls: {ja4_deny: [t13d1516h2_8DAAF6152771_e5627efa2ab1]}\n", 9,
+     22, "is not a JA4 fingerprint"},
+    {"ja4 too short", BASE "tls: {ja4_allow: [t13d1516h2_8daaf6152771]}\n", 9, 19,
+     "is not a JA4 fingerprint"},
+    {"ja4 duplicate", BASE "tls: {ja4_allow: [t13d1516h2_8daaf6152771_e5627efa2ab1, t13d1516h2_8daaf6152771_e5627efa2ab1]}\n", 9, 57, "duplicate JA4 fingerprint"},
+    {"ja4 not a list", BASE "tls: {ja4_allow: t13d1516h2_8daaf6152771_e5627efa2ab1}\n", 9, 18,
+     "expected a list of JA4 fingerprints"},
 };
 
 /* "scalar too long" gets its 4097 bytes here. */
@@ -1021,6 +1032,56 @@ static void test_lenient_forms(void **state)
 	policy_unref(p);
 }
 
+/* audit.format / tunnel_start / interim, and the JA4 lists: defaults, values, inheritance. */
+static void test_siem_settings(void **state)
+{
+	(void)state;
+	static const char j1[] = "t13d1516h2_8daaf6152771_e5627efa2ab1";
+	static const char j2[] = "t13d1517h2_8daaf6152771_b1ff8ab2d16f";
+	struct policy *p = load_ok(BASE);
+	const struct policy_settings *s = policy_settings(p);
+	assert_int_equal(s->audit_format, POLICY_AUDIT_ECS);
+	assert_false(s->audit_tunnel_start);
+	assert_int_equal(s->audit_interim_ms, 5 * 60 * 1000);
+	const struct policy_tier *t = policy_tier(p, 0);
+	assert_int_equal(t->n_ja4_allow + t->n_ja4_deny, 0);
+	assert_true(policy_tier_ja4_allowed(t, j1));
+	policy_unref(p);
+
+	p = load_ok(BASE_HEAD "audit: {format: ocsf, tunnel_start: true, interim: 30s}\n"
+	                      "tls: {ja4_deny: [t13d1516h2_8daaf6152771_e5627efa2ab1]}\n"
+	                      "tiers:\n"
+	                      "  inherits: {sources: [10.1.0.0/16]}\n"
+	                      "  locked: {sources: [10.2.0.0/16], tls: {ja4_deny: [],\n"
+	                      "           ja4_allow: [t13d1517h2_8daaf6152771_b1ff8ab2d16f]}}\n");
+	s = policy_settings(p);
+	assert_int_equal(s->audit_format, POLICY_AUDIT_OCSF);
+	assert_true(s->audit_tunnel_start);
+	assert_int_equal(s->audit_interim_ms, 30000);
+	for (size_t i = 0; i < policy_tier_count(p); i++) {
+		t = policy_tier(p, i);
+		if (strcmp(t->name, "inherits") == 0) {
+			assert_false(policy_tier_ja4_allowed(t, j1)); /* the top-level deny list */
+			assert_true(policy_tier_ja4_allowed(t, j2));
+		} else {
+			assert_true(policy_tier_ja4_allowed(t, j2)); /* deny cleared, allow listed */
+			assert_false(policy_tier_ja4_allowed(t, j1));
+		}
+	}
+	policy_unref(p);
+
+	p = load_ok(BASE "audit: {interim: off}\n");
+	assert_int_equal(policy_settings(p)->audit_interim_ms, 0);
+	policy_unref(p);
+
+	assert_true(policy_ja4_valid(j1, strlen(j1)));
+	assert_true(policy_ja4_valid("q13i0000H2_000000000000_000000000000", 36));
+	assert_false(policy_ja4_valid("t13d1516h2_8daaf6152771_e5627efa2ab", 35));
+	assert_false(policy_ja4_valid("t13d1516h2_8daaf6152771-e5627efa2ab1", 36));
+	assert_false(policy_ja4_valid("t13x1516h2_8daaf6152771_e5627efa2ab1", 36));
+	assert_false(policy_ja4_valid(NULL, 36));
+}
+
 static void test_refcount(void **state)
 {
 	(void)state;
@@ -1105,6 +1166,7 @@ int main(void)
 	    cmocka_unit_test(test_source_grouping_settings),
 	    cmocka_unit_test(test_tier_resolution),
 	    cmocka_unit_test(test_lenient_forms),
+	    cmocka_unit_test(test_siem_settings),
 	    cmocka_unit_test(test_refcount),
 	    cmocka_unit_test(test_listen_proxy_protocol),
 	    cmocka_unit_test(test_diags_append),

@@ -1,0 +1,250 @@
+/* A bounded JSON writer for one-line records (the audit formats). */
+#include "jsonw.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "ascii.h"
+
+void jsonw_init(struct jsonw *w, char *buf, size_t n)
+{
+	memset(w, 0, sizeof(*w));
+	w->p = buf;
+	w->n = n;
+	w->full = buf == NULL || n == 0;
+}
+
+void jsonw_raw(struct jsonw *w, const char *s, size_t len)
+{
+	if (w->full || len >= w->n - w->len) {
+		w->full = true;
+		return;
+	}
+	memcpy(w->p + w->len, s, len);
+	w->len += len;
+}
+
+/* Length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629 §4), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t need;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		need = 1;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		need = 2;
+		if (c == 0xe0)
+			lo = 0xa0; /* overlong */
+		if (c == 0xed)
+			hi = 0x9f; /* UTF-16 surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 3;
+		if (c == 0xf0)
+			lo = 0x90; /* overlong */
+		if (c == 0xf4)
+			hi = 0x8f; /* above U+10FFFF */
+	} else {
+		return 0;
+	}
+	if (n <= need || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i <= need; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return need + 1;
+}
+
+/* The two-character escape of c (RFC 8259 §7), or 0. */
+static char short_escape(unsigned char c)
+{
+	switch (c) {
+	case '"':
+		return '"';
+	case '\\':
+		return '\\';
+	case '\b':
+		return 'b';
+	case '\f':
+		return 'f';
+	case '\n':
+		return 'n';
+	case '\r':
+		return 'r';
+	case '\t':
+		return 't';
+	default:
+		return 0;
+	}
+}
+
+void jsonw_strn(struct jsonw *w, const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str, *end = s + n;
+	jsonw_raw(w, "\"", 1);
+	while (s < end && !w->full) {
+		const unsigned char *run = s;
+		while (s < end && *s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\')
+			s++;
+		jsonw_raw(w, (const char *)run, (size_t)(s - run));
+		if (s == end)
+			break;
+		char e[6] = {'\\', short_escape(*s), 0, 0, 0, 0};
+		size_t k;
+		if (e[1] != 0) {
+			jsonw_raw(w, e, 2);
+			s++;
+		} else if (*s < 0x20 || *s == 0x7f) {
+			memcpy(e + 1, "u00", 3);
+			e[4] = ascii_hex_digit(*s >> 4, false);
+			e[5] = ascii_hex_digit(*s, false);
+			jsonw_raw(w, e, 6);
+			s++;
+		} else if ((k = utf8_seq(s, (size_t)(end - s))) > 0) {
+			jsonw_raw(w, (const char *)s, k);
+			s += k;
+		} else {
+			jsonw_raw(w, "\\ufffd", 6);
+			s++;
+		}
+	}
+	jsonw_raw(w, "\"", 1);
+}
+
+void jsonw_str(struct jsonw *w, const char *s)
+{
+	jsonw_strn(w, s, strlen(s));
+}
+
+void jsonw_u64(struct jsonw *w, uint64_t v)
+{
+	char t[24];
+	if (v > INT64_MAX)
+		v = INT64_MAX;
+	int k = snprintf(t, sizeof(t), "%llu", (unsigned long long)v);
+	jsonw_raw(w, t, (size_t)k);
+}
+
+/* A separator before the next element at this depth. */
+static void sep(struct jsonw *w)
+{
+	if (w->comma[w->depth])
+		jsonw_raw(w, ",", 1);
+	w->comma[w->depth] = true;
+}
+
+void jsonw_key(struct jsonw *w, const char *k)
+{
+	/* Keys are the formatters' own ASCII literals: copied, not escaped (a third of the
+	 * formatting time of a record went into escaping them). */
+	size_t n = strlen(k);
+	sep(w);
+	if (w->full || n + 3 >= w->n - w->len) {
+		w->full = true;
+		return;
+	}
+	char *p = w->p + w->len;
+	p[0] = '"';
+	memcpy(p + 1, k, n);
+	p[n + 1] = '"';
+	p[n + 2] = ':';
+	w->len += n + 3;
+}
+
+void jsonw_elem(struct jsonw *w)
+{
+	sep(w);
+}
+
+static void nest_open(struct jsonw *w, const char *k, const char *c)
+{
+	if (k != NULL)
+		jsonw_key(w, k);
+	if (w->depth >= JSONW_MAX_DEPTH) {
+		w->full = true;
+		return;
+	}
+	jsonw_raw(w, c, 1);
+	w->comma[++w->depth] = false;
+}
+
+static void nest_close(struct jsonw *w, const char *c)
+{
+	jsonw_raw(w, c, 1);
+	if (w->depth > 0)
+		w->depth--;
+}
+
+void jsonw_obj(struct jsonw *w, const char *k)
+{
+	nest_open(w, k, "{");
+}
+
+void jsonw_obj_end(struct jsonw *w)
+{
+	nest_close(w, "}");
+}
+
+void jsonw_arr(struct jsonw *w, const char *k)
+{
+	nest_open(w, k, "[");
+}
+
+void jsonw_arr_end(struct jsonw *w)
+{
+	nest_close(w, "]");
+}
+
+void jsonw_kv_str(struct jsonw *w, const char *k, const char *v)
+{
+	jsonw_key(w, k);
+	jsonw_str(w, v);
+}
+
+void jsonw_kv_u64(struct jsonw *w, const char *k, uint64_t v)
+{
+	jsonw_key(w, k);
+	jsonw_u64(w, v);
+}
+
+void jsonw_kv_bool(struct jsonw *w, const char *k, bool v)
+{
+	jsonw_key(w, k);
+	jsonw_raw(w, v ? "true" : "false", v ? 4 : 5);
+}
+
+void jsonw_kv_time(struct jsonw *w, const char *k, uint64_t ts_ns)
+{
+	/* A record often repeats one time (@timestamp = event.end): formatted once. */
+	if (w->time_len == 0 || w->time_ns != ts_ns / 1000u) {
+		time_t sec = (time_t)(ts_ns / 1000000000u);
+		unsigned usec = (unsigned)(ts_ns % 1000000000u / 1000u);
+		struct tm tm;
+		if (gmtime_r(&sec, &tm) == NULL) {
+			w->full = true;
+			return;
+		}
+		int n = snprintf(w->time, sizeof(w->time),
+		                 "\"%04d-%02d-%02dT%02d:%02d:%02d.%06uZ\"", tm.tm_year + 1900,
+		                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
+		if (n <= 0 || (size_t)n >= sizeof(w->time)) {
+			w->full = true;
+			return;
+		}
+		w->time_len = (size_t)n;
+		w->time_ns = ts_ns / 1000u;
+	}
+	jsonw_key(w, k);
+	jsonw_raw(w, w->time, w->time_len);
+}
+
+size_t jsonw_end(struct jsonw *w)
+{
+	if (w->full)
+		return 0;
+	w->p[w->len] = '\0';
+	return w->len;
+}

@@ -1,0 +1,61 @@
+/* A bounded JSON writer for one-line records: appends into a caller's buffer, no allocation. */
+#ifndef PORTCULLIS_JSONW_H
+#define PORTCULLIS_JSONW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define JSONW_MAX_DEPTH 6
+
+/*
+ * Output cursor over buf[0..n): everything is appended or nothing is, and
+ * the first append that does not fit latches `full` (the record is then
+ * dropped whole by its caller).  Objects and arrays nest up to
+ * JSONW_MAX_DEPTH; deeper opens latch `full` too.
+ */
+struct jsonw {
+	char *p;
+	size_t n;   /* capacity, the terminating NUL included */
+	size_t len; /* bytes written, NUL excluded */
+	bool full;
+	int depth;
+	bool comma[JSONW_MAX_DEPTH + 1]; /* an element was already written at this depth */
+	/* jsonw_kv_time's last value, formatted (time_len 0: none yet). */
+	uint64_t time_ns;
+	size_t time_len;
+	char time[48];
+};
+
+void jsonw_init(struct jsonw *w, char *buf, size_t n);
+/* Raw bytes (already JSON). */
+void jsonw_raw(struct jsonw *w, const char *s, size_t len);
+/*
+ * A JSON string (RFC 8259 §7): quotes and backslashes escaped, every control
+ * byte and DEL as \u00XX, well-formed UTF-8 (RFC 3629 §4) copied, any other
+ * byte as U+FFFD.  Each input byte takes at most 6 output bytes.
+ */
+void jsonw_str(struct jsonw *w, const char *s);
+/* The same for n bytes that may hold NUL (escaped as \u0000). */
+void jsonw_strn(struct jsonw *w, const char *s, size_t n);
+/* An unsigned integer, clamped to INT64_MAX (ECS and OCSF longs are signed). */
+void jsonw_u64(struct jsonw *w, uint64_t v);
+/* The key of the next member ("," before it when needed): plain ASCII, copied unescaped. */
+void jsonw_key(struct jsonw *w, const char *k);
+/* Open an object as the value of key k (k NULL: an array element or the top level). */
+void jsonw_obj(struct jsonw *w, const char *k);
+void jsonw_obj_end(struct jsonw *w);
+/* Open an array as the value of key k; jsonw_elem before each element. */
+void jsonw_arr(struct jsonw *w, const char *k);
+void jsonw_arr_end(struct jsonw *w);
+void jsonw_elem(struct jsonw *w);
+/* Members. */
+void jsonw_kv_str(struct jsonw *w, const char *k, const char *v);
+void jsonw_kv_u64(struct jsonw *w, const char *k, uint64_t v);
+void jsonw_kv_bool(struct jsonw *w, const char *k, bool v);
+/* An RFC 3339 UTC time with microseconds ("2024-01-02T03:04:05.678901Z"). */
+void jsonw_kv_time(struct jsonw *w, const char *k, uint64_t ns_since_epoch);
+/* NUL-terminate: the length, or 0 when something did not fit. */
+size_t jsonw_end(struct jsonw *w);
+
+#endif
