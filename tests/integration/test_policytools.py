@@ -77,7 +77,10 @@ with ctx:
             return "denied", reply.reason, None
         # Let through (an audit tier may forward plain HTTP to a TLS upstream that never
         # answers it): the record says so.
-        expect("allowed" in harness.as_list(get(rec, "event.type")),
+        # (a tunnel's record is typed allowed, a completed plain-HTTP exchange access)
+        types = harness.as_list(get(rec, "event.type"))
+        expect(("allowed" in types or "access" in types) and "denied" not in types and
+               get(rec, "event.outcome") == "success",
                "no refusal, but the record is %s" % json.dumps(rec)[:300])
         return "allowed", "allowed", get(rec, "labels.would_deny")
 
