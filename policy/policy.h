@@ -106,10 +106,31 @@ struct policy_kube {
 	uint32_t max_pods;         /* default 65536: pods held in the map */
 };
 
+enum policy_client_certs {
+	POLICY_CLIENT_CERTS_OFF = 0, /* never asked for (default) */
+	POLICY_CLIENT_CERTS_REQUEST, /* asked for; without one, identified as on a plain listener */
+	POLICY_CLIENT_CERTS_REQUIRE, /* asked for; a connection without one is refused */
+};
+
+/*
+ * listen.tls: the TLS listeners' certificate, and client certificates (mTLS).
+ * File paths are fixed at start-up; the files' contents reload (certs/).
+ */
+struct policy_listen_tls {
+	const char *cert; /* PEM chain, leaf first */
+	const char *key;  /* PEM key of the leaf */
+	enum policy_client_certs client_certs;
+	const char *client_ca; /* PEM CA bundle client certificates must chain to */
+	const char *crl;       /* PEM CRLs checked for the client's leaf, or NULL */
+};
+
 /* Global settings. Durations in milliseconds, sizes in bytes. */
 struct policy_settings {
 	struct policy_sockaddr listen_proxy[POLICY_MAX_LISTEN]; /* listen.proxy: string or list */
 	size_t n_listen_proxy;
+	struct policy_sockaddr listen_https[POLICY_MAX_LISTEN]; /* listen.https: TLS listeners */
+	size_t n_listen_https;
+	struct policy_listen_tls listen_tls; /* listen.tls, when n_listen_https > 0 */
 	struct policy_sockaddr listen_admin; /* listen.admin, default 127.0.0.1:9090 */
 	unsigned workers;                    /* listen.workers / "auto" = 0 (number of CPUs) */
 

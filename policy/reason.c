@@ -61,6 +61,8 @@ static const struct reason_info reasons[R__COUNT] = {
 	[R_TLS_SERVER_MALFORMED] = {"tls_server_malformed", 200, ""},
 	[R_SOURCE_TABLE_FULL] = {"source_table_full", 503, "proxy_internal_error"},
 	[R_RESPONSE_TIMEOUT] = {"response_timeout", 504, "http_response_timeout"},
+	[R_TLS_HANDSHAKE_FAILED] = {"tls_handshake_failed", 200, ""},
+	[R_TLS_HANDSHAKE_TIMEOUT] = {"tls_handshake_timeout", 200, ""},
 };
 
 const char *reason_name(enum reason r)

@@ -67,6 +67,9 @@ enum reason {
 	R_TLS_SERVER_MALFORMED,    /* cut: the upstream's answer to a checked hello is not a ServerHello */
 	R_SOURCE_TABLE_FULL,       /* 503 limits.max_sources sources, all with open connections */
 	R_RESPONSE_TIMEOUT,        /* 504 plain HTTP: no response head within the idle timeout */
+	/* TLS listener (listen.https): no HTTP status can be sent before its handshake completes */
+	R_TLS_HANDSHAKE_FAILED,    /* the client's TLS handshake with the proxy failed */
+	R_TLS_HANDSHAKE_TIMEOUT,   /* the handshake did not complete within limits.header_timeout */
 	R__COUNT
 };
 

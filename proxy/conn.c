@@ -211,15 +211,12 @@ int conn_buffered(struct conn *c)
 /* Free a bufferevent that never touches its socket again (the transport owns it). */
 static void bev_drop(struct bufferevent *bev)
 {
-	if (bev == NULL)
-		return;
-	bufferevent_setfd(bev, -1);
-	bufferevent_free(bev);
+	transport_unbuffer(NULL, bev);
 }
 
 void conn_unbuffered(struct conn *c)
 {
-	bev_drop(c->cbev);
+	transport_unbuffer(c->client, c->cbev);
 	bev_drop(c->ubev);
 	c->cbev = c->ubev = NULL;
 }
@@ -667,7 +664,8 @@ static bool take_slot(struct conn *c)
 	return false;
 }
 
-void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa)
+void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa,
+                 struct tls_listener *tls)
 {
 	conn_env_refresh(env);
 	const struct policy_settings *s = policy_settings(env->policy);
@@ -678,7 +676,9 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 		return;
 	}
 	struct conn *c = calloc(1, sizeof(*c));
-	struct transport *t = c != NULL ? transport_tcp(fd) : NULL;
+	struct transport *t = c == NULL     ? NULL
+	                      : tls != NULL ? transport_tls_accept(fd, tls)
+	                                    : transport_tcp(fd);
 	if (t == NULL) {
 		free(c);
 		atomic_fetch_sub_explicit(env->n_open, 1, memory_order_relaxed);

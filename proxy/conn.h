@@ -222,8 +222,10 @@ void conn_audit_fini(struct conn_env *env);
 void conn_env_adopt(struct conn_env *env, struct policy *p);
 /* Adopt a snapshot waiting in the mailbox, if any; then env->policy is current. */
 void conn_env_refresh(struct conn_env *env);
-/* Take ownership of an accepted socket. */
-void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa);
+/* Take ownership of an accepted socket; tls: the listener's TLS context (NULL: plain TCP). */
+struct tls_listener;
+void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa,
+                 struct tls_listener *tls);
 /* Close every open connection with drain_timeout. */
 void conn_close_all(struct conn_env *env);
 
