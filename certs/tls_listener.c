@@ -5,6 +5,7 @@
 #include <libgen.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,16 +63,45 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/* The SSL ex_data slot holding the first verification error of a connection (+1; 0: none). */
+static int verr_idx = -1;
+static pthread_once_t verr_once = PTHREAD_ONCE_INIT;
+
+static void verr_init(void)
+{
+	verr_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
 /*
  * Client certificates are verified during the handshake, but the verdict is
- * the connection core's: the handshake completes whatever the chain, and the
- * first request of a connection whose certificate failed is refused with an
- * HTTP status and a reason code the client can read (conn.c, identify).
- * SSL_get_verify_result keeps the failure.
+ * the connection core's: the handshake completes whatever the chain, and
+ * every request of a connection whose certificate failed is refused with an
+ * HTTP status and a reason code the client can read (conn.c, identify).  The
+ * first error is kept (an expired and revoked certificate says "expired").
  */
 static int verify_cb(int ok, X509_STORE_CTX *x)
 {
+	if (ok)
+		return 1;
+	SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+	if (ssl != NULL && verr_idx >= 0 && SSL_get_ex_data(ssl, verr_idx) == NULL)
+		SSL_set_ex_data(ssl, verr_idx, (void *)(intptr_t)(X509_STORE_CTX_get_error(x) + 1));
 	return 1;
+}
+
+long tls_listener_verify_error(const SSL *ssl)
+{
+	void *v = verr_idx >= 0 ? SSL_get_ex_data(ssl, verr_idx) : NULL;
+	if (v != NULL)
+		return (long)(intptr_t)v - 1;
+	long r = SSL_get_verify_result(ssl);
+	return r;
+}
+
+enum tls_client_certs tls_listener_mode_of(const SSL *ssl)
+{
+	const struct tls_listener *ts = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	return ts != NULL ? ts->client_certs : TLS_CLIENT_CERTS_OFF;
 }
 
 static int load_client_ca(SSL_CTX *ctx, const struct tls_listener *ts, char *err, size_t errlen)
@@ -96,8 +126,10 @@ static int load_client_ca(SSL_CTX *ctx, const struct tls_listener *ts, char *err
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
 	SSL_CTX_set_verify_depth(ctx, 8);
-	static const unsigned char sid_ctx[] = "portcullis";
-	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+	/* Every connection verifies its chain (and the CRL as it is now): no resumption. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_num_tickets(ctx, 0);
 	return 0;
 }
 
@@ -117,6 +149,7 @@ static SSL_CTX *build(const struct tls_listener *ts, char *err, size_t errlen)
 	 */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+	SSL_CTX_set_app_data(ctx, (void *)(uintptr_t)ts); /* tls_listener_mode_of */
 	if (SSL_CTX_use_certificate_chain_file(ctx, ts->cert_file) != 1) {
 		char e[200];
 		ssl_error(e, sizeof(e));
@@ -188,6 +221,7 @@ struct tls_listener *tls_listener_create(const struct tls_listener_conf *conf, c
 		return NULL;
 	}
 	ts->inotify_fd = -1;
+	pthread_once(&verr_once, verr_init);
 	pthread_rwlock_init(&ts->lock, NULL);
 	ts->client_certs = conf->client_certs;
 	ts->cert_file = dup_or_null(conf->cert_file);

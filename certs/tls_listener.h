@@ -57,6 +57,11 @@ void tls_listener_watch(struct tls_listener *ts, struct event_base *base);
 /* A server-side SSL for one accepted connection, from the current context. NULL: no memory. */
 SSL *tls_listener_new_ssl(struct tls_listener *ts);
 
+/* The client-certificate mode of the listener an accepted SSL belongs to. */
+enum tls_client_certs tls_listener_mode_of(const SSL *ssl);
+/* The first error verifying the client's chain (X509_V_OK: none, or no certificate). */
+long tls_listener_verify_error(const SSL *ssl);
+
 void tls_listener_get_stats(struct tls_listener *ts, struct tls_listener_stats *out);
 
 /* The client-certificate mode (fixed at start-up). */

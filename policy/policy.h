@@ -124,6 +124,35 @@ struct policy_listen_tls {
 	const char *crl;       /* PEM CRLs checked for the client's leaf, or NULL */
 };
 
+#define POLICY_MAX_CERT_RULES 256
+
+/* identity.client_certs: one rule mapping a client certificate to a tier. */
+enum policy_cert_match {
+	POLICY_CERT_SPIFFE, /* the certificate's one SPIFFE ID (URI SAN), spiffe_pattern_match */
+	POLICY_CERT_DNS,    /* any DNS SAN, host pattern ("name" or "*.name") */
+	POLICY_CERT_CN,     /* the subject's common name, exact */
+};
+
+struct policy_cert_rule {
+	enum policy_cert_match kind;
+	const char *pattern; /* spiffe / cn: the text; dns: the pattern as written */
+	size_t len;
+	struct pc_host host; /* dns: canonical pattern */
+	bool wildcard;       /* dns: "*.name" */
+	int tier;
+};
+
+/*
+ * What a client certificate says of its holder, for policy_identify_cert
+ * (certs/ extracts it from a verified leaf).
+ */
+struct policy_cert_id {
+	const char *spiffe;      /* its one SPIFFE ID, already valid (spiffe_id_parse), or NULL */
+	const char *const *dns;  /* its DNS SANs as written */
+	size_t n_dns;
+	const char *cn;          /* the subject's common name, or NULL */
+};
+
 /* Global settings. Durations in milliseconds, sizes in bytes. */
 struct policy_settings {
 	struct policy_sockaddr listen_proxy[POLICY_MAX_LISTEN]; /* listen.proxy: string or list */
@@ -161,6 +190,9 @@ struct policy_settings {
 	 * prefix length for every per-source limit (addr_source_group). */
 	uint32_t ipv6_source_prefix;
 	struct policy_kube kube;  /* identity.kubernetes */
+	/* identity.client_certs, in order: the first rule a certificate matches decides. */
+	const struct policy_cert_rule *cert_rules;
+	size_t n_cert_rules;
 };
 
 /* One validation problem, located in the file. */
@@ -213,6 +245,15 @@ size_t policy_tier_count(const struct policy *p);
 const struct policy_tier *policy_tier(const struct policy *p, size_t i);
 size_t policy_rule_count(const struct policy *p);  /* allow rules over all tiers */
 size_t policy_range_count(const struct policy *p); /* blocked (built-in + file) + allow_ranges */
+
+/*
+ * Identity from a client certificate: the tier of the first identity.client_certs
+ * rule it matches, or -1 when none does (the caller refuses: a certificate is
+ * never identified by its source address instead).  *rule: the matching rule's
+ * pattern (for the record), or NULL.
+ */
+int policy_identify_cert(const struct policy *p, const struct policy_cert_id *id,
+                         const char **rule);
 
 /* Identity: tier index for a source address (longest `sources` prefix), or unknown_source_tier. */
 int policy_identify(const struct policy *p, const struct pc_addr *src);

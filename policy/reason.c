@@ -63,6 +63,12 @@ static const struct reason_info reasons[R__COUNT] = {
 	[R_RESPONSE_TIMEOUT] = {"response_timeout", 504, "http_response_timeout"},
 	[R_TLS_HANDSHAKE_FAILED] = {"tls_handshake_failed", 200, ""},
 	[R_TLS_HANDSHAKE_TIMEOUT] = {"tls_handshake_timeout", 200, ""},
+	[R_CLIENT_CERT_REQUIRED] = {"client_cert_required", 403, "http_request_denied"},
+	[R_CLIENT_CERT_UNTRUSTED] = {"client_cert_untrusted", 403, "http_request_denied"},
+	[R_CLIENT_CERT_EXPIRED] = {"client_cert_expired", 403, "http_request_denied"},
+	[R_CLIENT_CERT_REVOKED] = {"client_cert_revoked", 403, "http_request_denied"},
+	[R_CLIENT_CERT_INVALID] = {"client_cert_invalid", 403, "http_request_denied"},
+	[R_CLIENT_CERT_NO_MATCH] = {"client_cert_no_match", 403, "http_request_denied"},
 };
 
 const char *reason_name(enum reason r)

@@ -259,6 +259,11 @@ static void put_endpoints(struct jbuf *b, const struct audit_rec *r)
 			kv_u64(b, "port", r->src_port);
 		if (bytes)
 			kv_u64(b, "bytes", r->bytes_up);
+		if (r->user_id != NULL) {
+			obj_open(b, "user");
+			kv_str(b, "id", r->user_id);
+			obj_close(b);
+		}
 		obj_close(b);
 	}
 	if (r->dst_domain != NULL || r->dst_ip != NULL || r->dst_port != 0 || bytes) {
@@ -280,6 +285,50 @@ static void put_endpoints(struct jbuf *b, const struct audit_rec *r)
 	obj_close(b);
 }
 
+/* A JSON array of strings under key k. */
+static void kv_strs(struct jbuf *b, const char *k, const char *const *v, size_t n)
+{
+	key(b, k);
+	put(b, "[", 1);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			put(b, ",", 1);
+		put_str(b, v[i]);
+	}
+	put(b, "]", 1);
+}
+
+/* tls.client's certificate fields (ECS x509 and hash). */
+static void put_x509(struct jbuf *b, const struct audit_rec *r)
+{
+	if (r->x509_sha256 != NULL && r->x509_sha256[0] != '\0') {
+		obj_open(b, "hash");
+		kv_str(b, "sha256", r->x509_sha256);
+		obj_close(b);
+	}
+	obj_open(b, "x509");
+	obj_open(b, "subject");
+	kv_str(b, "distinguished_name", r->x509_subject);
+	if (r->x509_cn != NULL)
+		kv_strs(b, "common_name", &r->x509_cn, 1);
+	obj_close(b);
+	if (r->x509_issuer != NULL) {
+		obj_open(b, "issuer");
+		kv_str(b, "distinguished_name", r->x509_issuer);
+		obj_close(b);
+	}
+	if (r->x509_serial != NULL)
+		kv_str(b, "serial_number", r->x509_serial);
+	if (r->x509_not_before > 0)
+		kv_time(b, "not_before", (uint64_t)r->x509_not_before * 1000000000u);
+	if (r->x509_not_after > 0)
+		kv_time(b, "not_after", (uint64_t)r->x509_not_after * 1000000000u);
+	size_t ns = r->n_x509_sans < 16 ? r->n_x509_sans : 16;
+	if (ns > 0)
+		kv_strs(b, "alternative_names", r->x509_sans, ns);
+	obj_close(b);
+}
+
 static void put_details(struct jbuf *b, const struct audit_rec *r)
 {
 	if (r->method != NULL || r->status > 0) {
@@ -296,7 +345,8 @@ static void put_details(struct jbuf *b, const struct audit_rec *r)
 		}
 		obj_close(b);
 	}
-	if (r->sni != NULL || r->tls_version != NULL || r->tls_next_protocol != NULL) {
+	if (r->sni != NULL || r->tls_version != NULL || r->tls_next_protocol != NULL ||
+	    r->x509_subject != NULL) {
 		obj_open(b, "tls");
 		if (r->tls_version != NULL) {
 			kv_str(b, "version", r->tls_version);
@@ -304,11 +354,22 @@ static void put_details(struct jbuf *b, const struct audit_rec *r)
 		}
 		if (r->tls_next_protocol != NULL)
 			kv_str(b, "next_protocol", r->tls_next_protocol);
-		if (r->sni != NULL) {
+		if (r->sni != NULL || r->x509_subject != NULL) {
 			obj_open(b, "client");
-			kv_str(b, "server_name", r->sni);
+			if (r->sni != NULL)
+				kv_str(b, "server_name", r->sni);
+			if (r->x509_subject != NULL)
+				put_x509(b, r);
 			obj_close(b);
 		}
+		obj_close(b);
+	}
+	if (r->user_id != NULL) {
+		obj_open(b, "related");
+		key(b, "user");
+		put(b, "[", 1);
+		put_str(b, r->user_id);
+		put(b, "]", 1);
 		obj_close(b);
 	}
 	if (r->url_domain != NULL || r->url_path != NULL) {

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "audit.h"
+#include "certid.h"
 #include "clock.h"
 #include "hash.h"
 #include "kube.h"
@@ -254,13 +255,32 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- identity: the tier, from the pod map or the static sources ---- */
 
 /*
- * A pod in the Kubernetes map wins over static `sources` (its tier comes from
- * its namespace or tier label, through the snapshot p); an address the map
- * does not hold falls back to `sources`, then identity.unknown_source.
+ * Identity, strongest first, in this one place (docs/tls-listener.md):
+ *  1. a client certificate on a TLS listener that asks for one: its tier by
+ *     identity.client_certs, else a refusal (*why) - a certificate that was
+ *     sent is never passed over for the source address; none sent with
+ *     client_certs: request goes on to 2;
+ *  2. a pod in the Kubernetes map (its tier from its namespace or tier label,
+ *     through the snapshot p);
+ *  3. static `sources`, then identity.unknown_source.
+ * At accept the handshake has not happened: the source alone decides the
+ * per-source slot's tier.
  */
-static int identify(const struct conn *c, const struct policy *p)
+static int identify(const struct conn *c, const struct policy *p, enum reason *why)
 {
 	struct conn_env *env = c->env;
+	*why = R_ALLOWED;
+	if (c->peer != NULL && c->peer->refusal != R_ALLOWED) {
+		*why = c->peer->refusal;
+		return -1;
+	}
+	if (c->peer != NULL && c->peer->present) {
+		const char *rule;
+		int t = policy_identify_cert(p, &c->peer->id, &rule);
+		if (t < 0)
+			*why = R_CLIENT_CERT_NO_MATCH;
+		return t;
+	}
 	if (c->pod == NULL && env->podmap != NULL && kube_client_overflowed(env->kube))
 		return policy_settings(p)->unknown_source_tier; /* maybe a pod left out */
 	if (c->pod == NULL)
@@ -288,7 +308,18 @@ void conn_would_deny(struct conn *c, enum reason why)
 	c->would_deny_reason = why;
 }
 
-void conn_decide_begin(struct conn *c, const char *method, size_t method_len)
+/* A TLS listener's client certificate, read once after the handshake. */
+static enum reason read_peer(struct conn *c)
+{
+	void *ssl = transport_tls_session(c->client);
+	if (c->peer != NULL || ssl == NULL || transport_handshaking(c->client))
+		return R_ALLOWED;
+	bool nomem;
+	c->peer = certid_read(ssl, &nomem);
+	return nomem ? R_INTERNAL_ERROR : R_ALLOWED;
+}
+
+enum reason conn_decide_begin(struct conn *c, const char *method, size_t method_len)
 {
 	struct conn_env *env = c->env;
 	conn_env_refresh(env);
@@ -301,10 +332,14 @@ void conn_decide_begin(struct conn *c, const char *method, size_t method_len)
 	c->method[n] = '\0';
 	c->have_request = true;
 	c->t_head = mono_ns();
-	c->tier = identify(c, c->policy);
+	enum reason why = read_peer(c);
+	if (why != R_ALLOWED)
+		return why;
+	c->tier = identify(c, c->policy, &why);
 	c->tier_slot = tier_slot(c);
 	if (c->over_source_limit)
 		conn_would_deny(c, R_SOURCE_CONNECTION_LIMIT);
+	return why;
 }
 
 enum reason conn_admit(struct conn *c, bool plain)
@@ -445,6 +480,8 @@ static void end(struct conn *c, enum reason why, bool linger)
 	atomic_fetch_sub_explicit(env->n_open, 1, memory_order_relaxed);
 	pod_info_unref(c->pod);
 	c->pod = NULL;
+	certid_free(c->peer);
+	c->peer = NULL;
 	policy_unref(c->policy);
 	c->policy = NULL;
 	/* Freed when the loop iteration unwinds: callers up the stack may still look at c. */
@@ -707,7 +744,8 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 	/* A socket cannot move to another pod: looked up once. */
 	if (env->podmap != NULL)
 		c->pod = podmap_lookup(env->podmap, &c->src);
-	c->tier = identify(c, c->policy);
+	enum reason unused;
+	c->tier = identify(c, c->policy, &unused);
 	c->tier_slot = tier_slot(c);
 	if (!take_slot(c))
 		return;

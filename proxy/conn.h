@@ -38,6 +38,7 @@
 
 struct audit_log;
 struct bufferevent;
+struct cert_identity;
 struct dns_resolver;
 struct event;
 struct event_base;
@@ -168,6 +169,7 @@ struct conn {
 	struct pc_addr src;
 	uint16_t src_port;
 	struct pod_info *pod;   /* the source pod (a reference), or NULL */
+	struct cert_identity *peer; /* TLS listener with client_certs: the client's certificate */
 	struct src_slot *slot;  /* per-source hold, accept to close */
 	bool over_source_limit; /* audit mode: admitted past connections_per_source */
 
@@ -269,9 +271,11 @@ int conn_push_input(struct bufferevent *bev, const void *p, size_t n);
 /*
  * A request head completed: adopt the current policy snapshot for the
  * exchange, identify the tier under it, note the method.  Every request of
- * every path starts here.
+ * every path starts here.  R_ALLOWED, or the identity's refusal (a client
+ * certificate that is missing, does not verify or matches no rule).
  */
-void conn_decide_begin(struct conn *c, const char *method, size_t method_len);
+enum reason conn_decide_begin(struct conn *c, const char *method, size_t method_len)
+    __attribute__((warn_unused_result));
 /*
  * The checks every allowed request must pass after its host decision,
  * whatever the path: the TLS-port rule (a CONNECT is inspected there; plain

@@ -94,10 +94,13 @@ static enum reason plain_target(struct conn *c, const struct http_req *req)
 /* Decide on a complete request head (head_len bytes at the front of the client's input). */
 static void decide(struct conn *c, const struct http_req *req, size_t head_len)
 {
-	conn_decide_begin(c, req->method.p, req->method.len);
+	enum reason why = conn_decide_begin(c, req->method.p, req->method.len);
 	bool plain = req->method_kind != HTTP_M_CONNECT;
 	c->plain = plain;
-	enum reason why = R_ALLOWED;
+	if (why != R_ALLOWED) {
+		conn_refuse(c, why); /* identity: a client certificate that may not pass */
+		return;
+	}
 	/* RFC 9112 §3.2: an HTTP/1.1 request without Host is refused (1.0 clients may omit it). */
 	if (req->version_minor == 1 && !req->has_host)
 		why = R_BAD_REQUEST;

@@ -55,6 +55,9 @@ REASON_STATUS = {
     # caps
     "source_connection_limit": 429, "source_upload_budget": 429, "audit_unavailable": 503,
     "source_table_full": 503, "response_timeout": 504,
+    # client certificates on a TLS listener (identity)
+    "client_cert_required": 403, "client_cert_untrusted": 403, "client_cert_expired": 403,
+    "client_cert_revoked": 403, "client_cert_invalid": 403, "client_cert_no_match": 403,
 }
 CLOSE_REASONS = {"client_closed", "upstream_closed", "idle_timeout", "max_lifetime",
                  "drain_timeout", "client_error", "upstream_error",
