@@ -164,6 +164,37 @@ static enum reason verify_reason(long err)
 	}
 }
 
+void certid_from_x509(X509 *x, long verify_err, struct cert_identity *ci)
+{
+	memset(ci, 0, sizeof(*ci));
+	ci->id.dns = ci->dns;
+	ci->present = true;
+	name_text(X509_get_subject_name(x), ci->subject, sizeof(ci->subject));
+	name_text(X509_get_issuer_name(x), ci->issuer, sizeof(ci->issuer));
+	serial_text(x, ci->serial, sizeof(ci->serial));
+	common_name(x, ci->cn, sizeof(ci->cn));
+	ci->not_before = asn1_time(X509_get0_notBefore(x));
+	ci->not_after = asn1_time(X509_get0_notAfter(x));
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	if (X509_digest(x, EVP_sha256(), md, &mdlen) == 1)
+		for (unsigned i = 0; i < mdlen && i < 32; i++)
+			snprintf(ci->sha256 + 2 * i, 3, "%02x", md[i]);
+	ci->refusal = verify_reason(verify_err);
+	enum reason sans = read_sans(x, ci);
+	if (ci->refusal == R_ALLOWED)
+		ci->refusal = sans;
+	if (ci->refusal == R_ALLOWED && ci->spiffe[0] != '\0' && !svid_leaf_ok(x))
+		ci->refusal = R_CLIENT_CERT_INVALID;
+	/* A refused certificate names no identity (source.user.id): anyone can claim one in it.
+	 * Its alternative names still show what it claimed. */
+	if (ci->refusal != R_ALLOWED)
+		ci->spiffe[0] = '\0';
+	ERR_clear_error();
+	ci->id.spiffe = ci->spiffe[0] ? ci->spiffe : NULL;
+	ci->id.cn = ci->cn[0] ? ci->cn : NULL;
+}
+
 struct cert_identity *certid_read(SSL *ssl, bool *nomem)
 {
 	*nomem = false;
@@ -181,28 +212,8 @@ struct cert_identity *certid_read(SSL *ssl, bool *nomem)
 		ci->refusal = mode == TLS_CLIENT_CERTS_REQUIRE ? R_CLIENT_CERT_REQUIRED : R_ALLOWED;
 		return ci;
 	}
-	ci->present = true;
-	name_text(X509_get_subject_name(x), ci->subject, sizeof(ci->subject));
-	name_text(X509_get_issuer_name(x), ci->issuer, sizeof(ci->issuer));
-	serial_text(x, ci->serial, sizeof(ci->serial));
-	common_name(x, ci->cn, sizeof(ci->cn));
-	ci->not_before = asn1_time(X509_get0_notBefore(x));
-	ci->not_after = asn1_time(X509_get0_notAfter(x));
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	if (X509_digest(x, EVP_sha256(), md, &mdlen) == 1)
-		for (unsigned i = 0; i < mdlen && i < 32; i++)
-			snprintf(ci->sha256 + 2 * i, 3, "%02x", md[i]);
-	ci->refusal = verify_reason(tls_listener_verify_error(ssl));
-	enum reason sans = read_sans(x, ci);
-	if (ci->refusal == R_ALLOWED)
-		ci->refusal = sans;
-	if (ci->refusal == R_ALLOWED && ci->spiffe[0] != '\0' && !svid_leaf_ok(x))
-		ci->refusal = R_CLIENT_CERT_INVALID;
+	certid_from_x509(x, tls_listener_verify_error(ssl), ci);
 	X509_free(x);
-	ERR_clear_error();
-	ci->id.spiffe = ci->spiffe[0] ? ci->spiffe : NULL;
-	ci->id.cn = ci->cn[0] ? ci->cn : NULL;
 	return ci;
 }
 

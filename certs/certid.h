@@ -46,6 +46,8 @@ struct cert_identity {
  * cRLSign).
  */
 struct cert_identity *certid_read(SSL *ssl, bool *nomem);
+/* The same for a certificate in hand whose chain verified with verify_err (X509_V_OK: it did). */
+void certid_from_x509(X509 *x, long verify_err, struct cert_identity *ci);
 void certid_free(struct cert_identity *ci);
 
 #endif

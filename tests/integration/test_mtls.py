@@ -176,6 +176,10 @@ with ctx:
         rec = check_refused(px, REQ_PORT, pca, *cert(rpki, "rogue"), "client_cert_untrusted")
         expect(get(rec, "tls.client.x509.issuer.distinguished_name") == "CN=rogue CA",
                "the refused certificate's issuer is not recorded: %r" % get(rec, "tls.client.x509"))
+        expect(get(rec, "source.user.id") is None and get(rec, "related.user") is None,
+               "an untrusted certificate's SPIFFE ID was recorded as the identity")
+        expect(RUNNER_ID in (get(rec, "tls.client.x509.alternative_names") or []),
+               "the ID the refused certificate claimed is not among its alternative names")
 
     with ctx.case("an expired certificate: 403 client_cert_expired"):
         check_refused(px, REQ_PORT, pca, *cert(cpki, "expired"), "client_cert_expired")
