@@ -92,19 +92,19 @@ static bool ia5_text(const ASN1_IA5STRING *s, char *out, size_t cap)
  * The alternative names: kept for the record and the rules; the SPIFFE ID if
  * there is exactly one URI SAN and it is spiffe://.  R_ALLOWED or why not.
  */
-static enum reason read_sans(const X509 *x, struct cert_identity *ci)
+static enum reason read_sans(const X509 *x, struct cert_scratch *ci)
 {
 	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
 	int n_uri = 0;
 	bool bad_spiffe = false;
+	size_t kept = 0;
 	for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
 		char tmp[SPIFFE_ID_MAX + 1];
 		bool ok = false;
-		if (g->type == GEN_DNS) {
-			ok = ia5_text(g->d.dNSName, tmp, sizeof(ci->sans[0]));
-			if (ok && ci->n_sans < CERTID_MAX_SANS)
-				ci->dns[ci->id.n_dns++] = ci->sans[ci->n_sans];
+		bool dns = g->type == GEN_DNS;
+		if (dns) {
+			ok = ia5_text(g->d.dNSName, tmp, 254); /* RFC 1035: a name is at most 253 */
 		} else if (g->type == GEN_URI) {
 			n_uri++;
 			ok = ia5_text(g->d.uniformResourceIdentifier, tmp, sizeof(tmp));
@@ -126,8 +126,12 @@ static enum reason read_sans(const X509 *x, struct cert_identity *ci)
 				ok = addr_format(&a, tmp, sizeof(tmp)) > 0;
 			}
 		}
-		if (ok && ci->n_sans < CERTID_MAX_SANS)
-			snprintf(ci->sans[ci->n_sans++], sizeof(ci->sans[0]), "%s", tmp);
+		size_t len = ok ? strlen(tmp) : 0;
+		if (ok && ci->n_sans < CERTID_MAX_SANS && kept + len <= CERTID_SANS_BYTES) {
+			kept += len;
+			ci->san_dns[ci->n_sans] = dns;
+			memcpy(ci->sans[ci->n_sans++], tmp, len + 1);
+		}
 	}
 	GENERAL_NAMES_free(gens);
 	/* X.509-SVID §2: exactly one URI SAN; a certificate with several is refused. */
@@ -164,10 +168,9 @@ static enum reason verify_reason(long err)
 	}
 }
 
-void certid_from_x509(X509 *x, long verify_err, struct cert_identity *ci)
+void certid_from_x509(X509 *x, long verify_err, struct cert_scratch *ci)
 {
 	memset(ci, 0, sizeof(*ci));
-	ci->id.dns = ci->dns;
 	ci->present = true;
 	name_text(X509_get_subject_name(x), ci->subject, sizeof(ci->subject));
 	name_text(X509_get_issuer_name(x), ci->issuer, sizeof(ci->issuer));
@@ -191,8 +194,50 @@ void certid_from_x509(X509 *x, long verify_err, struct cert_identity *ci)
 	if (ci->refusal != R_ALLOWED)
 		ci->spiffe[0] = '\0';
 	ERR_clear_error();
+}
+
+/* Copy s to *at (advancing it); returns the copy. */
+static const char *keep(char **at, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	memcpy(*at, s, n);
+	const char *r = *at;
+	*at += n;
+	return r;
+}
+
+/* The connection's compact copy of what sc says.  NULL: out of memory. */
+static struct cert_identity *compact(const struct cert_scratch *sc)
+{
+	const char *strs[] = {sc->subject, sc->issuer, sc->serial, sc->cn, sc->sha256, sc->spiffe};
+	size_t need = 0;
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		need += strlen(strs[i]) + 1;
+	for (size_t i = 0; i < sc->n_sans; i++)
+		need += strlen(sc->sans[i]) + 1;
+	struct cert_identity *ci = calloc(1, sizeof(*ci) + need);
+	if (ci == NULL)
+		return NULL;
+	char *at = ci->text;
+	ci->present = sc->present;
+	ci->refusal = sc->refusal;
+	ci->not_before = sc->not_before;
+	ci->not_after = sc->not_after;
+	ci->subject = keep(&at, sc->subject);
+	ci->issuer = keep(&at, sc->issuer);
+	ci->serial = keep(&at, sc->serial);
+	ci->cn = keep(&at, sc->cn);
+	ci->sha256 = keep(&at, sc->sha256);
+	ci->spiffe = keep(&at, sc->spiffe);
+	for (size_t i = 0; i < sc->n_sans; i++) {
+		ci->sans[ci->n_sans++] = keep(&at, sc->sans[i]);
+		if (sc->san_dns[i])
+			ci->dns[ci->id.n_dns++] = ci->sans[i];
+	}
+	ci->id.dns = ci->dns;
 	ci->id.spiffe = ci->spiffe[0] ? ci->spiffe : NULL;
 	ci->id.cn = ci->cn[0] ? ci->cn : NULL;
+	return ci;
 }
 
 struct cert_identity *certid_read(SSL *ssl, bool *nomem)
@@ -201,19 +246,18 @@ struct cert_identity *certid_read(SSL *ssl, bool *nomem)
 	enum tls_client_certs mode = tls_listener_mode_of(ssl);
 	if (mode == TLS_CLIENT_CERTS_OFF)
 		return NULL;
-	struct cert_identity *ci = calloc(1, sizeof(*ci));
-	if (ci == NULL) {
-		*nomem = true;
-		return NULL;
-	}
-	ci->id.dns = ci->dns;
+	/* Worker threads have the default stack; this is read once per connection. */
+	static _Thread_local struct cert_scratch sc;
 	X509 *x = SSL_get1_peer_certificate(ssl);
 	if (x == NULL) {
-		ci->refusal = mode == TLS_CLIENT_CERTS_REQUIRE ? R_CLIENT_CERT_REQUIRED : R_ALLOWED;
-		return ci;
+		memset(&sc, 0, sizeof(sc));
+		sc.refusal = mode == TLS_CLIENT_CERTS_REQUIRE ? R_CLIENT_CERT_REQUIRED : R_ALLOWED;
+	} else {
+		certid_from_x509(x, tls_listener_verify_error(ssl), &sc);
+		X509_free(x);
 	}
-	certid_from_x509(x, tls_listener_verify_error(ssl), ci);
-	X509_free(x);
+	struct cert_identity *ci = compact(&sc);
+	*nomem = ci == NULL;
 	return ci;
 }
 

@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	X509 *x = d2i_X509(NULL, &p, (long)size);
 	if (x == NULL)
 		return 0;
-	static struct cert_identity ci;
+	static struct cert_scratch ci;
 	certid_from_x509(x, X509_V_OK, &ci);
 	X509_free(x);
 	require(ci.present, "present");
@@ -42,13 +42,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	printable(ci.subject, sizeof(ci.subject), "subject");
 	printable(ci.issuer, sizeof(ci.issuer), "issuer");
 	printable(ci.serial, sizeof(ci.serial), "serial");
-	require(ci.n_sans <= CERTID_MAX_SANS && ci.id.n_dns <= ci.n_sans, "san counts");
-	for (size_t i = 0; i < ci.n_sans; i++)
+	require(ci.n_sans <= CERTID_MAX_SANS, "san count");
+	size_t kept = 0;
+	for (size_t i = 0; i < ci.n_sans; i++) {
+		kept += strlen(ci.sans[i]);
 		printable(ci.sans[i], sizeof(ci.sans[i]), "san");
-	for (size_t i = 0; i < ci.id.n_dns; i++)
-		require(ci.dns[i] >= ci.sans[0] && ci.dns[i] < ci.sans[ci.n_sans],
-		        "dns points to a san");
-	if (ci.id.spiffe != NULL) {
+		require(!ci.san_dns[i] || strlen(ci.sans[i]) <= 253,
+		        "a DNS name is at most 253 bytes");
+	}
+	require(kept <= CERTID_SANS_BYTES, "kept names within their budget");
+	if (ci.spiffe[0] != '\0') {
 		struct spiffe_id sid;
 		require(spiffe_id_parse(ci.spiffe, strlen(ci.spiffe), &sid) == SPIFFE_OK,
 		        "a kept SPIFFE ID is valid");

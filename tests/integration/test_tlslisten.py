@@ -2,7 +2,7 @@
 """The TLS listener: portcullis as an https:// proxy (listen.https).
 
 Real clients speak TLS to the proxy: curl --proxy https://... --proxy-cacert,
-Python requests (urllib3's HTTPS-proxy support), git.  Inside the TLS
+Python requests (urllib3's HTTPS-proxy support), git, Go's net/http.  Inside the TLS
 connection everything is as on the plain listener: CONNECT with the tunnel's
 own ClientHello inspected (TLS inside TLS: curl to an https:// origin, and an
 SNI mismatch cut), plain HTTP forwarding, refusals with a status and
@@ -214,6 +214,26 @@ with ctx:
         expect(rec is not None, "no CONNECT record from git")
         expect(get(rec, "tls.client.server_name") == "allowed.example", "SNI %r" % get(rec, "tls.client.server_name"))
         expect(get(rec, "event.outcome") == "success", "git's tunnel was %r" % get(rec, "event.reason"))
+
+    with ctx.case("Go net/http through the https proxy: https and http targets"):
+        go = harness.need(shutil.which("go") or "/usr/bin/go")
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "goclient", "main.go")
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        env.update(HOME=ctx.path("."), GOCACHE=ctx.path("gocache"), GOPATH=ctx.path("gopath"),
+                   GOFLAGS="-mod=mod", GOTOOLCHAIN="local", GOPROXY="off", CGO_ENABLED="0")
+        exe = ctx.path("goclient")
+        b = subprocess.run([go, "build", "-o", exe, src], capture_output=True, timeout=120, env=env,
+                           stdin=subprocess.DEVNULL)
+        expect(b.returncode == 0, "go build: %s" % b.stderr.decode("utf-8", "replace")[-300:])
+        for url, path in (("https://allowed.example/via-go", None),
+                          ("http://allowed.example/via-go-plain", "/via-go-plain")):
+            p = subprocess.run([exe, proxy_url, bundle, url], capture_output=True, timeout=30, env=env,
+                               stdin=subprocess.DEVNULL)
+            out = p.stdout.decode().split()
+            expect(p.returncode == 0 and out and out[0] == "200", "%s: rc %d %r %s" % (
+                url, p.returncode, out, p.stderr.decode("utf-8", "replace")[-200:]))
+        rec = px.audit.wait_one(lambda r: get(r, "url.path") == "/via-go-plain")
+        expect(rec is not None, "no record of Go's plain request")
 
     with ctx.case("TLS inside TLS: an inner ClientHello whose SNI differs from the CONNECT host is cut"):
         s = proxy_tls(pca)
