@@ -630,11 +630,18 @@ void conn_next_exchange(struct conn *c)
 
 /* ---- accept: the slot and the identity, once per connection ---- */
 
-/* Refuse before a connection object exists (process limit, out of memory), with a record. */
+/*
+ * Refuse before a connection object exists (process limit, out of memory), with a record.
+ * A TLS listener's client gets no status: it expects a handshake, not plain text.
+ */
 static void refuse_raw(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa,
-                       enum reason why)
+                       enum reason why, bool tls)
 {
 	conn_audit_raw(env, sa, why);
+	if (tls) {
+		close(fd);
+		return;
+	}
 	char resp[512];
 	size_t n = refusal_format(why, reason_http_status(why), why == R_CONNECTION_LIMIT ? 1 : 0,
 	                          false, resp, sizeof(resp));
@@ -709,7 +716,7 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 	unsigned open = atomic_fetch_add_explicit(env->n_open, 1, memory_order_relaxed);
 	if (open >= s->max_connections) {
 		atomic_fetch_sub_explicit(env->n_open, 1, memory_order_relaxed);
-		refuse_raw(env, fd, sa, R_CONNECTION_LIMIT);
+		refuse_raw(env, fd, sa, R_CONNECTION_LIMIT, tls != NULL);
 		return;
 	}
 	struct conn *c = calloc(1, sizeof(*c));
@@ -719,7 +726,7 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 	if (t == NULL) {
 		free(c);
 		atomic_fetch_sub_explicit(env->n_open, 1, memory_order_relaxed);
-		refuse_raw(env, fd, sa, R_INTERNAL_ERROR);
+		refuse_raw(env, fd, sa, R_INTERNAL_ERROR, tls != NULL);
 		return;
 	}
 	c->env = env;

@@ -367,9 +367,30 @@ with ctx:
         expect(harness.await_close(sock, timeout=10)["end"] is not None, "the proxy did not close the connection")
         handshake_record(px, port, "tls_handshake_timeout")
 
+    with ctx.case("limits.max_connections on a TLS listener: closed without plain-text bytes, recorded"):
+        tiny = harness.Proxy(ctx, "tiny", tiers, proxy_port=3140, admin_port=9093,
+                             limits={"max_connections": 1}, listen={
+                                 "https": "127.0.0.1:3141",
+                                 "tls": {"cert": os.path.join(pki, "proxy.pem"),
+                                         "key": os.path.join(pki, "proxy.key")}}).start()
+        expect(tiny.start_error is None, tiny.start_error)
+        first = proxy_tls(pca, port=3141)
+        sock = harness.bound_socket("127.0.0.2")
+        sock.connect(("127.0.0.1", 3141))
+        port = sock.getsockname()[1]
+        sock.sendall(harness.TlsClient("127.0.0.1", cafile=pca).hello())
+        end = harness.await_close(sock, timeout=10)
+        expect(end["end"] is not None, "the connection over the limit stayed open")
+        expect(b"HTTP/" not in end["got"], "plain text went to a TLS client: %r" % end["got"][:60])
+        rec = tiny.audit.by_port(port)
+        expect(rec is not None and get(rec, "event.reason") == "connection_limit",
+               "the refusal's record: %s" % rec)
+        first.close()
+        sock.close()
+
     with ctx.case("the plain listener still serves beside the TLS one"):
         res = harness.curl(["-x", "http://127.0.0.1:3128", "--interface", "127.0.0.2",
                             "--cacert", ucerts["ca"], "https://allowed.example/plain-listener"])
         expect(res["rc"] == 0 and res["code"] == "200", "curl rc %s code %s: %s" % (res["rc"], res["code"], res["stderr"]))
 
-    ctx.final_checks([px.audit])
+    ctx.final_checks([px.audit, tiny.audit])
