@@ -246,7 +246,9 @@ static void relay_finish(struct conn *c)
 static void back_to_hello(struct conn *c, const char *early, size_t n)
 {
 	c->peek_first = false;
-	if (to_buffered(c) != 0 || conn_push_input(c->cbev, early, n) != 0) {
+	/* In front: a TLS session's bufferevent starts with the records it held after `early`
+	 * (only the input's end is frozen). */
+	if (to_buffered(c) != 0 || evbuffer_prepend(bufferevent_get_input(c->cbev), early, n) != 0) {
 		conn_close(c, R_INTERNAL_ERROR);
 		return;
 	}

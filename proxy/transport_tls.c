@@ -44,9 +44,10 @@ static SSL *ssl_of(const struct transport *t)
 }
 
 /*
- * The session reads and writes the socket through a BIO.  A bufferevent that
- * is dropped (bufferevent_setfd(-1), conn.c) leaves it a BIO on no socket:
- * point it back at ours before the relay uses the session directly.
+ * The session reads and writes the socket through a BIO.  Each bufferevent
+ * made over it reuses that BIO and tls_unbuffer leaves it alone; should
+ * anything have pointed it elsewhere (bufferevent_setfd), point it back at
+ * our socket before the relay uses the session directly.
  */
 static SSL *session(struct transport *t)
 {

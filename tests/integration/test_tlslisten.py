@@ -16,11 +16,13 @@ a ClientHello).  The plain listener keeps working beside it.
 import hashlib
 import os
 import random
+import re
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -121,6 +123,7 @@ with ctx:
     ups = harness.Upstreams(ctx, [
         {"name": "tls443", "host": GOOD, "port": 443, "kind": "tls"},
         {"name": "raw8080", "host": GOOD, "port": 8080, "kind": "tcp"},
+        {"name": "tls8443", "host": GOOD, "port": 8443, "kind": "tls"},
         {"name": "origin80", "host": GOOD, "port": 80, "kind": "http-origin"},
         {"name": "denied443", "host": DENIED, "port": 443, "kind": "tls", "role": "forbidden"},
     ])
@@ -128,7 +131,7 @@ with ctx:
         ("allowed.example", GOOD), ("other.example", GOOD), ("denied.example", DENIED)])
     tiers = {
         "t": {"sources": ["127.0.0.1/32", "127.0.0.2/32"],
-              "allow": [{"host": "allowed.example", "ports": [443, 8080, 80]},
+              "allow": [{"host": "allowed.example", "ports": [443, 8080, 80, 8443]},
                         {"host": "other.example", "ports": [443]}]},
         "capped": {"sources": ["127.0.0.3/32"],
                    "allow": [{"host": "allowed.example", "ports": [8080]}],
@@ -259,6 +262,29 @@ with ctx:
         expect(line == b"hello inside two TLS layers\n", "got %r" % line)
         s.close()
 
+    with ctx.case("TLS inside TLS on a port that is not a TLS port: the relay hands the hello back "
+                  "in order, split over two records of the proxy session"):
+        s = proxy_tls(pca)
+        port = s.getsockname()[1]
+        st, head, rest = connect_over(s, "allowed.example:8443")
+        expect(st == 200 and rest == b"", "CONNECT answered %s" % st)
+        inner = harness.TlsClient("allowed.example", cafile=ucerts["ca"])
+        hello = inner.hello()
+        # Both records in one segment: the proxy's session reads the second ahead while the
+        # relay looks at the first (0x16: back to inspection).
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        s.sendall(hello[:40])
+        s.sendall(hello[40:])
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+        inner.finish(s)
+        inner.send(s, b"SAY split hello\n")
+        line = inner.recv_line(s)
+        expect(line == b"split hello\n", "got %r" % line)
+        s.close()
+        rec = px.audit.by_port(port)
+        expect(get(rec, "tls.client.server_name") == "allowed.example",
+               "the hello was not inspected: %s" % get(rec, "tls.client"))
+
     with ctx.case("bulk through the TLS listener: 16 MiB down and 16 MiB up, byte-exact"):
         s = proxy_tls(pca)
         st, _, rest = connect_over(s, "allowed.example:8080")
@@ -374,6 +400,15 @@ with ctx:
                                  "tls": {"cert": os.path.join(pki, "proxy.pem"),
                                          "key": os.path.join(pki, "proxy.key")}}).start()
         expect(tiny.start_error is None, tiny.start_error)
+
+        def idle_proxy():
+            """No connection open (the start-up probe's is gone): the one slot is free."""
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:9093/metrics", timeout=2) as r:
+                    return re.search(rb"^portcullis_connections_active 0$", r.read(), re.M) is not None
+            except OSError:
+                return False
+        expect(harness.wait_until(idle_proxy, 10), "the proxy still counts an open connection")
         first = proxy_tls(pca, port=3141)
         sock = harness.bound_socket("127.0.0.2")
         sock.connect(("127.0.0.1", 3141))
