@@ -311,11 +311,6 @@ void tls_listener_get_stats(struct tls_listener *ts, struct tls_listener_stats *
 	out->not_after = atomic_load(&ts->not_after);
 }
 
-enum tls_client_certs tls_listener_client_certs(const struct tls_listener *ts)
-{
-	return ts->client_certs;
-}
-
 /* ---- watching the files (main loop) ---- */
 
 static void debounce_cb(evutil_socket_t fd, short what, void *arg)

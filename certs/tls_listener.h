@@ -64,7 +64,4 @@ long tls_listener_verify_error(const SSL *ssl);
 
 void tls_listener_get_stats(struct tls_listener *ts, struct tls_listener_stats *out);
 
-/* The client-certificate mode (fixed at start-up). */
-enum tls_client_certs tls_listener_client_certs(const struct tls_listener *ts);
-
 #endif
