@@ -17,10 +17,12 @@ same source with a certificate by the certificate.
 """
 import hashlib
 import os
+import re
 import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -109,6 +111,7 @@ with ctx:
     mk("client", cpki, "expired", "--spiffe", RUNNER_ID, "--start", "20200101000000Z",
        "--end", "20200102000000Z")
     mk("client", cpki, "revoked", "--spiffe", RUNNER_ID)
+    mk("client", cpki, "later", "--spiffe", RUNNER_ID + "-2")
     mk("revoke", cpki, "revoked")
     mk("ca", rpki, "--cn", "rogue CA")
     mk("client", rpki, "rogue", "--spiffe", RUNNER_ID)
@@ -189,6 +192,19 @@ with ctx:
 
     with ctx.case("the same revoked certificate passes a listener without the CRL (the CRL refuses it)"):
         served(po, OPT_PORT, pca, *cert(cpki, "revoked"), "runners")
+
+    with ctx.case("a CRL updated in place (a new revocation) is reloaded: the certificate is refused "
+                  "from then on"):
+        served(px, REQ_PORT, pca, *cert(cpki, "later"), "runners")
+        mk("revoke", cpki, "later")   # rewrites crl.pem in the watched directory
+
+        def reloaded():
+            with urllib.request.urlopen("http://127.0.0.1:9090/metrics", timeout=2) as r:
+                m = re.search(rb'^portcullis_tls_listener_reloads_total\{result="success"\} (\d+)',
+                              r.read(), re.M)
+            return m is not None and int(m.group(1)) >= 1
+        expect(harness.wait_until(reloaded, 10), "the CRL change was not reloaded")
+        check_refused(px, REQ_PORT, pca, *cert(cpki, "later"), "client_cert_revoked")
 
     with ctx.case("two URI SANs break the X.509-SVID rules: 403 client_cert_invalid"):
         check_refused(px, REQ_PORT, pca, *cert(cpki, "twouris"), "client_cert_invalid")
