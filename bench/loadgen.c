@@ -40,6 +40,11 @@
  *   idle   open --tunnels tunnels (CONNECT + one echo, so every tunnel is
  *          relaying), print {"event":"idle_ready",...}, hold them for
  *          --hold seconds, then check each with one more echo.
+ *
+ * --proxy-tls: the proxy is an https:// proxy (a TLS listener): a TLS
+ * handshake with it comes first, everything after it goes through that
+ * session (the tls scenario's inner handshake too, TLS inside TLS), and bulk
+ * copies through user space (no sendfile through TLS).  Not for idle.
  */
 
 #define ECHO_LEN 64
@@ -54,6 +59,7 @@ enum scenario { SC_SETUP, SC_TLS, SC_BULK, SC_IDLE };
 enum st {
 	ST_FREE,       /* no connection */
 	ST_CONNECTING, /* TCP connect in progress */
+	ST_PROXY_HS,   /* --proxy-tls: TLS handshake with the proxy */
 	ST_SEND_REQ,   /* writing the CONNECT request */
 	ST_READ_RESP,  /* reading the proxy's response head */
 	ST_TLS_HS,     /* TLS handshake inside the tunnel */
@@ -64,13 +70,15 @@ enum st {
 	ST_DEAD,       /* idle scenario: this tunnel failed */
 };
 
-static const char *const st_names[] = {"free",      "connecting", "send_req", "read_resp", "tls",
-				       "send_echo", "read_echo",  "bulk",     "idle",      "dead"};
+static const char *const st_names[] = {"free",      "connecting", "proxy_tls", "send_req",
+				       "read_resp", "tls",        "send_echo", "read_echo",
+				       "bulk",      "idle",       "dead"};
 
 struct slot {
 	struct lg *lg;
 	int fd;
-	SSL *ssl;
+	SSL *ssl;  /* TLS inside the tunnel (the tls scenario) */
+	SSL *pssl; /* --proxy-tls: TLS to the proxy; ssl runs over it */
 	enum st st;
 	struct event *ev;
 	bool ev_pending;
@@ -86,6 +94,7 @@ struct lg {
 	/* configuration */
 	enum scenario sc;
 	bool via_proxy;
+	bool proxy_tls; /* the proxy is an https:// proxy */
 	struct sockaddr_in peer; /* the proxy, or the upstream when direct */
 	char host[256];
 	int port;
@@ -98,6 +107,7 @@ struct lg {
 	/* state */
 	struct event_base *base;
 	SSL_CTX *tls;
+	SSL_CTX *ptls; /* --proxy-tls */
 	int memfd;
 	char *trunc_buf;
 	struct slot *slots;
@@ -161,8 +171,13 @@ static void slot_teardown(struct slot *s)
 	}
 	if (s->ssl != NULL) {
 		SSL_shutdown(s->ssl); /* close_notify, not waiting for the peer's */
-		SSL_free(s->ssl);
+		SSL_free(s->ssl);     /* its BIO over pssl does not free pssl */
 		s->ssl = NULL;
+	}
+	if (s->pssl != NULL) {
+		SSL_shutdown(s->pssl);
+		SSL_free(s->pssl);
+		s->pssl = NULL;
 	}
 	if (s->fd >= 0) {
 		close(s->fd);
@@ -223,9 +238,15 @@ static void slot_fail(struct slot *s, const char *what, int err)
 
 /* ---- I/O helpers: plain or TLS; >0 bytes, 0 would block (armed), <0 failed (slot gone) ---- */
 
+static SSL *io_ssl(const struct slot *s)
+{
+	return s->ssl != NULL ? s->ssl : s->pssl;
+}
+
 static ssize_t io_send(struct slot *s, const char *p, size_t n)
 {
-	if (s->ssl == NULL) {
+	SSL *ssl = io_ssl(s);
+	if (ssl == NULL) {
 		ssize_t w = send(s->fd, p, n, MSG_NOSIGNAL);
 		if (w >= 0)
 			return w;
@@ -237,10 +258,10 @@ static ssize_t io_send(struct slot *s, const char *p, size_t n)
 		return -1;
 	}
 	ERR_clear_error();
-	int w = SSL_write(s->ssl, p, (int)n);
+	int w = SSL_write(ssl, p, (int)n);
 	if (w > 0)
 		return w;
-	int e = SSL_get_error(s->ssl, w);
+	int e = SSL_get_error(ssl, w);
 	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
 		arm(s, e == SSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ);
 		return 0;
@@ -251,7 +272,8 @@ static ssize_t io_send(struct slot *s, const char *p, size_t n)
 
 static ssize_t io_recv(struct slot *s, char *p, size_t n)
 {
-	if (s->ssl == NULL) {
+	SSL *ssl = io_ssl(s);
+	if (ssl == NULL) {
 		ssize_t r = recv(s->fd, p, n, 0);
 		if (r > 0)
 			return r;
@@ -263,10 +285,10 @@ static ssize_t io_recv(struct slot *s, char *p, size_t n)
 		return -1;
 	}
 	ERR_clear_error();
-	int r = SSL_read(s->ssl, p, (int)n);
+	int r = SSL_read(ssl, p, (int)n);
 	if (r > 0)
 		return r;
-	int e = SSL_get_error(s->ssl, r);
+	int e = SSL_get_error(ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 		arm(s, e == SSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ);
 		return 0;
@@ -310,8 +332,19 @@ static void begin_echo(struct slot *s)
 static void begin_tls(struct slot *s)
 {
 	s->ssl = SSL_new(s->lg->tls);
-	if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1 ||
-	    SSL_set_tlsext_host_name(s->ssl, s->lg->host) != 1) {
+	bool io_ok = false;
+	if (s->ssl != NULL && s->pssl == NULL) {
+		io_ok = SSL_set_fd(s->ssl, s->fd) == 1;
+	} else if (s->ssl != NULL) {
+		/* TLS inside TLS: the inner session reads and writes through the outer one. */
+		BIO *b = BIO_new(BIO_f_ssl());
+		if (b != NULL) {
+			BIO_set_ssl(b, s->pssl, BIO_NOCLOSE);
+			SSL_set_bio(s->ssl, b, b);
+			io_ok = true;
+		}
+	}
+	if (!io_ok || SSL_set_tlsext_host_name(s->ssl, s->lg->host) != 1) {
 		slot_fail(s, "SSL_new", 0);
 		return;
 	}
@@ -372,6 +405,8 @@ static void idle_opened(struct slot *s)
 	open_next(lg);
 }
 
+static bool send_connect(struct slot *s);
+
 static bool step_connecting(struct slot *s)
 {
 	int err = 0;
@@ -386,6 +421,40 @@ static bool step_connecting(struct slot *s)
 		tunnel_up(s);
 		return true;
 	}
+	if (s->lg->proxy_tls && s->pssl == NULL) {
+		s->pssl = SSL_new(s->lg->ptls);
+		if (s->pssl == NULL || SSL_set_fd(s->pssl, s->fd) != 1) {
+			slot_fail(s, "SSL_new (proxy)", 0);
+			return false;
+		}
+		SSL_set_connect_state(s->pssl);
+		s->st = ST_PROXY_HS;
+		return true;
+	}
+	return send_connect(s);
+}
+
+/* --proxy-tls: the handshake with the proxy, then the CONNECT through it. */
+static bool step_proxy_tls(struct slot *s)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(s->pssl);
+	if (r == 1)
+		return send_connect(s);
+	int e = SSL_get_error(s->pssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		arm(s, e == SSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ);
+		return false;
+	}
+	char what[120];
+	snprintf(what, sizeof(what), "TLS handshake with the proxy: %s",
+		 ERR_reason_error_string(ERR_peek_error()));
+	slot_fail(s, what, 0);
+	return false;
+}
+
+static bool send_connect(struct slot *s)
+{
 	int n = snprintf(s->buf, sizeof(s->buf), "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n",
 			 s->lg->host, s->lg->port, s->lg->host, s->lg->port);
 	s->blen = (size_t)n;
@@ -480,6 +549,15 @@ static bool step_bulk(struct slot *s)
 	struct lg *lg = s->lg;
 	for (int i = 0; i < 64; i++) {
 		ssize_t n;
+		if (s->pssl != NULL) {
+			/* Through the proxy's TLS session: always a copy (io_* arm or fail the slot). */
+			n = lg->upload ? io_send(s, lg->trunc_buf, COPY_CHUNK)
+				       : io_recv(s, lg->trunc_buf, COPY_CHUNK);
+			if (n <= 0)
+				return false;
+			count_bytes(lg, (uint64_t)n);
+			continue;
+		}
 		if (lg->copy) {
 			n = lg->upload ? send(s->fd, lg->trunc_buf, COPY_CHUNK, MSG_NOSIGNAL)
 				       : recv(s->fd, lg->trunc_buf, COPY_CHUNK, 0);
@@ -520,6 +598,10 @@ static void slot_step(struct slot *s)
 			if (!step_connecting(s))
 				return;
 			break;
+		case ST_PROXY_HS:
+			if (!step_proxy_tls(s))
+				return;
+			break;
 		case ST_SEND_REQ:
 			r = io_send(s, s->buf + s->off, s->blen - s->off);
 			if (r <= 0)
@@ -548,7 +630,7 @@ static void slot_step(struct slot *s)
 			if (s->off == ECHO_LEN) {
 				s->st = ST_READ_ECHO;
 				s->off = 0;
-				if (s->ssl == NULL) {
+				if (io_ssl(s) == NULL) {
 					arm(s, EV_READ);
 					return;
 				}
@@ -762,7 +844,8 @@ static void usage(FILE *f)
 		"usage: loadgen --scenario setup|tls|bulk|idle (--proxy IP:PORT | --direct IP)\n"
 		"               --host NAME --port PORT [--concurrency N] [--duration S]\n"
 		"               [--warmup S] [--streams N] [--direction up|down] [--tunnels N]\n"
-		"               [--hold S] [--open-inflight N] [--timeout S] [--copy] [--tag KEY=VALUE]...\n"
+		"               [--hold S] [--open-inflight N] [--timeout S] [--copy] [--proxy-tls]\n"
+		"               [--tag KEY=VALUE]...\n"
 		"  --copy: bulk bytes go through user space (recv/send of 256 KiB) instead of\n"
 		"          sendfile(2) and recv(MSG_TRUNC)\n"
 		"       loadgen --version\n");
@@ -808,7 +891,7 @@ static int parse_args(struct lg *lg, int argc, char **argv)
 		{"tunnels", required_argument, NULL, 'N'},   {"hold", required_argument, NULL, 'h'},
 		{"open-inflight", required_argument, NULL, 'i'},
 		{"timeout", required_argument, NULL, 't'},   {"tag", required_argument, NULL, 'T'},
-		{"copy", no_argument, NULL, 'C'},
+		{"copy", no_argument, NULL, 'C'},            {"proxy-tls", no_argument, NULL, 'L'},
 		{"version", no_argument, NULL, 'V'},         {"help", no_argument, NULL, 'X'},
 		{NULL, 0, NULL, 0},
 	};
@@ -832,6 +915,7 @@ static int parse_args(struct lg *lg, int argc, char **argv)
 		case 't': lg->timeout = atof(optarg); break;
 		case 'T': add_tag(lg, optarg); break;
 		case 'C': lg->copy = true; break;
+		case 'L': lg->proxy_tls = true; break;
 		case 'V':
 			printf("{\"libevent\":\"%s\",\"openssl\":\"%s\"}\n", event_get_version(),
 			       OpenSSL_version(OPENSSL_VERSION));
@@ -903,6 +987,18 @@ int main(int argc, char **argv)
 		SSL_CTX_set_verify(lg->tls, SSL_VERIFY_NONE, NULL);
 		SSL_CTX_set_session_cache_mode(lg->tls, SSL_SESS_CACHE_OFF);
 		SSL_CTX_set_options(lg->tls, SSL_OP_NO_TICKET);
+	}
+	if (lg->proxy_tls) {
+		/* The bench measures the proxy, not certificate checks: no verification. */
+		lg->ptls = SSL_CTX_new(TLS_client_method());
+		if (lg->ptls == NULL || lg->sc == SC_IDLE)
+			return 2;
+		SSL_CTX_set_min_proto_version(lg->ptls, TLS1_2_VERSION);
+		SSL_CTX_set_verify(lg->ptls, SSL_VERIFY_NONE, NULL);
+		SSL_CTX_set_session_cache_mode(lg->ptls, SSL_SESS_CACHE_OFF);
+		SSL_CTX_set_options(lg->ptls, SSL_OP_NO_TICKET);
+		static const unsigned char h11[] = "\x08http/1.1";
+		SSL_CTX_set_alpn_protos(lg->ptls, h11, sizeof(h11) - 1);
 	}
 	if (lg->sc == SC_BULK && setup_bulk(lg) != 0) {
 		perror("loadgen: bulk set-up");

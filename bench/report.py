@@ -12,7 +12,7 @@ import json
 import statistics
 import sys
 
-TARGET_ORDER = ["direct", "portcullis", "baseline", "squid", "tinyproxy"]
+TARGET_ORDER = ["direct", "portcullis", "portcullis_tls", "baseline", "squid", "tinyproxy"]
 
 # (row label, result key, metric function, unit, digits, higher_is_better, proxy_only)
 def cpu_per_tunnel(r):
@@ -164,8 +164,9 @@ def main():
                      "of its CPU during the measurements; load average at the start %s." %
                      (100 * statistics.median(other), 100 * max(other), machine.get("loadavg", "?")))
     lines.append("")
-    lines.append("Each cell: median over rounds; (×d = ratio to direct, ×s = ratio to Squid%s)." %
-                 (", ×b = portcullis to the baseline build" if "baseline" in targets else ""))
+    lines.append("Each cell: median over rounds; (×d = ratio to direct, ×s = ratio to Squid%s%s)." %
+                 (", ×b = portcullis to the baseline build" if "baseline" in targets else "",
+                  ", ×p = the TLS listener to the plain one" if "portcullis_tls" in targets else ""))
     lines.append("")
     hdr = "| metric | " + " | ".join(targets) + " |"
     lines.append(hdr)
@@ -211,6 +212,9 @@ def main():
             rb = ratio(v, med("baseline", key, fn)) if t == "portcullis" else None
             if rb is not None:
                 rs.append("%.2f×b" % rb)
+            rp = ratio(v, med("portcullis", key, fn)) if t == "portcullis_tls" else None
+            if rp is not None:
+                rs.append("%.2f×p" % rp)
             if rs and v is not None:
                 c += " (" + ", ".join(rs) + ")"
             cells.append(c)

@@ -1,6 +1,7 @@
 /* Decisions and identity on a loaded snapshot, plus the snapshot's lifetime and accessors. */
 #include "policy.h"
 #include "policy_int.h"
+#include "spiffe.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +136,42 @@ size_t policy_range_count(const struct policy *p)
  * their IPv4 address.  Only the mapped form: 6to4, Teredo or NAT64 sources are
  * IPv6 hosts and must not borrow an IPv4 tier.
  */
+static bool cert_rule_match(const struct policy_cert_rule *r, const struct policy_cert_id *id)
+{
+	switch (r->kind) {
+	case POLICY_CERT_SPIFFE:
+		return id->spiffe != NULL &&
+		       spiffe_pattern_match(r->pattern, r->len, id->spiffe, strlen(id->spiffe));
+	case POLICY_CERT_CN:
+		return id->cn != NULL && strlen(id->cn) == r->len &&
+		       memcmp(id->cn, r->pattern, r->len) == 0;
+	case POLICY_CERT_DNS:
+		for (size_t i = 0; i < id->n_dns; i++) {
+			struct pc_host h;
+			/* A SAN that is no canonical host name (a wildcard SAN, junk) matches
+			 * nothing. */
+			if (host_canon(id->dns[i], strlen(id->dns[i]), &h) == HOST_OK &&
+			    h.kind == HOST_NAME && host_pattern_match(&r->host, r->wildcard, &h))
+				return true;
+		}
+		return false;
+	}
+	return false;
+}
+
+int policy_identify_cert(const struct policy *p, const struct policy_cert_id *id, const char **rule)
+{
+	const struct policy_settings *s = &p->set;
+	*rule = NULL;
+	for (size_t i = 0; i < s->n_cert_rules; i++) {
+		if (cert_rule_match(&s->cert_rules[i], id)) {
+			*rule = s->cert_rules[i].pattern;
+			return s->cert_rules[i].tier;
+		}
+	}
+	return -1;
+}
+
 int policy_identify(const struct policy *p, const struct pc_addr *src)
 {
 	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};

@@ -4,9 +4,11 @@
 #include <string.h>
 
 #include "policy_int.h"
+#include "spiffe.h"
 
 static const char *const identity_keys[] = {"unknown_source", "ipv6_source_prefix", "kubernetes",
-                                            NULL};
+                                            "client_certs", NULL};
+static const char *const cert_rule_keys[] = {"spiffe", "dns", "cn", "tier", NULL};
 static const char *const kube_keys[] = {
     "api_server",   "token_file",    "ca_file",     "namespaces", "tier_label", "label_selector",
     "audit_labels", "watch_timeout", "backoff_max", "max_pods",   NULL};
@@ -294,6 +296,94 @@ static void load_kubernetes(struct policy_loader *L, const struct policy_node *i
 	policy_want_u32(L, policy_get(m, "max_pods"), 1, 1000000, &k->max_pods);
 }
 
+/* One identity.client_certs rule: exactly one of spiffe, dns, cn; and a tier. */
+static void load_cert_rule(struct policy_loader *L, const struct policy_node *it,
+                           struct policy_cert_rule *r)
+{
+	static const char *const kinds[] = {"spiffe", "dns", "cn"};
+	const struct policy_node *which = NULL;
+	char t[72];
+	if (!policy_container(L, it, PN_MAP))
+		return;
+	policy_check_keys(L, it, cert_rule_keys);
+	for (int k = 0; k < 3; k++) {
+		const struct policy_node *v = policy_get(it, kinds[k]);
+		if (v == NULL)
+			continue;
+		if (which != NULL) {
+			policy_diag(L, v,
+			            "a rule matches by one of spiffe, dns or cn, not several");
+			return;
+		}
+		which = v;
+		r->kind = (enum policy_cert_match)k;
+	}
+	const struct policy_node *tier = policy_get(it, "tier");
+	if (which == NULL) {
+		policy_diag(L, it, "a rule needs one of spiffe, dns or cn");
+		return;
+	}
+	if (tier == NULL)
+		policy_missing(L, it, "tier");
+	else
+		r->tier = tier_by_name(L, tier, "not a tier name");
+	const char *s;
+	size_t len;
+	if (!policy_want_str(L, which, &s, &len))
+		return;
+	int st;
+	switch (r->kind) {
+	case POLICY_CERT_SPIFFE:
+		st = spiffe_pattern_check(s, len);
+		if (st != SPIFFE_OK)
+			policy_diag(L, which, "\"%s\": %s", policy_clip(s, len, t, sizeof(t)),
+			            spiffe_status_str(st));
+		break;
+	case POLICY_CERT_DNS:
+		if (host_pattern_parse(s, len, &r->host, &r->wildcard) != HOST_OK ||
+		    r->host.kind != HOST_NAME)
+			policy_diag(L, which,
+			            "\"%s\" is not a host name pattern (\"name\" or \"*.name\")",
+			            policy_clip(s, len, t, sizeof(t)));
+		break;
+	case POLICY_CERT_CN:
+		if (len == 0 || len > 64 || memchr(s, '\0', len) != NULL)
+			policy_diag(L, which, "a common name is 1 to 64 bytes");
+		break;
+	}
+	r->pattern = arena_str(L, s, len);
+	r->len = len;
+}
+
+static void load_cert_rules(struct policy_loader *L, const struct policy_node *v)
+{
+	struct policy_settings *set = &L->p->set;
+	if (!policy_container(L, v, PN_SEQ))
+		return;
+	if (v->n > POLICY_MAX_CERT_RULES) {
+		policy_diag(L, v, "at most %d rules", POLICY_MAX_CERT_RULES);
+		return;
+	}
+	struct policy_cert_rule *rules = policy_arena_alloc(&L->p->arena, v->n * sizeof(*rules));
+	if (rules == NULL) {
+		L->nomem = true;
+		return;
+	}
+	size_t n = 0;
+	for (const struct policy_node *it = v->first; it != NULL; it = it->next) {
+		memset(&rules[n], 0, sizeof(rules[n]));
+		rules[n].tier = -1;
+		load_cert_rule(L, it, &rules[n]);
+		n++;
+	}
+	set->cert_rules = rules;
+	set->n_cert_rules = n;
+	if (set->listen_tls.client_certs == POLICY_CLIENT_CERTS_OFF)
+		policy_diag(L, v,
+		            "client certificate rules need listen.tls.client_certs: request "
+		            "or require");
+}
+
 void policy_load_identity(struct policy_loader *L, const struct policy_node *root)
 {
 	const struct policy_node *m = policy_section(L, root, "identity", identity_keys);
@@ -311,4 +401,11 @@ void policy_load_identity(struct policy_loader *L, const struct policy_node *roo
 	                &L->p->set.ipv6_source_prefix);
 	if (m != NULL)
 		load_kubernetes(L, m);
+	v = policy_get(m, "client_certs");
+	if (v != NULL)
+		load_cert_rules(L, v);
+	else if (L->p->set.listen_tls.client_certs != POLICY_CLIENT_CERTS_OFF)
+		policy_diag_at(L, 0, 0, "identity",
+		               "listen.tls.client_certs needs identity.client_certs rules (a "
+		               "certificate that matches no rule is refused)");
 }

@@ -254,9 +254,11 @@ static void cidr_list(struct policy_loader *L, const struct policy_node *seq, st
 static const char *const root_keys[] = {
     "version",  "listen", "resolver", "blocked_ranges", "audit", "limits", "timeouts",
     "identity", "tls",    "caps",     "http",           "tiers", NULL};
-static const char *const listen_keys[] = {"proxy", "admin", "workers", NULL};
+static const char *const listen_keys[] = {"proxy", "https", "tls", "admin", "workers", NULL};
 static const char *const listener_keys[] = {"address", "proxy_protocol", NULL};
 static const char *const pp_keys[] = {"mode", "trusted", "timeout", NULL};
+static const char *const listen_tls_keys[] = {"cert",      "key", "client_certs",
+                                              "client_ca", "crl", NULL};
 static const char *const resolver_keys[] = {"servers", "timeout", "attempts", "max_answers", NULL};
 static const char *const audit_keys[] = {"output", "queue_size", "format", "tunnel_start",
                                          "interim", NULL};
@@ -371,6 +373,85 @@ static void load_listen_pp(struct policy_loader *L, const struct policy_node *en
 		            "trusted");
 }
 
+/* A file path: a non-empty string without NUL. */
+static const char *want_path(struct policy_loader *L, const struct policy_node *v)
+{
+	const char *str;
+	size_t len;
+	if (v == NULL || !policy_want_str(L, v, &str, &len))
+		return NULL;
+	if (len == 0 || memchr(str, '\0', len) != NULL) {
+		policy_diag(L, v, "expected a file path");
+		return NULL;
+	}
+	return pstrdup(L, str, len);
+}
+
+/* listen.https and listen.tls: TLS listeners and their certificate, key and client CA. */
+static void load_listen_tls(struct policy_loader *L, const struct policy_node *m,
+                            const struct policy_node *const *proxy_nodes)
+{
+	struct policy_settings *s = &L->p->set;
+	struct policy_listen_tls *t = &s->listen_tls;
+	const struct policy_node *nodes[POLICY_MAX_LISTEN] = {NULL};
+	const struct policy_node *v = policy_get(m, "https");
+	char t1[64], t2[64];
+
+	if (v != NULL)
+		s->n_listen_https =
+		    sockaddr_list(L, v, 0, s->listen_https, POLICY_MAX_LISTEN, nodes, false);
+	for (size_t i = 0; i < s->n_listen_https; i++) {
+		for (size_t j = 0; j < s->n_listen_proxy; j++)
+			if (sockaddr_conflict(&s->listen_https[i], &s->listen_proxy[j]))
+				policy_diag(L, nodes[i], "%s conflicts with the proxy address %s",
+				            fmt_sockaddr(&s->listen_https[i], t1, sizeof(t1)),
+				            fmt_sockaddr(&s->listen_proxy[j], t2, sizeof(t2)));
+		if (sockaddr_conflict(&s->listen_https[i], &s->listen_admin))
+			policy_diag(L, nodes[i], "%s conflicts with the admin address %s",
+			            fmt_sockaddr(&s->listen_https[i], t1, sizeof(t1)),
+			            fmt_sockaddr(&s->listen_admin, t2, sizeof(t2)));
+	}
+	(void)proxy_nodes;
+	const struct policy_node *tn = policy_get(m, "tls");
+	const struct policy_node *tm = policy_section(L, m, "tls", listen_tls_keys);
+	if (tn == NULL) {
+		if (s->n_listen_https > 0)
+			policy_missing(L, m, "tls");
+		return;
+	}
+	if (v == NULL)
+		policy_diag(L, tn, "listen.tls goes with listen.https (the TLS listeners)");
+	if (tm == NULL)
+		return;
+	t->cert = want_path(L, policy_get(tm, "cert"));
+	t->key = want_path(L, policy_get(tm, "key"));
+	if (policy_get(tm, "cert") == NULL)
+		policy_missing(L, tm, "cert");
+	if (policy_get(tm, "key") == NULL)
+		policy_missing(L, tm, "key");
+	const struct policy_node *cc = policy_get(tm, "client_certs");
+	if (cc == NULL || policy_is_word(cc, "off"))
+		t->client_certs = POLICY_CLIENT_CERTS_OFF;
+	else if (policy_is_word(cc, "request"))
+		t->client_certs = POLICY_CLIENT_CERTS_REQUEST;
+	else if (policy_is_word(cc, "require"))
+		t->client_certs = POLICY_CLIENT_CERTS_REQUIRE;
+	else if (!cc->bad)
+		policy_diag(L, cc, "expected off, request or require");
+	t->client_ca = want_path(L, policy_get(tm, "client_ca"));
+	t->crl = want_path(L, policy_get(tm, "crl"));
+	if (t->client_certs != POLICY_CLIENT_CERTS_OFF && policy_get(tm, "client_ca") == NULL)
+		policy_diag(L, cc,
+		            "client_certs: %s needs client_ca (the CA bundle to verify against)",
+		            t->client_certs == POLICY_CLIENT_CERTS_REQUIRE ? "require" : "request");
+	if (t->client_certs == POLICY_CLIENT_CERTS_OFF &&
+	    (policy_get(tm, "client_ca") != NULL || policy_get(tm, "crl") != NULL))
+		policy_diag(L,
+		            policy_get(tm, "client_ca") ? policy_get(tm, "client_ca")
+		                                        : policy_get(tm, "crl"),
+		            "client_ca and crl go with client_certs: request or require");
+}
+
 static void load_listen(struct policy_loader *L, const struct policy_node *root)
 {
 	struct policy_settings *s = &L->p->set;
@@ -405,6 +486,7 @@ static void load_listen(struct policy_loader *L, const struct policy_node *root)
 			            fmt_sockaddr(&s->listen_proxy[i], t2, sizeof(t2)),
 			            fmt_sockaddr(&s->listen_admin, t1, sizeof(t1)));
 	}
+	load_listen_tls(L, m, nodes);
 	v = policy_get(m, "workers");
 	if (v != NULL && policy_is_word(v, "auto")) {
 		s->workers = 0;

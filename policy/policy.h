@@ -146,11 +146,61 @@ struct policy_listen_pp {
 	uint32_t timeout_ms; /* the whole header within this, default 3s */
 };
 
+enum policy_client_certs {
+	POLICY_CLIENT_CERTS_OFF = 0, /* never asked for (default) */
+	POLICY_CLIENT_CERTS_REQUEST, /* asked for; without one, identified as on a plain listener */
+	POLICY_CLIENT_CERTS_REQUIRE, /* asked for; a connection without one is refused */
+};
+
+/*
+ * listen.tls: the TLS listeners' certificate, and client certificates (mTLS).
+ * File paths are fixed at start-up; the files' contents reload (certs/).
+ */
+struct policy_listen_tls {
+	const char *cert; /* PEM chain, leaf first */
+	const char *key;  /* PEM key of the leaf */
+	enum policy_client_certs client_certs;
+	const char *client_ca; /* PEM CA bundle client certificates must chain to */
+	const char *crl;       /* PEM CRLs checked for the client's leaf, or NULL */
+};
+
+#define POLICY_MAX_CERT_RULES 256
+
+/* identity.client_certs: one rule mapping a client certificate to a tier. */
+enum policy_cert_match {
+	POLICY_CERT_SPIFFE, /* the certificate's one SPIFFE ID (URI SAN), spiffe_pattern_match */
+	POLICY_CERT_DNS,    /* any DNS SAN, host pattern ("name" or "*.name") */
+	POLICY_CERT_CN,     /* the subject's common name, exact */
+};
+
+struct policy_cert_rule {
+	enum policy_cert_match kind;
+	const char *pattern; /* spiffe / cn: the text; dns: the pattern as written */
+	size_t len;
+	struct pc_host host; /* dns: canonical pattern */
+	bool wildcard;       /* dns: "*.name" */
+	int tier;
+};
+
+/*
+ * What a client certificate says of its holder, for policy_identify_cert
+ * (certs/ extracts it from a verified leaf).
+ */
+struct policy_cert_id {
+	const char *spiffe;      /* its one SPIFFE ID, already valid (spiffe_id_parse), or NULL */
+	const char *const *dns;  /* its DNS SANs as written */
+	size_t n_dns;
+	const char *cn;          /* the subject's common name, or NULL */
+};
+
 /* Global settings. Durations in milliseconds, sizes in bytes. */
 struct policy_settings {
 	struct policy_sockaddr listen_proxy[POLICY_MAX_LISTEN]; /* listen.proxy: string or list */
 	size_t n_listen_proxy;
 	struct policy_listen_pp listen_pp[POLICY_MAX_LISTEN]; /* per listen_proxy entry */
+	struct policy_sockaddr listen_https[POLICY_MAX_LISTEN]; /* listen.https: TLS listeners */
+	size_t n_listen_https;
+	struct policy_listen_tls listen_tls; /* listen.tls, when n_listen_https > 0 */
 	struct policy_sockaddr listen_admin; /* listen.admin, default 127.0.0.1:9090 */
 	unsigned workers;                    /* listen.workers / "auto" = 0 (number of CPUs) */
 
@@ -185,6 +235,9 @@ struct policy_settings {
 	 * prefix length for every per-source limit (addr_source_group). */
 	uint32_t ipv6_source_prefix;
 	struct policy_kube kube;  /* identity.kubernetes */
+	/* identity.client_certs, in order: the first rule a certificate matches decides. */
+	const struct policy_cert_rule *cert_rules;
+	size_t n_cert_rules;
 };
 
 /* One validation problem, located in the file. */
@@ -244,6 +297,15 @@ size_t policy_range_count(const struct policy *p); /* blocked (built-in + file) 
  * a listener without PROXY protocol.
  */
 bool policy_listen_trusted(const struct policy *p, size_t listener, const struct pc_addr *peer);
+
+/*
+ * Identity from a client certificate: the tier of the first identity.client_certs
+ * rule it matches, or -1 when none does (the caller refuses: a certificate is
+ * never identified by its source address instead).  *rule: the matching rule's
+ * pattern (for the record), or NULL.
+ */
+int policy_identify_cert(const struct policy *p, const struct policy_cert_id *id,
+                         const char **rule);
 
 /* Identity: tier index for a source address (longest `sources` prefix), or unknown_source_tier. */
 int policy_identify(const struct policy *p, const struct pc_addr *src);

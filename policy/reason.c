@@ -67,6 +67,14 @@ static const struct reason_info reasons[R__COUNT] = {
 	[R_PROXY_HEADER_TIMEOUT] = {"proxy_header_timeout", 408, "http_request_error"},
 	[R_PROXY_HEADER_UNEXPECTED] = {"proxy_header_unexpected", 403, "http_request_denied"},
 	[R_TLS_JA4_NOT_ALLOWED] = {"tls_ja4_not_allowed", 200, ""},
+	[R_TLS_HANDSHAKE_FAILED] = {"tls_handshake_failed", 200, ""},
+	[R_TLS_HANDSHAKE_TIMEOUT] = {"tls_handshake_timeout", 200, ""},
+	[R_CLIENT_CERT_REQUIRED] = {"client_cert_required", 403, "http_request_denied"},
+	[R_CLIENT_CERT_UNTRUSTED] = {"client_cert_untrusted", 403, "http_request_denied"},
+	[R_CLIENT_CERT_EXPIRED] = {"client_cert_expired", 403, "http_request_denied"},
+	[R_CLIENT_CERT_REVOKED] = {"client_cert_revoked", 403, "http_request_denied"},
+	[R_CLIENT_CERT_INVALID] = {"client_cert_invalid", 403, "http_request_denied"},
+	[R_CLIENT_CERT_NO_MATCH] = {"client_cert_no_match", 403, "http_request_denied"},
 };
 
 const char *reason_name(enum reason r)

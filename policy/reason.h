@@ -75,6 +75,16 @@ enum reason {
 	R_PROXY_HEADER_UNEXPECTED, /* 403 a PROXY header where a request was due (no PROXY listener, or a
 	                              second header) */
 	R_TLS_JA4_NOT_ALLOWED,     /* cut: the ClientHello's JA4 is in tls.ja4_deny or not in ja4_allow */
+	/* TLS listener (listen.https): no HTTP status can be sent before its handshake completes */
+	R_TLS_HANDSHAKE_FAILED,    /* the client's TLS handshake with the proxy failed */
+	R_TLS_HANDSHAKE_TIMEOUT,   /* the handshake did not complete within limits.header_timeout */
+	/* client certificates on a TLS listener (listen.tls.client_certs) */
+	R_CLIENT_CERT_REQUIRED,    /* 403 client_certs: require, and the client sent none */
+	R_CLIENT_CERT_UNTRUSTED,   /* 403 its chain does not verify against listen.tls.client_ca */
+	R_CLIENT_CERT_EXPIRED,     /* 403 it (or a CA of its chain) expired or is not valid yet */
+	R_CLIENT_CERT_REVOKED,     /* 403 listed in listen.tls.crl */
+	R_CLIENT_CERT_INVALID,     /* 403 breaks the X.509-SVID leaf rules (several URI SANs, ...) */
+	R_CLIENT_CERT_NO_MATCH,    /* 403 verified, but matches no identity.client_certs rule */
 	R__COUNT
 };
 

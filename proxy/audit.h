@@ -61,6 +61,16 @@ struct audit_rec {
 	const char *tls_version;   /* tls.version ("1.3": highest offered) + tls.version_protocol "tls" */
 	const char *tls_next_protocol; /* tls.next_protocol (the one ALPN protocol offered) */
 	const char *ja4;           /* tls.client.ja4 (custom field: ECS 9.4 has none) */
+	/* The client certificate on a TLS listener (x509_subject NULL: none). */
+	const char *x509_subject; /* tls.client.x509.subject.distinguished_name */
+	const char *x509_issuer;  /* tls.client.x509.issuer.distinguished_name */
+	const char *x509_serial;  /* tls.client.x509.serial_number */
+	const char *x509_cn;      /* tls.client.x509.subject.common_name (array of one) */
+	const char *x509_sha256;  /* tls.client.hash.sha256 */
+	int64_t x509_not_before, x509_not_after; /* tls.client.x509.not_before / not_after */
+	const char *x509_sans[16];               /* tls.client.x509.alternative_names */
+	size_t n_x509_sans;
+	const char *user_id; /* source.user.id and related.user: the certificate's SPIFFE ID */
 	/* The source pod, from the Kubernetes map (pod_name NULL: no orchestrator fields). */
 	const char *pod_ns;   /* orchestrator.namespace */
 	const char *pod_name; /* orchestrator.resource.name; orchestrator.resource.type "pod" */

@@ -125,6 +125,12 @@ static void put_endpoints(struct jsonw *w, const struct audit_rec *r)
 			jsonw_kv_u64(w, "port", r->src_port);
 		if (bytes)
 			jsonw_kv_u64(w, "bytes", r->bytes_up);
+		if (r->user_id != NULL) {
+			/* The certificate's SPIFFE ID: the workload identity a SIEM looks for. */
+			jsonw_obj(w, "user");
+			jsonw_kv_str(w, "id", r->user_id);
+			jsonw_obj_end(w);
+		}
 		if (r->src_nat != NULL) {
 			/* ECS: "translated ip of source based NAT sessions ... load balancers". */
 			jsonw_obj(w, "nat");
@@ -188,10 +194,52 @@ static void put_http(struct jsonw *w, const struct audit_rec *r)
 	}
 }
 
+/* A JSON array of strings under key k. */
+static void kv_strs(struct jsonw *w, const char *k, const char *const *v, size_t n)
+{
+	jsonw_arr(w, k);
+	for (size_t i = 0; i < n; i++) {
+		jsonw_elem(w);
+		jsonw_str(w, v[i]);
+	}
+	jsonw_arr_end(w);
+}
+
+/* tls.client's certificate fields (ECS x509 and hash), on a TLS listener with client certs. */
+static void put_x509(struct jsonw *w, const struct audit_rec *r)
+{
+	if (r->x509_sha256 != NULL && r->x509_sha256[0] != '\0') {
+		jsonw_obj(w, "hash");
+		jsonw_kv_str(w, "sha256", r->x509_sha256);
+		jsonw_obj_end(w);
+	}
+	jsonw_obj(w, "x509");
+	jsonw_obj(w, "subject");
+	jsonw_kv_str(w, "distinguished_name", r->x509_subject);
+	if (r->x509_cn != NULL)
+		kv_strs(w, "common_name", &r->x509_cn, 1);
+	jsonw_obj_end(w);
+	if (r->x509_issuer != NULL) {
+		jsonw_obj(w, "issuer");
+		jsonw_kv_str(w, "distinguished_name", r->x509_issuer);
+		jsonw_obj_end(w);
+	}
+	if (r->x509_serial != NULL)
+		jsonw_kv_str(w, "serial_number", r->x509_serial);
+	if (r->x509_not_before > 0)
+		jsonw_kv_time(w, "not_before", (uint64_t)r->x509_not_before * 1000000000u);
+	if (r->x509_not_after > 0)
+		jsonw_kv_time(w, "not_after", (uint64_t)r->x509_not_after * 1000000000u);
+	size_t ns = r->n_x509_sans < 16 ? r->n_x509_sans : 16;
+	if (ns > 0)
+		kv_strs(w, "alternative_names", r->x509_sans, ns);
+	jsonw_obj_end(w);
+}
+
 static void put_tls(struct jsonw *w, const struct audit_rec *r)
 {
 	if (r->sni == NULL && r->tls_version == NULL && r->tls_next_protocol == NULL &&
-	    r->ja4 == NULL)
+	    r->ja4 == NULL && r->x509_subject == NULL)
 		return;
 	jsonw_obj(w, "tls");
 	if (r->tls_version != NULL) {
@@ -200,12 +248,14 @@ static void put_tls(struct jsonw *w, const struct audit_rec *r)
 	}
 	if (r->tls_next_protocol != NULL)
 		jsonw_kv_str(w, "next_protocol", r->tls_next_protocol);
-	if (r->sni != NULL || r->ja4 != NULL) {
+	if (r->sni != NULL || r->ja4 != NULL || r->x509_subject != NULL) {
 		jsonw_obj(w, "client");
 		if (r->sni != NULL)
 			jsonw_kv_str(w, "server_name", r->sni);
 		if (r->ja4 != NULL)
 			jsonw_kv_str(w, "ja4", r->ja4);
+		if (r->x509_subject != NULL)
+			put_x509(w, r);
 		jsonw_obj_end(w);
 	}
 	jsonw_obj_end(w);
@@ -334,6 +384,11 @@ size_t audit_format(const struct audit_rec *r, const char *hostname, char *buf, 
 	}
 	put_pod(&w, r);
 	put_labels(&w, r);
+	if (r->user_id != NULL) {
+		jsonw_obj(&w, "related");
+		kv_strs(&w, "user", &r->user_id, 1);
+		jsonw_obj_end(&w);
+	}
 	jsonw_obj(&w, "observer");
 	if (hostname != NULL)
 		jsonw_kv_str(&w, "hostname", hostname);

@@ -272,6 +272,12 @@ static void put_unmapped(struct jsonw *w, const struct audit_rec *r, bool http, 
 	}
 	if (r->aws_vpce_id != NULL)
 		jsonw_kv_str(w, "aws_vpce_id", r->aws_vpce_id);
+	if (r->user_id != NULL)
+		jsonw_kv_str(w, "spiffe_id", r->user_id);
+	if (r->x509_subject != NULL)
+		jsonw_kv_str(w, "client_cert_subject", r->x509_subject);
+	if (r->x509_sha256 != NULL && r->x509_sha256[0] != '\0')
+		jsonw_kv_str(w, "client_cert_sha256", r->x509_sha256);
 	if (r->aggregated_overflow)
 		jsonw_kv_str(w, "aggregated_scope", "many-sources");
 	if (r->pod_name != NULL) {

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "audit.h"
+#include "certid.h"
 #include "clock.h"
 #include "hash.h"
 #include "kube.h"
@@ -217,15 +218,12 @@ int conn_buffered(struct conn *c)
 /* Free a bufferevent that never touches its socket again (the transport owns it). */
 static void bev_drop(struct bufferevent *bev)
 {
-	if (bev == NULL)
-		return;
-	bufferevent_setfd(bev, -1);
-	bufferevent_free(bev);
+	transport_unbuffer(NULL, bev);
 }
 
 void conn_unbuffered(struct conn *c)
 {
-	bev_drop(c->cbev);
+	transport_unbuffer(c->client, c->cbev);
 	bev_drop(c->ubev);
 	c->cbev = c->ubev = NULL;
 }
@@ -263,13 +261,32 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- identity: the tier, from the pod map or the static sources ---- */
 
 /*
- * A pod in the Kubernetes map wins over static `sources` (its tier comes from
- * its namespace or tier label, through the snapshot p); an address the map
- * does not hold falls back to `sources`, then identity.unknown_source.
+ * Identity, strongest first, in this one place (docs/tls-listener.md):
+ *  1. a client certificate on a TLS listener that asks for one: its tier by
+ *     identity.client_certs, else a refusal (*why) - a certificate that was
+ *     sent is never passed over for the source address; none sent with
+ *     client_certs: request goes on to 2;
+ *  2. a pod in the Kubernetes map (its tier from its namespace or tier label,
+ *     through the snapshot p);
+ *  3. static `sources`, then identity.unknown_source.
+ * At accept the handshake has not happened: the source alone decides the
+ * per-source slot's tier.
  */
-static int identify(const struct conn *c, const struct policy *p)
+static int identify(const struct conn *c, const struct policy *p, enum reason *why)
 {
 	struct conn_env *env = c->env;
+	*why = R_ALLOWED;
+	if (c->peer != NULL && c->peer->refusal != R_ALLOWED) {
+		*why = c->peer->refusal;
+		return -1;
+	}
+	if (c->peer != NULL && c->peer->present) {
+		const char *rule;
+		int t = policy_identify_cert(p, &c->peer->id, &rule);
+		if (t < 0)
+			*why = R_CLIENT_CERT_NO_MATCH;
+		return t;
+	}
 	if (c->pod == NULL && env->podmap != NULL && kube_client_overflowed(env->kube))
 		return policy_settings(p)->unknown_source_tier; /* maybe a pod left out */
 	if (c->pod == NULL)
@@ -297,7 +314,18 @@ void conn_would_deny(struct conn *c, enum reason why)
 	c->would_deny_reason = why;
 }
 
-void conn_decide_begin(struct conn *c, const char *method, size_t method_len)
+/* A TLS listener's client certificate, read once after the handshake. */
+static enum reason read_peer(struct conn *c)
+{
+	void *ssl = transport_tls_session(c->client);
+	if (c->peer != NULL || ssl == NULL || transport_handshaking(c->client))
+		return R_ALLOWED;
+	bool nomem;
+	c->peer = certid_read(ssl, &nomem);
+	return nomem ? R_INTERNAL_ERROR : R_ALLOWED;
+}
+
+enum reason conn_decide_begin(struct conn *c, const char *method, size_t method_len)
 {
 	struct conn_env *env = c->env;
 	conn_env_refresh(env);
@@ -310,10 +338,14 @@ void conn_decide_begin(struct conn *c, const char *method, size_t method_len)
 	c->method[n] = '\0';
 	c->have_request = true;
 	c->t_head = mono_ns();
-	c->tier = identify(c, c->policy);
+	enum reason why = read_peer(c);
+	if (why != R_ALLOWED)
+		return why;
+	c->tier = identify(c, c->policy, &why);
 	c->tier_slot = tier_slot(c);
 	if (c->over_source_limit)
 		conn_would_deny(c, R_SOURCE_CONNECTION_LIMIT);
+	return why;
 }
 
 enum reason conn_admit(struct conn *c, bool plain)
@@ -458,6 +490,8 @@ static void end(struct conn *c, enum reason why, bool linger)
 	c->pod = NULL;
 	free(c->via);
 	c->via = NULL;
+	certid_free(c->peer);
+	c->peer = NULL;
 	policy_unref(c->policy);
 	c->policy = NULL;
 	/* Freed when the loop iteration unwinds: callers up the stack may still look at c. */
@@ -609,11 +643,18 @@ void conn_next_exchange(struct conn *c)
 
 /* ---- accept: the slot and the identity, once per connection ---- */
 
-/* Refuse before a connection object exists (process limit, out of memory), with a record. */
+/*
+ * Refuse before a connection object exists (process limit, out of memory), with a record.
+ * A TLS listener's client gets no status: it expects a handshake, not plain text.
+ */
 static void refuse_raw(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa,
-                       enum reason why)
+                       enum reason why, bool tls)
 {
 	conn_audit_raw(env, sa, why);
+	if (tls) {
+		close(fd);
+		return;
+	}
 	char resp[512];
 	size_t n = refusal_format(why, reason_http_status(why), why == R_CONNECTION_LIMIT ? 1 : 0,
 	                          false, resp, sizeof(resp));
@@ -751,7 +792,8 @@ void conn_start(struct conn *c)
 	/* A socket cannot move to another pod: looked up once. */
 	if (env->podmap != NULL)
 		c->pod = podmap_lookup(env->podmap, &c->src);
-	c->tier = identify(c, c->policy);
+	enum reason unused;
+	c->tier = identify(c, c->policy, &unused);
 	c->tier_slot = tier_slot(c);
 	if (!take_slot(c))
 		return;
@@ -780,22 +822,24 @@ static void flow_id(struct conn *c, evutil_socket_t fd)
 }
 
 void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa,
-                 size_t listener)
+                 size_t listener, struct tls_listener *tls)
 {
 	conn_env_refresh(env);
 	const struct policy_settings *s = policy_settings(env->policy);
 	unsigned open = atomic_fetch_add_explicit(env->n_open, 1, memory_order_relaxed);
 	if (open >= s->max_connections) {
 		atomic_fetch_sub_explicit(env->n_open, 1, memory_order_relaxed);
-		refuse_raw(env, fd, sa, R_CONNECTION_LIMIT);
+		refuse_raw(env, fd, sa, R_CONNECTION_LIMIT, tls != NULL);
 		return;
 	}
 	struct conn *c = calloc(1, sizeof(*c));
-	struct transport *t = c != NULL ? transport_tcp(fd) : NULL;
+	struct transport *t = c == NULL     ? NULL
+	                      : tls != NULL ? transport_tls_accept(fd, tls)
+	                                    : transport_tcp(fd);
 	if (t == NULL) {
 		free(c);
 		atomic_fetch_sub_explicit(env->n_open, 1, memory_order_relaxed);
-		refuse_raw(env, fd, sa, R_INTERNAL_ERROR);
+		refuse_raw(env, fd, sa, R_INTERNAL_ERROR, tls != NULL);
 		return;
 	}
 	c->env = env;
@@ -817,6 +861,10 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 	c->timer = evtimer_new(env->base, timer_cb, c);
 	if (c->timer == NULL) {
 		conn_close(c, R_INTERNAL_ERROR);
+		return;
+	}
+	if (listener == CONN_LISTENER_TLS) {
+		conn_start(c); /* a TLS listener reads no PROXY header */
 		return;
 	}
 	size_t bound_index = listener;

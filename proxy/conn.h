@@ -43,6 +43,7 @@
 
 struct audit_log;
 struct bufferevent;
+struct cert_identity;
 struct dns_resolver;
 struct event;
 struct event_base;
@@ -196,6 +197,7 @@ struct conn {
 	struct pod_info *pod;   /* the source pod (a reference), or NULL */
 	uint64_t id;            /* trace.id of every record of this connection (audit_log_next_id) */
 	char community_id[COMMUNITY_ID_LEN + 1]; /* of the client's flow to the listener, or "" */
+	struct cert_identity *peer; /* TLS listener with client_certs: the client's certificate */
 	struct src_slot *slot;  /* per-source hold, accept to close */
 	bool over_source_limit; /* audit mode: admitted past connections_per_source */
 
@@ -253,9 +255,14 @@ void conn_audit_fini(struct conn_env *env);
 void conn_env_adopt(struct conn_env *env, struct policy *p);
 /* Adopt a snapshot waiting in the mailbox, if any; then env->policy is current. */
 void conn_env_refresh(struct conn_env *env);
-/* Take ownership of a socket accepted on listen.proxy[listener]. */
+/*
+ * Take ownership of a socket accepted on listen.proxy[listener] (tls NULL), or on a
+ * TLS listener (tls: its context; listener is then CONN_LISTENER_TLS: no PROXY header).
+ */
+#define CONN_LISTENER_TLS ((size_t)-1)
+struct tls_listener;
 void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa,
-                 size_t listener);
+                 size_t listener, struct tls_listener *tls);
 /* Close every open connection with drain_timeout. */
 void conn_close_all(struct conn_env *env);
 
@@ -307,9 +314,11 @@ int conn_push_input(struct bufferevent *bev, const void *p, size_t n);
 /*
  * A request head completed: adopt the current policy snapshot for the
  * exchange, identify the tier under it, note the method.  Every request of
- * every path starts here.
+ * every path starts here.  R_ALLOWED, or the identity's refusal (a client
+ * certificate that is missing, does not verify or matches no rule).
  */
-void conn_decide_begin(struct conn *c, const char *method, size_t method_len);
+enum reason conn_decide_begin(struct conn *c, const char *method, size_t method_len)
+    __attribute__((warn_unused_result));
 /*
  * The checks every allowed request must pass after its host decision,
  * whatever the path: the TLS-port rule (a CONNECT is inspected there; plain

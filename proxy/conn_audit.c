@@ -7,6 +7,7 @@
 
 #include "audit.h"
 #include "audit_agg.h"
+#include "certid.h"
 #include "clock.h"
 #include "podmap.h"
 #include "sockaddr.h"
@@ -145,6 +146,19 @@ static void build(const struct conn *c, enum reason why, bool allowed, struct au
 		r.tls_version = c->tls->version[0] ? c->tls->version : NULL;
 		r.tls_next_protocol = c->tls->alpn[0] ? c->tls->alpn : NULL;
 		r.ja4 = c->tls->ja4[0] ? c->tls->ja4 : NULL;
+	}
+	if (c->peer != NULL && c->peer->present) {
+		const struct cert_identity *ci = c->peer;
+		r.x509_subject = ci->subject;
+		r.x509_issuer = ci->issuer;
+		r.x509_serial = ci->serial[0] ? ci->serial : NULL;
+		r.x509_cn = ci->cn[0] ? ci->cn : NULL;
+		r.x509_sha256 = ci->sha256;
+		r.x509_not_before = ci->not_before;
+		r.x509_not_after = ci->not_after;
+		for (size_t i = 0; i < ci->n_sans && i < 16; i++)
+			r.x509_sans[r.n_x509_sans++] = ci->sans[i];
+		r.user_id = ci->spiffe[0] ? ci->spiffe : NULL;
 	}
 	if (c->url_path != NULL) {
 		/* A plain-HTTP exchange: the target as a URL (never the query). */

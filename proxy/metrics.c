@@ -198,6 +198,21 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 	scalar(out, "portcullis_admin_connections_evicted_total", "counter",
 	       "Admin connections closed early so that a newer one (a probe) is answered.",
 	       p->admin_evictions);
+	if (p->tls_enabled) {
+		family(out, "portcullis_tls_listener_reloads_total", "counter",
+		       "TLS listener certificate reloads by result (a failure keeps the previous "
+		       "one).");
+		evbuffer_add_printf(
+		    out, "portcullis_tls_listener_reloads_total{result=\"success\"} %llu\n",
+		    (unsigned long long)p->tls_reloads_ok);
+		evbuffer_add_printf(
+		    out, "portcullis_tls_listener_reloads_total{result=\"failure\"} %llu\n",
+		    (unsigned long long)p->tls_reloads_failed);
+		family(out, "portcullis_tls_listener_cert_not_after_seconds", "gauge",
+		       "When the TLS listener's serving certificate expires (unix seconds).");
+		evbuffer_add_printf(out, "portcullis_tls_listener_cert_not_after_seconds %lld\n",
+		                    (long long)p->tls_not_after);
+	}
 	if (p->kube_enabled) {
 		scalar(out, "portcullis_kube_synced", "gauge",
 		       "1 once every watched scope has completed its first pod list.",

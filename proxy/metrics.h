@@ -69,6 +69,9 @@ struct metrics_process {
 	bool kube_enabled;           /* identity.kubernetes: the four below are rendered */
 	bool kube_synced;
 	uint64_t kube_pods, kube_relists, kube_watch_errors, kube_skipped;
+	bool tls_enabled; /* listen.https: the three below are rendered */
+	uint64_t tls_reloads_ok, tls_reloads_failed;
+	int64_t tls_not_after; /* the serving certificate's notAfter, unix seconds */
 };
 
 /* Append the whole text exposition (format 0.0.4) to out. */

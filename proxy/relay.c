@@ -111,6 +111,10 @@ static void rearm(struct conn *c)
 			return;
 		}
 	}
+	/* Bytes a TLS session holds already: the socket will not say so; read them next pass. */
+	for (int s = 0; s < 2; s++)
+		if ((r->mask[s] & EV_READ) && transport_pending(side(c, s)) > 0)
+			event_active(r->ev[s], EV_READ, 0);
 }
 
 /*
@@ -242,7 +246,9 @@ static void relay_finish(struct conn *c)
 static void back_to_hello(struct conn *c, const char *early, size_t n)
 {
 	c->peek_first = false;
-	if (to_buffered(c) != 0 || conn_push_input(c->cbev, early, n) != 0) {
+	/* In front: a TLS session's bufferevent starts with the records it held after `early`
+	 * (only the input's end is frozen). */
+	if (to_buffered(c) != 0 || evbuffer_prepend(bufferevent_get_input(c->cbev), early, n) != 0) {
 		conn_close(c, R_INTERNAL_ERROR);
 		return;
 	}
@@ -328,8 +334,9 @@ static void pump(struct conn *c, int d, bool woken)
 			return;
 		}
 		total += (size_t)n;
-		/* A short read emptied the socket: the next bytes come with the next event. */
-		if (pending(r, d) || (size_t)n < win)
+		/* A short read emptied the socket: the next bytes come with the next event
+		 * (a TLS session reads a record at a time: it says when it holds more). */
+		if (pending(r, d) || ((size_t)n < win && transport_pending(side(c, d)) == 0))
 			break;
 	}
 	rearm(c);

@@ -8,6 +8,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include "http_msg.h"
@@ -113,11 +114,14 @@ static void keep_user_agent(struct conn *c, const struct http_req *req)
 /* Decide on a complete request head (head_len bytes at the front of the client's input). */
 static void decide(struct conn *c, const struct http_req *req, size_t head_len)
 {
-	conn_decide_begin(c, req->method.p, req->method.len);
+	enum reason why = conn_decide_begin(c, req->method.p, req->method.len);
 	keep_user_agent(c, req);
 	bool plain = req->method_kind != HTTP_M_CONNECT;
 	c->plain = plain;
-	enum reason why = R_ALLOWED;
+	if (why != R_ALLOWED) {
+		conn_refuse(c, why); /* identity: a client certificate that may not pass */
+		return;
+	}
 	/* RFC 9112 §3.2: an HTTP/1.1 request without Host is refused (1.0 clients may omit it). */
 	if (req->version_minor == 1 && !req->has_host)
 		why = R_BAD_REQUEST;
@@ -182,9 +186,33 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	decide(c, &req, (size_t)r);
 }
 
+/*
+ * A TLS listener's handshake did not complete: no HTTP status can reach the
+ * client, so the refusal is its record (and the close).
+ */
+static void refuse_handshake(struct conn *c, enum reason why)
+{
+	c->have_request = true;
+	c->verdict.allow = false;
+	c->verdict.reason = why;
+	c->status = 0;
+	conn_audit(c, why, false);
+	conn_close(c, why);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
+	if (what == BEV_EVENT_CONNECTED)
+		return; /* a TLS listener's handshake completed: the request head comes next */
+	/* A TLS handshake that failed (not a client that merely went away) is a refusal. */
+	if ((what & BEV_EVENT_ERROR) && transport_handshaking(c->client) &&
+	    bufferevent_get_openssl_error(bev) != 0) {
+		while (bufferevent_get_openssl_error(bev) != 0)
+			;
+		refuse_handshake(c, R_TLS_HANDSHAKE_FAILED);
+		return;
+	}
 	/* The client went away before a complete request: nothing was decided, nothing to audit. */
 	conn_close(c, (what & BEV_EVENT_ERROR) ? R_CLIENT_ERROR : R_CLIENT_CLOSED);
 }
@@ -233,6 +261,11 @@ static void request_enter(struct conn *c)
 
 static void request_timeout(struct conn *c)
 {
+	/* limits.header_timeout covers a TLS listener's handshake too. */
+	if (transport_handshaking(c->client)) {
+		refuse_handshake(c, R_TLS_HANDSHAKE_TIMEOUT);
+		return;
+	}
 	conn_refuse(c, R_REQUEST_TIMEOUT);
 }
 

@@ -25,6 +25,7 @@
 #include "policyfile.h"
 #include "srclimit.h"
 #include "stats.h"
+#include "tls_listener.h"
 #include "worker.h"
 
 /* File-change reloads wait for the writes to settle. */
@@ -50,6 +51,7 @@ struct server {
 	struct admin *admin;
 	struct podmap *podmap;    /* pod IP -> pod (identity.kubernetes), or NULL */
 	struct kube_client *kube; /* feeds podmap */
+	struct tls_listener *tls; /* listen.https's context, or NULL */
 	struct metrics_tiers tiers;
 	atomic_ullong reloads_ok, reloads_failed;
 	pthread_mutex_t
@@ -106,6 +108,14 @@ static void stats_snapshot(void *arg, struct proxy_stats *out)
 		p->kube_watch_errors = ks.watch_errors;
 		p->kube_skipped = ks.skipped;
 		out->kube_overflowed = kube_client_overflowed(s->kube);
+	}
+	if (s->tls != NULL) {
+		struct tls_listener_stats ts;
+		tls_listener_get_stats(s->tls, &ts);
+		p->tls_enabled = true;
+		p->tls_reloads_ok = ts.reloads_ok;
+		p->tls_reloads_failed = ts.reloads_failed;
+		p->tls_not_after = ts.not_after;
 	}
 	pthread_mutex_lock(&s->info_lock);
 	memcpy(p->policy_sha256, s->policy_sha256, sizeof(p->policy_sha256));
@@ -172,6 +182,23 @@ struct server *server_create(struct policy *p, const char *path, const char *sha
 	    .draining = &s->draining,
 	    .workers_done = &s->workers_done,
 	};
+	if (ps->n_listen_https > 0) {
+		const struct policy_listen_tls *lt = &ps->listen_tls;
+		struct tls_listener_conf tc = {
+		    .cert_file = lt->cert,
+		    .key_file = lt->key,
+		    .client_certs =
+		        lt->client_certs == POLICY_CLIENT_CERTS_REQUIRE   ? TLS_CLIENT_CERTS_REQUIRE
+		        : lt->client_certs == POLICY_CLIENT_CERTS_REQUEST ? TLS_CLIENT_CERTS_REQUEST
+		                                                          : TLS_CLIENT_CERTS_OFF,
+		    .client_ca_file = lt->client_ca,
+		    .crl_file = lt->crl,
+		};
+		s->tls = tls_listener_create(&tc, errmsg, errlen);
+		if (s->tls == NULL)
+			goto fail;
+		sh.tls = s->tls;
+	}
 	if (ps->kube.enabled) {
 		s->kube = kube_client_start(&ps->kube, s->podmap, errmsg, errlen);
 		if (s->kube == NULL)
@@ -243,6 +270,15 @@ static void report_static_changes(const struct policy_settings *o, const struct 
 	    "listen.proxy");
 	CHANGED(!same_sockaddrs(&o->listen_admin, 1, &n->listen_admin, 1), "listen.admin");
 	CHANGED(o->workers != n->workers, "listen.workers");
+	CHANGED(
+	    !same_sockaddrs(o->listen_https, o->n_listen_https, n->listen_https, n->n_listen_https),
+	    "listen.https");
+	CHANGED(!same_str(o->listen_tls.cert, n->listen_tls.cert) ||
+	            !same_str(o->listen_tls.key, n->listen_tls.key) ||
+	            o->listen_tls.client_certs != n->listen_tls.client_certs ||
+	            !same_str(o->listen_tls.client_ca, n->listen_tls.client_ca) ||
+	            !same_str(o->listen_tls.crl, n->listen_tls.crl),
+	        "listen.tls (the files' contents do reload)");
 	CHANGED(o->max_sources != n->max_sources, "limits.max_sources");
 	CHANGED(o->ipv6_source_prefix != n->ipv6_source_prefix, "identity.ipv6_source_prefix");
 	CHANGED(!same_sockaddrs(o->resolvers, o->n_resolvers, n->resolvers, n->n_resolvers) ||
@@ -465,7 +501,10 @@ static void sig_term_cb(evutil_socket_t sig, short what, void *arg)
 
 static void sig_hup_cb(evutil_socket_t sig, short what, void *arg)
 {
-	server_reload(arg, "SIGHUP", false);
+	struct server *s = arg;
+	server_reload(s, "SIGHUP", false);
+	if (s->tls != NULL)
+		(void)tls_listener_reload(s->tls, "SIGHUP");
 }
 
 static void sig_usr1_cb(evutil_socket_t sig, short what, void *arg)
@@ -528,6 +567,8 @@ int server_run(struct server *s)
 			worker_notify(s->workers[i]);
 	} else {
 		watch_policy(s);
+		if (s->tls != NULL)
+			tls_listener_watch(s->tls, s->sigbase);
 		oplog("info", "portcullis serving with %u workers", s->n_workers);
 		event_base_dispatch(s->sigbase);
 	}
@@ -571,6 +612,7 @@ void server_destroy(struct server *s)
 		close(s->inotify_fd);
 	for (unsigned i = 0; i < s->n_workers; i++)
 		worker_destroy(s->workers[i]);
+	tls_listener_destroy(s->tls); /* its watch is on sigbase, freed below */
 	srclimit_destroy(s->srclimit);
 	if (s->podmap != NULL)
 		podmap_free(s->podmap);

@@ -69,6 +69,19 @@ struct transport *transport_tcp(evutil_socket_t fd)
 	return t;
 }
 
+void transport_unbuffer(struct transport *t, struct bufferevent *bev)
+{
+	if (bev == NULL)
+		return;
+	if (t != NULL && t->ops->unbuffer != NULL) {
+		t->ops->unbuffer(t, bev);
+		return;
+	}
+	/* It never touches the socket again (the transport owns it). */
+	bufferevent_setfd(bev, -1);
+	bufferevent_free(bev);
+}
+
 void transport_destroy(struct transport *t)
 {
 	if (t != NULL)

@@ -2,6 +2,7 @@
 #ifndef PORTCULLIS_TRANSPORT_H
 #define PORTCULLIS_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -37,6 +38,18 @@ struct transport_ops {
 	evutil_socket_t (*release)(struct transport *t);
 	/* Close and free. */
 	void (*destroy)(struct transport *t);
+	/*
+	 * Bytes that can be read now without the socket becoming readable (TLS:
+	 * decrypted or received records held in the session).  NULL: never any.
+	 */
+	size_t (*pending)(const struct transport *t);
+	/* Still in its handshake: nothing can be read yet (TLS).  NULL: never. */
+	bool (*handshaking)(const struct transport *t);
+	/*
+	 * Free a bufferevent `buffered` made, leaving the socket (and session)
+	 * as they are for the next phase.  NULL: detach it from the socket, free.
+	 */
+	void (*unbuffer)(struct transport *t, struct bufferevent *bev);
 };
 
 struct transport {
@@ -46,6 +59,17 @@ struct transport {
 
 /* Plain TCP over a connected non-blocking socket (owned from here on). NULL: out of memory. */
 struct transport *transport_tcp(evutil_socket_t fd);
+
+struct tls_listener;
+/*
+ * TLS to the proxy (a listen.https listener) over an accepted socket (owned
+ * from here on), with a session from the listener's current context.  The
+ * handshake runs in the first bufferevent (transport_buffered) the request
+ * phase reads through.  NULL: out of memory.
+ */
+struct transport *transport_tls_accept(evutil_socket_t fd, struct tls_listener *ts);
+/* The TLS session of a transport_tls_accept transport (an SSL *), else NULL. */
+void *transport_tls_session(const struct transport *t);
 
 static inline ssize_t transport_recv(struct transport *t, void *buf, size_t n)
 {
@@ -66,6 +90,19 @@ static inline struct bufferevent *transport_buffered(struct transport *t, struct
 {
 	return t->ops->buffered(t, b);
 }
+
+static inline size_t transport_pending(const struct transport *t)
+{
+	return t->ops->pending != NULL ? t->ops->pending(t) : 0;
+}
+
+static inline bool transport_handshaking(const struct transport *t)
+{
+	return t->ops->handshaking != NULL && t->ops->handshaking(t);
+}
+
+/* Free a bufferevent this transport made (NULL bev: nothing). */
+void transport_unbuffer(struct transport *t, struct bufferevent *bev);
 
 /* NULL is a no-op for the three below. */
 void transport_destroy(struct transport *t);

@@ -34,7 +34,7 @@ struct worker {
 	pthread_t thread;
 	struct event_base *base;
 	struct conn_env env;
-	struct evconnlistener *listeners[POLICY_MAX_LISTEN];
+	struct evconnlistener *listeners[2 * POLICY_MAX_LISTEN]; /* listen.proxy, listen.https */
 	size_t n_listeners;
 	struct event *notify_ev; /* the server pokes the worker through an eventfd */
 	int notify_fd;
@@ -52,11 +52,20 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       void *arg)
 {
 	struct worker *w = arg;
-	/* listeners[i] listens on listen.proxy[i]: its settings (PROXY protocol) are i's. */
+	/* listeners[i] listens on listen.proxy[i] (they come first): its settings (PROXY
+	 * protocol) are i's. */
 	size_t i = 0;
 	while (i + 1 < w->n_listeners && w->listeners[i] != l)
 		i++;
-	conn_accept(&w->env, fd, sa, i);
+	conn_accept(&w->env, fd, sa, i, NULL);
+}
+
+/* A listen.https listener: the connection speaks TLS to the proxy. */
+static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int salen, void *arg)
+{
+	struct worker *w = arg;
+	conn_accept(&w->env, fd, sa, CONN_LISTENER_TLS, w->sh.tls);
 }
 
 static void backoff_cb(evutil_socket_t fd, short what, void *arg)
@@ -193,18 +202,21 @@ void worker_join(struct worker *w)
 static int listen_all(struct worker *w, const struct policy_settings *ps, char *errmsg,
                       size_t errlen)
 {
-	for (size_t i = 0; i < ps->n_listen_proxy; i++) {
+	size_t n_tls = w->sh.tls != NULL ? ps->n_listen_https : 0;
+	for (size_t i = 0; i < ps->n_listen_proxy + n_tls; i++) {
+		bool tls = i >= ps->n_listen_proxy;
+		const struct policy_sockaddr *at =
+		    tls ? &ps->listen_https[i - ps->n_listen_proxy] : &ps->listen_proxy[i];
 		struct sockaddr_storage ss;
-		socklen_t len =
-		    sockaddr_make(&ps->listen_proxy[i].addr, ps->listen_proxy[i].port, &ss);
+		socklen_t len = sockaddr_make(&at->addr, at->port, &ss);
 		unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 		                 LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC;
-		struct evconnlistener *l = evconnlistener_new_bind(
-		    w->base, accept_cb, w, flags, LISTEN_BACKLOG, (struct sockaddr *)&ss, (int)len);
+		struct evconnlistener *l =
+		    evconnlistener_new_bind(w->base, tls ? accept_tls_cb : accept_cb, w, flags,
+		                            LISTEN_BACKLOG, (struct sockaddr *)&ss, (int)len);
 		if (l == NULL) {
 			char a[ADDR_STRLEN + 8];
-			sockaddr_format(&ps->listen_proxy[i].addr, ps->listen_proxy[i].port, a,
-			                sizeof(a));
+			sockaddr_format(&at->addr, at->port, a, sizeof(a));
 			snprintf(errmsg, errlen, "cannot listen on %s: %s", a, strerror(errno));
 			return -1;
 		}

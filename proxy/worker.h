@@ -12,6 +12,7 @@ struct metrics_tiers;
 struct podmap;
 struct policy;
 struct srclimit;
+struct tls_listener;
 struct worker;
 struct worker_metrics;
 
@@ -26,6 +27,7 @@ struct worker_shared {
 	atomic_uint *n_open;       /* open connections, all workers (limits.max_connections) */
 	atomic_bool *draining;     /* the process is stopping */
 	atomic_uint *workers_done; /* incremented when a worker's loop ends */
+	struct tls_listener *tls;  /* listen.https's context, or NULL without TLS listeners */
 };
 
 /*

@@ -33,6 +33,7 @@
 #include "kube_json.h"
 #include "kube_stream.h"
 #include "podmap.h"
+#include "tls_client.h"
 #include "clock.h"
 #include "oplog.h"
 #include "sockaddr.h"
@@ -613,7 +614,8 @@ static void kw_start(struct kwatch *w)
 		kw_fail(w, false, "%s", why);
 		return;
 	}
-	SSL *ssl = kube_api_ssl(&k->api, why, sizeof(why));
+	/* certs/: TLS 1.2+, the CA file read anew, the address dialled in an IP SAN. */
+	SSL *ssl = tls_client_for_ip(k->api.ca_file, &k->api.addr, why, sizeof(why));
 	if (ssl == NULL) {
 		kube_api_request_free(req);
 		kw_fail(w, false, "%s", why);

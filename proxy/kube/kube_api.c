@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/err.h>
-#include <openssl/x509v3.h>
 
 #include "ascii.h"
 #include "config.h"
@@ -125,36 +123,6 @@ void kube_api_fini(struct kube_api *a)
 	free(a->ca_file);
 	free(a->selector_q);
 	a->token_file = a->ca_file = a->selector_q = NULL;
-}
-
-SSL *kube_api_ssl(const struct kube_api *a, char *why, size_t whylen)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	SSL *ssl = NULL;
-	if (ctx == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	if (SSL_CTX_load_verify_locations(ctx, a->ca_file, NULL) != 1) {
-		snprintf(why, whylen, "cannot load CA %s", a->ca_file);
-		ERR_clear_error();
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	ssl = SSL_new(ctx);
-	SSL_CTX_free(ctx); /* the SSL holds its own reference */
-	if (ssl == NULL)
-		goto fail;
-	if (X509_VERIFY_PARAM_set1_ip(SSL_get0_param(ssl), a->addr.b,
-	                              a->addr.family == ADDR_V4 ? 4 : 16) != 1) {
-		SSL_free(ssl);
-		goto fail;
-	}
-	return ssl;
-fail:
-	snprintf(why, whylen, "TLS setup failed");
-	ERR_clear_error();
-	return NULL;
 }
 
 char *kube_api_request(const struct kube_api *a, const char *ns, bool watch, const char *from,

@@ -29,13 +29,6 @@ int kube_api_init(struct kube_api *a, const struct policy_kube *cfg, char *errms
 void kube_api_fini(struct kube_api *a);
 
 /*
- * A TLS client for one connection: TLS 1.2+, the CA file read anew (a
- * rotated bundle takes effect without a restart), and the certificate must
- * name the address dialled (an IP SAN), as client-go checks.  NULL with why.
- */
-SSL *kube_api_ssl(const struct kube_api *a, char *why, size_t whylen);
-
-/*
  * The request for one list page of at most `limit` items (watch false; `from`
  * is the continue token, "" for the first page) or one watch (watch true; `from` is the
  * resourceVersion) of a namespace's pods (ns) or the cluster's (ns NULL),

@@ -55,6 +55,9 @@ REASON_STATUS = {
     # caps
     "source_connection_limit": 429, "source_upload_budget": 429, "audit_unavailable": 503,
     "source_table_full": 503, "response_timeout": 504,
+    # client certificates on a TLS listener (identity)
+    "client_cert_required": 403, "client_cert_untrusted": 403, "client_cert_expired": 403,
+    "client_cert_revoked": 403, "client_cert_invalid": 403, "client_cert_no_match": 403,
 }
 CLOSE_REASONS = {"client_closed", "upstream_closed", "idle_timeout", "max_lifetime",
                  "drain_timeout", "client_error", "upstream_error",
@@ -72,6 +75,8 @@ REASON_STATUS.update({
     "tls_required": 403,
 })
 HTTP_END_REASONS = CLOSE_REASONS | {"allowed", "bad_response"}
+# Refusals before any HTTP could be spoken (a TLS listener's handshake): no status at all.
+NO_STATUS_REFUSALS = {"tls_handshake_failed", "tls_handshake_timeout"}
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "ERROR: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer")
@@ -440,29 +445,32 @@ LEAF_DNS = ["allowed.example", "*.wild.example", "other.example", "v6only.exampl
 LEAF_IPS = ["198.51.100.10", "2001:db8::10"]
 
 
+MKCERTS = os.path.normpath(os.path.join(HERE, "..", "..", "certs", "mkcerts"))
+
+
+def mkcerts(*args):
+    """Run certs/mkcerts (the project's one certificate maker, openssl CLI) with args."""
+    need(shutil.which("openssl") or "/usr/bin/openssl")
+    p = subprocess.run(["/bin/sh", need(MKCERTS)] + [str(a) for a in args], timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        raise RuntimeError("mkcerts %s: %s" % (" ".join(map(str, args)),
+                                               p.stderr.decode("utf-8", "replace")[-400:]))
+
+
 def make_certs(d):
-    openssl = need(shutil.which("openssl") or "/usr/bin/openssl")
+    """A test CA in d and one server certificate for every name and address the upstream
+    servers answer for: {"ca", "ca_key", "cert" (leaf then CA), "key", "dir"}."""
     os.makedirs(d, exist_ok=True)
-    ca_key, ca, key, csr, leaf = (os.path.join(d, n) for n in
-                                  ("ca.key", "ca.pem", "leaf.key", "leaf.csr", "leaf.pem"))
-    ext = os.path.join(d, "leaf.ext")
-    with open(ext, "w") as f:
-        f.write("basicConstraints=critical,CA:FALSE\n"
-                "keyUsage=critical,digitalSignature\n"
-                "extendedKeyUsage=serverAuth\n"
-                "subjectAltName=%s\n" % ",".join(["DNS:" + n for n in LEAF_DNS] +
-                                                  ["IP:" + i for i in LEAF_IPS]))
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run = lambda *a: subprocess.run([openssl] + list(a), check=True, timeout=30,  # noqa: E731
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    run("req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
-        "-subj", "/CN=portcullis integration test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    run("req", "-new", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=allowed.example")
-    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-        "-days", "2", "-out", leaf, "-extfile", ext)
-    return {"ca": ca, "cert": leaf, "key": key}
+    mkcerts("ca", d, "--cn", "portcullis integration test CA")
+    args = ["server", d, "leaf", "--cn", "allowed.example"]
+    for n in LEAF_DNS:
+        args += ["--dns", n]
+    for i in LEAF_IPS:
+        args += ["--ip", i]
+    mkcerts(*args)
+    return {"ca": os.path.join(d, "ca.pem"), "ca_key": os.path.join(d, "ca.key"),
+            "cert": os.path.join(d, "leaf.pem"), "key": os.path.join(d, "leaf.key"), "dir": d}
 
 
 # --------------------------------------------------------------------------
@@ -1974,7 +1982,11 @@ class Audit:
                     sem.append("line %d: access record with outcome %r" % (i, flat.get("event.outcome")))
             elif "denied" in types:
                 st = REASON_STATUS.get(reason)
-                if st is None:
+                if reason in NO_STATUS_REFUSALS:
+                    if "http.response.status_code" in flat:
+                        sem.append("line %d: reason %s with status %r: the client saw no HTTP" %
+                                   (i, reason, flat.get("http.response.status_code")))
+                elif st is None:
                     sem.append("line %d (source.port %s): event.type denied with %r, which is not a "
                                "refusal reason (http.response.status_code %r)" %
                                (i, flat.get("source.port"), reason, flat.get("http.response.status_code")))

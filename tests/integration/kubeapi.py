@@ -99,37 +99,36 @@ GZIP_OVER = 128 * 1024         # apiserver compresses responses over 128 KiB whe
 # Certificates (openssl CLI, at run time)
 # --------------------------------------------------------------------------
 
-def _openssl(*args):
-    exe = shutil.which("openssl") or "/usr/bin/openssl"
-    subprocess.run([exe] + list(args), check=True, timeout=30,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+MKCERTS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                        "certs", "mkcerts"))
+
+
+def _mkcerts(*args):
+    """certs/mkcerts, the project's one certificate maker (openssl CLI)."""
+    p = subprocess.run(["/bin/sh", MKCERTS] + list(args), timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        raise RuntimeError("mkcerts %s: %s" % (" ".join(args), p.stderr.decode("utf-8", "replace")[-400:]))
 
 
 def make_ca(d, name):
-    """A test CA: {"ca": cert path, "ca_key": key path}."""
-    os.makedirs(d, exist_ok=True)
-    key, crt = os.path.join(d, name + "-ca.key"), os.path.join(d, name + "-ca.crt")
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=%s test CA" % name,
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    return {"ca": crt, "ca_key": key}
+    """A test CA in d/<name>-ca: {"ca": cert path, "ca_key": key path, "dir": its directory}."""
+    cadir = os.path.join(d, name + "-ca")
+    _mkcerts("ca", cadir, "--cn", "%s test CA" % name)
+    return {"ca": os.path.join(cadir, "ca.pem"), "ca_key": os.path.join(cadir, "ca.key"), "dir": cadir}
 
 
 def make_server_cert(d, ca, name, ips=(), dns=("kubernetes.default.svc",)):
-    """A server certificate signed by ca, subjectAltName IP:<ips> DNS:<dns>."""
-    key, csr, crt, ext = (os.path.join(d, name + s) for s in (".key", ".csr", ".crt", ".ext"))
-    san = ["IP:" + i for i in ips] + ["DNS:" + n for n in dns]
-    with open(ext, "w") as f:
-        f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                "extendedKeyUsage=serverAuth\n")
-        if san:
-            f.write("subjectAltName=%s\n" % ",".join(san))
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", key, "-out", csr, "-subj", "/CN=kube-apiserver")
-    _openssl("x509", "-req", "-in", csr, "-CA", ca["ca"], "-CAkey", ca["ca_key"], "-CAcreateserial",
-             "-days", "2", "-out", crt, "-extfile", ext)
-    return {"cert": crt, "key": key, "ca": ca["ca"]}
+    """A server certificate signed by ca (made by make_ca), subjectAltName IP:<ips> DNS:<dns>.
+    d is unused: the certificate lives in the CA's directory."""
+    args = ["server", ca["dir"], name, "--cn", "kube-apiserver"]
+    for i in ips:
+        args += ["--ip", i]
+    for n in dns:
+        args += ["--dns", n]
+    _mkcerts(*args)
+    return {"cert": os.path.join(ca["dir"], name + ".pem"), "key": os.path.join(ca["dir"], name + ".key"),
+            "ca": ca["ca"]}
 
 
 def make_pki(d, ip, name="kube"):

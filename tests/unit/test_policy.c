@@ -182,35 +182,50 @@ static const struct ecase cases[] = {
     /* identity.kubernetes (line 11 is the first key under kubernetes:) */
     {"kube: neither mode", BASE "identity:\n  kubernetes:\n    audit_labels: [app]\n", 11, 5,
      "needs namespaces (namespace: tier) or tier_label"},
-    {"kube: both modes", BASE "identity:\n  kubernetes:\n    namespaces: {ci: standard}\n    tier_label: tier\n", 12, 17,
-     "namespaces and tier_label cannot both be set"},
+    {"kube: both modes",
+     BASE "identity:\n  kubernetes:\n    namespaces: {ci: standard}\n    tier_label: tier\n", 12,
+     17, "namespaces and tier_label cannot both be set"},
     {"kube: unknown tier", BASE "identity:\n  kubernetes:\n    namespaces: {ci: standrd}\n", 11, 22,
      "\"standrd\" is not a tier name; did you mean 'standard'?"},
-    {"kube: bad namespace", BASE "identity:\n  kubernetes:\n    namespaces: {CI_Jobs: standard}\n", 11, 18,
-     "\"CI_Jobs\" is not a namespace name"},
+    {"kube: bad namespace", BASE "identity:\n  kubernetes:\n    namespaces: {CI_Jobs: standard}\n",
+     11, 18, "\"CI_Jobs\" is not a namespace name"},
     {"kube: empty namespaces", BASE "identity:\n  kubernetes:\n    namespaces: {}\n", 11, 17,
      "expected a mapping of namespace: tier"},
     {"kube: bad tier_label", BASE "identity:\n  kubernetes:\n    tier_label: \"-tier\"\n", 11, 17,
      "is not a Kubernetes label key"},
-    {"kube: bad label prefix", BASE "identity:\n  kubernetes:\n    tier_label: \"Example.com/tier\"\n", 11, 17,
+    {"kube: bad label prefix",
+     BASE "identity:\n  kubernetes:\n    tier_label: \"Example.com/tier\"\n", 11, 17,
      "is not a Kubernetes label key"},
-    {"kube: selector without tier_label", BASE "identity:\n  kubernetes:\n    namespaces: {ci: standard}\n    label_selector: x\n", 12, 21,
-     "label_selector goes with tier_label"},
-    {"kube: too many audit labels", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    audit_labels: [a, b, c, d, e, f, g, h, i]\n", 12, 19,
-     "too many audit_labels (at most 8)"},
-    {"kube: duplicate audit label", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    audit_labels: [app, app]\n", 12, 25,
+    {"kube: selector without tier_label",
+     BASE "identity:\n  kubernetes:\n    namespaces: {ci: standard}\n    label_selector: x\n", 12,
+     21, "label_selector goes with tier_label"},
+    {"kube: too many audit labels",
+     BASE "identity:\n  kubernetes:\n    tier_label: tier\n    audit_labels: [a, b, c, d, e, f, g, "
+          "h, i]\n",
+     12, 19, "too many audit_labels (at most 8)"},
+    {"kube: duplicate audit label",
+     BASE "identity:\n  kubernetes:\n    tier_label: tier\n    audit_labels: [app, app]\n", 12, 25,
      "\"app\" is listed twice"},
-    {"kube: api_server name", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    api_server: \"https://kubernetes.default.svc\"\n", 12, 17,
-     "is not https://IP:port"},
-    {"kube: api_server http", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    api_server: \"http://10.96.0.1:443\"\n", 12, 17,
-     "is not https://IP:port"},
-    {"kube: api_server path", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    api_server: \"https://10.96.0.1:443/api\"\n", 12, 17,
-     "is not https://IP:port"},
-    {"kube: relative token_file", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    token_file: token\n", 12, 17,
+    {"kube: api_server name",
+     BASE "identity:\n  kubernetes:\n    tier_label: tier\n    api_server: "
+          "\"https://kubernetes.default.svc\"\n",
+     12, 17, "is not https://IP:port"},
+    {"kube: api_server http",
+     BASE
+     "identity:\n  kubernetes:\n    tier_label: tier\n    api_server: \"http://10.96.0.1:443\"\n",
+     12, 17, "is not https://IP:port"},
+    {"kube: api_server path",
+     BASE "identity:\n  kubernetes:\n    tier_label: tier\n    api_server: "
+          "\"https://10.96.0.1:443/api\"\n",
+     12, 17, "is not https://IP:port"},
+    {"kube: relative token_file",
+     BASE "identity:\n  kubernetes:\n    tier_label: tier\n    token_file: token\n", 12, 17,
      "expected an absolute file path"},
-    {"kube: watch_timeout", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    watch_timeout: 1s\n", 12, 20,
+    {"kube: watch_timeout",
+     BASE "identity:\n  kubernetes:\n    tier_label: tier\n    watch_timeout: 1s\n", 12, 20,
      "out of range (10s to 1h)"},
-    {"kube: unknown key", BASE "identity:\n  kubernetes:\n    tier_label: tier\n    namespace: {ci: standard}\n", 12, 5,
+    {"kube: unknown key",
+     BASE "identity:\n  kubernetes:\n    tier_label: tier\n    namespace: {ci: standard}\n", 12, 5,
      "did you mean 'namespaces'?"},
     {"tier deny", BASE "  deny: {}\n", 9, 3, "\"deny\" is reserved"},
     {"admin equals proxy", BASE "listen: {proxy: \"0.0.0.0:8080\", admin: \"127.0.0.1:8080\"}\n", 9,
@@ -231,6 +246,52 @@ static const struct ecase cases[] = {
     {"listener without address", BASE "listen:\n  proxy:\n    - proxy_protocol: {mode: off}\n", 11, 7, "address: required key is missing"},
     {"listener unknown key", BASE "listen:\n  proxy:\n    - adress: \"0.0.0.0:3129\"\n", 11, 7, "did you mean 'address'?"},
     {"listener conflict", BASE "listen:\n  proxy:\n    - \"0.0.0.0:3129\"\n    - address: \"[::1]:3129\"\n", 12, 16, "conflicts with 0.0.0.0:3129"},
+    /* TLS listeners and client certificates */
+    {"https without tls", BASE "listen:\n  https: \"127.0.0.1:3129\"\n", 10, 3, "tls"},
+    {"tls without https", BASE "listen:\n  tls: {cert: /c.pem, key: /k.pem}\n", 10, 8,
+     "listen.tls goes with listen.https"},
+    {"https equals proxy",
+     BASE "listen:\n  proxy: \"0.0.0.0:3128\"\n  https: \"127.0.0.1:3128\"\n"
+          "  tls: {cert: /c.pem, key: /k.pem}\n",
+     11, 10, "conflicts with the proxy address"},
+    {"tls needs a key", BASE "listen:\n  https: \"127.0.0.1:3129\"\n  tls: {cert: /c.pem}\n", 11, 8,
+     "key"},
+    {"client_certs word",
+     BASE "listen:\n  https: \"127.0.0.1:3129\"\n"
+          "  tls: {cert: /c.pem, key: /k.pem, client_certs: yes}\n",
+     11, 50, "expected off, request or require"},
+    {"client_certs needs a CA",
+     BASE "listen:\n  https: \"127.0.0.1:3129\"\n"
+          "  tls: {cert: /c.pem, key: /k.pem, client_certs: require}\n"
+          "identity:\n  client_certs: [{cn: bot, tier: standard}]\n",
+     11, 50, "needs client_ca"},
+    {"client_ca without client_certs",
+     BASE "listen:\n  https: \"127.0.0.1:3129\"\n"
+          "  tls: {cert: /c.pem, key: /k.pem, client_ca: /ca.pem}\n",
+     11, 47, "go with client_certs"},
+    {"cert rules without client_certs",
+     BASE "identity:\n  client_certs: [{cn: bot, tier: standard}]\n", 10, 17,
+     "need listen.tls.client_certs"},
+    {"cert rule with two matchers",
+     BASE "listen:\n  https: \"127.0.0.1:3129\"\n"
+          "  tls: {cert: /c.pem, key: /k.pem, client_certs: request, client_ca: /ca.pem}\n"
+          "identity:\n  client_certs: [{cn: bot, dns: x.example, tier: standard}]\n",
+     13, 23, "not several"},
+    {"cert rule bad spiffe",
+     BASE "listen:\n  https: \"127.0.0.1:3129\"\n"
+          "  tls: {cert: /c.pem, key: /k.pem, client_certs: request, client_ca: /ca.pem}\n"
+          "identity:\n  client_certs: [{spiffe: \"spiffe://CI.org/*\", tier: standard}]\n",
+     13, 27, "bad trust domain"},
+    {"cert rule unknown tier",
+     BASE "listen:\n  https: \"127.0.0.1:3129\"\n"
+          "  tls: {cert: /c.pem, key: /k.pem, client_certs: request, client_ca: /ca.pem}\n"
+          "identity:\n  client_certs: [{dns: \"*.r.example\", tier: nope}]\n",
+     13, 45, "not a tier name"},
+    {"cert rule bad dns",
+     BASE "listen:\n  https: \"127.0.0.1:3129\"\n"
+          "  tls: {cert: /c.pem, key: /k.pem, client_certs: request, client_ca: /ca.pem}\n"
+          "identity:\n  client_certs: [{dns: \"a.*.example\", tier: standard}]\n",
+     13, 24, "not a host name pattern"},
     {"resolver name", "version: 1\nresolver:\n  servers: [\"dns.google\"]\n" BASE_TIERS, 3, 13,
      "host names are not allowed here"},
     {"resolver bad port", "version: 1\nresolver:\n  servers: [\"1.1.1.1:0\"]\n" BASE_TIERS, 3, 13,
@@ -828,6 +889,58 @@ static void test_kubernetes(void **state)
 	policy_unref(p);
 }
 
+static void test_tls_listener(void **state)
+{
+	(void)state;
+	struct policy *p =
+	    load_ok(BASE "  bots:\n    allow: [{host: example.org}]\n"
+	                 "listen:\n  https: [\"127.0.0.1:3129\", \"[::1]:3129\"]\n"
+	                 "  tls: {cert: /t/tls.crt, key: /t/tls.key, client_certs: require,\n"
+	                 "        client_ca: /t/ca.crt, crl: /t/crl.pem}\n"
+	                 "identity:\n  client_certs:\n"
+	                 "    - {spiffe: \"spiffe://ci.example.org/runner/*\", tier: standard}\n"
+	                 "    - {dns: \"*.bots.example.org\", tier: bots}\n"
+	                 "    - {cn: release-bot, tier: bots}\n");
+	const struct policy_settings *s = policy_settings(p);
+	assert_int_equal(s->n_listen_https, 2);
+	assert_string_equal(s->listen_tls.cert, "/t/tls.crt");
+	assert_string_equal(s->listen_tls.key, "/t/tls.key");
+	assert_int_equal(s->listen_tls.client_certs, POLICY_CLIENT_CERTS_REQUIRE);
+	assert_string_equal(s->listen_tls.client_ca, "/t/ca.crt");
+	assert_string_equal(s->listen_tls.crl, "/t/crl.pem");
+	assert_int_equal(s->n_cert_rules, 3);
+	const char *dns_bot[] = {"x.example", "b7.BOTS.example.org."};
+	const char *dns_apex[] = {"bots.example.org"};
+	struct {
+		struct policy_cert_id id;
+		int want;
+	} idc[] = {
+	    {{.spiffe = "spiffe://ci.example.org/runner/build"}, 0},
+	    {{.spiffe = "spiffe://ci.example.org/runner"}, -1},
+	    {{.spiffe = "spiffe://ci.example.org/runner/x", .cn = "release-bot"},
+	     0}, /* first rule */
+	    {{.dns = dns_bot, .n_dns = 2}, 1},
+	    {{.dns = dns_apex, .n_dns = 1}, -1}, /* "*.x" is strict subdomains */
+	    {{.cn = "release-bot"}, 1},
+	    {{.cn = "Release-bot"}, -1},
+	    {{.cn = "release-bot2"}, -1},
+	    {{0}, -1},
+	};
+	for (size_t i = 0; i < sizeof(idc) / sizeof(idc[0]); i++) {
+		const char *rule;
+		int t = policy_identify_cert(p, &idc[i].id, &rule);
+		if (t != idc[i].want)
+			fail_msg("case %zu: tier %d, want %d", i, t, idc[i].want);
+		assert_true((t < 0) == (rule == NULL));
+	}
+	policy_unref(p);
+	/* Off by default; request needs a CA and rules, nothing else. */
+	p = load_ok(BASE "listen:\n  https: \"127.0.0.1:3129\"\n  tls: {cert: /c, key: /k}\n");
+	assert_int_equal(policy_settings(p)->listen_tls.client_certs, POLICY_CLIENT_CERTS_OFF);
+	assert_null(policy_settings(p)->listen_tls.crl);
+	policy_unref(p);
+}
+
 static void test_defaults(void **state)
 {
 	(void)state;
@@ -1162,6 +1275,7 @@ int main(void)
 	    cmocka_unit_test(test_file_sha256),
 	    cmocka_unit_test(test_full_policy_accessors),
 	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_tls_listener),
 	    cmocka_unit_test(test_kubernetes),
 	    cmocka_unit_test(test_source_grouping_settings),
 	    cmocka_unit_test(test_tier_resolution),
