@@ -535,6 +535,8 @@ static void finish_write_cb(struct bufferevent *bev, void *arg)
 static void finish_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
+	if (what == BEV_EVENT_CONNECTED)
+		return; /* a TLS listener's handshake completed: the refusal is still to be written */
 	if (bev == c->cbev) {
 		conn_close(c, c->finish_reason); /* the client went away: nothing left to deliver */
 		return;

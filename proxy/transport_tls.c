@@ -24,6 +24,7 @@ struct tls_transport {
 	 * a TLS 1.3 server is "in init" again until its session tickets are out.
 	 */
 	bool done;
+	bool starved; /* the last SSL_read wanted the socket: what OpenSSL holds is no whole record */
 };
 
 static bool done(const struct transport *t)
@@ -95,6 +96,8 @@ static ssize_t tls_recv(struct transport *t, void *buf, size_t n)
 	SSL_set_read_ahead(ssl, 1);
 	ERR_clear_error();
 	int r = SSL_read(ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+	struct tls_transport *tt = (struct tls_transport *)(void *)t;
+	tt->starved = r <= 0 && SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ;
 	return r > 0 ? r : fail(ssl, r);
 }
 
@@ -103,11 +106,24 @@ static ssize_t tls_send(struct transport *t, const void *buf, size_t n)
 	SSL *ssl = session(t);
 	if (n == 0)
 		return 0;
-	ERR_clear_error();
-	/* A retry after EAGAIN sends at least the same bytes (the relay keeps them in order). */
-	int r = SSL_write(ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
-	if (r > 0)
-		return r;
+	/*
+	 * In partial-write mode SSL_write takes one record (16 KiB) per call: go on until
+	 * the socket is full, so a short count means "full", as for a TCP send.  A retry
+	 * after EAGAIN sends at least the same bytes (the relay keeps them in order).
+	 */
+	const unsigned char *p = buf;
+	size_t sent = 0;
+	int r = 0;
+	while (sent < n) {
+		size_t left = n - sent;
+		ERR_clear_error();
+		r = SSL_write(ssl, p + sent, left > INT_MAX ? INT_MAX : (int)left);
+		if (r <= 0)
+			break;
+		sent += (size_t)r;
+	}
+	if (sent > 0)
+		return (ssize_t)sent;
 	ssize_t v = fail(ssl, r);
 	if (v == 0) {
 		errno = EPIPE;
@@ -216,6 +232,10 @@ static size_t tls_pending(const struct transport *t)
 	int n = SSL_pending(ssl);
 	if (n > 0)
 		return (size_t)n;
+	/* A partial record is not "pending": the socket says when the rest comes (else the
+	 * relay would spin on it). */
+	if (((const struct tls_transport *)(const void *)t)->starved)
+		return 0;
 	return SSL_has_pending(ssl) ? 1 : 0; /* records read ahead, not yet decrypted */
 }
 
@@ -252,6 +272,7 @@ struct transport *transport_tls_accept(evutil_socket_t fd, struct tls_listener *
 	tt->t.fd = fd;
 	tt->ssl = ssl;
 	tt->done = false;
+	tt->starved = false;
 	SSL_set_app_data(ssl, tt);
 	SSL_set_info_callback(ssl, info_cb);
 	return &tt->t;

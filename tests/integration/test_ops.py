@@ -1268,7 +1268,8 @@ with ctx:
         expect(tally.get("403 host_not_allowed") == 4000, "overfill: %s" % dict(tally))
         # each refusal was either its own record or counted in an aggregate one; lost,
         # either way it is counted (the aggregates go out within a second)
-        ml1 = wait_metric(fx, lambda x: delta(x, ml0, "portcullis_audit_records_lost_total") >= 4000, 3)
+        # (a deadline, not a sleep: it returns as soon as the count is there)
+        ml1 = wait_metric(fx, lambda x: delta(x, ml0, "portcullis_audit_records_lost_total") >= 4000, 15)
         lost = delta(ml1, ml0, "portcullis_audit_records_lost_total")
         expect(lost == 4000, "audit_records_lost_total moved by %s for 4000 more refusals into a full queue "
                "(its 90%% mark had already been crossed)" % lost)

@@ -167,14 +167,17 @@ with ctx:
             records(c.src_port, 1)
 
     # ============================================ every upload byte is charged
-    def upstream_rx_since(mark, timeout=10.0):
-        """Bytes every upstream session opened after mark received, once each has closed."""
+    def upstream_rx_since(mark, want, timeout=10.0):
+        """Bytes every upstream session opened after mark received, once each has closed.
+        The upstreams log on their own threads: wait for the want sessions the case made
+        (and their closes) first, so a late one is never counted in the next case."""
         def sessions():
             evs = ups.events()[mark:]
             acc = [e for e in evs if e["event"] == "accept"]
             done = [e for e in evs if e["event"] == "close"]
             return acc, done
-        harness.wait_until(lambda: len(sessions()[1]) >= len(sessions()[0]), timeout)
+        harness.wait_until(lambda: len(sessions()[0]) >= want and
+                           len(sessions()[1]) >= len(sessions()[0]), timeout)
         acc, done = sessions()
         expect(len(done) == len(acc), "%d upstream sessions still open" % (len(acc) - len(done)))
         return sum(e.get("rx", 0) for e in done), len(acc)
@@ -203,7 +206,7 @@ with ctx:
                   "plain HTTP and CONNECT get 429 source_upload_budget"):
         mark = len(ups.events())
         r, port, _ = post("127.0.0.6", 1000000)
-        rx, n = upstream_rx_since(mark)
+        rx, n = upstream_rx_since(mark, 1)
         expect(n == 1 and 0 < rx <= BUDGET, "the upstream received %d bytes over %d connection(s), "
                "want 1..%d over 1" % (rx, n, BUDGET))
         (rec,) = records(port, 1)
@@ -223,7 +226,7 @@ with ctx:
         expect(line.startswith(b"SINK %d " % first), "sink answered %r" % line[:60])
         r.close()
         post("127.0.0.7", 5000)
-        rx, n = upstream_rx_since(mark)
+        rx, n = upstream_rx_since(mark, 2)
         expect(n == 2 and first < rx <= BUDGET, "the upstreams received %d bytes over %d connections, "
                "want %d..%d over 2" % (rx, n, first + 1, BUDGET))
         spent("127.0.0.7")
@@ -241,7 +244,7 @@ with ctx:
                 break
         harness.wait_until(lambda: c.at_eof(0.2), 10.0)
         c.close()
-        rx, n = upstream_rx_since(mark)
+        rx, n = upstream_rx_since(mark, 1)
         expect(n == 1 and 0 < rx <= BUDGET, "the upstream received %d bytes, want 1..%d" % (rx, BUDGET))
         spent("127.0.0.8")
 

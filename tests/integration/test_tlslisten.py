@@ -22,6 +22,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 
 sys.dont_write_bytecode = True
@@ -423,9 +424,84 @@ with ctx:
         first.close()
         sock.close()
 
+    def cpu_seconds(pid):
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    with ctx.case("a TLS record that comes in pieces: the relay waits for the rest instead of "
+                  "spinning (the proxy uses well under a CPU-second while it waits), then relays it"):
+        sock = harness.bound_socket("127.0.0.2")
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", TLS_PORT))
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        so = ssl.create_default_context(cafile=pca).wrap_bio(inc, out, server_hostname="127.0.0.1")
+
+        def flush():
+            d = out.read()
+            if d:
+                sock.sendall(d)
+
+        def read_some():
+            while True:
+                try:
+                    return so.read(65536)
+                except ssl.SSLWantReadError:
+                    flush()
+                    d = sock.recv(65536)
+                    if not d:
+                        return b""
+                    inc.write(d)
+        while True:
+            try:
+                so.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flush()
+                inc.write(sock.recv(65536))
+        flush()
+        so.write(b"CONNECT allowed.example:8080 HTTP/1.1\r\nHost: allowed.example:8080\r\n\r\n")
+        flush()
+        head = read_some()
+        expect(head.startswith(b"HTTP/1.1 200"), "CONNECT: %r" % head[:60])
+        so.write(b"SINK 20\n")
+        flush()
+        so.write(b"0123456789")
+        record = out.read()
+        before = cpu_seconds(px.proc.pid)
+        sock.sendall(record[:-5])            # all of the record but its last 5 bytes
+        time.sleep(2.0)                      # a window to measure, not a wait for an event
+        used = cpu_seconds(px.proc.pid) - before
+        print("# proxy CPU over 2 s with a partial record pending: %.2f s" % used)
+        sock.sendall(record[-5:])
+        so.write(b"abcdefghij")
+        flush()
+        line = read_some()
+        expect(line.startswith(b"SINK 20 "), "the sink answered %r" % line[:60])
+        expect(used < 0.5, "the proxy used %.2f CPU-seconds in 2 s: it spun on the partial record"
+               % used)
+        sock.close()
+
+    with ctx.case("a refusal at accept on the TLS listener (connections_per_source) reaches the "
+                  "client after the handshake: 429 with its reason, not a bare close"):
+        lim = harness.Proxy(ctx, "limited", {
+            "t": {"sources": ["127.0.0.2/32"], "allow": [{"host": "allowed.example", "ports": [8080]}],
+                  "caps": {"connections_per_source": 1}}}, proxy_port=3142, admin_port=9094,
+            listen={"proxy": "127.0.0.1:3142", "admin": "127.0.0.1:9094", "https": "127.0.0.1:3143",
+                    "tls": {"cert": os.path.join(pki, "proxy.pem"),
+                            "key": os.path.join(pki, "proxy.key")}}).start()
+        first = proxy_tls(pca, port=3143)
+        st, _, _ = connect_over(first, "allowed.example:8080")
+        expect(st == 200, "first CONNECT: %s" % st)
+        second = proxy_tls(pca, port=3143)
+        st, head, _ = connect_over(second, "allowed.example:8080")
+        expect(st == 429 and "source_connection_limit" in head, "second: %s %r" % (st, head[:200]))
+        second.close()
+        first.close()
+
     with ctx.case("the plain listener still serves beside the TLS one"):
         res = harness.curl(["-x", "http://127.0.0.1:3128", "--interface", "127.0.0.2",
                             "--cacert", ucerts["ca"], "https://allowed.example/plain-listener"])
         expect(res["rc"] == 0 and res["code"] == "200", "curl rc %s code %s: %s" % (res["rc"], res["code"], res["stderr"]))
 
-    ctx.final_checks([px.audit, tiny.audit])
+    ctx.final_checks([px.audit, tiny.audit, lim.audit])
