@@ -341,7 +341,12 @@ static void reload_apply(struct server *s, struct reload_job *j)
 	}
 	const struct policy_kube *ko = &policy_settings(s->policy)->kube,
 	                         *kn = &policy_settings(p)->kube;
-	if (ko->enabled != kn->enabled || !same_str(ko->tier_label, kn->tier_label)) {
+	const struct policy_listen_tls *to = &policy_settings(s->policy)->listen_tls,
+	                               *tn = &policy_settings(p)->listen_tls;
+	bool certs_changed = to->client_certs != tn->client_certs ||
+	                     !same_str(to->client_ca, tn->client_ca) || !same_str(to->crl, tn->crl);
+	if (ko->enabled != kn->enabled || !same_str(ko->tier_label, kn->tier_label) ||
+	    certs_changed) {
 		/* The running watch decides which pods are in the map: a policy that reads
 		 * them another way would give them the wrong tiers.  Refuse it whole. */
 		policy_unref(p);
@@ -354,10 +359,15 @@ static void reload_apply(struct server *s, struct reload_job *j)
 			return;
 		}
 		atomic_fetch_add(&s->reloads_failed, 1);
+		/* Client certificates likewise: the running listeners ask for them (or not) as
+		 * they were started, and a policy that expects otherwise would identify clients
+		 * by their source address where it means their certificate. */
 		oplog("error",
-		      "policy reload (%s) refused: identity.kubernetes on/off or its "
-		      "tier_label changed, which needs a restart; the previous policy stays",
-		      j->why);
+		      "policy reload (%s) refused: %s changed, which needs a restart; the "
+		      "previous policy stays",
+		      j->why,
+		      certs_changed ? "listen.tls.client_certs (or its client_ca or crl)"
+		                    : "identity.kubernetes on/off or its tier_label");
 		return;
 	}
 	report_static_changes(policy_settings(s->policy), policy_settings(p));

@@ -18,6 +18,7 @@ same source with a certificate by the certificate.
 import hashlib
 import os
 import re
+import signal
 import ssl
 import subprocess
 import sys
@@ -233,5 +234,30 @@ with ctx:
 
     with ctx.case("client_certs: request still refuses a certificate that fails"):
         check_refused(po, OPT_PORT, pca, *cert(rpki, "rogue"), "client_cert_untrusted")
+
+    with ctx.case("a reload that turns client_certs from require to off is refused whole (the "
+                  "listener keeps asking): a failure is counted and logged, and a connection "
+                  "without a certificate is still 403 client_cert_required"):
+        def failures():
+            admin = px.policy["listen"]["admin"]
+            with urllib.request.urlopen("http://%s/metrics" % admin, timeout=5) as r:
+                m = re.search(rb'^portcullis_policy_reloads_total\{result="failure"\} (\d+)$',
+                              r.read(), re.M)
+            return int(m.group(1)) if m else 0
+        f0 = failures()
+        mark = harness.log_mark(px)
+        pol = px.policy
+        pol["listen"]["tls"] = {"cert": os.path.join(spki, "proxy.pem"),
+                                "key": os.path.join(spki, "proxy.key")}
+        pol["identity"].pop("client_certs", None)
+        pol["tiers"]["runners"]["sources"] = ["127.0.0.0/8"]
+        pol["tiers"]["by-address"]["sources"] = []
+        harness.write_atomic(px.policy_path, harness.to_yaml(pol) + "\n")
+        os.kill(px.proc.pid, signal.SIGHUP)
+        expect(harness.wait_until(lambda: failures() > f0, 10), "no reload failure counted")
+        logged = [str(x.get("message")) for x in harness.log_since(px, mark)
+                  if x.get("log.level") == "error"]
+        expect(any("listen.tls.client_certs" in m for m in logged), "error lines: %s" % logged[:3])
+        check_refused(px, REQ_PORT, pca, None, None, "client_cert_required")
 
     ctx.final_checks([px.audit, po.audit])
