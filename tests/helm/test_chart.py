@@ -182,6 +182,30 @@ def port_of(address):
     return int(address.rsplit(":", 1)[1])
 
 
+def plain_proxy(policy):
+    """listen.proxy's plain entry: the string, or the first entry of the list form."""
+    lp = policy["listen"]["proxy"]
+    return lp if isinstance(lp, str) else lp[0]
+
+
+def pp_listeners(policy):
+    """listen.proxy's PROXY protocol entries (mapping form)."""
+    lp = policy["listen"]["proxy"]
+    return [] if isinstance(lp, str) else [e for e in lp if isinstance(e, dict)]
+
+
+def https_port(policy):
+    return port_of(policy["listen"]["https"]) if "https" in policy["listen"] else None
+
+
+def client_ports(policy):
+    """The ports runner and client pods may reach: the plain proxy port and the TLS listener's."""
+    ports = [port_of(plain_proxy(policy))]
+    if https_port(policy) is not None:
+        ports.append(https_port(policy))
+    return ports
+
+
 def selector_labels():
     return {"app.kubernetes.io/name": "portcullis", "app.kubernetes.io/instance": RELEASE,
             "app.kubernetes.io/component": "gateway"}
@@ -429,8 +453,20 @@ def assert_ports_probes_service(r):
     _, _, policy = policy_of(r)
     c = pod["containers"][0]
     ports = {p["name"]: p for p in c["ports"]}
-    check(set(ports) == {"proxy", "metrics"}, f"container ports are {sorted(ports)}")
-    check(ports["proxy"]["containerPort"] == port_of(policy["listen"]["proxy"]),
+    want_names = {"proxy", "metrics"}
+    if https_port(policy) is not None:
+        want_names.add("https")
+        check(ports.get("https", {}).get("containerPort") == https_port(policy),
+              "container port 'https' differs from the policy's listen.https")
+    pps = pp_listeners(policy)
+    check(len(pps) == (1 if r.values["proxyProtocol"]["enabled"] else 0),
+          f"{len(pps)} PROXY protocol listeners, proxyProtocol.enabled is {r.values['proxyProtocol']['enabled']}")
+    if pps:
+        want_names.add("proxy-protocol")
+        check(ports.get("proxy-protocol", {}).get("containerPort") == port_of(pps[0]["address"]),
+              "container port 'proxy-protocol' differs from the policy's PROXY protocol listener")
+    check(set(ports) == want_names, f"container ports are {sorted(ports)}, expected {sorted(want_names)}")
+    check(ports["proxy"]["containerPort"] == port_of(plain_proxy(policy)),
           "container port 'proxy' differs from the policy's listen.proxy")
     check(ports["metrics"]["containerPort"] == port_of(policy["listen"]["admin"]),
           "container port 'metrics' differs from the policy's listen.admin")
@@ -445,8 +481,9 @@ def assert_ports_probes_service(r):
     check(vol["configMap"]["name"] == cm["metadata"]["name"], "the policy volume is not the policy ConfigMap")
     svc = r.one("Service", dep["metadata"]["name"])
     check(svc["spec"].get("type", "ClusterIP") == "ClusterIP", "proxy Service is not ClusterIP")
-    check(svc["spec"]["ports"] == [{"name": "proxy", "protocol": "TCP", "port": ports["proxy"]["containerPort"],
-                                    "targetPort": "proxy"}], f"proxy Service ports: {svc['spec']['ports']}")
+    want_svc = [{"name": n, "protocol": "TCP", "port": ports[n]["containerPort"], "targetPort": n}
+                for n in ("proxy", "https", "proxy-protocol") if n in ports]
+    check(svc["spec"]["ports"] == want_svc, f"proxy Service ports: {svc['spec']['ports']}, expected {want_svc}")
     check(svc["spec"]["selector"] == selector_labels(), "proxy Service does not select the gateway pods only")
     aff = r.values["service"]["sessionAffinity"]
     if aff["enabled"]:
@@ -484,7 +521,22 @@ def assert_policy(r):
     v = r.values
     host = "[::]" if v["listenAddress"] == "::" else "0.0.0.0"
     check(policy["version"] == 1, "policy version is not 1")
-    check(policy["listen"]["proxy"] == f"{host}:{v['ports']['proxy']}", f"listen.proxy is {policy['listen']['proxy']}")
+    want_proxy = f"{host}:{v['ports']['proxy']}"
+    pp = v["proxyProtocol"]
+    if pp["enabled"]:
+        want_proxy = [want_proxy, {"address": f"{host}:{pp['port']}", "proxy_protocol": {
+            "mode": pp["mode"], "trusted": pp["trusted"], "timeout": pp["timeout"]}}]
+    check(policy["listen"]["proxy"] == want_proxy, f"listen.proxy is {policy['listen']['proxy']}, expected {want_proxy}")
+    if v["tls"]["enabled"]:
+        check(policy["listen"].get("https") == f"{host}:{v['tls']['port']}", f"listen.https is {policy['listen'].get('https')}")
+        check(policy["listen"]["tls"].get("client_certs", "off") == v["tls"]["clientCerts"],
+              "listen.tls.client_certs differs from tls.clientCerts")
+        want_rules = v["tls"]["clientCertRules"] if v["tls"]["clientCerts"] != "off" else None
+        check((policy.get("identity") or {}).get("client_certs") == want_rules,
+              f"identity.client_certs is {(policy.get('identity') or {}).get('client_certs')}, expected {want_rules}")
+    else:
+        check("https" not in policy["listen"] and "tls" not in policy["listen"], "a TLS listener although tls is off")
+        check("client_certs" not in (policy.get("identity") or {}), "identity.client_certs although tls is off")
     check(policy["listen"]["admin"] == f"{host}:{v['ports']['admin']}", f"listen.admin is {policy['listen']['admin']}")
     check(policy["resolver"]["servers"] == v["resolver"]["servers"], "resolver.servers differ from the values")
     a = v["audit"]
@@ -498,6 +550,62 @@ def assert_policy(r):
               "the default tier is not a source-less 'standard'")
     for key in ("&", "*", "!!"):
         check(not re.search(r"(^|\s)" + re.escape(key) + r"\w", text), f"policy text uses YAML {key!r} syntax")
+
+
+def assert_tls_files(r):
+    """Every file the TLS listener reads is in a directory mounted read-only from the
+    volume the values name (a Secret, a ConfigMap or the SPIFFE CSI driver), without
+    subPath, so that the daemon's directory watch sees rotations."""
+    _, _, policy = policy_of(r)
+    _, _, pod = gateway_pod(r)
+    t = r.values["tls"]
+    c = pod["containers"][0]
+    tls_mounts = [m for m in c["volumeMounts"] if m["name"].startswith("tls-")]
+    if not t["enabled"]:
+        check(not tls_mounts and not [vol for vol in pod["volumes"] if vol["name"].startswith("tls-")],
+              "TLS volumes although tls is off")
+        return
+    lt = policy["listen"]["tls"]
+    want_files = {"cert": None, "key": None}
+    if t["clientCerts"] != "off":
+        want_files["client_ca"] = None
+        if t["crl"]["secretName"] or t["crl"]["configMapName"]:
+            want_files["crl"] = None
+    check(set(lt) - {"client_certs"} == set(want_files), f"listen.tls has {sorted(lt)}")
+    used = set()
+    for key in want_files:
+        path = lt[key]
+        d, name = os.path.dirname(path), os.path.basename(path)
+        mounts = [m for m in c["volumeMounts"] if m["mountPath"] == d]
+        check(len(mounts) == 1, f"listen.tls.{key} {path}: its directory is not mounted (exactly once)")
+        m = mounts[0]
+        check(m.get("readOnly") is True and "subPath" not in m and "subPathExpr" not in m,
+              f"listen.tls.{key}: {d} must be mounted read-only as a directory (no subPath) for rotation")
+        vol = [v for v in pod["volumes"] if v["name"] == m["name"]][0]
+        used.add(m["name"])
+        if key in ("cert", "key") or (key == "client_ca" and t["spiffeCSI"]["enabled"]
+                                      and not (t["clientCA"]["secretName"] or t["clientCA"]["configMapName"])):
+            if t["spiffeCSI"]["enabled"]:
+                check(vol.get("csi", {}).get("driver") == t["spiffeCSI"]["driver"] and vol["csi"].get("readOnly") is True,
+                      f"listen.tls.{key}: not the read-only {t['spiffeCSI']['driver']} CSI volume: {vol}")
+                check(name == {"cert": "tls.crt", "key": "tls.key", "client_ca": "ca.crt"}[key],
+                      f"listen.tls.{key}: {name} is not the CSI driver's file")
+                continue
+            src = {"secretName": t["secretName"], "configMapName": "", "key": {"cert": "tls.crt", "key": "tls.key"}[key]}
+        else:
+            src = t["clientCA"] if key == "client_ca" else t["crl"]
+            check(name == src["key"], f"listen.tls.{key}: file {name}, the values name key {src['key']}")
+        if src["secretName"]:
+            check(vol.get("secret", {}).get("secretName") == src["secretName"],
+                  f"listen.tls.{key}: volume is not Secret {src['secretName']}: {vol}")
+            items = vol["secret"].get("items")
+        else:
+            check(vol.get("configMap", {}).get("name") == src["configMapName"],
+                  f"listen.tls.{key}: volume is not ConfigMap {src['configMapName']}: {vol}")
+            items = vol["configMap"].get("items")
+        check(items is None or {"key": src["key"], "path": name} in items,
+              f"listen.tls.{key}: the volume does not project {src['key']} as {name}")
+    check(used == {m["name"] for m in tls_mounts}, f"TLS mounts {sorted(m['name'] for m in tls_mounts)} not all used")
 
 
 def expected_kube_identity(k):
@@ -553,7 +661,9 @@ def assert_gateway_netpol(r):
     np = nps[0]["spec"]
     _, meta, _ = gateway_pod(r)
     _, _, policy = policy_of(r)
-    proxy, admin = port_of(policy["listen"]["proxy"]), port_of(policy["listen"]["admin"])
+    proxy, admin = port_of(plain_proxy(policy)), port_of(policy["listen"]["admin"])
+    client_port_list = [{"protocol": "TCP", "port": p} for p in client_ports(policy)]
+    pps = pp_listeners(policy)
     check(np["podSelector"] == {"matchLabels": selector_labels()}, f"gateway podSelector is {np['podSelector']}")
     check(k8s_schema.selector_matches(np["podSelector"], meta["labels"]), "gateway policy does not select the pods")
     check(sorted(np["policyTypes"]) == ["Egress", "Ingress"], f"policyTypes {np['policyTypes']}")
@@ -563,12 +673,26 @@ def assert_gateway_netpol(r):
     chart_in = ingress[:len(ingress) - len(extra_in)] if extra_in else ingress
     check(ingress[len(chart_in):] == extra_in, "extraIngress not rendered verbatim at the end")
     clients = (v.get("runnerNamespaces") or []) + (v.get("clientNamespaces") or [])
-    proxy_rules = [rule for rule in chart_in if rule.get("ports") == [{"protocol": "TCP", "port": proxy}]]
+    proxy_rules = [rule for rule in chart_in if rule.get("ports") == client_port_list]
     admin_rules = [rule for rule in chart_in if rule.get("ports") == [{"protocol": "TCP", "port": admin}]]
-    check(len(proxy_rules) + len(admin_rules) == len(chart_in),
-          "an ingress rule on other ports than the proxy and admin ports")
+    pp_rules = [rule for rule in chart_in
+                if pps and rule.get("ports") == [{"protocol": "TCP", "port": port_of(pps[0]["address"])}]]
+    check(len(proxy_rules) + len(admin_rules) + len(pp_rules) == len(chart_in),
+          "an ingress rule on other ports than the proxy (and TLS) ports, the admin port and the PROXY protocol port")
+    if pps:
+        # The PROXY protocol port: exactly the trusted balancers, by ipBlock, nothing else.
+        check(len(pp_rules) == 1, "expected one ingress rule on the PROXY protocol port")
+        got = [peer for peer in pp_rules[0].get("from") or []]
+        want_pp = [{"ipBlock": {"cidr": c if "/" in c else f"{c}/{ipaddress.ip_address(c).max_prefixlen}"}}
+                   for c in pps[0]["proxy_protocol"]["trusted"]]
+        check(got == want_pp, f"PROXY protocol port peers {got}, expected the trusted ranges {want_pp}")
+        for peer in got:
+            check(ipaddress.ip_network(peer["ipBlock"]["cidr"], strict=False).prefixlen > 0,
+                  "the PROXY protocol port is open to everyone")
     for rule in chart_in:
         check(rule.get("from"), "an ingress rule without `from` admits every source")
+        if rule in pp_rules:
+            continue
         for peer in rule["from"]:
             check("ipBlock" not in peer, "ingress by ipBlock")
             check("namespaceSelector" in peer, "ingress peer without namespaceSelector (same-namespace only)")
@@ -667,7 +791,7 @@ def assert_runner_netpols(r):
           "one runner NetworkPolicy per runner namespace")
     _, meta, _ = gateway_pod(r)
     _, _, policy = policy_of(r)
-    proxy = port_of(policy["listen"]["proxy"])
+    want_ports = [{"protocol": "TCP", "port": p} for p in client_ports(policy)]
     for rn in runners:
         np = [o for o in nps if o["metadata"]["namespace"] == rn["name"]][0]["spec"]
         where = f"runner NetworkPolicy in {rn['name']}"
@@ -679,7 +803,7 @@ def assert_runner_netpols(r):
         egress = np.get("egress") or []
         check(egress[1:] == extra, f"{where}: extraEgress not rendered verbatim after the gateway rule")
         gw = egress[0]
-        check(gw["ports"] == [{"protocol": "TCP", "port": proxy}], f"{where}: ports {gw['ports']}")
+        check(gw["ports"] == want_ports, f"{where}: ports {gw['ports']}, expected {want_ports}")
         check(len(gw["to"]) == 1, f"{where}: more than one peer")
         peer = gw["to"][0]
         check("ipBlock" not in peer, f"{where}: the gateway is selected by IP")
@@ -1028,6 +1152,8 @@ def run_render_group(args, t):
         t.case(f"{name}: policy in the ConfigMap follows the values", assert_policy, r)
         t.case(f"{name}: audit records on stdout, or in a file on an emptyDir shared with the shipper",
                assert_audit_stream, r)
+        t.case(f"{name}: the TLS listener's certificate, key, client CA and CRL are directories mounted read-only "
+               "from the Secret, ConfigMap or SPIFFE CSI volume the values name", assert_tls_files, r)
         t.case(f"{name}: identity.kubernetes in the policy follows kubernetesIdentity", assert_kube_identity, r)
         t.case(f"{name}: gateway NetworkPolicy (ingress by namespace, egress to resolvers and upstreams only)",
                assert_gateway_netpol, r)

@@ -97,7 +97,16 @@ and identity.kubernetes (from kubernetesIdentity); `policy:` supplies the rest.
 {{- end }}
 {{- $policy := deepCopy (default (dict) $v.policy) }}
 {{- $_ := set $policy "version" 1 }}
+{{- $_ := include "portcullis.portsDiffer" . }}
 {{- $listen := dict "proxy" (include "portcullis.listen" (list $v.listenAddress $v.ports.proxy)) "admin" (include "portcullis.listen" (list $v.listenAddress $v.ports.admin)) "workers" $v.workers }}
+{{- if $v.proxyProtocol.enabled }}
+{{- $pp := dict "mode" $v.proxyProtocol.mode "trusted" $v.proxyProtocol.trusted "timeout" $v.proxyProtocol.timeout }}
+{{- $_ := set $listen "proxy" (list $listen.proxy (dict "address" (include "portcullis.listen" (list $v.listenAddress $v.proxyProtocol.port)) "proxy_protocol" $pp)) }}
+{{- end }}
+{{- if $v.tls.enabled }}
+{{- $_ := set $listen "https" (include "portcullis.listen" (list $v.listenAddress $v.tls.port)) }}
+{{- $_ := set $listen "tls" (include "portcullis.listenTLS" . | fromYaml) }}
+{{- end }}
 {{- $_ := set $policy "listen" $listen }}
 {{- $_ := set $policy "resolver" (deepCopy $v.resolver) }}
 {{- $timeouts := deepCopy (default (dict) $policy.timeouts) }}
@@ -110,6 +119,11 @@ and identity.kubernetes (from kubernetesIdentity); `policy:` supplies the rest.
 {{- if $v.kubernetesIdentity.enabled }}
 {{- $identity := deepCopy (default (dict) $policy.identity) }}
 {{- $_ := set $identity "kubernetes" (include "portcullis.kubeIdentity" . | fromYaml) }}
+{{- $_ := set $policy "identity" $identity }}
+{{- end }}
+{{- if and $v.tls.enabled (ne (toString $v.tls.clientCerts) "off") }}
+{{- $identity := deepCopy (default (dict) $policy.identity) }}
+{{- $_ := set $identity "client_certs" $v.tls.clientCertRules }}
 {{- $_ := set $policy "identity" $identity }}
 {{- end }}
 {{- toYaml $policy }}
@@ -353,4 +367,61 @@ volume. Fails on a shipper without a file to ship.
 {{- end }}
 {{- print "-" }}
 {{- end }}
+{{- end }}
+
+{{/* Fails unless the proxy, admin, TLS and PROXY protocol ports all differ. */}}
+{{- define "portcullis.portsDiffer" -}}
+{{- $v := .Values }}
+{{- $seen := dict (toString (int $v.ports.proxy)) "ports.proxy" }}
+{{- $all := list (list "ports.admin" $v.ports.admin) }}
+{{- if $v.tls.enabled }}{{ $all = append $all (list "tls.port" $v.tls.port) }}{{ end }}
+{{- if $v.proxyProtocol.enabled }}{{ $all = append $all (list "proxyProtocol.port" $v.proxyProtocol.port) }}{{ end }}
+{{- range $e := $all }}
+{{- $k := toString (int (index $e 1)) }}
+{{- if hasKey $seen $k }}
+{{- fail (printf "%s and %s must differ (both %s)" (index $seen $k) (index $e 0) $k) }}
+{{- end }}
+{{- $_ := set $seen $k (index $e 0) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the TLS listener's files are mounted: "server" (tls.crt, tls.key),
+"clientCA" and "crl" directories. The daemon watches each directory, so a
+Secret's ..data swap and the CSI driver's rewrites reload.
+*/}}
+{{- define "portcullis.tlsDirs" -}}
+server: {{ ternary "/var/run/secrets/spiffe.io" "/etc/portcullis-tls/server" .Values.tls.spiffeCSI.enabled }}
+clientCA: /etc/portcullis-tls/client-ca
+crl: /etc/portcullis-tls/crl
+{{- end }}
+
+{{/* The policy's listen.tls, from tls. */}}
+{{- define "portcullis.listenTLS" -}}
+{{- $t := .Values.tls }}
+{{- $d := include "portcullis.tlsDirs" . | fromYaml }}
+{{- if not (or $t.secretName $t.spiffeCSI.enabled) }}
+{{- fail "tls.enabled: set tls.secretName (a kubernetes.io/tls Secret) or tls.spiffeCSI.enabled" }}
+{{- end }}
+{{- $out := dict "cert" (printf "%s/tls.crt" $d.server) "key" (printf "%s/tls.key" $d.server) }}
+{{- if ne (toString $t.clientCerts) "off" }}
+{{- $_ := set $out "client_certs" (toString $t.clientCerts) }}
+{{- if or $t.clientCA.secretName $t.clientCA.configMapName }}
+{{- $_ := set $out "client_ca" (printf "%s/%s" $d.clientCA $t.clientCA.key) }}
+{{- else if $t.spiffeCSI.enabled }}
+{{- $_ := set $out "client_ca" (printf "%s/ca.crt" $d.server) }}
+{{- else }}
+{{- fail "tls.clientCerts: set tls.clientCA.secretName or tls.clientCA.configMapName (the CA bundle client certificates chain to)" }}
+{{- end }}
+{{- if or $t.crl.secretName $t.crl.configMapName }}
+{{- $_ := set $out "crl" (printf "%s/%s" $d.crl $t.crl.key) }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/* A CIDR as NetworkPolicy wants it: a bare address becomes a /32 or /128. */}}
+{{- define "portcullis.cidr" -}}
+{{- $c := toString . }}
+{{- if contains "/" $c }}{{ $c }}{{ else if contains ":" $c }}{{ printf "%s/128" $c }}{{ else }}{{ printf "%s/32" $c }}{{ end }}
 {{- end }}
