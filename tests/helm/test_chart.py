@@ -590,6 +590,10 @@ def assert_tls_files(r):
                       f"listen.tls.{key}: not the read-only {t['spiffeCSI']['driver']} CSI volume: {vol}")
                 check(name == {"cert": "tls.crt", "key": "tls.key", "client_ca": "ca.crt"}[key],
                       f"listen.tls.{key}: {name} is not the CSI driver's file")
+                if t["spiffeCSI"]["driver"] == "spiffe.csi.cert-manager.io":
+                    gid = str((pod.get("securityContext") or {}).get("runAsGroup"))
+                    check((vol["csi"].get("volumeAttributes") or {}).get("spiffe.csi.cert-manager.io/fs-group") == gid,
+                          f"the SVID files are not given the gateway's group {gid} (fs-group): it could not read them")
                 continue
             src = {"secretName": t["secretName"], "configMapName": "", "key": {"cert": "tls.crt", "key": "tls.key"}[key]}
         else:
