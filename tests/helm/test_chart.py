@@ -844,6 +844,15 @@ def assert_notes(r):
         check((text in notes) == warned, f"NOTES.txt {'lacks' if warned else 'has'} the warning {text!r}")
     if v["audit"]["destination"] == "file":
         check(policy_of(r)[2]["audit"]["output"] in notes, "NOTES.txt does not say where the audit file is")
+    if v["tls"]["enabled"]:
+        check(f"HTTPS_PROXY=https://<Service IP>:{v['tls']['port']}" in notes, "NOTES.txt does not give the https:// proxy URL")
+    else:
+        check("https://<Service IP>" not in notes, "NOTES.txt talks about the TLS listener although it is off")
+    if v["proxyProtocol"]["enabled"]:
+        check(f"port {v['proxyProtocol']['port']}" in notes and all(c in notes for c in v["proxyProtocol"]["trusted"]),
+              "NOTES.txt does not give the PROXY protocol port and its trusted peers")
+    else:
+        check("PROXY protocol" not in notes, "NOTES.txt talks about PROXY protocol although it is off")
     kube = r.values["kubernetesIdentity"]
     sync = ("kubernetes pod map not synced", "/readyz", "portcullis_kube_synced")
     if kube["enabled"]:
