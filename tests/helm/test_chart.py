@@ -583,19 +583,22 @@ def assert_tls_files(r):
               f"listen.tls.{key}: {d} must be mounted read-only as a directory (no subPath) for rotation")
         vol = [v for v in pod["volumes"] if v["name"] == m["name"]][0]
         used.add(m["name"])
-        if key in ("cert", "key") or (key == "client_ca" and t["spiffeCSI"]["enabled"]
-                                      and not (t["clientCA"]["secretName"] or t["clientCA"]["configMapName"])):
-            if t["spiffeCSI"]["enabled"]:
-                check(vol.get("csi", {}).get("driver") == t["spiffeCSI"]["driver"] and vol["csi"].get("readOnly") is True,
-                      f"listen.tls.{key}: not the read-only {t['spiffeCSI']['driver']} CSI volume: {vol}")
-                check(name == {"cert": "tls.crt", "key": "tls.key", "client_ca": "ca.crt"}[key],
-                      f"listen.tls.{key}: {name} is not the CSI driver's file")
-                if t["spiffeCSI"]["driver"] == "spiffe.csi.cert-manager.io":
-                    gid = str((pod.get("securityContext") or {}).get("runAsGroup"))
-                    check((vol["csi"].get("volumeAttributes") or {}).get("spiffe.csi.cert-manager.io/fs-group") == gid,
-                          f"the SVID files are not given the gateway's group {gid} (fs-group): it could not read them")
-                continue
+        ca_src = t["clientCA"]["secretName"] or t["clientCA"]["configMapName"]
+        from_csi = (key in ("cert", "key") and not t["secretName"]) or (key == "client_ca" and not ca_src)
+        if from_csi:
+            check(t["spiffeCSI"]["enabled"], f"listen.tls.{key}: neither a Secret/ConfigMap nor the SPIFFE CSI volume")
+            check(vol.get("csi", {}).get("driver") == t["spiffeCSI"]["driver"] and vol["csi"].get("readOnly") is True,
+                  f"listen.tls.{key}: not the read-only {t['spiffeCSI']['driver']} CSI volume: {vol}")
+            check(name == {"cert": "tls.crt", "key": "tls.key", "client_ca": "ca.crt"}[key],
+                  f"listen.tls.{key}: {name} is not the CSI driver's file")
+            if t["spiffeCSI"]["driver"] == "spiffe.csi.cert-manager.io":
+                gid = str((pod.get("securityContext") or {}).get("runAsGroup"))
+                check((vol["csi"].get("volumeAttributes") or {}).get("spiffe.csi.cert-manager.io/fs-group") == gid,
+                      f"the SVID files are not given the gateway's group {gid} (fs-group): it could not read them")
+            continue
+        if key in ("cert", "key"):
             src = {"secretName": t["secretName"], "configMapName": "", "key": {"cert": "tls.crt", "key": "tls.key"}[key]}
+            check(name == src["key"], f"listen.tls.{key}: file {name}, not the Secret's {src['key']}")
         else:
             src = t["clientCA"] if key == "client_ca" else t["crl"]
             check(name == src["key"], f"listen.tls.{key}: file {name}, the values name key {src['key']}")

@@ -386,12 +386,14 @@ volume. Fails on a shipper without a file to ship.
 {{- end }}
 
 {{/*
-Where the TLS listener's files are mounted: "server" (tls.crt, tls.key),
+Where the TLS listener's files are mounted: "server" (the Secret's tls.crt,
+tls.key), "spiffe" (the SPIFFE CSI volume: tls.crt, tls.key, ca.crt),
 "clientCA" and "crl" directories. The daemon watches each directory, so a
 Secret's ..data swap and the CSI driver's rewrites reload.
 */}}
 {{- define "portcullis.tlsDirs" -}}
-server: {{ ternary "/var/run/secrets/spiffe.io" "/etc/portcullis-tls/server" .Values.tls.spiffeCSI.enabled }}
+server: /etc/portcullis-tls/server
+spiffe: /var/run/secrets/spiffe.io
 clientCA: /etc/portcullis-tls/client-ca
 crl: /etc/portcullis-tls/crl
 {{- end }}
@@ -403,13 +405,17 @@ crl: /etc/portcullis-tls/crl
 {{- if not (or $t.secretName $t.spiffeCSI.enabled) }}
 {{- fail "tls.enabled: set tls.secretName (a kubernetes.io/tls Secret) or tls.spiffeCSI.enabled" }}
 {{- end }}
-{{- $out := dict "cert" (printf "%s/tls.crt" $d.server) "key" (printf "%s/tls.key" $d.server) }}
+{{- if and $t.spiffeCSI.enabled $t.secretName (or (eq (toString $t.clientCerts) "off") $t.clientCA.secretName $t.clientCA.configMapName) }}
+{{- fail "tls.spiffeCSI.enabled: nothing would use the CSI volume (tls.secretName serves the certificate, and the client CA comes from tls.clientCA or client certificates are off)" }}
+{{- end }}
+{{- $serverDir := ternary $d.server $d.spiffe (ne (toString $t.secretName) "") }}
+{{- $out := dict "cert" (printf "%s/tls.crt" $serverDir) "key" (printf "%s/tls.key" $serverDir) }}
 {{- if ne (toString $t.clientCerts) "off" }}
 {{- $_ := set $out "client_certs" (toString $t.clientCerts) }}
 {{- if or $t.clientCA.secretName $t.clientCA.configMapName }}
 {{- $_ := set $out "client_ca" (printf "%s/%s" $d.clientCA $t.clientCA.key) }}
 {{- else if $t.spiffeCSI.enabled }}
-{{- $_ := set $out "client_ca" (printf "%s/ca.crt" $d.server) }}
+{{- $_ := set $out "client_ca" (printf "%s/ca.crt" $d.spiffe) }}
 {{- else }}
 {{- fail "tls.clientCerts: set tls.clientCA.secretName or tls.clientCA.configMapName (the CA bundle client certificates chain to)" }}
 {{- end }}
