@@ -1345,6 +1345,108 @@ def run_kube_agreement_group(args, t):
                f"{'only' if accepted == 'strict' else 'and by portcullis --check'}", agree)
 
 
+def _rule(kind, val):
+    return {"tls": {"clientCertRules": [{kind: val, "tier": "standard"}]}}
+
+
+def _pp(**kw):
+    pp = {"trusted": ["10.0.16.10/32"]}
+    pp.update(kw)
+    return {"proxyProtocol": pp}
+
+
+TLS_PP_AGREEMENT = [
+    # (what, changes to tls / proxyProtocol, accepted: True, False or "strict" = the schema only)
+    ("a DNS SAN rule", _rule("dns", "runner.example.com"), True),
+    ("a DNS wildcard rule", _rule("dns", "*.runners.example.com"), True),
+    ("a DNS rule with a trailing dot", _rule("dns", "runner.example.com."), True),
+    ("a wildcard over a TLD (*.com)", _rule("dns", "*.com"), False),
+    ("a doubled wildcard", _rule("dns", "*.*.example.com"), False),
+    ("an IP address as a DNS rule", _rule("dns", "1.2.3.4"), False),
+    ("a DNS label starting with -", _rule("dns", "-a.example.com"), False),
+    ("a 64-character DNS label", _rule("dns", "a" * 64 + ".example.com"), False),
+    ("an exact SPIFFE ID", _rule("spiffe", "spiffe://ci.example.org/ns/ci/sa/builder"), True),
+    ("a SPIFFE prefix pattern", _rule("spiffe", "spiffe://ci.example.org/ns/*"), True),
+    ("a SPIFFE pattern below the trust domain", _rule("spiffe", "spiffe://ci.example.org/*"), True),
+    ("a SPIFFE ID with a trailing /", _rule("spiffe", "spiffe://ci.example.org/"), False),
+    ("a SPIFFE trust domain with a port", _rule("spiffe", "spiffe://ci.example.org:8443/a"), False),
+    ("an uppercase SPIFFE trust domain", _rule("spiffe", "spiffe://CI.example.org/a"), False),
+    ("a SPIFFE .. segment", _rule("spiffe", "spiffe://ci.example.org/a/../b"), False),
+    ("an empty SPIFFE segment", _rule("spiffe", "spiffe://ci.example.org/a//b"), False),
+    ("a * inside a SPIFFE segment", _rule("spiffe", "spiffe://ci.example.org/a/b*"), False),
+    ("a SPIFFE ID over 2048 bytes", _rule("spiffe", "spiffe://ci.example.org/" + "a" * 2030), False),
+    ("a 64-byte CN", _rule("cn", "x" * 64), True),
+    ("a 65-byte CN", _rule("cn", "x" * 65), False),
+    ("an empty CN", _rule("cn", ""), False),
+    ("256 rules", {"tls": {"clientCertRules": [{"cn": f"r{i}", "tier": "standard"} for i in range(256)]}}, True),
+    ("257 rules", {"tls": {"clientCertRules": [{"cn": f"r{i}", "tier": "standard"} for i in range(257)]}}, False),
+    ("a trusted bare address", _pp(trusted=["10.0.16.10"]), True),
+    ("a trusted IPv6 range", _pp(trusted=["fd00:16::a/128"]), True),
+    ("a trusted /33", _pp(trusted=["10.0.16.0/33"]), False),
+    ("a trusted address out of range", _pp(trusted=["256.1.1.1/32"]), False),
+    ("a trusted range listed twice", _pp(trusted=["10.0.16.10/32", "10.0.16.10/32"]), False),
+    ("trusted 0.0.0.0/0", _pp(trusted=["0.0.0.0/0"]), "strict"),
+    ("trusted ::/0", _pp(trusted=["::/0"]), "strict"),
+    ("mode v1", _pp(mode="v1"), True),
+    ("mode either", _pp(mode="either"), True),
+    ("a 100ms timeout", _pp(timeout="100ms"), True),
+    ("a 99ms timeout", _pp(timeout="99ms"), False),
+    ("a 1m timeout", _pp(timeout="1m"), True),
+    ("a 60s timeout", _pp(timeout="60s"), True),
+    ("a 61s timeout", _pp(timeout="61s"), False),
+    ("a 0 timeout", _pp(timeout="0"), False),
+]
+
+
+def run_tls_pp_agreement_group(args, t):
+    """Single changes to tls.clientCertRules and proxyProtocol: values.schema.json and
+    portcullis --check (on the policy keys the chart writes from them) accept or refuse alike."""
+    schema = load_schema(args)
+    p, out, defaults = render(args, [os.path.join(args.here, "values", "defaults.yaml")], "tls-pp-agreement")
+    policy = yaml.safe_load(policy_of(Rendered("defaults", [], load_all(p.stdout), defaults, ""))[1]) \
+        if p.returncode == 0 else None
+    for i, (what, changes, accepted) in enumerate(TLS_PP_AGREEMENT):
+        def agree(i=i, changes=changes, accepted=accepted):
+            check(policy is not None, f"the defaults do not render:\n{p.stderr}")
+            check(args.portcullis, "no portcullis binary given (--portcullis)")
+            values = copy.deepcopy(defaults)
+            pol = copy.deepcopy(policy)
+            if "tls" in changes:
+                values["tls"].update({"enabled": True, "secretName": "portcullis-tls", "clientCerts": "require",
+                                      "clientCA": {"secretName": "ci-client-ca", "configMapName": "", "key": "ca.crt"}})
+                values["tls"].update(copy.deepcopy(changes["tls"]))
+                pol["listen"]["https"] = "0.0.0.0:3129"
+                pol["listen"]["tls"] = {"cert": "/etc/portcullis-tls/server/tls.crt",
+                                        "key": "/etc/portcullis-tls/server/tls.key", "client_certs": "require",
+                                        "client_ca": "/etc/portcullis-tls/client-ca/ca.crt"}
+                pol["identity"]["client_certs"] = values["tls"]["clientCertRules"]
+                where = "identity.client_certs"
+            else:
+                values["proxyProtocol"].update({"enabled": True})
+                values["proxyProtocol"].update(copy.deepcopy(changes["proxyProtocol"]))
+                pp = values["proxyProtocol"]
+                pol["listen"]["proxy"] = [pol["listen"]["proxy"], {"address": "0.0.0.0:3130", "proxy_protocol": {
+                    "mode": pp["mode"], "trusted": pp["trusted"], "timeout": pp["timeout"]}}]
+                where = "proxy_protocol"
+            errs = schema_errors(schema, values)
+            path = os.path.join(out, f"policy-{i}.yaml")
+            with open(path, "w") as fh:
+                yaml.safe_dump(pol, fh)
+            d = subprocess.run([args.portcullis, "--check", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+            daemon_ok = d.returncode == 0
+            schema_ok = not errs
+            if accepted == "strict":
+                check(not schema_ok and daemon_ok,
+                      f"expected the schema to refuse what the daemon accepts; schema: {errs}, daemon: {d.stdout}")
+                return
+            check(schema_ok == accepted, f"values.schema.json {'refuses' if errs else 'accepts'} it: {errs}")
+            check(daemon_ok == accepted, f"portcullis --check {'accepts' if daemon_ok else 'refuses'} it: {d.stdout}")
+            check(daemon_ok or where in d.stdout, f"portcullis --check refuses something else:\n{d.stdout}")
+        t.case(f"tls/proxyProtocol: {what} is {'accepted' if accepted is True else 'refused'} by the schema "
+               f"{'only' if accepted == 'strict' else 'and by portcullis --check'}", agree)
+
+
 def expectation(path):
     with open(path) as fh:
         first = fh.readline()
@@ -1406,6 +1508,7 @@ def run_negative_group(args, t):
         t.case(f"values {f} render, but the policy check hook's command fails on them", hook_fails)
 
     run_kube_agreement_group(args, t)
+    run_tls_pp_agreement_group(args, t)
 
 
 def run_monitoring_group(args, t):
