@@ -1184,6 +1184,7 @@ def run_render_group(args, t):
         t.case(f"{name}: PrometheusRule and Grafana dashboard follow the values; promtool parses every rule and query",
                assert_monitoring, args, r, out)
     run_kube_watch_group(args, t)
+    run_tls_listener_restart_group(args, t)
 
 
 def render_objects(args, value_files, tag):
@@ -1223,6 +1224,43 @@ def run_kube_watch_group(args, t):
             else:
                 check(ann[0] == ann[1], "checksum/kube-watch changed, although the daemon reloads this")
         t.case(f"checksum/kube-watch {'changes' if restarts else 'stays'} with {what} ({example})", compare)
+
+
+def run_tls_listener_restart_group(args, t):
+    """checksum/tls-listener changes exactly when something the daemon reads of the TLS listener
+    only at start-up changes (listen.https, listen.tls: mode and paths), and stays when only what
+    it reloads changes (identity.client_certs)."""
+    base = os.path.join(args.chart, "examples", "tls-cert-manager.yaml")
+    cases = [
+        ("clientCertRules (they reload)", {"clientCertRules": [{"cn": "runner-9", "tier": "standard"}]}, False),
+        ("clientCerts request -> require", {"clientCerts": "require"}, True),
+        ("the client CA's key (its path)", {"clientCA": {"configMapName": "ci-client-ca", "key": "bundle.pem"}}, True),
+        ("a CRL added", {"crl": {"secretName": "ci-client-crl", "configMapName": "", "key": "crl.pem"}}, True),
+        ("the TLS port", {"port": 8443}, True),
+    ]
+    for what, override, restarts in cases:
+        def compare(override=override, restarts=restarts):
+            tag = "tls-listener-" + re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-")
+            extra = os.path.join(args.workdir, tag + ".yaml")
+            with open(extra, "w") as fh:
+                yaml.safe_dump({"tls": override}, fh)
+            a = render_objects(args, [base], tag + "-a")
+            b = render_objects(args, [base, extra], tag + "-b")
+            ann = [gateway_pod(x)[1]["annotations"].get("checksum/tls-listener") for x in (a, b)]
+            pol = [policy_of(x)[2] for x in (a, b)]
+            check(pol[0] != pol[1], "the override did not change the policy")
+            check(all(re.fullmatch(r"[0-9a-f]{64}", x or "") for x in ann), f"no checksum/tls-listener: {ann}")
+            if restarts:
+                check(ann[0] != ann[1], "checksum/tls-listener unchanged: the pods would keep the old TLS listener")
+            else:
+                check(ann[0] == ann[1], "checksum/tls-listener changed, although the daemon reloads this")
+        t.case(f"checksum/tls-listener {'changes' if restarts else 'stays'} with {what}", compare)
+
+    def absent():
+        r = render_objects(args, [os.path.join(args.here, "values", "defaults.yaml")], "tls-listener-off")
+        check("checksum/tls-listener" not in (gateway_pod(r)[1].get("annotations") or {}),
+              "checksum/tls-listener although tls is off")
+    t.case("no checksum/tls-listener without the TLS listener", absent)
 
 
 # Single changes to a valid kubernetesIdentity: values.schema.json must accept

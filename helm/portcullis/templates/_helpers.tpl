@@ -431,3 +431,13 @@ crl: /etc/portcullis-tls/crl
 {{- $c := toString . }}
 {{- if contains "/" $c }}{{ $c }}{{ else if contains ":" $c }}{{ printf "%s/128" $c }}{{ else }}{{ printf "%s/32" $c }}{{ end }}
 {{- end }}
+
+{{/*
+What portcullis reads of the TLS listener only at start-up (listen.https and
+listen.tls: the client_certs mode and the file paths; the files' contents and
+identity.client_certs reload), for the pods' checksum/tls-listener annotation.
+*/}}
+{{- define "portcullis.tlsListenerStartup" -}}
+{{- $v := .Values }}
+{{- toYaml (dict "https" (include "portcullis.listen" (list $v.listenAddress $v.tls.port)) "tls" (include "portcullis.listenTLS" . | fromYaml)) }}
+{{- end }}
