@@ -481,9 +481,23 @@ def assert_ports_probes_service(r):
     check(vol["configMap"]["name"] == cm["metadata"]["name"], "the policy volume is not the policy ConfigMap")
     svc = r.one("Service", dep["metadata"]["name"])
     check(svc["spec"].get("type", "ClusterIP") == "ClusterIP", "proxy Service is not ClusterIP")
+    pp_svc_values = r.values["proxyProtocol"]["service"]
+    separate = r.values["proxyProtocol"]["enabled"] and pp_svc_values["enabled"]
     want_svc = [{"name": n, "protocol": "TCP", "port": ports[n]["containerPort"], "targetPort": n}
-                for n in ("proxy", "https", "proxy-protocol") if n in ports]
+                for n in ("proxy", "https", "proxy-protocol") if n in ports and not (separate and n == "proxy-protocol")]
     check(svc["spec"]["ports"] == want_svc, f"proxy Service ports: {svc['spec']['ports']}, expected {want_svc}")
+    pp_svcs = [s for s in r.of_kind("Service") if s["metadata"]["name"] == dep["metadata"]["name"] + "-proxy-protocol"]
+    check(len(pp_svcs) == (1 if separate else 0), f"{len(pp_svcs)} PROXY protocol Services, separate={separate}")
+    if separate:
+        ps = pp_svcs[0]["spec"]
+        check(ps["ports"] == [{"name": "proxy-protocol", "protocol": "TCP", "port": ports["proxy-protocol"]["containerPort"],
+                               "targetPort": "proxy-protocol"}], f"PROXY protocol Service ports: {ps['ports']}")
+        check(ps["selector"] == selector_labels(), "the PROXY protocol Service does not select the gateway pods only")
+        check(ps.get("type") == pp_svc_values["type"], f"PROXY protocol Service type {ps.get('type')}")
+        check((pp_svcs[0]["metadata"].get("annotations") or {}) == (pp_svc_values.get("annotations") or {}),
+              "PROXY protocol Service annotations differ from the values")
+        check(ps.get("loadBalancerSourceRanges") == (pp_svc_values.get("loadBalancerSourceRanges") or None),
+              "loadBalancerSourceRanges differ from the values")
     check(svc["spec"]["selector"] == selector_labels(), "proxy Service does not select the gateway pods only")
     aff = r.values["service"]["sessionAffinity"]
     if aff["enabled"]:
@@ -506,7 +520,7 @@ def assert_ports_probes_service(r):
         check([e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"], "ServiceMonitor does not scrape 'metrics'")
         check(sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}, "ServiceMonitor namespaceSelector")
     else:
-        check(not r.of_kind("ServiceMonitor") and len(r.of_kind("Service")) == 1,
+        check(not r.of_kind("ServiceMonitor") and len(r.of_kind("Service")) == 1 + len(pp_svcs),
               "ServiceMonitor or metrics Service although serviceMonitor is off")
     ann = meta.get("annotations") or {}
     if r.values["restartOnPolicyChange"]:
