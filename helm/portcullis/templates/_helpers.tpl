@@ -84,8 +84,9 @@ app.kubernetes.io/component: gateway
 
 {{/*
 The policy file (docs/policy.md), as YAML. The chart owns
-version, listen, resolver, timeouts.drain, audit.output (from audit), tiers
-and identity.kubernetes (from kubernetesIdentity); `policy:` supplies the rest.
+version, listen (with tls and proxyProtocol), resolver, timeouts.drain,
+audit.output (from audit), tiers, identity.kubernetes (from kubernetesIdentity)
+and identity.client_certs (from tls.clientCertRules); `policy:` supplies the rest.
 */}}
 {{- define "portcullis.policy" -}}
 {{- $v := .Values }}
