@@ -182,6 +182,30 @@ def port_of(address):
     return int(address.rsplit(":", 1)[1])
 
 
+def plain_proxy(policy):
+    """listen.proxy's plain entry: the string, or the first entry of the list form."""
+    lp = policy["listen"]["proxy"]
+    return lp if isinstance(lp, str) else lp[0]
+
+
+def pp_listeners(policy):
+    """listen.proxy's PROXY protocol entries (mapping form)."""
+    lp = policy["listen"]["proxy"]
+    return [] if isinstance(lp, str) else [e for e in lp if isinstance(e, dict)]
+
+
+def https_port(policy):
+    return port_of(policy["listen"]["https"]) if "https" in policy["listen"] else None
+
+
+def client_ports(policy):
+    """The ports runner and client pods may reach: the plain proxy port and the TLS listener's."""
+    ports = [port_of(plain_proxy(policy))]
+    if https_port(policy) is not None:
+        ports.append(https_port(policy))
+    return ports
+
+
 def selector_labels():
     return {"app.kubernetes.io/name": "portcullis", "app.kubernetes.io/instance": RELEASE,
             "app.kubernetes.io/component": "gateway"}
@@ -429,8 +453,20 @@ def assert_ports_probes_service(r):
     _, _, policy = policy_of(r)
     c = pod["containers"][0]
     ports = {p["name"]: p for p in c["ports"]}
-    check(set(ports) == {"proxy", "metrics"}, f"container ports are {sorted(ports)}")
-    check(ports["proxy"]["containerPort"] == port_of(policy["listen"]["proxy"]),
+    want_names = {"proxy", "metrics"}
+    if https_port(policy) is not None:
+        want_names.add("https")
+        check(ports.get("https", {}).get("containerPort") == https_port(policy),
+              "container port 'https' differs from the policy's listen.https")
+    pps = pp_listeners(policy)
+    check(len(pps) == (1 if r.values["proxyProtocol"]["enabled"] else 0),
+          f"{len(pps)} PROXY protocol listeners, proxyProtocol.enabled is {r.values['proxyProtocol']['enabled']}")
+    if pps:
+        want_names.add("proxy-protocol")
+        check(ports.get("proxy-protocol", {}).get("containerPort") == port_of(pps[0]["address"]),
+              "container port 'proxy-protocol' differs from the policy's PROXY protocol listener")
+    check(set(ports) == want_names, f"container ports are {sorted(ports)}, expected {sorted(want_names)}")
+    check(ports["proxy"]["containerPort"] == port_of(plain_proxy(policy)),
           "container port 'proxy' differs from the policy's listen.proxy")
     check(ports["metrics"]["containerPort"] == port_of(policy["listen"]["admin"]),
           "container port 'metrics' differs from the policy's listen.admin")
@@ -445,8 +481,23 @@ def assert_ports_probes_service(r):
     check(vol["configMap"]["name"] == cm["metadata"]["name"], "the policy volume is not the policy ConfigMap")
     svc = r.one("Service", dep["metadata"]["name"])
     check(svc["spec"].get("type", "ClusterIP") == "ClusterIP", "proxy Service is not ClusterIP")
-    check(svc["spec"]["ports"] == [{"name": "proxy", "protocol": "TCP", "port": ports["proxy"]["containerPort"],
-                                    "targetPort": "proxy"}], f"proxy Service ports: {svc['spec']['ports']}")
+    pp_svc_values = r.values["proxyProtocol"]["service"]
+    separate = r.values["proxyProtocol"]["enabled"] and pp_svc_values["enabled"]
+    want_svc = [{"name": n, "protocol": "TCP", "port": ports[n]["containerPort"], "targetPort": n}
+                for n in ("proxy", "https", "proxy-protocol") if n in ports and not (separate and n == "proxy-protocol")]
+    check(svc["spec"]["ports"] == want_svc, f"proxy Service ports: {svc['spec']['ports']}, expected {want_svc}")
+    pp_svcs = [s for s in r.of_kind("Service") if s["metadata"]["name"] == dep["metadata"]["name"] + "-proxy-protocol"]
+    check(len(pp_svcs) == (1 if separate else 0), f"{len(pp_svcs)} PROXY protocol Services, separate={separate}")
+    if separate:
+        ps = pp_svcs[0]["spec"]
+        check(ps["ports"] == [{"name": "proxy-protocol", "protocol": "TCP", "port": ports["proxy-protocol"]["containerPort"],
+                               "targetPort": "proxy-protocol"}], f"PROXY protocol Service ports: {ps['ports']}")
+        check(ps["selector"] == selector_labels(), "the PROXY protocol Service does not select the gateway pods only")
+        check(ps.get("type") == pp_svc_values["type"], f"PROXY protocol Service type {ps.get('type')}")
+        check((pp_svcs[0]["metadata"].get("annotations") or {}) == (pp_svc_values.get("annotations") or {}),
+              "PROXY protocol Service annotations differ from the values")
+        check(ps.get("loadBalancerSourceRanges") == (pp_svc_values.get("loadBalancerSourceRanges") or None),
+              "loadBalancerSourceRanges differ from the values")
     check(svc["spec"]["selector"] == selector_labels(), "proxy Service does not select the gateway pods only")
     aff = r.values["service"]["sessionAffinity"]
     if aff["enabled"]:
@@ -469,7 +520,7 @@ def assert_ports_probes_service(r):
         check([e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"], "ServiceMonitor does not scrape 'metrics'")
         check(sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}, "ServiceMonitor namespaceSelector")
     else:
-        check(not r.of_kind("ServiceMonitor") and len(r.of_kind("Service")) == 1,
+        check(not r.of_kind("ServiceMonitor") and len(r.of_kind("Service")) == 1 + len(pp_svcs),
               "ServiceMonitor or metrics Service although serviceMonitor is off")
     ann = meta.get("annotations") or {}
     if r.values["restartOnPolicyChange"]:
@@ -484,7 +535,22 @@ def assert_policy(r):
     v = r.values
     host = "[::]" if v["listenAddress"] == "::" else "0.0.0.0"
     check(policy["version"] == 1, "policy version is not 1")
-    check(policy["listen"]["proxy"] == f"{host}:{v['ports']['proxy']}", f"listen.proxy is {policy['listen']['proxy']}")
+    want_proxy = f"{host}:{v['ports']['proxy']}"
+    pp = v["proxyProtocol"]
+    if pp["enabled"]:
+        want_proxy = [want_proxy, {"address": f"{host}:{pp['port']}", "proxy_protocol": {
+            "mode": pp["mode"], "trusted": pp["trusted"], "timeout": pp["timeout"]}}]
+    check(policy["listen"]["proxy"] == want_proxy, f"listen.proxy is {policy['listen']['proxy']}, expected {want_proxy}")
+    if v["tls"]["enabled"]:
+        check(policy["listen"].get("https") == f"{host}:{v['tls']['port']}", f"listen.https is {policy['listen'].get('https')}")
+        check(policy["listen"]["tls"].get("client_certs", "off") == v["tls"]["clientCerts"],
+              "listen.tls.client_certs differs from tls.clientCerts")
+        want_rules = v["tls"]["clientCertRules"] if v["tls"]["clientCerts"] != "off" else None
+        check((policy.get("identity") or {}).get("client_certs") == want_rules,
+              f"identity.client_certs is {(policy.get('identity') or {}).get('client_certs')}, expected {want_rules}")
+    else:
+        check("https" not in policy["listen"] and "tls" not in policy["listen"], "a TLS listener although tls is off")
+        check("client_certs" not in (policy.get("identity") or {}), "identity.client_certs although tls is off")
     check(policy["listen"]["admin"] == f"{host}:{v['ports']['admin']}", f"listen.admin is {policy['listen']['admin']}")
     check(policy["resolver"]["servers"] == v["resolver"]["servers"], "resolver.servers differ from the values")
     a = v["audit"]
@@ -498,6 +564,69 @@ def assert_policy(r):
               "the default tier is not a source-less 'standard'")
     for key in ("&", "*", "!!"):
         check(not re.search(r"(^|\s)" + re.escape(key) + r"\w", text), f"policy text uses YAML {key!r} syntax")
+
+
+def assert_tls_files(r):
+    """Every file the TLS listener reads is in a directory mounted read-only from the
+    volume the values name (a Secret, a ConfigMap or the SPIFFE CSI driver), without
+    subPath, so that the daemon's directory watch sees rotations."""
+    _, _, policy = policy_of(r)
+    _, _, pod = gateway_pod(r)
+    t = r.values["tls"]
+    c = pod["containers"][0]
+    tls_mounts = [m for m in c["volumeMounts"] if m["name"].startswith("tls-")]
+    if not t["enabled"]:
+        check(not tls_mounts and not [vol for vol in pod["volumes"] if vol["name"].startswith("tls-")],
+              "TLS volumes although tls is off")
+        return
+    lt = policy["listen"]["tls"]
+    want_files = {"cert": None, "key": None}
+    if t["clientCerts"] != "off":
+        want_files["client_ca"] = None
+        if t["crl"]["secretName"] or t["crl"]["configMapName"]:
+            want_files["crl"] = None
+    check(set(lt) - {"client_certs"} == set(want_files), f"listen.tls has {sorted(lt)}")
+    used = set()
+    for key in want_files:
+        path = lt[key]
+        d, name = os.path.dirname(path), os.path.basename(path)
+        mounts = [m for m in c["volumeMounts"] if m["mountPath"] == d]
+        check(len(mounts) == 1, f"listen.tls.{key} {path}: its directory is not mounted (exactly once)")
+        m = mounts[0]
+        check(m.get("readOnly") is True and "subPath" not in m and "subPathExpr" not in m,
+              f"listen.tls.{key}: {d} must be mounted read-only as a directory (no subPath) for rotation")
+        vol = [v for v in pod["volumes"] if v["name"] == m["name"]][0]
+        used.add(m["name"])
+        ca_src = t["clientCA"]["secretName"] or t["clientCA"]["configMapName"]
+        from_csi = (key in ("cert", "key") and not t["secretName"]) or (key == "client_ca" and not ca_src)
+        if from_csi:
+            check(t["spiffeCSI"]["enabled"], f"listen.tls.{key}: neither a Secret/ConfigMap nor the SPIFFE CSI volume")
+            check(vol.get("csi", {}).get("driver") == t["spiffeCSI"]["driver"] and vol["csi"].get("readOnly") is True,
+                  f"listen.tls.{key}: not the read-only {t['spiffeCSI']['driver']} CSI volume: {vol}")
+            check(name == {"cert": "tls.crt", "key": "tls.key", "client_ca": "ca.crt"}[key],
+                  f"listen.tls.{key}: {name} is not the CSI driver's file")
+            if t["spiffeCSI"]["driver"] == "spiffe.csi.cert-manager.io":
+                gid = str((pod.get("securityContext") or {}).get("runAsGroup"))
+                check((vol["csi"].get("volumeAttributes") or {}).get("spiffe.csi.cert-manager.io/fs-group") == gid,
+                      f"the SVID files are not given the gateway's group {gid} (fs-group): it could not read them")
+            continue
+        if key in ("cert", "key"):
+            src = {"secretName": t["secretName"], "configMapName": "", "key": {"cert": "tls.crt", "key": "tls.key"}[key]}
+            check(name == src["key"], f"listen.tls.{key}: file {name}, not the Secret's {src['key']}")
+        else:
+            src = t["clientCA"] if key == "client_ca" else t["crl"]
+            check(name == src["key"], f"listen.tls.{key}: file {name}, the values name key {src['key']}")
+        if src["secretName"]:
+            check(vol.get("secret", {}).get("secretName") == src["secretName"],
+                  f"listen.tls.{key}: volume is not Secret {src['secretName']}: {vol}")
+            items = vol["secret"].get("items")
+        else:
+            check(vol.get("configMap", {}).get("name") == src["configMapName"],
+                  f"listen.tls.{key}: volume is not ConfigMap {src['configMapName']}: {vol}")
+            items = vol["configMap"].get("items")
+        check(items is None or {"key": src["key"], "path": name} in items,
+              f"listen.tls.{key}: the volume does not project {src['key']} as {name}")
+    check(used == {m["name"] for m in tls_mounts}, f"TLS mounts {sorted(m['name'] for m in tls_mounts)} not all used")
 
 
 def expected_kube_identity(k):
@@ -553,7 +682,9 @@ def assert_gateway_netpol(r):
     np = nps[0]["spec"]
     _, meta, _ = gateway_pod(r)
     _, _, policy = policy_of(r)
-    proxy, admin = port_of(policy["listen"]["proxy"]), port_of(policy["listen"]["admin"])
+    proxy, admin = port_of(plain_proxy(policy)), port_of(policy["listen"]["admin"])
+    client_port_list = [{"protocol": "TCP", "port": p} for p in client_ports(policy)]
+    pps = pp_listeners(policy)
     check(np["podSelector"] == {"matchLabels": selector_labels()}, f"gateway podSelector is {np['podSelector']}")
     check(k8s_schema.selector_matches(np["podSelector"], meta["labels"]), "gateway policy does not select the pods")
     check(sorted(np["policyTypes"]) == ["Egress", "Ingress"], f"policyTypes {np['policyTypes']}")
@@ -563,12 +694,26 @@ def assert_gateway_netpol(r):
     chart_in = ingress[:len(ingress) - len(extra_in)] if extra_in else ingress
     check(ingress[len(chart_in):] == extra_in, "extraIngress not rendered verbatim at the end")
     clients = (v.get("runnerNamespaces") or []) + (v.get("clientNamespaces") or [])
-    proxy_rules = [rule for rule in chart_in if rule.get("ports") == [{"protocol": "TCP", "port": proxy}]]
+    proxy_rules = [rule for rule in chart_in if rule.get("ports") == client_port_list]
     admin_rules = [rule for rule in chart_in if rule.get("ports") == [{"protocol": "TCP", "port": admin}]]
-    check(len(proxy_rules) + len(admin_rules) == len(chart_in),
-          "an ingress rule on other ports than the proxy and admin ports")
+    pp_rules = [rule for rule in chart_in
+                if pps and rule.get("ports") == [{"protocol": "TCP", "port": port_of(pps[0]["address"])}]]
+    check(len(proxy_rules) + len(admin_rules) + len(pp_rules) == len(chart_in),
+          "an ingress rule on other ports than the proxy (and TLS) ports, the admin port and the PROXY protocol port")
+    if pps:
+        # The PROXY protocol port: exactly the trusted balancers, by ipBlock, nothing else.
+        check(len(pp_rules) == 1, "expected one ingress rule on the PROXY protocol port")
+        got = [peer for peer in pp_rules[0].get("from") or []]
+        want_pp = [{"ipBlock": {"cidr": c if "/" in c else f"{c}/{ipaddress.ip_address(c).max_prefixlen}"}}
+                   for c in pps[0]["proxy_protocol"]["trusted"]]
+        check(got == want_pp, f"PROXY protocol port peers {got}, expected the trusted ranges {want_pp}")
+        for peer in got:
+            check(ipaddress.ip_network(peer["ipBlock"]["cidr"], strict=False).prefixlen > 0,
+                  "the PROXY protocol port is open to everyone")
     for rule in chart_in:
         check(rule.get("from"), "an ingress rule without `from` admits every source")
+        if rule in pp_rules:
+            continue
         for peer in rule["from"]:
             check("ipBlock" not in peer, "ingress by ipBlock")
             check("namespaceSelector" in peer, "ingress peer without namespaceSelector (same-namespace only)")
@@ -667,7 +812,7 @@ def assert_runner_netpols(r):
           "one runner NetworkPolicy per runner namespace")
     _, meta, _ = gateway_pod(r)
     _, _, policy = policy_of(r)
-    proxy = port_of(policy["listen"]["proxy"])
+    want_ports = [{"protocol": "TCP", "port": p} for p in client_ports(policy)]
     for rn in runners:
         np = [o for o in nps if o["metadata"]["namespace"] == rn["name"]][0]["spec"]
         where = f"runner NetworkPolicy in {rn['name']}"
@@ -679,7 +824,7 @@ def assert_runner_netpols(r):
         egress = np.get("egress") or []
         check(egress[1:] == extra, f"{where}: extraEgress not rendered verbatim after the gateway rule")
         gw = egress[0]
-        check(gw["ports"] == [{"protocol": "TCP", "port": proxy}], f"{where}: ports {gw['ports']}")
+        check(gw["ports"] == want_ports, f"{where}: ports {gw['ports']}, expected {want_ports}")
         check(len(gw["to"]) == 1, f"{where}: more than one peer")
         peer = gw["to"][0]
         check("ipBlock" not in peer, f"{where}: the gateway is selected by IP")
@@ -716,6 +861,15 @@ def assert_notes(r):
         check((text in notes) == warned, f"NOTES.txt {'lacks' if warned else 'has'} the warning {text!r}")
     if v["audit"]["destination"] == "file":
         check(policy_of(r)[2]["audit"]["output"] in notes, "NOTES.txt does not say where the audit file is")
+    if v["tls"]["enabled"]:
+        check(f"HTTPS_PROXY=https://<Service IP>:{v['tls']['port']}" in notes, "NOTES.txt does not give the https:// proxy URL")
+    else:
+        check("https://<Service IP>" not in notes, "NOTES.txt talks about the TLS listener although it is off")
+    if v["proxyProtocol"]["enabled"]:
+        check(f"port {v['proxyProtocol']['port']}" in notes and all(c in notes for c in v["proxyProtocol"]["trusted"]),
+              "NOTES.txt does not give the PROXY protocol port and its trusted peers")
+    else:
+        check("PROXY protocol" not in notes, "NOTES.txt talks about PROXY protocol although it is off")
     kube = r.values["kubernetesIdentity"]
     sync = ("kubernetes pod map not synced", "/readyz", "portcullis_kube_synced")
     if kube["enabled"]:
@@ -1028,6 +1182,8 @@ def run_render_group(args, t):
         t.case(f"{name}: policy in the ConfigMap follows the values", assert_policy, r)
         t.case(f"{name}: audit records on stdout, or in a file on an emptyDir shared with the shipper",
                assert_audit_stream, r)
+        t.case(f"{name}: the TLS listener's certificate, key, client CA and CRL are directories mounted read-only "
+               "from the Secret, ConfigMap or SPIFFE CSI volume the values name", assert_tls_files, r)
         t.case(f"{name}: identity.kubernetes in the policy follows kubernetesIdentity", assert_kube_identity, r)
         t.case(f"{name}: gateway NetworkPolicy (ingress by namespace, egress to resolvers and upstreams only)",
                assert_gateway_netpol, r)
@@ -1042,6 +1198,7 @@ def run_render_group(args, t):
         t.case(f"{name}: PrometheusRule and Grafana dashboard follow the values; promtool parses every rule and query",
                assert_monitoring, args, r, out)
     run_kube_watch_group(args, t)
+    run_tls_listener_restart_group(args, t)
 
 
 def render_objects(args, value_files, tag):
@@ -1081,6 +1238,43 @@ def run_kube_watch_group(args, t):
             else:
                 check(ann[0] == ann[1], "checksum/kube-watch changed, although the daemon reloads this")
         t.case(f"checksum/kube-watch {'changes' if restarts else 'stays'} with {what} ({example})", compare)
+
+
+def run_tls_listener_restart_group(args, t):
+    """checksum/tls-listener changes exactly when something the daemon reads of the TLS listener
+    only at start-up changes (listen.https, listen.tls: mode and paths), and stays when only what
+    it reloads changes (identity.client_certs)."""
+    base = os.path.join(args.chart, "examples", "tls-cert-manager.yaml")
+    cases = [
+        ("clientCertRules (they reload)", {"clientCertRules": [{"cn": "runner-9", "tier": "standard"}]}, False),
+        ("clientCerts request -> require", {"clientCerts": "require"}, True),
+        ("the client CA's key (its path)", {"clientCA": {"configMapName": "ci-client-ca", "key": "bundle.pem"}}, True),
+        ("a CRL added", {"crl": {"secretName": "ci-client-crl", "configMapName": "", "key": "crl.pem"}}, True),
+        ("the TLS port", {"port": 8443}, True),
+    ]
+    for what, override, restarts in cases:
+        def compare(override=override, restarts=restarts):
+            tag = "tls-listener-" + re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-")
+            extra = os.path.join(args.workdir, tag + ".yaml")
+            with open(extra, "w") as fh:
+                yaml.safe_dump({"tls": override}, fh)
+            a = render_objects(args, [base], tag + "-a")
+            b = render_objects(args, [base, extra], tag + "-b")
+            ann = [gateway_pod(x)[1]["annotations"].get("checksum/tls-listener") for x in (a, b)]
+            pol = [policy_of(x)[2] for x in (a, b)]
+            check(pol[0] != pol[1], "the override did not change the policy")
+            check(all(re.fullmatch(r"[0-9a-f]{64}", x or "") for x in ann), f"no checksum/tls-listener: {ann}")
+            if restarts:
+                check(ann[0] != ann[1], "checksum/tls-listener unchanged: the pods would keep the old TLS listener")
+            else:
+                check(ann[0] == ann[1], "checksum/tls-listener changed, although the daemon reloads this")
+        t.case(f"checksum/tls-listener {'changes' if restarts else 'stays'} with {what}", compare)
+
+    def absent():
+        r = render_objects(args, [os.path.join(args.here, "values", "defaults.yaml")], "tls-listener-off")
+        check("checksum/tls-listener" not in (gateway_pod(r)[1].get("annotations") or {}),
+              "checksum/tls-listener although tls is off")
+    t.case("no checksum/tls-listener without the TLS listener", absent)
 
 
 # Single changes to a valid kubernetesIdentity: values.schema.json must accept
@@ -1203,6 +1397,108 @@ def run_kube_agreement_group(args, t):
                f"{'only' if accepted == 'strict' else 'and by portcullis --check'}", agree)
 
 
+def _rule(kind, val):
+    return {"tls": {"clientCertRules": [{kind: val, "tier": "standard"}]}}
+
+
+def _pp(**kw):
+    pp = {"trusted": ["10.0.16.10/32"]}
+    pp.update(kw)
+    return {"proxyProtocol": pp}
+
+
+TLS_PP_AGREEMENT = [
+    # (what, changes to tls / proxyProtocol, accepted: True, False or "strict" = the schema only)
+    ("a DNS SAN rule", _rule("dns", "runner.example.com"), True),
+    ("a DNS wildcard rule", _rule("dns", "*.runners.example.com"), True),
+    ("a DNS rule with a trailing dot", _rule("dns", "runner.example.com."), True),
+    ("a wildcard over a TLD (*.com)", _rule("dns", "*.com"), False),
+    ("a doubled wildcard", _rule("dns", "*.*.example.com"), False),
+    ("an IP address as a DNS rule", _rule("dns", "1.2.3.4"), False),
+    ("a DNS label starting with -", _rule("dns", "-a.example.com"), False),
+    ("a 64-character DNS label", _rule("dns", "a" * 64 + ".example.com"), False),
+    ("an exact SPIFFE ID", _rule("spiffe", "spiffe://ci.example.org/ns/ci/sa/builder"), True),
+    ("a SPIFFE prefix pattern", _rule("spiffe", "spiffe://ci.example.org/ns/*"), True),
+    ("a SPIFFE pattern below the trust domain", _rule("spiffe", "spiffe://ci.example.org/*"), True),
+    ("a SPIFFE ID with a trailing /", _rule("spiffe", "spiffe://ci.example.org/"), False),
+    ("a SPIFFE trust domain with a port", _rule("spiffe", "spiffe://ci.example.org:8443/a"), False),
+    ("an uppercase SPIFFE trust domain", _rule("spiffe", "spiffe://CI.example.org/a"), False),
+    ("a SPIFFE .. segment", _rule("spiffe", "spiffe://ci.example.org/a/../b"), False),
+    ("an empty SPIFFE segment", _rule("spiffe", "spiffe://ci.example.org/a//b"), False),
+    ("a * inside a SPIFFE segment", _rule("spiffe", "spiffe://ci.example.org/a/b*"), False),
+    ("a SPIFFE ID over 2048 bytes", _rule("spiffe", "spiffe://ci.example.org/" + "a" * 2030), False),
+    ("a 64-byte CN", _rule("cn", "x" * 64), True),
+    ("a 65-byte CN", _rule("cn", "x" * 65), False),
+    ("an empty CN", _rule("cn", ""), False),
+    ("256 rules", {"tls": {"clientCertRules": [{"cn": f"r{i}", "tier": "standard"} for i in range(256)]}}, True),
+    ("257 rules", {"tls": {"clientCertRules": [{"cn": f"r{i}", "tier": "standard"} for i in range(257)]}}, False),
+    ("a trusted bare address", _pp(trusted=["10.0.16.10"]), True),
+    ("a trusted IPv6 range", _pp(trusted=["fd00:16::a/128"]), True),
+    ("a trusted /33", _pp(trusted=["10.0.16.0/33"]), False),
+    ("a trusted address out of range", _pp(trusted=["256.1.1.1/32"]), False),
+    ("a trusted range listed twice", _pp(trusted=["10.0.16.10/32", "10.0.16.10/32"]), False),
+    ("trusted 0.0.0.0/0", _pp(trusted=["0.0.0.0/0"]), "strict"),
+    ("trusted ::/0", _pp(trusted=["::/0"]), "strict"),
+    ("mode v1", _pp(mode="v1"), True),
+    ("mode either", _pp(mode="either"), True),
+    ("a 100ms timeout", _pp(timeout="100ms"), True),
+    ("a 99ms timeout", _pp(timeout="99ms"), False),
+    ("a 1m timeout", _pp(timeout="1m"), True),
+    ("a 60s timeout", _pp(timeout="60s"), True),
+    ("a 61s timeout", _pp(timeout="61s"), False),
+    ("a 0 timeout", _pp(timeout="0"), False),
+]
+
+
+def run_tls_pp_agreement_group(args, t):
+    """Single changes to tls.clientCertRules and proxyProtocol: values.schema.json and
+    portcullis --check (on the policy keys the chart writes from them) accept or refuse alike."""
+    schema = load_schema(args)
+    p, out, defaults = render(args, [os.path.join(args.here, "values", "defaults.yaml")], "tls-pp-agreement")
+    policy = yaml.safe_load(policy_of(Rendered("defaults", [], load_all(p.stdout), defaults, ""))[1]) \
+        if p.returncode == 0 else None
+    for i, (what, changes, accepted) in enumerate(TLS_PP_AGREEMENT):
+        def agree(i=i, changes=changes, accepted=accepted):
+            check(policy is not None, f"the defaults do not render:\n{p.stderr}")
+            check(args.portcullis, "no portcullis binary given (--portcullis)")
+            values = copy.deepcopy(defaults)
+            pol = copy.deepcopy(policy)
+            if "tls" in changes:
+                values["tls"].update({"enabled": True, "secretName": "portcullis-tls", "clientCerts": "require",
+                                      "clientCA": {"secretName": "ci-client-ca", "configMapName": "", "key": "ca.crt"}})
+                values["tls"].update(copy.deepcopy(changes["tls"]))
+                pol["listen"]["https"] = "0.0.0.0:3129"
+                pol["listen"]["tls"] = {"cert": "/etc/portcullis-tls/server/tls.crt",
+                                        "key": "/etc/portcullis-tls/server/tls.key", "client_certs": "require",
+                                        "client_ca": "/etc/portcullis-tls/client-ca/ca.crt"}
+                pol["identity"]["client_certs"] = values["tls"]["clientCertRules"]
+                where = "identity.client_certs"
+            else:
+                values["proxyProtocol"].update({"enabled": True})
+                values["proxyProtocol"].update(copy.deepcopy(changes["proxyProtocol"]))
+                pp = values["proxyProtocol"]
+                pol["listen"]["proxy"] = [pol["listen"]["proxy"], {"address": "0.0.0.0:3130", "proxy_protocol": {
+                    "mode": pp["mode"], "trusted": pp["trusted"], "timeout": pp["timeout"]}}]
+                where = "proxy_protocol"
+            errs = schema_errors(schema, values)
+            path = os.path.join(out, f"policy-{i}.yaml")
+            with open(path, "w") as fh:
+                yaml.safe_dump(pol, fh)
+            d = subprocess.run([args.portcullis, "--check", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+            daemon_ok = d.returncode == 0
+            schema_ok = not errs
+            if accepted == "strict":
+                check(not schema_ok and daemon_ok,
+                      f"expected the schema to refuse what the daemon accepts; schema: {errs}, daemon: {d.stdout}")
+                return
+            check(schema_ok == accepted, f"values.schema.json {'refuses' if errs else 'accepts'} it: {errs}")
+            check(daemon_ok == accepted, f"portcullis --check {'accepts' if daemon_ok else 'refuses'} it: {d.stdout}")
+            check(daemon_ok or where in d.stdout, f"portcullis --check refuses something else:\n{d.stdout}")
+        t.case(f"tls/proxyProtocol: {what} is {'accepted' if accepted is True else 'refused'} by the schema "
+               f"{'only' if accepted == 'strict' else 'and by portcullis --check'}", agree)
+
+
 def expectation(path):
     with open(path) as fh:
         first = fh.readline()
@@ -1264,6 +1560,7 @@ def run_negative_group(args, t):
         t.case(f"values {f} render, but the policy check hook's command fails on them", hook_fails)
 
     run_kube_agreement_group(args, t)
+    run_tls_pp_agreement_group(args, t)
 
 
 def run_monitoring_group(args, t):

@@ -15,12 +15,22 @@ network namespace (tests/integration/harness.py: no packet leaves the machine).
   synced) and ready (a stand-in resolver answers).
 - With audit.destination file, records go to the file and not to stdout, and
   moving the file aside plus SIGUSR1 starts a new one (what a shipper does).
+- values/proxy-protocol.yaml (tls with required client certificates, a PROXY
+  protocol port): with the certificate files laid out where the chart mounts
+  them, as the kubelet writes a Secret volume (a ..data symlink), curl over the
+  https:// proxy is refused without a certificate and with one no rule matches,
+  and reaches the policy decision with one that maps to a tier; swapping ..data
+  to a new certificate (a Secret update) is served without a restart; the PROXY
+  protocol port refuses an untrusted peer and a trusted one without a header, and
+  takes the header's client as the source.
 
 usage: test_live.py --portcullis BIN --srcdir REPO   (HELM_RENDER=the renderer, built by meson)
 """
 import json
 import os
+import shutil
 import signal
+import ssl
 import socket
 import subprocess
 import sys
@@ -40,7 +50,9 @@ from harness import expect  # noqa: E402
 RENDERER = os.environ.get("HELM_RENDER", "")
 METADATA = "169.254.169.254:80"
 
-ctx = harness.start(__file__, v4=["10.96.0.10"])
+BALANCER = "10.0.16.10"   # proxyProtocol.trusted in the live TLS/PROXY protocol case
+
+ctx = harness.start(__file__, v4=["10.96.0.10", BALANCER])
 
 
 def render(values_files, tag):
@@ -213,6 +225,111 @@ with ctx:
             rc, out = helm_test("http://127.0.0.1:%d" % port)
             expect(rc == 0, "exit %d:\n%s" % (rc, out))
             expect('details="%s"' % why in out, "the refusal is not %s:\n%s" % (why, out))
+
+    # Daemon D: values/proxy-protocol.yaml (TLS listener, client certificates required, a
+    # PROXY protocol port), with its certificate files where the chart mounts them, in the
+    # layout the kubelet gives a Secret volume: NAME -> ..data/NAME, ..data -> ..<generation>.
+    pki = ctx.path("pki")
+    root = ctx.path("root")
+
+    def secret_volume(d, files, gen):
+        """Write files ({name: source}) into d as the kubelet updates a Secret volume: a new
+        generation directory, then an atomic rename of the ..data symlink."""
+        os.makedirs(d, exist_ok=True)
+        os.makedirs(os.path.join(d, "..%d" % gen))
+        for name, src in files.items():
+            shutil.copy(src, os.path.join(d, "..%d" % gen, name))
+        os.symlink("..%d" % gen, os.path.join(d, "..data_tmp"))
+        os.rename(os.path.join(d, "..data_tmp"), os.path.join(d, "..data"))
+        for name in files:
+            if not os.path.islink(os.path.join(d, name)):
+                os.symlink(os.path.join("..data", name), os.path.join(d, name))
+
+    def served_cn(port):
+        c = ssl.create_default_context(cafile=os.path.join(pki, "ca.pem"))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with c.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                    return dict(x[0] for x in tls.getpeercert()["subject"]).get("commonName")
+        except (OSError, ssl.SSLError):
+            return None
+
+    with ctx.case("a daemon starts on the policy values/proxy-protocol.yaml renders, its files where the chart "
+                  "mounts them"):
+        harness.mkcerts("ca", pki, "--cn", "helm live CA")
+        for name, cn in (("gw1", "gateway-1"), ("gw2", "gateway-2")):
+            harness.mkcerts("server", pki, name, "--cn", cn, "--ip", "127.0.0.1")
+        for name in ("runner-1", "runner-2"):
+            harness.mkcerts("client", pki, name, "--cn", name)
+        extra_d = ctx.path("d-values.yaml")
+        with open(extra_d, "w") as fh:
+            yaml.safe_dump({"ports": {"proxy": 3150, "admin": 9093}, "tls": {"port": 3151},
+                            "proxyProtocol": {"port": 3152, "trusted": [BALANCER + "/32"]}}, fh)
+        pol_d = yaml.safe_load(policy_text(render([os.path.join(HERE, "values", "proxy-protocol.yaml"), extra_d],
+                                                  "tls-proxy-protocol")))
+        lt = pol_d["listen"]["tls"]
+        expect(lt["client_certs"] == "require" and set(lt) == {"cert", "key", "client_ca", "client_certs"},
+               "listen.tls: %s" % lt)
+        server_dir = os.path.dirname(lt["cert"])
+        expect(os.path.dirname(lt["key"]) == server_dir, "certificate and key in different directories: %s" % lt)
+        secret_volume(root + server_dir, {os.path.basename(lt["cert"]): os.path.join(pki, "gw1.pem"),
+                                          os.path.basename(lt["key"]): os.path.join(pki, "gw1.key")}, 1)
+        secret_volume(root + os.path.dirname(lt["client_ca"]),
+                      {os.path.basename(lt["client_ca"]): os.path.join(pki, "ca.pem")}, 1)
+        for k in ("cert", "key", "client_ca"):
+            lt[k] = root + lt[k]
+        start_daemon("tlspp", yaml.safe_dump(pol_d), 9093)
+        expect(harness.wait_until(lambda: harness.port_open("127.0.0.1", 3151), 10), "TLS port not open")
+
+    def via_https(*cert):
+        args = ["-i", "--proxy", "https://127.0.0.1:3151", "--proxy-cacert", os.path.join(pki, "ca.pem")]
+        if cert:
+            args += ["--proxy-cert", os.path.join(pki, cert[0] + ".pem"), "--proxy-key", os.path.join(pki, cert[0] + ".key")]
+        return harness.curl(args + ["http://" + METADATA + "/"])
+
+    for cert, code, why in (((), "403", "client_cert_required"), (("runner-2",), "403", "client_cert_no_match"),
+                            (("runner-1",), "403", "blocked_address")):
+        with ctx.case("https:// proxy from the rendered policy, %s: %s %s" % (
+                "client certificate " + cert[0] if cert else "no client certificate", code, why)):
+            res = via_https(*cert)
+            expect(res["code"] == code and ('details="%s"' % why) in res["body"], "got %s:\n%s\n%s" % (
+                res["code"], res["body"][-600:], res["stderr"][-300:]))
+
+    with ctx.case("a Secret update (..data swapped to a new certificate) is served without a restart"):
+        expect(served_cn(3151) == "gateway-1", "serving %r before the update" % served_cn(3151))
+        secret_volume(root + server_dir, {"tls.crt": os.path.join(pki, "gw2.pem"),
+                                          "tls.key": os.path.join(pki, "gw2.key")}, 2)
+        got = harness.wait_until(lambda: served_cn(3151) == "gateway-2", 20, interval=0.2)
+        expect(got, "still serving %r after the ..data swap" % served_cn(3151))
+        res = via_https("runner-1")
+        expect(res["code"] == "403" and 'details="blocked_address"' in res["body"], "after the swap: %s" % res)
+
+    def pp_request(src, header):
+        s = socket.socket()
+        s.settimeout(10)
+        try:
+            s.bind((src, 0))
+            s.connect((BALANCER, 3152))
+            s.sendall(header + b"GET http://" + METADATA.encode() + b"/ HTTP/1.1\r\nHost: " + METADATA.encode()
+                      + b"\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data.decode("latin-1")
+        finally:
+            s.close()
+
+    header = b"PROXY TCP4 10.244.1.5 10.96.200.10 40000 3130\r\n"
+    for src, hdr, want, what in (("127.0.0.1", header, ("403", "proxy_untrusted_peer"), "a peer outside trusted"),
+                                 (BALANCER, b"", ("400", "proxy_header_missing"), "the balancer without a header"),
+                                 (BALANCER, header, ("403", "blocked_address"),
+                                  "the balancer with a header naming a runner pod (its tier decides)")):
+        with ctx.case("PROXY protocol port from the rendered policy, %s: %s %s" % (what, want[0], want[1])):
+            got = pp_request(src, hdr)
+            expect(got.startswith("HTTP/1.1 " + want[0]) and ('"%s"' % want[1]) in got, "got:\n%s" % got[:600])
 
     stand_in(3140, b"HTTP/1.1 200 Connection established\r\n\r\n")
     stand_in(3141, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")

@@ -84,8 +84,9 @@ app.kubernetes.io/component: gateway
 
 {{/*
 The policy file (docs/policy.md), as YAML. The chart owns
-version, listen, resolver, timeouts.drain, audit.output (from audit), tiers
-and identity.kubernetes (from kubernetesIdentity); `policy:` supplies the rest.
+version, listen (with tls and proxyProtocol), resolver, timeouts.drain,
+audit.output (from audit), tiers, identity.kubernetes (from kubernetesIdentity)
+and identity.client_certs (from tls.clientCertRules); `policy:` supplies the rest.
 */}}
 {{- define "portcullis.policy" -}}
 {{- $v := .Values }}
@@ -97,7 +98,16 @@ and identity.kubernetes (from kubernetesIdentity); `policy:` supplies the rest.
 {{- end }}
 {{- $policy := deepCopy (default (dict) $v.policy) }}
 {{- $_ := set $policy "version" 1 }}
+{{- $_ := include "portcullis.portsDiffer" . }}
 {{- $listen := dict "proxy" (include "portcullis.listen" (list $v.listenAddress $v.ports.proxy)) "admin" (include "portcullis.listen" (list $v.listenAddress $v.ports.admin)) "workers" $v.workers }}
+{{- if $v.proxyProtocol.enabled }}
+{{- $pp := dict "mode" $v.proxyProtocol.mode "trusted" $v.proxyProtocol.trusted "timeout" $v.proxyProtocol.timeout }}
+{{- $_ := set $listen "proxy" (list $listen.proxy (dict "address" (include "portcullis.listen" (list $v.listenAddress $v.proxyProtocol.port)) "proxy_protocol" $pp)) }}
+{{- end }}
+{{- if $v.tls.enabled }}
+{{- $_ := set $listen "https" (include "portcullis.listen" (list $v.listenAddress $v.tls.port)) }}
+{{- $_ := set $listen "tls" (include "portcullis.listenTLS" . | fromYaml) }}
+{{- end }}
 {{- $_ := set $policy "listen" $listen }}
 {{- $_ := set $policy "resolver" (deepCopy $v.resolver) }}
 {{- $timeouts := deepCopy (default (dict) $policy.timeouts) }}
@@ -110,6 +120,11 @@ and identity.kubernetes (from kubernetesIdentity); `policy:` supplies the rest.
 {{- if $v.kubernetesIdentity.enabled }}
 {{- $identity := deepCopy (default (dict) $policy.identity) }}
 {{- $_ := set $identity "kubernetes" (include "portcullis.kubeIdentity" . | fromYaml) }}
+{{- $_ := set $policy "identity" $identity }}
+{{- end }}
+{{- if and $v.tls.enabled (ne (toString $v.tls.clientCerts) "off") }}
+{{- $identity := deepCopy (default (dict) $policy.identity) }}
+{{- $_ := set $identity "client_certs" $v.tls.clientCertRules }}
 {{- $_ := set $policy "identity" $identity }}
 {{- end }}
 {{- toYaml $policy }}
@@ -353,4 +368,77 @@ volume. Fails on a shipper without a file to ship.
 {{- end }}
 {{- print "-" }}
 {{- end }}
+{{- end }}
+
+{{/* Fails unless the proxy, admin, TLS and PROXY protocol ports all differ. */}}
+{{- define "portcullis.portsDiffer" -}}
+{{- $v := .Values }}
+{{- $seen := dict (toString (int $v.ports.proxy)) "ports.proxy" }}
+{{- $all := list (list "ports.admin" $v.ports.admin) }}
+{{- if $v.tls.enabled }}{{ $all = append $all (list "tls.port" $v.tls.port) }}{{ end }}
+{{- if $v.proxyProtocol.enabled }}{{ $all = append $all (list "proxyProtocol.port" $v.proxyProtocol.port) }}{{ end }}
+{{- range $e := $all }}
+{{- $k := toString (int (index $e 1)) }}
+{{- if hasKey $seen $k }}
+{{- fail (printf "%s and %s must differ (both %s)" (index $seen $k) (index $e 0) $k) }}
+{{- end }}
+{{- $_ := set $seen $k (index $e 0) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the TLS listener's files are mounted: "server" (the Secret's tls.crt,
+tls.key), "spiffe" (the SPIFFE CSI volume: tls.crt, tls.key, ca.crt),
+"clientCA" and "crl" directories. The daemon watches each directory, so a
+Secret's ..data swap and the CSI driver's rewrites reload.
+*/}}
+{{- define "portcullis.tlsDirs" -}}
+server: /etc/portcullis-tls/server
+spiffe: /var/run/secrets/spiffe.io
+clientCA: /etc/portcullis-tls/client-ca
+crl: /etc/portcullis-tls/crl
+{{- end }}
+
+{{/* The policy's listen.tls, from tls. */}}
+{{- define "portcullis.listenTLS" -}}
+{{- $t := .Values.tls }}
+{{- $d := include "portcullis.tlsDirs" . | fromYaml }}
+{{- if not (or $t.secretName $t.spiffeCSI.enabled) }}
+{{- fail "tls.enabled: set tls.secretName (a kubernetes.io/tls Secret) or tls.spiffeCSI.enabled" }}
+{{- end }}
+{{- if and $t.spiffeCSI.enabled $t.secretName (or (eq (toString $t.clientCerts) "off") $t.clientCA.secretName $t.clientCA.configMapName) }}
+{{- fail "tls.spiffeCSI.enabled: nothing would use the CSI volume (tls.secretName serves the certificate, and the client CA comes from tls.clientCA or client certificates are off)" }}
+{{- end }}
+{{- $serverDir := ternary $d.server $d.spiffe (ne (toString $t.secretName) "") }}
+{{- $out := dict "cert" (printf "%s/tls.crt" $serverDir) "key" (printf "%s/tls.key" $serverDir) }}
+{{- if ne (toString $t.clientCerts) "off" }}
+{{- $_ := set $out "client_certs" (toString $t.clientCerts) }}
+{{- if or $t.clientCA.secretName $t.clientCA.configMapName }}
+{{- $_ := set $out "client_ca" (printf "%s/%s" $d.clientCA $t.clientCA.key) }}
+{{- else if $t.spiffeCSI.enabled }}
+{{- $_ := set $out "client_ca" (printf "%s/ca.crt" $d.spiffe) }}
+{{- else }}
+{{- fail "tls.clientCerts: set tls.clientCA.secretName or tls.clientCA.configMapName (the CA bundle client certificates chain to)" }}
+{{- end }}
+{{- if or $t.crl.secretName $t.crl.configMapName }}
+{{- $_ := set $out "crl" (printf "%s/%s" $d.crl $t.crl.key) }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/* A CIDR as NetworkPolicy wants it: a bare address becomes a /32 or /128. */}}
+{{- define "portcullis.cidr" -}}
+{{- $c := toString . }}
+{{- if contains "/" $c }}{{ $c }}{{ else if contains ":" $c }}{{ printf "%s/128" $c }}{{ else }}{{ printf "%s/32" $c }}{{ end }}
+{{- end }}
+
+{{/*
+What portcullis reads of the TLS listener only at start-up (listen.https and
+listen.tls: the client_certs mode and the file paths; the files' contents and
+identity.client_certs reload), for the pods' checksum/tls-listener annotation.
+*/}}
+{{- define "portcullis.tlsListenerStartup" -}}
+{{- $v := .Values }}
+{{- toYaml (dict "https" (include "portcullis.listen" (list $v.listenAddress $v.tls.port)) "tls" (include "portcullis.listenTLS" . | fromYaml)) }}
 {{- end }}
