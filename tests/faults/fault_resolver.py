@@ -61,7 +61,7 @@ with ctx:
             ended[load.phase] = time.monotonic()
         if setup:
             setup()
-        load.phase = name
+        load.set_phase(name, load.max_ops // 10)   # ten phases: each has its share
         began[name] = time.monotonic()
         load.wait_ops(PHASE_OPS, 60)
         left = PHASE_S - (time.monotonic() - began[name])

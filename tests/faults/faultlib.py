@@ -215,17 +215,30 @@ class Load:
         self.ths = []
         self.seq = 0
         self.phase = None     # set by the scenario; every exchange notes the phase it began in
+        self.phase_cap = None  # at most this many exchanges begin in one phase (set_phase)
+        self.phase_seq0 = 0
+
+    def set_phase(self, name, cap=None):
+        """Exchanges begun from now on note `name`; at most `cap` of them begin in it, so a
+        fast phase cannot spend the whole max_ops and leave the next phase nothing."""
+        with self.lock:
+            self.phase, self.phase_cap, self.phase_seq0 = name, cap, self.seq
 
     def _worker(self, i):
         while not self.stopping.is_set():
             with self.lock:
                 if self.seq >= self.max_ops:
                     return
-                seq = self.seq
-                self.seq += 1
+                full = self.phase_cap is not None and self.seq - self.phase_seq0 >= self.phase_cap
+                if not full:
+                    seq = self.seq
+                    self.seq += 1
+                    phase = self.phase
+            if full:
+                self.stopping.wait(0.05)   # this phase has had its share; wait for the next
+                continue
             kind = self.kinds[seq % len(self.kinds)]
             src = self.sources[(seq // len(self.kinds)) % len(self.sources)]
-            phase = self.phase
             op = run_op(kind, src, self.env.px.port, seq, self.tunnel_cmd, self.http_path)
             op.phase = phase
             with self.lock:
@@ -372,10 +385,12 @@ def run_phases(load, phases, ops=240, seconds=2.0, timeout=60):
     """Run the load through phases [(name, setup or None)]: each phase's setup, then at least
     `ops` exchanges and `seconds`.  Returns {name: (began, ended)} (monotonic times)."""
     times = {}
+    with load.lock:
+        cap = (load.max_ops - load.seq) // len(phases)   # each phase its share of what is left
     for name, setup in phases:
         if setup:
             setup()
-        load.phase = name
+        load.set_phase(name, cap)
         t0 = time.monotonic()
         load.wait_ops(ops, timeout)
         left = seconds - (time.monotonic() - t0)
