@@ -931,6 +931,128 @@ static void test_long_strings(void **state)
 	free(dom);
 }
 
+/* conn_audit.c's line buffer: a record that does not fit it is not written. */
+#define LINE_MAX_BYTES 16384
+
+/* n bytes of c, NUL-terminated, in a static pool (freed at exit). */
+static char *fill(int c, size_t n)
+{
+	static char pool[64 * 1024];
+	static size_t used;
+	assert_true(used + n + 1 <= sizeof(pool));
+	char *s = pool + used;
+	memset(s, c, n);
+	s[n] = '\0';
+	used += n + 1;
+	return s;
+}
+
+/*
+ * Every client-controlled string at the longest its capture lets through, made of the
+ * bytes that escape widest: 255 '\' in a DN (RFC 2253 escapes stay printable), 16 SANs of
+ * printable '"' (4 KiB together), a User-Agent of obs-text, 8 pod labels of 511-byte
+ * "key:value" (values are not checked by the Kubernetes parser), an ALPN of control bytes.
+ */
+static void worst_record(struct audit_rec *r, const char *method)
+{
+	static const struct pc_addr lb = {ADDR_V6, {0xfd, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+	                                            14, 15}};
+	static const char *sans[16], *lk[8], *lv[8];
+	if (sans[0] == NULL) {
+		for (int i = 0; i < 16; i++)
+			sans[i] = fill('"', 255);
+		for (int i = 0; i < 8; i++) {
+			lk[i] = fill('k', 63);
+			lv[i] = fill('\xff', 447);
+		}
+	}
+	*r = (struct audit_rec){
+	    .ts_ns = TS_2024,
+	    .duration_ns = UINT64_MAX,
+	    .tunnel_end = true,
+	    .allowed = true,
+	    .reason = R_TLS_ECH,
+	    .id_prefix = UINT64_MAX,
+	    .event_id = UINT64_MAX,
+	    .conn_id = UINT64_MAX,
+	    .community_id = "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+	    .src = &DST6,
+	    .src_port = 65535,
+	    .src_nat = &lb,
+	    .src_nat_port = 65535,
+	    .aws_vpce_id = fill('a', 64),
+	    .dst_domain = fill('a', 253),
+	    .dst_ip = &DST6,
+	    .dst_port = 65535,
+	    .method = method,
+	    .status = 999,
+	    .bytes_up = UINT64_MAX,
+	    .bytes_down = UINT64_MAX,
+	    .rule = fill('a', 253),
+	    .tier = fill('t', 63),
+	    .would_deny = "source_connection_limit",
+	    .url_domain = fill('a', 253),
+	    .url_path = fill('"', 511),
+	    .url_port = 65535,
+	    .user_agent = fill('\xff', 256),
+	    .sni = fill('a', 253),
+	    .tls_version = "0x0304",
+	    .tls_next_protocol = fill('\x01', 63),
+	    .ja4 = "t13d1516h2_8daaf6152771_e5627efa2ab1",
+	    .x509_subject = fill('\\', 255),
+	    .x509_issuer = fill('\\', 255),
+	    .x509_serial = fill('F', 95),
+	    .x509_cn = fill('"', 71),
+	    .x509_sha256 = fill('f', 64),
+	    .x509_not_before = 1,
+	    .x509_not_after = INT32_MAX,
+	    .n_x509_sans = 16,
+	    .user_id = fill('a', 2048),
+	    .pod_ns = fill('\xff', 63),
+	    .pod_name = fill('\xff', 253),
+	    .pod_uid = fill('\xff', 63),
+	    .n_pod_labels = 8,
+	};
+	memcpy(r->x509_sans, sans, sizeof(sans));
+	memcpy(r->pod_label_keys, lk, sizeof(lk));
+	memcpy(r->pod_label_values, lv, sizeof(lv));
+}
+
+/*
+ * Whatever the client sends, its record fits the line: cut (and marked), one valid JSON
+ * object, never dropped.  Both formats.
+ */
+static void test_worst_case_fits_line(void **state)
+{
+	static const char *const methods[] = {"CONNECT", "GET", "PATCH"};
+	static char buf[LINE_MAX_BYTES];
+	static struct jdoc d;
+	for (int f = 0; f < 2; f++) {
+		for (size_t m = 0; m < 3; m++) {
+			struct audit_rec r;
+			worst_record(&r, methods[m]);
+			size_t n = audit_format_as(f ? AUDIT_FMT_OCSF : AUDIT_FMT_ECS, &r, fill('"', 64),
+			                           buf, sizeof(buf));
+			if (n == 0)
+				fail_msg("%s %s: the record does not fit %d bytes", f ? "ocsf" : "ecs",
+				         methods[m], LINE_MAX_BYTES);
+			if (jparse(buf, n, &d) != 0)
+				fail_msg("not parsed: %s", buf);
+			if (f == 0) {
+				check_ecs(&d);
+				assert_string_equal(jget(&d, "labels.truncated")->val, "true");
+				assert_string_equal(jget(&d, "event.outcome")->val, "success");
+				assert_string_equal(jget(&d, "event.id")->val,
+				                    "ffffffffffffffffffffffffffffffff");
+			} else {
+				assert_string_equal(jget(&d, "unmapped.truncated")->val, "true");
+				assert_string_equal(jget(&d, "metadata.uid")->val,
+				                    "ffffffffffffffffffffffffffffffff");
+			}
+		}
+	}
+}
+
 /* Too small: 0 and not one byte written past n; one byte for the NUL is required. */
 static void test_buffer_too_small(void **state)
 {
@@ -1331,6 +1453,7 @@ int main(void)
 	    cmocka_unit_test(test_escaping_fuzz),
 	    cmocka_unit_test(test_long_strings),
 	    cmocka_unit_test(test_buffer_too_small),
+	    cmocka_unit_test(test_worst_case_fits_line),
 	    cmocka_unit_test_setup_teardown(test_writer_concurrent, setup_tmp, teardown_tmp),
 	    cmocka_unit_test_setup_teardown(test_writer_reopen, setup_tmp, teardown_tmp),
 	    cmocka_unit_test_setup_teardown(test_writer_reopen_idle, setup_tmp, teardown_tmp),
