@@ -12,9 +12,6 @@
 #include "podmap.h"
 #include "sockaddr.h"
 
-/* A record whose strings are all at their limits fits (audit.h: 6 bytes per escaped byte). */
-#define AUDIT_LINE_MAX 16384
-
 /* Keys of one worker's refusal aggregation (audit_agg.h); the interval it flushes at. */
 #define AGG_SLOTS       4096
 #define AGG_INTERVAL_MS 1000

@@ -1,6 +1,7 @@
 /* A bounded JSON writer for one-line records (the audit formats). */
 #include "jsonw.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -13,6 +14,7 @@ void jsonw_init(struct jsonw *w, char *buf, size_t n)
 	w->p = buf;
 	w->n = n;
 	w->full = buf == NULL || n == 0;
+	w->text_max = SIZE_MAX;
 }
 
 void jsonw_raw(struct jsonw *w, const char *s, size_t len)
@@ -81,37 +83,72 @@ static char short_escape(unsigned char c)
 	}
 }
 
-void jsonw_strn(struct jsonw *w, const char *str, size_t n)
+/*
+ * The string s[0..n) with at most max bytes between its quotes: a cut falls
+ * between two characters, never inside an escape or a UTF-8 sequence.
+ */
+static void put_str(struct jsonw *w, const char *str, size_t n, size_t max)
 {
 	const unsigned char *s = (const unsigned char *)str, *end = s + n;
+	size_t out = 0;
 	jsonw_raw(w, "\"", 1);
 	while (s < end && !w->full) {
 		const unsigned char *run = s;
 		while (s < end && *s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\')
 			s++;
-		jsonw_raw(w, (const char *)run, (size_t)(s - run));
+		size_t k = (size_t)(s - run);
+		if (k > max - out) {
+			jsonw_raw(w, (const char *)run, max - out);
+			w->cut = true;
+			break;
+		}
+		jsonw_raw(w, (const char *)run, k);
+		out += k;
 		if (s == end)
 			break;
 		char e[6] = {'\\', short_escape(*s), 0, 0, 0, 0};
-		size_t k;
+		const char *piece = e;
+		size_t in = 1;
 		if (e[1] != 0) {
-			jsonw_raw(w, e, 2);
-			s++;
+			k = 2;
 		} else if (*s < 0x20 || *s == 0x7f) {
 			memcpy(e + 1, "u00", 3);
 			e[4] = ascii_hex_digit(*s >> 4, false);
 			e[5] = ascii_hex_digit(*s, false);
-			jsonw_raw(w, e, 6);
-			s++;
-		} else if ((k = utf8_seq(s, (size_t)(end - s))) > 0) {
-			jsonw_raw(w, (const char *)s, k);
-			s += k;
+			k = 6;
+		} else if ((in = utf8_seq(s, (size_t)(end - s))) > 0) {
+			piece = (const char *)s;
+			k = in;
 		} else {
-			jsonw_raw(w, "\\ufffd", 6);
-			s++;
+			piece = "\\ufffd";
+			in = 1;
+			k = 6;
 		}
+		if (k > max - out) {
+			w->cut = true;
+			break;
+		}
+		jsonw_raw(w, piece, k);
+		out += k;
+		s += in;
 	}
 	jsonw_raw(w, "\"", 1);
+}
+
+void jsonw_strn(struct jsonw *w, const char *s, size_t n)
+{
+	put_str(w, s, n, SIZE_MAX);
+}
+
+void jsonw_text(struct jsonw *w, const char *s)
+{
+	put_str(w, s, strlen(s), w->text_max);
+}
+
+void jsonw_kv_text(struct jsonw *w, const char *k, const char *v)
+{
+	jsonw_key(w, k);
+	jsonw_text(w, v);
 }
 
 void jsonw_str(struct jsonw *w, const char *s)

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "jsonw.h"
 
 /* ---- a tiny strict JSON reader: validates and flattens a record to dotted keys ---- */
 
@@ -407,7 +408,7 @@ static void check_ecs(const struct jdoc *d)
 		t = ecs_type(f->path);
 		if (t == NULL)
 			fail_msg("key %s is not an ECS 9.4 field", f->path);
-		if (strcmp(t, "keyword") == 0) {
+		if (strcmp(t, "keyword") == 0 || strcmp(t, "wildcard") == 0) {
 			assert_true(f->type == 's' || f->type == 'a');
 		} else if (strcmp(t, "match_only_text") == 0) {
 			assert_int_equal(f->type, 's'); /* message */
@@ -915,20 +916,61 @@ static void test_long_strings(void **state)
 		dom[i] = (i % 64 == 63) ? '.' : 'a';
 	dom[len] = '\0';
 	struct audit_rec r = {.ts_ns = 1, .dst_domain = dom, .sni = dom};
-	char small[4096];
-	assert_int_equal(audit_format(&r, "h", small, sizeof(small)), 0);
-	char *big = malloc(65536);
-	assert_non_null(big);
-	size_t n = audit_format(&r, "h", big, 65536);
-	assert_true(n > 2 * len);
 	struct jdoc *d = malloc(sizeof(*d));
 	assert_non_null(d);
+	/* Too long for the buffer: the client's strings are cut (256 bytes each), and marked. */
+	char small[4096];
+	size_t n = audit_format(&r, "h", small, sizeof(small));
+	assert_true(n > 0 && n < sizeof(small));
+	assert_int_equal(jparse(small, n, d), 0);
+	const struct jfield *dd = jget(d, "destination.domain"), *sn = jget(d, "tls.client.server_name");
+	assert_non_null(dd);
+	assert_non_null(sn);
+	assert_int_equal(strnlen(dd->val, sizeof(dd->val)), 256);
+	assert_memory_equal(dd->val, dom, 256);
+	assert_int_equal(strnlen(sn->val, sizeof(sn->val)), 256);
+	assert_string_equal(jget(d, "labels.truncated")->val, "true");
+	char *big = malloc(65536);
+	assert_non_null(big);
+	n = audit_format(&r, "h", big, 65536);
+	assert_true(n > 2 * len);
 	assert_int_equal(jparse(big, n, d), 0);
 	assert_string_equal(jget(d, "destination.domain")->val, dom);
 	assert_string_equal(jget(d, "tls.client.server_name")->val, dom);
+	assert_null(jget(d, "labels.truncated"));
 	free(d);
 	free(big);
 	free(dom);
+}
+
+/* jsonw_text cut at every length: between characters, never inside an escape or a sequence. */
+static void test_text_cut(void **state)
+{
+	static const char in[] = "a\"\\\x01\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xff\xe2\x82z\t";
+	char whole[256], dec_whole[256];
+	struct jsonw w;
+	jsonw_init(&w, whole, sizeof(whole));
+	jsonw_text(&w, in);
+	size_t wn = jsonw_end(&w);
+	assert_true(wn > 2);
+	assert_false(w.cut);
+	struct jp p = {(const unsigned char *)whole, (const unsigned char *)whole + wn, NULL};
+	assert_int_equal(jp_string(&p, dec_whole, sizeof(dec_whole)), 0);
+	for (size_t max = 0; max <= wn; max++) {
+		char out[256], dec[256];
+		jsonw_init(&w, out, sizeof(out));
+		w.text_max = max;
+		jsonw_text(&w, in);
+		size_t n = jsonw_end(&w);
+		assert_true(n >= 2 && n - 2 <= max);
+		assert_int_equal(w.cut, n < wn);
+		/* The cut output is a prefix of the whole one, and a JSON string of its own. */
+		assert_memory_equal(out, whole, n - 1);
+		p = (struct jp){(const unsigned char *)out, (const unsigned char *)out + n, NULL};
+		assert_int_equal(jp_string(&p, dec, sizeof(dec)), 0);
+		assert_true(p.s == p.end);
+		assert_memory_equal(dec, dec_whole, strlen(dec));
+	}
 }
 
 /* conn_audit.c's line buffer: a record that does not fit it is not written. */
@@ -1038,17 +1080,26 @@ static void test_worst_case_fits_line(void **state)
 				         methods[m], LINE_MAX_BYTES);
 			if (jparse(buf, n, &d) != 0)
 				fail_msg("not parsed: %s", buf);
-			if (f == 0) {
-				check_ecs(&d);
-				assert_string_equal(jget(&d, "labels.truncated")->val, "true");
-				assert_string_equal(jget(&d, "event.outcome")->val, "success");
-				assert_string_equal(jget(&d, "event.id")->val,
-				                    "ffffffffffffffffffffffffffffffff");
+			/* Marked exactly when the whole record would not have fitted. */
+			static char whole[64 * 1024];
+			size_t wn = audit_format_as(f ? AUDIT_FMT_OCSF : AUDIT_FMT_ECS, &r, fill('"', 64),
+			                            whole, sizeof(whole));
+			print_message("%s %s: %zu bytes whole, %zu written\n", f ? "ocsf" : "ecs",
+			              methods[m], wn, n);
+			const struct jfield *mark =
+			    jget(&d, f ? "unmapped.truncated" : "labels.truncated");
+			if (wn < sizeof(buf)) {
+				assert_null(mark);
+				assert_int_equal(n, wn);
 			} else {
-				assert_string_equal(jget(&d, "unmapped.truncated")->val, "true");
-				assert_string_equal(jget(&d, "metadata.uid")->val,
-				                    "ffffffffffffffffffffffffffffffff");
+				assert_non_null(mark);
+				assert_string_equal(mark->val, "true");
 			}
+			const struct jfield *id = jget(&d, f ? "metadata.uid" : "event.id");
+			assert_non_null(id);
+			assert_string_equal(id->val, "ffffffffffffffffffffffffffffffff");
+			if (f == 0)
+				check_ecs(&d);
 		}
 	}
 }
@@ -1071,7 +1122,14 @@ static void test_buffer_too_small(void **state)
 		memset(buf, 0xAA, sizeof(buf));
 		size_t got = audit_format(&r, "gw", buf, n);
 		if (n <= full) {
-			assert_int_equal(got, 0);
+			/* Nothing, or the record with its strings cut to fit, marked. */
+			static struct jdoc d;
+			assert_true(got == 0 || got < n);
+			if (got > 0) {
+				assert_int_equal(jparse(buf, got, &d), 0);
+				assert_string_equal(jget(&d, "labels.truncated")->val, "true");
+				assert_int_equal(buf[got], '\0');
+			}
 		} else {
 			assert_int_equal(got, full);
 			assert_memory_equal(buf, ref, full + 1);
@@ -1454,6 +1512,7 @@ int main(void)
 	    cmocka_unit_test(test_long_strings),
 	    cmocka_unit_test(test_buffer_too_small),
 	    cmocka_unit_test(test_worst_case_fits_line),
+	    cmocka_unit_test(test_text_cut),
 	    cmocka_unit_test_setup_teardown(test_writer_concurrent, setup_tmp, teardown_tmp),
 	    cmocka_unit_test_setup_teardown(test_writer_reopen, setup_tmp, teardown_tmp),
 	    cmocka_unit_test_setup_teardown(test_writer_reopen_idle, setup_tmp, teardown_tmp),
