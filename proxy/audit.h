@@ -91,6 +91,14 @@ struct audit_rec {
 #define AUDIT_LINE_MAX 16384
 
 /*
+ * What the first flight usually adds to a record after admission: SNI, version, ALPN, the
+ * JA4 (about 60 bytes), a would-deny.  A longer record still fits when the queue has free room; the
+ * promise is sized for the common case so that 10,000 idle tunnels fit the default queue with room
+ * to spare.
+ */
+#define AUDIT_RESERVE_SLACK 384
+
+/*
  * Format one record as a single JSON line (with '\n') into buf, in ECS
  * (audit_ecs.c). Pure: no clock, no I/O. Returns the length, or 0 if it does
  * not fit even cut. hostname is observer.hostname. Every string is

@@ -181,14 +181,6 @@ static void build(const struct conn *c, enum reason why, bool allowed, struct au
 	*out = r;
 }
 
-/*
- * What the first flight usually adds to a record after admission: SNI, version, ALPN, the
- * JA4 (about 60 bytes), a would-deny.  A longer record still fits when the queue has free room; the
- * promise is sized for the common case so that 10,000 idle tunnels fit the default queue with room
- * to spare.
- */
-#define RESERVE_SLACK 384
-
 bool conn_audit_reserve(struct conn *c)
 {
 	struct audit_rec r;
@@ -199,7 +191,7 @@ bool conn_audit_reserve(struct conn *c)
 	r.status = 200;
 	size_t n = audit_format_as(audit_log_format(c->env->audit), &r, c->env->hostname, line,
 	                           sizeof(line));
-	size_t want = (n > 0 ? n : sizeof(line)) + RESERVE_SLACK;
+	size_t want = (n > 0 ? n : sizeof(line)) + AUDIT_RESERVE_SLACK;
 	audit_log_unreserve(c->env->audit, c->audit_reserved);
 	c->audit_reserved = 0;
 	if (!audit_log_reserve(c->env->audit, want))

@@ -973,8 +973,7 @@ static void test_text_cut(void **state)
 	}
 }
 
-/* conn_audit.c's line buffer: a record that does not fit it is not written. */
-#define LINE_MAX_BYTES 16384
+#define LINE_MAX_BYTES AUDIT_LINE_MAX
 
 /* n bytes of c, NUL-terminated, in a static pool (freed at exit). */
 static char *fill(int c, size_t n)
@@ -1101,6 +1100,65 @@ static void test_worst_case_fits_line(void **state)
 			if (f == 0)
 				check_ecs(&d);
 		}
+	}
+}
+
+/*
+ * The room an exchange reserves at admission (conn_audit_reserve: its record so far, the
+ * widest numbers, plus AUDIT_RESERVE_SLACK) holds its final record, cut if need be, whatever
+ * the ClientHello adds afterwards: here a Chrome-like GREASE ECH refusal (the long hint), a
+ * 253-byte SNI and a 63-byte ALPN of control bytes, the JA4, an IPv6 address, a would-deny.
+ */
+static void test_final_fits_reservation(void **state)
+{
+	static char buf[AUDIT_LINE_MAX];
+	static struct jdoc d;
+	for (int f = 0; f < 2; f++) {
+		enum audit_format fmt = f ? AUDIT_FMT_OCSF : AUDIT_FMT_ECS;
+		struct audit_rec r = {
+		    .ts_ns = TS_2024,
+		    .duration_ns = UINT64_MAX,
+		    .tunnel_end = true,
+		    .allowed = true,
+		    .reason = R_UPSTREAM_CLOSED,
+		    .id_prefix = 1,
+		    .event_id = UINT64_MAX,
+		    .conn_id = 3,
+		    .community_id = "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+		    .src = &SRC4,
+		    .src_port = 40000,
+		    .dst_domain = "a.example",
+		    .dst_port = 443,
+		    .method = "CONNECT",
+		    .status = 200,
+		    .bytes_up = UINT64_MAX,
+		    .bytes_down = UINT64_MAX,
+		    .rule = "a.example",
+		    .tier = "standard",
+		    .user_agent = "curl/8.14.1",
+		};
+		size_t reserved = audit_format_as(fmt, &r, "gw", buf, sizeof(buf)) + AUDIT_RESERVE_SLACK;
+		r.tunnel_end = r.allowed = false;
+		r.reason = R_TLS_ECH;
+		r.duration_ns = r.bytes_up = r.bytes_down = 0;
+		r.event_id = 2;
+		r.dst_ip = &DST6;
+		r.sni = fill('a', 253);
+		r.tls_version = "1.3";
+		r.tls_next_protocol = fill('\x01', 63);
+		r.ja4 = "t13d1516h2_8daaf6152771_e5627efa2ab1";
+		r.would_deny = "source_connection_limit";
+		size_t whole = audit_format_as(fmt, &r, "gw", buf, sizeof(buf));
+		print_message("%s: reserved %zu, final record %zu\n", f ? "ocsf" : "ecs", reserved,
+		              whole);
+		size_t n = audit_format_as(fmt, &r, "gw", buf, reserved + 1);
+		if (n == 0)
+			fail_msg("%s: the final record does not fit its %zu reserved bytes",
+			         f ? "ocsf" : "ecs", reserved);
+		assert_int_equal(jparse(buf, n, &d), 0);
+		const struct jfield *reason = jget(&d, f ? "unmapped.reason" : "event.reason");
+		assert_non_null(reason);
+		assert_string_equal(reason->val, "tls_ech");
 	}
 }
 
@@ -1513,6 +1571,7 @@ int main(void)
 	    cmocka_unit_test(test_buffer_too_small),
 	    cmocka_unit_test(test_worst_case_fits_line),
 	    cmocka_unit_test(test_text_cut),
+	    cmocka_unit_test(test_final_fits_reservation),
 	    cmocka_unit_test_setup_teardown(test_writer_concurrent, setup_tmp, teardown_tmp),
 	    cmocka_unit_test_setup_teardown(test_writer_reopen, setup_tmp, teardown_tmp),
 	    cmocka_unit_test_setup_teardown(test_writer_reopen_idle, setup_tmp, teardown_tmp),
