@@ -301,7 +301,7 @@ static void put_labels(struct jsonw *w, const struct audit_rec *r)
 	if (cut)
 		jsonw_kv_str(w, "truncated", "true");
 	if (hint != NULL)
-		jsonw_kv_str(w, "hint", hint);
+		jsonw_kv_text(w, "hint", hint); /* long: cut with the client's strings */
 	if (r->would_deny != NULL)
 		jsonw_kv_str(w, "would_deny", r->would_deny);
 	/* No ECS field names a consumer's VPC endpoint: cloud.* describes the observer's own

@@ -265,7 +265,7 @@ static void put_unmapped(struct jsonw *w, const struct audit_rec *r, bool http, 
 	if (r->would_deny != NULL)
 		jsonw_kv_str(w, "would_deny", r->would_deny);
 	if (reason_hint(r->reason) != NULL)
-		jsonw_kv_str(w, "hint", reason_hint(r->reason));
+		jsonw_kv_text(w, "hint", reason_hint(r->reason)); /* long: cut with the client's */
 	if (r->src_nat != NULL) {
 		/* The load balancer a PROXY header came through: OCSF 1.1 has no place for it. */
 		jsonw_obj(w, "src_nat");
