@@ -878,6 +878,10 @@ static void test_escaping(void **state)
 	    {"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\"",
 	     "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
 	    {"", "\"\"", ""},
+	    /* line and paragraph separators, NEL: valid JSON raw, but line readers (Python's
+	     * splitlines, pre-ES2019 JavaScript) split or choke on them; escaped */
+	    {"a\xe2\x80\xa8" "b\xe2\x80\xa9" "c\xc2\x85" "d", "\"a\\u2028b\\u2029c\\u0085d\"",
+	     "a\xe2\x80\xa8" "b\xe2\x80\xa9" "c\xc2\x85" "d"},
 	};
 	char raw[512], dec[512];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
