@@ -60,6 +60,13 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 	return need + 1;
 }
 
+/* NEL (U+0085), LINE SEPARATOR (U+2028), PARAGRAPH SEPARATOR (U+2029): the sequence at s. */
+static bool line_break(const unsigned char *s, size_t k)
+{
+	return (k == 2 && s[0] == 0xc2 && s[1] == 0x85) ||
+	       (k == 3 && s[0] == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9));
+}
+
 /* The two-character escape of c (RFC 8259 §7), or 0. */
 static char short_escape(unsigned char c)
 {
@@ -119,6 +126,12 @@ static void put_str(struct jsonw *w, const char *str, size_t n, size_t max)
 		} else if ((in = utf8_seq(s, (size_t)(end - s))) > 0) {
 			piece = (const char *)s;
 			k = in;
+			if (line_break(s, in)) {
+				/* U+0085, U+2028, U+2029: \u escapes (see jsonw.h) */
+				memcpy(e + 1, in == 2 ? "u0085" : s[2] == 0xa8 ? "u2028" : "u2029", 5);
+				piece = e;
+				k = 6;
+			}
 		} else {
 			piece = "\\ufffd";
 			in = 1;

@@ -35,8 +35,10 @@ void jsonw_init(struct jsonw *w, char *buf, size_t n);
 void jsonw_raw(struct jsonw *w, const char *s, size_t len);
 /*
  * A JSON string (RFC 8259 §7): quotes and backslashes escaped, every control
- * byte and DEL as \u00XX, well-formed UTF-8 (RFC 3629 §4) copied, any other
- * byte as U+FFFD.  Each input byte takes at most 6 output bytes.
+ * byte and DEL as \u00XX, well-formed UTF-8 (RFC 3629 §4) copied but for
+ * U+0085, U+2028 and U+2029 (\u escapes: line breaks to Unicode line readers,
+ * so a record stays one line for them too), any other byte as U+FFFD.  Each
+ * input byte takes at most 6 output bytes.
  */
 void jsonw_str(struct jsonw *w, const char *s);
 /* The same for n bytes that may hold NUL (escaped as \u0000). */
