@@ -1166,6 +1166,26 @@ static void test_final_fits_reservation(void **state)
 	}
 }
 
+/* A pod label cut to its 511-byte "key:value" is cut between characters, not inside one. */
+static void test_label_cut_utf8(void **state)
+{
+	static char v[600], buf[4096];
+	static struct jdoc d;
+	memset(v, 'a', 505);
+	memcpy(v + 505, "\xc3\xa9tail", 7);
+	struct audit_rec r = {.ts_ns = 1, .pod_name = "p", .n_pod_labels = 1};
+	r.pod_label_keys[0] = "team";
+	r.pod_label_values[0] = v;
+	size_t n = audit_format(&r, "h", buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(jparse(buf, n, &d), 0);
+	const struct jfield *l = jget(&d, "orchestrator.resource.label");
+	assert_non_null(l);
+	char want[600];
+	snprintf(want, sizeof(want), "team:%.505s", v);
+	assert_string_equal(l->val, want); /* not "...a\ufffd" */
+}
+
 /* Too small: 0 and not one byte written past n; one byte for the NUL is required. */
 static void test_buffer_too_small(void **state)
 {
@@ -1576,6 +1596,7 @@ int main(void)
 	    cmocka_unit_test(test_worst_case_fits_line),
 	    cmocka_unit_test(test_text_cut),
 	    cmocka_unit_test(test_final_fits_reservation),
+	    cmocka_unit_test(test_label_cut_utf8),
 	    cmocka_unit_test_setup_teardown(test_writer_concurrent, setup_tmp, teardown_tmp),
 	    cmocka_unit_test_setup_teardown(test_writer_reopen, setup_tmp, teardown_tmp),
 	    cmocka_unit_test_setup_teardown(test_writer_reopen_idle, setup_tmp, teardown_tmp),
