@@ -279,8 +279,11 @@ static void put_pod(struct jsonw *w, const struct audit_rec *r)
 		jsonw_arr(w, "label"); /* ECS keyword array of "key:value" */
 		for (size_t i = 0; i < nl; i++) {
 			char kv[512];
-			snprintf(kv, sizeof(kv), "%s:%s", r->pod_label_keys[i],
-			         r->pod_label_values[i]);
+			const char *v = r->pod_label_values[i];
+			size_t kl = strlen(r->pod_label_keys[i]);
+			size_t room = kl < sizeof(kv) - 2 ? sizeof(kv) - 2 - kl : 0;
+			snprintf(kv, sizeof(kv), "%s:%.*s", r->pod_label_keys[i],
+			         (int)jsonw_utf8_cut(v, strlen(v), room), v);
 			jsonw_elem(w);
 			jsonw_text(w, kv);
 		}

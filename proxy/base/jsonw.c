@@ -148,6 +148,17 @@ static void put_str(struct jsonw *w, const char *str, size_t n, size_t max)
 	jsonw_raw(w, "\"", 1);
 }
 
+size_t jsonw_utf8_cut(const char *s, size_t n, size_t max)
+{
+	if (n <= max)
+		return n;
+	/* s[k] a continuation byte: the cut would split the sequence it continues. */
+	for (size_t k = max; k > 0 && max - k <= 3; k--)
+		if (((unsigned char)s[k] & 0xc0) != 0x80)
+			return k;
+	return max; /* no sequence: invalid bytes either way */
+}
+
 void jsonw_strn(struct jsonw *w, const char *s, size_t n)
 {
 	put_str(w, s, n, SIZE_MAX);

@@ -53,6 +53,12 @@ void jsonw_strn(struct jsonw *w, const char *s, size_t n);
  */
 void jsonw_text(struct jsonw *w, const char *s);
 void jsonw_kv_text(struct jsonw *w, const char *k, const char *v);
+/*
+ * Where to cut s[0..n) to keep at most max bytes without ending inside a
+ * UTF-8 sequence (a value cut where it is captured, before it is escaped):
+ * n when it fits, else max or up to 3 bytes less.
+ */
+size_t jsonw_utf8_cut(const char *s, size_t n, size_t max);
 /* An unsigned integer, clamped to INT64_MAX (ECS and OCSF longs are signed). */
 void jsonw_u64(struct jsonw *w, uint64_t v);
 /* The key of the next member ("," before it when needed): plain ASCII, copied unescaped. */
