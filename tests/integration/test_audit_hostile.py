@@ -80,4 +80,18 @@ with ctx:
                get(rec, "user_agent.original"))
         expect("x" not in rec, "a top-level key from the User-Agent: %r" % sorted(rec))
 
+    with ctx.case("an ALPN protocol with a NUL is not recorded as the protocol before the NUL"):
+        r = harness.connect(T)
+        expect(r.status == 200, r.describe())
+        hello = harness.client_hello(sni="allowed.example", alpn=[b"h2\x00evil"])
+        r.sock.sendall(harness.tls_records(hello))
+        harness.await_close(r.sock, timeout=3)
+        r.close()
+        rec = audit.wait_one(lambda x: get(x, "source.port") == r.src_port, timeout=8)
+        expect(rec is not None, "no record")
+        expect(get(rec, "tls.client.server_name") == "allowed.example",
+               "the hello was not inspected: %r" % rec)
+        expect(get(rec, "tls.next_protocol") in (None, "h2\x00evil"),
+               "tls.next_protocol %r for the ALPN h2\\0evil" % get(rec, "tls.next_protocol"))
+
     ctx.final_checks([audit])
