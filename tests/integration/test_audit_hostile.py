@@ -94,4 +94,23 @@ with ctx:
         expect(get(rec, "tls.next_protocol") in (None, "h2\x00evil"),
                "tls.next_protocol %r for the ALPN h2\\0evil" % get(rec, "tls.next_protocol"))
 
+    with ctx.case("explain --json with hostile arguments (invalid UTF-8, U+2028 in the method) "
+                  "prints one line that strict JSON readers take"):
+        import subprocess
+        pol = os.path.join(ctx.srcdir, "policy", "examples", "default.yaml")
+        method = b"GE\xffT\xe2\x80\xa8\xc0\xaf"
+        res = subprocess.run([ctx.binary.encode(), b"explain", b"-c", pol.encode(), b"--source",
+                              b"127.0.0.1", b"--json", method, b"http://deb.debian.org/"],
+                             capture_output=True, timeout=20)
+        expect(res.returncode in (0, 1), "explain exit %d: %r" % (res.returncode, res.stderr[:300]))
+        try:
+            text = res.stdout.decode("utf-8")
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            expect(len(lines) == 1, "%d Unicode lines: %r" % (len(lines), text[:300]))
+            out = json.loads(lines[0])
+        except ValueError as e:
+            raise harness.CaseFailed("explain --json output rejected: %s: %r" % (e, res.stdout[:300]))
+        expect(out["request"]["method"] == "GE\ufffdT\u2028\ufffd\ufffd",
+               "request.method %r" % out["request"]["method"])
+
     ctx.final_checks([audit])
