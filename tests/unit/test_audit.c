@@ -1098,6 +1098,16 @@ static void test_worst_case_fits_line(void **state)
 				assert_non_null(mark);
 				assert_string_equal(mark->val, "true");
 			}
+			/* Cut to nothing, every field at its longest still fits 3 KiB. */
+			static char small[3072];
+			size_t sn = audit_format_as(f ? AUDIT_FMT_OCSF : AUDIT_FMT_ECS, &r, fill('"', 64),
+			                            small, sizeof(small));
+			print_message("  in %zu bytes: %zu written\n", sizeof(small), sn);
+			assert_true(sn > 0);
+			assert_int_equal(jparse(small, sn, &d), 0);
+			assert_true(wn >= sizeof(small));
+			assert_non_null(jget(&d, f ? "unmapped.truncated" : "labels.truncated"));
+			assert_int_equal(jparse(buf, n, &d), 0);
 			const struct jfield *id = jget(&d, f ? "metadata.uid" : "event.id");
 			assert_non_null(id);
 			assert_string_equal(id->val, "ffffffffffffffffffffffffffffffff");
