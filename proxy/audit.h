@@ -92,9 +92,10 @@ struct audit_rec {
 
 /*
  * What the first flight usually adds to a record after admission: SNI, version, ALPN, the
- * JA4 (about 60 bytes), a would-deny.  A longer record still fits when the queue has free room; the
- * promise is sized for the common case so that 10,000 idle tunnels fit the default queue with room
- * to spare.
+ * JA4 (about 60 bytes), a would-deny.  A longer record takes the difference when the queue can
+ * still promise it, else is cut to the promise (conn_audit.c submit; what is added after admission
+ * fits it once cut, test_audit); the promise is sized for the common case so that 10,000 idle
+ * tunnels fit the default queue with room to spare.
  */
 #define AUDIT_RESERVE_SLACK 384
 
