@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
+#include "ascii.h"
 #include "tls_listener.h"
 
 /*
@@ -25,6 +26,38 @@ static bool printable(const unsigned char *p, size_t len)
 	return true;
 }
 
+/*
+ * Where to cut the first k bytes of an RFC 2253 name (as X509_NAME_print_ex
+ * writes it: "\\XX" for a control or non-ASCII byte, "\\," for a special) so
+ * that it ends neither inside an escape nor inside the UTF-8 sequence that
+ * "\\XX" escapes spell.
+ */
+static size_t dn_cut(const char *s, size_t k)
+{
+	size_t i = 0, lead = 0, need = 0;
+	while (i < k) {
+		unsigned char v = (unsigned char)s[i];
+		size_t u = 1;
+		if (v == '\\') {
+			if (i + 1 >= k)
+				break;
+			int hi = ascii_hex_value((unsigned char)s[i + 1]), lo;
+			if (hi >= 0 && (i + 2 >= k || (lo = ascii_hex_value((unsigned char)s[i + 2])) < 0))
+				break;
+			v = hi >= 0 ? (unsigned char)(hi << 4 | lo) : (unsigned char)s[i + 1];
+			u = hi >= 0 ? 3 : 2;
+		}
+		if ((v & 0xc0) != 0x80) {
+			lead = i; /* a character starts: how many continuation bytes it needs */
+			need = v >= 0xf0 ? 3 : v >= 0xe0 ? 2 : v >= 0xc0 ? 1 : 0;
+		} else if (need > 0) {
+			need--;
+		}
+		i += u;
+	}
+	return need > 0 ? lead : i;
+}
+
 static void name_text(const X509_NAME *n, char *out, size_t cap)
 {
 	out[0] = '\0';
@@ -34,7 +67,10 @@ static void name_text(const X509_NAME *n, char *out, size_t cap)
 	/* RFC 2253 with control and non-ASCII bytes escaped as \\XX: printable, bounded by cap. */
 	if (X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253) >= 0) {
 		int k = BIO_read(b, out, (int)cap - 1);
-		out[k > 0 ? k : 0] = '\0';
+		size_t len = k > 0 ? (size_t)k : 0;
+		if (BIO_pending(b) > 0)
+			len = dn_cut(out, len); /* cut: between two characters */
+		out[len] = '\0';
 	}
 	BIO_free(b);
 }

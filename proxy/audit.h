@@ -85,10 +85,31 @@ struct audit_rec {
 };
 
 /*
+ * The line a record is formatted into (conn_audit.c): whatever the client
+ * sends, a record fits it (cut, see audit_text_caps).
+ */
+#define AUDIT_LINE_MAX 16384
+
+/*
+ * What the first flight usually adds to a record after admission: SNI, version, ALPN, the
+ * JA4 (about 60 bytes), a would-deny.  A longer record takes the difference when the queue can
+ * still promise it, else is cut to the promise (conn_audit.c submit; what is added after admission
+ * fits it once cut, test_audit); the promise is sized for the common case so that 10,000 idle
+ * tunnels fit the default queue with room to spare.
+ */
+#define AUDIT_RESERVE_SLACK 384
+
+/*
  * Format one record as a single JSON line (with '\n') into buf, in ECS
  * (audit_ecs.c). Pure: no clock, no I/O. Returns the length, or 0 if it does
- * not fit. hostname is observer.hostname. Every string is JSON-escaped.
+ * not fit even cut. hostname is observer.hostname. Every string is
+ * JSON-escaped; when the record does not fit, the strings a client chose
+ * (names, path, headers, certificate and pod fields, message) are cut to the
+ * first of audit_text_caps that fits, and the record says so
+ * (labels.truncated, OCSF unmapped.truncated).
  */
+#define AUDIT_TEXT_CAPS 4
+extern const size_t audit_text_caps[AUDIT_TEXT_CAPS];
 size_t audit_format(const struct audit_rec *r, const char *hostname, char *buf, size_t n);
 /* The same record in OCSF 1.1.0 (audit_ocsf.c). */
 size_t audit_format_ocsf(const struct audit_rec *r, const char *hostname, char *buf, size_t n);

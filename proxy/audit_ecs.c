@@ -1,6 +1,7 @@
 /* Audit records in ECS 9.4: one JSON line per record (pure formatter). */
 #include "audit.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -128,7 +129,7 @@ static void put_endpoints(struct jsonw *w, const struct audit_rec *r)
 		if (r->user_id != NULL) {
 			/* The certificate's SPIFFE ID: the workload identity a SIEM looks for. */
 			jsonw_obj(w, "user");
-			jsonw_kv_str(w, "id", r->user_id);
+			jsonw_kv_text(w, "id", r->user_id);
 			jsonw_obj_end(w);
 		}
 		if (r->src_nat != NULL) {
@@ -143,7 +144,7 @@ static void put_endpoints(struct jsonw *w, const struct audit_rec *r)
 	if (r->dst_domain != NULL || r->dst_ip != NULL || r->dst_port != 0 || bytes) {
 		jsonw_obj(w, "destination");
 		if (r->dst_domain != NULL)
-			jsonw_kv_str(w, "domain", r->dst_domain);
+			jsonw_kv_text(w, "domain", r->dst_domain);
 		if (r->dst_ip != NULL)
 			kv_ip(w, "ip", r->dst_ip);
 		if (r->dst_port != 0)
@@ -167,7 +168,7 @@ static void put_http(struct jsonw *w, const struct audit_rec *r)
 		jsonw_obj(w, "http");
 		if (r->method != NULL) {
 			jsonw_obj(w, "request");
-			jsonw_kv_str(w, "method", r->method);
+			jsonw_kv_text(w, "method", r->method);
 			jsonw_obj_end(w);
 		}
 		if (r->status > 0) {
@@ -180,27 +181,27 @@ static void put_http(struct jsonw *w, const struct audit_rec *r)
 	if (r->url_domain != NULL || r->url_path != NULL) {
 		jsonw_obj(w, "url");
 		if (r->url_domain != NULL)
-			jsonw_kv_str(w, "domain", r->url_domain);
+			jsonw_kv_text(w, "domain", r->url_domain);
 		if (r->url_path != NULL)
-			jsonw_kv_str(w, "path", r->url_path);
+			jsonw_kv_text(w, "path", r->url_path);
 		if (r->url_port != 0)
 			jsonw_kv_u64(w, "port", r->url_port);
 		jsonw_obj_end(w);
 	}
 	if (r->user_agent != NULL) {
 		jsonw_obj(w, "user_agent");
-		jsonw_kv_str(w, "original", r->user_agent);
+		jsonw_kv_text(w, "original", r->user_agent);
 		jsonw_obj_end(w);
 	}
 }
 
-/* A JSON array of strings under key k. */
+/* A JSON array of client strings under key k. */
 static void kv_strs(struct jsonw *w, const char *k, const char *const *v, size_t n)
 {
 	jsonw_arr(w, k);
 	for (size_t i = 0; i < n; i++) {
 		jsonw_elem(w);
-		jsonw_str(w, v[i]);
+		jsonw_text(w, v[i]);
 	}
 	jsonw_arr_end(w);
 }
@@ -215,17 +216,17 @@ static void put_x509(struct jsonw *w, const struct audit_rec *r)
 	}
 	jsonw_obj(w, "x509");
 	jsonw_obj(w, "subject");
-	jsonw_kv_str(w, "distinguished_name", r->x509_subject);
+	jsonw_kv_text(w, "distinguished_name", r->x509_subject);
 	if (r->x509_cn != NULL)
 		kv_strs(w, "common_name", &r->x509_cn, 1);
 	jsonw_obj_end(w);
 	if (r->x509_issuer != NULL) {
 		jsonw_obj(w, "issuer");
-		jsonw_kv_str(w, "distinguished_name", r->x509_issuer);
+		jsonw_kv_text(w, "distinguished_name", r->x509_issuer);
 		jsonw_obj_end(w);
 	}
 	if (r->x509_serial != NULL)
-		jsonw_kv_str(w, "serial_number", r->x509_serial);
+		jsonw_kv_text(w, "serial_number", r->x509_serial);
 	if (r->x509_not_before > 0)
 		jsonw_kv_time(w, "not_before", (uint64_t)r->x509_not_before * 1000000000u);
 	if (r->x509_not_after > 0)
@@ -247,11 +248,11 @@ static void put_tls(struct jsonw *w, const struct audit_rec *r)
 		jsonw_kv_str(w, "version_protocol", "tls");
 	}
 	if (r->tls_next_protocol != NULL)
-		jsonw_kv_str(w, "next_protocol", r->tls_next_protocol);
+		jsonw_kv_text(w, "next_protocol", r->tls_next_protocol);
 	if (r->sni != NULL || r->ja4 != NULL || r->x509_subject != NULL) {
 		jsonw_obj(w, "client");
 		if (r->sni != NULL)
-			jsonw_kv_str(w, "server_name", r->sni);
+			jsonw_kv_text(w, "server_name", r->sni);
 		if (r->ja4 != NULL)
 			jsonw_kv_str(w, "ja4", r->ja4);
 		if (r->x509_subject != NULL)
@@ -267,21 +268,24 @@ static void put_pod(struct jsonw *w, const struct audit_rec *r)
 		return;
 	jsonw_obj(w, "orchestrator");
 	if (r->pod_ns != NULL)
-		jsonw_kv_str(w, "namespace", r->pod_ns);
+		jsonw_kv_text(w, "namespace", r->pod_ns);
 	jsonw_obj(w, "resource");
 	jsonw_kv_str(w, "type", "pod");
-	jsonw_kv_str(w, "name", r->pod_name);
+	jsonw_kv_text(w, "name", r->pod_name);
 	if (r->pod_uid != NULL)
-		jsonw_kv_str(w, "id", r->pod_uid);
+		jsonw_kv_text(w, "id", r->pod_uid);
 	size_t nl = r->n_pod_labels < 8 ? r->n_pod_labels : 8;
 	if (nl > 0) {
 		jsonw_arr(w, "label"); /* ECS keyword array of "key:value" */
 		for (size_t i = 0; i < nl; i++) {
 			char kv[512];
-			snprintf(kv, sizeof(kv), "%s:%s", r->pod_label_keys[i],
-			         r->pod_label_values[i]);
+			const char *v = r->pod_label_values[i];
+			size_t kl = strlen(r->pod_label_keys[i]);
+			size_t room = kl < sizeof(kv) - 2 ? sizeof(kv) - 2 - kl : 0;
+			snprintf(kv, sizeof(kv), "%s:%.*s", r->pod_label_keys[i],
+			         (int)jsonw_utf8_cut(v, strlen(v), room), v);
 			jsonw_elem(w);
-			jsonw_str(w, kv);
+			jsonw_text(w, kv);
 		}
 		jsonw_arr_end(w);
 	}
@@ -292,17 +296,21 @@ static void put_pod(struct jsonw *w, const struct audit_rec *r)
 static void put_labels(struct jsonw *w, const struct audit_rec *r)
 {
 	const char *hint = reason_hint(r->reason);
-	if (r->would_deny == NULL && r->aggregated == 0 && r->aws_vpce_id == NULL && hint == NULL)
+	bool cut = w->text_max != SIZE_MAX; /* audit_format: this pass cuts (see there) */
+	if (r->would_deny == NULL && r->aggregated == 0 && r->aws_vpce_id == NULL && hint == NULL &&
+	    !cut)
 		return;
 	jsonw_obj(w, "labels");
+	if (cut)
+		jsonw_kv_str(w, "truncated", "true");
 	if (hint != NULL)
-		jsonw_kv_str(w, "hint", hint);
+		jsonw_kv_text(w, "hint", hint); /* long: cut with the client's strings */
 	if (r->would_deny != NULL)
 		jsonw_kv_str(w, "would_deny", r->would_deny);
 	/* No ECS field names a consumer's VPC endpoint: cloud.* describes the observer's own
 	 * host, observer.ingress.* its own interfaces. */
 	if (r->aws_vpce_id != NULL)
-		jsonw_kv_str(w, "aws_vpce_id", r->aws_vpce_id);
+		jsonw_kv_text(w, "aws_vpce_id", r->aws_vpce_id);
 	if (r->aggregated > 0) {
 		char n[24];
 		snprintf(n, sizeof(n), "%llu", (unsigned long long)r->aggregated);
@@ -355,15 +363,15 @@ static void put_message(struct jsonw *w, const struct audit_rec *r)
 	else
 		snprintf(m, sizeof(m), "%s %s answered %d, %llu bytes up, %llu down", method, t,
 		         r->status, up, down);
-	jsonw_kv_str(w, "message", m);
+	jsonw_kv_text(w, "message", m);
 }
 
-size_t audit_format(const struct audit_rec *r, const char *hostname, char *buf, size_t n)
+static size_t format_ecs(const struct audit_rec *r, const char *hostname, char *buf, size_t n,
+                         size_t text_max)
 {
 	struct jsonw w;
-	if (r == NULL || buf == NULL || n == 0)
-		return 0;
 	jsonw_init(&w, buf, n);
+	w.text_max = text_max;
 	jsonw_obj(&w, NULL);
 	jsonw_kv_time(&w, "@timestamp", r->ts_ns);
 	jsonw_obj(&w, "ecs");
@@ -400,6 +408,25 @@ size_t audit_format(const struct audit_rec *r, const char *hostname, char *buf, 
 	jsonw_obj_end(&w);
 	jsonw_raw(&w, "\n", 1);
 	return jsonw_end(&w);
+}
+
+/*
+ * A record too long for buf is written again with the client's strings cut to
+ * each of these (bytes between the quotes), the first that fits, and marked
+ * labels.truncated.  Something was cut then: the same record uncut and
+ * marked would be longer still.  At 0 a record is its fixed fields: under
+ * 3 KiB with every optional one (test_audit's worst case).
+ */
+const size_t audit_text_caps[AUDIT_TEXT_CAPS] = {SIZE_MAX, 256, 64, 0};
+
+size_t audit_format(const struct audit_rec *r, const char *hostname, char *buf, size_t n)
+{
+	if (r == NULL || buf == NULL || n == 0)
+		return 0;
+	size_t len = 0;
+	for (size_t i = 0; i < AUDIT_TEXT_CAPS && len == 0; i++)
+		len = format_ecs(r, hostname, buf, n, audit_text_caps[i]);
+	return len;
 }
 
 size_t audit_format_as(enum audit_format f, const struct audit_rec *r, const char *hostname,

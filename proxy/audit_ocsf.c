@@ -1,6 +1,7 @@
 /* Audit records in OCSF 1.1.0: Network Activity (4001) and HTTP Activity (4002), one JSON line. */
 #include "audit.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -154,7 +155,7 @@ static void put_endpoints(struct jsonw *w, const struct audit_rec *r, const char
 	jsonw_obj_end(w);
 	jsonw_obj(w, "dst_endpoint");
 	if (r->dst_domain != NULL)
-		jsonw_kv_str(w, "hostname", r->dst_domain);
+		jsonw_kv_text(w, "hostname", r->dst_domain);
 	if (r->dst_ip != NULL)
 		kv_ip(w, "ip", r->dst_ip);
 	if (r->dst_port != 0)
@@ -191,7 +192,7 @@ static void put_tls(struct jsonw *w, const struct audit_rec *r)
 	jsonw_obj(w, "tls");
 	jsonw_kv_str(w, "version", r->tls_version);
 	if (r->sni != NULL)
-		jsonw_kv_str(w, "sni", r->sni);
+		jsonw_kv_text(w, "sni", r->sni);
 	jsonw_obj_end(w);
 }
 
@@ -202,15 +203,15 @@ static void put_http(struct jsonw *w, const struct audit_rec *r, bool *method_un
 	*method_unmapped = a.id == 99;
 	jsonw_obj(w, "http_request");
 	if (!*method_unmapped)
-		jsonw_kv_str(w, "http_method", r->method);
+		jsonw_kv_text(w, "http_method", r->method);
 	if (r->user_agent != NULL)
-		jsonw_kv_str(w, "user_agent", r->user_agent);
+		jsonw_kv_text(w, "user_agent", r->user_agent);
 	if (r->url_domain != NULL || r->url_path != NULL) {
 		jsonw_obj(w, "url");
 		if (r->url_domain != NULL)
-			jsonw_kv_str(w, "hostname", r->url_domain);
+			jsonw_kv_text(w, "hostname", r->url_domain);
 		if (r->url_path != NULL)
-			jsonw_kv_str(w, "path", r->url_path);
+			jsonw_kv_text(w, "path", r->url_path);
 		if (r->url_port != 0)
 			jsonw_kv_u64(w, "port", r->url_port);
 		jsonw_kv_str(w, "scheme", "http");
@@ -238,6 +239,8 @@ static void put_unmapped(struct jsonw *w, const struct audit_rec *r, bool http, 
 {
 	jsonw_obj(w, "unmapped");
 	jsonw_kv_str(w, "reason", reason_name(r->reason));
+	if (w->text_max != SIZE_MAX) /* audit_format_ocsf: this pass cuts */
+		jsonw_kv_str(w, "truncated", "true");
 	if (r->ja4 != NULL) {
 		/* OCSF 1.3's ja4_fingerprint_list: [{type_id 1 (JA4), value}] */
 		jsonw_arr(w, "ja4_fingerprint_list");
@@ -252,17 +255,17 @@ static void put_unmapped(struct jsonw *w, const struct audit_rec *r, bool http, 
 	if (r->community_id != NULL)
 		jsonw_kv_str(w, "community_id", r->community_id);
 	if (method && r->method != NULL)
-		jsonw_kv_str(w, "http_method", r->method);
+		jsonw_kv_text(w, "http_method", r->method);
 	if (!http && r->method != NULL)
-		jsonw_kv_str(w, "http_method", r->method);
+		jsonw_kv_text(w, "http_method", r->method);
 	if (!http && r->status > 0)
 		jsonw_kv_u64(w, "http_status", (uint64_t)r->status);
 	if (r->tls_next_protocol != NULL)
-		jsonw_kv_str(w, "tls_alpn", r->tls_next_protocol);
+		jsonw_kv_text(w, "tls_alpn", r->tls_next_protocol);
 	if (r->would_deny != NULL)
 		jsonw_kv_str(w, "would_deny", r->would_deny);
 	if (reason_hint(r->reason) != NULL)
-		jsonw_kv_str(w, "hint", reason_hint(r->reason));
+		jsonw_kv_text(w, "hint", reason_hint(r->reason)); /* long: cut with the client's */
 	if (r->src_nat != NULL) {
 		/* The load balancer a PROXY header came through: OCSF 1.1 has no place for it. */
 		jsonw_obj(w, "src_nat");
@@ -271,11 +274,11 @@ static void put_unmapped(struct jsonw *w, const struct audit_rec *r, bool http, 
 		jsonw_obj_end(w);
 	}
 	if (r->aws_vpce_id != NULL)
-		jsonw_kv_str(w, "aws_vpce_id", r->aws_vpce_id);
+		jsonw_kv_text(w, "aws_vpce_id", r->aws_vpce_id);
 	if (r->user_id != NULL)
-		jsonw_kv_str(w, "spiffe_id", r->user_id);
+		jsonw_kv_text(w, "spiffe_id", r->user_id);
 	if (r->x509_subject != NULL)
-		jsonw_kv_str(w, "client_cert_subject", r->x509_subject);
+		jsonw_kv_text(w, "client_cert_subject", r->x509_subject);
 	if (r->x509_sha256 != NULL && r->x509_sha256[0] != '\0')
 		jsonw_kv_str(w, "client_cert_sha256", r->x509_sha256);
 	if (r->aggregated_overflow)
@@ -283,23 +286,23 @@ static void put_unmapped(struct jsonw *w, const struct audit_rec *r, bool http, 
 	if (r->pod_name != NULL) {
 		jsonw_obj(w, "pod");
 		if (r->pod_ns != NULL)
-			jsonw_kv_str(w, "namespace", r->pod_ns);
-		jsonw_kv_str(w, "name", r->pod_name);
+			jsonw_kv_text(w, "namespace", r->pod_ns);
+		jsonw_kv_text(w, "name", r->pod_name);
 		if (r->pod_uid != NULL)
-			jsonw_kv_str(w, "uid", r->pod_uid);
+			jsonw_kv_text(w, "uid", r->pod_uid);
 		jsonw_obj_end(w);
 	}
 	jsonw_obj_end(w);
 }
 
-size_t audit_format_ocsf(const struct audit_rec *r, const char *hostname, char *buf, size_t n)
+static size_t format_ocsf(const struct audit_rec *r, const char *hostname, char *buf, size_t n,
+                          size_t text_max)
 {
 	struct jsonw w;
 	bool method_unmapped = false;
-	if (r == NULL || buf == NULL || n == 0)
-		return 0;
 	bool http = !is_connect(r);
 	jsonw_init(&w, buf, n);
+	w.text_max = text_max;
 	jsonw_obj(&w, NULL);
 	put_classification(&w, r, http);
 	put_times(&w, r);
@@ -313,4 +316,15 @@ size_t audit_format_ocsf(const struct audit_rec *r, const char *hostname, char *
 	jsonw_obj_end(&w);
 	jsonw_raw(&w, "\n", 1);
 	return jsonw_end(&w);
+}
+
+/* As audit_format: a record too long for buf is cut (audit_text_caps) and marked. */
+size_t audit_format_ocsf(const struct audit_rec *r, const char *hostname, char *buf, size_t n)
+{
+	if (r == NULL || buf == NULL || n == 0)
+		return 0;
+	size_t len = 0;
+	for (size_t i = 0; i < AUDIT_TEXT_CAPS && len == 0; i++)
+		len = format_ocsf(r, hostname, buf, n, audit_text_caps[i]);
+	return len;
 }

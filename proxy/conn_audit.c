@@ -12,9 +12,6 @@
 #include "podmap.h"
 #include "sockaddr.h"
 
-/* A record whose strings are all at their limits fits (audit.h: 6 bytes per escaped byte). */
-#define AUDIT_LINE_MAX 16384
-
 /* Keys of one worker's refusal aggregation (audit_agg.h); the interval it flushes at. */
 #define AGG_SLOTS       4096
 #define AGG_INTERVAL_MS 1000
@@ -24,8 +21,17 @@
 static bool submit(struct conn_env *env, const struct audit_rec *r, size_t reserved)
 {
 	char line[AUDIT_LINE_MAX];
-	size_t n =
-	    audit_format_as(audit_log_format(env->audit), r, env->hostname, line, sizeof(line));
+	enum audit_format f = audit_log_format(env->audit);
+	size_t n = audit_format_as(f, r, env->hostname, line, sizeof(line));
+	if (reserved > 0 && n > reserved && !audit_log_reserve(env->audit, n - reserved)) {
+		/* Longer than its promise and the queue has no more to promise: cut to the promise
+		 * (what the first flight adds after admission fits it cut, test_audit shows), so
+		 * that the record is written however full the queue is. */
+		n = audit_format_as(f, r, env->hostname, line,
+		                    reserved < sizeof(line) ? reserved + 1 : sizeof(line));
+	} else if (reserved > 0 && n > reserved) {
+		reserved = n; /* the difference is promised now */
+	}
 	if (n == 0) {
 		audit_log_unreserve(env->audit, reserved);
 		atomic_fetch_add_explicit(&env->audit_lost, 1, memory_order_relaxed);
@@ -184,14 +190,6 @@ static void build(const struct conn *c, enum reason why, bool allowed, struct au
 	*out = r;
 }
 
-/*
- * What the first flight usually adds to a record after admission: SNI, version, ALPN, the
- * JA4 (about 60 bytes), a would-deny.  A longer record still fits when the queue has free room; the
- * promise is sized for the common case so that 10,000 idle tunnels fit the default queue with room
- * to spare.
- */
-#define RESERVE_SLACK 384
-
 bool conn_audit_reserve(struct conn *c)
 {
 	struct audit_rec r;
@@ -202,7 +200,7 @@ bool conn_audit_reserve(struct conn *c)
 	r.status = 200;
 	size_t n = audit_format_as(audit_log_format(c->env->audit), &r, c->env->hostname, line,
 	                           sizeof(line));
-	size_t want = (n > 0 ? n : sizeof(line)) + RESERVE_SLACK;
+	size_t want = (n > 0 ? n : sizeof(line)) + AUDIT_RESERVE_SLACK;
 	audit_log_unreserve(c->env->audit, c->audit_reserved);
 	c->audit_reserved = 0;
 	if (!audit_log_reserve(c->env->audit, want))

@@ -73,7 +73,10 @@ static void remember_hello(struct conn *c, const struct tls_hello *h, const stru
 	if (sni != NULL)
 		memcpy(c->tls->sni, sni->name, sni->len + 1);
 	tls_version_text(h, c->tls->version, sizeof(c->tls->version));
-	if (h->n_alpn_total == 1 && h->alpn[0].len < sizeof(c->tls->alpn)) {
+	/* A protocol id holding a NUL is not recorded: its text would end at the NUL, naming
+	 * a protocol the client did not offer ("h2\0x" as "h2"). */
+	if (h->n_alpn_total == 1 && h->alpn[0].len < sizeof(c->tls->alpn) &&
+	    memchr(h->alpn[0].p, 0, h->alpn[0].len) == NULL) {
 		memcpy(c->tls->alpn, h->alpn[0].p, h->alpn[0].len);
 		c->tls->alpn[h->alpn[0].len] = '\0';
 	}

@@ -13,6 +13,7 @@
 
 #include "http_msg.h"
 #include "http_parse.h"
+#include "jsonw.h"
 #include "proxy_proto.h"
 #include "transport.h"
 
@@ -100,7 +101,7 @@ static void keep_user_agent(struct conn *c, const struct http_req *req)
 		const struct http_view *n = &req->headers[i].name, *v = &req->headers[i].value;
 		if (n->len != 10 || strncasecmp(n->p, "user-agent", 10) != 0)
 			continue;
-		size_t len = v->len < REQUEST_UA_MAX ? v->len : REQUEST_UA_MAX;
+		size_t len = jsonw_utf8_cut(v->p, v->len, REQUEST_UA_MAX);
 		free(c->user_agent);
 		c->user_agent = malloc(len + 1);
 		if (c->user_agent != NULL) {

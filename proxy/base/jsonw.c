@@ -1,6 +1,7 @@
 /* A bounded JSON writer for one-line records (the audit formats). */
 #include "jsonw.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -13,6 +14,7 @@ void jsonw_init(struct jsonw *w, char *buf, size_t n)
 	w->p = buf;
 	w->n = n;
 	w->full = buf == NULL || n == 0;
+	w->text_max = SIZE_MAX;
 }
 
 void jsonw_raw(struct jsonw *w, const char *s, size_t len)
@@ -58,6 +60,13 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 	return need + 1;
 }
 
+/* NEL (U+0085), LINE SEPARATOR (U+2028), PARAGRAPH SEPARATOR (U+2029): the sequence at s. */
+static bool line_break(const unsigned char *s, size_t k)
+{
+	return (k == 2 && s[0] == 0xc2 && s[1] == 0x85) ||
+	       (k == 3 && s[0] == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9));
+}
+
 /* The two-character escape of c (RFC 8259 §7), or 0. */
 static char short_escape(unsigned char c)
 {
@@ -81,37 +90,89 @@ static char short_escape(unsigned char c)
 	}
 }
 
-void jsonw_strn(struct jsonw *w, const char *str, size_t n)
+/*
+ * The string s[0..n) with at most max bytes between its quotes: a cut falls
+ * between two characters, never inside an escape or a UTF-8 sequence.
+ */
+static void put_str(struct jsonw *w, const char *str, size_t n, size_t max)
 {
 	const unsigned char *s = (const unsigned char *)str, *end = s + n;
+	size_t out = 0;
 	jsonw_raw(w, "\"", 1);
 	while (s < end && !w->full) {
 		const unsigned char *run = s;
 		while (s < end && *s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\')
 			s++;
-		jsonw_raw(w, (const char *)run, (size_t)(s - run));
+		size_t k = (size_t)(s - run);
+		if (k > max - out) {
+			jsonw_raw(w, (const char *)run, max - out);
+			w->cut = true;
+			break;
+		}
+		jsonw_raw(w, (const char *)run, k);
+		out += k;
 		if (s == end)
 			break;
 		char e[6] = {'\\', short_escape(*s), 0, 0, 0, 0};
-		size_t k;
+		const char *piece = e;
+		size_t in = 1;
 		if (e[1] != 0) {
-			jsonw_raw(w, e, 2);
-			s++;
+			k = 2;
 		} else if (*s < 0x20 || *s == 0x7f) {
 			memcpy(e + 1, "u00", 3);
 			e[4] = ascii_hex_digit(*s >> 4, false);
 			e[5] = ascii_hex_digit(*s, false);
-			jsonw_raw(w, e, 6);
-			s++;
-		} else if ((k = utf8_seq(s, (size_t)(end - s))) > 0) {
-			jsonw_raw(w, (const char *)s, k);
-			s += k;
+			k = 6;
+		} else if ((in = utf8_seq(s, (size_t)(end - s))) > 0) {
+			piece = (const char *)s;
+			k = in;
+			if (line_break(s, in)) {
+				/* U+0085, U+2028, U+2029: \u escapes (see jsonw.h) */
+				memcpy(e + 1, in == 2 ? "u0085" : s[2] == 0xa8 ? "u2028" : "u2029", 5);
+				piece = e;
+				k = 6;
+			}
 		} else {
-			jsonw_raw(w, "\\ufffd", 6);
-			s++;
+			piece = "\\ufffd";
+			in = 1;
+			k = 6;
 		}
+		if (k > max - out) {
+			w->cut = true;
+			break;
+		}
+		jsonw_raw(w, piece, k);
+		out += k;
+		s += in;
 	}
 	jsonw_raw(w, "\"", 1);
+}
+
+size_t jsonw_utf8_cut(const char *s, size_t n, size_t max)
+{
+	if (n <= max)
+		return n;
+	/* s[k] a continuation byte: the cut would split the sequence it continues. */
+	for (size_t k = max; k > 0 && max - k <= 3; k--)
+		if (((unsigned char)s[k] & 0xc0) != 0x80)
+			return k;
+	return max; /* no sequence: invalid bytes either way */
+}
+
+void jsonw_strn(struct jsonw *w, const char *s, size_t n)
+{
+	put_str(w, s, n, SIZE_MAX);
+}
+
+void jsonw_text(struct jsonw *w, const char *s)
+{
+	put_str(w, s, strlen(s), w->text_max);
+}
+
+void jsonw_kv_text(struct jsonw *w, const char *k, const char *v)
+{
+	jsonw_key(w, k);
+	jsonw_text(w, v);
 }
 
 void jsonw_str(struct jsonw *w, const char *s)

@@ -11,6 +11,7 @@
 
 #include "dns.h"
 #include "http_msg.h"
+#include "jsonw.h"
 #include "policy.h"
 #include "policyfile.h"
 #include "ranges.h"
@@ -206,19 +207,21 @@ static void decide(struct explain *e, const char *method, const char *target, ch
 
 /* ---- output ---- */
 
+/* A JSON string escaped as the audit records are (jsonw: invalid UTF-8 as U+FFFD). */
 static void json_str(FILE *f, const char *s)
 {
-	fputc('"', f);
-	for (; s != NULL && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
+	size_t n = s != NULL ? strlen(s) : 0;
+	size_t cap = 6 * n + 3; /* jsonw.h: at most 6 bytes per input byte, quotes, NUL */
+	char *buf = malloc(cap);
+	struct jsonw w;
+	jsonw_init(&w, buf, cap);
+	jsonw_strn(&w, s != NULL ? s : "", n);
+	size_t len = jsonw_end(&w);
+	if (len > 0)
+		fwrite(buf, 1, len, f);
+	else
+		fputs("\"\"", f); /* out of memory */
+	free(buf);
 }
 
 static const char *block_text(const struct policy_block *b, char *buf, size_t cap)

@@ -224,9 +224,24 @@ static bool is(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
+/*
+ * A line break to YAML 1.1 (libyaml): a control byte, NEL (U+0085), U+2028,
+ * U+2029.  learn prints tiers and domains into YAML comments and keys, where
+ * one would start a line of the record's choosing.
+ */
+static bool breaks_line(const char *t)
+{
+	for (const unsigned char *p = (const unsigned char *)t; *p; p++)
+		if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] == 0x85) ||
+		    (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)))
+			return true;
+	return false;
+}
+
 int learn_stats_add(struct learn_stats *s, const struct audit_rec *r)
 {
-	if (r->tier[0] == '\0' || r->domain[0] == '\0' || r->port == 0) {
+	if (r->tier[0] == '\0' || r->domain[0] == '\0' || r->port == 0 || breaks_line(r->tier) ||
+	    breaks_line(r->domain)) {
 		s->skipped++;
 		return 0;
 	}

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "jsonw.h"
 
 /* ---- a tiny strict JSON reader: validates and flattens a record to dotted keys ---- */
 
@@ -407,7 +408,7 @@ static void check_ecs(const struct jdoc *d)
 		t = ecs_type(f->path);
 		if (t == NULL)
 			fail_msg("key %s is not an ECS 9.4 field", f->path);
-		if (strcmp(t, "keyword") == 0) {
+		if (strcmp(t, "keyword") == 0 || strcmp(t, "wildcard") == 0) {
 			assert_true(f->type == 's' || f->type == 'a');
 		} else if (strcmp(t, "match_only_text") == 0) {
 			assert_int_equal(f->type, 's'); /* message */
@@ -877,6 +878,10 @@ static void test_escaping(void **state)
 	    {"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\"",
 	     "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
 	    {"", "\"\"", ""},
+	    /* line and paragraph separators, NEL: valid JSON raw, but line readers (Python's
+	     * splitlines, pre-ES2019 JavaScript) split or choke on them; escaped */
+	    {"a\xe2\x80\xa8" "b\xe2\x80\xa9" "c\xc2\x85" "d", "\"a\\u2028b\\u2029c\\u0085d\"",
+	     "a\xe2\x80\xa8" "b\xe2\x80\xa9" "c\xc2\x85" "d"},
 	};
 	char raw[512], dec[512];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -915,20 +920,280 @@ static void test_long_strings(void **state)
 		dom[i] = (i % 64 == 63) ? '.' : 'a';
 	dom[len] = '\0';
 	struct audit_rec r = {.ts_ns = 1, .dst_domain = dom, .sni = dom};
-	char small[4096];
-	assert_int_equal(audit_format(&r, "h", small, sizeof(small)), 0);
-	char *big = malloc(65536);
-	assert_non_null(big);
-	size_t n = audit_format(&r, "h", big, 65536);
-	assert_true(n > 2 * len);
 	struct jdoc *d = malloc(sizeof(*d));
 	assert_non_null(d);
+	/* Too long for the buffer: the client's strings are cut (256 bytes each), and marked. */
+	char small[4096];
+	size_t n = audit_format(&r, "h", small, sizeof(small));
+	assert_true(n > 0 && n < sizeof(small));
+	assert_int_equal(jparse(small, n, d), 0);
+	const struct jfield *dd = jget(d, "destination.domain"), *sn = jget(d, "tls.client.server_name");
+	assert_non_null(dd);
+	assert_non_null(sn);
+	assert_int_equal(strnlen(dd->val, sizeof(dd->val)), 256);
+	assert_memory_equal(dd->val, dom, 256);
+	assert_int_equal(strnlen(sn->val, sizeof(sn->val)), 256);
+	assert_string_equal(jget(d, "labels.truncated")->val, "true");
+	char *big = malloc(65536);
+	assert_non_null(big);
+	n = audit_format(&r, "h", big, 65536);
+	assert_true(n > 2 * len);
 	assert_int_equal(jparse(big, n, d), 0);
 	assert_string_equal(jget(d, "destination.domain")->val, dom);
 	assert_string_equal(jget(d, "tls.client.server_name")->val, dom);
+	assert_null(jget(d, "labels.truncated"));
 	free(d);
 	free(big);
 	free(dom);
+}
+
+/* jsonw_text cut at every length: between characters, never inside an escape or a sequence. */
+static void test_text_cut(void **state)
+{
+	static const char in[] = "a\"\\\x01\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xff\xe2\x82z\t";
+	char whole[256], dec_whole[256];
+	struct jsonw w;
+	jsonw_init(&w, whole, sizeof(whole));
+	jsonw_text(&w, in);
+	size_t wn = jsonw_end(&w);
+	assert_true(wn > 2);
+	assert_false(w.cut);
+	struct jp p = {(const unsigned char *)whole, (const unsigned char *)whole + wn, NULL};
+	assert_int_equal(jp_string(&p, dec_whole, sizeof(dec_whole)), 0);
+	for (size_t max = 0; max <= wn; max++) {
+		char out[256], dec[256];
+		jsonw_init(&w, out, sizeof(out));
+		w.text_max = max;
+		jsonw_text(&w, in);
+		size_t n = jsonw_end(&w);
+		assert_true(n >= 2 && n - 2 <= max);
+		assert_int_equal(w.cut, n < wn);
+		/* The cut output is a prefix of the whole one, and a JSON string of its own. */
+		assert_memory_equal(out, whole, n - 1);
+		p = (struct jp){(const unsigned char *)out, (const unsigned char *)out + n, NULL};
+		assert_int_equal(jp_string(&p, dec, sizeof(dec)), 0);
+		assert_true(p.s == p.end);
+		assert_memory_equal(dec, dec_whole, strlen(dec));
+	}
+}
+
+#define LINE_MAX_BYTES AUDIT_LINE_MAX
+
+/* n bytes of c, NUL-terminated, in a static pool (freed at exit). */
+static char *fill(int c, size_t n)
+{
+	static char pool[64 * 1024];
+	static size_t used;
+	assert_true(used + n + 1 <= sizeof(pool));
+	char *s = pool + used;
+	memset(s, c, n);
+	s[n] = '\0';
+	used += n + 1;
+	return s;
+}
+
+/*
+ * Every client-controlled string at the longest its capture lets through, made of the
+ * bytes that escape widest: 255 '\' in a DN (RFC 2253 escapes stay printable), 16 SANs of
+ * printable '"' (4 KiB together), a User-Agent of obs-text, 8 pod labels of 511-byte
+ * "key:value" (values are not checked by the Kubernetes parser), an ALPN of control bytes.
+ */
+static void worst_record(struct audit_rec *r, const char *method)
+{
+	static const struct pc_addr lb = {ADDR_V6, {0xfd, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+	                                            14, 15}};
+	static const char *sans[16], *lk[8], *lv[8];
+	if (sans[0] == NULL) {
+		for (int i = 0; i < 16; i++)
+			sans[i] = fill('"', 255);
+		for (int i = 0; i < 8; i++) {
+			lk[i] = fill('k', 63);
+			lv[i] = fill('\xff', 447);
+		}
+	}
+	*r = (struct audit_rec){
+	    .ts_ns = TS_2024,
+	    .duration_ns = UINT64_MAX,
+	    .tunnel_end = true,
+	    .allowed = true,
+	    .reason = R_TLS_ECH,
+	    .id_prefix = UINT64_MAX,
+	    .event_id = UINT64_MAX,
+	    .conn_id = UINT64_MAX,
+	    .community_id = "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+	    .src = &DST6,
+	    .src_port = 65535,
+	    .src_nat = &lb,
+	    .src_nat_port = 65535,
+	    .aws_vpce_id = fill('a', 64),
+	    .dst_domain = fill('a', 253),
+	    .dst_ip = &DST6,
+	    .dst_port = 65535,
+	    .method = method,
+	    .status = 999,
+	    .bytes_up = UINT64_MAX,
+	    .bytes_down = UINT64_MAX,
+	    .rule = fill('a', 253),
+	    .tier = fill('t', 63),
+	    .would_deny = "source_connection_limit",
+	    .url_domain = fill('a', 253),
+	    .url_path = fill('"', 511),
+	    .url_port = 65535,
+	    .user_agent = fill('\xff', 256),
+	    .sni = fill('a', 253),
+	    .tls_version = "0x0304",
+	    .tls_next_protocol = fill('\x01', 63),
+	    .ja4 = "t13d1516h2_8daaf6152771_e5627efa2ab1",
+	    .x509_subject = fill('\\', 255),
+	    .x509_issuer = fill('\\', 255),
+	    .x509_serial = fill('F', 95),
+	    .x509_cn = fill('"', 71),
+	    .x509_sha256 = fill('f', 64),
+	    .x509_not_before = 1,
+	    .x509_not_after = INT32_MAX,
+	    .n_x509_sans = 16,
+	    .user_id = fill('a', 2048),
+	    .pod_ns = fill('\xff', 63),
+	    .pod_name = fill('\xff', 253),
+	    .pod_uid = fill('\xff', 63),
+	    .n_pod_labels = 8,
+	};
+	memcpy(r->x509_sans, sans, sizeof(sans));
+	memcpy(r->pod_label_keys, lk, sizeof(lk));
+	memcpy(r->pod_label_values, lv, sizeof(lv));
+}
+
+/*
+ * Whatever the client sends, its record fits the line: cut (and marked), one valid JSON
+ * object, never dropped.  Both formats.
+ */
+static void test_worst_case_fits_line(void **state)
+{
+	static const char *const methods[] = {"CONNECT", "GET", "PATCH"};
+	static char buf[LINE_MAX_BYTES];
+	static struct jdoc d;
+	for (int f = 0; f < 2; f++) {
+		for (size_t m = 0; m < 3; m++) {
+			struct audit_rec r;
+			worst_record(&r, methods[m]);
+			size_t n = audit_format_as(f ? AUDIT_FMT_OCSF : AUDIT_FMT_ECS, &r, fill('"', 64),
+			                           buf, sizeof(buf));
+			if (n == 0)
+				fail_msg("%s %s: the record does not fit %d bytes", f ? "ocsf" : "ecs",
+				         methods[m], LINE_MAX_BYTES);
+			if (jparse(buf, n, &d) != 0)
+				fail_msg("not parsed: %s", buf);
+			/* Marked exactly when the whole record would not have fitted. */
+			static char whole[64 * 1024];
+			size_t wn = audit_format_as(f ? AUDIT_FMT_OCSF : AUDIT_FMT_ECS, &r, fill('"', 64),
+			                            whole, sizeof(whole));
+			print_message("%s %s: %zu bytes whole, %zu written\n", f ? "ocsf" : "ecs",
+			              methods[m], wn, n);
+			const struct jfield *mark =
+			    jget(&d, f ? "unmapped.truncated" : "labels.truncated");
+			if (wn < sizeof(buf)) {
+				assert_null(mark);
+				assert_int_equal(n, wn);
+			} else {
+				assert_non_null(mark);
+				assert_string_equal(mark->val, "true");
+			}
+			/* Cut to nothing, every field at its longest still fits 3 KiB. */
+			static char small[3072];
+			size_t sn = audit_format_as(f ? AUDIT_FMT_OCSF : AUDIT_FMT_ECS, &r, fill('"', 64),
+			                            small, sizeof(small));
+			print_message("  in %zu bytes: %zu written\n", sizeof(small), sn);
+			assert_true(sn > 0);
+			assert_int_equal(jparse(small, sn, &d), 0);
+			assert_true(wn >= sizeof(small));
+			assert_non_null(jget(&d, f ? "unmapped.truncated" : "labels.truncated"));
+			assert_int_equal(jparse(buf, n, &d), 0);
+			const struct jfield *id = jget(&d, f ? "metadata.uid" : "event.id");
+			assert_non_null(id);
+			assert_string_equal(id->val, "ffffffffffffffffffffffffffffffff");
+			if (f == 0)
+				check_ecs(&d);
+		}
+	}
+}
+
+/*
+ * The room an exchange reserves at admission (conn_audit_reserve: its record so far, the
+ * widest numbers, plus AUDIT_RESERVE_SLACK) holds its final record, cut if need be, whatever
+ * the ClientHello adds afterwards: here a Chrome-like GREASE ECH refusal (the long hint), a
+ * 253-byte SNI and a 63-byte ALPN of control bytes, the JA4, an IPv6 address, a would-deny.
+ */
+static void test_final_fits_reservation(void **state)
+{
+	static char buf[AUDIT_LINE_MAX];
+	static struct jdoc d;
+	for (int f = 0; f < 2; f++) {
+		enum audit_format fmt = f ? AUDIT_FMT_OCSF : AUDIT_FMT_ECS;
+		struct audit_rec r = {
+		    .ts_ns = TS_2024,
+		    .duration_ns = UINT64_MAX,
+		    .tunnel_end = true,
+		    .allowed = true,
+		    .reason = R_UPSTREAM_CLOSED,
+		    .id_prefix = 1,
+		    .event_id = UINT64_MAX,
+		    .conn_id = 3,
+		    .community_id = "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+		    .src = &SRC4,
+		    .src_port = 40000,
+		    .dst_domain = "a.example",
+		    .dst_port = 443,
+		    .method = "CONNECT",
+		    .status = 200,
+		    .bytes_up = UINT64_MAX,
+		    .bytes_down = UINT64_MAX,
+		    .rule = "a.example",
+		    .tier = "standard",
+		    .user_agent = "curl/8.14.1",
+		};
+		size_t reserved = audit_format_as(fmt, &r, "gw", buf, sizeof(buf)) + AUDIT_RESERVE_SLACK;
+		r.tunnel_end = r.allowed = false;
+		r.reason = R_TLS_ECH;
+		r.duration_ns = r.bytes_up = r.bytes_down = 0;
+		r.event_id = 2;
+		r.dst_ip = &DST6;
+		r.sni = fill('a', 253);
+		r.tls_version = "1.3";
+		r.tls_next_protocol = fill('\x01', 63);
+		r.ja4 = "t13d1516h2_8daaf6152771_e5627efa2ab1";
+		r.would_deny = "source_connection_limit";
+		size_t whole = audit_format_as(fmt, &r, "gw", buf, sizeof(buf));
+		print_message("%s: reserved %zu, final record %zu\n", f ? "ocsf" : "ecs", reserved,
+		              whole);
+		size_t n = audit_format_as(fmt, &r, "gw", buf, reserved + 1);
+		if (n == 0)
+			fail_msg("%s: the final record does not fit its %zu reserved bytes",
+			         f ? "ocsf" : "ecs", reserved);
+		assert_int_equal(jparse(buf, n, &d), 0);
+		const struct jfield *reason = jget(&d, f ? "unmapped.reason" : "event.reason");
+		assert_non_null(reason);
+		assert_string_equal(reason->val, "tls_ech");
+	}
+}
+
+/* A pod label cut to its 511-byte "key:value" is cut between characters, not inside one. */
+static void test_label_cut_utf8(void **state)
+{
+	static char v[600], buf[4096];
+	static struct jdoc d;
+	memset(v, 'a', 505);
+	memcpy(v + 505, "\xc3\xa9tail", 7);
+	struct audit_rec r = {.ts_ns = 1, .pod_name = "p", .n_pod_labels = 1};
+	r.pod_label_keys[0] = "team";
+	r.pod_label_values[0] = v;
+	size_t n = audit_format(&r, "h", buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(jparse(buf, n, &d), 0);
+	const struct jfield *l = jget(&d, "orchestrator.resource.label");
+	assert_non_null(l);
+	char want[600];
+	snprintf(want, sizeof(want), "team:%.505s", v);
+	assert_string_equal(l->val, want); /* not "...a\ufffd" */
 }
 
 /* Too small: 0 and not one byte written past n; one byte for the NUL is required. */
@@ -949,7 +1214,14 @@ static void test_buffer_too_small(void **state)
 		memset(buf, 0xAA, sizeof(buf));
 		size_t got = audit_format(&r, "gw", buf, n);
 		if (n <= full) {
-			assert_int_equal(got, 0);
+			/* Nothing, or the record with its strings cut to fit, marked. */
+			static struct jdoc d;
+			assert_true(got == 0 || got < n);
+			if (got > 0) {
+				assert_int_equal(jparse(buf, got, &d), 0);
+				assert_string_equal(jget(&d, "labels.truncated")->val, "true");
+				assert_int_equal(buf[got], '\0');
+			}
 		} else {
 			assert_int_equal(got, full);
 			assert_memory_equal(buf, ref, full + 1);
@@ -1331,6 +1603,10 @@ int main(void)
 	    cmocka_unit_test(test_escaping_fuzz),
 	    cmocka_unit_test(test_long_strings),
 	    cmocka_unit_test(test_buffer_too_small),
+	    cmocka_unit_test(test_worst_case_fits_line),
+	    cmocka_unit_test(test_text_cut),
+	    cmocka_unit_test(test_final_fits_reservation),
+	    cmocka_unit_test(test_label_cut_utf8),
 	    cmocka_unit_test_setup_teardown(test_writer_concurrent, setup_tmp, teardown_tmp),
 	    cmocka_unit_test_setup_teardown(test_writer_reopen, setup_tmp, teardown_tmp),
 	    cmocka_unit_test_setup_teardown(test_writer_reopen_idle, setup_tmp, teardown_tmp),

@@ -168,6 +168,34 @@ static void test_stability(void **state)
 	learn_stats_fini(&s);
 }
 
+/*
+ * A tier or domain that would break learn's YAML out of the comment or the key it is
+ * printed in (a line break: control bytes, and NEL, U+2028, U+2029, which YAML 1.1 and
+ * libyaml also break lines at) is skipped: a forged audit line cannot write policy.
+ */
+static void test_hostile_text(void **state)
+{
+	static struct learn_stats s;
+	(void)state;
+	static const char *const bad[] = {"x\n  evil:", "x\r", "x\x01", "x\xc2\x85y",
+	                                  "x\xe2\x80\xa8y", "x\xe2\x80\xa9y"};
+	assert_int_equal(learn_stats_init(&s), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct audit_rec r = rec(bad[i], "pypi.org", 443, "p1", "10.0.0.1", "2026-12-06T10:00:00Z");
+		assert_int_equal(learn_stats_add(&s, &r), 0);
+		r = rec("build", bad[i], 443, "p1", "10.0.0.1", "2026-12-06T10:00:00Z");
+		assert_int_equal(learn_stats_add(&s, &r), 0);
+	}
+	assert_int_equal(s.used, 0);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(s.skipped, 12);
+	/* Other UTF-8 in a tier name is kept. */
+	struct audit_rec r = rec("\xc3\xa9quipe", "pypi.org", 443, "p1", "10.0.0.1", "2026-12-06T10:00:00Z");
+	assert_int_equal(learn_stats_add(&s, &r), 0);
+	assert_int_equal(s.used, 1);
+	learn_stats_fini(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -175,6 +203,7 @@ int main(void)
 	    cmocka_unit_test(test_growth),
 	    cmocka_unit_test(test_distinct_sources),
 	    cmocka_unit_test(test_stability),
+	    cmocka_unit_test(test_hostile_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
