@@ -142,6 +142,14 @@ static void decide(struct explain *e, const char *method, const char *target, ch
 	e->reason = R_ALLOWED;
 	e->would_deny = R_ALLOWED;
 	e->v.rule = "";
+	/* The daemon's parser takes a method only as an RFC 9110 token: anything else is a 400. */
+	bool token = method[0] != '\0';
+	for (const char *m = method; *m != '\0'; m++)
+		token = token && http_is_tchar((unsigned char)*m);
+	if (!token) {
+		e->reason = R_BAD_REQUEST;
+		return;
+	}
 	if (e->plain) {
 		struct http_target ht;
 		int st = http_target_parse(target, strlen(target), &ht);

@@ -102,6 +102,7 @@ with ctx:
         ("GET", "http://plain.example:443/"),       # tls_required
         ("GET", "http://allowed.example/status/204"),  # port_not_allowed (80)
         ("GET", "https://allowed.example/"),        # https_target
+        ("GE@T", "http://plain.example/status/204"),  # not a method token: bad_request
     ]
     identities = [("127.0.0.2", "a"), ("127.0.0.3", "b"), ("127.0.0.4", None)]
     seen = set()
@@ -120,7 +121,8 @@ with ctx:
     with ctx.case("the table covers allowed, audit would-deny and every kind of refusal"):
         need = {"allowed", "port_not_allowed", "host_not_allowed", "resolved_to_blocked_range",
                 "dns_nxdomain", "blocked_address", "invalid_host", "method_not_allowed",
-                "tls_required", "https_target", "unknown_source", "would:host_not_allowed"}
+                "tls_required", "https_target", "unknown_source", "would:host_not_allowed",
+                "bad_request"}
         expect(need <= seen, "not covered: %s (seen %s)" % (sorted(need - seen), sorted(seen)))
     with ctx.case("no forbidden listener was reached"):
         expect(not ups.accepts("meta443") and not ups.accepts("meta80"),
