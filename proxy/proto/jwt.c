@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "json_gate.h"
 #include "json_walk.h"
@@ -76,6 +77,61 @@ long b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap)
 	if (acc != 0)
 		return JWT_ERR_BASE64;
 	return (long)o;
+}
+
+/* Standard base64 with padding (RFC 4648 §4), strict: Basic credentials. */
+static long b64std_decode(const char *in, size_t len, unsigned char *out, size_t cap)
+{
+	if (len == 0 || len % 4 != 0)
+		return JWT_ERR_FORMAT;
+	size_t pad = in[len - 1] == '=' ? (in[len - 2] == '=' ? 2 : 1) : 0;
+	char tmp[JWT_MAX_TOKEN * 2];
+	if (len - pad > sizeof(tmp))
+		return JWT_ERR_TOO_LARGE;
+	for (size_t i = 0; i < len - pad; i++) {
+		char c = in[i];
+		if (c == '-' || c == '_')
+			return JWT_ERR_FORMAT;
+		tmp[i] = c == '+' ? '-' : c == '/' ? '_' : c;
+	}
+	long n = b64url_decode(tmp, len - pad, out, cap);
+	return n == JWT_ERR_BASE64 ? JWT_ERR_FORMAT : n;
+}
+
+static bool scheme_is(const char *v, size_t len, const char *name, size_t *skip)
+{
+	size_t n = strlen(name);
+	if (len <= n || strncasecmp(v, name, n) != 0 || v[n] != ' ')
+		return false;
+	while (n < len && v[n] == ' ')
+		n++;
+	*skip = n;
+	return true;
+}
+
+int jwt_credentials(const char *v, size_t len, char *buf, size_t cap, struct jwt_cred *out)
+{
+	memset(out, 0, sizeof(*out));
+	size_t skip;
+	if (scheme_is(v, len, "bearer", &skip)) {
+		out->token = v + skip;
+		out->token_len = len - skip;
+		return out->token_len > 0 ? JWT_OK : JWT_ERR_FORMAT;
+	}
+	if (!scheme_is(v, len, "basic", &skip))
+		return JWT_ERR_FORMAT;
+	long n = b64std_decode(v + skip, len - skip, (unsigned char *)buf, cap);
+	if (n < 0)
+		return (int)n;
+	const char *colon = memchr(buf, ':', (size_t)n);
+	if (colon == NULL || colon + 1 == buf + n)
+		return JWT_ERR_FORMAT;
+	out->basic = true;
+	out->user = buf;
+	out->user_len = (size_t)(colon - buf);
+	out->token = colon + 1;
+	out->token_len = (size_t)(buf + n - colon - 1);
+	return JWT_OK;
 }
 
 /* ---- JSON objects, members checked for duplicates ---- */

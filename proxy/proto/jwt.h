@@ -65,6 +65,24 @@ const char *jwt_status_str(int st);
 long b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap)
     __attribute__((warn_unused_result));
 
+/*
+ * Proxy-Authorization's credentials (RFC 9110 §11.6.2): "Basic" and
+ * base64(user ":" token) (RFC 7617; standard alphabet, padded), or "Bearer"
+ * and the token (RFC 6750 §2.1).  Scheme names are case-insensitive, one or
+ * more spaces follow.  A Basic value is decoded into buf[cap]; user and
+ * token are views into buf or into v.  JWT_ERR_FORMAT for another scheme,
+ * bad base64, no ':' or an empty token; JWT_ERR_TOO_LARGE past cap.
+ */
+struct jwt_cred {
+	const char *user;
+	size_t user_len;
+	const char *token;
+	size_t token_len;
+	bool basic;
+};
+int jwt_credentials(const char *v, size_t len, char *buf, size_t cap, struct jwt_cred *out)
+    __attribute__((warn_unused_result));
+
 struct jwt_claim {
 	const char *name;  /* NUL-terminated, in the arena */
 	const char *value; /* strings as decoded; integers and true/false as their JSON text */
