@@ -28,9 +28,20 @@ static struct jwks *keys(void)
 	return ks;
 }
 
-/* First byte 'J': the rest is a JWK Set.  Otherwise the whole input is a token. */
+/* First byte 'J': the rest is a JWK Set; 'A': a Proxy-Authorization value.  Else a token. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	if (size > 0 && data[0] == 'A') {
+		static char buf[JWT_MAX_TOKEN + 256];
+		struct jwt_cred c;
+		if (jwt_credentials((const char *)data + 1, size - 1, buf, sizeof(buf), &c) == JWT_OK)
+			require(c.token_len > 0 && c.token != NULL &&
+			            (c.basic ? (c.token >= buf && c.token + c.token_len <= buf + sizeof(buf))
+			                     : (c.token > (const char *)data &&
+			                        c.token + c.token_len == (const char *)data + size)),
+			        "credential views");
+		return 0;
+	}
 	if (size > 0 && data[0] == 'J') {
 		struct jwks *ks = NULL;
 		char err[128];

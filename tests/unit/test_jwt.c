@@ -471,6 +471,46 @@ static void test_jwks(void **state)
 	assert_int_equal(jwks_status(big), JWT_ERR_TOO_LARGE);
 }
 
+static int cred(const char *v, struct jwt_cred *c)
+{
+	static char buf[256];
+	return jwt_credentials(v, strlen(v), buf, sizeof(buf), c);
+}
+
+static void test_credentials(void **state)
+{
+	struct jwt_cred c;
+	/* "oidc:a.b.c" */
+	assert_int_equal(cred("Basic b2lkYzphLmIuYw==", &c), JWT_OK);
+	assert_true(c.basic);
+	assert_int_equal(c.user_len, 4);
+	assert_memory_equal(c.user, "oidc", 4);
+	assert_int_equal(c.token_len, 5);
+	assert_memory_equal(c.token, "a.b.c", 5);
+	assert_int_equal(cred("basic   b2lkYzphLmIuYw==", &c), JWT_OK); /* RFC 9110: any case */
+	assert_int_equal(cred("Bearer a.b.c", &c), JWT_OK);
+	assert_false(c.basic);
+	assert_int_equal(c.token_len, 5);
+	assert_int_equal(cred("BEARER x", &c), JWT_OK);
+	/* ":a.b.c": an empty user is allowed (only a configured username is checked) */
+	assert_int_equal(cred("Basic OmEuYi5j", &c), JWT_OK);
+	assert_int_equal(c.user_len, 0);
+	assert_int_equal(cred("Bearer ", &c), JWT_ERR_FORMAT);
+	assert_int_equal(cred("Bearer", &c), JWT_ERR_FORMAT);
+	assert_int_equal(cred("Digest x", &c), JWT_ERR_FORMAT);
+	assert_int_equal(cred("Basicb2lkYzphLmIuYw==", &c), JWT_ERR_FORMAT);
+	assert_int_equal(cred("Basic b2lkYzphLmIuYw", &c), JWT_ERR_FORMAT);  /* unpadded */
+	assert_int_equal(cred("Basic b2lkYzph-mIuYw==", &c), JWT_ERR_FORMAT); /* url alphabet */
+	assert_int_equal(cred("Basic b2lk", &c), JWT_ERR_FORMAT);   /* "oid": no ':' */
+	assert_int_equal(cred("Basic b2lkYzo=", &c), JWT_ERR_FORMAT); /* "oidc:": no token */
+	assert_int_equal(cred("Basic b2=kYzo=", &c), JWT_ERR_FORMAT); /* '=' inside */
+	char big[600];
+	memcpy(big, "Basic ", 6);
+	memset(big + 6, 'Q', 512);
+	big[518] = '\0';
+	assert_int_equal(cred(big, &c), JWT_ERR_TOO_LARGE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -483,6 +523,7 @@ int main(void)
 	    cmocka_unit_test(test_duplicates_and_shape),
 	    cmocka_unit_test(test_format),
 	    cmocka_unit_test(test_jwks),
+	    cmocka_unit_test(test_credentials),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
