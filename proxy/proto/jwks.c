@@ -50,11 +50,14 @@ static char *jwk_slot(struct jwk_raw *r, int which, size_t *cap)
 	}
 }
 
-/* One JWK object (current event: its start): every member name is checked for repeats. */
+/*
+ * One JWK object (current event: its start): every member name is compared
+ * with every earlier one.  At most 32 members of at most 63 bytes each (JWK
+ * names are short; a longer one refuses the set rather than escape the check).
+ */
 static int read_jwk(struct jp *jp, struct jwk_raw *r)
 {
-	char names[16][24]; /* the first 16 member names (up to 23 bytes) */
-	size_t n_names = 0;
+	char names[32][64];
 	memset(r, 0, sizeof(*r));
 	if (jp->ev.type != YAML_MAPPING_START_EVENT)
 		return JSON_WALK_ERR_SHAPE;
@@ -63,19 +66,16 @@ static int read_jwk(struct jp *jp, struct jwk_raw *r)
 			return JSON_WALK_ERR_SYNTAX;
 		if (jp->ev.type == YAML_MAPPING_END_EVENT)
 			return 0;
-		if (!jw_is_string(&jp->ev) || m == 64)
+		if (!jw_is_string(&jp->ev) || m == 32)
 			return JSON_WALK_ERR_SHAPE;
 		const char *k = (const char *)jp->ev.data.scalar.value;
 		size_t klen = jp->ev.data.scalar.length;
-		if (klen < sizeof(names[0]) && memchr(k, '\0', klen) == NULL) {
-			for (size_t i = 0; i < n_names; i++)
-				if (strcmp(names[i], k) == 0)
-					return JSON_WALK_ERR_SHAPE; /* a member named twice */
-			if (n_names < 16)
-				memcpy(names[n_names++], k, klen + 1);
-		} else if (klen < sizeof(names[0])) {
+		if (klen >= sizeof(names[0]) || memchr(k, '\0', klen) != NULL)
 			return JSON_WALK_ERR_SHAPE;
-		}
+		for (size_t i = 0; i < m; i++)
+			if (strcmp(names[i], k) == 0)
+				return JSON_WALK_ERR_SHAPE; /* a member named twice */
+		memcpy(names[m], k, klen + 1);
 		int which = -1;
 		for (int i = 0; i < 9; i++)
 			if (strlen(jwk_names[i]) == klen && memcmp(jwk_names[i], k, klen) == 0)

@@ -25,6 +25,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import oidc_tokens as ot  # noqa: E402
+import promcheck  # noqa: E402
 from harness import expect, get  # noqa: E402
 
 GOOD = "198.51.100.10"
@@ -218,14 +219,27 @@ with ctx:
 
     with ctx.case("lease: after exp the same token from its bound source still passes; from "
                   "another source it is a replay; an unbound expired token is refused"):
-        exp = int(time.time()) + 2
+        # exp well ahead (a loaded machine may take seconds for the first use), then wait
+        # for the clock to pass it: an event with a deadline, not a sleep before asserting.
+        exp = int(time.time()) + 8
         tok = token(exp=exp)
         other = token(exp=exp)
         served(ot.basic("oidc", tok), src="127.0.0.2")
-        expect(harness.wait_until(lambda: time.time() > exp + 1.5, 10), "the clock did not pass exp")
+        expect(harness.wait_until(lambda: time.time() > exp + 1.5, 20), "the clock did not pass exp")
         served(ot.basic("oidc", tok), src="127.0.0.2")
         refused(ot.basic("oidc", tok), "oidc_token_replayed", src="127.0.0.3")
         refused(ot.basic("oidc", other), "oidc_token_expired", src="127.0.0.2")
+
+    with ctx.case("metrics: the OIDC families are well-formed exposition with HELP and TYPE"):
+        with urllib.request.urlopen("http://127.0.0.1:9090/metrics", timeout=5) as r:
+            text = r.read().decode()
+        fams, problems = promcheck.check(text)
+        problems += promcheck.conventions(fams)
+        expect(not problems, "; ".join(problems[:5]))
+        for f in ("portcullis_oidc_tokens_total", "portcullis_oidc_bindings",
+                  "portcullis_oidc_binding_evictions_total", "portcullis_oidc_replays_total",
+                  "portcullis_oidc_jwks_load_timestamp_seconds"):
+            expect(f in text, "no %s" % f)
 
     with ctx.case("metrics: tokens by result, bindings and replays"):
         expect((metric("portcullis_oidc_tokens_total{result=\"verified\"}") or 0) >= 5, "verified")

@@ -442,6 +442,13 @@ static void test_jwks(void **state)
 	assert_int_equal(jwks_status(j), JWT_ERR_DUPLICATE);
 	sprintf(j, "{\"keys\":[%.*s,\"kty\":\"RSA\"}]}", (int)strlen(e) - 1, e);
 	assert_int_equal(jwks_status(j), JWT_ERR_JSON);
+	/* a member we do not read, named twice */
+	sprintf(j, "{\"keys\":[{\"x5t\":\"a\",\"x5t\":\"b\",%s]}", e + 1);
+	assert_int_equal(jwks_status(j), JWT_ERR_JSON);
+	sprintf(j, "{\"keys\":[{\"%064d\":1,%s]}", 0, e + 1);
+	assert_int_equal(jwks_status(j), JWT_ERR_JSON);
+	sprintf(j, "{\"keys\":[{\"x5t\":\"a\",%s]}", e + 1);
+	assert_int_equal(jwks_status(j), JWT_OK);
 	sprintf(j, "{\"keys\":[%s],\"keys\":[]}", e);
 	assert_int_equal(jwks_status(j), JWT_ERR_DUPLICATE);
 	/* oct keys (shared secrets) and enc keys are skipped: nothing usable left */
