@@ -295,6 +295,7 @@ static int identify_oidc(struct conn *c, const struct policy *p,
 		return -1;
 	}
 	*why = oidc_identify(p, c->env->oidc, auth, cred->present, cred->value, cred->len, &c->src,
+	                     c->env->podmap, c->pod != NULL ? c->pod->uid : NULL,
 	                     (int64_t)(wall_ns() / 1000000000u), c->oidc);
 	return *why == R_ALLOWED ? c->oidc->tier : -1;
 }

@@ -11,6 +11,7 @@
 #include "fileio.h"
 #include "jwt.h"
 #include "oidcbind.h"
+#include "podmap.h"
 
 /* ---- keys: one JWKS per provider, owned by the snapshot ---- */
 
@@ -162,9 +163,31 @@ static void describe(const struct jwt *t, const struct policy_oidc_provider *pv,
 		copy(out->job, sizeof(out->job), jwt_claim(t, "job_id"));
 }
 
+static void uid_key(const char *uid, uint8_t out[32])
+{
+	unsigned int n = 0;
+	if (EVP_Digest(uid, strlen(uid), out, &n, EVP_sha256(), NULL) != 1)
+		memset(out, 0xff, 32); /* never all zero: a pod's binding stays a pod's */
+}
+
+/* Is the pod with this key still the one at src in the pod map? */
+static bool pod_alive(void *ctx, const struct pc_addr *src, const uint8_t key[32])
+{
+	struct pod_info *pi = podmap_lookup(ctx, src);
+	uint8_t k[32];
+	bool same = false;
+	if (pi != NULL) {
+		uid_key(pi->uid, k);
+		same = memcmp(k, key, 32) == 0;
+	}
+	pod_info_unref(pi);
+	return same;
+}
+
 /* Verify and bind; R_ALLOWED with the claims described, or the refusal. */
 static enum reason verify(const struct policy *p, struct oidc_state *st, const struct jwt *t,
-                          const uint8_t tok_hash[32], const struct pc_addr *src, int64_t now,
+                          const uint8_t tok_hash[32], const struct pc_addr *src,
+                          const struct oidcbind_pod *pod, int64_t now,
                           const struct policy_oidc_provider **pvp)
 {
 	const struct policy_oidc_provider *pv = policy_oidc_provider(p, t->iss);
@@ -190,7 +213,7 @@ static enum reason verify(const struct policy *p, struct oidc_state *st, const s
 		/* Everything else verified: within its lease from the source it is bound to? */
 		if (pv->lease_ms == 0)
 			return R_OIDC_TOKEN_EXPIRED;
-		int b = oidcbind_lease(st->binds, job, tok_hash, src, now);
+		int b = oidcbind_lease(st->binds, job, tok_hash, src, pod, now);
 		if (b == OIDCBIND_OTHER_SOURCE)
 			return R_OIDC_TOKEN_REPLAYED;
 		if (b != OIDCBIND_OK)
@@ -199,7 +222,7 @@ static enum reason verify(const struct policy *p, struct oidc_state *st, const s
 		return R_ALLOWED;
 	}
 	int64_t until = t->exp + (int64_t)(pv->lease_ms / 1000);
-	int b = oidcbind_check(st->binds, job, tok_hash, src, until, now);
+	int b = oidcbind_check(st->binds, job, tok_hash, src, pod, until, now);
 	if (b == OIDCBIND_OTHER_SOURCE)
 		return R_OIDC_TOKEN_REPLAYED;
 	atomic_fetch_add_explicit(&st->verified, 1, memory_order_relaxed);
@@ -214,7 +237,8 @@ struct presented {
 
 enum reason oidc_identify(const struct policy *p, struct oidc_state *st, enum policy_auth auth,
                           bool have_hdr, const char *hdr, size_t hdr_len,
-                          const struct pc_addr *src, int64_t now, struct oidc_ident *out)
+                          const struct pc_addr *src, struct podmap *pm, const char *pod_uid,
+                          int64_t now, struct oidc_ident *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->tier = -1;
@@ -244,8 +268,11 @@ enum reason oidc_identify(const struct policy *p, struct oidc_state *st, enum po
 		why = jwt_reason(rc);
 		goto out;
 	}
+	struct oidcbind_pod pod = {.alive = pm != NULL ? pod_alive : NULL, .ctx = pm};
+	if (pm != NULL && pod_uid != NULL)
+		uid_key(pod_uid, pod.key);
 	const struct policy_oidc_provider *pv = NULL;
-	why = verify(p, st, t, h, src, now, &pv);
+	why = verify(p, st, t, h, src, &pod, now, &pv);
 	if (why != R_ALLOWED)
 		goto out;
 	describe(t, pv, out);

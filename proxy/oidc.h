@@ -61,10 +61,17 @@ struct oidc_ident {
  * A token is verified in full every time it is presented (signature,
  * issuer, audience, times); then its job is bound to src.  After exp the same
  * token from the same source passes for the provider's lease; from another
- * source it is refused as a replay at any time.
+ * source it is refused as a replay while the binding lasts.
+ */
+struct podmap;
+/*
+ * With the pod map on (pm non-NULL), the binding also names the pod at src
+ * (pod_uid, NULL when the address is no pod's) and ends when that pod is no
+ * longer the one at its address.
  */
 enum reason oidc_identify(const struct policy *p, struct oidc_state *st, enum policy_auth auth,
                           bool have_hdr, const char *hdr, size_t hdr_len,
-                          const struct pc_addr *src, int64_t now, struct oidc_ident *out);
+                          const struct pc_addr *src, struct podmap *pm, const char *pod_uid,
+                          int64_t now, struct oidc_ident *out);
 
 #endif

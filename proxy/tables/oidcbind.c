@@ -11,8 +11,11 @@ struct entry {
 	uint8_t job[32];
 	uint8_t token[32];
 	struct pc_addr src;
+	uint8_t pod[32]; /* the presenting pod's key, or all zero */
 	int64_t until;
 };
+
+static const uint8_t NO_POD[32];
 
 struct oidcbind {
 	pthread_mutex_t lock;
@@ -68,20 +71,38 @@ static struct entry *find(struct entry *b, const uint8_t job[32])
 	return NULL;
 }
 
+static const uint8_t *pod_key(const struct oidcbind_pod *pod)
+{
+	return pod != NULL ? pod->key : NO_POD;
+}
+
+/* Does e's binding still hold: not past its end, and its pod (if any) still at its address? */
+static bool live(const struct entry *e, const struct oidcbind_pod *pod, int64_t now)
+{
+	if (e->until < now)
+		return false;
+	if (memcmp(e->pod, NO_POD, 32) == 0 || pod == NULL || pod->alive == NULL)
+		return true;
+	return pod->alive(pod->ctx, &e->src, e->pod);
+}
+
 int oidcbind_check(struct oidcbind *t, const uint8_t job[32], const uint8_t token[32],
-                   const struct pc_addr *src, int64_t until, int64_t now)
+                   const struct pc_addr *src, const struct oidcbind_pod *pod, int64_t until,
+                   int64_t now)
 {
 	pthread_mutex_lock(&t->lock);
 	struct entry *b = bucket(t, job), *e = find(b, job);
 	int st = OIDCBIND_OK;
-	if (e != NULL && e->until >= now && !same_src(&e->src, src)) {
+	bool held = e != NULL && live(e, pod, now);
+	if (held && !same_src(&e->src, src)) {
 		t->replays++;
 		st = OIDCBIND_OTHER_SOURCE;
 	} else if (e != NULL) {
 		/* The same source (or an ended binding): the latest token's end counts. */
 		e->src = *src;
 		memcpy(e->token, token, 32);
-		e->until = until > e->until || e->until < now ? until : e->until;
+		memcpy(e->pod, pod_key(pod), 32);
+		e->until = until > e->until || !held ? until : e->until;
 	} else {
 		struct entry *victim = NULL;
 		for (size_t i = 0; i < OIDCBIND_WAYS && victim == NULL; i++)
@@ -98,6 +119,7 @@ int oidcbind_check(struct oidcbind *t, const uint8_t job[32], const uint8_t toke
 		memcpy(victim->job, job, 32);
 		memcpy(victim->token, token, 32);
 		victim->src = *src;
+		memcpy(victim->pod, pod_key(pod), 32);
 		victim->until = until;
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -105,16 +127,20 @@ int oidcbind_check(struct oidcbind *t, const uint8_t job[32], const uint8_t toke
 }
 
 int oidcbind_lease(struct oidcbind *t, const uint8_t job[32], const uint8_t token[32],
-                   const struct pc_addr *src, int64_t now)
+                   const struct pc_addr *src, const struct oidcbind_pod *pod, int64_t now)
 {
 	pthread_mutex_lock(&t->lock);
 	struct entry *e = find(bucket(t, job), job);
 	int st = OIDCBIND_NO_LEASE;
-	if (e != NULL && e->until >= now && !same_src(&e->src, src)) {
+	bool held = e != NULL && live(e, pod, now);
+	if (held && !same_src(&e->src, src)) {
 		t->replays++;
 		st = OIDCBIND_OTHER_SOURCE;
-	} else if (e != NULL && e->until >= now && memcmp(e->token, token, 32) == 0) {
-		st = OIDCBIND_OK;
+	} else if (held && memcmp(e->token, token, 32) == 0 &&
+	           memcmp(e->pod, pod_key(pod), 32) == 0) {
+		st = OIDCBIND_OK; /* the same token, from the same address and the same pod */
+	} else if (e != NULL && !held) {
+		e->used = false; /* ended: its pod is gone */
 	}
 	pthread_mutex_unlock(&t->lock);
 	return st;

@@ -2,6 +2,7 @@
 #ifndef PORTCULLIS_OIDCBIND_H
 #define PORTCULLIS_OIDCBIND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,8 +28,24 @@
  * first reuses an entry past its until, else evicts the one that ends
  * soonest (counted in evictions).  An evicted job binds afresh on its next
  * use while its token is valid; after exp it has lost its lease.
+ *
+ * With the pod map on, a binding also names the pod that presented the token
+ * (pod: a 32-byte key of its uid; all zero without a pod).  It ends when that
+ * pod has gone: pod_alive(ctx, src, pod) is asked, under the table's lock,
+ * whether the pod is still the one at its address.  A token from another
+ * address whose bound pod has gone binds afresh (a job retried on a new pod);
+ * the lease needs the same pod at the same address.
  */
 #define OIDCBIND_WAYS 4
+
+/* Is the pod with this key still the pod at src?  (It may take a read lock.) */
+typedef bool (*oidcbind_alive_fn)(void *ctx, const struct pc_addr *src, const uint8_t pod[32]);
+
+struct oidcbind_pod {
+	uint8_t key[32];          /* the presenting pod's, or all zero */
+	oidcbind_alive_fn alive;  /* NULL: bindings never end early */
+	void *ctx;
+};
 
 enum oidcbind_status {
 	OIDCBIND_OK = 0,
@@ -49,11 +66,13 @@ struct oidcbind_stats {
 struct oidcbind *oidcbind_create(size_t max_entries);
 void oidcbind_destroy(struct oidcbind *t);
 
+/* pod may be NULL (no pod map). */
 int oidcbind_check(struct oidcbind *t, const uint8_t job[32], const uint8_t token[32],
-                   const struct pc_addr *src, int64_t until, int64_t now)
-    __attribute__((warn_unused_result));
+                   const struct pc_addr *src, const struct oidcbind_pod *pod, int64_t until,
+                   int64_t now) __attribute__((warn_unused_result));
 int oidcbind_lease(struct oidcbind *t, const uint8_t job[32], const uint8_t token[32],
-                   const struct pc_addr *src, int64_t now) __attribute__((warn_unused_result));
+                   const struct pc_addr *src, const struct oidcbind_pod *pod, int64_t now)
+    __attribute__((warn_unused_result));
 
 void oidcbind_stats(struct oidcbind *t, int64_t now, struct oidcbind_stats *out);
 
