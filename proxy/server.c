@@ -44,6 +44,7 @@ struct server {
 	struct srclimit *srclimit; /* per-source limits shared by every worker */
 	struct oidc_state oidc;    /* OIDC job bindings (identity.oidc.max_bindings at start-up) */
 	bool oidc_ready;
+	atomic_bool oidc_on;       /* the serving policy has OIDC providers (read by scrapes) */
 	char hostname[256];
 	struct worker *workers[MAX_WORKERS];
 	unsigned n_workers;
@@ -101,7 +102,9 @@ static void stats_snapshot(void *arg, struct proxy_stats *out)
 	p->conns_active = atomic_load(&s->n_open);
 	p->source_entries = srclimit_entries(s->srclimit);
 	p->source_evictions = srclimit_evictions(s->srclimit);
-	if (policy_settings(s->policy)->n_oidc > 0 || s->oidc.verified + s->oidc.refused > 0) {
+	/* s->policy is the main thread's: the scrape reads only what is published for it. */
+	if (atomic_load(&s->oidc_on) ||
+	    atomic_load(&s->oidc.verified) + atomic_load(&s->oidc.refused) > 0) {
 		struct oidcbind_stats bs;
 		oidcbind_stats(s->oidc.binds, (int64_t)(wall_ns() / 1000000000u), &bs);
 		p->oidc_enabled = true;
@@ -175,6 +178,7 @@ struct server *server_create(struct policy *p, const char *path, const char *sha
 		goto fail;
 	}
 	s->oidc_ready = true;
+	atomic_store(&s->oidc_on, policy_settings(p)->n_oidc > 0);
 	if (gethostname(s->hostname, sizeof(s->hostname) - 1) != 0)
 		strcpy(s->hostname, "unknown");
 	const struct policy_settings *ps = policy_settings(p);
@@ -401,6 +405,7 @@ static void reload_apply(struct server *s, struct reload_job *j)
 	s->policy = p;
 	set_policy_info(s, j->sha);
 	atomic_fetch_add(&s->reloads_ok, 1);
+	atomic_store(&s->oidc_on, policy_settings(p)->n_oidc > 0);
 	watch_jwks(s);
 	oplog("info", "policy reloaded (%s): %s sha256 %s, %zu tiers, %zu rules", j->why,
 	      s->policy_path, j->sha, policy_tier_count(p), policy_rule_count(p));
