@@ -97,8 +97,17 @@ with ctx:
                        listen={"proxy": [{"address": "127.0.0.1:3128", "auth": "required"}]},
                        identity={"oidc": {"providers": [provider]}}).start()
 
+    # auth: optional with no_match: source: no token, or a token no rule matches, falls back
+    # to the source address's tier; a matching token decides; a bad token is still refused.
+    opt_tiers = dict(tiers, **{"by-address": {"sources": ["127.0.0.2/32"],
+                                              "allow": [{"host": "other.example", "ports": [8080]}]}})
+    po = harness.Proxy(ctx, "optional", opt_tiers, proxy_port=3130, admin_port=9091,
+                       listen={"proxy": [{"address": "127.0.0.1:3130", "auth": "optional"}]},
+                       identity={"oidc": {"providers": [dict(provider, no_match="source")]}}).start()
+
     with ctx.case("start-up: the policy with identity.oidc and a JWKS file loads"):
         expect(px.start_error is None, px.start_error)
+        expect(po.start_error is None, po.start_error)
 
     def raw_connect(auth, src="127.0.0.2", target="allowed.example:8080"):
         hdrs = ["Proxy-Authorization: %s" % auth] if auth is not None else []
@@ -172,6 +181,37 @@ with ctx:
                             "oidc:%s" % tok, "-v", "http://allowed.example:8080/anyauth"])
         expect(res["code"] == "200", "curl: %r" % {k: res[k] for k in ("rc", "code", "connect")})
         expect("407" in res["stderr"], "curl never saw the challenge")
+
+    with ctx.case("auth: optional: no token -> the source address's tier (by-address)"):
+        r = harness.connect("other.example:8080", src="127.0.0.2", proxy_port=3130)
+        expect(r.status == 200, "CONNECT answered %s" % r.describe())
+        r.sock.close()
+        rec = po.audit.by_port(r.src_port)
+        expect(get(rec, "rule.ruleset") == "by-address", "ruleset %r" % get(rec, "rule.ruleset"))
+        expect(get(rec, "labels.oidc_token_sha256") is None, "a token recorded where none came")
+
+    with ctx.case("auth: optional: a matching token decides over the source address"):
+        r = harness.connect("allowed.example:8080", src="127.0.0.2", proxy_port=3130,
+                            headers=["Proxy-Authorization: " + ot.basic("oidc", token())])
+        expect(r.status == 200, "CONNECT answered %s" % r.describe())
+        r.sock.close()
+        rec = po.audit.by_port(r.src_port)
+        expect(get(rec, "rule.ruleset") == "ci-protected", "ruleset %r" % get(rec, "rule.ruleset"))
+
+    with ctx.case("no_match: source: a verified token no rule matches -> the source's tier"):
+        t = token(project_path="other/app", namespace_path="other")
+        r = harness.connect("other.example:8080", src="127.0.0.2", proxy_port=3130,
+                            headers=["Proxy-Authorization: " + ot.basic("oidc", t)])
+        expect(r.status == 200, "CONNECT answered %s" % r.describe())
+        r.sock.close()
+        rec = po.audit.by_port(r.src_port)
+        expect(get(rec, "rule.ruleset") == "by-address", "ruleset %r" % get(rec, "rule.ruleset"))
+        expect(get(rec, "labels.oidc_project") == "other/app", "the token's job is not recorded")
+
+    with ctx.case("auth: optional: a token that fails is refused, not passed over"):
+        r = harness.connect("other.example:8080", src="127.0.0.2", proxy_port=3130,
+                            headers=["Proxy-Authorization: " + ot.basic("oidc", token(kid="nope"))])
+        harness.expect_refusal(r, 403, "oidc_kid_unknown", audit=po.audit)
 
     now = int(time.time())
     cases = [
@@ -287,11 +327,11 @@ with ctx:
                "rc %d: %r" % (p.returncode, p.stderr[-400:]))
 
     with ctx.case("no token, whole or in part, in the audit log or on stderr"):
-        audit_text = open(px.audit_path).read()
-        err_text = px.stderr_text()
+        audit_text = open(px.audit_path).read() + open(po.audit_path).read()
+        err_text = px.stderr_text() + po.stderr_text()
         for t in issued:
             for part in [p for p in t.split(".") if len(p) >= 16]:
                 expect(part not in audit_text, "a token part is in the audit log")
                 expect(part not in err_text, "a token part is on stderr")
 
-    ctx.final_checks([px.audit])
+    ctx.final_checks([px.audit, po.audit])
