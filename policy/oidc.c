@@ -6,20 +6,22 @@
 #include "policy_int.h"
 
 static const char *const oidc_keys[] = {"providers", "max_bindings", NULL};
-static const char *const provider_keys[] = {"name",      "kind",   "issuer",   "audiences",
+static const char *const provider_keys[] = {"name",       "kind",      "issuer", "audiences",
                                             "algorithms", "jwks_file", "leeway", "lease",
-                                            "username",  "no_match", "rules",   NULL};
+                                            "username",   "no_match",  "rules",  NULL};
 static const char *const rule_keys[] = {"name", "match", "tier", NULL};
 
 /* The claims a rule may name, per kind (docs/oidc.md).  Integer claims match as decimal text. */
 static const char *const gitlab_claims[] = {
-    "project_path",    "namespace_path", "ref",        "ref_type",   "ref_protected",
-    "environment",     "pipeline_source", "runner_environment", "project_id", "namespace_id",
-    "runner_id",       "environment_protected", "ci_config_ref_uri", "user_login", NULL};
+    "project_path",      "namespace_path",     "ref",
+    "ref_type",          "ref_protected",      "environment",
+    "pipeline_source",   "runner_environment", "project_id",
+    "namespace_id",      "runner_id",          "environment_protected",
+    "ci_config_ref_uri", "user_login",         NULL};
 static const char *const github_claims[] = {
-    "repository",  "repository_owner", "ref",        "environment", "job_workflow_ref",
-    "runner_environment", "repository_id", "repository_owner_id", "event_name", "ref_type",
-    "workflow_ref", NULL};
+    "repository",       "repository_owner",   "ref",           "environment",
+    "job_workflow_ref", "runner_environment", "repository_id", "repository_owner_id",
+    "event_name",       "ref_type",           "workflow_ref",  NULL};
 
 /* The claims every CI token of a kind carries (a login token of the same issuer lacks them). */
 static const char *const gitlab_ci[] = {"job_id", "pipeline_source"};
@@ -42,8 +44,7 @@ static bool in_list(const char *const *v, const char *s, size_t len)
 }
 
 /* A string node copied into the arena (NULL when not a non-empty string without NUL). */
-static const char *want_text(struct policy_loader *L, const struct policy_node *v,
-                             const char *what)
+static const char *want_text(struct policy_loader *L, const struct policy_node *v, const char *what)
 {
 	const char *s;
 	size_t len;
@@ -101,14 +102,15 @@ static void load_algs(struct policy_loader *L, const struct policy_node *v,
 		else if (strcmp(a[i], "ES256") == 0)
 			pv->algs |= 2u;
 		else
-			policy_diag(L, v, "algorithm \"%s\" is not supported: RS256 or ES256 (never "
-			                  "none, never an HMAC)", a[i]);
+			policy_diag(L, v,
+			            "algorithm \"%s\" is not supported: RS256 or ES256 (never "
+			            "none, never an HMAC)",
+			            a[i]);
 	}
 }
 
 static void load_rule(struct policy_loader *L, const struct policy_node *it,
-                      const struct policy_oidc_provider *pv, size_t idx,
-                      struct policy_oidc_rule *r)
+                      const struct policy_oidc_provider *pv, size_t idx, struct policy_oidc_rule *r)
 {
 	char t[72], hint[96];
 	r->tier = -1;
@@ -192,7 +194,8 @@ static void load_provider(struct policy_loader *L, const struct policy_node *it,
 		policy_missing(L, it, "issuer");
 	pv->issuer = want_text(L, v, "issuer");
 	if (pv->issuer != NULL && strncmp(pv->issuer, "https://", 8) != 0)
-		policy_diag(L, v, "an issuer is an https:// URL, exactly as the tokens' iss says it");
+		policy_diag(L, v,
+		            "an issuer is an https:// URL, exactly as the tokens' iss says it");
 	v = policy_get(it, "audiences");
 	if (v == NULL)
 		policy_missing(L, it, "audiences");
@@ -282,7 +285,8 @@ void policy_load_oidc(struct policy_loader *L, const struct policy_node *id)
 		load_provider(L, it, &pv[n]);
 		for (size_t j = 0; j < n && pv[n].issuer != NULL; j++)
 			if (pv[j].issuer != NULL && strcmp(pv[j].issuer, pv[n].issuer) == 0)
-				policy_diag(L, it, "issuer %s is named by two providers", pv[n].issuer);
+				policy_diag(L, it, "issuer %s is named by two providers",
+				            pv[n].issuer);
 		for (size_t j = 0; j < n && pv[n].name != NULL; j++)
 			if (pv[j].name != NULL && strcmp(pv[j].name, pv[n].name) == 0)
 				policy_diag(L, it, "provider name %s is used twice", pv[n].name);
@@ -332,8 +336,8 @@ const struct policy_oidc_provider *policy_oidc_provider(const struct policy *p, 
 }
 
 int policy_identify_oidc(const struct policy_oidc_provider *pv,
-                         const char *(*claim)(const void *ctx, const char *name),
-                         const void *ctx, const char **rule)
+                         const char *(*claim)(const void *ctx, const char *name), const void *ctx,
+                         const char **rule)
 {
 	const char *const *ci = pv->kind == POLICY_OIDC_GITHUB ? github_ci : gitlab_ci;
 	*rule = NULL;

@@ -50,13 +50,15 @@ int oidc_keys_attach(struct policy *p, char *msg, size_t msglen, unsigned *line,
 		int rc = file_read_all(pv->jwks_file, JWKS_MAX_BYTES, &buf, &len);
 		if (rc != FILEIO_OK) {
 			snprintf(msg, msglen, "jwks_file %s: %s", pv->jwks_file,
-			         rc == FILEIO_ERR_TOO_LARGE ? "larger than 64 KiB" : strerror(errno));
+			         rc == FILEIO_ERR_TOO_LARGE ? "larger than 64 KiB"
+			                                    : strerror(errno));
 			keys_free(k);
 			return -1;
 		}
 		unsigned int dl = 0;
 		rc = jwks_parse(buf, len, &k->set[i], err, sizeof(err));
-		if (rc == JWT_OK && EVP_Digest(buf, len, k->digest[i], &dl, EVP_sha256(), NULL) != 1)
+		if (rc == JWT_OK &&
+		    EVP_Digest(buf, len, k->digest[i], &dl, EVP_sha256(), NULL) != 1)
 			rc = JWT_ERR_NOMEM;
 		free(buf);
 		k->n = i + 1;
@@ -103,19 +105,32 @@ void oidc_state_fini(struct oidc_state *st)
 static enum reason jwt_reason(int st)
 {
 	switch (st) {
-	case JWT_ERR_TOO_LARGE: return R_OIDC_TOKEN_TOO_LARGE;
-	case JWT_ERR_DUPLICATE: return R_OIDC_DUPLICATE_CLAIM;
-	case JWT_ERR_ALG_NONE: return R_OIDC_ALG_NONE;
-	case JWT_ERR_ALG: return R_OIDC_ALG_NOT_ALLOWED;
-	case JWT_ERR_KID_UNKNOWN: return R_OIDC_KID_UNKNOWN;
-	case JWT_ERR_KID_MISSING: return R_OIDC_KID_MISSING;
-	case JWT_ERR_SIGNATURE: return R_OIDC_SIGNATURE_INVALID;
-	case JWT_ERR_ISSUER: return R_OIDC_ISSUER_UNKNOWN;
-	case JWT_ERR_AUDIENCE: return R_OIDC_AUDIENCE_MISMATCH;
-	case JWT_ERR_EXPIRED: return R_OIDC_TOKEN_EXPIRED;
-	case JWT_ERR_NOT_YET_VALID: return R_OIDC_TOKEN_NOT_YET_VALID;
-	case JWT_ERR_NOMEM: return R_INTERNAL_ERROR;
-	default: return R_OIDC_TOKEN_MALFORMED; /* format, base64, json, claims */
+	case JWT_ERR_TOO_LARGE:
+		return R_OIDC_TOKEN_TOO_LARGE;
+	case JWT_ERR_DUPLICATE:
+		return R_OIDC_DUPLICATE_CLAIM;
+	case JWT_ERR_ALG_NONE:
+		return R_OIDC_ALG_NONE;
+	case JWT_ERR_ALG:
+		return R_OIDC_ALG_NOT_ALLOWED;
+	case JWT_ERR_KID_UNKNOWN:
+		return R_OIDC_KID_UNKNOWN;
+	case JWT_ERR_KID_MISSING:
+		return R_OIDC_KID_MISSING;
+	case JWT_ERR_SIGNATURE:
+		return R_OIDC_SIGNATURE_INVALID;
+	case JWT_ERR_ISSUER:
+		return R_OIDC_ISSUER_UNKNOWN;
+	case JWT_ERR_AUDIENCE:
+		return R_OIDC_AUDIENCE_MISMATCH;
+	case JWT_ERR_EXPIRED:
+		return R_OIDC_TOKEN_EXPIRED;
+	case JWT_ERR_NOT_YET_VALID:
+		return R_OIDC_TOKEN_NOT_YET_VALID;
+	case JWT_ERR_NOMEM:
+		return R_INTERNAL_ERROR;
+	default:
+		return R_OIDC_TOKEN_MALFORMED; /* format, base64, json, claims */
 	}
 }
 
@@ -236,9 +251,9 @@ struct presented {
 };
 
 enum reason oidc_identify(const struct policy *p, struct oidc_state *st, enum policy_auth auth,
-                          bool have_hdr, const char *hdr, size_t hdr_len,
-                          const struct pc_addr *src, struct podmap *pm, const char *pod_uid,
-                          int64_t now, struct oidc_ident *out)
+                          bool have_hdr, const char *hdr, size_t hdr_len, const struct pc_addr *src,
+                          struct podmap *pm, const char *pod_uid, int64_t now,
+                          struct oidc_ident *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->tier = -1;

@@ -1,4 +1,5 @@
-/* OIDC identity for the connection core: keys loaded with each snapshot, a token verified and bound. */
+/* OIDC identity for the connection core: keys loaded with each snapshot, a token verified and
+ * bound. */
 #ifndef PORTCULLIS_OIDC_H
 #define PORTCULLIS_OIDC_H
 
@@ -39,16 +40,16 @@ void oidc_state_fini(struct oidc_state *st);
 
 /* What a request's token said, for its audit record (every field "" when unknown). */
 struct oidc_ident {
-	bool present;        /* a Proxy-Authorization came on an auth listener */
-	int tier;            /* the rule's tier, or -1 */
-	const char *rule;    /* the matching rule's name (in the snapshot), or NULL */
-	char token_sha[17];  /* the first 16 hex digits of the token's SHA-256: never the token */
+	bool present;       /* a Proxy-Authorization came on an auth listener */
+	int tier;           /* the rule's tier, or -1 */
+	const char *rule;   /* the matching rule's name (in the snapshot), or NULL */
+	char token_sha[17]; /* the first 16 hex digits of the token's SHA-256: never the token */
 	char issuer[128];
 	char subject[256];
-	char project[256];   /* project_path (GitLab) / repository (GitHub) */
+	char project[256]; /* project_path (GitLab) / repository (GitHub) */
 	char ref[256];
-	char pipeline[32];   /* pipeline_id / run_id */
-	char job[48];        /* job_id / run_id.run_attempt */
+	char pipeline[32]; /* pipeline_id / run_id */
+	char job[48];      /* job_id / run_id.run_attempt */
 };
 
 /*
@@ -70,8 +71,8 @@ struct podmap;
  * longer the one at its address.
  */
 enum reason oidc_identify(const struct policy *p, struct oidc_state *st, enum policy_auth auth,
-                          bool have_hdr, const char *hdr, size_t hdr_len,
-                          const struct pc_addr *src, struct podmap *pm, const char *pod_uid,
-                          int64_t now, struct oidc_ident *out);
+                          bool have_hdr, const char *hdr, size_t hdr_len, const struct pc_addr *src,
+                          struct podmap *pm, const char *pod_uid, int64_t now,
+                          struct oidc_ident *out);
 
 #endif

@@ -1,4 +1,5 @@
-/* JWK Sets into OpenSSL public keys (EVP_PKEY_fromdata), and a token's signature and claims checked. */
+/* JWK Sets into OpenSSL public keys (EVP_PKEY_fromdata), and a token's signature and claims
+ * checked. */
 #include "jwt.h"
 
 #include <stdint.h>
@@ -38,15 +39,33 @@ static int fail(char *err, size_t errlen, int st, const char *msg, size_t i)
 static char *jwk_slot(struct jwk_raw *r, int which, size_t *cap)
 {
 	switch (which) {
-	case 0: *cap = sizeof(r->kty); return r->kty;
-	case 1: *cap = sizeof(r->kid); return r->kid;
-	case 2: *cap = sizeof(r->use); return r->use;
-	case 3: *cap = sizeof(r->alg); return r->alg;
-	case 4: *cap = sizeof(r->crv); return r->crv;
-	case 5: *cap = sizeof(r->n); return r->n;
-	case 6: *cap = sizeof(r->e); return r->e;
-	case 7: *cap = sizeof(r->x); return r->x;
-	default: *cap = sizeof(r->y); return r->y;
+	case 0:
+		*cap = sizeof(r->kty);
+		return r->kty;
+	case 1:
+		*cap = sizeof(r->kid);
+		return r->kid;
+	case 2:
+		*cap = sizeof(r->use);
+		return r->use;
+	case 3:
+		*cap = sizeof(r->alg);
+		return r->alg;
+	case 4:
+		*cap = sizeof(r->crv);
+		return r->crv;
+	case 5:
+		*cap = sizeof(r->n);
+		return r->n;
+	case 6:
+		*cap = sizeof(r->e);
+		return r->e;
+	case 7:
+		*cap = sizeof(r->x);
+		return r->x;
+	default:
+		*cap = sizeof(r->y);
+		return r->y;
 	}
 }
 
@@ -153,7 +172,8 @@ static EVP_PKEY *ec_key(const struct jwk_raw *r)
 	EVP_PKEY *pkey = NULL;
 	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
 	if (bld != NULL &&
-	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) == 1 &&
+	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ==
+	        1 &&
 	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt)) == 1)
 		pkey = fromdata("EC", bld);
 	OSSL_PARAM_BLD_free(bld);
@@ -364,8 +384,7 @@ static bool signature_ok(const struct jwt *t, const struct jwks_key *k, unsigned
 		return false;
 	}
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	bool ok = md != NULL &&
-	          EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, k->pkey) == 1 &&
+	bool ok = md != NULL && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, k->pkey) == 1 &&
 	          EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)t->signing_input,
 	                           t->signing_len) == 1;
 	EVP_MD_CTX_free(md);

@@ -1,4 +1,5 @@
-/* OIDC ID tokens: strict base64url, the compact JWS split, header and claims through the JSON gate. */
+/* OIDC ID tokens: strict base64url, the compact JWS split, header and claims through the JSON gate.
+ */
 #include "jwt.h"
 
 #include <stddef.h>
@@ -13,24 +14,42 @@
 const char *jwt_status_str(int st)
 {
 	switch (st) {
-	case JWT_OK: return "ok";
-	case JWT_ERR_TOO_LARGE: return "too_large";
-	case JWT_ERR_FORMAT: return "format";
-	case JWT_ERR_BASE64: return "base64";
-	case JWT_ERR_JSON: return "json";
-	case JWT_ERR_DUPLICATE: return "duplicate";
-	case JWT_ERR_ALG_NONE: return "alg_none";
-	case JWT_ERR_ALG: return "alg";
-	case JWT_ERR_KID_UNKNOWN: return "kid_unknown";
-	case JWT_ERR_KID_MISSING: return "kid_missing";
-	case JWT_ERR_SIGNATURE: return "signature";
-	case JWT_ERR_ISSUER: return "issuer";
-	case JWT_ERR_AUDIENCE: return "audience";
-	case JWT_ERR_EXPIRED: return "expired";
-	case JWT_ERR_NOT_YET_VALID: return "not_yet_valid";
-	case JWT_ERR_CLAIMS: return "claims";
-	case JWT_ERR_NOMEM: return "nomem";
-	default: return "unknown";
+	case JWT_OK:
+		return "ok";
+	case JWT_ERR_TOO_LARGE:
+		return "too_large";
+	case JWT_ERR_FORMAT:
+		return "format";
+	case JWT_ERR_BASE64:
+		return "base64";
+	case JWT_ERR_JSON:
+		return "json";
+	case JWT_ERR_DUPLICATE:
+		return "duplicate";
+	case JWT_ERR_ALG_NONE:
+		return "alg_none";
+	case JWT_ERR_ALG:
+		return "alg";
+	case JWT_ERR_KID_UNKNOWN:
+		return "kid_unknown";
+	case JWT_ERR_KID_MISSING:
+		return "kid_missing";
+	case JWT_ERR_SIGNATURE:
+		return "signature";
+	case JWT_ERR_ISSUER:
+		return "issuer";
+	case JWT_ERR_AUDIENCE:
+		return "audience";
+	case JWT_ERR_EXPIRED:
+		return "expired";
+	case JWT_ERR_NOT_YET_VALID:
+		return "not_yet_valid";
+	case JWT_ERR_CLAIMS:
+		return "claims";
+	case JWT_ERR_NOMEM:
+		return "nomem";
+	default:
+		return "unknown";
 	}
 }
 
@@ -334,7 +353,9 @@ static int claim_member(struct jwt *t, struct jp *jp, const char *key, size_t kl
 	if (when != NULL) {
 		if (lit != JSON_LIT_NUMBER || !parse_time(val, vlen, when))
 			return JWT_ERR_CLAIMS;
-		bool *has = when == &t->exp ? &t->has_exp : when == &t->nbf ? &t->has_nbf : &t->has_iat;
+		bool *has = when == &t->exp   ? &t->has_exp
+		            : when == &t->nbf ? &t->has_nbf
+		                              : &t->has_iat;
 		*has = true;
 	}
 	if (key_is(key, klen, "iss") && !str)

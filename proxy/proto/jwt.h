@@ -34,21 +34,21 @@
 
 enum jwt_status {
 	JWT_OK = 0,
-	JWT_ERR_TOO_LARGE = -1,     /* over JWT_MAX_TOKEN / JWT_MAX_JSON / JWT_MAX_CLAIMS */
-	JWT_ERR_FORMAT = -2,        /* not three non-empty dot-separated parts */
-	JWT_ERR_BASE64 = -3,        /* not base64url, padding present, non-zero spare bits */
-	JWT_ERR_JSON = -4,          /* a part is not a JSON object, or a member has the wrong type */
-	JWT_ERR_DUPLICATE = -5,     /* a member named twice (header or claims) */
-	JWT_ERR_ALG_NONE = -6,      /* alg "none" (RFC 7518 §3.6): never */
-	JWT_ERR_ALG = -7,           /* an alg the provider is not configured for (HS256, RS512, ...) */
-	JWT_ERR_KID_UNKNOWN = -8,   /* a kid no key in the JWKS has */
-	JWT_ERR_KID_MISSING = -9,   /* no kid, and more than one key could be meant */
-	JWT_ERR_SIGNATURE = -10,    /* the signature does not verify (or the key is of another type) */
-	JWT_ERR_ISSUER = -11,       /* iss is not the provider's issuer (exact match) */
-	JWT_ERR_AUDIENCE = -12,     /* aud missing, or none of its values accepted */
-	JWT_ERR_EXPIRED = -13,      /* now > exp + leeway (every other check passed) */
-	JWT_ERR_NOT_YET_VALID = -14,/* now + leeway < nbf, or iat in the future */
-	JWT_ERR_CLAIMS = -15,       /* exp missing, a time claim not an integer, crit in the header */
+	JWT_ERR_TOO_LARGE = -1, /* over JWT_MAX_TOKEN / JWT_MAX_JSON / JWT_MAX_CLAIMS */
+	JWT_ERR_FORMAT = -2,    /* not three non-empty dot-separated parts */
+	JWT_ERR_BASE64 = -3,    /* not base64url, padding present, non-zero spare bits */
+	JWT_ERR_JSON = -4,      /* a part is not a JSON object, or a member has the wrong type */
+	JWT_ERR_DUPLICATE = -5, /* a member named twice (header or claims) */
+	JWT_ERR_ALG_NONE = -6,  /* alg "none" (RFC 7518 §3.6): never */
+	JWT_ERR_ALG = -7,       /* an alg the provider is not configured for (HS256, RS512, ...) */
+	JWT_ERR_KID_UNKNOWN = -8, /* a kid no key in the JWKS has */
+	JWT_ERR_KID_MISSING = -9, /* no kid, and more than one key could be meant */
+	JWT_ERR_SIGNATURE = -10, /* the signature does not verify (or the key is of another type) */
+	JWT_ERR_ISSUER = -11,    /* iss is not the provider's issuer (exact match) */
+	JWT_ERR_AUDIENCE = -12,  /* aud missing, or none of its values accepted */
+	JWT_ERR_EXPIRED = -13,   /* now > exp + leeway (every other check passed) */
+	JWT_ERR_NOT_YET_VALID = -14, /* now + leeway < nbf, or iat in the future */
+	JWT_ERR_CLAIMS = -15, /* exp missing, a time claim not an integer, crit in the header */
 	JWT_ERR_NOMEM = -16,
 };
 
@@ -128,7 +128,7 @@ enum jwks_kty { JWKS_RSA = 1, JWKS_EC_P256 = 2 };
 struct jwks_key {
 	char kid[128]; /* "" when the JWK has none */
 	enum jwks_kty kty;
-	unsigned alg;  /* JWT_ALG_* the JWK names, or 0 (any its type allows) */
+	unsigned alg; /* JWT_ALG_* the JWK names, or 0 (any its type allows) */
 	EVP_PKEY *pkey;
 };
 
@@ -151,12 +151,12 @@ void jwks_destroy(struct jwks *k);
 
 /* What a provider accepts. */
 struct jwt_policy {
-	const char *issuer;               /* exact string match */
-	const char *const *audiences;     /* at least one of them in aud */
+	const char *issuer;           /* exact string match */
+	const char *const *audiences; /* at least one of them in aud */
 	size_t n_audiences;
-	unsigned algs;                    /* JWT_ALG_* bits */
-	int64_t now;                      /* seconds since the epoch */
-	int64_t leeway;                   /* seconds, for exp, nbf and iat */
+	unsigned algs;  /* JWT_ALG_* bits */
+	int64_t now;    /* seconds since the epoch */
+	int64_t leeway; /* seconds, for exp, nbf and iat */
 };
 
 /*

@@ -1,4 +1,5 @@
-/* OIDC job bindings: a verified CI job's token bound to the source address that first presented it. */
+/* OIDC job bindings: a verified CI job's token bound to the source address that first presented it.
+ */
 #ifndef PORTCULLIS_OIDCBIND_H
 #define PORTCULLIS_OIDCBIND_H
 
@@ -42,8 +43,8 @@
 typedef bool (*oidcbind_alive_fn)(void *ctx, const struct pc_addr *src, const uint8_t pod[32]);
 
 struct oidcbind_pod {
-	uint8_t key[32];          /* the presenting pod's, or all zero */
-	oidcbind_alive_fn alive;  /* NULL: bindings never end early */
+	uint8_t key[32];         /* the presenting pod's, or all zero */
+	oidcbind_alive_fn alive; /* NULL: bindings never end early */
 	void *ctx;
 };
 

@@ -61,12 +61,14 @@ static void jwk(EVP_PKEY *k, const char *kid, char *out, size_t cap)
 	if (EVP_PKEY_is_a(k, "RSA")) {
 		bn_b64(k, OSSL_PKEY_PARAM_RSA_N, a, 0);
 		bn_b64(k, OSSL_PKEY_PARAM_RSA_E, b, 0);
-		snprintf(out, cap, "{\"kty\":\"RSA\",%s%s%s\"use\":\"sig\",\"n\":\"%s\",\"e\":\"%s\"}",
+		snprintf(out, cap,
+		         "{\"kty\":\"RSA\",%s%s%s\"use\":\"sig\",\"n\":\"%s\",\"e\":\"%s\"}",
 		         kid ? "\"kid\":\"" : "", kid ? kid : "", kid ? "\"," : "", a, b);
 	} else {
 		bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_X, a, 32);
 		bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_Y, b, 32);
-		snprintf(out, cap, "{\"kty\":\"EC\",%s%s%s\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}",
+		snprintf(out, cap,
+		         "{\"kty\":\"EC\",%s%s%s\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}",
 		         kid ? "\"kid\":\"" : "", kid ? kid : "", kid ? "\"," : "", a, b);
 	}
 }
@@ -123,10 +125,10 @@ static void sign(EVP_PKEY *k, const char *header, const char *payload, char *out
 	sprintf(out, "%s.%s", input, s);
 }
 
-#define CLAIMS_FMT                                                                         \
-	"{\"iss\":\"https://gitlab.example.com\",\"aud\":%s,\"exp\":%lld,\"iat\":%lld,"  \
-	"\"sub\":\"project_path:g/p:ref_type:branch:ref:main\",\"project_path\":\"g/p\","  \
-	"\"job_id\":\"42\",\"pipeline_source\":\"push\",\"ref_protected\":\"true\","        \
+#define CLAIMS_FMT                                                                                 \
+	"{\"iss\":\"https://gitlab.example.com\",\"aud\":%s,\"exp\":%lld,\"iat\":%lld,"            \
+	"\"sub\":\"project_path:g/p:ref_type:branch:ref:main\",\"project_path\":\"g/p\","          \
+	"\"job_id\":\"42\",\"pipeline_source\":\"push\",\"ref_protected\":\"true\","               \
 	"\"runner_id\":17,\"shared\":true}"
 
 static void claims(char *out, const char *aud, int64_t exp)
@@ -328,12 +330,16 @@ static void test_claims_refusals(void **state)
 	sign(rsa1, h, c, tok);
 	assert_int_equal(check(tok, ks, JWT_ALG_RS256), JWT_OK);
 	/* not yet valid */
-	sprintf(c, "{\"iss\":\"https://gitlab.example.com\",\"aud\":\"portcullis\",\"exp\":%lld,"
-	           "\"nbf\":%lld}", (long long)NOW + 900, (long long)NOW + 120);
+	sprintf(c,
+	        "{\"iss\":\"https://gitlab.example.com\",\"aud\":\"portcullis\",\"exp\":%lld,"
+	        "\"nbf\":%lld}",
+	        (long long)NOW + 900, (long long)NOW + 120);
 	sign(rsa1, h, c, tok);
 	assert_int_equal(check(tok, ks, JWT_ALG_RS256), JWT_ERR_NOT_YET_VALID);
-	sprintf(c, "{\"iss\":\"https://gitlab.example.com\",\"aud\":\"portcullis\",\"exp\":%lld,"
-	           "\"iat\":%lld}", (long long)NOW + 900, (long long)NOW + 120);
+	sprintf(c,
+	        "{\"iss\":\"https://gitlab.example.com\",\"aud\":\"portcullis\",\"exp\":%lld,"
+	        "\"iat\":%lld}",
+	        (long long)NOW + 900, (long long)NOW + 120);
 	sign(rsa1, h, c, tok);
 	assert_int_equal(check(tok, ks, JWT_ALG_RS256), JWT_ERR_NOT_YET_VALID);
 	/* exp missing, fractional, a string */
@@ -452,7 +458,8 @@ static void test_jwks(void **state)
 	sprintf(j, "{\"keys\":[%s],\"keys\":[]}", e);
 	assert_int_equal(jwks_status(j), JWT_ERR_DUPLICATE);
 	/* oct keys (shared secrets) and enc keys are skipped: nothing usable left */
-	assert_int_equal(jwks_status("{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}"), JWT_ERR_JSON);
+	assert_int_equal(jwks_status("{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}"),
+	                 JWT_ERR_JSON);
 	sprintf(j, "{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"},%s]}", e);
 	assert_int_equal(jwks_status(j), JWT_OK);
 	assert_int_equal(jwks_status("{\"keys\":[]}"), JWT_ERR_JSON);
@@ -464,12 +471,14 @@ static void test_jwks(void **state)
 	                             "\"y\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE\"}]}"),
 	                 JWT_ERR_JSON);
 	/* a 512-bit RSA modulus */
-	assert_int_equal(jwks_status("{\"keys\":[{\"kty\":\"RSA\",\"e\":\"AQAB\",\"n\":\"" \
-	                             "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB\"}]}"),
+	assert_int_equal(jwks_status("{\"keys\":[{\"kty\":\"RSA\",\"e\":\"AQAB\",\"n\":\""
+	                             "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	                             "AAAAAAAAAAAAAAAAAAAAAAAAAAB\"}]}"),
 	                 JWT_ERR_JSON);
 	/* padding in a key number */
-	assert_int_equal(jwks_status("{\"keys\":[{\"kty\":\"RSA\",\"e\":\"AQAB=\",\"n\":\"AQAB\"}]}"),
-	                 JWT_ERR_JSON);
+	assert_int_equal(
+	    jwks_status("{\"keys\":[{\"kty\":\"RSA\",\"e\":\"AQAB=\",\"n\":\"AQAB\"}]}"),
+	    JWT_ERR_JSON);
 	/* an alg the JWK itself pins: RS256 tokens never verify against an ES256-only JWK */
 	static char big[JWKS_MAX_BYTES + 10];
 	memset(big, ' ', sizeof(big) - 1);
@@ -506,9 +515,9 @@ static void test_credentials(void **state)
 	assert_int_equal(cred("Bearer", &c), JWT_ERR_FORMAT);
 	assert_int_equal(cred("Digest x", &c), JWT_ERR_FORMAT);
 	assert_int_equal(cred("Basicb2lkYzphLmIuYw==", &c), JWT_ERR_FORMAT);
-	assert_int_equal(cred("Basic b2lkYzphLmIuYw", &c), JWT_ERR_FORMAT);  /* unpadded */
+	assert_int_equal(cred("Basic b2lkYzphLmIuYw", &c), JWT_ERR_FORMAT);   /* unpadded */
 	assert_int_equal(cred("Basic b2lkYzph-mIuYw==", &c), JWT_ERR_FORMAT); /* url alphabet */
-	assert_int_equal(cred("Basic b2lk", &c), JWT_ERR_FORMAT);   /* "oid": no ':' */
+	assert_int_equal(cred("Basic b2lk", &c), JWT_ERR_FORMAT);             /* "oid": no ':' */
 	assert_int_equal(cred("Basic b2lkYzo=", &c), JWT_ERR_FORMAT); /* "oidc:": no token */
 	assert_int_equal(cred("Basic b2=kYzo=", &c), JWT_ERR_FORMAT); /* '=' inside */
 	char big[600];

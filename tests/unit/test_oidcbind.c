@@ -68,7 +68,8 @@ static void test_bounded(void **state)
 	key(tok, 7);
 	for (unsigned i = 0; i < 1000; i++) {
 		key(job, 1000 + i);
-		assert_int_equal(oidcbind_check(t, job, tok, &a, NULL, 5000 + i, 1000), OIDCBIND_OK);
+		assert_int_equal(oidcbind_check(t, job, tok, &a, NULL, 5000 + i, 1000),
+		                 OIDCBIND_OK);
 	}
 	struct oidcbind_stats st;
 	oidcbind_stats(t, 1000, &st);
