@@ -99,6 +99,8 @@ void policy_destroy(struct policy *p)
 	range_set_destroy(p->sources);
 	for (size_t i = 0; i < POLICY_MAX_LISTEN; i++)
 		range_set_destroy(p->pp_trusted[i]);
+	if (p->ext_free != NULL)
+		p->ext_free(p->ext);
 	policy_arena_fini(&p->arena);
 	free(p);
 }

@@ -7,7 +7,7 @@
 #include "spiffe.h"
 
 static const char *const identity_keys[] = {"unknown_source", "ipv6_source_prefix", "kubernetes",
-                                            "client_certs", NULL};
+                                            "client_certs", "oidc", NULL};
 static const char *const cert_rule_keys[] = {"spiffe", "dns", "cn", "tier", NULL};
 static const char *const kube_keys[] = {
     "api_server",   "token_file",    "ca_file",     "namespaces", "tier_label", "label_selector",
@@ -15,7 +15,7 @@ static const char *const kube_keys[] = {
 
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount/"
 
-static char *arena_str(struct policy_loader *L, const char *s, size_t len)
+char *policy_arena_str(struct policy_loader *L, const char *s, size_t len)
 {
 	char *c = policy_arena_alloc(&L->p->arena, len + 1);
 	if (c == NULL) {
@@ -28,7 +28,7 @@ static char *arena_str(struct policy_loader *L, const char *s, size_t len)
 }
 
 /* Index of the tier named s, or -1 with a located "did you mean" problem. */
-static int tier_by_name(struct policy_loader *L, const struct policy_node *v, const char *what)
+int policy_tier_by_name(struct policy_loader *L, const struct policy_node *v, const char *what)
 {
 	const char *s, *names[POLICY_MAX_TIERS];
 	size_t len;
@@ -111,7 +111,7 @@ static const char *want_label_key(struct policy_loader *L, const struct policy_n
 		            policy_clip(s, len, t, sizeof(t)));
 		return NULL;
 	}
-	return arena_str(L, s, len);
+	return policy_arena_str(L, s, len);
 }
 
 static const char *want_abs_path(struct policy_loader *L, const struct policy_node *v,
@@ -128,7 +128,7 @@ static const char *want_abs_path(struct policy_loader *L, const struct policy_no
 		policy_diag(L, v, "expected an absolute file path");
 		return def;
 	}
-	return arena_str(L, s, len);
+	return policy_arena_str(L, s, len);
 }
 
 /* "https://IP[:port]" with an IP literal: the in-cluster address is an IP and the proxy
@@ -198,10 +198,10 @@ static void load_namespaces(struct policy_loader *L, const struct policy_node *m
 			            policy_clip(key->s, key->len, t, sizeof(t)));
 			continue;
 		}
-		int tier = tier_by_name(L, key->val, "not a tier name");
+		int tier = policy_tier_by_name(L, key->val, "not a tier name");
 		if (tier < 0)
 			continue;
-		v[k->n_namespaces].ns = arena_str(L, key->s, key->len);
+		v[k->n_namespaces].ns = policy_arena_str(L, key->s, key->len);
 		v[k->n_namespaces++].tier = tier;
 	}
 	qsort(v, k->n_namespaces, sizeof(*v), ns_cmp);
@@ -252,7 +252,7 @@ static void want_selector(struct policy_loader *L, const struct policy_node *v,
 		policy_diag(L, v, "expected a label selector of 1 to 1024 characters");
 		return;
 	}
-	k->label_selector = arena_str(L, s, len);
+	k->label_selector = policy_arena_str(L, s, len);
 }
 
 static void load_kubernetes(struct policy_loader *L, const struct policy_node *id)
@@ -326,7 +326,7 @@ static void load_cert_rule(struct policy_loader *L, const struct policy_node *it
 	if (tier == NULL)
 		policy_missing(L, it, "tier");
 	else
-		r->tier = tier_by_name(L, tier, "not a tier name");
+		r->tier = policy_tier_by_name(L, tier, "not a tier name");
 	const char *s;
 	size_t len;
 	if (!policy_want_str(L, which, &s, &len))
@@ -351,7 +351,7 @@ static void load_cert_rule(struct policy_loader *L, const struct policy_node *it
 			policy_diag(L, which, "a common name is 1 to 64 bytes");
 		break;
 	}
-	r->pattern = arena_str(L, s, len);
+	r->pattern = policy_arena_str(L, s, len);
 	r->len = len;
 }
 
@@ -390,7 +390,7 @@ void policy_load_identity(struct policy_loader *L, const struct policy_node *roo
 	const struct policy_node *v = policy_get(m, "unknown_source");
 
 	if (v != NULL && !policy_is_word(v, "deny")) {
-		int t = tier_by_name(L, v, "neither deny nor a tier name");
+		int t = policy_tier_by_name(L, v, "neither deny nor a tier name");
 		if (t >= 0) {
 			L->p->set.unknown_source_tier = t;
 			L->p->unknown_line = v->line;
@@ -401,6 +401,7 @@ void policy_load_identity(struct policy_loader *L, const struct policy_node *roo
 	                &L->p->set.ipv6_source_prefix);
 	if (m != NULL)
 		load_kubernetes(L, m);
+	policy_load_oidc(L, m);
 	v = policy_get(m, "client_certs");
 	if (v != NULL)
 		load_cert_rules(L, v);

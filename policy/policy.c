@@ -255,7 +255,7 @@ static const char *const root_keys[] = {
     "version",  "listen", "resolver", "blocked_ranges", "audit", "limits", "timeouts",
     "identity", "tls",    "caps",     "http",           "tiers", NULL};
 static const char *const listen_keys[] = {"proxy", "https", "tls", "admin", "workers", NULL};
-static const char *const listener_keys[] = {"address", "proxy_protocol", NULL};
+static const char *const listener_keys[] = {"address", "proxy_protocol", "auth", NULL};
 static const char *const pp_keys[] = {"mode", "trusted", "timeout", NULL};
 static const char *const listen_tls_keys[] = {"cert",      "key", "client_certs",
                                               "client_ca", "crl", NULL};
@@ -452,6 +452,22 @@ static void load_listen_tls(struct policy_loader *L, const struct policy_node *m
 		            "client_ca and crl go with client_certs: request or require");
 }
 
+/* listen.proxy[i].auth: off (default), optional or required (docs/oidc.md). */
+static void load_listen_auth(struct policy_loader *L, const struct policy_node *entry, size_t i)
+{
+	const struct policy_node *v = policy_get(entry, "auth");
+	if (v == NULL)
+		return;
+	if (policy_is_word(v, "off"))
+		L->p->set.listen_auth[i] = POLICY_AUTH_OFF;
+	else if (policy_is_word(v, "optional"))
+		L->p->set.listen_auth[i] = POLICY_AUTH_OPTIONAL;
+	else if (policy_is_word(v, "required"))
+		L->p->set.listen_auth[i] = POLICY_AUTH_REQUIRED;
+	else if (!v->bad)
+		policy_diag(L, v, "expected off, optional or required");
+}
+
 static void load_listen(struct policy_loader *L, const struct policy_node *root)
 {
 	struct policy_settings *s = &L->p->set;
@@ -466,8 +482,10 @@ static void load_listen(struct policy_loader *L, const struct policy_node *root)
 		s->n_listen_proxy =
 		    sockaddr_list(L, v, 0, s->listen_proxy, POLICY_MAX_LISTEN, nodes, true);
 		for (size_t i = 0; i < s->n_listen_proxy; i++)
-			if (nodes[i]->kind == PN_MAP)
+			if (nodes[i]->kind == PN_MAP) {
 				load_listen_pp(L, nodes[i], i);
+				load_listen_auth(L, nodes[i], i);
+			}
 	}
 	admin_node = policy_get(m, "admin");
 	if (admin_node != NULL)
@@ -539,6 +557,7 @@ static void load_globals(struct policy_loader *L, const struct policy_node *root
 	if (policy_want_unit(L, policy_get(m, "max_header_bytes"), false, 1024, 65536, "1KiB",
 	                     "64KiB", &x))
 		s->max_header_bytes = (uint32_t)x;
+	L->p->header_bytes_set = policy_get(m, "max_header_bytes") != NULL;
 	policy_want_u32(L, policy_get(m, "max_headers"), 1, 128, &s->max_headers);
 
 	m = policy_section(L, root, "timeouts", timeouts_keys);

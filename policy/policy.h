@@ -193,11 +193,60 @@ struct policy_cert_id {
 	const char *cn;          /* the subject's common name, or NULL */
 };
 
+/*
+ * listen.proxy[i].auth: does the listener ask for an OIDC ID token in
+ * Proxy-Authorization (docs/oidc.md)?  off: the header is ignored (never
+ * forwarded either); optional: a token that comes is verified and decides,
+ * none leaves the other identities; required: none sent is a 407.
+ */
+enum policy_auth { POLICY_AUTH_OFF = 0, POLICY_AUTH_OPTIONAL, POLICY_AUTH_REQUIRED };
+
+#define POLICY_MAX_OIDC_PROVIDERS 8
+#define POLICY_MAX_OIDC_RULES 256
+#define POLICY_MAX_OIDC_MATCH 8
+#define POLICY_MAX_OIDC_AUDIENCES 8
+
+/* Which CI system signs a provider's tokens: the claims a CI token carries and rules name. */
+enum policy_oidc_kind { POLICY_OIDC_GITLAB = 0, POLICY_OIDC_GITHUB };
+
+/* One claim a rule matches: pattern is exact text, or a glob where '*' is any run of bytes. */
+struct policy_oidc_match {
+	const char *claim;
+	const char *pattern;
+};
+
+struct policy_oidc_rule {
+	const char *name; /* its name:, or "<provider>[i]" */
+	unsigned line;
+	const struct policy_oidc_match *match; /* all must hold */
+	size_t n_match;
+	int tier;
+};
+
+/* identity.oidc.providers[i] */
+struct policy_oidc_provider {
+	const char *name;
+	enum policy_oidc_kind kind;
+	const char *issuer;                 /* exact: a trailing slash is another issuer */
+	const char *const *audiences;
+	size_t n_audiences;
+	unsigned algs;                      /* JWT_ALG_* bits: 1 RS256, 2 ES256 */
+	const char *jwks_file;              /* absolute path, read with the policy */
+	unsigned jwks_line, jwks_col;       /* for messages about the file */
+	uint32_t leeway_ms;                 /* exp / nbf / iat, default 60s */
+	uint32_t lease_ms;                  /* use after exp by the bound source, default 0 */
+	const char *username;               /* Basic's user must be this, or NULL: any */
+	bool no_match_source;               /* no rule matched: the other identities decide */
+	const struct policy_oidc_rule *rules;
+	size_t n_rules;
+};
+
 /* Global settings. Durations in milliseconds, sizes in bytes. */
 struct policy_settings {
 	struct policy_sockaddr listen_proxy[POLICY_MAX_LISTEN]; /* listen.proxy: string or list */
 	size_t n_listen_proxy;
 	struct policy_listen_pp listen_pp[POLICY_MAX_LISTEN]; /* per listen_proxy entry */
+	enum policy_auth listen_auth[POLICY_MAX_LISTEN];      /* per listen_proxy entry */
 	struct policy_sockaddr listen_https[POLICY_MAX_LISTEN]; /* listen.https: TLS listeners */
 	size_t n_listen_https;
 	struct policy_listen_tls listen_tls; /* listen.tls, when n_listen_https > 0 */
@@ -238,6 +287,10 @@ struct policy_settings {
 	/* identity.client_certs, in order: the first rule a certificate matches decides. */
 	const struct policy_cert_rule *cert_rules;
 	size_t n_cert_rules;
+	/* identity.oidc: CI jobs' OIDC ID tokens (docs/oidc.md) */
+	const struct policy_oidc_provider *oidc;
+	size_t n_oidc;
+	uint32_t oidc_max_bindings; /* identity.oidc.max_bindings, default 65536 */
 };
 
 /* One validation problem, located in the file. */
@@ -306,6 +359,36 @@ bool policy_listen_trusted(const struct policy *p, size_t listener, const struct
  */
 int policy_identify_cert(const struct policy *p, const struct policy_cert_id *id,
                          const char **rule);
+
+/* The provider whose issuer is exactly iss, or NULL. */
+const struct policy_oidc_provider *policy_oidc_provider(const struct policy *p, const char *iss);
+
+/* policy_identify_oidc's answers besides a tier index. */
+#define POLICY_OIDC_NO_RULE (-1) /* a CI token no rule matched (no_match decides) */
+#define POLICY_OIDC_NOT_CI  (-2) /* the token lacks the provider kind's CI claims */
+
+/*
+ * Identity from a VERIFIED token's claims (claim(ctx, name): its value as
+ * text, or NULL): a GitLab token must carry job_id and pipeline_source, a
+ * GitHub token run_id and repository, else POLICY_OIDC_NOT_CI (the
+ * issuer's keys also sign tokens that are not a job's).  Then the first rule
+ * all of whose claims match: its tier, *rule its name.  Else
+ * POLICY_OIDC_NO_RULE.
+ */
+int policy_identify_oidc(const struct policy_oidc_provider *pv,
+                         const char *(*claim)(const void *ctx, const char *name),
+                         const void *ctx, const char **rule);
+
+/* Does glob ('*' any run of bytes, all else literal) match s? */
+bool policy_oidc_glob(const char *glob, const char *s);
+
+/*
+ * State the daemon loads with a snapshot and that lives and dies with it
+ * (the OIDC providers' keys): set once, before the snapshot is shared;
+ * freed by free_fn when the last reference goes.
+ */
+void policy_set_ext(struct policy *p, void *ext, void (*free_fn)(void *));
+const void *policy_ext(const struct policy *p);
 
 /* Identity: tier index for a source address (longest `sources` prefix), or unknown_source_tier. */
 int policy_identify(const struct policy *p, const struct pc_addr *src);

@@ -90,6 +90,9 @@ struct policy {
 	unsigned queue_line, queue_col;     /* audit.queue_size's value; 0 when unset */
 	const uint16_t *default_tls_ports;  /* top-level tls.require_tls_ports (or built-in) */
 	size_t n_default_tls_ports;
+	void *ext; /* policy_set_ext */
+	void (*ext_free)(void *);
+	bool header_bytes_set; /* limits.max_header_bytes was given */
 };
 
 void *policy_arena_alloc(struct policy_arena *a, size_t size) __attribute__((warn_unused_result));
@@ -197,6 +200,13 @@ bool policy_want_unit(struct policy_loader *L, const struct policy_node *n, bool
                       uint64_t min, uint64_t max, const char *lo, const char *hi, uint64_t *out);
 /* identity.c: the identity: section (after the tiers: it names them). */
 void policy_load_identity(struct policy_loader *L, const struct policy_node *root);
+
+/* identity.c: a copy of s in the snapshot's arena (NULL, nomem set, when out of memory). */
+char *policy_arena_str(struct policy_loader *L, const char *s, size_t len);
+/* identity.c: the index of the tier named by v, or -1 with a located "did you mean" problem. */
+int policy_tier_by_name(struct policy_loader *L, const struct policy_node *v, const char *what);
+/* oidc.c: identity.oidc (from policy_load_identity) and listen.proxy[i].auth checks. */
+void policy_load_oidc(struct policy_loader *L, const struct policy_node *id);
 
 bool policy_want_ms(struct policy_loader *L, const struct policy_node *n, uint32_t min,
                     uint32_t max, const char *lo, const char *hi, uint32_t *out);

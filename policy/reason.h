@@ -85,6 +85,25 @@ enum reason {
 	R_CLIENT_CERT_REVOKED,     /* 403 listed in listen.tls.crl */
 	R_CLIENT_CERT_INVALID,     /* 403 breaks the X.509-SVID leaf rules (several URI SANs, ...) */
 	R_CLIENT_CERT_NO_MATCH,    /* 403 verified, but matches no identity.client_certs rule */
+	/* OIDC ID tokens in Proxy-Authorization (listen.proxy[i].auth, identity.oidc) */
+	R_OIDC_TOKEN_MISSING,      /* 407 auth: required and no Proxy-Authorization (a challenge) */
+	R_OIDC_BAD_CREDENTIALS,    /* 403 Proxy-Authorization not Basic user:token or Bearer, or a wrong username */
+	R_OIDC_TOKEN_TOO_LARGE,    /* 403 token, part, nesting or claims over the limit */
+	R_OIDC_TOKEN_MALFORMED,    /* 403 not a JWS of JSON objects (padding, base64, shape, crit, time types) */
+	R_OIDC_DUPLICATE_CLAIM,    /* 403 a member named twice in the header or claims */
+	R_OIDC_ALG_NONE,           /* 403 alg none */
+	R_OIDC_ALG_NOT_ALLOWED,    /* 403 alg not configured for the provider */
+	R_OIDC_KID_UNKNOWN,        /* 403 kid not in the JWKS */
+	R_OIDC_KID_MISSING,        /* 403 no kid and several candidate keys */
+	R_OIDC_SIGNATURE_INVALID,  /* 403 signature does not verify */
+	R_OIDC_ISSUER_UNKNOWN,     /* 403 iss matches no provider exactly */
+	R_OIDC_AUDIENCE_MISMATCH,  /* 403 aud missing or not accepted */
+	R_OIDC_TOKEN_EXPIRED,      /* 403 exp passed (beyond leeway and any lease) */
+	R_OIDC_TOKEN_NOT_YET_VALID, /* 403 nbf or iat in the future */
+	R_OIDC_NOT_CI_TOKEN,       /* 403 verified, but not a CI job's token */
+	R_OIDC_NO_MATCH,           /* 403 verified, matches no rule (no_match: deny) */
+	R_OIDC_TOKEN_REPLAYED,     /* 403 the job is bound to another source address */
+	R_OIDC_JWKS_UNAVAILABLE,   /* 503 the provider has no keys (backstop) */
 	R__COUNT
 };
 

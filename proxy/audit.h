@@ -71,6 +71,15 @@ struct audit_rec {
 	const char *x509_sans[16];               /* tls.client.x509.alternative_names */
 	size_t n_x509_sans;
 	const char *user_id; /* source.user.id and related.user: the certificate's SPIFFE ID */
+	/* The request's OIDC token (oidc_token NULL: none came).  Never the token itself. */
+	const char *oidc_token;    /* labels.oidc_token_sha256: 16 hex digits of its SHA-256 */
+	const char *oidc_issuer;   /* labels.oidc_issuer (verified tokens only, as all below) */
+	const char *oidc_subject;  /* user.id and related.user: its sub */
+	const char *oidc_project;  /* labels.oidc_project: project_path / repository */
+	const char *oidc_ref;      /* labels.oidc_ref */
+	const char *oidc_pipeline; /* labels.oidc_pipeline_id: pipeline_id / run_id */
+	const char *oidc_job;      /* labels.oidc_job_id: job_id / run_id.run_attempt */
+	const char *oidc_rule;     /* labels.oidc_rule: the identity.oidc rule that chose the tier */
 	/* The source pod, from the Kubernetes map (pod_name NULL: no orchestrator fields). */
 	const char *pod_ns;   /* orchestrator.namespace */
 	const char *pod_name; /* orchestrator.resource.name; orchestrator.resource.type "pod" */

@@ -298,7 +298,7 @@ static void put_labels(struct jsonw *w, const struct audit_rec *r)
 	const char *hint = reason_hint(r->reason);
 	bool cut = w->text_max != SIZE_MAX; /* audit_format: this pass cuts (see there) */
 	if (r->would_deny == NULL && r->aggregated == 0 && r->aws_vpce_id == NULL && hint == NULL &&
-	    !cut)
+	    r->oidc_token == NULL && !cut)
 		return;
 	jsonw_obj(w, "labels");
 	if (cut)
@@ -311,6 +311,16 @@ static void put_labels(struct jsonw *w, const struct audit_rec *r)
 	 * host, observer.ingress.* its own interfaces. */
 	if (r->aws_vpce_id != NULL)
 		jsonw_kv_text(w, "aws_vpce_id", r->aws_vpce_id);
+	/* The job an OIDC token named: ECS has no CI fields; labels are keywords a SIEM filters on.
+	 * Claims are signed, but a job chooses some of them (a branch name): cut like the client's. */
+	static const char *const oidc_keys[] = {"oidc_token_sha256", "oidc_issuer", "oidc_project",
+	                                        "oidc_ref",          "oidc_pipeline_id", "oidc_job_id",
+	                                        "oidc_rule"};
+	const char *oidc_vals[] = {r->oidc_token, r->oidc_issuer,  r->oidc_project, r->oidc_ref,
+	                           r->oidc_pipeline, r->oidc_job, r->oidc_rule};
+	for (size_t i = 0; r->oidc_token != NULL && i < 7; i++)
+		if (oidc_vals[i] != NULL)
+			jsonw_kv_text(w, oidc_keys[i], oidc_vals[i]);
 	if (r->aggregated > 0) {
 		char n[24];
 		snprintf(n, sizeof(n), "%llu", (unsigned long long)r->aggregated);
@@ -392,9 +402,21 @@ static size_t format_ecs(const struct audit_rec *r, const char *hostname, char *
 	}
 	put_pod(&w, r);
 	put_labels(&w, r);
-	if (r->user_id != NULL) {
+	if (r->oidc_subject != NULL) {
+		/* The job's identity from its token: user.id is the token's sub. */
+		jsonw_obj(&w, "user");
+		jsonw_kv_text(&w, "id", r->oidc_subject);
+		jsonw_obj_end(&w);
+	}
+	if (r->user_id != NULL || r->oidc_subject != NULL) {
+		const char *users[2];
+		size_t nu = 0;
+		if (r->user_id != NULL)
+			users[nu++] = r->user_id;
+		if (r->oidc_subject != NULL)
+			users[nu++] = r->oidc_subject;
 		jsonw_obj(&w, "related");
-		kv_strs(&w, "user", &r->user_id, 1);
+		kv_strs(&w, "user", users, nu);
 		jsonw_obj_end(&w);
 	}
 	jsonw_obj(&w, "observer");

@@ -281,6 +281,19 @@ static void put_unmapped(struct jsonw *w, const struct audit_rec *r, bool http, 
 		jsonw_kv_text(w, "client_cert_subject", r->x509_subject);
 	if (r->x509_sha256 != NULL && r->x509_sha256[0] != '\0')
 		jsonw_kv_str(w, "client_cert_sha256", r->x509_sha256);
+	if (r->oidc_token != NULL) {
+		/* OCSF 1.1 has no CI job object: the token's job, as in ECS's labels. */
+		jsonw_obj(w, "oidc");
+		jsonw_kv_str(w, "token_sha256", r->oidc_token);
+		static const char *const k[] = {"issuer", "subject",  "project", "ref",
+		                                "pipeline_id", "job_id", "rule"};
+		const char *v[] = {r->oidc_issuer, r->oidc_subject, r->oidc_project, r->oidc_ref,
+		                   r->oidc_pipeline, r->oidc_job, r->oidc_rule};
+		for (size_t i = 0; i < 7; i++)
+			if (v[i] != NULL)
+				jsonw_kv_text(w, k[i], v[i]); /* a job chooses some claims: cut like the client's */
+		jsonw_obj_end(w);
+	}
 	if (r->aggregated_overflow)
 		jsonw_kv_str(w, "aggregated_scope", "many-sources");
 	if (r->pod_name != NULL) {

@@ -18,6 +18,7 @@
 #include "hash.h"
 #include "kube.h"
 #include "linger.h"
+#include "oidc.h"
 #include "oplog.h"
 #include "podmap.h"
 #include "refusal.h"
@@ -260,8 +261,51 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- identity: the tier, from the pod map or the static sources ---- */
 
+static const struct policy *listener_policy(const struct conn_env *env, size_t i, size_t *entry);
+
+/* listen.proxy[i].auth of the connection's listener, as listener_policy finds it (TLS: off). */
+static enum policy_auth listener_auth(const struct conn *c)
+{
+	if (c->listener == CONN_LISTENER_TLS)
+		return POLICY_AUTH_OFF;
+	size_t entry;
+	const struct policy *lp = listener_policy(c->env, c->listener, &entry);
+	return policy_settings(lp)->listen_auth[entry];
+}
+
 /*
- * Identity, strongest first, in this one place (docs/tls-listener.md):
+ * 0. (identify's first step after a refused certificate) the OIDC token on a
+ * listener with auth: its tier, a refusal (*why), or -1 with R_ALLOWED when
+ * the other identities decide (no token on an optional listener; no rule
+ * matched with no_match: source).  The result stays on c for the record.
+ */
+static int identify_oidc(struct conn *c, const struct policy *p,
+                         const struct conn_credentials *cred, enum reason *why)
+{
+	enum policy_auth auth = listener_auth(c);
+	if (auth == POLICY_AUTH_OFF)
+		return -1;
+	if (c->oidc == NULL && (c->oidc = malloc(sizeof(*c->oidc))) == NULL) {
+		*why = R_INTERNAL_ERROR;
+		return -1;
+	}
+	if (cred->repeated) {
+		memset(c->oidc, 0, sizeof(*c->oidc));
+		*why = R_OIDC_BAD_CREDENTIALS;
+		return -1;
+	}
+	*why = oidc_identify(p, c->env->oidc, auth, cred->present, cred->value, cred->len, &c->src,
+	                     c->env->podmap, c->pod != NULL ? c->pod->uid : NULL,
+	                     (int64_t)(wall_ns() / 1000000000u), c->oidc);
+	return *why == R_ALLOWED ? c->oidc->tier : -1;
+}
+
+/*
+ * Identity, strongest first, in this one place (docs/tls-listener.md, docs/oidc.md):
+ *  0. a certificate that was sent and does not verify is refused first; then on
+ *     a listener with auth, the request's OIDC token (identify_oidc): its tier,
+ *     its refusal, or (no token on an optional listener, no rule matched with
+ *     no_match: source) on to 1;
  *  1. a client certificate on a TLS listener that asks for one: its tier by
  *     identity.client_certs, else a refusal (*why) - a certificate that was
  *     sent is never passed over for the source address; none sent with
@@ -272,13 +316,19 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
  * At accept the handshake has not happened: the source alone decides the
  * per-source slot's tier.
  */
-static int identify(const struct conn *c, const struct policy *p, enum reason *why)
+static int identify(struct conn *c, const struct policy *p, const struct conn_credentials *cred,
+                    enum reason *why)
 {
 	struct conn_env *env = c->env;
 	*why = R_ALLOWED;
 	if (c->peer != NULL && c->peer->refusal != R_ALLOWED) {
 		*why = c->peer->refusal;
 		return -1;
+	}
+	if (cred != NULL) {
+		int t = identify_oidc(c, p, cred, why);
+		if (t >= 0 || *why != R_ALLOWED)
+			return t;
 	}
 	if (c->peer != NULL && c->peer->present) {
 		const char *rule;
@@ -325,7 +375,8 @@ static enum reason read_peer(struct conn *c)
 	return nomem ? R_INTERNAL_ERROR : R_ALLOWED;
 }
 
-enum reason conn_decide_begin(struct conn *c, const char *method, size_t method_len)
+enum reason conn_decide_begin(struct conn *c, const char *method, size_t method_len,
+                              const struct conn_credentials *cred)
 {
 	struct conn_env *env = c->env;
 	conn_env_refresh(env);
@@ -341,7 +392,7 @@ enum reason conn_decide_begin(struct conn *c, const char *method, size_t method_
 	enum reason why = read_peer(c);
 	if (why != R_ALLOWED)
 		return why;
-	c->tier = identify(c, c->policy, &why);
+	c->tier = identify(c, c->policy, cred, &why);
 	c->tier_slot = tier_slot(c);
 	if (c->over_source_limit)
 		conn_would_deny(c, R_SOURCE_CONNECTION_LIMIT);
@@ -464,6 +515,8 @@ static void end(struct conn *c, enum reason why, bool linger)
 	c->url_path = NULL;
 	free(c->user_agent);
 	c->user_agent = NULL;
+	free(c->oidc);
+	c->oidc = NULL;
 	conn_unbuffered(c);
 	if (c->timer != NULL)
 		event_free(c->timer);
@@ -635,6 +688,8 @@ void conn_next_exchange(struct conn *c)
 	c->url_path = NULL;
 	free(c->user_agent);
 	c->user_agent = NULL;
+	free(c->oidc); /* the next request's token is its own */
+	c->oidc = NULL;
 	c->interim_next = 0;
 	free(c->tls);
 	c->tls = NULL;
@@ -795,7 +850,7 @@ void conn_start(struct conn *c)
 	if (env->podmap != NULL)
 		c->pod = podmap_lookup(env->podmap, &c->src);
 	enum reason unused;
-	c->tier = identify(c, c->policy, &unused);
+	c->tier = identify(c, c->policy, NULL, &unused); /* the slot's tier: no request yet */
 	c->tier_slot = tier_slot(c);
 	if (!take_slot(c))
 		return;
@@ -846,6 +901,7 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 	}
 	c->env = env;
 	c->client = t;
+	c->listener = listener;
 	c->state = CS_REQUEST;
 	c->tier = -1;
 	c->first_eof = R_CLIENT_CLOSED;

@@ -135,6 +135,7 @@ struct conn_env {
 	struct dns_resolver *dns;
 	struct audit_log *audit;
 	struct srclimit *srclimit;      /* per-source limits, process-wide */
+	struct oidc_state *oidc;        /* OIDC job bindings and counters, process-wide */
 	struct podmap *podmap;          /* pod identity, or NULL */
 	const struct kube_client *kube; /* feeds podmap (overflow state), or NULL */
 	struct worker_metrics *metrics; /* this worker's counters */
@@ -198,6 +199,8 @@ struct conn {
 	uint64_t id;            /* trace.id of every record of this connection (audit_log_next_id) */
 	char community_id[COMMUNITY_ID_LEN + 1]; /* of the client's flow to the listener, or "" */
 	struct cert_identity *peer; /* TLS listener with client_certs: the client's certificate */
+	size_t listener;            /* the worker's listen.proxy index, or CONN_LISTENER_TLS */
+	struct oidc_ident *oidc;    /* this exchange's OIDC token, for its record (malloc'd), or NULL */
 	struct src_slot *slot;  /* per-source hold, accept to close */
 	bool over_source_limit; /* audit mode: admitted past connections_per_source */
 
@@ -311,13 +314,22 @@ void conn_unbuffered(struct conn *c);
 /* Append bytes to the client bufferevent's input as if read (early reads). -1: no memory. */
 int conn_push_input(struct bufferevent *bev, const void *p, size_t n);
 
+/* The request's Proxy-Authorization (a view into its head, valid during the call). */
+struct conn_credentials {
+	bool present;
+	bool repeated; /* more than one Proxy-Authorization field: refused */
+	const char *value;
+	size_t len;
+};
+
 /*
  * A request head completed: adopt the current policy snapshot for the
  * exchange, identify the tier under it, note the method.  Every request of
  * every path starts here.  R_ALLOWED, or the identity's refusal (a client
  * certificate that is missing, does not verify or matches no rule).
  */
-enum reason conn_decide_begin(struct conn *c, const char *method, size_t method_len)
+enum reason conn_decide_begin(struct conn *c, const char *method, size_t method_len,
+                              const struct conn_credentials *cred)
     __attribute__((warn_unused_result));
 /*
  * The checks every allowed request must pass after its host decision,

@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "audit_agg.h"
 #include "certid.h"
+#include "oidc.h"
 #include "clock.h"
 #include "podmap.h"
 #include "sockaddr.h"
@@ -165,6 +166,17 @@ static void build(const struct conn *c, enum reason why, bool allowed, struct au
 		for (size_t i = 0; i < ci->n_sans && i < 16; i++)
 			r.x509_sans[r.n_x509_sans++] = ci->sans[i];
 		r.user_id = ci->spiffe[0] ? ci->spiffe : NULL;
+	}
+	if (c->oidc != NULL && c->oidc->present) {
+		const struct oidc_ident *o = c->oidc;
+		r.oidc_token = o->token_sha[0] ? o->token_sha : NULL;
+		r.oidc_issuer = o->issuer[0] ? o->issuer : NULL;
+		r.oidc_subject = o->subject[0] ? o->subject : NULL;
+		r.oidc_project = o->project[0] ? o->project : NULL;
+		r.oidc_ref = o->ref[0] ? o->ref : NULL;
+		r.oidc_pipeline = o->pipeline[0] ? o->pipeline : NULL;
+		r.oidc_job = o->job[0] ? o->job : NULL;
+		r.oidc_rule = o->rule; /* the identity's rule; rule.name stays the host rule's */
 	}
 	if (c->url_path != NULL) {
 		/* A plain-HTTP exchange: the target as a URL (never the query). */

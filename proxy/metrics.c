@@ -213,6 +213,31 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 		evbuffer_add_printf(out, "portcullis_tls_listener_cert_not_after_seconds %lld\n",
 		                    (long long)p->tls_not_after);
 	}
+	if (p->oidc_enabled) {
+		family(out, "portcullis_oidc_tokens_total", "counter",
+		       "OIDC tokens presented, by result: verified, leased (after exp, from the "
+		       "bound source), refused (the reason is in portcullis_connections_total).");
+		evbuffer_add_printf(out, "portcullis_oidc_tokens_total{result=\"verified\"} %llu\n",
+		                    (unsigned long long)p->oidc_verified);
+		evbuffer_add_printf(out, "portcullis_oidc_tokens_total{result=\"leased\"} %llu\n",
+		                    (unsigned long long)p->oidc_leased);
+		evbuffer_add_printf(out, "portcullis_oidc_tokens_total{result=\"refused\"} %llu\n",
+		                    (unsigned long long)p->oidc_refused);
+		scalar(out, "portcullis_oidc_bindings", "gauge",
+		       "CI jobs bound to the source address that first presented their token.",
+		       p->oidc_bindings);
+		scalar(out, "portcullis_oidc_binding_evictions_total", "counter",
+		       "Job bindings pushed out of the full table before their end.",
+		       p->oidc_evictions);
+		scalar(out, "portcullis_oidc_replays_total", "counter",
+		       "Tokens presented from another source than the one their job is bound to.",
+		       p->oidc_replays);
+		family(out, "portcullis_oidc_jwks_load_timestamp_seconds", "gauge",
+		       "When the serving JWKS files were read (with the policy; a JWKS change "
+		       "reloads it, failures count in portcullis_policy_reloads_total).");
+		evbuffer_add_printf(out, "portcullis_oidc_jwks_load_timestamp_seconds %.3f\n",
+		                    p->policy_loaded_at);
+	}
 	if (p->kube_enabled) {
 		scalar(out, "portcullis_kube_synced", "gauge",
 		       "1 once every watched scope has completed its first pod list.",

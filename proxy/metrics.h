@@ -72,6 +72,9 @@ struct metrics_process {
 	bool tls_enabled; /* listen.https: the three below are rendered */
 	uint64_t tls_reloads_ok, tls_reloads_failed;
 	int64_t tls_not_after; /* the serving certificate's notAfter, unix seconds */
+	bool oidc_enabled; /* identity.oidc: the OIDC families are rendered */
+	uint64_t oidc_verified, oidc_leased, oidc_refused; /* tokens by result */
+	uint64_t oidc_bindings, oidc_evictions, oidc_replays;
 };
 
 /* Append the whole text exposition (format 0.0.4) to out. */

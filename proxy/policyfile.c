@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oidc.h"
 #include "oplog.h"
 #include "warn.h"
 
@@ -47,6 +48,13 @@ static struct policy *load(const char *path, bool as_log, const char *refused_sh
 		}
 	}
 	policy_diags_fini(&d);
+	/* The OIDC providers' keys belong to the snapshot: a JWKS that cannot be read refuses it. */
+	struct policy_diag dg = {0};
+	if (p != NULL && oidc_keys_attach(p, dg.msg, sizeof(dg.msg), &dg.line, &dg.col) != 0) {
+		report(path, as_log, &dg);
+		policy_unref(p);
+		p = NULL;
+	}
 	if (p != NULL && as_log)
 		(void)policyfile_warn(path, p, true);
 	return p;

@@ -112,15 +112,31 @@ static void keep_user_agent(struct conn *c, const struct http_req *req)
 	}
 }
 
+/* The request's Proxy-Authorization, for identify(); its value is never copied or logged. */
+static void credentials(const struct http_req *req, struct conn_credentials *cred)
+{
+	memset(cred, 0, sizeof(*cred));
+	for (size_t i = 0; i < req->n_headers; i++) {
+		if (!http_token_ieq(req->headers[i].name, "proxy-authorization"))
+			continue;
+		cred->repeated = cred->present;
+		cred->present = true;
+		cred->value = req->headers[i].value.p;
+		cred->len = req->headers[i].value.len;
+	}
+}
+
 /* Decide on a complete request head (head_len bytes at the front of the client's input). */
 static void decide(struct conn *c, const struct http_req *req, size_t head_len)
 {
-	enum reason why = conn_decide_begin(c, req->method.p, req->method.len);
+	struct conn_credentials cred;
+	credentials(req, &cred);
+	enum reason why = conn_decide_begin(c, req->method.p, req->method.len, &cred);
 	keep_user_agent(c, req);
 	bool plain = req->method_kind != HTTP_M_CONNECT;
 	c->plain = plain;
 	if (why != R_ALLOWED) {
-		conn_refuse(c, why); /* identity: a client certificate that may not pass */
+		conn_refuse(c, why); /* identity: a certificate or a token that may not pass */
 		return;
 	}
 	/* RFC 9112 §3.2: an HTTP/1.1 request without Host is refused (1.0 clients may omit it). */

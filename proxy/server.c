@@ -24,6 +24,8 @@
 #include "podmap.h"
 #include "policyfile.h"
 #include "srclimit.h"
+#include "oidc.h"
+#include "oidcbind.h"
 #include "stats.h"
 #include "tls_listener.h"
 #include "worker.h"
@@ -40,6 +42,9 @@ struct server {
 	struct policy *policy; /* the main thread's reference to the current snapshot */
 	struct audit_log *audit;
 	struct srclimit *srclimit; /* per-source limits shared by every worker */
+	struct oidc_state oidc;    /* OIDC job bindings (identity.oidc.max_bindings at start-up) */
+	bool oidc_ready;
+	atomic_bool oidc_on;       /* the serving policy has OIDC providers (read by scrapes) */
 	char hostname[256];
 	struct worker *workers[MAX_WORKERS];
 	unsigned n_workers;
@@ -97,6 +102,19 @@ static void stats_snapshot(void *arg, struct proxy_stats *out)
 	p->conns_active = atomic_load(&s->n_open);
 	p->source_entries = srclimit_entries(s->srclimit);
 	p->source_evictions = srclimit_evictions(s->srclimit);
+	/* s->policy is the main thread's: the scrape reads only what is published for it. */
+	if (atomic_load(&s->oidc_on) ||
+	    atomic_load(&s->oidc.verified) + atomic_load(&s->oidc.refused) > 0) {
+		struct oidcbind_stats bs;
+		oidcbind_stats(s->oidc.binds, (int64_t)(wall_ns() / 1000000000u), &bs);
+		p->oidc_enabled = true;
+		p->oidc_verified = atomic_load(&s->oidc.verified);
+		p->oidc_leased = atomic_load(&s->oidc.leased);
+		p->oidc_refused = atomic_load(&s->oidc.refused);
+		p->oidc_bindings = bs.entries;
+		p->oidc_evictions = bs.evictions;
+		p->oidc_replays = bs.replays;
+	}
 	p->start_time = s->start_time;
 	if (s->kube != NULL) {
 		struct kube_stats ks;
@@ -155,6 +173,12 @@ struct server *server_create(struct policy *p, const char *path, const char *sha
 		snprintf(errmsg, errlen, "out of memory");
 		goto fail;
 	}
+	if (oidc_state_init(&s->oidc, policy_settings(p)->oidc_max_bindings) != 0) {
+		snprintf(errmsg, errlen, "out of memory");
+		goto fail;
+	}
+	s->oidc_ready = true;
+	atomic_store(&s->oidc_on, policy_settings(p)->n_oidc > 0);
 	if (gethostname(s->hostname, sizeof(s->hostname) - 1) != 0)
 		strcpy(s->hostname, "unknown");
 	const struct policy_settings *ps = policy_settings(p);
@@ -175,6 +199,7 @@ struct server *server_create(struct policy *p, const char *path, const char *sha
 	struct worker_shared sh = {
 	    .audit = audit,
 	    .srclimit = s->srclimit,
+	    .oidc = &s->oidc,
 	    .podmap = s->podmap,
 	    .tiers = &s->tiers,
 	    .hostname = s->hostname,
@@ -325,12 +350,15 @@ static void *reload_main(void *arg)
 	return NULL;
 }
 
+static void watch_jwks(struct server *s);
+
 /* The loaded file (j->p) is valid: hand it to the workers, or refuse it. */
 static void reload_apply(struct server *s, struct reload_job *j)
 {
 	struct policy *p = j->p;
 	pthread_mutex_lock(&s->info_lock);
-	bool same = strcmp(j->sha, s->policy_sha256) == 0;
+	/* The same file with the same JWKS bytes (a JWKS rotation is a change of the snapshot). */
+	bool same = strcmp(j->sha, s->policy_sha256) == 0 && oidc_keys_same(s->policy, j->p);
 	pthread_mutex_unlock(&s->info_lock);
 	bool refused_before = strcmp(j->sha, s->refused_sha) == 0;
 	/* The file moved on from the refused bytes: the next refusal is news again. */
@@ -377,6 +405,8 @@ static void reload_apply(struct server *s, struct reload_job *j)
 	s->policy = p;
 	set_policy_info(s, j->sha);
 	atomic_fetch_add(&s->reloads_ok, 1);
+	atomic_store(&s->oidc_on, policy_settings(p)->n_oidc > 0);
+	watch_jwks(s);
 	oplog("info", "policy reloaded (%s): %s sha256 %s, %zu tiers, %zu rules", j->why,
 	      s->policy_path, j->sha, policy_tier_count(p), policy_rule_count(p));
 }
@@ -474,6 +504,23 @@ static void inotify_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(s->reload_ev, &tv);
 }
 
+/* Each OIDC provider's JWKS directory too: a rotated key set reloads the snapshot. */
+static void watch_jwks(struct server *s)
+{
+	for (size_t i = 0; s->inotify_fd >= 0 && oidc_jwks_path(s->policy, i) != NULL; i++) {
+		char *copy = strdup(oidc_jwks_path(s->policy, i));
+		if (copy == NULL)
+			return;
+		const char *dir = dirname(copy);
+		if (inotify_add_watch(s->inotify_fd, dir,
+		                      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE |
+		                          IN_ATTRIB) < 0)
+			oplog("warn", "cannot watch %s for JWKS changes (%s); reload with SIGHUP", dir,
+			      strerror(errno));
+		free(copy);
+	}
+}
+
 static void watch_policy(struct server *s)
 {
 	char *copy = strdup(s->policy_path);
@@ -494,6 +541,7 @@ static void watch_policy(struct server *s)
 	if (s->inotify_ev == NULL || s->reload_ev == NULL || event_add(s->inotify_ev, NULL) != 0)
 		oplog("warn", "cannot watch %s for policy changes; reload with SIGHUP", dir);
 	free(copy);
+	watch_jwks(s);
 }
 
 /* ---- signals (main thread loop) ---- */
@@ -624,6 +672,8 @@ void server_destroy(struct server *s)
 		worker_destroy(s->workers[i]);
 	tls_listener_destroy(s->tls); /* its watch is on sigbase, freed below */
 	srclimit_destroy(s->srclimit);
+	if (s->oidc_ready)
+		oidc_state_fini(&s->oidc);
 	if (s->podmap != NULL)
 		podmap_free(s->podmap);
 	if (s->sigbase != NULL)

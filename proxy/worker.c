@@ -264,6 +264,7 @@ struct worker *worker_create(unsigned id, const struct worker_shared *sh, struct
 	}
 	env->audit = sh->audit;
 	env->srclimit = sh->srclimit;
+	env->oidc = sh->oidc;
 	env->podmap = sh->podmap;
 	env->kube = sh->kube;
 	env->metrics = w->metrics;

@@ -28,6 +28,7 @@ struct worker_shared {
 	atomic_bool *draining;     /* the process is stopping */
 	atomic_uint *workers_done; /* incremented when a worker's loop ends */
 	struct tls_listener *tls;  /* listen.https's context, or NULL without TLS listeners */
+	struct oidc_state *oidc;   /* OIDC job bindings and counters */
 };
 
 /*

@@ -10,6 +10,8 @@ static const char *status_text(int status)
 		return "Bad Request";
 	case 403:
 		return "Forbidden";
+	case 407:
+		return "Proxy Authentication Required";
 	case 408:
 		return "Request Timeout";
 	case 414:
@@ -41,18 +43,22 @@ size_t refusal_format(enum reason why, int status, uint32_t retry_after, bool he
 	char retry[40] = "";
 	if (retry_after > 0)
 		snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", retry_after);
+	/* RFC 9110 §11.7.1: a 407 carries the challenge (git, Java and .NET clients send
+	 * credentials only after one). */
+	const char *challenge =
+	    status == 407 ? "Proxy-Authenticate: Basic realm=\"portcullis\"\r\n" : "";
 	char body[96];
 	int blen =
 	    snprintf(body, sizeof(body), "portcullis refused the request: %s\n", reason_name(why));
 	int len = snprintf(buf, n,
 	                   "HTTP/1.1 %d %s\r\n"
 	                   "Proxy-Status: portcullis; error=%s; details=\"%s\"\r\n"
-	                   "%s"
+	                   "%s%s"
 	                   "Content-Type: text/plain\r\n"
 	                   "Content-Length: %d\r\n"
 	                   "Connection: close\r\n"
 	                   "\r\n%s",
 	                   status, status_text(status), reason_proxy_status(why), reason_name(why),
-	                   retry, blen, head ? "" : body);
+	                   retry, challenge, blen, head ? "" : body);
 	return len > 0 && (size_t)len < n ? (size_t)len : 0;
 }

@@ -74,6 +74,15 @@ REASON_STATUS.update({
     "method_not_allowed": 403, "upgrade_not_allowed": 403, "bad_response": 502,
     "tls_required": 403,
 })
+# OIDC ID tokens in Proxy-Authorization (listen.proxy[i].auth, docs/oidc.md).
+REASON_STATUS.update({
+    "oidc_token_missing": 407, "oidc_bad_credentials": 403, "oidc_token_too_large": 403,
+    "oidc_token_malformed": 403, "oidc_duplicate_claim": 403, "oidc_alg_none": 403,
+    "oidc_alg_not_allowed": 403, "oidc_kid_unknown": 403, "oidc_kid_missing": 403,
+    "oidc_signature_invalid": 403, "oidc_issuer_unknown": 403, "oidc_audience_mismatch": 403,
+    "oidc_token_expired": 403, "oidc_token_not_yet_valid": 403, "oidc_not_ci_token": 403,
+    "oidc_no_match": 403, "oidc_token_replayed": 403, "oidc_jwks_unavailable": 503,
+})
 HTTP_END_REASONS = CLOSE_REASONS | {"allowed", "bad_response"}
 # Refusals before any HTTP could be spoken (a TLS listener's handshake): no status at all.
 NO_STATUS_REFUSALS = {"tls_handshake_failed", "tls_handshake_timeout"}

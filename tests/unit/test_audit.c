@@ -696,6 +696,66 @@ static void test_format_ocsf(void **state)
 	}
 }
 
+/* A request that carried an OIDC token: the job in labels.oidc_*, sub in user.id and
+ * related.user, ECS-valid; in OCSF under unmapped.oidc.  A refused token: only its hash. */
+static void test_format_oidc(void **state)
+{
+	struct audit_rec r = {
+	    .ts_ns = TS_2024,
+	    .tunnel_end = true,
+	    .allowed = true,
+	    .reason = R_CLIENT_CLOSED,
+	    .src = &SRC4,
+	    .src_port = 40000,
+	    .dst_domain = "example.com",
+	    .dst_port = 443,
+	    .method = "CONNECT",
+	    .status = 200,
+	    .tier = "trusted",
+	    .oidc_token = "0123456789abcdef",
+	    .oidc_issuer = "https://gitlab.example.com",
+	    .oidc_subject = "project_path:g/app:ref_type:branch:ref:main",
+	    .oidc_project = "g/app",
+	    .oidc_ref = "main",
+	    .oidc_pipeline = "9001",
+	    .oidc_job = "700001",
+	    .oidc_rule = "protected",
+	};
+	char buf[4096];
+	static struct jdoc d;
+	size_t n = audit_format(&r, NULL, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(jparse(buf, n, &d), 0);
+	check_ecs(&d);
+	assert_string_equal(jget(&d, "user.id")->val, "project_path:g/app:ref_type:branch:ref:main");
+	assert_non_null(strstr(buf, "\"related\":{\"user\":[\"project_path:g/app:ref_type:branch:ref:"
+	                            "main\"]}"));
+	assert_string_equal(jget(&d, "labels.oidc_issuer")->val, "https://gitlab.example.com");
+	assert_string_equal(jget(&d, "labels.oidc_project")->val, "g/app");
+	assert_string_equal(jget(&d, "labels.oidc_ref")->val, "main");
+	assert_string_equal(jget(&d, "labels.oidc_pipeline_id")->val, "9001");
+	assert_string_equal(jget(&d, "labels.oidc_job_id")->val, "700001");
+	assert_string_equal(jget(&d, "labels.oidc_rule")->val, "protected");
+	assert_string_equal(jget(&d, "labels.oidc_token_sha256")->val, "0123456789abcdef");
+	n = audit_format_ocsf(&r, "gw", buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(jparse(buf, n, &d), 0);
+	assert_string_equal(jget(&d, "unmapped.oidc.project")->val, "g/app");
+	assert_string_equal(jget(&d, "unmapped.oidc.job_id")->val, "700001");
+	assert_string_equal(jget(&d, "unmapped.oidc.token_sha256")->val, "0123456789abcdef");
+	/* refused: the hash alone */
+	struct audit_rec q = {.ts_ns = TS_2024, .reason = R_OIDC_SIGNATURE_INVALID, .src = &SRC4,
+	                      .src_port = 40001, .method = "CONNECT", .status = 403,
+	                      .oidc_token = "fedcba9876543210"};
+	n = audit_format(&q, NULL, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(jparse(buf, n, &d), 0);
+	check_ecs(&d);
+	assert_string_equal(jget(&d, "labels.oidc_token_sha256")->val, "fedcba9876543210");
+	assert_null(jget(&d, "labels.oidc_issuer"));
+	assert_null(jget(&d, "user.id"));
+}
+
 /* A counted record: action, start/end, the count as a keyword label. */
 static void test_format_aggregate(void **state)
 {
@@ -1596,6 +1656,7 @@ int main(void)
 	    cmocka_unit_test(test_format_phases),
 	    cmocka_unit_test(test_format_ocsf),
 	    cmocka_unit_test(test_format_aggregate),
+	    cmocka_unit_test(test_format_oidc),
 	    cmocka_unit_test(test_format_proxied),
 	    cmocka_unit_test(test_format_combinations),
 	    cmocka_unit_test(test_format_timestamps),

@@ -889,6 +889,144 @@ static void test_kubernetes(void **state)
 	policy_unref(p);
 }
 
+/* ---- identity.oidc and listen.proxy[i].auth ---- */
+
+#define OIDC_LISTEN "listen:\n  proxy:\n    - {address: \"127.0.0.1:3128\", auth: required}\n"
+#define OIDC_PROVIDER(extra)                                                                       \
+	"identity:\n  oidc:\n    providers:\n      - name: gitlab\n        kind: gitlab\n"          \
+	"        issuer: \"https://gitlab.example.com\"\n        audiences: portcullis\n"          \
+	"        jwks_file: /etc/portcullis/gitlab.json\n" extra                                    \
+	"        rules:\n          - {name: prot, match: {project_path: \"g/*\", ref_protected: "  \
+	"true, runner_id: 17}, tier: standard}\n          - {match: {ref: main}, tier: standard}\n"
+
+static const char *claim_tab(const void *ctx, const char *name)
+{
+	const char *const *kv = ctx;
+	for (size_t i = 0; kv[i] != NULL; i += 2)
+		if (strcmp(kv[i], name) == 0)
+			return kv[i + 1];
+	return NULL;
+}
+
+static bool load_fails_with(const char *yaml, const char *sub)
+{
+	struct policy *p = NULL;
+	struct policy_diags d;
+	policy_diags_init(&d);
+	int rc = policy_load_buffer(yaml, strlen(yaml), &p, &d);
+	bool found = false;
+	for (size_t i = 0; i < d.n; i++)
+		found = found || strstr(d.v[i].msg, sub) != NULL;
+	if (rc != POLICY_ERR_INVALID || !found) {
+		print_message("want a problem naming \"%s\", rc %d:\n", sub, rc);
+		dump(&d);
+	}
+	policy_unref(p);
+	policy_diags_fini(&d);
+	return rc == POLICY_ERR_INVALID && found;
+}
+
+static void test_oidc(void **state)
+{
+	(void)state;
+	struct policy *p = load_ok(BASE OIDC_LISTEN OIDC_PROVIDER("        lease: 30m\n"));
+	const struct policy_settings *s = policy_settings(p);
+	assert_int_equal(s->listen_auth[0], POLICY_AUTH_REQUIRED);
+	assert_int_equal(s->n_oidc, 1);
+	assert_int_equal(s->oidc[0].algs, 1u); /* RS256 by default */
+	assert_int_equal(s->oidc[0].leeway_ms, 60000);
+	assert_int_equal(s->oidc[0].lease_ms, 30 * 60000);
+	assert_int_equal(s->oidc_max_bindings, 65536);
+	assert_true(s->max_header_bytes >= 16384); /* room for a token unless set */
+	assert_non_null(policy_oidc_provider(p, "https://gitlab.example.com"));
+	assert_null(policy_oidc_provider(p, "https://gitlab.example.com/"));
+	const char *rule;
+	const char *ci[] = {"job_id", "1", "pipeline_source", "push", "project_path", "g/app",
+	                    "ref_protected", "true", "runner_id", "17", "ref", "dev", NULL};
+	assert_int_equal(policy_identify_oidc(&s->oidc[0], claim_tab, ci, &rule), 0);
+	assert_string_equal(rule, "prot");
+	const char *second[] = {"job_id", "1", "pipeline_source", "push", "project_path", "x/app",
+	                        "ref", "main", NULL};
+	assert_int_equal(policy_identify_oidc(&s->oidc[0], claim_tab, second, &rule), 0);
+	assert_string_equal(rule, "gitlab[1]");
+	const char *none[] = {"job_id", "1", "pipeline_source", "push", "ref", "dev", NULL};
+	assert_int_equal(policy_identify_oidc(&s->oidc[0], claim_tab, none, &rule),
+	                 POLICY_OIDC_NO_RULE);
+	const char *login[] = {"project_path", "g/app", "ref", "main", NULL};
+	assert_int_equal(policy_identify_oidc(&s->oidc[0], claim_tab, login, &rule),
+	                 POLICY_OIDC_NOT_CI);
+	policy_unref(p);
+	/* an explicit limit stays */
+	p = load_ok(BASE OIDC_LISTEN "limits: {max_header_bytes: 8KiB}\n" OIDC_PROVIDER(""));
+	assert_int_equal(policy_settings(p)->max_header_bytes, 8192);
+	policy_unref(p);
+	/* default off: nothing changes */
+	p = load_ok(BASE);
+	assert_int_equal(policy_settings(p)->n_oidc, 0);
+	assert_int_equal(policy_settings(p)->listen_auth[0], POLICY_AUTH_OFF);
+	assert_int_equal(policy_settings(p)->max_header_bytes, 8192);
+	policy_unref(p);
+
+	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_PROVIDER("        algorithms: [HS256]\n"),
+	                            "HS256"));
+	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_PROVIDER("        algorithms: [none]\n"),
+	                            "not supported"));
+	assert_true(load_fails_with(
+	    BASE OIDC_LISTEN
+	    "identity:\n  oidc:\n    providers:\n      - {name: a, kind: gitlab, issuer: \"\", "
+	    "audiences: x, jwks_file: /j, rules: [{match: {ref: main}, tier: standard}]}\n",
+	    "issuer must be 1 to 1024 bytes"));
+	assert_true(load_fails_with(
+	    BASE OIDC_LISTEN
+	    "identity:\n  oidc:\n    providers:\n      - {name: a, kind: gitlab, issuer: "
+	    "\"http://x\", audiences: x, jwks_file: j.json, rules: [{match: {ref: main}, tier: "
+	    "standard}]}\n",
+	    "https://"));
+	assert_true(load_fails_with(
+	    BASE OIDC_LISTEN
+	    "identity:\n  oidc:\n    providers:\n      - {name: a, kind: gitlab, issuer: "
+	    "\"https://x\", audiences: x, jwks_file: j.json, rules: [{match: {ref: main}, tier: "
+	    "standard}]}\n",
+	    "absolute path"));
+	assert_true(load_fails_with(
+	    BASE OIDC_LISTEN
+	    "identity:\n  oidc:\n    providers:\n      - {name: a, kind: github, issuer: "
+	    "\"https://x\", audiences: x, jwks_file: /j, rules: [{match: {project_path: p}, tier: "
+	    "standard}]}\n",
+	    "not a GitHub claim"));
+	assert_true(load_fails_with(
+	    BASE OIDC_LISTEN
+	    "identity:\n  oidc:\n    providers:\n      - {name: a, kind: jenkins, issuer: "
+	    "\"https://x\", audiences: x, jwks_file: /j, rules: [{match: {ref: m}, tier: nope}]}\n",
+	    "expected gitlab or github"));
+	assert_true(load_fails_with(BASE OIDC_LISTEN, "auth on a listener needs identity.oidc"));
+	assert_true(load_fails_with(BASE OIDC_PROVIDER(""), "need a listener with auth"));
+	assert_true(load_fails_with(
+	    BASE "listen:\n  proxy:\n    - {address: \"127.0.0.1:3128\", auth: maybe}\n",
+	    "expected off, optional or required"));
+	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_PROVIDER("        no_match: allow\n"),
+	                            "expected deny or source"));
+	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_PROVIDER("        lease: 25h\n"), "24h"));
+	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_PROVIDER("        jwks_url: https://x\n"),
+	                            "jwks_url"));
+}
+
+static void test_oidc_glob(void **state)
+{
+	(void)state;
+	assert_true(policy_oidc_glob("group/*", "group/app"));
+	assert_true(policy_oidc_glob("group/*", "group/sub/app"));
+	assert_false(policy_oidc_glob("group/*", "group"));
+	assert_false(policy_oidc_glob("group/*", "other/group/app"));
+	assert_true(policy_oidc_glob("*", ""));
+	assert_true(policy_oidc_glob("main", "main"));
+	assert_false(policy_oidc_glob("main", "main2"));
+	assert_true(policy_oidc_glob("refs/*/release-*", "refs/heads/release-1.2"));
+	assert_false(policy_oidc_glob("a*b", "acbx"));
+	assert_true(policy_oidc_glob("*?", "x?")); /* '?' is literal */
+	assert_false(policy_oidc_glob("*?", "xy"));
+}
+
 static void test_tls_listener(void **state)
 {
 	(void)state;
@@ -1276,6 +1414,8 @@ int main(void)
 	    cmocka_unit_test(test_full_policy_accessors),
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_tls_listener),
+	    cmocka_unit_test(test_oidc),
+	    cmocka_unit_test(test_oidc_glob),
 	    cmocka_unit_test(test_kubernetes),
 	    cmocka_unit_test(test_source_grouping_settings),
 	    cmocka_unit_test(test_tier_resolution),
