@@ -224,9 +224,11 @@ static enum reason verify(const struct policy *p, struct oidc_state *st, const s
 		return jwt_reason(rc);
 	uint8_t job[32];
 	job_key(t, pv, job);
+	int64_t lease = (int64_t)(pv->lease_ms / 1000);
 	if (rc == JWT_ERR_EXPIRED) {
-		/* Everything else verified: within its lease from the source it is bound to? */
-		if (pv->lease_ms == 0)
+		/* Everything else verified: within its lease (the policy's now, not the one it
+		 * was bound under) from the source it is bound to? */
+		if (lease == 0 || now > t->exp + lease)
 			return R_OIDC_TOKEN_EXPIRED;
 		int b = oidcbind_lease(st->binds, job, tok_hash, src, pod, now);
 		if (b == OIDCBIND_OTHER_SOURCE)
@@ -236,7 +238,9 @@ static enum reason verify(const struct policy *p, struct oidc_state *st, const s
 		atomic_fetch_add_explicit(&st->leased, 1, memory_order_relaxed);
 		return R_ALLOWED;
 	}
-	int64_t until = t->exp + (int64_t)(pv->lease_ms / 1000);
+	/* The binding lasts as long as the token passes: past exp within the leeway too, or
+	 * a copy from another address then would find it ended and bind afresh. */
+	int64_t until = t->exp + (lease > jp.leeway ? lease : jp.leeway);
 	int b = oidcbind_check(st->binds, job, tok_hash, src, pod, until, now);
 	if (b == OIDCBIND_OTHER_SOURCE)
 		return R_OIDC_TOKEN_REPLAYED;
