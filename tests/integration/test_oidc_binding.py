@@ -43,14 +43,15 @@ with ctx:
     harness.write_atomic(jwks_path, json.dumps({"keys": [ot.jwk(rsa1, "RSA", "r1")]}))
     n_issued = [0]
 
-    def token(exp):
+    def token(exp, user="oidc", raw=False):
         now = int(time.time())
         n_issued[0] += 1
         c = {"iss": ISS, "aud": AUD, "iat": now - 5, "exp": exp,
              "sub": "project_path:group/app:ref_type:branch:ref:main",
              "project_path": "group/app", "ref_protected": "true", "pipeline_source": "push",
              "job_id": str(800000 + n_issued[0]), "jti": "jti-%d-%d" % (now, n_issued[0])}
-        return ot.basic("oidc", ot.sign(rsa1, {"alg": "RS256", "kid": "r1"}, c))
+        t = ot.sign(rsa1, {"alg": "RS256", "kid": "r1"}, c)
+        return t if raw else ot.basic(user, t)
 
     ups = harness.Upstreams(ctx, [{"name": "origin8080", "host": GOOD, "port": 8080,
                                    "kind": "http-origin"}])
@@ -107,5 +108,14 @@ with ctx:
         expect(harness.wait_until(lambda: time.time() > exp + 2.5, 20), "the clock did not pass exp")
         r = connect(tok, "127.0.0.2", 3130)
         harness.expect_refusal(r, 403, "oidc_token_expired", audit=pl.audit)
+
+    with ctx.case("a refused request binds nothing: the token with a wrong username from "
+                  "another address first, then from its job's address with the right one"):
+        raw = token(int(time.time()) + 600, raw=True)
+        r = connect(ot.basic("root", raw), "127.0.0.3", 3128)
+        harness.expect_refusal(r, 403, "oidc_bad_credentials", audit=pd.audit)
+        served(ot.basic("oidc", raw), "127.0.0.2", 3128)
+        r = connect(ot.basic("oidc", raw), "127.0.0.3", 3128)
+        harness.expect_refusal(r, 403, "oidc_token_replayed", audit=pd.audit)
 
     ctx.final_checks([pd.audit, pl.audit])
