@@ -199,12 +199,14 @@ static bool pod_alive(void *ctx, const struct pc_addr *src, const uint8_t key[32
 	return same;
 }
 
-/* Verify and bind; R_ALLOWED with the claims described, or the refusal. */
-static enum reason verify(const struct policy *p, struct oidc_state *st, const struct jwt *t,
-                          const uint8_t tok_hash[32], const struct pc_addr *src,
-                          const struct oidcbind_pod *pod, int64_t now,
-                          const struct policy_oidc_provider **pvp)
+/*
+ * Verify: R_ALLOWED (*expired when exp alone failed and the provider's lease,
+ * as the policy says now, may still cover it), or the refusal.
+ */
+static enum reason verify(const struct policy *p, const struct jwt *t, int64_t now,
+                          const struct policy_oidc_provider **pvp, bool *expired)
 {
+	*expired = false;
 	const struct policy_oidc_provider *pv = policy_oidc_provider(p, t->iss);
 	if (pv == NULL)
 		return R_OIDC_ISSUER_UNKNOWN;
@@ -222,12 +224,28 @@ static enum reason verify(const struct policy *p, struct oidc_state *st, const s
 	int rc = jwt_verify(t, k->set[idx], &jp);
 	if (rc != JWT_OK && rc != JWT_ERR_EXPIRED)
 		return jwt_reason(rc);
+	int64_t lease = (int64_t)(pv->lease_ms / 1000);
+	/* Past exp, everything else verified: the lease of the policy in force, not the one
+	 * the token was bound under, says how long after. */
+	if (rc == JWT_ERR_EXPIRED && (lease == 0 || now > t->exp + lease))
+		return R_OIDC_TOKEN_EXPIRED;
+	*expired = rc == JWT_ERR_EXPIRED;
+	return R_ALLOWED;
+}
+
+/*
+ * A token that verified and whose request passes: its job bound to src, or
+ * (expired) within its lease from the source it is bound to.  Only such a
+ * token binds: a refused one would take the job's address from it and fill
+ * the table.
+ */
+static enum reason bind(const struct policy_oidc_provider *pv, struct oidc_state *st,
+                        const struct jwt *t, const uint8_t tok_hash[32], const struct pc_addr *src,
+                        const struct oidcbind_pod *pod, int64_t now, bool expired)
+{
 	uint8_t job[32];
 	job_key(t, pv, job);
-	if (rc == JWT_ERR_EXPIRED) {
-		/* Everything else verified: within its lease from the source it is bound to? */
-		if (pv->lease_ms == 0)
-			return R_OIDC_TOKEN_EXPIRED;
+	if (expired) {
 		int b = oidcbind_lease(st->binds, job, tok_hash, src, pod, now);
 		if (b == OIDCBIND_OTHER_SOURCE)
 			return R_OIDC_TOKEN_REPLAYED;
@@ -236,7 +254,10 @@ static enum reason verify(const struct policy *p, struct oidc_state *st, const s
 		atomic_fetch_add_explicit(&st->leased, 1, memory_order_relaxed);
 		return R_ALLOWED;
 	}
-	int64_t until = t->exp + (int64_t)(pv->lease_ms / 1000);
+	/* The binding lasts as long as the token passes: past exp within the leeway too, or
+	 * a copy from another address then would find it ended and bind afresh. */
+	int64_t lease = (int64_t)(pv->lease_ms / 1000), leeway = (int64_t)(pv->leeway_ms / 1000);
+	int64_t until = t->exp + (lease > leeway ? lease : leeway);
 	int b = oidcbind_check(st->binds, job, tok_hash, src, pod, until, now);
 	if (b == OIDCBIND_OTHER_SOURCE)
 		return R_OIDC_TOKEN_REPLAYED;
@@ -287,7 +308,8 @@ enum reason oidc_identify(const struct policy *p, struct oidc_state *st, enum po
 	if (pm != NULL && pod_uid != NULL)
 		uid_key(pod_uid, pod.key);
 	const struct policy_oidc_provider *pv = NULL;
-	why = verify(p, st, t, h, src, &pod, now, &pv);
+	bool expired;
+	why = verify(p, t, now, &pv, &expired);
 	if (why != R_ALLOWED)
 		goto out;
 	describe(t, pv, out);
@@ -303,7 +325,11 @@ enum reason oidc_identify(const struct policy *p, struct oidc_state *st, enum po
 	else if (tier == POLICY_OIDC_NO_RULE && !pv->no_match_source)
 		why = R_OIDC_NO_MATCH;
 	else
+		why = bind(pv, st, t, h, src, &pod, now, expired);
+	if (why == R_ALLOWED)
 		out->tier = tier;
+	else
+		out->rule = NULL;
 out:
 	if (why != R_ALLOWED && st != NULL)
 		atomic_fetch_add_explicit(&st->refused, 1, memory_order_relaxed);

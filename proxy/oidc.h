@@ -60,7 +60,8 @@ struct oidc_ident {
  * other identities decide.  Anything else: the refusal.
  *
  * A token is verified in full every time it is presented (signature,
- * issuer, audience, times); then its job is bound to src.  After exp the same
+ * issuer, audience, times); once the user name, CI claims and rules also
+ * pass, its job is bound to src (a refused request binds nothing).  After exp the same
  * token from the same source passes for the provider's lease; from another
  * source it is refused as a replay while the binding lasts.
  */

@@ -302,30 +302,32 @@ static bool parse_time(const char *s, size_t n, int64_t *out)
 	return true;
 }
 
+/* One audience string (current event) into t->aud; a NUL in it would end it early for strcmp. */
+static int aud_value(struct jwt *t, const yaml_event_t *e)
+{
+	if (!jw_is_string(e) || memchr(e->data.scalar.value, '\0', e->data.scalar.length) != NULL)
+		return JWT_ERR_JSON;
+	if (t->n_aud == JWT_MAX_AUD)
+		return JWT_ERR_TOO_LARGE;
+	const char *v = arena_copy(t, e->data.scalar.value, e->data.scalar.length);
+	if (v == NULL)
+		return JWT_ERR_TOO_LARGE;
+	t->aud[t->n_aud++] = v;
+	return JWT_OK;
+}
+
 static int claim_aud(struct jwt *t, struct jp *jp)
 {
-	if (jw_is_string(&jp->ev)) {
-		const char *v = arena_copy(t, jp->ev.data.scalar.value, jp->ev.data.scalar.length);
-		if (v == NULL)
-			return JWT_ERR_TOO_LARGE;
-		t->aud[t->n_aud++] = v;
-		return JWT_OK;
-	}
 	if (jp->ev.type != YAML_SEQUENCE_START_EVENT)
-		return JWT_ERR_JSON;
+		return aud_value(t, &jp->ev);
 	for (;;) {
 		if (jw_next(jp) != 0)
 			return JWT_ERR_JSON;
 		if (jp->ev.type == YAML_SEQUENCE_END_EVENT)
 			return JWT_OK;
-		if (!jw_is_string(&jp->ev))
-			return JWT_ERR_JSON;
-		if (t->n_aud == JWT_MAX_AUD)
-			return JWT_ERR_TOO_LARGE;
-		const char *v = arena_copy(t, jp->ev.data.scalar.value, jp->ev.data.scalar.length);
-		if (v == NULL)
-			return JWT_ERR_TOO_LARGE;
-		t->aud[t->n_aud++] = v;
+		int st = aud_value(t, &jp->ev);
+		if (st != JWT_OK)
+			return st;
 	}
 }
 

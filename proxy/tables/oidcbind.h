@@ -17,7 +17,9 @@
  * A job is a key the caller makes from the verified token (issuer and jti,
  * else job_id, else run_id and run_attempt).  Its entry holds the source
  * address that presented it first, a hash of the token, and until: the
- * token's exp plus the provider's lease.
+ * token's exp plus the provider's lease or leeway, whichever is longer (as
+ * long as the token passes: a binding that ended while the token still
+ * verified would let a copy from another address bind afresh).
  *  - oidcbind_check on a token that verified: the job is bound to src now
  *    (a new entry, or the same source again: until is raised to the new
  *    token's), or OIDCBIND_OTHER_SOURCE when it is bound to another address

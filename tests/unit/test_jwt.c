@@ -381,6 +381,14 @@ static void test_duplicates_and_shape(void **state)
 	/* iss not a string */
 	sign(rsa1, h, "{\"iss\":7,\"exp\":1}", tok);
 	assert_int_equal(check(tok, ks, JWT_ALG_RS256), JWT_ERR_CLAIMS);
+	/* a NUL inside aud: strcmp would stop there and take "portcullis\0x" for "portcullis" */
+	char c[1024];
+	claims(c, "\"portcullis\\u0000x\"", NOW + 600);
+	sign(rsa1, h, c, tok);
+	assert_int_equal(check(tok, ks, JWT_ALG_RS256), JWT_ERR_JSON);
+	claims(c, "[\"x\",\"other\\u0000.evil\"]", NOW + 600);
+	sign(rsa1, h, c, tok);
+	assert_int_equal(check(tok, ks, JWT_ALG_RS256), JWT_ERR_JSON);
 	jwks_destroy(ks);
 }
 
