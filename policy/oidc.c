@@ -115,6 +115,7 @@ static void load_rule(struct policy_loader *L, const struct policy_node *it,
 	char t[72], hint[96];
 	r->tier = -1;
 	r->line = it->line;
+	r->col = it->col;
 	if (!policy_container(L, it, PN_MAP))
 		return;
 	policy_check_keys(L, it, rule_keys);
@@ -138,6 +139,13 @@ static void load_rule(struct policy_loader *L, const struct policy_node *it,
 	}
 	if (m->kind != PN_MAP) {
 		policy_diag(L, m, "expected a mapping of claim: pattern");
+		return;
+	}
+	if (m->n == 0) {
+		/* On a shared issuer (gitlab.com, GitHub) any project can mint a CI token with the
+		 * audience it likes: a rule that names no claim would give this tier to all of them. */
+		policy_diag(L, m, "a rule matches at least one claim (an empty match takes every CI "
+		                  "job of the issuer, whichever project asked for the audience)");
 		return;
 	}
 	if (m->n > POLICY_MAX_OIDC_MATCH) {

@@ -217,7 +217,7 @@ struct policy_oidc_match {
 
 struct policy_oidc_rule {
 	const char *name; /* its name:, or "<provider>[i]" */
-	unsigned line;
+	unsigned line, col;
 	const struct policy_oidc_match *match; /* all must hold */
 	size_t n_match;
 	int tier;

@@ -25,6 +25,7 @@ static const char *const names[PW__COUNT] = {
     [PW_TLS_PORT_UNCHECKED] = "tls_port_unchecked",
     [PW_AUDIT_QUEUE_SMALL] = "audit_queue_small",
     [PW_PROXY_TRUSTED_BROAD] = "proxy_trusted_broad",
+    [PW_OIDC_RULE_UNSCOPED] = "oidc_rule_unscoped",
 };
 
 const char *policy_warn_name(enum policy_warn w)
@@ -403,6 +404,53 @@ static int cmp_place(const void *x, const void *y)
 	return a->code < b->code ? -1 : (a->code > b->code);
 }
 
+/*
+ * Does a pattern fix whose project it is?  Without '*' it names one; otherwise
+ * its first '*' must come after a literal first segment and its '/' (group/
+ * then anything).  '*' spans '/', so a leading '*' or "group*" also matches
+ * another owner's names.
+ */
+static bool pins(const char *pattern)
+{
+	const char *star = strchr(pattern, '*'), *slash = strchr(pattern, '/');
+	if (star == NULL)
+		return pattern[0] != '\0';
+	return slash != NULL && slash != pattern && slash < star;
+}
+
+/*
+ * identity.oidc rules that name no project or owner.  Whoever runs jobs on a
+ * shared issuer (gitlab.com, GitHub) chooses a token's audience, so such a
+ * rule gives its tier to every project there that asks for the audience.
+ */
+static void warn_oidc(const struct policy_settings *s, struct policy_warnings *out)
+{
+	/* The claims that name the project a job runs in (job_workflow_ref does not: any
+	 * repository may call a reusable workflow). */
+	static const char *const scoping[] = {"project_path", "namespace_path", "project_id",
+	                                      "namespace_id", "repository",     "repository_owner",
+	                                      "repository_id", "repository_owner_id"};
+	for (size_t i = 0; i < s->n_oidc; i++) {
+		const struct policy_oidc_provider *pv = &s->oidc[i];
+		for (size_t j = 0; j < pv->n_rules; j++) {
+			const struct policy_oidc_rule *r = &pv->rules[j];
+			bool scoped = false;
+			for (size_t k = 0; k < r->n_match && !scoped; k++)
+				for (size_t q = 0; q < sizeof(scoping) / sizeof(scoping[0]); q++)
+					if (strcmp(r->match[k].claim, scoping[q]) == 0 &&
+					    pins(r->match[k].pattern))
+						scoped = true;
+			if (!scoped)
+				add(out, PW_OIDC_RULE_UNSCOPED, r->line, r->col,
+				    "identity.oidc rule '%s' names no project, namespace, repository or "
+				    "owner: any project on issuer %s can mint a token with your audience "
+				    "that it matches; add project_path/namespace_path (GitLab) or "
+				    "repository/repository_owner (GitHub)",
+				    r->name, pv->issuer);
+		}
+	}
+}
+
 int policy_warn(const struct policy *p, struct policy_warnings *out)
 {
 	const struct policy_settings *s = &p->set;
@@ -425,6 +473,7 @@ int policy_warn(const struct policy *p, struct policy_warnings *out)
 		    (unsigned long long)s->audit_queue_bytes,
 		    (unsigned long long)s->max_connections * room);
 	warn_trusted(p, out);
+	warn_oidc(s, out);
 	for (size_t i = 0; i < p->n_tiers; i++) {
 		const struct policy_tier_int *t = &p->tiers[i];
 		if (t->pub.mode == TIER_AUDIT)

@@ -27,6 +27,9 @@ enum policy_warn {
 	PW_AUDIT_QUEUE_SMALL,          /* audit.queue_size below 2 KiB x limits.max_connections */
 	PW_PROXY_TRUSTED_BROAD,        /* proxy_protocol.trusted is /0 or covers a tier's sources:
 	                                  clients there could choose their own source address */
+	PW_OIDC_RULE_UNSCOPED,         /* an identity.oidc rule names no project, namespace,
+	                                  repository or owner: any project of a shared issuer can
+	                                  mint a token it matches */
 	PW__COUNT
 };
 

@@ -999,6 +999,12 @@ static void test_oidc(void **state)
 	    "identity:\n  oidc:\n    providers:\n      - {name: a, kind: jenkins, issuer: "
 	    "\"https://x\", audiences: x, jwks_file: /j, rules: [{match: {ref: m}, tier: nope}]}\n",
 	    "expected gitlab or github"));
+	/* An empty match would take every CI job of a shared issuer. */
+	assert_true(load_fails_with(
+	    BASE OIDC_LISTEN
+	    "identity:\n  oidc:\n    providers:\n      - {name: a, kind: gitlab, issuer: "
+	    "\"https://x\", audiences: x, jwks_file: /j, rules: [{match: {}, tier: standard}]}\n",
+	    "a rule matches at least one claim"));
 	assert_true(load_fails_with(BASE OIDC_LISTEN, "auth on a listener needs identity.oidc"));
 	assert_true(load_fails_with(BASE OIDC_PROVIDER(""), "need a listener with auth"));
 	assert_true(load_fails_with(

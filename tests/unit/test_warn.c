@@ -22,6 +22,12 @@ struct warn_case {
 	unsigned line, col; /* where (0: not checked) */
 };
 
+#define OIDC_HEAD(rule)                                                                            \
+	HEAD "listen:\n  proxy:\n    - {address: \"127.0.0.1:3128\", auth: required}\n"             \
+	     "identity:\n  oidc:\n    providers:\n      - name: gl\n        kind: gitlab\n"           \
+	     "        issuer: \"https://gitlab.com\"\n        audiences: portcullis\n"                \
+	     "        jwks_file: /etc/portcullis/gl.json\n        rules:\n" rule "tiers:\n  t: {}\n"
+
 /* Triggers: each yields exactly this one warning at this place. */
 static const struct warn_case triggers[] = {
     {"allow_ranges 0.0.0.0/0",
@@ -101,10 +107,24 @@ static const struct warn_case triggers[] = {
           "        mode: either\n        trusted: [10.42.0.0/16]\n"
           "tiers:\n  t: {sources: [10.42.7.0/24]}\n",
      PW_PROXY_TRUSTED_BROAD, 8, 19},
+    {"an OIDC rule that names only a ref: any project on gitlab.com can match it",
+     OIDC_HEAD("          - {match: {ref: main, ref_protected: \"true\"}, tier: t}\n"),
+     PW_OIDC_RULE_UNSCOPED, 15, 13},
+    {"an OIDC rule whose project glob starts with '*' (it spans '/': any owner's app)",
+     OIDC_HEAD("          - {match: {project_path: \"*-app\"}, tier: t}\n"), PW_OIDC_RULE_UNSCOPED,
+     15, 13},
+    {"an OIDC rule whose namespace glob has no '/' before its '*'",
+     OIDC_HEAD("          - {match: {namespace_path: \"platform*\"}, tier: t}\n"),
+     PW_OIDC_RULE_UNSCOPED, 15, 13},
 };
 
 /* Near misses: none of these warns. */
 static const struct warn_case quiet[] = {
+    {"an OIDC rule scoped to a group's projects",
+     OIDC_HEAD("          - {match: {project_path: \"platform/*\", ref: main}, tier: t}\n"), -1,
+     0, 0},
+    {"an OIDC rule scoped to a namespace, exactly",
+     OIDC_HEAD("          - {match: {namespace_path: platform}, tier: t}\n"), -1, 0, 0},
     {"allow_ranges of an internal mirror",
      HEAD "tiers:\n  t:\n    allow_ranges: [10.96.5.0/24, \"fd00:1::/64\"]\n", -1, 0, 0},
     {"allow_ranges next to metadata and loopback",
