@@ -297,13 +297,14 @@ enum reason oidc_identify(const struct policy *p, struct oidc_state *st, enum po
 	unsigned int hl = 0;
 	if (EVP_Digest(pr->cred.token, pr->cred.token_len, h, &hl, EVP_sha256(), NULL) != 1)
 		goto out;
-	for (size_t i = 0; i < 8; i++)
-		snprintf(out->token_sha + 2 * i, 3, "%02x", h[i]);
 	rc = jwt_parse(pr->cred.token, pr->cred.token_len, t);
 	if (rc != JWT_OK) {
+		/* Not a JWT (perhaps someone's proxy password): not even a hash of it is kept. */
 		why = jwt_reason(rc);
 		goto out;
 	}
+	for (size_t i = 0; i < 8; i++)
+		snprintf(out->token_sha + 2 * i, 3, "%02x", h[i]);
 	struct oidcbind_pod pod = {.alive = pm != NULL ? pod_alive : NULL, .ctx = pm};
 	if (pm != NULL && pod_uid != NULL)
 		uid_key(pod_uid, pod.key);

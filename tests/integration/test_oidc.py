@@ -242,6 +242,12 @@ with ctx:
 
     with ctx.case("refused: padding on the token -> 403 oidc_token_malformed"):
         refused(ot.basic("oidc", token() + "=="), "oidc_token_malformed")
+    with ctx.case("refused: a proxy password that is not a JWT -> 403 oidc_token_malformed, "
+                  "and the record keeps no hash of it (a short hash of a password can be guessed)"):
+        rec = refused(ot.basic("alice", "hunter2-correct-horse-battery"), "oidc_token_malformed")
+        expect(get(rec, "labels.oidc_token_sha256") is None,
+               "a password's hash was recorded: %r" % get(rec, "labels"))
+        issued.append("hunter2-correct-horse-battery")
     with ctx.case("refused: a wrong username -> 403 oidc_bad_credentials"):
         refused(ot.basic("root", token()), "oidc_bad_credentials")
     with ctx.case("refused: another scheme -> 403 oidc_bad_credentials"):
