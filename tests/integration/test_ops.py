@@ -1252,8 +1252,8 @@ with ctx:
         harness.expect_refusal(r, 503, "audit_unavailable")
         stall["n503"] = tally["503 audit_unavailable"] + probes["503 audit_unavailable"] + 1
 
-    with ctx.case("audit FIFO stalled and full: 4000 more refusals answered, their records dropped and "
-                  "counted in audit_records_lost_total"):
+    with ctx.case("audit FIFO stalled and full: 4000 more refusals answered; what no longer fits the queue "
+                  "is dropped and counted in audit_records_lost_total"):
         expect("n503" in stall, "no stall")
         # the refusals before this case are counted within the 1 s aggregation interval:
         # wait for the counter to settle so that only this case's 4000 move it
@@ -1266,13 +1266,16 @@ with ctx:
         tally, _, _, dt = flood(max_attempts=4000, max_seconds=20, probe=False)
         print("# overfill: %s in %.1fs" % (dict(tally), dt))
         expect(tally.get("403 host_not_allowed") == 4000, "overfill: %s" % dict(tally))
-        # each refusal was either its own record or counted in an aggregate one; lost,
-        # either way it is counted (the aggregates go out within a second)
+        # Each refusal is its own record or counted in its source's aggregate one, and a record
+        # that does not fit is counted lost.  Past the 90% mark new connections are refused, but
+        # a small aggregate record may still fit the last 10% and be delivered once the reader
+        # resumes: so most of the 4000, not necessarily all, are lost here.  The exact books
+        # (delivered + lost == connections counted) are the "audit FIFO accounting" case's.
         # (a deadline, not a sleep: it returns as soon as the count is there)
         ml1 = wait_metric(fx, lambda x: delta(x, ml0, "portcullis_audit_records_lost_total") >= 4000, 15)
         lost = delta(ml1, ml0, "portcullis_audit_records_lost_total")
-        expect(lost == 4000, "audit_records_lost_total moved by %s for 4000 more refusals into a full queue "
-               "(its 90%% mark had already been crossed)" % lost)
+        expect(0 < lost <= 4000, "audit_records_lost_total moved by %s for 4000 more refusals into a "
+               "full queue (its 90%% mark had already been crossed)" % lost)
 
     with ctx.case("audit FIFO stalled: a tunnel opened before the stall still echoes; /healthz and /metrics "
                   "answer in < 1s"):
