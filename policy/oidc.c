@@ -143,9 +143,11 @@ static void load_rule(struct policy_loader *L, const struct policy_node *it,
 	}
 	if (m->n == 0) {
 		/* On a shared issuer (gitlab.com, GitHub) any project can mint a CI token with the
-		 * audience it likes: a rule that names no claim would give this tier to all of them. */
-		policy_diag(L, m, "a rule matches at least one claim (an empty match takes every CI "
-		                  "job of the issuer, whichever project asked for the audience)");
+		 * audience it likes: a rule that names no claim would give this tier to all of
+		 * them. */
+		policy_diag(L, m,
+		            "a rule matches at least one claim (an empty match takes every CI "
+		            "job of the issuer, whichever project asked for the audience)");
 		return;
 	}
 	if (m->n > POLICY_MAX_OIDC_MATCH) {
