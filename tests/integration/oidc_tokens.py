@@ -4,7 +4,9 @@ into the raw r||s of RFC 7518 §3.4).  Stdlib only; nothing here is committed as
 import base64
 import json
 import os
+import re
 import subprocess
+import urllib.request
 
 
 def b64(b):
@@ -77,3 +79,11 @@ def sign(path, header, claims, raw_header=None, raw_claims=None):
 
 def basic(user, token):
     return "Basic " + base64.b64encode(("%s:%s" % (user, token)).encode()).decode()
+
+
+def metric(name, admin="127.0.0.1:9090"):
+    """One sample of a daemon's /metrics, by its name with labels (None when absent)."""
+    with urllib.request.urlopen("http://%s/metrics" % admin, timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(r"^%s (\d+(?:\.\d+)?)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None

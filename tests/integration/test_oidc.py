@@ -34,11 +34,7 @@ AUD = "https://portcullis.example"
 LEASE_S = 3600
 
 
-def metric(name, admin="127.0.0.1:9090"):
-    with urllib.request.urlopen("http://%s/metrics" % admin, timeout=5) as r:
-        text = r.read().decode()
-    m = re.search(r"^%s (\d+(?:\.\d+)?)$" % re.escape(name), text, re.M)
-    return float(m.group(1)) if m else None
+metric = ot.metric
 
 
 ctx = harness.start(__file__, v4=[GOOD])

@@ -9,10 +9,8 @@ force decides, not the one the token was first bound under.
 """
 import json
 import os
-import re
 import sys
 import time
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,11 +23,7 @@ ISS = "https://gitlab.example.com"
 AUD = "https://portcullis.example"
 
 
-def metric(name, admin):
-    with urllib.request.urlopen("http://%s/metrics" % admin, timeout=5) as r:
-        text = r.read().decode()
-    m = re.search(r"^%s (\d+(?:\.\d+)?)$" % re.escape(name), text, re.M)
-    return float(m.group(1)) if m else None
+metric = ot.metric
 
 
 ctx = harness.start(__file__, v4=[GOOD])
