@@ -3,12 +3,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host.h"
 #include "policy_int.h"
 
 static const char *const oidc_keys[] = {"providers", "max_bindings", NULL};
-static const char *const provider_keys[] = {"name",       "kind",      "issuer", "audiences",
-                                            "algorithms", "jwks_file", "leeway", "lease",
-                                            "username",   "no_match",  "rules",  NULL};
+static const char *const provider_keys[] = {
+    "name",      "kind",     "issuer",       "audiences",        "algorithms",
+    "jwks_file", "jwks_url", "jwks_ca_file", "jwks_refresh_min", "jwks_refresh_max",
+    "leeway",    "lease",    "username",     "no_match",         "rules",
+    NULL};
 static const char *const rule_keys[] = {"name", "match", "tier", NULL};
 
 /* The claims a rule may name, per kind (docs/oidc.md).  Integer claims match as decimal text. */
@@ -183,6 +186,100 @@ static void load_rule(struct policy_loader *L, const struct policy_node *it,
 	r->n_match = n;
 }
 
+/*
+ * jwks_url: "https://" authority path, nothing else: no userinfo, no fragment,
+ * no byte outside visible ASCII.  The host is canonicalised like an allowlist
+ * host; the path keeps any query.  False with a diagnostic.
+ */
+static bool load_jwks_url(struct policy_loader *L, const struct policy_node *v,
+                          struct policy_oidc_provider *pv)
+{
+	const char *u = pv->jwks_url;
+	size_t len = strlen(u);
+	if (strncmp(u, "https://", 8) != 0) {
+		policy_diag(L, v, "jwks_url must be an https:// URL");
+		return false;
+	}
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)u[i] <= 0x20 || (unsigned char)u[i] >= 0x7f || u[i] == '#') {
+			policy_diag(L, v,
+			            "jwks_url: a space, control, non-ASCII byte or # at byte %zu",
+			            i + 1);
+			return false;
+		}
+	const char *auth = u + 8, *slash = strchr(auth, '/');
+	const char *q = strchr(auth, '?');
+	if (q != NULL && (slash == NULL || q < slash))
+		slash = q; /* https://host?x: the path is "/?x" */
+	size_t alen = slash != NULL ? (size_t)(slash - auth) : strlen(auth);
+	struct pc_host h;
+	uint16_t port = 0;
+	int rc = host_parse_authority(auth, alen, 443, &h, &port);
+	if (rc != HOST_OK) {
+		policy_diag(L, v, "jwks_url: bad host or port (%s)", host_status_str(rc));
+		return false;
+	}
+	pv->jwks_host = policy_arena_str(L, h.name, h.len);
+	pv->jwks_port = port;
+	if (slash == NULL)
+		pv->jwks_path = policy_arena_str(L, "/", 1);
+	else if (*slash == '?') {
+		char buf[1030];
+		snprintf(buf, sizeof(buf), "/%s", slash);
+		pv->jwks_path = policy_arena_str(L, buf, strlen(buf));
+	} else
+		pv->jwks_path = policy_arena_str(L, slash, strlen(slash));
+	return pv->jwks_host != NULL && pv->jwks_path != NULL;
+}
+
+/* The provider's keys: jwks_file, or jwks_url with its CA and cache bounds. */
+static void load_jwks(struct policy_loader *L, const struct policy_node *it,
+                      struct policy_oidc_provider *pv)
+{
+	const struct policy_node *f = policy_get(it, "jwks_file"), *u = policy_get(it, "jwks_url");
+	if (f == NULL && u == NULL) {
+		policy_missing(L, it, "jwks_file");
+		return;
+	}
+	if (f != NULL && u != NULL) {
+		policy_diag(L, u, "a provider takes its keys from jwks_file or jwks_url, not both");
+		return;
+	}
+	const struct policy_node *v = f != NULL ? f : u;
+	pv->jwks_line = v->line;
+	pv->jwks_col = v->col;
+	if (f != NULL) {
+		pv->jwks_file = want_text(L, f, "jwks_file");
+		if (pv->jwks_file != NULL && pv->jwks_file[0] != '/')
+			policy_diag(L, f, "jwks_file must be an absolute path");
+		for (const char *const *k =
+		         (const char *const[]){"jwks_ca_file", "jwks_refresh_min",
+		                               "jwks_refresh_max", NULL};
+		     *k != NULL; k++)
+			if (policy_get(it, *k) != NULL)
+				policy_diag(L, policy_get(it, *k), "%s goes with jwks_url", *k);
+		return;
+	}
+	pv->jwks_url = want_text(L, u, "jwks_url");
+	if (pv->jwks_url != NULL)
+		(void)load_jwks_url(L, u, pv);
+	v = policy_get(it, "jwks_ca_file");
+	if (v != NULL) {
+		pv->jwks_ca_file = want_text(L, v, "jwks_ca_file");
+		if (pv->jwks_ca_file != NULL && pv->jwks_ca_file[0] != '/')
+			policy_diag(L, v, "jwks_ca_file must be an absolute path");
+	}
+	pv->jwks_refresh_min_ms = 5 * MS_M;
+	pv->jwks_refresh_max_ms = 60 * MS_M;
+	policy_want_ms(L, policy_get(it, "jwks_refresh_min"), MS_S, 24 * 60 * MS_M, "1s", "24h",
+	               &pv->jwks_refresh_min_ms);
+	policy_want_ms(L, policy_get(it, "jwks_refresh_max"), MS_S, 7 * 24 * 60 * MS_M, "1s",
+	               "168h", &pv->jwks_refresh_max_ms);
+	const struct policy_node *mx = policy_get(it, "jwks_refresh_max");
+	if (pv->jwks_refresh_max_ms < pv->jwks_refresh_min_ms)
+		policy_diag(L, mx != NULL ? mx : u, "jwks_refresh_max is below jwks_refresh_min");
+}
+
 static void load_provider(struct policy_loader *L, const struct policy_node *it,
                           struct policy_oidc_provider *pv)
 {
@@ -211,16 +308,7 @@ static void load_provider(struct policy_loader *L, const struct policy_node *it,
 		policy_missing(L, it, "audiences");
 	pv->audiences = want_strs(L, v, POLICY_MAX_OIDC_AUDIENCES, &pv->n_audiences, "audiences");
 	load_algs(L, policy_get(it, "algorithms"), pv);
-	v = policy_get(it, "jwks_file");
-	if (v == NULL)
-		policy_missing(L, it, "jwks_file");
-	pv->jwks_file = want_text(L, v, "jwks_file");
-	if (pv->jwks_file != NULL && pv->jwks_file[0] != '/')
-		policy_diag(L, v, "jwks_file must be an absolute path");
-	if (v != NULL) {
-		pv->jwks_line = v->line;
-		pv->jwks_col = v->col;
-	}
+	load_jwks(L, it, pv);
 	pv->leeway_ms = 60 * MS_S;
 	policy_want_ms(L, policy_get(it, "leeway"), 0, 5 * MS_M, "0s", "5m", &pv->leeway_ms);
 	policy_want_ms(L, policy_get(it, "lease"), 0, 24 * 60 * MS_M, "0s", "24h", &pv->lease_ms);

@@ -231,8 +231,16 @@ struct policy_oidc_provider {
 	const char *const *audiences;
 	size_t n_audiences;
 	unsigned algs;                      /* JWT_ALG_* bits: 1 RS256, 2 ES256 */
-	const char *jwks_file;              /* absolute path, read with the policy */
+	const char *jwks_file;              /* absolute path, read with the policy, or NULL */
 	unsigned jwks_line, jwks_col;       /* for messages about the file */
+	/* jwks_url (instead of jwks_file): fetched by the proxy (proxy/jwksfetch.h) */
+	const char *jwks_url;               /* https://host[:port]/path as written, or NULL */
+	const char *jwks_host;              /* canonical: a name, or an address without brackets */
+	uint16_t jwks_port;                 /* default 443 */
+	const char *jwks_path;              /* "/..." (with any query) */
+	const char *jwks_ca_file;           /* CA bundle for the URL, or NULL: the system's */
+	uint32_t jwks_refresh_min_ms;       /* cache floor, default 5m */
+	uint32_t jwks_refresh_max_ms;       /* cache ceiling, default 1h */
 	uint32_t leeway_ms;                 /* exp / nbf / iat, default 60s */
 	uint32_t lease_ms;                  /* use after exp by the bound source, default 0 */
 	const char *username;               /* Basic's user must be this, or NULL: any */

@@ -1014,7 +1014,88 @@ static void test_oidc(void **state)
 	                            "expected deny or source"));
 	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_PROVIDER("        lease: 25h\n"), "24h"));
 	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_PROVIDER("        jwks_url: https://x\n"),
-	                            "jwks_url"));
+	                            "jwks_file or jwks_url, not both"));
+	assert_true(load_fails_with(
+	    BASE OIDC_LISTEN OIDC_PROVIDER("        jwks_refresh_min: 1m\n"), "goes with jwks_url"));
+}
+
+/* A provider whose keys come from jwks_url instead of jwks_file. */
+#define OIDC_URL_PROVIDER(url, extra)                                                              \
+	"identity:\n  oidc:\n    providers:\n      - name: gh\n        kind: github\n"              \
+	"        issuer: \"https://token.actions.githubusercontent.com\"\n"                          \
+	"        audiences: portcullis\n        jwks_url: \"" url "\"\n" extra                       \
+	"        rules: [{match: {repository_owner: acme}, tier: standard}]\n"
+
+static void test_oidc_jwks_url(void **state)
+{
+	(void)state;
+	struct policy *p = load_ok(BASE OIDC_LISTEN OIDC_URL_PROVIDER(
+	    "https://Token.Actions.GithubUserContent.com./.well-known/jwks", ""));
+	const struct policy_oidc_provider *pv = &policy_settings(p)->oidc[0];
+	assert_null(pv->jwks_file);
+	assert_string_equal(pv->jwks_url,
+	                    "https://Token.Actions.GithubUserContent.com./.well-known/jwks");
+	assert_string_equal(pv->jwks_host, "token.actions.githubusercontent.com");
+	assert_int_equal(pv->jwks_port, 443);
+	assert_string_equal(pv->jwks_path, "/.well-known/jwks");
+	assert_null(pv->jwks_ca_file);
+	assert_int_equal(pv->jwks_refresh_min_ms, 5 * 60000);
+	assert_int_equal(pv->jwks_refresh_max_ms, 60 * 60000);
+	policy_unref(p);
+
+	p = load_ok(BASE OIDC_LISTEN OIDC_URL_PROVIDER(
+	    "https://[2001:db8::1]:8443?k=v",
+	    "        jwks_ca_file: /etc/ssl/idp.pem\n        jwks_refresh_min: 30s\n"
+	    "        jwks_refresh_max: 168h\n"));
+	pv = &policy_settings(p)->oidc[0];
+	assert_string_equal(pv->jwks_host, "2001:db8::1");
+	assert_int_equal(pv->jwks_port, 8443);
+	assert_string_equal(pv->jwks_path, "/?k=v");
+	assert_string_equal(pv->jwks_ca_file, "/etc/ssl/idp.pem");
+	assert_int_equal(pv->jwks_refresh_min_ms, 30000);
+	assert_int_equal(pv->jwks_refresh_max_ms, 168u * 3600000u);
+	policy_unref(p);
+
+	p = load_ok(BASE OIDC_LISTEN OIDC_URL_PROVIDER("https://10.0.0.5", ""));
+	pv = &policy_settings(p)->oidc[0];
+	assert_string_equal(pv->jwks_host, "10.0.0.5");
+	assert_string_equal(pv->jwks_path, "/");
+	policy_unref(p);
+
+	static const struct {
+		const char *url, *msg;
+	} bad[] = {
+	    {"http://idp.example/jwks", "https:// URL"},
+	    {"https://user:pw@idp.example/jwks", "bad host or port"},
+	    {"https://idp.example:0/jwks", "bad host or port"},
+	    {"https://idp.example:99999/jwks", "bad host or port"},
+	    {"https://idp%2eexample/jwks", "bad host or port"},
+	    {"https:///jwks", "bad host or port"},
+	    {"https://idp.example/jwks#frag", "# at byte"},
+	    {"https://idp.example/a b", "space, control"},
+	    {"https://idp.example/\xc3\xa9", "non-ASCII"},
+	    {"https://[fe80::1%25eth0]/jwks", "bad host or port"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char yaml[2048];
+		snprintf(yaml, sizeof(yaml),
+		         "%s%sidentity:\n  oidc:\n    providers:\n      - {name: a, kind: github, "
+		         "issuer: \"https://x\", audiences: x, jwks_url: \"%s\", rules: [{match: "
+		         "{repository_owner: acme}, tier: standard}]}\n",
+		         BASE, OIDC_LISTEN, bad[i].url);
+		if (!load_fails_with(yaml, bad[i].msg))
+			fail_msg("jwks_url %s: want \"%s\"", bad[i].url, bad[i].msg);
+	}
+	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_URL_PROVIDER(
+	                                "https://idp.example/jwks",
+	                                "        jwks_refresh_min: 2h\n        jwks_refresh_max: 1h\n"),
+	                            "below jwks_refresh_min"));
+	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_URL_PROVIDER(
+	                                "https://idp.example/jwks", "        jwks_ca_file: ca.pem\n"),
+	                            "absolute path"));
+	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_URL_PROVIDER(
+	                                "https://idp.example/jwks", "        jwks_refresh_min: 0s\n"),
+	                            "1s"));
 }
 
 static void test_oidc_glob(void **state)
@@ -1421,6 +1502,7 @@ int main(void)
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_tls_listener),
 	    cmocka_unit_test(test_oidc),
+	    cmocka_unit_test(test_oidc_jwks_url),
 	    cmocka_unit_test(test_oidc_glob),
 	    cmocka_unit_test(test_kubernetes),
 	    cmocka_unit_test(test_source_grouping_settings),
