@@ -35,3 +35,43 @@ fail:
 	ERR_clear_error();
 	return NULL;
 }
+
+SSL *tls_client_for_host(const char *ca_file, const char *host, const struct pc_addr *ip, char *why,
+                         size_t whylen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl = NULL;
+	if (ctx == NULL)
+		goto fail;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	int ok = ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+	                         : SSL_CTX_set_default_verify_paths(ctx);
+	if (ok != 1) {
+		snprintf(why, whylen, "cannot load CA %s", ca_file != NULL ? ca_file : "(system)");
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	ssl = SSL_new(ctx);
+	SSL_CTX_free(ctx);
+	if (ssl == NULL)
+		goto fail;
+	X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+	if (ip != NULL) {
+		if (X509_VERIFY_PARAM_set1_ip(vp, ip->b, ip->family == ADDR_V4 ? 4 : 16) != 1)
+			goto fail_ssl;
+	} else {
+		X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		if (X509_VERIFY_PARAM_set1_host(vp, host, 0) != 1 ||
+		    SSL_set_tlsext_host_name(ssl, host) != 1)
+			goto fail_ssl;
+	}
+	return ssl;
+fail_ssl:
+	SSL_free(ssl);
+fail:
+	snprintf(why, whylen, "TLS setup failed");
+	ERR_clear_error();
+	return NULL;
+}

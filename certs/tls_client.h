@@ -1,4 +1,4 @@
-/* TLS client contexts the proxy dials with (the Kubernetes API server). */
+/* TLS client contexts the proxy dials with (the Kubernetes API server, JWKS URLs). */
 #ifndef PORTCULLIS_TLS_CLIENT_H
 #define PORTCULLIS_TLS_CLIENT_H
 
@@ -15,5 +15,15 @@
  * (as client-go checks).  NULL with why filled.
  */
 SSL *tls_client_for_ip(const char *ca_file, const struct pc_addr *ip, char *why, size_t whylen);
+
+/*
+ * A TLS client for one connection to an HTTPS URL's host: TLS 1.2+, verified
+ * against ca_file (read anew each time) or, when it is NULL, the system's
+ * trust store; the certificate must name host (SNI sent), or, when ip is
+ * non-NULL (the URL's host is an address), that address in an IP SAN.
+ * NULL with why filled.
+ */
+SSL *tls_client_for_host(const char *ca_file, const char *host, const struct pc_addr *ip,
+                         char *why, size_t whylen);
 
 #endif

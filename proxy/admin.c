@@ -173,6 +173,8 @@ static bool not_ready(const struct admin *a, const struct proxy_stats *st, char 
 	const char *r = NULL;
 	if (!st->audit_available)
 		r = "audit log backlogged";
+	else if (st->jwks_unready)
+		r = st->jwks_why;
 	else if (st->proc.kube_enabled && !st->proc.kube_synced)
 		r = "kubernetes pod map not synced";
 	else if (st->proc.kube_enabled && st->kube_overflowed)

@@ -13,6 +13,8 @@
 #include <event2/event.h>
 #include <openssl/crypto.h>
 
+#include "clock.h"
+
 /* Bucket upper bounds in nanoseconds (exposed in seconds). */
 static const uint64_t bucket_ns[METRICS_HIST_BUCKETS] = {
 	100000,    250000,    500000,    1000000,   2500000,    5000000,    10000000,   25000000,
@@ -161,6 +163,72 @@ static void render_process(struct evbuffer *out, const struct metrics_process *p
 	evbuffer_add_printf(out, "process_start_time_seconds %.3f\n", p->start_time);
 }
 
+/* A label value as the exposition format wants it: backslash and double quote escaped. */
+static void label_value(char *dst, size_t cap, const char *src)
+{
+	size_t o = 0;
+	for (; *src != '\0' && o + 3 < cap; src++) {
+		if (*src == '\\' || *src == '"')
+			dst[o++] = '\\';
+		dst[o++] = *src == '\n' ? ' ' : *src;
+	}
+	dst[o] = '\0';
+}
+
+/* The JWKS URLs' fetches (jwksfetch.h), one series per URL. */
+static void jwks_families(struct evbuffer *out, const struct metrics_process *p)
+{
+	static const char *const res[] = {"fetched", "not_modified", "failed"};
+	double now = (double)wall_ns() / 1e9;
+	char url[2 * sizeof(p->jwks[0].url) + 1];
+	family(out, "portcullis_oidc_jwks_fetches_total", "counter",
+	       "JWKS URL fetches by result: fetched (200, a usable key set), not_modified (304), "
+	       "failed (kept the last keys).");
+	for (size_t i = 0; i < p->n_jwks; i++) {
+		const struct metrics_jwks *j = &p->jwks[i];
+		const uint64_t v[] = {j->fetched, j->not_modified, j->failed};
+		label_value(url, sizeof(url), j->url);
+		for (size_t r = 0; r < 3; r++)
+			evbuffer_add_printf(out,
+			                    "portcullis_oidc_jwks_fetches_total{url=\"%s\",result=\"%s\"} "
+			                    "%llu\n",
+			                    url, res[r], (unsigned long long)v[r]);
+	}
+	family(out, "portcullis_oidc_jwks_kid_refreshes_total", "counter",
+	       "JWKS URL fetches asked for by a token with a kid the keys lacked.");
+	for (size_t i = 0; i < p->n_jwks; i++) {
+		label_value(url, sizeof(url), p->jwks[i].url);
+		evbuffer_add_printf(out, "portcullis_oidc_jwks_kid_refreshes_total{url=\"%s\"} %llu\n",
+		                    url, (unsigned long long)p->jwks[i].kid_refreshes);
+	}
+	family(out, "portcullis_oidc_jwks_keys", "gauge",
+	       "Keys in the JWKS served for a URL (0: none fetched yet).");
+	for (size_t i = 0; i < p->n_jwks; i++) {
+		label_value(url, sizeof(url), p->jwks[i].url);
+		evbuffer_add_printf(out, "portcullis_oidc_jwks_keys{url=\"%s\"} %llu\n", url,
+		                    (unsigned long long)p->jwks[i].keys);
+	}
+	family(out, "portcullis_oidc_jwks_last_success_timestamp_seconds", "gauge",
+	       "When a JWKS URL last answered with keys or 304 (0: never).");
+	for (size_t i = 0; i < p->n_jwks; i++) {
+		label_value(url, sizeof(url), p->jwks[i].url);
+		evbuffer_add_printf(out,
+		                    "portcullis_oidc_jwks_last_success_timestamp_seconds{url=\"%s\"} "
+		                    "%.3f\n",
+		                    url, p->jwks[i].last_success);
+	}
+	family(out, "portcullis_oidc_jwks_age_seconds", "gauge",
+	       "Seconds since a JWKS URL last answered with keys or 304 (absent: never).");
+	for (size_t i = 0; i < p->n_jwks; i++) {
+		if (p->jwks[i].last_success <= 0)
+			continue;
+		label_value(url, sizeof(url), p->jwks[i].url);
+		double age = now - p->jwks[i].last_success;
+		evbuffer_add_printf(out, "portcullis_oidc_jwks_age_seconds{url=\"%s\"} %.3f\n", url,
+		                    age > 0 ? age : 0.0);
+	}
+}
+
 int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 		   struct worker_metrics *const *w, size_t nw, const struct metrics_process *p)
 {
@@ -238,6 +306,8 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 		evbuffer_add_printf(out, "portcullis_oidc_jwks_load_timestamp_seconds %.3f\n",
 		                    p->policy_loaded_at);
 	}
+	if (p->n_jwks > 0)
+		jwks_families(out, p);
 	if (p->kube_enabled) {
 		scalar(out, "portcullis_kube_synced", "gauge",
 		       "1 once every watched scope has completed its first pod list.",

@@ -55,6 +55,15 @@ static inline void metrics_add(atomic_ullong *c, uint64_t n)
 void metrics_observe(struct metrics_hist *h, uint64_t ns);
 
 /* Everything the exposition needs besides the per-worker blocks. */
+/* One JWKS URL's fetches (jwksfetch.h). */
+struct metrics_jwks {
+	char url[1025];
+	uint64_t fetched, not_modified, failed; /* fetches by result: 200 that parsed, 304, other */
+	uint64_t kid_refreshes;                 /* fetches an unknown kid asked for */
+	double last_success;                    /* unix seconds of the last 200 or 304, 0: never */
+	uint64_t keys;                          /* in the set served */
+};
+
 struct metrics_process {
 	const char *version;
 	char policy_sha256[65];
@@ -75,6 +84,8 @@ struct metrics_process {
 	bool oidc_enabled; /* identity.oidc: the OIDC families are rendered */
 	uint64_t oidc_verified, oidc_leased, oidc_refused; /* tokens by result */
 	uint64_t oidc_bindings, oidc_evictions, oidc_replays;
+	struct metrics_jwks *jwks; /* one per jwks_url (jwksfetch_stats) */
+	size_t n_jwks;
 };
 
 /* Append the whole text exposition (format 0.0.4) to out. */

@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 
 #include "fileio.h"
+#include "jwksfetch.h"
 #include "jwt.h"
 #include "oidcbind.h"
 #include "podmap.h"
@@ -43,6 +44,9 @@ int oidc_keys_attach(struct policy *p, char *msg, size_t msglen, unsigned *line,
 	}
 	for (size_t i = 0; i < s->n_oidc; i++) {
 		const struct policy_oidc_provider *pv = &s->oidc[i];
+		k->n = i + 1;
+		if (pv->jwks_file == NULL)
+			continue; /* jwks_url: the fetcher's keys (st->fetch), not the snapshot's */
 		*line = pv->jwks_line;
 		*col = pv->jwks_col;
 		char *buf = NULL, err[128];
@@ -61,7 +65,6 @@ int oidc_keys_attach(struct policy *p, char *msg, size_t msglen, unsigned *line,
 		    EVP_Digest(buf, len, k->digest[i], &dl, EVP_sha256(), NULL) != 1)
 			rc = JWT_ERR_NOMEM;
 		free(buf);
-		k->n = i + 1;
 		if (rc != JWT_OK) {
 			snprintf(msg, msglen, "jwks_file %s: %s", pv->jwks_file,
 			         rc == JWT_ERR_NOMEM ? "out of memory" : err);
@@ -84,7 +87,10 @@ bool oidc_keys_same(const struct policy *a, const struct policy *b)
 const char *oidc_jwks_path(const struct policy *p, size_t i)
 {
 	const struct policy_settings *s = policy_settings(p);
-	return i < s->n_oidc ? s->oidc[i].jwks_file : NULL;
+	for (size_t j = 0; j < s->n_oidc; j++)
+		if (s->oidc[j].jwks_file != NULL && i-- == 0)
+			return s->oidc[j].jwks_file;
+	return NULL;
 }
 
 int oidc_state_init(struct oidc_state *st, size_t max_bindings)
@@ -96,6 +102,8 @@ int oidc_state_init(struct oidc_state *st, size_t max_bindings)
 
 void oidc_state_fini(struct oidc_state *st)
 {
+	jwksfetch_stop(atomic_load(&st->fetch));
+	atomic_store(&st->fetch, NULL);
 	oidcbind_destroy(st->binds);
 	st->binds = NULL;
 }
@@ -203,17 +211,26 @@ static bool pod_alive(void *ctx, const struct pc_addr *src, const uint8_t key[32
  * Verify: R_ALLOWED (*expired when exp alone failed and the provider's lease,
  * as the policy says now, may still cover it), or the refusal.
  */
-static enum reason verify(const struct policy *p, const struct jwt *t, int64_t now,
-                          const struct policy_oidc_provider **pvp, bool *expired)
+static enum reason verify(const struct policy *p, struct oidc_state *st, const struct jwt *t,
+                          int64_t now, const struct policy_oidc_provider **pvp, bool *expired)
 {
 	*expired = false;
 	const struct policy_oidc_provider *pv = policy_oidc_provider(p, t->iss);
 	if (pv == NULL)
 		return R_OIDC_ISSUER_UNKNOWN;
 	*pvp = pv;
-	const struct oidc_keys *k = policy_ext(p);
-	size_t idx = (size_t)(pv - policy_settings(p)->oidc);
-	if (k == NULL || idx >= k->n || k->set[idx] == NULL)
+	const struct jwks *keys = NULL;
+	struct jwks_ref *ref = NULL;
+	struct jwksfetch *fetch = st != NULL ? atomic_load(&st->fetch) : NULL;
+	if (pv->jwks_url != NULL) {
+		ref = jwksfetch_keys(fetch, pv->jwks_url);
+		keys = ref != NULL ? jwks_ref_keys(ref) : NULL;
+	} else {
+		const struct oidc_keys *k = policy_ext(p);
+		size_t idx = (size_t)(pv - policy_settings(p)->oidc);
+		keys = k != NULL && idx < k->n ? k->set[idx] : NULL;
+	}
+	if (keys == NULL)
 		return R_OIDC_JWKS_UNAVAILABLE;
 	struct jwt_policy jp = {.issuer = pv->issuer,
 	                        .audiences = pv->audiences,
@@ -221,7 +238,11 @@ static enum reason verify(const struct policy *p, const struct jwt *t, int64_t n
 	                        .algs = pv->algs,
 	                        .now = now,
 	                        .leeway = pv->leeway_ms / 1000};
-	int rc = jwt_verify(t, k->set[idx], &jp);
+	int rc = jwt_verify(t, keys, &jp);
+	jwks_ref_put(ref);
+	/* A kid the fetched set lacks may be a rotation: ask for a refresh (rate-limited). */
+	if (rc == JWT_ERR_KID_UNKNOWN && pv->jwks_url != NULL)
+		jwksfetch_kid_unknown(fetch, pv->jwks_url);
 	if (rc != JWT_OK && rc != JWT_ERR_EXPIRED)
 		return jwt_reason(rc);
 	int64_t lease = (int64_t)(pv->lease_ms / 1000);
@@ -310,7 +331,7 @@ enum reason oidc_identify(const struct policy *p, struct oidc_state *st, enum po
 		uid_key(pod_uid, pod.key);
 	const struct policy_oidc_provider *pv = NULL;
 	bool expired;
-	why = verify(p, t, now, &pv, &expired);
+	why = verify(p, st, t, now, &pv, &expired);
 	if (why != R_ALLOWED)
 		goto out;
 	describe(t, pv, out);

@@ -26,12 +26,16 @@ int oidc_keys_attach(struct policy *p, char *msg, size_t msglen, unsigned *line,
 /* Do a and b hold keys from the same JWKS bytes (both none: true)? */
 bool oidc_keys_same(const struct policy *a, const struct policy *b);
 
-/* The JWKS files of p (for the server's watch): the i-th, or NULL past the end. */
+/* The JWKS files of p (for the server's watch): the i-th of the providers with one, or NULL
+ * past the end. */
 const char *oidc_jwks_path(const struct policy *p, size_t i);
 
 /* Process-wide state: the job bindings and the counters (shared by every worker). */
+struct jwksfetch;
 struct oidc_state {
 	struct oidcbind *binds;
+	/* The jwks_url fetcher, started by the server once a policy names a URL (or NULL). */
+	_Atomic(struct jwksfetch *) fetch;
 	atomic_ullong verified, leased, refused; /* tokens by result */
 };
 

@@ -24,6 +24,7 @@
 #include "podmap.h"
 #include "policyfile.h"
 #include "srclimit.h"
+#include "jwksfetch.h"
 #include "oidc.h"
 #include "oidcbind.h"
 #include "stats.h"
@@ -78,6 +79,8 @@ struct server {
 
 /* ---- the admin listener's view ---- */
 
+static int follow_jwks_urls(struct server *s, struct policy *p, char *errmsg, size_t errlen);
+
 static void stats_snapshot(void *arg, struct proxy_stats *out)
 {
 	struct server *s = arg;
@@ -114,6 +117,12 @@ static void stats_snapshot(void *arg, struct proxy_stats *out)
 		p->oidc_bindings = bs.entries;
 		p->oidc_evictions = bs.evictions;
 		p->oidc_replays = bs.replays;
+	}
+	struct jwksfetch *jf = atomic_load(&s->oidc.fetch);
+	if (jf != NULL) {
+		p->jwks = out->jwks;
+		p->n_jwks = jwksfetch_stats(jf, out->jwks, sizeof(out->jwks) / sizeof(out->jwks[0]));
+		out->jwks_unready = jwksfetch_unready(jf, out->jwks_why, sizeof(out->jwks_why));
 	}
 	p->start_time = s->start_time;
 	if (s->kube != NULL) {
@@ -179,6 +188,8 @@ struct server *server_create(struct policy *p, const char *path, const char *sha
 	}
 	s->oidc_ready = true;
 	atomic_store(&s->oidc_on, policy_settings(p)->n_oidc > 0);
+	if (follow_jwks_urls(s, p, errmsg, errlen) != 0)
+		goto fail;
 	if (gethostname(s->hostname, sizeof(s->hostname) - 1) != 0)
 		strcpy(s->hostname, "unknown");
 	const struct policy_settings *ps = policy_settings(p);
@@ -406,6 +417,9 @@ static void reload_apply(struct server *s, struct reload_job *j)
 	set_policy_info(s, j->sha);
 	atomic_fetch_add(&s->reloads_ok, 1);
 	atomic_store(&s->oidc_on, policy_settings(p)->n_oidc > 0);
+	char ferr[160];
+	if (follow_jwks_urls(s, p, ferr, sizeof(ferr)) != 0)
+		oplog("error", "oidc: %s: jwks_url providers have no keys", ferr);
 	watch_jwks(s);
 	oplog("info", "policy reloaded (%s): %s sha256 %s, %zu tiers, %zu rules", j->why,
 	      s->policy_path, j->sha, policy_tier_count(p), policy_rule_count(p));
@@ -502,6 +516,27 @@ static void inotify_cb(evutil_socket_t fd, short what, void *arg)
 		;
 	struct timeval tv = {0, RELOAD_DEBOUNCE_MS * 1000};
 	evtimer_add(s->reload_ev, &tv);
+}
+
+/*
+ * The JWKS URL fetcher follows the serving policy: started the first time a
+ * policy names a jwks_url, then told of every policy that serves.  Main thread.
+ */
+static int follow_jwks_urls(struct server *s, struct policy *p, char *errmsg, size_t errlen)
+{
+	const struct policy_settings *ps = policy_settings(p);
+	bool any = false;
+	for (size_t i = 0; i < ps->n_oidc; i++)
+		any = any || ps->oidc[i].jwks_url != NULL;
+	struct jwksfetch *f = atomic_load(&s->oidc.fetch);
+	if (f == NULL && any) {
+		f = jwksfetch_start(errmsg, errlen);
+		if (f == NULL)
+			return -1;
+		atomic_store(&s->oidc.fetch, f);
+	}
+	jwksfetch_configure(f, p);
+	return 0;
 }
 
 /* Each OIDC provider's JWKS directory too: a rotated key set reloads the snapshot. */
