@@ -277,6 +277,16 @@ void jsonw_kv_bool(struct jsonw *w, const char *k, bool v)
 	jsonw_raw(w, v ? "true" : "false", v ? 4 : 5);
 }
 
+/* v in exactly width decimal digits, zero-padded (v < 10^width). */
+static size_t put_dec(char *p, unsigned v, size_t width)
+{
+	for (size_t i = width; i > 0; i--) {
+		p[i - 1] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	return width;
+}
+
 void jsonw_kv_time(struct jsonw *w, const char *k, uint64_t ts_ns)
 {
 	/* A record often repeats one time (@timestamp = event.end): formatted once. */
@@ -288,13 +298,29 @@ void jsonw_kv_time(struct jsonw *w, const char *k, uint64_t ts_ns)
 			w->full = true;
 			return;
 		}
-		int n = snprintf(w->time, sizeof(w->time),
-		                 "\"%04d-%02d-%02dT%02d:%02d:%02d.%06uZ\"", tm.tm_year + 1900,
-		                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
-		if (n <= 0 || (size_t)n >= sizeof(w->time)) {
+		/* By hand: snprintf's format interpreter was most of a record's time formatting. */
+		if (tm.tm_year < -1900 || tm.tm_year > 9999 - 1900) {
 			w->full = true;
 			return;
 		}
+		char *t = w->time;
+		size_t n = 0;
+		t[n++] = '"';
+		n += put_dec(t + n, (unsigned)(tm.tm_year + 1900), 4);
+		t[n++] = '-';
+		n += put_dec(t + n, (unsigned)tm.tm_mon + 1, 2);
+		t[n++] = '-';
+		n += put_dec(t + n, (unsigned)tm.tm_mday, 2);
+		t[n++] = 'T';
+		n += put_dec(t + n, (unsigned)tm.tm_hour, 2);
+		t[n++] = ':';
+		n += put_dec(t + n, (unsigned)tm.tm_min, 2);
+		t[n++] = ':';
+		n += put_dec(t + n, (unsigned)tm.tm_sec, 2);
+		t[n++] = '.';
+		n += put_dec(t + n, usec, 6);
+		t[n++] = 'Z';
+		t[n++] = '"';
 		w->time_len = (size_t)n;
 		w->time_ns = ts_ns / 1000u;
 	}
