@@ -1,9 +1,34 @@
 /* Community ID v1: SHA-1 over seed, ordered endpoints, protocol and ports, in base64. */
 #include "community_id.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/evp.h>
+
+/*
+ * SHA-1, fetched once: EVP_Digest with EVP_sha1() looks the implementation
+ * up in the provider store on every call, which cost more than the hash.
+ */
+static EVP_MD *sha1_md;
+static pthread_once_t sha1_once = PTHREAD_ONCE_INIT;
+
+static void sha1_fetch(void)
+{
+	sha1_md = EVP_MD_fetch(NULL, "SHA1", NULL);
+}
+
+static int sha1(const uint8_t *in, size_t n, unsigned char md[EVP_MAX_MD_SIZE], unsigned *mdlen)
+{
+	pthread_once(&sha1_once, sha1_fetch);
+	if (sha1_md == NULL)
+		return EVP_Digest(in, n, md, mdlen, EVP_sha1(), NULL) == 1 ? 0 : -1;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok = ctx != NULL && EVP_DigestInit_ex2(ctx, sha1_md, NULL) == 1 &&
+	         EVP_DigestUpdate(ctx, in, n) == 1 && EVP_DigestFinal_ex(ctx, md, mdlen) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : -1;
+}
 
 /*
  * The hashed input (spec, "Community ID v1"): seed (2 bytes), the smaller
@@ -45,7 +70,7 @@ int community_id_v1(const struct pc_addr *a, uint16_t a_port, const struct pc_ad
 	in[n++] = (uint8_t)b_port;
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
-	if (EVP_Digest(in, n, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20)
+	if (sha1(in, n, md, &mdlen) != 0 || mdlen != 20)
 		return -1;
 	memcpy(out, "1:", 2);
 	/* 20 bytes: 28 base64 characters and a NUL. */
