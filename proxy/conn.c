@@ -863,23 +863,28 @@ void conn_start(struct conn *c)
 }
 
 /* network.community_id of the client's flow: its address and port to the listener's. */
-static void flow_id(struct conn *c, evutil_socket_t fd)
+static void flow_id(struct conn *c, evutil_socket_t fd, const struct conn_local *known)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
 	struct pc_addr local;
 	uint16_t lport;
 	c->community_id[0] = '\0';
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-		return;
-	sockaddr_to_addr((const struct sockaddr *)&ss, &local, &lport);
+	if (known != NULL) {
+		local = known->addr;
+		lport = known->port;
+	} else {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+			return;
+		sockaddr_to_addr((const struct sockaddr *)&ss, &local, &lport);
+	}
 	if (community_id_v1(&c->src, c->src_port, &local, lport, COMMUNITY_ID_TCP, 0,
 	                    c->community_id) != 0)
 		c->community_id[0] = '\0';
 }
 
 void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa,
-                 size_t listener, struct tls_listener *tls)
+                 size_t listener, struct tls_listener *tls, const struct conn_local *local)
 {
 	conn_env_refresh(env);
 	const struct policy_settings *s = policy_settings(env->policy);
@@ -910,7 +915,7 @@ void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr
 	c->policy = policy_ref(env->policy);
 	sockaddr_to_addr(sa, &c->src, &c->src_port);
 	c->id = audit_log_next_id(env->audit);
-	flow_id(c, fd);
+	flow_id(c, fd, local);
 	c->next = env->conns;
 	if (env->conns != NULL)
 		env->conns->prev = c;

@@ -261,11 +261,17 @@ void conn_env_refresh(struct conn_env *env);
 /*
  * Take ownership of a socket accepted on listen.proxy[listener] (tls NULL), or on a
  * TLS listener (tls: its context; listener is then CONN_LISTENER_TLS: no PROXY header).
+ * local: the listener's own address when it is bound to one (every socket it accepts
+ * has it), or NULL (a wildcard listener: the socket is asked).
  */
 #define CONN_LISTENER_TLS ((size_t)-1)
 struct tls_listener;
+struct conn_local {
+	struct pc_addr addr;
+	uint16_t port;
+};
 void conn_accept(struct conn_env *env, evutil_socket_t fd, const struct sockaddr *sa,
-                 size_t listener, struct tls_listener *tls);
+                 size_t listener, struct tls_listener *tls, const struct conn_local *local);
 /* Close every open connection with drain_timeout. */
 void conn_close_all(struct conn_env *env);
 

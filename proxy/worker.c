@@ -35,6 +35,9 @@ struct worker {
 	struct event_base *base;
 	struct conn_env env;
 	struct evconnlistener *listeners[2 * POLICY_MAX_LISTEN]; /* listen.proxy, listen.https */
+	/* Each listener's own address, when it is bound to one (not a wildcard). */
+	struct conn_local local[2 * POLICY_MAX_LISTEN];
+	bool local_known[2 * POLICY_MAX_LISTEN];
 	size_t n_listeners;
 	struct event *notify_ev; /* the server pokes the worker through an eventfd */
 	int notify_fd;
@@ -57,7 +60,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	size_t i = 0;
 	while (i + 1 < w->n_listeners && w->listeners[i] != l)
 		i++;
-	conn_accept(&w->env, fd, sa, i, NULL);
+	conn_accept(&w->env, fd, sa, i, NULL, w->local_known[i] ? &w->local[i] : NULL);
 }
 
 /* A listen.https listener: the connection speaks TLS to the proxy. */
@@ -65,7 +68,11 @@ static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct s
                           int salen, void *arg)
 {
 	struct worker *w = arg;
-	conn_accept(&w->env, fd, sa, CONN_LISTENER_TLS, w->sh.tls);
+	size_t i = 0;
+	while (i + 1 < w->n_listeners && w->listeners[i] != l)
+		i++;
+	conn_accept(&w->env, fd, sa, CONN_LISTENER_TLS, w->sh.tls,
+	            w->local_known[i] ? &w->local[i] : NULL);
 }
 
 static void backoff_cb(evutil_socket_t fd, short what, void *arg)
@@ -221,6 +228,13 @@ static int listen_all(struct worker *w, const struct policy_settings *ps, char *
 			return -1;
 		}
 		evconnlistener_set_error_cb(l, accept_error_cb);
+		/* A listener bound to one address gives every socket that address: no
+		 * getsockname per connection. */
+		static const uint8_t zero[16];
+		w->local[w->n_listeners] = (struct conn_local){.addr = at->addr, .port = at->port};
+		w->local_known[w->n_listeners] =
+		    at->port != 0 &&
+		    memcmp(at->addr.b, zero, at->addr.family == ADDR_V4 ? 4 : 16) != 0;
 		w->listeners[w->n_listeners++] = l;
 		/* Accepted sockets inherit TCP_NODELAY from the listener (Linux): one setsockopt,
 		 * not one per connection. */
