@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "tls_hello.h"
 #include "tls_server.h"
+#include "transport.h"
 
 /*
  * The server's first flight is read only as far as its ServerHello's random
@@ -159,6 +160,34 @@ static bool allowed(struct conn *c, enum reason why)
 	return true;
 }
 
+/*
+ * Write up to n bytes from the front of in to the upstream at once, draining
+ * what went; the bytes sent.  Only with nothing queued in front of them: the
+ * upstream is plain TCP and was just connected, so a hello goes out now
+ * instead of after a round through epoll for writability.  What does not go
+ * (EAGAIN, an error) is left for the bufferevent, which reports any error.
+ */
+static size_t send_now(struct conn *c, struct evbuffer *in, size_t n)
+{
+	size_t sent = 0;
+	while (sent < n) {
+		struct evbuffer_iovec v;
+		struct evbuffer_ptr at;
+		if (evbuffer_ptr_set(in, &at, sent, EVBUFFER_PTR_SET) != 0 ||
+		    evbuffer_peek(in, -1, &at, &v, 1) < 1)
+			break;
+		size_t want = v.iov_len < n - sent ? v.iov_len : n - sent;
+		ssize_t w = transport_send(c->upstream, v.iov_base, want);
+		if (w <= 0)
+			break;
+		sent += (size_t)w;
+		if ((size_t)w < want)
+			break;
+	}
+	evbuffer_drain(in, sent);
+	return sent;
+}
+
 /* Pass n bytes of one side's held input to the other side, charged like every relayed byte. */
 static bool pass_on(struct conn *c, bool upload, size_t n)
 {
@@ -166,6 +195,8 @@ static bool pass_on(struct conn *c, bool upload, size_t n)
 	struct evbuffer *out = bufferevent_get_output(upload ? c->ubev : c->cbev);
 	enum reason cut;
 	uint64_t pass = conn_charge(c, upload, n, true, &cut);
+	if (upload && evbuffer_get_length(out) == 0)
+		pass -= send_now(c, in, (size_t)pass);
 	evbuffer_remove_buffer(in, out, (size_t)pass);
 	if (cut != R_ALLOWED) {
 		conn_finish(c, cut);
