@@ -185,8 +185,12 @@ void jsonw_u64(struct jsonw *w, uint64_t v)
 	char t[24];
 	if (v > INT64_MAX)
 		v = INT64_MAX;
-	int k = snprintf(t, sizeof(t), "%llu", (unsigned long long)v);
-	jsonw_raw(w, t, (size_t)k);
+	size_t i = sizeof(t);
+	do { /* a record has a dozen numbers: no format interpreter for each */
+		t[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	jsonw_raw(w, t + i, sizeof(t) - i);
 }
 
 /* A separator before the next element at this depth. */
