@@ -30,8 +30,9 @@ def endpoints_cpu_per_conn(r):
     right after it exits; the loadgen's getrusage() runs from its exec to the line it prints at
     the very end (after the final drain), missing only its exit.  All three include the warm-up,
     and so does completed_total.  What none of them sees is the same for every target: kernel
-    work not charged to any of these processes (ksoftirqd).  /proc ticks are 10 ms: under 1%
-    of the upstream's share in a run of a few seconds.
+    work not charged to any of these processes (ksoftirqd; and on a kernel built with
+    CONFIG_IRQ_TIME_ACCOUNTING, all softirq time, much of loopback TCP).  /proc ticks are
+    10 ms: under 1% of the upstream's share in a run of a few seconds.
     """
     n = r.get("completed_total", 0)
     if not n or "loadgen_cpu_s" not in r or "upstream_cpu_s" not in r:
