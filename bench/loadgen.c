@@ -1,4 +1,5 @@
-/* bench load generator: tunnel setup rate and latency, TLS setup, bulk throughput, idle tunnels. */
+/* bench load generator: tunnel setup rate and latency (closed and open loop), TLS setup, bulk
+ * throughput, idle tunnels. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,10 +28,20 @@
  * One thread, one libevent loop, a fixed set of connection slots; each slot
  * runs the scenario's state machine over non-blocking sockets and loops
  * back to a fresh connection as soon as one finishes (closed loop: the
- * concurrency is fixed).  Results are one JSON object per line on stdout.
+ * concurrency is fixed), except in the open scenario, where a schedule
+ * starts them.  Results are one JSON object per line on stdout.
  *
  *   setup  connect, CONNECT host:port (unless --direct), read the 200,
  *          64-byte echo round trip, close.  Rate and latency of the whole.
+ *   open   the same exchange in an open loop: arrival k is due at
+ *          t0 + k/--rate whatever the earlier ones are doing (a timerfd on
+ *          absolute CLOCK_MONOTONIC times, so the schedule is not rounded
+ *          to epoll's milliseconds), each on a free slot of a --pool; an
+ *          arrival that finds no free slot is counted as missed, not
+ *          queued.  Latency runs from the scheduled arrival time, not from
+ *          when the loadgen got round to it (no coordinated omission).
+ *          Arrivals stop at --duration; those in flight are waited for (up
+ *          to --timeout each), so the slow tail is not dropped.
  *   tls    the same with a TLS handshake (SNI host) inside the tunnel and
  *          the echo through TLS.
  *   bulk   --streams tunnels moving bytes one way (--direction down: the
@@ -82,8 +94,9 @@ struct slot {
 	enum st st;
 	struct event *ev;
 	bool ev_pending;
-	bool verifying; /* idle: the final echo check */
-	uint64_t t_start;
+	bool verifying;   /* idle: the final echo check */
+	bool counted;     /* open: this arrival was scheduled inside the measurement window */
+	uint64_t t_start; /* open: the scheduled arrival time */
 	size_t off;
 	size_t blen;
 	off_t foff;
@@ -103,6 +116,9 @@ struct lg {
 	int tunnels, open_inflight;
 	bool upload;
 	bool copy; /* bulk: copy through user space like an ordinary client (no sendfile/MSG_TRUNC) */
+	bool open; /* setup exchange, open loop (--scenario open, or --rate) */
+	double rate; /* open: arrivals per second */
+	int pool;    /* open: connection slots */
 	char tags[1024];
 	/* state */
 	struct event_base *base;
@@ -120,6 +136,16 @@ struct lg {
 	uint64_t *lat;
 	size_t n_lat, cap_lat;
 	char first_error[160];
+	/* open loop */
+	int tfd;
+	struct event *arrive_ev;
+	uint64_t next_k;
+	bool arrivals_over;
+	int *free_idx;
+	int n_free;
+	uint64_t arrivals_window, missed_window, missed_total;
+	uint64_t *lag; /* how late each in-window arrival was started, against its schedule */
+	size_t n_lag, cap_lag;
 	/* idle */
 	int next_open, n_open_inflight, opened, failed, alive, checked, dropped;
 	uint64_t t_ready;
@@ -194,6 +220,7 @@ static void note_error(struct lg *lg, const struct slot *s, const char *what, in
 }
 
 static void open_next(struct lg *lg);
+static void open_release(struct slot *s);
 
 static void restart_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -215,6 +242,10 @@ static void slot_fail(struct slot *s, const char *what, int err)
 	slot_teardown(s);
 	if (lg->sc != SC_IDLE) {
 		s->st = ST_FREE;
+		if (lg->open) {
+			open_release(s);
+			return;
+		}
 		/* Restart from the loop, not from here: a connect that fails at once must not recurse. */
 		if (!lg->stopping) {
 			struct timeval zero = {0, 0};
@@ -302,7 +333,8 @@ static ssize_t io_recv(struct slot *s, char *p, size_t n)
 static void slot_start(struct slot *s)
 {
 	struct lg *lg = s->lg;
-	s->t_start = now_ns();
+	if (!lg->open)
+		s->t_start = now_ns(); /* open: the arrival's scheduled time, set by the caller */
 	s->off = s->blen = 0;
 	s->verifying = false;
 	s->st = ST_CONNECTING;
@@ -363,6 +395,19 @@ static void tunnel_up(struct slot *s)
 	}
 }
 
+static void push_sample(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 65536;
+		uint64_t *nv = realloc(*v, nc * sizeof(*nv));
+		if (nv == NULL)
+			return; /* out of memory: this sample is lost, the run goes on */
+		*v = nv;
+		*cap = nc;
+	}
+	(*v)[(*n)++] = x;
+}
+
 static void iteration_done(struct slot *s)
 {
 	struct lg *lg = s->lg;
@@ -370,19 +415,16 @@ static void iteration_done(struct slot *s)
 	slot_teardown(s);
 	s->st = ST_FREE;
 	lg->done_total++;
-	if (t >= lg->t_warm && t <= lg->t_end) {
+	/* Closed loop: what completed inside the window.  Open loop: what was scheduled inside
+	 * it, however late it completed (the arrivals in flight at the end are waited for). */
+	bool in = lg->open ? s->counted : t >= lg->t_warm && t <= lg->t_end;
+	if (in) {
 		lg->done_window++;
-		if (lg->n_lat == lg->cap_lat) {
-			size_t nc = lg->cap_lat ? lg->cap_lat * 2 : 65536;
-			uint64_t *nl = realloc(lg->lat, nc * sizeof(*nl));
-			if (nl == NULL)
-				return;
-			lg->lat = nl;
-			lg->cap_lat = nc;
-		}
-		lg->lat[lg->n_lat++] = t - s->t_start;
+		push_sample(&lg->lat, &lg->n_lat, &lg->cap_lat, t - s->t_start);
 	}
-	if (!lg->stopping)
+	if (lg->open)
+		open_release(s);
+	else if (!lg->stopping)
 		slot_start(s);
 }
 
@@ -711,6 +753,71 @@ static void hold_cb(evutil_socket_t fd, short what, void *arg)
 			slot_step(&lg->slots[i]);
 }
 
+/* ---- the open loop ---- */
+
+static uint64_t arrival_ns(const struct lg *lg, uint64_t k)
+{
+	return lg->t0 + (uint64_t)((double)k * 1e9 / lg->rate);
+}
+
+static void arm_arrival(struct lg *lg, uint64_t t)
+{
+	struct itimerspec its = {.it_value = {.tv_sec = (time_t)(t / 1000000000ull),
+					      .tv_nsec = (long)(t % 1000000000ull)}};
+	if (timerfd_settime(lg->tfd, TFD_TIMER_ABSTIME, &its, NULL) != 0) {
+		perror("loadgen: timerfd_settime");
+		exit(1);
+	}
+}
+
+/* A slot is free again; after the last arrival, the run ends when none is in flight. */
+static void open_release(struct slot *s)
+{
+	struct lg *lg = s->lg;
+	lg->free_idx[lg->n_free++] = (int)(s - lg->slots);
+	if (lg->arrivals_over && lg->n_free == lg->n_slots)
+		event_base_loopexit(lg->base, NULL);
+}
+
+/* The timer fired: start every arrival that is due (a late wake-up starts several at once,
+ * each still timed from its own schedule), then sleep until the next one. */
+static void arrive_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct lg *lg = arg;
+	uint64_t expirations;
+	(void)what;
+	if (read(fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+		perror("loadgen: timerfd read");
+	for (;;) {
+		uint64_t due = arrival_ns(lg, lg->next_k), now = now_ns();
+		if (due >= lg->t_end) {
+			lg->arrivals_over = true;
+			event_del(lg->arrive_ev);
+			if (lg->n_free == lg->n_slots)
+				event_base_loopexit(lg->base, NULL);
+			return;
+		}
+		if (due > now) {
+			arm_arrival(lg, due);
+			return;
+		}
+		lg->next_k++;
+		bool in = due >= lg->t_warm;
+		lg->arrivals_window += in;
+		if (lg->n_free == 0) {
+			lg->missed_total++;
+			lg->missed_window += in;
+			continue;
+		}
+		struct slot *s = &lg->slots[lg->free_idx[--lg->n_free]];
+		s->counted = in;
+		s->t_start = due;
+		if (in)
+			push_sample(&lg->lag, &lg->n_lag, &lg->cap_lag, now - due);
+		slot_start(s);
+	}
+}
+
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct lg *lg = arg;
@@ -725,7 +832,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 			slot_fail(s, "timeout", 0);
 	}
 	/* Slots left free by a failed socket() get another chance here. */
-	if (!lg->stopping && (lg->sc == SC_SETUP || lg->sc == SC_TLS))
+	if (!lg->stopping && !lg->open && (lg->sc == SC_SETUP || lg->sc == SC_TLS))
 		for (int i = 0; i < lg->n_slots; i++)
 			if (lg->slots[i].st == ST_FREE)
 				slot_start(&lg->slots[i]);
@@ -757,6 +864,28 @@ static double pct_us(const uint64_t *v, size_t n, double p)
 	return (double)v[idx] / 1e3;
 }
 
+/* The open loop's line: completed, rate_per_s and the latencies count the arrivals scheduled
+ * inside the window; completed_total, missed_total and errors the whole run, warm-up included. */
+static void print_open(struct lg *lg, double win, const char *via)
+{
+	qsort(lg->lat, lg->n_lat, sizeof(*lg->lat), cmp_u64);
+	qsort(lg->lag, lg->n_lag, sizeof(*lg->lag), cmp_u64);
+	printf("{\"scenario\":\"open\",\"via\":\"%s\",\"rate\":%.1f,\"pool\":%d,"
+	       "\"window_s\":%.3f,\"arrivals\":%llu,\"offered_per_s\":%.1f,"
+	       "\"completed\":%llu,\"completed_total\":%llu,\"errors\":%llu,"
+	       "\"missed\":%llu,\"missed_total\":%llu,\"rate_per_s\":%.1f,"
+	       "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,"
+	       "\"start_lag_p99_us\":%.1f,\"start_lag_max_us\":%.1f",
+	       via, lg->rate, lg->n_slots, win, (unsigned long long)lg->arrivals_window,
+	       (double)lg->arrivals_window / win, (unsigned long long)lg->done_window,
+	       (unsigned long long)lg->done_total, (unsigned long long)lg->errors,
+	       (unsigned long long)lg->missed_window, (unsigned long long)lg->missed_total,
+	       (double)lg->done_window / win, pct_us(lg->lat, lg->n_lat, 0.50),
+	       pct_us(lg->lat, lg->n_lat, 0.90), pct_us(lg->lat, lg->n_lat, 0.99),
+	       pct_us(lg->lat, lg->n_lat, 1.0), pct_us(lg->lag, lg->n_lag, 0.99),
+	       pct_us(lg->lag, lg->n_lag, 1.0));
+}
+
 static void report(struct lg *lg)
 {
 	double win = (double)(lg->t_end - lg->t_warm) / 1e9;
@@ -764,6 +893,10 @@ static void report(struct lg *lg)
 	switch (lg->sc) {
 	case SC_SETUP:
 	case SC_TLS:
+		if (lg->open) {
+			print_open(lg, win, via);
+			break;
+		}
 		qsort(lg->lat, lg->n_lat, sizeof(*lg->lat), cmp_u64);
 		printf("{\"scenario\":\"%s\",\"via\":\"%s\",\"concurrency\":%d,\"window_s\":%.3f,"
 		       "\"completed\":%llu,\"completed_total\":%llu,\"errors\":%llu,"
@@ -841,13 +974,16 @@ static bool parse_addr(const char *s, struct sockaddr_in *out)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: loadgen --scenario setup|tls|bulk|idle (--proxy IP:PORT | --direct IP)\n"
+		"usage: loadgen --scenario setup|open|tls|bulk|idle (--proxy IP:PORT | --direct IP)\n"
 		"               --host NAME --port PORT [--concurrency N] [--duration S]\n"
+		"               [--rate R] [--pool N]\n"
 		"               [--warmup S] [--streams N] [--direction up|down] [--tunnels N]\n"
 		"               [--hold S] [--open-inflight N] [--timeout S] [--copy] [--proxy-tls]\n"
 		"               [--tag KEY=VALUE]...\n"
 		"  --copy: bulk bytes go through user space (recv/send of 256 KiB) instead of\n"
 		"          sendfile(2) and recv(MSG_TRUNC)\n"
+		"  --rate R: open loop (setup's exchange): R arrivals per second on a fixed schedule,\n"
+		"          each on a free slot of --pool N (default 512); no free slot: missed\n"
 		"       loadgen --version\n");
 }
 
@@ -892,6 +1028,7 @@ static int parse_args(struct lg *lg, int argc, char **argv)
 		{"open-inflight", required_argument, NULL, 'i'},
 		{"timeout", required_argument, NULL, 't'},   {"tag", required_argument, NULL, 'T'},
 		{"copy", no_argument, NULL, 'C'},            {"proxy-tls", no_argument, NULL, 'L'},
+		{"rate", required_argument, NULL, 'R'},      {"pool", required_argument, NULL, 'O'},
 		{"version", no_argument, NULL, 'V'},         {"help", no_argument, NULL, 'X'},
 		{NULL, 0, NULL, 0},
 	};
@@ -916,6 +1053,8 @@ static int parse_args(struct lg *lg, int argc, char **argv)
 		case 'T': add_tag(lg, optarg); break;
 		case 'C': lg->copy = true; break;
 		case 'L': lg->proxy_tls = true; break;
+		case 'R': lg->rate = atof(optarg); break;
+		case 'O': lg->pool = atoi(optarg); break;
 		case 'V':
 			printf("{\"libevent\":\"%s\",\"openssl\":\"%s\"}\n", event_get_version(),
 			       OpenSSL_version(OPENSSL_VERSION));
@@ -927,7 +1066,7 @@ static int parse_args(struct lg *lg, int argc, char **argv)
 	if (scen == NULL || (proxy == NULL) == (direct == NULL) || lg->port <= 0 ||
 	    lg->port > 65535 || lg->concurrency <= 0 || lg->duration <= 0)
 		return -1;
-	if (strcmp(scen, "setup") == 0)
+	if (strcmp(scen, "setup") == 0 || strcmp(scen, "open") == 0)
 		lg->sc = SC_SETUP;
 	else if (strcmp(scen, "tls") == 0)
 		lg->sc = SC_TLS;
@@ -937,6 +1076,14 @@ static int parse_args(struct lg *lg, int argc, char **argv)
 		lg->sc = SC_IDLE;
 	else
 		return -1;
+	/* The open loop is setup's exchange on a schedule: --scenario open, or setup with --rate. */
+	lg->open = strcmp(scen, "open") == 0 || (lg->sc == SC_SETUP && lg->rate > 0);
+	if (lg->open) {
+		if (lg->rate <= 0)
+			lg->rate = 2000;
+		if (lg->pool <= 0)
+			return -1;
+	}
 	lg->via_proxy = proxy != NULL;
 	if (proxy != NULL && !parse_addr(proxy, &lg->peer))
 		return -1;
@@ -961,7 +1108,9 @@ int main(int argc, char **argv)
 		.timeout = 10,
 		.tunnels = 1000,
 		.open_inflight = 128,
+		.pool = 512,
 		.memfd = -1,
+		.tfd = -1,
 	};
 	struct lg *lg = &L;
 	snprintf(lg->host, sizeof(lg->host), "bench.example");
@@ -974,7 +1123,7 @@ int main(int argc, char **argv)
 	/* Bounded whatever happens: the whole run, opening and holding included. */
 	alarm((unsigned)(lg->duration + lg->hold + 4 * lg->timeout + 120));
 
-	lg->n_slots = lg->sc == SC_IDLE ? lg->tunnels : lg->concurrency;
+	lg->n_slots = lg->sc == SC_IDLE ? lg->tunnels : lg->open ? lg->pool : lg->concurrency;
 	lg->slots = calloc((size_t)lg->n_slots, sizeof(*lg->slots));
 	lg->base = event_base_new();
 	if (lg->slots == NULL || lg->base == NULL)
@@ -1016,6 +1165,20 @@ int main(int argc, char **argv)
 	lg->hold_ev = evtimer_new(lg->base, hold_cb, lg);
 	struct timeval sweep = {.tv_sec = 0, .tv_usec = SWEEP_MS * 1000};
 	event_add(lg->sweep_ev, &sweep);
+	if (lg->open) {
+		lg->free_idx = malloc((size_t)lg->n_slots * sizeof(*lg->free_idx));
+		lg->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (lg->free_idx == NULL || lg->tfd < 0) {
+			perror("loadgen: open loop set-up");
+			return 1;
+		}
+		/* Popped from the end: slot 0 first, as in the closed loop. */
+		for (int i = 0; i < lg->n_slots; i++)
+			lg->free_idx[i] = lg->n_slots - 1 - i;
+		lg->n_free = lg->n_slots;
+		lg->arrive_ev = event_new(lg->base, lg->tfd, EV_READ | EV_PERSIST, arrive_cb, lg);
+		event_add(lg->arrive_ev, NULL);
+	}
 
 	lg->t0 = now_ns();
 	lg->t_warm = lg->t0 + sec_ns(lg->warmup);
@@ -1024,6 +1187,10 @@ int main(int argc, char **argv)
 		/* The window is meaningless here; the run ends after the check. */
 		lg->t_end = UINT64_MAX;
 		open_next(lg);
+	} else if (lg->open) {
+		/* No end timer: the last arrival is due before t_end, and the run ends when the
+		 * arrivals in flight then are done (each bounded by --timeout in the sweep). */
+		arm_arrival(lg, lg->t0);
 	} else {
 		struct timeval tv = {.tv_sec = (time_t)lg->duration,
 				     .tv_usec = (suseconds_t)((lg->duration - floor(lg->duration)) * 1e6)};
@@ -1033,7 +1200,7 @@ int main(int argc, char **argv)
 	}
 	event_base_dispatch(lg->base);
 	uint64_t t_stop = now_ns();
-	if (lg->sc != SC_IDLE && t_stop < lg->t_end)
+	if (lg->sc != SC_IDLE && !lg->open && t_stop < lg->t_end)
 		lg->t_end = t_stop;
 	lg->stopping = true;
 	report(lg);
