@@ -283,7 +283,7 @@ def main():
                 cells.append("—" if v is None else "%.2f×d" % v)
         else:
             d = med("direct", key, fn) if not proxy_only else None
-            sq = med("squid", key, fn)
+            sq = med("squid", key, fn) if "squid" in targets else None
             f = floor(key) if fn is cpu_per_tunnel and key in ("setup", "tls") else None
             for t in targets:
                 v = med(t, key, fn)
@@ -312,7 +312,7 @@ def main():
                 cells.append(c)
         lines.append("| %s | %s |" % (label, " | ".join(cells)))
     notes = []
-    if concurrency:
+    if concurrency and ("setup" in scen or "tls" in scen):
         notes.append("Setup and TLS scenarios: %s concurrent clients, closed loop." % concurrency)
     if "open" in scen and open_rate:
         notes.append("Open loop: %s arrivals/s on a fixed schedule, each timed from when it was due; "
