@@ -62,7 +62,9 @@ SSL *tls_client_for_host(const char *ca_file, const char *host, const struct pc_
 		if (X509_VERIFY_PARAM_set1_ip(vp, ip->b, ip->family == ADDR_V4 ? 4 : 16) != 1)
 			goto fail_ssl;
 	} else {
-		X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		/* RFC 9525 §6.3: a DNS-ID from the SAN, never the subject's CN. */
+		X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+		                                        X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
 		if (X509_VERIFY_PARAM_set1_host(vp, host, 0) != 1 ||
 		    SSL_set_tlsext_host_name(ssl, host) != 1)
 			goto fail_ssl;

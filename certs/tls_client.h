@@ -19,8 +19,9 @@ SSL *tls_client_for_ip(const char *ca_file, const struct pc_addr *ip, char *why,
 /*
  * A TLS client for one connection to an HTTPS URL's host: TLS 1.2+, verified
  * against ca_file (read anew each time) or, when it is NULL, the system's
- * trust store; the certificate must name host (SNI sent), or, when ip is
- * non-NULL (the URL's host is an address), that address in an IP SAN.
+ * trust store; the certificate must name host in a DNS SAN (never its CN; SNI
+ * sent), or, when ip is non-NULL (the URL's host is an address), that
+ * address in an IP SAN.
  * NULL with why filled.
  */
 SSL *tls_client_for_host(const char *ca_file, const char *host, const struct pc_addr *ip,
