@@ -57,12 +57,28 @@ static void directives(const char *p, size_t n, int64_t *max_age, bool *no)
 			if (quoted)
 				i++;
 			val = p + i;
-			while (i < n && (quoted ? p[i] != '"'
-			                        : (p[i] != ',' && p[i] != ' ' && p[i] != '\t')))
+			/* RFC 9110 §5.6.4: a quoted-string ends at an unescaped '"'; a backslash
+			 * escapes the next byte, so nothing inside one is read as a directive. */
+			bool closed = !quoted;
+			while (i < n) {
+				if (quoted && p[i] == '\\' && i + 1 < n) {
+					i += 2;
+					continue;
+				}
+				if (quoted ? p[i] == '"'
+				           : (p[i] == ',' || p[i] == ' ' || p[i] == '\t'))
+					break;
 				i++;
+			}
 			vlen = (size_t)(p + i - val);
-			if (quoted && i < n)
+			if (quoted && i < n) {
+				closed = true;
 				i++;
+			}
+			if (!closed) {
+				val = NULL; /* an unterminated string: no value (invalid) */
+				vlen = 0;
+			}
 			while (i < n && p[i] != ',')
 				i++; /* anything after a value up to the next comma */
 		}

@@ -57,6 +57,13 @@ static void test_table(void **state)
 	    {"Cache-Control: max-age=99999999999999999999999\r\n", 2147483648LL},
 	    {"Cache-Control: max-age=3600\r\nAge: 99999999999999999999\r\n", 0},
 	    {"Cache-Control: ,,, max-age=5 ,\r\n", 5},
+	    /* a directive inside another's quoted string is text, escaped quote or not */
+	    {"Cache-Control: ext=\"\\\", max-age=999999, x=\"\r\n", -1},
+	    {"Cache-Control: ext=\"a, max-age=999\", max-age=60\r\n", 60},
+	    /* an unterminated quoted max-age is invalid: stale */
+	    {"Cache-Control: max-age=\"60\r\n", 0},
+	    /* Age must be one delta-seconds: a list is ignored */
+	    {"Cache-Control: max-age=100\r\nAge: 30, 40\r\n", 100},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int64_t got = fresh(cases[i].headers);
