@@ -8,10 +8,10 @@
 
 static const char *const oidc_keys[] = {"providers", "max_bindings", NULL};
 static const char *const provider_keys[] = {
-    "name",      "kind",     "issuer",       "audiences",        "algorithms",
-    "jwks_file", "jwks_url", "jwks_ca_file", "jwks_refresh_min", "jwks_refresh_max",
-    "leeway",    "lease",    "username",     "no_match",         "rules",
-    NULL};
+    "name",           "kind",     "issuer",       "audiences",        "algorithms",
+    "jwks_file",      "jwks_url", "jwks_ca_file", "jwks_refresh_min", "jwks_refresh_max",
+    "jwks_max_stale", "leeway",   "lease",        "username",         "no_match",
+    "rules",          NULL};
 static const char *const rule_keys[] = {"name", "match", "tier", NULL};
 
 /* The claims a rule may name, per kind (docs/oidc.md).  Integer claims match as decimal text. */
@@ -254,7 +254,7 @@ static void load_jwks(struct policy_loader *L, const struct policy_node *it,
 			policy_diag(L, f, "jwks_file must be an absolute path");
 		for (const char *const *k =
 		         (const char *const[]){"jwks_ca_file", "jwks_refresh_min",
-		                               "jwks_refresh_max", NULL};
+		                               "jwks_refresh_max", "jwks_max_stale", NULL};
 		     *k != NULL; k++)
 			if (policy_get(it, *k) != NULL)
 				policy_diag(L, policy_get(it, *k), "%s goes with jwks_url", *k);
@@ -278,6 +278,15 @@ static void load_jwks(struct policy_loader *L, const struct policy_node *it,
 	const struct policy_node *mx = policy_get(it, "jwks_refresh_max");
 	if (pv->jwks_refresh_max_ms < pv->jwks_refresh_min_ms)
 		policy_diag(L, mx != NULL ? mx : u, "jwks_refresh_max is below jwks_refresh_min");
+	/* Keys the issuer can no longer be asked about are not trusted for ever: a key it
+	 * withdrew must stop verifying even while its JWKS URL cannot be reached. */
+	pv->jwks_max_stale_ms = 24 * 60 * MS_M; /* default: a day, or the ceiling when longer */
+	if (pv->jwks_max_stale_ms < pv->jwks_refresh_max_ms)
+		pv->jwks_max_stale_ms = pv->jwks_refresh_max_ms;
+	const struct policy_node *ms = policy_get(it, "jwks_max_stale");
+	policy_want_ms(L, ms, MS_S, 30u * 24 * 60 * MS_M, "1s", "720h", &pv->jwks_max_stale_ms);
+	if (pv->jwks_max_stale_ms < pv->jwks_refresh_max_ms)
+		policy_diag(L, ms != NULL ? ms : u, "jwks_max_stale is below jwks_refresh_max");
 }
 
 static void load_provider(struct policy_loader *L, const struct policy_node *it,
@@ -346,6 +355,21 @@ static void load_provider(struct policy_loader *L, const struct policy_node *it,
 	pv->n_rules = n;
 }
 
+static bool same_text(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Two providers sharing a jwks_url share its keys: they must fetch it the same way. */
+static bool same_jwks_source(const struct policy_oidc_provider *a,
+                             const struct policy_oidc_provider *b)
+{
+	return same_text(a->jwks_ca_file, b->jwks_ca_file) &&
+	       a->jwks_refresh_min_ms == b->jwks_refresh_min_ms &&
+	       a->jwks_refresh_max_ms == b->jwks_refresh_max_ms &&
+	       a->jwks_max_stale_ms == b->jwks_max_stale_ms;
+}
+
 void policy_load_oidc(struct policy_loader *L, const struct policy_node *id)
 {
 	struct policy_settings *s = &L->p->set;
@@ -388,6 +412,15 @@ void policy_load_oidc(struct policy_loader *L, const struct policy_node *id)
 		for (size_t j = 0; j < n && pv[n].name != NULL; j++)
 			if (pv[j].name != NULL && strcmp(pv[j].name, pv[n].name) == 0)
 				policy_diag(L, it, "provider name %s is used twice", pv[n].name);
+		for (size_t j = 0; j < n && pv[n].jwks_url != NULL; j++)
+			if (pv[j].jwks_url != NULL && strcmp(pv[j].jwks_url, pv[n].jwks_url) == 0 &&
+			    !same_jwks_source(&pv[j], &pv[n]))
+				policy_diag(
+				    L, it,
+				    "providers %s and %s fetch %s with different jwks_ca_file or "
+				    "jwks_refresh_min/max/max_stale: one URL, one way to fetch it",
+				    pv[j].name ? pv[j].name : "?", pv[n].name ? pv[n].name : "?",
+				    pv[n].jwks_url);
 		n++;
 	}
 	s->oidc = pv;

@@ -241,6 +241,7 @@ struct policy_oidc_provider {
 	const char *jwks_ca_file;           /* CA bundle for the URL, or NULL: the system's */
 	uint32_t jwks_refresh_min_ms;       /* cache floor, default 5m */
 	uint32_t jwks_refresh_max_ms;       /* cache ceiling, default 1h */
+	uint32_t jwks_max_stale_ms;         /* no successful fetch for this long: keys dropped */
 	uint32_t leeway_ms;                 /* exp / nbf / iat, default 60s */
 	uint32_t lease_ms;                  /* use after exp by the bound source, default 0 */
 	const char *username;               /* Basic's user must be this, or NULL: any */

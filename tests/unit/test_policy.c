@@ -1041,6 +1041,7 @@ static void test_oidc_jwks_url(void **state)
 	assert_null(pv->jwks_ca_file);
 	assert_int_equal(pv->jwks_refresh_min_ms, 5 * 60000);
 	assert_int_equal(pv->jwks_refresh_max_ms, 60 * 60000);
+	assert_int_equal(pv->jwks_max_stale_ms, 24 * 3600000);
 	policy_unref(p);
 
 	p = load_ok(BASE OIDC_LISTEN OIDC_URL_PROVIDER(
@@ -1054,6 +1055,11 @@ static void test_oidc_jwks_url(void **state)
 	assert_string_equal(pv->jwks_ca_file, "/etc/ssl/idp.pem");
 	assert_int_equal(pv->jwks_refresh_min_ms, 30000);
 	assert_int_equal(pv->jwks_refresh_max_ms, 168u * 3600000u);
+	assert_int_equal(pv->jwks_max_stale_ms, 168u * 3600000u); /* never below the ceiling */
+	policy_unref(p);
+	p = load_ok(BASE OIDC_LISTEN OIDC_URL_PROVIDER("https://idp.example/jwks",
+	                                               "        jwks_max_stale: 720h\n"));
+	assert_int_equal(policy_settings(p)->oidc[0].jwks_max_stale_ms, 720u * 3600000u);
 	policy_unref(p);
 
 	p = load_ok(BASE OIDC_LISTEN OIDC_URL_PROVIDER("https://10.0.0.5", ""));
@@ -1086,16 +1092,45 @@ static void test_oidc_jwks_url(void **state)
 		if (!load_fails_with(yaml, bad[i].msg))
 			fail_msg("jwks_url %s: want \"%s\"", bad[i].url, bad[i].msg);
 	}
-	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_URL_PROVIDER(
-	                                "https://idp.example/jwks",
-	                                "        jwks_refresh_min: 2h\n        jwks_refresh_max: 1h\n"),
-	                            "below jwks_refresh_min"));
-	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_URL_PROVIDER(
-	                                "https://idp.example/jwks", "        jwks_ca_file: ca.pem\n"),
-	                            "absolute path"));
-	assert_true(load_fails_with(BASE OIDC_LISTEN OIDC_URL_PROVIDER(
-	                                "https://idp.example/jwks", "        jwks_refresh_min: 0s\n"),
-	                            "1s"));
+	assert_true(
+	    load_fails_with(BASE OIDC_LISTEN OIDC_URL_PROVIDER(
+	                        "https://idp.example/jwks",
+	                        "        jwks_refresh_min: 2h\n        jwks_refresh_max: 1h\n"),
+	                    "below jwks_refresh_min"));
+	assert_true(
+	    load_fails_with(BASE OIDC_LISTEN OIDC_URL_PROVIDER("https://idp.example/jwks",
+	                                                       "        jwks_ca_file: ca.pem\n"),
+	                    "absolute path"));
+	assert_true(
+	    load_fails_with(BASE OIDC_LISTEN OIDC_URL_PROVIDER("https://idp.example/jwks",
+	                                                       "        jwks_refresh_min: 0s\n"),
+	                    "1s"));
+	assert_true(
+	    load_fails_with(BASE OIDC_LISTEN OIDC_URL_PROVIDER("https://idp.example/jwks",
+	                                                       "        jwks_max_stale: 30m\n"),
+	                    "jwks_max_stale is below jwks_refresh_max"));
+	/* One URL, two ways to trust it: the second provider's CA would silently not apply. */
+	assert_true(load_fails_with(
+	    BASE OIDC_LISTEN
+	    "identity:\n  oidc:\n    providers:\n"
+	    "      - {name: a, kind: github, issuer: \"https://a\", audiences: x, jwks_url: "
+	    "\"https://idp.example/jwks\", rules: [{match: {repository_owner: acme}, tier: "
+	    "standard}]}\n"
+	    "      - {name: b, kind: github, issuer: \"https://b\", audiences: x, jwks_url: "
+	    "\"https://idp.example/jwks\", jwks_ca_file: /etc/ssl/b.pem, rules: [{match: "
+	    "{repository_owner: acme}, tier: standard}]}\n",
+	    "one URL, one way to fetch it"));
+	p = load_ok(
+	    BASE OIDC_LISTEN
+	    "identity:\n  oidc:\n    providers:\n"
+	    "      - {name: a, kind: github, issuer: \"https://a\", audiences: x, jwks_url: "
+	    "\"https://idp.example/jwks\", rules: [{match: {repository_owner: acme}, tier: "
+	    "standard}]}\n"
+	    "      - {name: b, kind: github, issuer: \"https://b\", audiences: x, jwks_url: "
+	    "\"https://idp.example/jwks\", rules: [{match: {repository_owner: acme}, tier: "
+	    "standard}]}\n");
+	assert_int_equal(policy_settings(p)->n_oidc, 2);
+	policy_unref(p);
 }
 
 static void test_oidc_glob(void **state)
