@@ -67,10 +67,12 @@ struct slot {
 	double last_success; /* unix seconds */
 	uint64_t fetched, not_modified, failed, kid_refreshes;
 	bool want; /* an unknown kid asked for a refresh */
+	bool ever; /* has had keys since it was created */
 	char error[256];
 	/* the thread's */
 	const struct policy_oidc_provider *pv; /* in f->cfg */
 	uint64_t due_ms, last_start_ms;
+	uint64_t ok_ms; /* monotonic time of the last 200 or 304 */
 	uint32_t backoff_ms;
 	char etag[ETAG_MAX + 1];
 	unsigned char digest[32]; /* of the body that made keys */
@@ -107,8 +109,11 @@ struct jwksfetch {
 	pthread_mutex_t mu;
 	struct slot slot[SLOTS];
 	struct policy *pending; /* configured, not yet applied by the thread (mu) */
-	struct policy *latest;  /* the last configured (mu): readiness follows it */
-	struct policy *cfg;     /* applied (thread) */
+	struct policy *latest;  /* the last configured (mu) */
+	/* The start-up policy's URLs (mu): readiness waits for their first keys. */
+	char *gate[POLICY_MAX_OIDC_PROVIDERS];
+	size_t n_gate;
+	struct policy *cfg; /* applied (thread) */
 	struct dns_resolver *dns;
 	struct event_base *base;
 	int wake_fd;
@@ -175,13 +180,20 @@ void jwksfetch_kid_unknown(struct jwksfetch *f, const char *url)
 		wake(f);
 }
 
-void jwksfetch_configure(struct jwksfetch *f, struct policy *p)
+void jwksfetch_configure(struct jwksfetch *f, struct policy *p, bool startup)
 {
 	if (f == NULL)
 		return;
 	policy_ref(p);
 	policy_ref(p);
 	pthread_mutex_lock(&f->mu);
+	const struct policy_settings *ps = policy_settings(p);
+	for (size_t i = 0; startup && i < ps->n_oidc && f->n_gate < POLICY_MAX_OIDC_PROVIDERS; i++)
+		if (ps->oidc[i].jwks_url != NULL) {
+			char *u = strdup(ps->oidc[i].jwks_url);
+			if (u != NULL)
+				f->gate[f->n_gate++] = u;
+		}
 	struct policy *old_pending = f->pending, *old_latest = f->latest;
 	f->pending = p;
 	f->latest = p;
@@ -200,10 +212,13 @@ bool jwksfetch_unready(struct jwksfetch *f, char *why, size_t whylen)
 	const struct policy_settings *ps = f->latest != NULL ? policy_settings(f->latest) : NULL;
 	for (size_t i = 0; ps != NULL && i < ps->n_oidc && !unready; i++) {
 		const struct policy_oidc_provider *pv = &ps->oidc[i];
-		if (pv->jwks_url == NULL)
+		bool gated = false;
+		for (size_t g = 0; pv->jwks_url != NULL && g < f->n_gate && !gated; g++)
+			gated = strcmp(f->gate[g], pv->jwks_url) == 0;
+		if (!gated)
 			continue;
 		struct slot *s = find(f, pv->jwks_url);
-		if (s != NULL && s->keys != NULL)
+		if (s != NULL && s->ever)
 			continue;
 		unready = true;
 		snprintf(why, whylen, "OIDC provider %s: JWKS %s not fetched yet%s%s", pv->name,
@@ -321,8 +336,10 @@ static void fetch_done(struct fetch *x, struct jwks *set, const unsigned char di
 		s->not_modified++;
 	}
 	s->last_success = (double)wall_ns() / 1e9;
+	s->ever = s->ever || s->keys != NULL;
 	s->error[0] = '\0';
 	pthread_mutex_unlock(&f->mu);
+	s->ok_ms = mono_ms();
 	jwks_ref_put(old);
 	if (set != NULL) {
 		memcpy(s->digest, digest, 32);
@@ -561,6 +578,10 @@ static void connect_next(struct fetch *x)
 		fetch_failed(x, "%s", why);
 		return;
 	}
+	/* OpenSSL 3 calls an EOF without close_notify an error: a body that ends with the
+	 * connection (no length) must still end.  Truncation is caught by the framing (length,
+	 * chunked) or by the JSON (a cut JWK Set does not parse). */
+	SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	x->bev = bufferevent_openssl_socket_new(x->f->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
 	                                        BEV_OPT_CLOSE_ON_FREE);
 	if (x->bev == NULL) {
@@ -667,6 +688,11 @@ static void fetch_start(struct jwksfetch *f, struct slot *s, bool kid)
 		connect_next(x);
 		return;
 	}
+	if (f->dns == NULL && f->cfg != NULL) {
+		/* The last attempt to make the resolver failed (out of memory): again now. */
+		char err[200];
+		f->dns = dns_resolver_create(f->base, policy_settings(f->cfg), err, sizeof(err));
+	}
 	x->q = f->dns != NULL ? dns_lookup(f->dns, x->host, resolved, x) : NULL;
 	if (x->q == NULL)
 		fetch_failed(x, "resolving %s: cannot start the lookup", x->host);
@@ -693,6 +719,33 @@ static const struct policy_oidc_provider *provider_for(const struct policy *p, c
 }
 
 /* A newly configured policy: slots follow its URLs, the resolver its servers. */
+/* Take s's keys away (under f->mu), so its tokens get oidc_jwks_unavailable until a fetch. */
+static void drop_keys(struct jwksfetch *f, struct slot *s)
+{
+	pthread_mutex_lock(&f->mu);
+	struct jwks_ref *old = s->keys;
+	s->keys = NULL;
+	pthread_mutex_unlock(&f->mu);
+	jwks_ref_put(old);
+	memset(s->digest, 0, sizeof(s->digest));
+	s->etag[0] = '\0';
+}
+
+/* Start s over: its attempt in flight (made under other settings) ends, the next is now. */
+static void refetch(struct slot *s)
+{
+	fetch_free(s->fx);
+	s->fx = NULL;
+	s->due_ms = 0;
+	s->backoff_ms = BACKOFF_MIN_MS;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* A newly configured policy: slots follow its URLs, the resolver its servers. */
 static void apply(struct jwksfetch *f)
 {
 	pthread_mutex_lock(&f->mu);
@@ -702,14 +755,12 @@ static void apply(struct jwksfetch *f)
 	if (p == NULL)
 		return;
 	const struct policy_settings *ps = policy_settings(p);
-	if (f->cfg == NULL || !same_resolvers(policy_settings(f->cfg), ps)) {
-		/* Lookups on the old resolver end with it: their fetches start over. */
+	bool new_resolvers = f->cfg == NULL || !same_resolvers(policy_settings(f->cfg), ps);
+	if (new_resolvers) {
+		/* Every attempt used the old servers (or their answers): all start over. */
 		for (size_t i = 0; i < SLOTS; i++)
-			if (f->slot[i].fx != NULL && f->slot[i].fx->q != NULL) {
-				fetch_free(f->slot[i].fx);
-				f->slot[i].fx = NULL;
-				f->slot[i].due_ms = 0;
-			}
+			if (f->slot[i].used)
+				refetch(&f->slot[i]);
 		dns_resolver_destroy(f->dns);
 		char err[200];
 		f->dns = dns_resolver_create(f->base, ps, err, sizeof(err));
@@ -720,16 +771,32 @@ static void apply(struct jwksfetch *f)
 		struct slot *s = &f->slot[i];
 		if (!s->used)
 			continue;
-		s->pv = provider_for(p, s->url);
-		if (s->pv != NULL)
+		const struct policy_oidc_provider *was = s->pv, *now = provider_for(p, s->url);
+		s->pv = now;
+		if (now == NULL) {
+			/* A URL the policy no longer names: its fetch and keys go. */
+			fetch_free(s->fx);
+			pthread_mutex_lock(&f->mu);
+			struct jwks_ref *old = s->keys;
+			memset(s, 0, sizeof(*s));
+			pthread_mutex_unlock(&f->mu);
+			jwks_ref_put(old);
 			continue;
-		/* A URL the policy no longer names: its fetch and keys go. */
-		fetch_free(s->fx);
-		pthread_mutex_lock(&f->mu);
-		struct jwks_ref *old = s->keys;
-		memset(s, 0, sizeof(*s));
-		pthread_mutex_unlock(&f->mu);
-		jwks_ref_put(old);
+		}
+		if (was == NULL)
+			continue;
+		if (!same_text(was->jwks_ca_file, now->jwks_ca_file)) {
+			/* Keys vouched for by a trust anchor the policy no longer names. */
+			oplog("info",
+			      "oidc: JWKS %s: jwks_ca_file changed; its keys are fetched again",
+			      s->url);
+			drop_keys(f, s);
+			refetch(s);
+		} else if (was->jwks_refresh_min_ms != now->jwks_refresh_min_ms ||
+		           was->jwks_refresh_max_ms != now->jwks_refresh_max_ms ||
+		           was->jwks_max_stale_ms != now->jwks_max_stale_ms) {
+			refetch(s); /* the next due time comes from the new bounds */
+		}
 	}
 	for (size_t i = 0; i < ps->n_oidc; i++) {
 		const struct policy_oidc_provider *pv = &ps->oidc[i];
@@ -757,11 +824,22 @@ static void run_due(struct jwksfetch *f)
 	uint64_t now = mono_ms();
 	for (size_t i = 0; i < SLOTS; i++) {
 		struct slot *s = &f->slot[i];
-		if (!s->used || s->pv == NULL || s->fx != NULL)
+		if (!s->used || s->pv == NULL)
 			continue;
 		pthread_mutex_lock(&f->mu);
-		bool want = s->want;
+		bool want = s->want, have = s->keys != NULL;
 		pthread_mutex_unlock(&f->mu);
+		if (have && now - s->ok_ms > s->pv->jwks_max_stale_ms) {
+			/* The issuer could not be asked for this long: a key it withdrew meanwhile
+			 * must not verify for ever. */
+			oplog("error",
+			      "oidc: JWKS %s: no successful fetch for %u s (jwks_max_stale): keys "
+			      "dropped, its tokens are refused until a fetch succeeds",
+			      s->url, s->pv->jwks_max_stale_ms / 1000u);
+			drop_keys(f, s);
+		}
+		if (s->fx != NULL)
+			continue;
 		uint64_t cool = s->pv->jwks_refresh_min_ms < KID_COOLDOWN_MS
 		                    ? s->pv->jwks_refresh_min_ms
 		                    : KID_COOLDOWN_MS;
@@ -854,6 +932,8 @@ void jwksfetch_stop(struct jwksfetch *f)
 	policy_unref(f->pending);
 	policy_unref(f->latest);
 	policy_unref(f->cfg);
+	for (size_t i = 0; i < f->n_gate; i++)
+		free(f->gate[i]);
 	pthread_mutex_destroy(&f->mu);
 	free(f);
 }

@@ -13,7 +13,8 @@
  * - Failures (DNS, connect, TLS verification, a status other than 200/304, a
  *   body over JWKS_MAX_BYTES or one that is not a usable JWK Set) keep the
  *   last good set, are counted and logged, and are retried with a backoff from
- *   1 s doubling up to min(jwks_refresh_min, 5 min).
+ *   1 s doubling up to min(jwks_refresh_min, 5 min).  After jwks_max_stale
+ *   without a successful fetch the set is dropped.
  * - Never follows a redirect; never reads proxy settings from the environment.
  */
 #ifndef PORTCULLIS_JWKSFETCH_H
@@ -37,11 +38,13 @@ void jwksfetch_stop(struct jwksfetch *f);
 
 /*
  * Follow p's providers (takes a reference to p): new URLs are fetched at
- * once, URLs p no longer names are dropped with their keys, and the
- * resolvers, CA files and cache bounds of p apply from the next fetch.  Any
- * thread.
+ * once, URLs p no longer names are dropped with their keys.  A URL whose
+ * jwks_ca_file changed loses its keys and is fetched again; new resolvers or
+ * cache bounds fetch again at once, keeping the keys meanwhile.  startup: p
+ * is the policy the daemon started with, whose URLs gate readiness until
+ * each has had keys once.  Any thread; f NULL is a no-op.
  */
-void jwksfetch_configure(struct jwksfetch *f, struct policy *p);
+void jwksfetch_configure(struct jwksfetch *f, struct policy *p, bool startup);
 
 /* The current keys of url (a reference: jwks_ref_put it), or NULL when none have been fetched. */
 struct jwks_ref *jwksfetch_keys(struct jwksfetch *f, const char *url);
@@ -52,8 +55,10 @@ void jwks_ref_put(struct jwks_ref *r);
 void jwksfetch_kid_unknown(struct jwksfetch *f, const char *url);
 
 /*
- * True, with why filled, when a URL of the last configured policy has never
- * been fetched (for /readyz).  Any thread.
+ * True, with why filled, when a URL of the start-up policy that the last
+ * configured policy still names has never had keys (for /readyz).  A URL a
+ * reload adds does not make the daemon unready: its tokens are refused until
+ * it is fetched, and the log and metrics say so.  Any thread.
  */
 bool jwksfetch_unready(struct jwksfetch *f, char *why, size_t whylen);
 

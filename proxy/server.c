@@ -79,7 +79,8 @@ struct server {
 
 /* ---- the admin listener's view ---- */
 
-static int follow_jwks_urls(struct server *s, struct policy *p, char *errmsg, size_t errlen);
+static int start_jwks_fetcher(struct server *s, const struct policy *p, char *errmsg,
+                              size_t errlen);
 
 static void stats_snapshot(void *arg, struct proxy_stats *out)
 {
@@ -188,8 +189,9 @@ struct server *server_create(struct policy *p, const char *path, const char *sha
 	}
 	s->oidc_ready = true;
 	atomic_store(&s->oidc_on, policy_settings(p)->n_oidc > 0);
-	if (follow_jwks_urls(s, p, errmsg, errlen) != 0)
+	if (start_jwks_fetcher(s, p, errmsg, errlen) != 0)
 		goto fail;
+	jwksfetch_configure(atomic_load(&s->oidc.fetch), p, true);
 	if (gethostname(s->hostname, sizeof(s->hostname) - 1) != 0)
 		strcpy(s->hostname, "unknown");
 	const struct policy_settings *ps = policy_settings(p);
@@ -409,6 +411,15 @@ static void reload_apply(struct server *s, struct reload_job *j)
 		                    : "identity.kubernetes on/off or its tier_label");
 		return;
 	}
+	char ferr[160];
+	if (start_jwks_fetcher(s, p, ferr, sizeof(ferr)) != 0) {
+		/* Its jwks_url providers could never verify a token: keep what works. */
+		policy_unref(p);
+		atomic_fetch_add(&s->reloads_failed, 1);
+		oplog("error", "policy reload (%s) refused: oidc: %s; the previous policy stays",
+		      j->why, ferr);
+		return;
+	}
 	report_static_changes(policy_settings(s->policy), policy_settings(p));
 	for (unsigned i = 0; i < s->n_workers; i++)
 		worker_offer_policy(s->workers[i], policy_ref(p));
@@ -417,9 +428,7 @@ static void reload_apply(struct server *s, struct reload_job *j)
 	set_policy_info(s, j->sha);
 	atomic_fetch_add(&s->reloads_ok, 1);
 	atomic_store(&s->oidc_on, policy_settings(p)->n_oidc > 0);
-	char ferr[160];
-	if (follow_jwks_urls(s, p, ferr, sizeof(ferr)) != 0)
-		oplog("error", "oidc: %s: jwks_url providers have no keys", ferr);
+	jwksfetch_configure(atomic_load(&s->oidc.fetch), p, false);
 	watch_jwks(s);
 	oplog("info", "policy reloaded (%s): %s sha256 %s, %zu tiers, %zu rules", j->why,
 	      s->policy_path, j->sha, policy_tier_count(p), policy_rule_count(p));
@@ -519,23 +528,22 @@ static void inotify_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * The JWKS URL fetcher follows the serving policy: started the first time a
- * policy names a jwks_url, then told of every policy that serves.  Main thread.
+ * The JWKS URL fetcher is started the first time a policy names a jwks_url
+ * (before that policy serves), then told of every policy that serves.  Main
+ * thread.
  */
-static int follow_jwks_urls(struct server *s, struct policy *p, char *errmsg, size_t errlen)
+static int start_jwks_fetcher(struct server *s, const struct policy *p, char *errmsg, size_t errlen)
 {
 	const struct policy_settings *ps = policy_settings(p);
 	bool any = false;
 	for (size_t i = 0; i < ps->n_oidc; i++)
 		any = any || ps->oidc[i].jwks_url != NULL;
-	struct jwksfetch *f = atomic_load(&s->oidc.fetch);
-	if (f == NULL && any) {
-		f = jwksfetch_start(errmsg, errlen);
-		if (f == NULL)
-			return -1;
-		atomic_store(&s->oidc.fetch, f);
-	}
-	jwksfetch_configure(f, p);
+	if (!any || atomic_load(&s->oidc.fetch) != NULL)
+		return 0;
+	struct jwksfetch *f = jwksfetch_start(errmsg, errlen);
+	if (f == NULL)
+		return -1;
+	atomic_store(&s->oidc.fetch, f);
 	return 0;
 }
 

@@ -11,7 +11,10 @@ rewriting that file (atomically):
      "cache_control": "max-age=60",    # header sent when present
      "etag": "\"v1\"",                 # header sent when present; an If-None-Match
                                        # equal to it gets 304
-     "chunked": false}                 # Transfer-Encoding: chunked instead of Content-Length
+     "chunked": false,                 # Transfer-Encoding: chunked instead of Content-Length
+     "close_delimited": false,         # neither: the body ends when the connection closes
+                                       # (a TCP FIN, no TLS close_notify)
+     "force_304": false}               # 304 Not Modified whatever the request says
 
 Each request is one JSON line appended to DIR/requests.jsonl: the time, the
 path, the Host and If-None-Match headers and the status answered.  DIR/ready
@@ -50,7 +53,7 @@ class Handler(BaseHTTPRequestHandler):
         inm = self.headers.get("If-None-Match")
         etag = c.get("etag")
         body = b""
-        if status == 200 and etag is not None and inm == etag:
+        if c.get("force_304") or (status == 200 and etag is not None and inm == etag):
             status = 304
         elif status == 200:
             with open(os.path.join(DIR, c.get("body", "jwks.json")), "rb") as f:
@@ -70,6 +73,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         if status == 304:
             self.end_headers()
+            return
+        if c.get("close_delimited"):
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
             return
         if c.get("chunked"):
             self.send_header("Transfer-Encoding", "chunked")
