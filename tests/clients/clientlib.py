@@ -288,11 +288,7 @@ class Suite:
                 self.row["version"] = "not found: %s" % e
 
     def origin_log(self):
-        try:
-            with open(self.origin_events) as f:
-                return [json.loads(ln) for ln in f if ln.strip()]
-        except OSError:
-            return []
+        return harness.read_jsonl(self.origin_events)
 
     def origin_requests(self, mark=0):
         return [e for e in self.origin_log()[mark:] if e["event"] == "request"]

@@ -422,6 +422,19 @@ def start(script, v4=(), v6=()):
     return Context(args, script)
 
 
+def read_jsonl(path):
+    """The JSON lines another process is still appending to: complete lines only.  A write
+    that crosses a page boundary can be seen half done (the file's size moves page by page),
+    so a last line without its newline is left for the next read, never parsed."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    end = data.rfind(b"\n")
+    return [json.loads(ln) for ln in data[:end + 1].split(b"\n") if ln.strip()]
+
+
 def wait_until(fn, timeout, interval=0.05):
     """Poll fn() until it returns a truthy value or timeout; returns the last value."""
     deadline = time.monotonic() + timeout
@@ -1314,11 +1327,7 @@ class Upstreams:
                 raise RuntimeError("upstream servers did not start: %s" % f.read()[-600:])
 
     def events(self):
-        try:
-            with open(self.events_path) as f:
-                return [json.loads(ln) for ln in f if ln.strip()]
-        except OSError:
-            return []
+        return read_jsonl(self.events_path)
 
     def accepts(self, listener=None, role=None):
         return [e for e in self.events() if e["event"] == "accept"

@@ -107,11 +107,7 @@ with ctx:
                              json.dumps(dict({"status": 200}, **control)))
 
     def requests_seen(d=srv_dir):
-        try:
-            with open(os.path.join(d, "requests.jsonl")) as f:
-                return [json.loads(ln) for ln in f if ln.strip()]
-        except OSError:
-            return []
+        return harness.read_jsonl(os.path.join(d, "requests.jsonl"))
 
     def start_server(d, addr, cert, key):
         os.makedirs(d, exist_ok=True)
