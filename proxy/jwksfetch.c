@@ -361,6 +361,16 @@ static void body_complete(struct fetch *x)
 			fetch_failed(x, "HTTP 304 to a request without If-None-Match");
 			return;
 		}
+		pthread_mutex_lock(&x->f->mu);
+		bool gone = x->s->keys == NULL;
+		pthread_mutex_unlock(&x->f->mu);
+		if (gone) {
+			/* The keys it confirms were dropped while it was on its way
+			 * (jwks_max_stale): a 304 must not make an empty slot look fresh.  Ask
+			 * again, without an ETag. */
+			fetch_failed(x, "HTTP 304 for keys dropped meanwhile; fetching them whole");
+			return;
+		}
 		fetch_done(x, NULL, NULL);
 		return;
 	}
