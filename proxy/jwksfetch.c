@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -396,9 +395,8 @@ static void body_complete(struct fetch *x)
 
 static const struct http_header *header(const struct http_resp *r, const char *name)
 {
-	size_t n = strlen(name);
 	for (size_t i = 0; i < r->n_headers; i++)
-		if (r->headers[i].name.len == n && strncasecmp(r->headers[i].name.p, name, n) == 0)
+		if (http_token_ieq(r->headers[i].name, name))
 			return &r->headers[i];
 	return NULL;
 }

@@ -4,20 +4,8 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "ascii.h"
 
 #define DELTA_MAX 2147483648LL /* RFC 9111 §1.2.2 */
-
-static bool name_is(const struct http_view *v, const char *name)
-{
-	size_t n = strlen(name);
-	if (v->len != n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (ascii_lower((unsigned char)v->p[i]) != name[i])
-			return false;
-	return true;
-}
 
 /* delta-seconds: 1*DIGIT, clamped to DELTA_MAX; -1 when not digits. */
 static int64_t delta(const char *p, size_t n)
@@ -82,9 +70,9 @@ static void directives(const char *p, size_t n, int64_t *max_age, bool *no)
 			while (i < n && p[i] != ',')
 				i++; /* anything after a value up to the next comma */
 		}
-		if (name_is(&name, "no-store") || name_is(&name, "no-cache")) {
+		if (http_token_ieq(name, "no-store") || http_token_ieq(name, "no-cache")) {
 			*no = true;
-		} else if (name_is(&name, "max-age")) {
+		} else if (http_token_ieq(name, "max-age")) {
 			int64_t d = val != NULL ? delta(val, vlen) : -1;
 			if (d < 0 || (*max_age >= 0 && *max_age != d))
 				*max_age = -2; /* §4.2.1: invalid or conflicting: not fresh by it */
@@ -100,9 +88,9 @@ int64_t cachectl_freshness(const struct http_resp *r)
 	bool no = false;
 	for (size_t i = 0; i < r->n_headers; i++) {
 		const struct http_header *h = &r->headers[i];
-		if (name_is(&h->name, "cache-control"))
+		if (http_token_ieq(h->name, "cache-control"))
 			directives(h->value.p, h->value.len, &max_age, &no);
-		else if (name_is(&h->name, "age")) {
+		else if (http_token_ieq(h->name, "age")) {
 			int64_t a = delta(h->value.p, h->value.len);
 			if (a > age)
 				age = a;
