@@ -4,7 +4,6 @@
 #include <stdbool.h>
 #include <string.h>
 
-
 #define DELTA_MAX 2147483648LL /* RFC 9111 §1.2.2 */
 
 /* delta-seconds: 1*DIGIT, clamped to DELTA_MAX; -1 when not digits. */
