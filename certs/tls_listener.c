@@ -1,32 +1,20 @@
 /* The TLS listener's server context: built off to the side, swapped in, watched for rotation. */
 #include "tls_listener.h"
 
-#include <errno.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
-#include <unistd.h>
 
-#include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "fileio.h"
-#include "hash.h"
 #include "oplog.h"
-
-/* File-change reloads wait for the writes to settle (a Secret swap is several renames). */
-#define RELOAD_DEBOUNCE_MS 200
-/* The files of one context: a chain, a key, a CA bundle, a CRL; none is larger. */
-#define TLS_FILE_MAX (4u << 20)
-#define MAX_WATCH    4
+#include "tls_files.h"
 
 struct tls_listener {
 	char *cert_file, *key_file, *client_ca_file, *crl_file;
@@ -36,19 +24,8 @@ struct tls_listener {
 	char files_sha[65]; /* of the files the current ctx was built from */
 	atomic_ullong reloads_ok, reloads_failed;
 	atomic_llong not_after;
-	int inotify_fd;
-	struct event *inotify_ev, *debounce_ev;
+	struct tls_watch *watch;
 };
-
-static void ssl_error(char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_last_error();
-	char tmp[256] = "";
-	if (e != 0)
-		ERR_error_string_n(e, tmp, sizeof(tmp));
-	snprintf(buf, len, "%s", tmp[0] ? tmp : "unknown error");
-	ERR_clear_error();
-}
 
 /* ALPN: http/1.1 only (RFC 7301 §3.2: no overlap is a no_application_protocol alert). */
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
@@ -107,7 +84,7 @@ enum tls_client_certs tls_listener_mode_of(const SSL *ssl)
 static int load_client_ca(SSL_CTX *ctx, const struct tls_listener *ts, char *err, size_t errlen)
 {
 	if (SSL_CTX_load_verify_locations(ctx, ts->client_ca_file, NULL) != 1) {
-		ssl_error(err, errlen);
+		tls_err_text(err, errlen);
 		return -1;
 	}
 	STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ts->client_ca_file);
@@ -117,7 +94,7 @@ static int load_client_ca(SSL_CTX *ctx, const struct tls_listener *ts, char *err
 		X509_STORE *store = SSL_CTX_get_cert_store(ctx);
 		X509_LOOKUP *lk = X509_STORE_add_lookup(store, X509_LOOKUP_file());
 		if (lk == NULL || X509_load_crl_file(lk, ts->crl_file, X509_FILETYPE_PEM) <= 0) {
-			ssl_error(err, errlen);
+			tls_err_text(err, errlen);
 			return -1;
 		}
 		/* The leaf's revocation is checked against the CRL of its issuer: no CRL, no pass.
@@ -137,7 +114,7 @@ static SSL_CTX *build(const struct tls_listener *ts, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL) {
-		ssl_error(err, errlen);
+		tls_err_text(err, errlen);
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -152,14 +129,14 @@ static SSL_CTX *build(const struct tls_listener *ts, char *err, size_t errlen)
 	SSL_CTX_set_app_data(ctx, (void *)(uintptr_t)ts); /* tls_listener_mode_of */
 	if (SSL_CTX_use_certificate_chain_file(ctx, ts->cert_file) != 1) {
 		char e[200];
-		ssl_error(e, sizeof(e));
+		tls_err_text(e, sizeof(e));
 		snprintf(err, errlen, "certificate %s: %s", ts->cert_file, e);
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, ts->key_file, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
 		char e[200];
-		ssl_error(e, sizeof(e));
+		tls_err_text(e, sizeof(e));
 		snprintf(err, errlen, "key %s (with %s): %s", ts->key_file, ts->cert_file, e);
 		goto fail;
 	}
@@ -189,22 +166,9 @@ static int64_t leaf_not_after(SSL_CTX *ctx)
 /* SHA-256 over every file's SHA-256: what a change detector compares. "" when one is unreadable. */
 static void files_sha(const struct tls_listener *ts, char out[65])
 {
-	const char *files[4] = {ts->cert_file, ts->key_file, ts->client_ca_file, ts->crl_file};
-	char all[4 * 65] = "";
-	out[0] = '\0';
-	for (int i = 0; i < 4; i++) {
-		char *buf;
-		size_t len;
-		if (files[i] == NULL)
-			continue;
-		if (file_read_all(files[i], TLS_FILE_MAX, &buf, &len) != FILEIO_OK)
-			return;
-		int rc = sha256_hex(buf, len, all + 65 * i);
-		free(buf);
-		if (rc != 0)
-			return;
-	}
-	(void)sha256_hex(all, sizeof(all), out);
+	const char *files[TLS_FILES_MAX] = {ts->cert_file, ts->key_file, ts->client_ca_file,
+	                                    ts->crl_file};
+	tls_files_sha(files, TLS_FILES_MAX, out);
 }
 
 static char *dup_or_null(const char *s)
@@ -220,7 +184,6 @@ struct tls_listener *tls_listener_create(const struct tls_listener_conf *conf, c
 		snprintf(errmsg, errlen, "out of memory");
 		return NULL;
 	}
-	ts->inotify_fd = -1;
 	pthread_once(&verr_once, verr_init);
 	pthread_rwlock_init(&ts->lock, NULL);
 	ts->client_certs = conf->client_certs;
@@ -252,12 +215,7 @@ void tls_listener_destroy(struct tls_listener *ts)
 {
 	if (ts == NULL)
 		return;
-	if (ts->inotify_ev != NULL)
-		event_free(ts->inotify_ev);
-	if (ts->debounce_ev != NULL)
-		event_free(ts->debounce_ev);
-	if (ts->inotify_fd >= 0)
-		close(ts->inotify_fd);
+	tls_watch_destroy(ts->watch);
 	SSL_CTX_free(ts->ctx);
 	pthread_rwlock_destroy(&ts->lock);
 	free(ts->cert_file);
@@ -313,7 +271,7 @@ void tls_listener_get_stats(struct tls_listener *ts, struct tls_listener_stats *
 
 /* ---- watching the files (main loop) ---- */
 
-static void debounce_cb(evutil_socket_t fd, short what, void *arg)
+static void changed_cb(void *arg)
 {
 	struct tls_listener *ts = arg;
 	char sha[65];
@@ -325,46 +283,9 @@ static void debounce_cb(evutil_socket_t fd, short what, void *arg)
 		(void)tls_listener_reload(ts, "file change");
 }
 
-static void inotify_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct tls_listener *ts = arg;
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-	struct timeval tv = {0, RELOAD_DEBOUNCE_MS * 1000};
-	evtimer_add(ts->debounce_ev, &tv);
-}
-
-/*
- * Watch each file's directory, not the file: a Kubernetes Secret rotates by
- * pointing its ..data symlink at a new directory, and editors replace files.
- */
 void tls_listener_watch(struct tls_listener *ts, struct event_base *base)
 {
-	const char *files[MAX_WATCH] = {ts->cert_file, ts->key_file, ts->client_ca_file,
-	                                ts->crl_file};
-	ts->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (ts->inotify_fd < 0) {
-		oplog("warn",
-		      "TLS listener: cannot watch certificate files (%s); reload with SIGHUP",
-		      strerror(errno));
-		return;
-	}
-	for (int i = 0; i < MAX_WATCH; i++) {
-		if (files[i] == NULL)
-			continue;
-		char *copy = strdup(files[i]);
-		const char *dir = copy != NULL ? dirname(copy) : NULL;
-		if (dir == NULL || inotify_add_watch(ts->inotify_fd, dir,
-		                                     IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE |
-		                                         IN_DELETE | IN_ATTRIB) < 0)
-			oplog("warn", "TLS listener: cannot watch %s (%s); reload with SIGHUP",
-			      dir ? dir : files[i], strerror(errno));
-		free(copy);
-	}
-	ts->inotify_ev = event_new(base, ts->inotify_fd, EV_READ | EV_PERSIST, inotify_cb, ts);
-	ts->debounce_ev = evtimer_new(base, debounce_cb, ts);
-	if (ts->inotify_ev == NULL || ts->debounce_ev == NULL ||
-	    event_add(ts->inotify_ev, NULL) != 0)
-		oplog("warn", "TLS listener: cannot watch certificate files; reload with SIGHUP");
+	const char *files[TLS_FILES_MAX] = {ts->cert_file, ts->key_file, ts->client_ca_file,
+	                                    ts->crl_file};
+	ts->watch = tls_watch_create(base, "TLS listener", files, TLS_FILES_MAX, changed_cb, ts);
 }
