@@ -149,6 +149,25 @@ static int target_parse(const char *t, size_t len, struct http_target *out)
 	return target_path(t + e, len - e, out);
 }
 
+int http_origin_target_parse(const char *t, size_t len, const struct pc_host *host, uint16_t port,
+                             struct http_target *out)
+{
+	if (out == NULL)
+		return HTTP_TARGET_BAD;
+	memset(out, 0, sizeof(*out));
+	if (t == NULL || len == 0 || t[0] != '/' || host == NULL)
+		return HTTP_TARGET_BAD;
+	int rc = target_path(t, len, out);
+	if (rc < 0) {
+		memset(out, 0, sizeof(*out));
+		return rc;
+	}
+	out->host = *host;
+	out->port = port;
+	out->https = true;
+	return 0;
+}
+
 int http_target_parse(const char *t, size_t len, struct http_target *out)
 {
 	if (out == NULL)
@@ -167,7 +186,8 @@ bool http_host_header_matches(const struct http_req *req, const struct http_targ
 
 	if (!req->has_host)
 		return true;
-	if (host_parse_authority(req->host.p, req->host.len, 80, &h, &port) != HOST_OK)
+	if (host_parse_authority(req->host.p, req->host.len, t->https ? 443 : 80, &h, &port) !=
+	    HOST_OK)
 		return false;
 	/* An exact (non-wildcard) match compares canonical names / addresses. */
 	return port == t->port && host_pattern_match(&t->host, false, &h);
@@ -529,7 +549,7 @@ size_t http_forward_request_head(const struct http_req *req, const struct http_t
 	put(&w, t->host.name, t->host.len);
 	if (t->host.kind == HOST_IPV6)
 		put_str(&w, "]");
-	if (t->port != 80) {
+	if (t->port != (t->https ? 443 : 80)) {
 		put_str(&w, ":");
 		put_u64(&w, t->port);
 	}

@@ -33,6 +33,7 @@ struct http_target {
 	struct http_view authority;  /* as sent, between "//" and the path */
 	struct http_view path;       /* path component without the query; "/" (static) when empty */
 	struct http_view query;      /* "?..." including the '?', or {NULL, 0} */
+	bool https;                  /* an https origin (default port 443, not 80) */
 };
 
 /*
@@ -46,11 +47,23 @@ int http_target_parse(const char *t, size_t len, struct http_target *out)
 	__attribute__((warn_unused_result));
 
 /*
+ * Parse an origin-form request-target "/path[?query]" (RFC 9112 §3.2.1) sent
+ * to the https origin host:port: a request inside an intercepted TLS
+ * session, where the authority is the CONNECT's.  The path and query are
+ * checked as in http_target_parse.  Returns 0, HTTP_TARGET_BAD (not
+ * origin-form: absolute-, authority- or asterisk-form) or
+ * HTTP_TARGET_BAD_PATH; out is zeroed on error.
+ */
+int http_origin_target_parse(const char *t, size_t len, const struct pc_host *host, uint16_t port,
+                             struct http_target *out) __attribute__((warn_unused_result));
+
+/*
  * Does the request's Host header agree with the target (RFC 9112 §3.2.2:
  * a proxy MUST ignore Host for an absolute-form target; portcullis refuses
  * a disagreement instead)?  No Host header → true.  Otherwise Host must
- * parse as an authority (default port 80) with the same canonical host and
- * port: "Example.COM.:80" matches example.com:80; an empty Host does not.
+ * parse as an authority (default port 80, 443 for an https target) with the
+ * same canonical host and port: "Example.COM.:80" matches example.com:80;
+ * an empty Host does not.
  */
 bool http_host_header_matches(const struct http_req *req, const struct http_target *t);
 
@@ -145,7 +158,7 @@ enum http_conn_mode {
 /*
  * Write the request head to send upstream into out[0..n):
  *   METHOD SP path query SP "HTTP/1.1" CRLF        (RFC 9112 §3.2.1, RFC 9110 §2.5)
- *   "Host: " canonical host [":" port unless 80] CRLF   (first, RFC 9110 §7.2)
+ *   "Host: " canonical host [":" port unless 80 (https: 443)] CRLF   (first, RFC 9110 §7.2)
  *   every field line of req, in order, but: Host; Content-Length and
  *     Transfer-Encoding (re-emitted from f, so only the validated framing
  *     travels); Via (merged below); the hop-by-hop fields Connection,

@@ -190,6 +190,62 @@ static void test_target_embedded_nul(void **state)
 	assert_int_equal(http_target_parse(S("http://a/"), NULL), HTTP_TARGET_BAD);
 }
 
+/* An origin-form target inside an intercepted tunnel: the path is checked like an absolute one's,
+ * the authority is the CONNECT's, and an https Host defaults to port 443. */
+static void test_origin_target(void **state)
+{
+	(void)state;
+	struct pc_host h;
+	struct http_target t;
+	assert_int_equal(host_canon("github.com", 10, &h), HOST_OK);
+	assert_int_equal(http_origin_target_parse(S("/org/repo.git/info/refs?service=x"), &h, 443, &t),
+	                 0);
+	assert_true(t.https);
+	assert_int_equal(t.port, 443);
+	assert_view(t.path, "/org/repo.git/info/refs");
+	assert_view(t.query, "?service=x");
+	static const char *const bad_form[] = {"http://github.com/", "https://github.com/", "*",
+	                                       "github.com:443", "x/y"};
+	for (size_t i = 0; i < N(bad_form); i++)
+		assert_int_equal(http_origin_target_parse(bad_form[i], strlen(bad_form[i]), &h, 443, &t),
+		                 HTTP_TARGET_BAD);
+	static const char *const bad_path[] = {"/a#b", "/a\\b", "/%zz", "/%4", "/a b", "/\x80"};
+	for (size_t i = 0; i < N(bad_path); i++)
+		assert_int_equal(http_origin_target_parse(bad_path[i], strlen(bad_path[i]), &h, 443, &t),
+		                 HTTP_TARGET_BAD_PATH);
+	assert_int_equal(http_origin_target_parse(NULL, 0, &h, 443, &t), HTTP_TARGET_BAD);
+	/* Host: port 443 is the default; any other port, or host, disagrees */
+	static const struct {
+		const char *host_line;
+		uint16_t port;
+		bool expect;
+	} hc[] = {
+	    {"Host: github.com\r\n", 443, true},      {"Host: GitHub.com.:443\r\n", 443, true},
+	    {"Host: github.com:8443\r\n", 8443, true}, {"Host: github.com\r\n", 8443, false},
+	    {"Host: github.com:80\r\n", 443, false},  {"Host: evil.example\r\n", 443, false},
+	    {"Host: github.com:8443\r\n", 443, false},
+	};
+	char head[256];
+	for (size_t i = 0; i < N(hc); i++) {
+		snprintf(head, sizeof(head), "GET /x HTTP/1.1\r\n%s\r\n", hc[i].host_line);
+		const struct http_req *r = req_of(head);
+		assert_int_equal(http_origin_target_parse(r->target.p, r->target.len, &h, hc[i].port, &t),
+		                 0);
+		if (http_host_header_matches(r, &t) != hc[i].expect)
+			fail_msg("\"%s\" for port %u: want %d", hc[i].host_line, hc[i].port,
+			         hc[i].expect);
+		/* the rewrite names the port only when it is not 443 */
+		struct http_framing f;
+		assert_int_equal(http_req_framing(r, &f), 0);
+		char out[512];
+		size_t n = http_forward_request_head(r, &t, &f, HTTP_CONN_KEEP_ALIVE, out, sizeof(out));
+		assert_true(n > 0);
+		out[n] = '\0';
+		assert_non_null(strstr(out, hc[i].port == 443 ? "Host: github.com\r\n"
+		                                              : "Host: github.com:8443\r\n"));
+	}
+}
+
 /* ---- Host header vs target ---------------------------------------------- */
 
 struct host_case {
@@ -1167,6 +1223,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_target_table),
 	    cmocka_unit_test(test_target_embedded_nul),
+	    cmocka_unit_test(test_origin_target),
 	    cmocka_unit_test(test_host_header_matches),
 	    cmocka_unit_test(test_req_framing_table),
 	    cmocka_unit_test(test_req_framing_head_parser_refuses),
