@@ -93,6 +93,15 @@ static const struct reason_info reasons[R__COUNT] = {
 	[R_OIDC_NO_MATCH] = {"oidc_no_match", 403, "http_request_denied"},
 	[R_OIDC_TOKEN_REPLAYED] = {"oidc_token_replayed", 403, "http_request_denied"},
 	[R_OIDC_JWKS_UNAVAILABLE] = {"oidc_jwks_unavailable", 503, "proxy_internal_error"},
+	[R_INTERCEPT_DENIED] = {"intercept_denied", 403, "http_request_denied"},
+	[R_INTERCEPT_BAD_PATH] = {"intercept_bad_path", 400, "http_request_error"},
+	[R_INTERCEPT_HOST_MISMATCH] = {"intercept_host_mismatch", 403, "http_request_denied"},
+	[R_INTERCEPT_BODY_TOO_LARGE] = {"intercept_body_too_large", 413, "http_request_denied"},
+	[R_UPSTREAM_CERT_INVALID] = {"upstream_cert_invalid", 502, "tls_certificate_error"},
+	[R_UPSTREAM_TLS_FAILED] = {"upstream_tls_failed", 502, "tls_protocol_error"},
+	[R_INTERCEPT_CLIENT_REJECTED] = {"intercept_client_rejected", 200, ""},
+	[R_INTERCEPT_HANDSHAKE_FAILED] = {"intercept_handshake_failed", 200, ""},
+	[R_INTERCEPT_UNAVAILABLE] = {"intercept_unavailable", 503, "proxy_internal_error"},
 };
 
 const char *reason_name(enum reason r)

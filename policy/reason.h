@@ -104,6 +104,16 @@ enum reason {
 	R_OIDC_NO_MATCH,           /* 403 verified, matches no rule (no_match: deny) */
 	R_OIDC_TOKEN_REPLAYED,     /* 403 the job is bound to another source address */
 	R_OIDC_JWKS_UNAVAILABLE,   /* 503 the provider has no keys (backstop) */
+	/* TLS interception (an allow rule's intercept:) */
+	R_INTERCEPT_DENIED,        /* 403 an intercepted request refused by the host's request rules */
+	R_INTERCEPT_BAD_PATH,      /* 400 a path that cannot be matched safely (dot segment, %2F...) */
+	R_INTERCEPT_HOST_MISMATCH, /* 403 Host (or absolute-form authority) is not the CONNECT host */
+	R_INTERCEPT_BODY_TOO_LARGE, /* 413 request body over intercept.max_request_body */
+	R_UPSTREAM_CERT_INVALID,   /* 502 the upstream's certificate did not verify */
+	R_UPSTREAM_TLS_FAILED,     /* 502 the TLS handshake with the upstream failed otherwise */
+	R_INTERCEPT_CLIENT_REJECTED, /* the client refused the minted certificate (a TLS alert) */
+	R_INTERCEPT_HANDSHAKE_FAILED, /* the client's handshake inside the tunnel failed or timed out */
+	R_INTERCEPT_UNAVAILABLE,   /* 503 no interception CA, or a leaf could not be minted */
 	R__COUNT
 };
 
