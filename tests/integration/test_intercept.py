@@ -79,6 +79,9 @@ NEW_REASONS = {"intercept_denied": 403, "intercept_bad_path": 400, "intercept_ho
                "intercept_handshake_failed": 200, "intercept_unavailable": 503}
 harness.REASON_STATUS.update(NEW_REASONS)
 harness.WOULD_DENY_REASONS.update({"intercept_denied"})
+# The client's own handshake inside an intercepted tunnel: how the tunnel ended (docs/reasons.md).
+harness.CLOSE_REASONS.update({"intercept_client_rejected", "intercept_handshake_failed"})
+harness.HTTP_END_REASONS.update({"intercept_client_rejected", "intercept_handshake_failed"})
 
 SECRET_RULES = {
     "default": "deny",
@@ -370,9 +373,19 @@ with ctx:
         VERIFIED.append(marker)
         return recs[0]
 
-    def allowed_record(port, path, method="GET", status=200, domain=None):
+    def intercept_labels(r, rule_name=None):
+        """What docs/interception.md promises on every request record."""
+        expect(get(r, "labels.intercepted") == "true", "labels.intercepted %r, want \"true\"" %
+               get(r, "labels.intercepted"))
+        expect(get(r, "url.scheme") == "https", "url.scheme %r, want https" % get(r, "url.scheme"))
+        if rule_name is not None:
+            expect(get(r, "labels.intercept_rule") == rule_name, "labels.intercept_rule %r, want %r" %
+                   (get(r, "labels.intercept_rule"), rule_name))
+
+    def allowed_record(port, path, method="GET", status=200, domain=None, rule_name=None):
         recs = records_for(port, lambda r: get(r, "url.path") == path)
         r = recs[0]
+        intercept_labels(r, rule_name)
         expect(get(r, "event.outcome") == "success" and "denied" not in harness.as_list(get(r, "event.type")),
                "record for %s %s: outcome %r type %r reason %r" % (method, path, get(r, "event.outcome"),
                                                                   get(r, "event.type"), get(r, "event.reason")))
@@ -486,6 +499,8 @@ with ctx:
             if get(r, "url.path"):
                 expect(get(r, "event.outcome") == "success", "clone request record %s" % json.dumps(r)[:300])
                 expect("?" not in get(r, "url.path"), "url.path carries the query: %r" % get(r, "url.path"))
+                expect(get(r, "url.domain") == "github.test", "url.domain %r" % get(r, "url.domain"))
+                intercept_labels(r, "refs" if get(r, "url.path").endswith("/info/refs") else "fetch")
         tls = oevents("tls", "gh")[om:]
         expect(tls, "the origin saw no TLS session")
         for t in tls:
@@ -504,6 +519,7 @@ with ctx:
         expect(rec is not None, "no record for /secret/vault.git/info/refs")
         harness.check_denied_record(rec, "intercept_denied", 403)
         expect(get(rec, "http.request.method") == "GET", "method %r" % get(rec, "http.request.method"))
+        intercept_labels(rec, "secret")
 
     with ctx.case("git push to https://github.test/evil/exfil.git through the proxy: refused with 403, "
                   "no git-receive-pack POST at the origin, ref unchanged, record intercept_denied "
@@ -531,7 +547,8 @@ with ctx:
         expect(get(rec, "url.path") == "/evil/exfil.git/git-receive-pack" and
                get(rec, "http.request.method") == "POST",
                "record url.path %r method %r" % (get(rec, "url.path"), get(rec, "http.request.method")))
-        expect(get(rec, "url.domain") in (None, "github.test"), "url.domain %r" % get(rec, "url.domain"))
+        expect(get(rec, "url.domain") == "github.test", "url.domain %r" % get(rec, "url.domain"))
+        intercept_labels(rec, "default")
 
     with ctx.case("git push to https://github.test/org/app.git (push-org rule) lands through the proxy"):
         expect(os.path.isdir(clone_dir), "no clone from the first git case")
@@ -548,6 +565,7 @@ with ctx:
         expect(rec is not None, "no record for the receive-pack POST")
         expect(get(rec, "event.outcome") == "success" and get(rec, "http.request.method") == "POST",
                "record %s" % json.dumps(rec)[:300])
+        intercept_labels(rec, "push-org")
 
     # ================================================================== 2. npm-style PUT
     with ctx.case("registry.test: PUT /pkg refused 403 inside TLS with Proxy-Status intercept_denied; "
@@ -628,7 +646,7 @@ with ctx:
         expect(rep.status == 200, rep.describe())
         got = reached(mk)
         expect(len(got) == 1 and got[0]["target"] == "/pub/readme", "origin saw %s" % got)
-        allowed_record(rep.src_port, "/pub/readme", "GET", 200)
+        allowed_record(rep.src_port, "/pub/readme", "GET", 200, domain="github.test", rule_name="read")
         rep, mk = request("/secret/x")
         REFUSED.append(mk)
         refused_inside(rep, 403, "intercept_denied", mk, method="GET", path="/secret/x")
@@ -670,6 +688,13 @@ with ctx:
         expect(len(got) == 1 and got[0]["target"] == "/pub/q?next=/../secret/x", "origin saw %s" % got)
         allowed_record(rep.src_port, "/pub/q", "GET", 200)
 
+    with ctx.case("Upgrade: websocket inside an intercepted tunnel -> 403 upgrade_not_allowed, never forwarded"):
+        rep, mk = request("/pub/ws", headers=["Host: github.test", "Connection: Upgrade", "Upgrade: websocket",
+                                              "Sec-WebSocket-Version: 13",
+                                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="])
+        REFUSED.append(mk)
+        refused_inside(rep, 403, "upgrade_not_allowed", mk, method="GET")
+
     # ================================================================== 5. upstream certificates
     def connect_502(host, reason, listener):
         h0 = len(heads(listener)) if listener else 0
@@ -706,7 +731,7 @@ with ctx:
         expect(rc == 60, "curl exit %d (want 60, certificate problem): %s" % (rc, err))
         expect(res and res[0]["connect"] == "200", "CONNECT %s" % res)
         recs = records_for(res[0]["port"], lambda r: get(r, "event.reason") == "intercept_client_rejected")
-        expect(get(recs[0], "event.outcome") == "failure", "outcome %r" % get(recs[0], "event.outcome"))
+        expect(get(recs[0], "http.request.method") == "CONNECT", "method %r" % get(recs[0], "http.request.method"))
         expect(not reached(mk), "the origin got the request")
     with ctx.case("openssl s_client -verify_return_error trusting only the public CA: fails, "
                   "record intercept_client_rejected"):
@@ -726,6 +751,13 @@ with ctx:
         expect(re.search(r"i:\s*CN\s*=\s*portcullis-it interception CA", out), "issuer not the interception CA: %r" %
                out[:600])
         expect("HTTP/1.1 200" in out, "no 200 inside the session: %r" % out[-300:])
+        leaf = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", out, re.S)
+        expect(leaf, "no certificate in the -showcerts output")
+        p = subprocess.run([OPENSSL, "x509", "-noout", "-ext", "subjectAltName"], input=leaf.group(0).encode(),
+                           capture_output=True, timeout=20)
+        sans = re.findall(r"(DNS|IP Address|URI|email):([^,\s]+)", p.stdout.decode())
+        expect(sans == [("DNS", "github.test")], "the minted leaf's subjectAltName is %s, want DNS:github.test "
+               "only" % sans)
 
     # ================================================================== 7. ALPN
     with ctx.case("curl --http2 through interception: ALPN http/1.1, request served (http_version 1.1)"):
@@ -738,8 +770,12 @@ with ctx:
                                 data=b"GET /pub/alpn HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n")
         expect("ALPN protocol: http/1.1" in out, "s_client: %r" % out[-600:])
         expect("HTTP/1.1 200" in out, "no 200 inside the session: %r" % out[-300:])
+        m = audit.mark()
         rc, out, err = s_client("api.test", ["-servername", "api.test", "-alpn", "h2"])
         expect("ALPN protocol: h2" not in out, "negotiated h2: %r" % out[-400:])
+        rec = audit.wait_new(m, lambda r: get(r, "event.reason") == "intercept_handshake_failed")
+        expect(rec is not None, "-alpn h2 alone: no intercept_handshake_failed record; new: %s" %
+               [json.dumps(r)[:200] for r in audit.records()[m:]])
 
     # ================================================================== 8. caps and body limits
     with ctx.case("caps.download_bytes 64KiB inside interception: a 1 MB response is cut, prefix-exact, "
@@ -753,8 +789,12 @@ with ctx:
         expect(len(got) < 1000000 and got == want[:len(got)], "got %d bytes, prefix %s" %
                (len(got), got == want[:len(got)]))
         expect(len(got) <= CAP, "curl got %d body bytes, over the 64 KiB cap" % len(got))
-        recs = records_for(res[0]["port"], lambda r: get(r, "event.reason") == "download_cap")
-        expect(recs, "no download_cap record")
+        cut = harness.wait_until(lambda: [r for r in audit.records() if get(r, "source.port") == res[0]["port"]
+                                          and get(r, "event.reason") == "download_cap"], 5)
+        expect(cut, "no download_cap record for source port %s: %s" % (res[0]["port"], [
+            json.dumps(r)[:300] for r in audit.records() if get(r, "source.port") == res[0]["port"]]))
+        expect(any(get(r, "url.path") == "/cl/1000000/3" for r in cut),
+               "the download_cap record is not the request's (url.path): %s" % [json.dumps(r)[:300] for r in cut])
 
     def upload(target, data, chunked=False, marker=None):
         """Send head then body in 16 KiB pieces, stopping as soon as the proxy answers."""
@@ -786,6 +826,9 @@ with ctx:
                    "want 413 intercept_body_too_large, got %s" % rep.describe())
             recs = records_for(rep.src_port, lambda r: get(r, "event.reason") == "intercept_body_too_large")
             harness.check_denied_record(recs[0], "intercept_body_too_large", 413)
+            if not chunked:
+                expect(not reached(mk), "a Content-Length over the cap reached the origin (docs: refused "
+                       "before anything is sent): %s" % reached(mk)[:1])
             for h in reached(mk):
                 reqs = [e for e in oevents("request") if e["peer"] == h["peer"] and e["seq"] == h["seq"]]
                 expect(reqs and all(not q["complete"] for q in reqs) and
