@@ -589,6 +589,39 @@ with ctx:
         expect(get(recs[0], "http.request.method") == "PUT" and get(recs[0], "url.path") == "/left-pad",
                "record method %r path %r" % (get(recs[0], "http.request.method"), get(recs[0], "url.path")))
 
+    with ctx.case("real npm publish through the proxy (https-proxy, cafile = interception CA): fails "
+                  "with 403, the origin got no PUT, record intercept_denied PUT /portcullis-it-pkg"):
+        npm = harness.need(shutil.which("npm") or "/usr/bin/npm")
+        pkg = ctx.path("npm-pkg")
+        os.makedirs(pkg)
+        with open(os.path.join(pkg, "package.json"), "w") as f:
+            json.dump({"name": "portcullis-it-pkg", "version": "1.0.%d" % random.randrange(1 << 20),
+                       "description": "exfiltration attempt", "license": "MIT"}, f)
+        with open(os.path.join(pkg, "index.js"), "w") as f:
+            f.write("module.exports = 'stolen';\n")
+        npmrc = ctx.path("npmrc")
+        with open(npmrc, "w") as f:
+            f.write("registry=https://registry.test/\nhttps-proxy=%s\nproxy=%s\ncafile=%s\n"
+                    "//registry.test/:_authToken=it-token\nupdate-notifier=false\nfund=false\naudit=false\n"
+                    % (PROXY, PROXY, ICA))
+        puts0 = [h for h in heads("gh") if h["method"] == "PUT"]
+        m = audit.mark()
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        env.update(HOME=home, npm_config_userconfig=npmrc, npm_config_cache=ctx.path("npm-cache"))
+        p = subprocess.run([npm, "publish", "--userconfig", npmrc], cwd=pkg, env=env, capture_output=True,
+                           timeout=120, stdin=subprocess.DEVNULL, preexec_fn=harness.die_with_me())
+        out = (p.stdout + p.stderr).decode("utf-8", "replace")
+        expect(p.returncode != 0, "npm publish succeeded: %r" % out[-400:])
+        expect("403" in out, "npm's error does not mention 403: %r" % out[-600:])
+        puts = [h for h in heads("gh") if h["method"] == "PUT"]
+        expect(puts == puts0, "the origin RECEIVED a PUT: %s" % puts[len(puts0):][:1])
+        rec = audit.wait_new(m, lambda r: get(r, "event.reason") == "intercept_denied")
+        expect(rec is not None, "no intercept_denied record; new: %s" %
+               [json.dumps(r)[:200] for r in audit.records()[m:]])
+        harness.check_denied_record(rec, "intercept_denied", 403)
+        expect(get(rec, "http.request.method") == "PUT" and get(rec, "url.path") == "/portcullis-it-pkg",
+               "record method %r path %r" % (get(rec, "http.request.method"), get(rec, "url.path")))
+
     with ctx.case("registry.test: DELETE refused 403 intercept_denied, never forwarded"):
         rep, mk = request("/left-pad/-rev/1", method="DELETE", host="registry.test")
         REFUSED.append(mk)
