@@ -721,6 +721,68 @@ with ctx:
         expect(len(got) == 1 and got[0]["target"] == "/pub/q?next=/../secret/x", "origin saw %s" % got)
         allowed_record(rep.src_port, "/pub/q", "GET", 200)
 
+    def req_bytes(method, target, marker, host="github.test", extra=(), body=b""):
+        hs = ["Host: %s" % host, "X-It-Id: %s" % marker] + list(extra)
+        if body:
+            hs.append("Content-Length: %d" % len(body))
+        return ("%s %s HTTP/1.1\r\n" % (method, target) + "".join(h + "\r\n" for h in hs) + "\r\n").encode() + body
+
+    with ctx.case("pipelined in one write, allowed then denied: 200 then 403 intercept_denied; the origin got "
+                  "only the first"):
+        a, b = ("it-%s" % uuid.uuid4().hex[:16] for _ in range(2))
+        REFUSED.append(b)
+        r, cl, err = tunnel("github.test")
+        expect(cl is not None, err)
+        cl.send(req_bytes("GET", "/pub/first", a) +
+                req_bytes("POST", "/evil/exfil.git/git-receive-pack", b, body=b"0000"))
+        r1 = cl.response(timeout=10)
+        r2 = cl.response(method="POST", timeout=10)
+        cl.close()
+        expect(r1.status == 200, "first: %s" % r1.describe())
+        expect(r2.status == 403 and r2.reason == "intercept_denied", "second: %s" % r2.describe())
+        expect(len(reached(a)) == 1 and not reached(b), "origin saw first %d, second %d times" %
+               (len(reached(a)), len(reached(b))))
+        allowed_record(r1.src_port, "/pub/first", "GET", 200, rule_name="read")
+        rec = records_for(r2.src_port, lambda x: get(x, "event.reason") == "intercept_denied")[0]
+        expect(get(rec, "url.path") == "/evil/exfil.git/git-receive-pack", "url.path %r" % get(rec, "url.path"))
+
+    with ctx.case("pipelined in one write, denied then allowed: 403, the session ends, the origin got neither"):
+        a, b = ("it-%s" % uuid.uuid4().hex[:16] for _ in range(2))
+        REFUSED.extend([a, b])
+        r, cl, err = tunnel("github.test")
+        expect(cl is not None, err)
+        cl.send(req_bytes("GET", "/secret/first", a) + req_bytes("GET", "/pub/second", b))
+        r1 = cl.response(timeout=10)
+        expect(r1.status == 403 and r1.reason == "intercept_denied", "first: %s" % r1.describe())
+        r2 = cl.response(timeout=5)
+        cl.close()
+        expect(r2.status is None, "a second response after the refusal: %s" % r2.describe())
+        expect(not reached(a) and not reached(b), "the origin got %s" % (reached(a) + reached(b))[:1])
+
+    smuggles = [
+        ("Content-Length and Transfer-Encoding", ["Content-Length: 4", "Transfer-Encoding: chunked"],
+         b"0\r\n\r\nGET /secret/smuggled HTTP/1.1\r\nHost: github.test\r\n\r\n"),
+        ("two Content-Lengths", ["Content-Length: 0", "Content-Length: 60"],
+         b"GET /secret/smuggled HTTP/1.1\r\nHost: github.test\r\n\r\n"),
+        ("Transfer-Encoding: chunked, identity", ["Transfer-Encoding: chunked, identity"],
+         b"0\r\n\r\n"),
+        ("obs-fold header", ["X-Fold: a", " folded"], b""),
+    ]
+    for what, hs, tail in smuggles:
+        with ctx.case("smuggling inside TLS (%s): 400, the origin gets nothing" % what):
+            mk = "it-%s" % uuid.uuid4().hex[:16]
+            REFUSED.append(mk)
+            r, cl, err = tunnel("github.test")
+            expect(cl is not None, err)
+            n0 = len([h for h in heads() if h["target"] == "/secret/smuggled"])
+            cl.send(req_bytes("POST", "/pub/smuggle", mk, extra=hs) + tail)
+            rep = cl.response(method="POST", timeout=10)
+            cl.close()
+            expect(rep.status == 400, rep.describe())
+            refused_inside(rep, 400, ("bad_request", "intercept_bad_path"), mk)
+            expect(len([h for h in heads() if h["target"] == "/secret/smuggled"]) == n0,
+                   "the smuggled request reached the origin")
+
     with ctx.case("Upgrade: websocket inside an intercepted tunnel -> 403 upgrade_not_allowed, never forwarded"):
         rep, mk = request("/pub/ws", headers=["Host: github.test", "Connection: Upgrade", "Upgrade: websocket",
                                               "Sec-WebSocket-Version: 13",
