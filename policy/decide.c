@@ -62,6 +62,8 @@ int policy_create(struct policy **out)
 	s->kube.watch_timeout_ms = 5 * MS_M;
 	s->kube.backoff_max_ms = 30 * MS_S;
 	s->kube.max_pods = 65536;
+	s->interception.leaf_lifetime_ms = 24 * MS_H;
+	s->interception.cache_size = 1000;
 	return POLICY_OK;
 }
 
@@ -452,6 +454,7 @@ static void deny(struct verdict *out, enum reason r)
 	out->rule = "";
 	out->rule_line = 0;
 	out->host_rule_line = 0;
+	out->intercept = NULL;
 }
 
 void policy_decide_host(const struct policy *p, int tier, const struct pc_host *host, uint16_t port,
@@ -483,6 +486,7 @@ void policy_decide_host(const struct policy *p, int tier, const struct pc_host *
 				out->reason = R_ALLOWED;
 				out->rule = r->name;
 				out->rule_line = r->line;
+				out->intercept = r->intercept;
 				return;
 			}
 		}

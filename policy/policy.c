@@ -252,8 +252,8 @@ static void cidr_list(struct policy_loader *L, const struct policy_node *seq, st
 /* ---- sections ---- */
 
 static const char *const root_keys[] = {
-    "version",  "listen", "resolver", "blocked_ranges", "audit", "limits", "timeouts",
-    "identity", "tls",    "caps",     "http",           "tiers", NULL};
+    "version",  "listen", "resolver", "blocked_ranges", "audit", "limits",       "timeouts",
+    "identity", "tls",    "caps",     "http",           "tiers", "interception", NULL};
 static const char *const listen_keys[] = {"proxy", "https", "tls", "admin", "workers", NULL};
 static const char *const listener_keys[] = {"address", "proxy_protocol", "auth", NULL};
 static const char *const pp_keys[] = {"mode", "trusted", "timeout", NULL};
@@ -267,7 +267,7 @@ static const char *const limits_keys[] = {"max_connections", "max_sources", "hea
 static const char *const timeouts_keys[] = {"connect", "idle", "max_lifetime", "drain", NULL};
 static const char *const tier_keys[] = {"mode", "sources",  "allow", "allow_ranges", "tls", "caps",
                                         "http", "timeouts", NULL};
-static const char *const rule_keys[] = {"host", "ports", "name", NULL};
+static const char *const rule_keys[] = {"host", "ports", "name", "intercept", NULL};
 static const char *const tls_keys[] = {"require_sni", "sni_must_match", "require_tls_ports",
                                        "allow_ech",   "hello_timeout",  "max_hello_bytes",
                                        "ja4_allow",   "ja4_deny",       NULL};
@@ -374,7 +374,7 @@ static void load_listen_pp(struct policy_loader *L, const struct policy_node *en
 }
 
 /* A file path: a non-empty string without NUL. */
-static const char *want_path(struct policy_loader *L, const struct policy_node *v)
+const char *policy_want_path(struct policy_loader *L, const struct policy_node *v)
 {
 	const char *str;
 	size_t len;
@@ -423,8 +423,8 @@ static void load_listen_tls(struct policy_loader *L, const struct policy_node *m
 		policy_diag(L, tn, "listen.tls goes with listen.https (the TLS listeners)");
 	if (tm == NULL)
 		return;
-	t->cert = want_path(L, policy_get(tm, "cert"));
-	t->key = want_path(L, policy_get(tm, "key"));
+	t->cert = policy_want_path(L, policy_get(tm, "cert"));
+	t->key = policy_want_path(L, policy_get(tm, "key"));
 	if (policy_get(tm, "cert") == NULL)
 		policy_missing(L, tm, "cert");
 	if (policy_get(tm, "key") == NULL)
@@ -438,8 +438,8 @@ static void load_listen_tls(struct policy_loader *L, const struct policy_node *m
 		t->client_certs = POLICY_CLIENT_CERTS_REQUIRE;
 	else if (!cc->bad)
 		policy_diag(L, cc, "expected off, request or require");
-	t->client_ca = want_path(L, policy_get(tm, "client_ca"));
-	t->crl = want_path(L, policy_get(tm, "crl"));
+	t->client_ca = policy_want_path(L, policy_get(tm, "client_ca"));
+	t->crl = policy_want_path(L, policy_get(tm, "crl"));
 	if (t->client_certs != POLICY_CLIENT_CERTS_OFF && policy_get(tm, "client_ca") == NULL)
 		policy_diag(L, cc,
 		            "client_certs: %s needs client_ca (the CA bundle to verify against)",
@@ -717,7 +717,7 @@ static void load_rule(struct policy_loader *L, const struct policy_node *n, stru
 		else {
 			char text[HOST_NAME_MAX_LEN + 3];
 			snprintf(text, sizeof(text), "%s%s", r->wildcard ? "*." : "", r->pat.name);
-			r->name = pstrdup(L, text, strlen(text));
+			r->name = r->pattern = pstrdup(L, text, strlen(text));
 		}
 	}
 	v = policy_get(n, "ports");
@@ -731,6 +731,9 @@ static void load_rule(struct policy_loader *L, const struct policy_node *n, stru
 		else
 			r->name = pstrdup(L, s, len);
 	}
+	v = policy_get(n, "intercept");
+	if (v != NULL)
+		policy_load_intercept(L, v, r);
 }
 
 /* caps.upload_bytes_per_source: {bytes: SIZE, window: DURATION}, both required; or none. */
@@ -768,7 +771,7 @@ static void load_budget(struct policy_loader *L, const struct policy_node *v,
  * One http.methods entry: 1 to 32 of A-Z and '-', a subset of the RFC 9110
  * §5.6.2 token that holds every registered method; never CONNECT.
  */
-static bool want_method(struct policy_loader *L, const struct policy_node *n, const char **s,
+bool policy_want_method(struct policy_loader *L, const struct policy_node *n, const char **s,
                         size_t *len)
 {
 	char t[48], up[POLICY_METHOD_MAX + 1];
@@ -869,9 +872,9 @@ static void load_ja4_list(struct policy_loader *L, const struct policy_node *v,
 	}
 }
 
-/* http.methods: a list of 1..32 distinct methods, or any (n_http_methods = 0). */
-static void load_methods(struct policy_loader *L, const struct policy_node *v,
-                         struct policy_tier *pt)
+/* http.methods (and intercept.requests[i].methods): 1..32 distinct methods, or any (*n = 0). */
+bool policy_load_method_list(struct policy_loader *L, const struct policy_node *v,
+                             const char *const **out, size_t *n_out)
 {
 	const struct policy_node *at[POLICY_MAX_METHODS];
 	const char **m;
@@ -879,33 +882,33 @@ static void load_methods(struct policy_loader *L, const struct policy_node *v,
 	bool ok = true;
 
 	if (v == NULL || v->bad)
-		return;
+		return false;
 	if (policy_is_word(v, "any")) {
-		pt->http_methods = NULL;
-		pt->n_http_methods = 0;
-		return;
+		*out = NULL;
+		*n_out = 0;
+		return true;
 	}
 	if (v->kind != PN_SEQ) {
 		policy_diag(L, v, "expected a list of 1 to %u methods, or any", POLICY_MAX_METHODS);
-		return;
+		return false;
 	}
 	if (v->n == 0) {
 		policy_diag(L, v, "at least one method is required (any allows every method)");
-		return;
+		return false;
 	}
 	if (v->n > POLICY_MAX_METHODS) {
 		policy_diag(L, v, "too many methods (at most %u)", POLICY_MAX_METHODS);
-		return;
+		return false;
 	}
 	m = policy_arena_alloc(&L->p->arena, v->n * sizeof(*m));
 	if (m == NULL) {
 		L->nomem = true;
-		return;
+		return false;
 	}
 	for (const struct policy_node *it = v->first; it != NULL; it = it->next) {
 		const char *s;
 		size_t len, i;
-		if (!want_method(L, it, &s, &len)) {
+		if (!policy_want_method(L, it, &s, &len)) {
 			ok = false;
 			continue;
 		}
@@ -918,13 +921,14 @@ static void load_methods(struct policy_loader *L, const struct policy_node *v,
 			continue;
 		}
 		if ((m[n] = pstrdup(L, s, len)) == NULL)
-			return;
+			return false;
 		at[n++] = it;
 	}
 	if (ok) {
-		pt->http_methods = m;
-		pt->n_http_methods = n;
+		*out = m;
+		*n_out = n;
 	}
+	return ok;
 }
 
 /* tls:, caps: and http: of a tier, or at top level (the tiers' defaults), over what pt holds. */
@@ -960,7 +964,8 @@ static void load_tier_blocks(struct policy_loader *L, const struct policy_node *
 	load_budget(L, policy_get(sub, "upload_bytes_per_source"), pt);
 
 	sub = policy_section(L, m, "http", http_keys);
-	load_methods(L, policy_get(sub, "methods"), pt);
+	(void)policy_load_method_list(L, policy_get(sub, "methods"), &pt->http_methods,
+	                              &pt->n_http_methods);
 	policy_want_bool(L, policy_get(sub, "allow_upgrade"), &pt->http_allow_upgrade);
 }
 
@@ -1150,6 +1155,7 @@ int policy_load_buffer(const char *buf, size_t len, struct policy **out, struct 
 			/* The tiers' defaults: built-in, then top-level tls:, caps: and http:. */
 			policy_tier_builtin(&L.tier_defaults, &L.p->set);
 			load_tier_blocks(&L, root, &L.tier_defaults);
+			policy_load_interception(&L, root);
 			L.p->default_tls_ports = L.tier_defaults.tls_ports;
 			L.p->n_default_tls_ports = L.tier_defaults.n_tls_ports;
 			L.p->set.unknown_connections_per_source =

@@ -164,6 +164,22 @@ struct policy_listen_tls {
 	const char *crl;       /* PEM CRLs checked for the client's leaf, or NULL */
 };
 
+/*
+ * interception: (top level) the CA that signs the leaves minted for
+ * intercepted hosts (docs/policy.md#interception).  Required when any allow
+ * rule has intercept:.  File paths are fixed at start-up; the files' contents
+ * reload (like listen.tls).
+ */
+struct policy_interception {
+	bool enabled;              /* the section is given (with ca_cert and ca_key) */
+	const char *ca_cert;       /* PEM CA certificate that signs minted leaves */
+	const char *ca_key;        /* its PEM private key */
+	const char *upstream_ca;   /* CA bundle upstream certificates verify against, or
+	                            * NULL: the system trust store (OpenSSL default paths) */
+	uint32_t leaf_lifetime_ms; /* leaf_lifetime, default 24h, 1h..720h (30 days) */
+	uint32_t cache_size;       /* cache_size: minted leaves kept, default 1000, 1..100000 */
+};
+
 #define POLICY_MAX_CERT_RULES 256
 
 /* identity.client_certs: one rule mapping a client certificate to a tier. */
@@ -300,6 +316,7 @@ struct policy_settings {
 	const struct policy_oidc_provider *oidc;
 	size_t n_oidc;
 	uint32_t oidc_max_bindings; /* identity.oidc.max_bindings, default 65536 */
+	struct policy_interception interception; /* interception: */
 };
 
 /* One validation problem, located in the file. */
@@ -411,6 +428,20 @@ int policy_identify(const struct policy *p, const struct pc_addr *src);
  */
 int policy_identify_pod(const struct policy *p, const char *ns, const char *tier_label_value);
 
+/*
+ * An allow rule's intercept: block, compiled (docs/policy.md#interception):
+ * its hosts' TLS is terminated by the proxy and every request inside is
+ * decided by policy_intercept_decide.  Lives in the snapshot.
+ */
+struct policy_intercept_req; /* one requests: entry (opaque) */
+struct policy_intercept {
+	bool default_allow;        /* default: allow (else deny, the default) */
+	uint64_t max_request_body; /* max_request_body in bytes; 0: none */
+	/* requests:, in file order: the first match decides */
+	const struct policy_intercept_req *requests;
+	size_t n_requests;
+};
+
 /* A decision. rule points into the snapshot (valid while it is referenced) or is "". */
 struct verdict {
 	bool allow;          /* the connection may proceed (true also for audit-mode would-deny) */
@@ -420,6 +451,9 @@ struct verdict {
 	unsigned rule_line;  /* the allowing rule's line in the file (0: none) */
 	/* port_not_allowed: the line of the first rule that matched the host (0: none). */
 	unsigned host_rule_line;
+	/* The allowing rule's intercept: block, or NULL: never intercepted (a plain tunnel).
+	 * NULL on every refusal, audit-mode would_deny included. */
+	const struct policy_intercept *intercept;
 };
 
 /*
@@ -434,6 +468,34 @@ struct verdict {
  */
 void policy_decide_host(const struct policy *p, int tier, const struct pc_host *host, uint16_t port,
 			struct verdict *out);
+
+/*
+ * One request inside an intercepted tunnel → R_ALLOWED, R_INTERCEPT_DENIED or
+ * R_INTERCEPT_BAD_PATH.  target (tlen bytes) is the raw origin-form
+ * request-target; a target urlpath_check refuses (no leading '/', '#',
+ * a bad or forbidden escape, a dot or empty segment, a raw backslash, control or
+ * non-ASCII byte: policy/urlpath.h) is R_INTERCEPT_BAD_PATH whatever the
+ * rules say, *rule_name "".  Otherwise the first requests: entry whose
+ * methods hold method (exact, case-sensitive; no list: any) and whose path
+ * glob matches the path (query ignored, ASCII case-insensitive) decides by its
+ * action, *rule_name its name; none: default decides, *rule_name "default".
+ * ic NULL fails closed (R_INTERCEPT_DENIED).  rule_name may be NULL; the name
+ * points into the snapshot.  Audit mode is the caller's (would_deny).
+ */
+enum reason policy_intercept_decide(const struct policy_intercept *ic, const char *method,
+                                    size_t mlen, const char *target, size_t tlen,
+                                    const char **rule_name);
+
+/* The block's max_request_body in bytes; 0 (also for NULL): no cap. */
+uint64_t policy_intercept_max_body(const struct policy_intercept *ic);
+
+/*
+ * The host patterns (as written, canonical: "github.com", "*.npmjs.org") of
+ * tier's allow rules with intercept:, in file order, each once: returns how
+ * many there are and stores the first cap of them in patterns (may be NULL
+ * when cap is 0).  0 for a tier that intercepts nothing, or no such tier.
+ */
+size_t policy_tier_intercepts(const struct policy *p, int tier, const char **patterns, size_t cap);
 
 /*
  * (tier, resolved addresses) → verdict: deny R_RESOLVED_TO_BLOCKED if any

@@ -27,6 +27,7 @@
 #define POLICY_MAX_JA4        1024 /* entries of tls.ja4_allow, and of tls.ja4_deny */
 #define POLICY_TIER_NAME_MAX  63
 #define POLICY_RULE_NAME_MAX  128
+#define POLICY_MAX_INTERCEPT_REQS 256 /* requests: entries of one intercept: block */
 
 /* Milliseconds per second, minute, hour. */
 #define MS_S 1000u
@@ -38,9 +39,23 @@ struct policy_rule {
 	struct pc_host pat; /* canonical pattern: name suffix for a wildcard, or an address */
 	bool wildcard;      /* "*.suffix" */
 	const char *name;   /* rule name; default the canonical pattern text */
+	const char *pattern; /* the canonical pattern text ("*.suffix" for a wildcard) */
 	const uint16_t *ports;
 	size_t n_ports;
 	unsigned line, col; /* the rule's place in the file (for explain and warnings) */
+	const struct policy_intercept *intercept; /* intercept:, or NULL */
+};
+
+/* One intercept.requests entry (intercept.c). */
+struct urlpath_glob;
+struct policy_intercept_req {
+	const char *name;           /* name:, or "<host pattern>[i]" */
+	const char *const *methods; /* uppercase tokens; n_methods 0: any method */
+	size_t n_methods;
+	const char *path; /* the glob as written */
+	const struct urlpath_glob *glob;
+	bool allow; /* action: allow (else deny) */
+	unsigned line, col;
 };
 
 /* One CIDR entry of a list in the file, kept with its place (for explain and warnings). */
@@ -150,6 +165,7 @@ struct policy_loader {
 	struct policy_src_seen *srcs;
 	size_t n_srcs;
 	struct policy_tier tier_defaults; /* built-in, then top-level tls:, caps: and http: */
+	bool interception_given;          /* the file has an interception: key */
 };
 
 /* Diagnostics: located, prefixed with the node's path ("tiers.a.allow[2].host: ..."). */
@@ -210,5 +226,22 @@ void policy_load_oidc(struct policy_loader *L, const struct policy_node *id);
 
 bool policy_want_ms(struct policy_loader *L, const struct policy_node *n, uint32_t min,
                     uint32_t max, const char *lo, const char *hi, uint32_t *out);
+
+/* policy.c: a file path (a non-empty string without NUL) copied into the snapshot, or NULL. */
+const char *policy_want_path(struct policy_loader *L, const struct policy_node *v);
+/* policy.c: one method token, as http.methods takes it (uppercase A-Z and '-', not CONNECT). */
+bool policy_want_method(struct policy_loader *L, const struct policy_node *n, const char **s,
+                        size_t *len);
+/*
+ * policy.c: a list of 1..POLICY_MAX_METHODS distinct methods into the snapshot, or `any`
+ * (*n = 0).  False (and *out, *n untouched) when it is not valid; NULL v is false silently.
+ */
+bool policy_load_method_list(struct policy_loader *L, const struct policy_node *v,
+                             const char *const **out, size_t *n);
+/* intercept.c: the top-level interception: section (before the tiers). */
+void policy_load_interception(struct policy_loader *L, const struct policy_node *root);
+/* intercept.c: rule r's intercept: block v (r's pattern already parsed, or NULL on error). */
+void policy_load_intercept(struct policy_loader *L, const struct policy_node *v,
+                           struct policy_rule *r);
 
 #endif

@@ -1,0 +1,270 @@
+/* TLS interception in the policy: the interception: section, rules' intercept: blocks, and
+ * the decision on each request inside an intercepted tunnel. */
+#include "policy.h"
+#include "policy_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "urlpath.h"
+
+static const char *const interception_keys[] = {"ca_cert",       "ca_key",     "upstream_ca",
+                                                "leaf_lifetime", "cache_size", NULL};
+static const char *const intercept_keys[] = {"default", "max_request_body", "requests", NULL};
+static const char *const request_keys[] = {"name", "methods", "path", "action", NULL};
+
+/* ---- loading ---- */
+
+void policy_load_interception(struct policy_loader *L, const struct policy_node *root)
+{
+	struct policy_interception *ic = &L->p->set.interception;
+	const struct policy_node *n = policy_get(root, "interception");
+	const struct policy_node *m;
+
+	if (n == NULL)
+		return;
+	L->interception_given = true;
+	m = policy_section(L, root, "interception", interception_keys);
+	if (m == NULL) {
+		if (policy_is_null(n))
+			policy_diag(L, n, "expected a mapping with ca_cert and ca_key");
+		return;
+	}
+	ic->ca_cert = policy_want_path(L, policy_get(m, "ca_cert"));
+	ic->ca_key = policy_want_path(L, policy_get(m, "ca_key"));
+	if (policy_get(m, "ca_cert") == NULL)
+		policy_missing(L, m, "ca_cert");
+	if (policy_get(m, "ca_key") == NULL)
+		policy_missing(L, m, "ca_key");
+	ic->upstream_ca = policy_want_path(L, policy_get(m, "upstream_ca"));
+	/* Days are not a policy unit: 30 days is 720h. */
+	policy_want_ms(L, policy_get(m, "leaf_lifetime"), MS_H, 720 * MS_H, "1h", "720h (30 days)",
+	               &ic->leaf_lifetime_ms);
+	policy_want_u32(L, policy_get(m, "cache_size"), 1, 100000, &ic->cache_size);
+	ic->enabled = ic->ca_cert != NULL && ic->ca_key != NULL;
+}
+
+/* action: / default: allow or deny into *allow; false (reported) otherwise. */
+static bool want_action(struct policy_loader *L, const struct policy_node *v, bool *allow)
+{
+	char t[40];
+	if (v->bad)
+		return false;
+	if (policy_is_word(v, "allow") || policy_is_word(v, "deny")) {
+		*allow = v->s[0] == 'a';
+		return true;
+	}
+	if (v->kind != PN_SCALAR)
+		policy_diag(L, v, "expected allow or deny");
+	else
+		policy_diag(L, v, "expected allow or deny, got \"%s\"",
+		            policy_clip(v->s, v->len, t, sizeof(t)));
+	return false;
+}
+
+/* path: a glob, checked like a request path, compiled into the snapshot. */
+static bool want_glob(struct policy_loader *L, const struct policy_node *v,
+                      struct policy_intercept_req *e)
+{
+	char t[64];
+	const char *s;
+	size_t len;
+
+	if (!policy_want_str(L, v, &s, &len))
+		return false;
+	int rc = urlpath_check(s, len, true, NULL);
+	if (rc != URLPATH_OK) {
+		policy_diag(L, v, "invalid path pattern \"%s\": %s",
+		            policy_clip(s, len, t, sizeof(t)), urlpath_status_str(rc));
+		return false;
+	}
+	void *mem = policy_arena_alloc(&L->p->arena, urlpath_glob_size(s, len));
+	e->path = policy_arena_str(L, s, len);
+	if (mem == NULL || e->path == NULL) {
+		L->nomem = true;
+		return false;
+	}
+	e->glob = urlpath_glob_compile(s, len, mem);
+	return true;
+}
+
+/* One requests: entry; false when it is not valid (reported). */
+static bool load_request(struct policy_loader *L, const struct policy_node *it,
+                         const struct policy_rule *r, size_t i, struct policy_intercept_req *e)
+{
+	const struct policy_node *v;
+	char def[HOST_NAME_MAX_LEN + 32];
+	bool ok = true;
+
+	e->line = it->line;
+	e->col = it->col;
+	if (!policy_want(L, it, PN_MAP))
+		return false;
+	policy_check_keys(L, it, request_keys);
+	v = policy_get(it, "name");
+	if (v != NULL) {
+		const char *s;
+		size_t len;
+		if (!policy_want_str(L, v, &s, &len)) {
+			ok = false;
+		} else if (len == 0 || len > POLICY_RULE_NAME_MAX) {
+			policy_diag(L, v, "name must be 1 to %u characters", POLICY_RULE_NAME_MAX);
+			ok = false;
+		} else {
+			e->name = policy_arena_str(L, s, len);
+		}
+	} else {
+		snprintf(def, sizeof(def), "%s[%zu]", r->pattern ? r->pattern : "?", i);
+		e->name = policy_arena_str(L, def, strlen(def));
+	}
+	v = policy_get(it, "methods");
+	if (v != NULL && !policy_load_method_list(L, v, &e->methods, &e->n_methods))
+		ok = false;
+	v = policy_get(it, "path");
+	if (v == NULL) {
+		policy_missing(L, it, "path");
+		ok = false;
+	} else if (!want_glob(L, v, e)) {
+		ok = false;
+	}
+	v = policy_get(it, "action");
+	if (v == NULL) {
+		policy_missing(L, it, "action");
+		ok = false;
+	} else if (!want_action(L, v, &e->allow)) {
+		ok = false;
+	}
+	return ok;
+}
+
+/*
+ * intercept: {default, max_request_body, requests}.  Needs the top-level
+ * interception: section (the CA that signs the leaves).
+ */
+void policy_load_intercept(struct policy_loader *L, const struct policy_node *v,
+                           struct policy_rule *r)
+{
+	struct policy_intercept *ic;
+	struct policy_intercept_req *reqs = NULL;
+	const struct policy_node *x;
+	bool ok = true;
+
+	if (v->bad)
+		return;
+	if (v->kind != PN_MAP) {
+		policy_diag(L, v, "expected a mapping like {default: deny, requests: [...]}");
+		return;
+	}
+	if (!L->interception_given)
+		policy_diag(L, v->key,
+		            "intercept needs the top-level interception: section (ca_cert and "
+		            "ca_key: the CA that signs the certificates the proxy presents)");
+	policy_check_keys(L, v, intercept_keys);
+	ic = policy_arena_alloc(&L->p->arena, sizeof(*ic));
+	if (ic == NULL) {
+		L->nomem = true;
+		return;
+	}
+	memset(ic, 0, sizeof(*ic));
+	x = policy_get(v, "default");
+	if (x != NULL && !want_action(L, x, &ic->default_allow))
+		ok = false;
+	x = policy_get(v, "max_request_body");
+	if (x != NULL &&
+	    !policy_want_unit(L, x, false, 1, UINT64_MAX, "1", "16EiB", &ic->max_request_body))
+		ok = false;
+	x = policy_get(v, "requests");
+	if (x != NULL && policy_container(L, x, PN_SEQ)) {
+		if (x->n > POLICY_MAX_INTERCEPT_REQS) {
+			policy_diag(L, x, "too many requests entries (at most %u)",
+			            POLICY_MAX_INTERCEPT_REQS);
+			return;
+		}
+		reqs = policy_arena_alloc(&L->p->arena, x->n * sizeof(*reqs));
+		if (reqs == NULL) {
+			L->nomem = true;
+			return;
+		}
+		memset(reqs, 0, x->n * sizeof(*reqs));
+		size_t i = 0;
+		for (const struct policy_node *it = x->first; it != NULL; it = it->next, i++)
+			if (!load_request(L, it, r, i, &reqs[i]))
+				ok = false;
+		ic->requests = reqs;
+		ic->n_requests = x->n;
+	} else if (x != NULL && !x->bad && !policy_is_null(x)) {
+		ok = false; /* reported by policy_container */
+	}
+	if (ok)
+		r->intercept = ic;
+}
+
+/* ---- decisions ---- */
+
+static bool method_listed(const struct policy_intercept_req *e, const char *m, size_t len)
+{
+	if (e->n_methods == 0)
+		return true;
+	if (m == NULL)
+		return false;
+	/* Exact bytes: methods are case-sensitive (RFC 9110 §9.1). */
+	for (size_t i = 0; i < e->n_methods; i++)
+		if (strlen(e->methods[i]) == len && memcmp(e->methods[i], m, len) == 0)
+			return true;
+	return false;
+}
+
+enum reason policy_intercept_decide(const struct policy_intercept *ic, const char *method,
+                                    size_t mlen, const char *target, size_t tlen,
+                                    const char **rule_name)
+{
+	const char *unused;
+	size_t plen;
+
+	if (rule_name == NULL)
+		rule_name = &unused;
+	*rule_name = "";
+	if (ic == NULL)
+		return R_INTERCEPT_DENIED;
+	if (urlpath_check(target, tlen, false, &plen) != URLPATH_OK)
+		return R_INTERCEPT_BAD_PATH;
+	for (size_t i = 0; i < ic->n_requests; i++) {
+		const struct policy_intercept_req *e = &ic->requests[i];
+		if (method_listed(e, method, mlen) && urlpath_glob_match(e->glob, target, plen)) {
+			*rule_name = e->name;
+			return e->allow ? R_ALLOWED : R_INTERCEPT_DENIED;
+		}
+	}
+	*rule_name = "default";
+	return ic->default_allow ? R_ALLOWED : R_INTERCEPT_DENIED;
+}
+
+uint64_t policy_intercept_max_body(const struct policy_intercept *ic)
+{
+	return ic != NULL ? ic->max_request_body : 0;
+}
+
+size_t policy_tier_intercepts(const struct policy *p, int tier, const char **patterns, size_t cap)
+{
+	size_t n = 0;
+
+	if (p == NULL || tier < 0 || (size_t)tier >= p->n_tiers)
+		return 0;
+	const struct policy_tier_int *t = &p->tiers[tier];
+	for (size_t i = 0; i < t->n_rules; i++) {
+		const struct policy_rule *r = &t->rules[i];
+		size_t j;
+		if (r->intercept == NULL || r->pattern == NULL)
+			continue;
+		for (j = 0; j < i; j++)
+			if (t->rules[j].intercept != NULL && t->rules[j].pattern != NULL &&
+			    strcmp(t->rules[j].pattern, r->pattern) == 0)
+				break;
+		if (j < i)
+			continue;
+		if (n < cap)
+			patterns[n] = r->pattern;
+		n++;
+	}
+	return n;
+}
