@@ -162,9 +162,9 @@ def code_options(src):
 
 
 def code_policy_keys(src):
-    """Every key the loader accepts: the *_keys[] tables of policy.c, identity.c and oidc.c."""
+    """Every key the loader accepts: the *_keys[] tables of policy.c, identity.c, oidc.c and intercept.c."""
     keys = set()
-    for f in ("policy.c", "identity.c", "oidc.c"):
+    for f in ("policy.c", "identity.c", "oidc.c", "intercept.c"):
         text = open(os.path.join(src, "policy", f)).read()
         for body in re.findall(r"static const char \*const \w+_keys\[\] = \{(.*?)\};", text, re.S):
             keys.update(re.findall(r'"([a-z_]+)"', body))
@@ -207,7 +207,7 @@ def group_man(t, src):
         missing = sorted(k for k in keys if not re.search(rf"(^|[\s.({{]){re.escape(k)}\b", text, re.M))
         check(not missing, f"portcullis-policy(5) does not document the keys {missing}")
 
-    t.case("portcullis-policy(5) documents every key policy.c, identity.c and oidc.c accept", policy_page)
+    t.case("portcullis-policy(5) documents every key policy.c, identity.c, oidc.c and intercept.c accept", policy_page)
 
     def detects_broken_page():
         # The check above must be able to fail: a page with a stray request warns.
