@@ -84,6 +84,19 @@ static int check(const char *path, bool strict)
 	       path, warnings > 0 ? " with warnings" : "", policy_tier_count(p),
 	       policy_rule_count(p), policy_range_count(p),
 	       range_builtin_count(), s->n_listen_proxy, s->n_resolvers);
+	/* What is intercepted is worth a line of its own: nothing else decrypts. */
+	for (size_t t = 0; t < policy_tier_count(p); t++) {
+		const char *pats[16];
+		size_t n = policy_tier_intercepts(p, (int)t, pats, 16);
+		if (n == 0)
+			continue;
+		printf("tier %s intercepts: ", policy_tier(p, t)->name);
+		for (size_t i = 0; i < n && i < 16; i++)
+			printf("%s%s", i ? ", " : "", pats[i]);
+		if (n > 16)
+			printf(" and %zu more", n - 16);
+		printf("\n");
+	}
 	policy_unref(p);
 	return EXIT_OK;
 }
