@@ -21,6 +21,7 @@
 #include "oplog.h"
 #include "tls_client.h"
 #include "tls_files.h"
+#include "tls_listener.h"
 
 /* A leaf is valid from a little before it is minted: a client's clock may run behind ours. */
 #define LEAF_BACKDATE_S 300
@@ -200,19 +201,6 @@ static int check_ca(X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
 	return 0;
 }
 
-/* ALPN toward the client: http/1.1 or nothing (a client offering only h2 decides what next). */
-static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                   const unsigned char *in, unsigned inlen, void *arg)
-{
-	static const unsigned char h11[] = "\x08http/1.1";
-	unsigned char *sel = NULL;
-	if (SSL_select_next_proto(&sel, outlen, h11, sizeof(h11) - 1, in, inlen) !=
-	    OPENSSL_NPN_NEGOTIATED)
-		return SSL_TLSEXT_ERR_NOACK;
-	*out = sel;
-	return SSL_TLSEXT_ERR_OK;
-}
-
 /* A and b name the same host: ASCII case-insensitive, one trailing dot of either ignored. */
 static bool same_host(const char *a, const char *b)
 {
@@ -264,7 +252,7 @@ static SSL_CTX *server_ctx(char *err, size_t errlen)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 	                             SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_http11_cb, NULL);
 	SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
 	SSL_CTX_set_info_callback(ctx, info_cb);
 	/* Every connection is a full handshake: its SNI is checked, its leaf is the current one. */

@@ -63,7 +63,8 @@ void icpt_ca_watch(struct icpt_ca *ca, struct event_base *base);
  * host (minted, or from the cache) followed by the CA certificate.  host: the
  * canonical CONNECT host (a lowercase name, or an address literal without
  * brackets, ip non-NULL then).  TLS 1.2 and 1.3, no resumption; ALPN selects
- * http/1.1 and nothing else (a client offering only h2 gets no ALPN).  The
+ * http/1.1 (as the TLS listener: a client offering ALPN without http/1.1, h2
+ * alone, gets a fatal no_application_protocol alert, RFC 7301 §3.2).  The
  * client's SNI must name host (ASCII case-insensitive, a trailing dot
  * ignored), else the handshake ends with a fatal unrecognized_name alert; no
  * SNI passes only when !require_sni or host is an address.  The SSL carries

@@ -28,8 +28,8 @@ struct tls_listener {
 };
 
 /* ALPN: http/1.1 only (RFC 7301 §3.2: no overlap is a no_application_protocol alert). */
-static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                   const unsigned char *in, unsigned inlen, void *arg)
+int tls_alpn_http11_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
 {
 	static const unsigned char h11[] = "\x08http/1.1";
 	unsigned char *sel = NULL;
@@ -125,7 +125,7 @@ static SSL_CTX *build(const struct tls_listener *ts, char *err, size_t errlen)
 	/* The relay retries a send with the same bytes from another buffer, and takes part of one.
 	 */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_http11_cb, NULL);
 	SSL_CTX_set_app_data(ctx, (void *)(uintptr_t)ts); /* tls_listener_mode_of */
 	if (SSL_CTX_use_certificate_chain_file(ctx, ts->cert_file) != 1) {
 		char e[200];

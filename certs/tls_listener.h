@@ -64,4 +64,12 @@ long tls_listener_verify_error(const SSL *ssl);
 
 void tls_listener_get_stats(struct tls_listener *ts, struct tls_listener_stats *out);
 
+/*
+ * The listener's ALPN selection (SSL_CTX_set_alpn_select_cb), for every server
+ * context of ours that speaks HTTP/1.1 only: http/1.1 when the client offers
+ * it, else a fatal no_application_protocol alert (RFC 7301 §3.2).
+ */
+int tls_alpn_http11_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg);
+
 #endif

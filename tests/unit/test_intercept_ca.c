@@ -586,6 +586,15 @@ static SSL *client_of(X509 *trust, const char *sni, const unsigned char *alpn, s
 	return ssl;
 }
 
+/* The last alert a client read (an info callback of the client's). */
+static int client_alert = -1;
+
+static void client_info(const SSL *ssl, int where, int ret)
+{
+	if (where & SSL_CB_READ_ALERT)
+		client_alert = ret & 0xff;
+}
+
 static const unsigned char ALPN_BOTH[] = "\x02h2\x08http/1.1";
 static const unsigned char ALPN_H2[] = "\x02h2";
 
@@ -622,9 +631,22 @@ static void test_handshake_ok(void **state)
 	assert_int_equal(icpt_server_sni_result(s), ICPT_SNI_OK);
 	SSL_free(c);
 	SSL_free(s);
-	/* A client offering h2 only: no ALPN, the handshake itself goes through. */
+	/* A client offering h2 only: no_application_protocol (RFC 7301 §3.2), not a rejection. */
 	s = server_for(ca, "git.example.org", NULL);
 	c = client_of(the_ca, "git.example.org", ALPN_H2, sizeof(ALPN_H2) - 1, TLS1_3_VERSION);
+	client_alert = -1;
+	SSL_set_info_callback(c, client_info);
+	r = handshake(c, s);
+	assert_false(r.client_ok || r.server_ok);
+	assert_int_equal(client_alert, SSL_AD_NO_APPLICATION_PROTOCOL);
+	assert_int_equal(icpt_server_sni_result(s), ICPT_SNI_OK);
+	char alert[64];
+	assert_false(icpt_server_client_rejected(s, alert, sizeof(alert)));
+	SSL_free(c);
+	SSL_free(s);
+	/* A client offering no ALPN at all: served, no protocol named. */
+	s = server_for(ca, "git.example.org", NULL);
+	c = client_of(the_ca, "git.example.org", NULL, 0, TLS1_3_VERSION);
 	r = handshake(c, s);
 	assert_true(r.client_ok && r.server_ok);
 	const unsigned char *p;
@@ -644,9 +666,12 @@ static void test_handshake_sni(void **state)
 	SSL *s = server_for(ca, "git.example.org", NULL);
 	SSL *c =
 	    client_of(the_ca, "evil.example.org", ALPN_BOTH, sizeof(ALPN_BOTH) - 1, TLS1_3_VERSION);
+	client_alert = -1;
+	SSL_set_info_callback(c, client_info);
 	struct hs r = handshake(c, s);
 	assert_false(r.server_ok);
 	assert_false(r.client_ok);
+	assert_int_equal(client_alert, SSL_AD_UNRECOGNIZED_NAME);
 	assert_int_equal(icpt_server_sni_result(s), ICPT_SNI_MISMATCH);
 	char alert[64];
 	assert_false(icpt_server_client_rejected(s, alert, sizeof(alert)));
