@@ -50,6 +50,7 @@ import random
 import re
 import select
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -277,6 +278,26 @@ with ctx:
                 return f.read()
         except FileNotFoundError:
             return b""
+
+    def cert_dates(pem):
+        """(notBefore, notAfter) of a PEM certificate, as unix seconds."""
+        p = subprocess.run([OPENSSL, "x509", "-noout", "-startdate", "-enddate"], input=pem,
+                           capture_output=True, timeout=20)
+        d = dict(ln.split("=", 1) for ln in p.stdout.decode().splitlines() if "=" in ln)
+        return tuple(ssl.cert_time_to_seconds(d[k]) for k in ("notBefore", "notAfter"))
+
+    def metric(name, **labels):
+        """One sample from the admin listener's /metrics, or None."""
+        import urllib.request
+        op = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with op.open("http://127.0.0.1:9090/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return None
+        want = ",".join('%s="%s"' % kv for kv in labels.items())
+        m = re.search(r"^%s%s (\S+)$" % (re.escape(name), re.escape("{%s}" % want) if want else ""), text, re.M)
+        return float(m.group(1)) if m else None
 
     def hval(headers, name):
         return next((v for k, v in headers if k.lower() == name.lower()), None)
@@ -860,6 +881,11 @@ with ctx:
         sans = re.findall(r"(DNS|IP Address|URI|email):([^,\s]+)", p.stdout.decode())
         expect(sans == [("DNS", "github.test")], "the minted leaf's subjectAltName is %s, want DNS:github.test "
                "only" % sans)
+        nb, na = cert_dates(leaf.group(0).encode())
+        _, ca_na = cert_dates(open(ICA, "rb").read())
+        expect(0 < na - nb <= 24 * 3600 + 600, "the minted leaf is valid for %.0f s, want at most 24h "
+               "(leaf_lifetime default)" % (na - nb))
+        expect(na <= ca_na, "the minted leaf outlives the CA (%s > %s)" % (na, ca_na))
 
     # ================================================================== 7. ALPN
     with ctx.case("curl --http2 through interception: ALPN http/1.1, request served (http_version 1.1)"):
@@ -1030,6 +1056,63 @@ with ctx:
         recs = records_for(rep.src_port, lambda r: get(r, "url.path") == "/secret/audit")
         expect(get(recs[0], "labels.would_deny") == "intercept_denied",
                "labels.would_deny %r" % get(recs[0], "labels.would_deny"))
+
+    # ================================================================== metrics, reloads
+    with ctx.case("metrics: certificates minted and served from the cache, the CA's notAfter"):
+        minted = metric("portcullis_intercept_certs_minted_total")
+        hits = metric("portcullis_intercept_cert_cache_hits_total")
+        expect(minted is not None and 3 <= minted <= 12, "certs_minted_total %r, want one per intercepted host "
+               "with a completed handshake (3..12)" % minted)
+        expect(hits is not None and hits >= 20, "cert_cache_hits_total %r, want >= 20 (dozens of sessions to "
+               "github.test)" % hits)
+        _, ca_na = cert_dates(open(ICA, "rb").read())
+        na = metric("portcullis_intercept_ca_not_after_seconds")
+        expect(na is not None and abs(na - ca_na) <= 1, "ca_not_after_seconds %r, the CA says %r" % (na, ca_na))
+
+    with ctx.case("the rules current when a request's head arrives decide it: a session open across a "
+                  "policy reload (api.test default: deny) gets 403 intercept_denied for its next request"):
+        r, cl, err = tunnel("api.test")
+        expect(cl is not None, err)
+        a, b = ("it-%s" % uuid.uuid4().hex[:16] for _ in range(2))
+        REFUSED.append(b)
+        cl.send(req_bytes("GET", "/pub/before-reload", a, host="api.test"))
+        r1 = cl.response(timeout=10)
+        expect(r1.status == 200, "before the reload: %s" % r1.describe())
+        r0 = metric("portcullis_policy_reloads_total", result="success") or 0
+        tiers2 = json.loads(json.dumps(TIERS))
+        for ru in tiers2["builders"]["allow"]:
+            if ru["host"] == "api.test":
+                ru["intercept"] = {"default": "deny"}
+        pol2 = harness.base_policy(px.audit_path, tiers2, interception=px.policy["interception"])
+        harness.write_atomic(px.policy_path, harness.to_yaml(pol2) + "\n")
+        expect(harness.wait_until(lambda: (metric("portcullis_policy_reloads_total", result="success") or 0) > r0,
+                                  10), "the policy was not reloaded within 10 s")
+        cl.send(req_bytes("GET", "/pub/after-reload", b, host="api.test"))
+        r2 = cl.response(timeout=10)
+        cl.close()
+        expect(r2.status == 403 and r2.reason == "intercept_denied",
+               "after the reload, same session: %s" % r2.describe())
+        expect(len(reached(a)) == 1 and not reached(b), "origin saw before %d, after %d" %
+               (len(reached(a)), len(reached(b))))
+
+    with ctx.case("interception CA files replaced in place (new CA): reloaded, new sessions (a host already "
+                  "in the leaf cache) get leaves of the new CA; the old CA no longer verifies"):
+        old_ca = ctx.path("intercept-ca-old.pem")
+        shutil.copyfile(ICA, old_ca)
+        ica2 = ctx.path("intercept-ca-2")
+        harness.mkcerts("ca", ica2, "--cn", "portcullis-it interception CA two")
+        c0 = metric("portcullis_intercept_ca_reloads_total", result="success") or 0
+        with open(os.path.join(ica2, "ca.key")) as f:
+            harness.write_atomic(os.path.join(ica, "ca.key"), f.read())
+        with open(os.path.join(ica2, "ca.pem")) as f:
+            harness.write_atomic(ICA, f.read())
+        os.kill(px.proc.pid, signal.SIGHUP)
+        expect(harness.wait_until(lambda: (metric("portcullis_intercept_ca_reloads_total", result="success")
+                                           or 0) > c0, 10), "no successful CA reload within 10 s")
+        rc, err, res, hdrs = icurl("https://github.test/pub/newca")
+        expect(rc == 0 and res and res[0]["code"] == "200", "trusting the new CA: rc %d %s %s" % (rc, res, err))
+        rc, err, res, hdrs = icurl("https://github.test/pub/oldca", cacert=old_ca)
+        expect(rc == 60, "trusting only the old CA: curl exit %d, want 60: %s" % (rc, err))
 
     # ================================================================== sweep
     with ctx.case("none of the %d refused requests ever reached the origin (at least 40 refusals "
