@@ -67,6 +67,7 @@ GH = "198.51.100.10"        # github.test, registry.test, api.test, wrongname.te
 ROGUE = "198.51.100.11"     # rogue.test: a certificate from a CA the proxy does not trust
 PLAIN = "198.51.100.12"     # plain.test: allowed, not intercepted
 NOTLS = "198.51.100.13"     # notls.test: port 443 speaks SSH, not TLS
+EXPIRED = "198.51.100.14"   # expired.test: the public CA's certificate, expired in 2020
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROXY = "http://127.0.0.1:3128"
 CAP = 64 * 1024
@@ -110,7 +111,7 @@ def rule(host, intercept=None):
     return r
 
 
-ctx = harness.start(__file__, v4=[GH, ROGUE, PLAIN, NOTLS])
+ctx = harness.start(__file__, v4=[GH, ROGUE, PLAIN, NOTLS, EXPIRED])
 with ctx:
     # ------------------------------------------------------------ certificates
     ica = ctx.path("intercept-ca")
@@ -123,6 +124,8 @@ with ctx:
                     "--dns", "registry.test", "--dns", "api.test")
     harness.mkcerts("server", pub, "plain", "--cn", "plain.test", "--dns", "plain.test")
     harness.mkcerts("server", rogue, "rogue", "--cn", "rogue.test", "--dns", "rogue.test")
+    harness.mkcerts("server", pub, "expired", "--cn", "expired.test", "--dns", "expired.test",
+                    "--start", "20200101000000Z", "--end", "20200102000000Z")
     ICA = os.path.join(ica, "ca.pem")
     PUB = os.path.join(pub, "ca.pem")
 
@@ -179,7 +182,9 @@ with ctx:
         {"name": "plain", "host": PLAIN, "port": 443, "cert": os.path.join(pub, "plain.pem"),
          "key": os.path.join(pub, "plain.key"), "alpn": ["http/1.1"]},
         {"name": "rogue", "host": ROGUE, "port": 443, "cert": os.path.join(rogue, "rogue.pem"),
-         "key": os.path.join(rogue, "rogue.key")}]}
+         "key": os.path.join(rogue, "rogue.key")},
+        {"name": "expired", "host": EXPIRED, "port": 443, "cert": os.path.join(pub, "expired.pem"),
+         "key": os.path.join(pub, "expired.key")}]}
     spec_path = ctx.path("origin.json")
     ev_path = ctx.path("origin-events.jsonl")
     with open(spec_path, "w") as f:
@@ -208,13 +213,14 @@ with ctx:
                                    "greeting": "SSH-2.0-OpenSSH_9.2p1 portcullis-it\r\n"}])
     dns = harness.Dnsmasq(ctx, "127.0.0.53", [
         ("github.test", GH), ("registry.test", GH), ("api.test", GH), ("wrongname.test", GH),
-        ("rogue.test", ROGUE), ("plain.test", PLAIN), ("notls.test", NOTLS)])
+        ("rogue.test", ROGUE), ("plain.test", PLAIN), ("notls.test", NOTLS), ("expired.test", EXPIRED)])
 
     TIERS = {
         "builders": {"sources": ["127.0.0.1/32", "127.0.0.2/32"], "allow": [
             rule("github.test", SECRET_RULES), rule("registry.test", NPM_RULES),
             rule("api.test", API_RULES), rule("wrongname.test", {"default": "allow"}),
             rule("rogue.test", {"default": "allow"}), rule("notls.test", {"default": "allow"}),
+            rule("expired.test", {"default": "allow"}),
             rule("plain.test")]},
         "capped": {"sources": ["127.0.0.5/32"], "caps": {"download_bytes": "64KiB"},
                    "allow": [rule("api.test", {"default": "allow"})]},
@@ -482,12 +488,12 @@ with ctx:
                 if named:
                     cur = named
                 for h in ("github.test", "registry.test", "api.test", "wrongname.test", "rogue.test",
-                          "notls.test", "plain.test"):
+                          "notls.test", "expired.test", "plain.test"):
                     if word(h, ln) and cur and tier in cur:
                         got.add(h)
             return got
         want = {"builders": {"github.test", "registry.test", "api.test", "wrongname.test", "rogue.test",
-                             "notls.test"},
+                             "notls.test", "expired.test"},
                 "capped": {"api.test"}, "watchers": {"github.test"}, "plainonly": set()}
         for t, hs in want.items():
             got = hosts_of(t)
@@ -841,6 +847,9 @@ with ctx:
     with ctx.case("upstream certificate for another name (wrongname.test) -> CONNECT 502 "
                   "upstream_cert_invalid; no request reached the origin"):
         connect_502("wrongname.test", "upstream_cert_invalid", "gh")
+    with ctx.case("an expired upstream certificate (expired.test, the trusted CA, 2020) -> CONNECT 502 "
+                  "upstream_cert_invalid; no request reached the origin"):
+        connect_502("expired.test", "upstream_cert_invalid", "expired")
     with ctx.case("an upstream that does not speak TLS (SSH banner on 443) -> CONNECT 502 upstream_tls_failed"):
         connect_502("notls.test", "upstream_tls_failed", None)
 
