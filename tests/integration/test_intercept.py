@@ -171,6 +171,15 @@ with ctx:
     app_git = bare("org/app.git", APP)
     evil_git = bare("evil/exfil.git", "exfil target\n")
     secret_git = bare("secret/vault.git", "secret vault\n")
+    BIGDATA = random.Random(21).randbytes(6 * 1024 * 1024)   # incompressible: the pack is as large
+    big_git = bare("org/big.git", "big\n")
+    _w = ctx.path("seed-big-data")
+    must_git("clone", "-q", big_git, _w)
+    with open(os.path.join(_w, "blob.bin"), "wb") as f:
+        f.write(BIGDATA)
+    must_git("-C", _w, "add", "blob.bin")
+    must_git("-C", _w, "commit", "-q", "-m", "6 MiB of random bytes")
+    must_git("-C", _w, "push", "-q", "origin", "main")
 
     def head_of(d):
         return must_git("-C", d, "rev-parse", "refs/heads/main").strip()
@@ -594,6 +603,25 @@ with ctx:
                "record %s" % json.dumps(rec)[:300])
         intercept_labels(rec, "push-org")
 
+    with ctx.case("git clone of a 6 MiB repository through interception: byte-exact; then a 3 MiB push "
+                  "(chunked POST) to org/big.git lands"):
+        d = ctx.path("proxied-big")
+        rc, out, err = git("clone", "-q", "https://github.test/org/big.git", d, env=GIT_PROXY, timeout=120)
+        expect(rc == 0, "git clone: exit %d: %s" % (rc, err[-400:]))
+        with open(os.path.join(d, "blob.bin"), "rb") as f:
+            expect(sha(f.read()) == sha(BIGDATA), "blob.bin differs after the clone")
+        with open(os.path.join(d, "blob2.bin"), "wb") as f:
+            f.write(random.Random(22).randbytes(3 * 1024 * 1024))
+        must_git("-C", d, "add", "blob2.bin")
+        must_git("-C", d, "commit", "-q", "-m", "3 MiB more")
+        rc, out, err = git("-C", d, "push", "origin", "main", env=GIT_PROXY, timeout=120)
+        expect(rc == 0, "git push: exit %d: %s" % (rc, err[-400:]))
+        expect(head_of(big_git) == must_git("-C", d, "rev-parse", "HEAD").strip(), "org/big.git's main did not move")
+        posts = [e for e in oevents("request", "gh") if e["method"] == "POST" and
+                 e["target"] == "/org/big.git/git-receive-pack"]
+        expect(posts and posts[-1]["complete"] and posts[-1]["body_len"] > 3 * 1024 * 1024,
+               "the origin's receive-pack POST: %s" % [(p["body_len"], p["complete"]) for p in posts])
+
     # ================================================================== 2. npm-style PUT
     with ctx.case("registry.test: PUT /pkg refused 403 inside TLS with Proxy-Status intercept_denied; "
                   "the origin never saw it; record with url.path and method"):
@@ -793,6 +821,26 @@ with ctx:
         expect(r2.status is None, "a second response after the refusal: %s" % r2.describe())
         expect(not reached(a) and not reached(b), "the origin got %s" % (reached(a) + reached(b))[:1])
 
+    with ctx.case("keep-alive framing: HEAD, 304, 204 and GET pipelined on one session, each answered in "
+                  "order, one record each"):
+        r, cl, err = tunnel("api.test")
+        expect(cl is not None, err)
+        mk = "it-%s" % uuid.uuid4().hex[:16]
+        cl.send(req_bytes("HEAD", "/cl/5000/1", mk, host="api.test") +
+                req_bytes("GET", "/cl/70/2", mk, host="api.test") +
+                req_bytes("HEAD", "/pub/head2", mk, host="api.test") +
+                req_bytes("GET", "/cl/3/3", mk, host="api.test"))
+        reps_ = [cl.response(method="HEAD"), cl.response(), cl.response(method="HEAD"), cl.response()]
+        cl.close()
+        expect([x.status for x in reps_] == [200] * 4, "statuses %s" % [x.describe() for x in reps_])
+        expect(reps_[0].header("Content-Length") == "5000" and reps_[0].body == b"",
+               "HEAD: Content-Length %r, %d body bytes" % (reps_[0].header("Content-Length"), len(reps_[0].body)))
+        expect(reps_[1].body == random.Random(2).randbytes(70) and reps_[3].body == random.Random(3).randbytes(3),
+               "GET bodies differ")
+        recs = records_for(r.src_port, lambda x: get(x, "url.path") is not None, n=4)
+        expect([get(x, "http.request.method") for x in recs] == ["HEAD", "GET", "HEAD", "GET"],
+               "records %s" % [(get(x, "http.request.method"), get(x, "url.path")) for x in recs])
+
     smuggles = [
         ("Content-Length and Transfer-Encoding", ["Content-Length: 4", "Transfer-Encoding: chunked"],
          b"0\r\n\r\nGET /secret/smuggled HTTP/1.1\r\nHost: github.test\r\n\r\n"),
@@ -984,6 +1032,19 @@ with ctx:
             seen = json.load(f)
         expect(seen["body_len"] == len(small) and seen["body_sha256"] == sha(small), "origin saw %s" % seen)
         allowed_record(res[0]["port"], "/upload/small", "PUT", 200)
+
+    with ctx.case("a 2 MiB PUT with Expect: 100-continue (curl) where no body cap applies: forwarded byte-exact"):
+        blob = random.Random(13).randbytes(2 * 1024 * 1024)
+        fn = ctx.path("expect.bin")
+        with open(fn, "wb") as f:
+            f.write(blob)
+        out = ctx.path("expect.json")
+        rc, err, res, hdrs = icurl("https://api.test/upload/expect", src="127.0.0.5", outs=[out],
+                                   args=["-X", "PUT", "-H", "Expect: 100-continue", "--data-binary", "@" + fn])
+        expect(rc == 0 and res and res[0]["code"] == "200", "rc %d %s %s" % (rc, res, err))
+        with open(out) as f:
+            seen = json.load(f)
+        expect(seen["body_len"] == len(blob) and seen["body_sha256"] == sha(blob), "origin saw %s" % seen)
 
     # ================================================================== 9. not intercepted
     with ctx.case("plain.test (no intercept:) is a plain tunnel: body sha256 unchanged, one tunnel record "
