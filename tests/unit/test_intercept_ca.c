@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -525,6 +526,43 @@ static void test_reload(void **state)
 	icpt_ca_destroy(ca);
 }
 
+static uint64_t reloads_ok(struct icpt_ca *ca)
+{
+	struct icpt_stats st;
+	icpt_ca_get_stats(ca, &st);
+	return st.reloads_ok;
+}
+
+/* Run base for up to ms, until reloads_ok reaches want. */
+static void run_until(struct event_base *base, struct icpt_ca *ca, uint64_t want, int ms)
+{
+	for (int i = 0; i < ms / 10 && reloads_ok(ca) < want; i++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		usleep(10 * 1000);
+	}
+}
+
+/* A file change reloads (after the debounce); rewriting the same bytes does not. */
+static void test_watch(void **state)
+{
+	struct event_base *base = event_base_new();
+	assert_non_null(base);
+	struct icpt_ca *ca = new_ca(86400, 10, NULL);
+	icpt_ca_watch(ca, base);
+	touch(ca, "w.example.org");
+	write_the_ca(7200);
+	run_until(base, ca, 1, 3000);
+	assert_int_equal(reloads_ok(ca), 1);
+	SSL *ssl = server_for(ca, "w.example.org", NULL);
+	assert_true(verifies(SSL_get_certificate(ssl), the_ca, "w.example.org", NULL));
+	SSL_free(ssl);
+	write_cert(ca_pem, the_ca);
+	run_until(base, ca, 2, 600);
+	assert_int_equal(reloads_ok(ca), 1);
+	icpt_ca_destroy(ca); /* frees its events: before the base */
+	event_base_free(base);
+}
+
 /* ---- handshakes in memory ---- */
 
 struct hs {
@@ -959,6 +997,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_rsa_ca, fresh_ca),
 	    cmocka_unit_test_setup(test_refused, fresh_ca),
 	    cmocka_unit_test_setup(test_reload, fresh_ca),
+	    cmocka_unit_test_setup(test_watch, fresh_ca),
 	    cmocka_unit_test_setup(test_handshake_ok, fresh_ca),
 	    cmocka_unit_test_setup(test_handshake_sni, fresh_ca),
 	    cmocka_unit_test_setup(test_client_rejects, fresh_ca),
