@@ -70,6 +70,15 @@ struct tls_listener;
 struct transport *transport_tls_accept(evutil_socket_t fd, struct tls_listener *ts);
 /* The TLS session of a transport_tls_accept transport (an SSL *), else NULL. */
 void *transport_tls_session(const struct transport *t);
+/*
+ * TLS over a connected socket with a session the caller set up (an SSL * in
+ * accept or connect state; both owned from here on, freed on failure): the
+ * peers of an intercepted tunnel.  The handshake runs in the first
+ * bufferevent made over it.  NULL: out of memory.
+ */
+struct transport *transport_tls_over(evutil_socket_t fd, void *ssl);
+/* The TLS session of any TLS transport (an SSL *), else NULL. */
+void *transport_tls_ssl(const struct transport *t);
 
 static inline ssize_t transport_recv(struct transport *t, void *buf, size_t n)
 {

@@ -1,4 +1,8 @@
-/* The transport seam's TLS implementation: a TLS listener's client, through one SSL session. */
+/*
+ * The transport seam's TLS implementation, one SSL session over a socket: a
+ * TLS listener's client, and both peers of an intercepted tunnel (the
+ * client, to whom the proxy presents a minted certificate, and the upstream).
+ */
 #include "transport.h"
 
 #include <errno.h>
@@ -25,6 +29,8 @@ struct tls_transport {
 	 */
 	bool done;
 	bool starved; /* the last SSL_read wanted the socket: what OpenSSL holds is no whole record */
+	bool listener; /* a TLS listener's client (transport_tls_session) */
+	void (*chained)(const SSL *ssl, int where, int ret); /* the session's own info callback */
 };
 
 static bool done(const struct transport *t)
@@ -37,6 +43,8 @@ static void info_cb(const SSL *ssl, int where, int ret)
 	struct tls_transport *tt = SSL_get_app_data(ssl);
 	if ((where & SSL_CB_HANDSHAKE_DONE) && tt != NULL)
 		tt->done = true;
+	if (tt != NULL && tt->chained != NULL)
+		tt->chained(ssl, where, ret);
 }
 
 static SSL *ssl_of(const struct transport *t)
@@ -148,8 +156,10 @@ static struct bufferevent *tls_buffered(struct transport *t, struct event_base *
 	SSL *ssl = session(t);
 	bool open = done(t);
 	/* No BEV_OPT_CLOSE_ON_FREE: the transport owns the socket and the session. */
-	struct bufferevent *bev = bufferevent_openssl_socket_new(
-	    base, t->fd, ssl, open ? BUFFEREVENT_SSL_OPEN : BUFFEREVENT_SSL_ACCEPTING, 0);
+	enum bufferevent_ssl_state st = open                 ? BUFFEREVENT_SSL_OPEN
+	                                : SSL_is_server(ssl) ? BUFFEREVENT_SSL_ACCEPTING
+	                                                     : BUFFEREVENT_SSL_CONNECTING;
+	struct bufferevent *bev = bufferevent_openssl_socket_new(base, t->fd, ssl, st, 0);
 	if (bev == NULL)
 		return NULL;
 	/* A client that ends with a FIN but no close_notify has still ended. */
@@ -257,28 +267,53 @@ static const struct transport_ops tls_ops = {
     .unbuffer = tls_unbuffer,
 };
 
-struct transport *transport_tls_accept(evutil_socket_t fd, struct tls_listener *ts)
+/* A transport over fd and ssl (both owned from here on; freed on failure). */
+static struct transport *wrap(evutil_socket_t fd, SSL *ssl, bool listener)
 {
-	struct tls_transport *tt = malloc(sizeof(*tt));
-	SSL *ssl = tt != NULL ? tls_listener_new_ssl(ts) : NULL;
-	if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
+	struct tls_transport *tt = ssl != NULL ? malloc(sizeof(*tt)) : NULL;
+	if (tt == NULL || SSL_set_fd(ssl, fd) != 1) {
 		SSL_free(ssl);
 		ERR_clear_error();
 		free(tt);
 		return NULL;
 	}
-	SSL_set_accept_state(ssl);
 	tt->t.ops = &tls_ops;
 	tt->t.fd = fd;
 	tt->ssl = ssl;
 	tt->done = false;
 	tt->starved = false;
+	tt->listener = listener;
+	/* The session's own callback (or its context's, which ours would hide) still runs. */
+	tt->chained = SSL_get_info_callback(ssl);
+	if (tt->chained == NULL)
+		tt->chained = SSL_CTX_get_info_callback(SSL_get_SSL_CTX(ssl));
 	SSL_set_app_data(ssl, tt);
 	SSL_set_info_callback(ssl, info_cb);
 	return &tt->t;
 }
 
+struct transport *transport_tls_accept(evutil_socket_t fd, struct tls_listener *ts)
+{
+	SSL *ssl = tls_listener_new_ssl(ts);
+	if (ssl != NULL)
+		SSL_set_accept_state(ssl);
+	return wrap(fd, ssl, true);
+}
+
+struct transport *transport_tls_over(evutil_socket_t fd, void *ssl)
+{
+	return wrap(fd, ssl, false);
+}
+
 void *transport_tls_session(const struct transport *t)
+{
+	return t != NULL && t->ops == &tls_ops &&
+	               ((const struct tls_transport *)(const void *)t)->listener
+	           ? ssl_of(t)
+	           : NULL;
+}
+
+void *transport_tls_ssl(const struct transport *t)
 {
 	return t != NULL && t->ops == &tls_ops ? ssl_of(t) : NULL;
 }
