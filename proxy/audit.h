@@ -56,6 +56,12 @@ struct audit_rec {
 	const char *url_domain;    /* url.domain (plain HTTP) */
 	const char *url_path;      /* url.path, never the query (plain HTTP) */
 	uint16_t url_port;         /* url.port (plain HTTP; 0: omit) */
+	/* A record of an intercepted tunnel (its session, or a request inside it):
+	 * labels.intercepted "true", url.scheme "https"; intercept_rule: labels.intercept_rule, the
+	 * request rule that decided ("default": none matched), NULL for the session's own record.
+	 */
+	bool intercepted;
+	const char *intercept_rule;
 	const char *user_agent;    /* user_agent.original (the request's User-Agent) */
 	const char *sni;           /* tls.client.server_name */
 	const char *tls_version;   /* tls.version ("1.3": highest offered) + tls.version_protocol "tls" */

@@ -186,6 +186,8 @@ static void put_http(struct jsonw *w, const struct audit_rec *r)
 			jsonw_kv_text(w, "path", r->url_path);
 		if (r->url_port != 0)
 			jsonw_kv_u64(w, "port", r->url_port);
+		if (r->intercepted)
+			jsonw_kv_str(w, "scheme", "https");
 		jsonw_obj_end(w);
 	}
 	if (r->user_agent != NULL) {
@@ -298,7 +300,7 @@ static void put_labels(struct jsonw *w, const struct audit_rec *r)
 	const char *hint = reason_hint(r->reason);
 	bool cut = w->text_max != SIZE_MAX; /* audit_format: this pass cuts (see there) */
 	if (r->would_deny == NULL && r->aggregated == 0 && r->aws_vpce_id == NULL && hint == NULL &&
-	    r->oidc_token == NULL && !cut)
+	    r->oidc_token == NULL && !r->intercepted && !cut)
 		return;
 	jsonw_obj(w, "labels");
 	if (cut)
@@ -311,6 +313,10 @@ static void put_labels(struct jsonw *w, const struct audit_rec *r)
 	 * host, observer.ingress.* its own interfaces. */
 	if (r->aws_vpce_id != NULL)
 		jsonw_kv_text(w, "aws_vpce_id", r->aws_vpce_id);
+	if (r->intercepted)
+		jsonw_kv_str(w, "intercepted", "true");
+	if (r->intercept_rule != NULL)
+		jsonw_kv_text(w, "intercept_rule", r->intercept_rule);
 	/* The job an OIDC token named: ECS has no CI fields; labels are keywords a SIEM filters on.
 	 * Claims are signed, but a job chooses some of them (a branch name): cut like the client's. */
 	static const char *const oidc_keys[] = {"oidc_token_sha256", "oidc_issuer", "oidc_project",

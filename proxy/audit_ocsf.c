@@ -214,7 +214,7 @@ static void put_http(struct jsonw *w, const struct audit_rec *r, bool *method_un
 			jsonw_kv_text(w, "path", r->url_path);
 		if (r->url_port != 0)
 			jsonw_kv_u64(w, "port", r->url_port);
-		jsonw_kv_str(w, "scheme", "http");
+		jsonw_kv_str(w, "scheme", r->intercepted ? "https" : "http");
 		jsonw_obj_end(w);
 	}
 	jsonw_obj_end(w);
@@ -275,6 +275,10 @@ static void put_unmapped(struct jsonw *w, const struct audit_rec *r, bool http, 
 	}
 	if (r->aws_vpce_id != NULL)
 		jsonw_kv_text(w, "aws_vpce_id", r->aws_vpce_id);
+	if (r->intercepted)
+		jsonw_kv_str(w, "intercepted", "true");
+	if (r->intercept_rule != NULL)
+		jsonw_kv_text(w, "intercept_rule", r->intercept_rule);
 	if (r->user_id != NULL)
 		jsonw_kv_text(w, "spiffe_id", r->user_id);
 	if (r->x509_subject != NULL)

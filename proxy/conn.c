@@ -36,23 +36,27 @@
 #define ACTIVITY_SLACK_MS 10
 
 static const char *const state_names[CS__COUNT] = {
-    "proxy_header", "request", "resolving", "connecting", "hello",     "server_hello", "hello_retry",
-    "tunnel",  "forward",   "upgrading",  "finishing", "closed",
+    "proxy_header",       "request",          "resolving", "connecting", "hello",
+    "server_hello",       "hello_retry",      "tunnel",    "forward",    "upgrading",
+    "intercept_upstream", "intercept_client", "finishing", "closed",
 };
 
 #define BIT(s) (1u << (s))
 /* Every transition a phase may make; anything else is a bug that must not pass silently. */
 static const unsigned transitions[CS__COUNT] = {
     [CS_PROXY_HEADER] = BIT(CS_REQUEST) | BIT(CS_FINISHING),
-    [CS_REQUEST] = BIT(CS_RESOLVING) | BIT(CS_CONNECTING) | BIT(CS_FINISHING),
+    /* FORWARD: a request inside an intercepted tunnel goes out on its upstream */
+    [CS_REQUEST] = BIT(CS_RESOLVING) | BIT(CS_CONNECTING) | BIT(CS_FORWARD) | BIT(CS_FINISHING),
     [CS_RESOLVING] = BIT(CS_CONNECTING) | BIT(CS_FINISHING),
-    [CS_CONNECTING] = BIT(CS_HELLO) | BIT(CS_FORWARD) | BIT(CS_FINISHING),
+    [CS_CONNECTING] = BIT(CS_HELLO) | BIT(CS_FORWARD) | BIT(CS_ICPT_UPSTREAM) | BIT(CS_FINISHING),
     [CS_HELLO] = BIT(CS_SERVER_HELLO) | BIT(CS_TUNNEL) | BIT(CS_FINISHING),
     [CS_SERVER_HELLO] = BIT(CS_TUNNEL) | BIT(CS_HELLO_RETRY) | BIT(CS_FINISHING),
     [CS_HELLO_RETRY] = BIT(CS_SERVER_HELLO) | BIT(CS_TUNNEL) | BIT(CS_FINISHING),
     [CS_TUNNEL] = BIT(CS_HELLO) | BIT(CS_FINISHING), /* HELLO: the first client byte was 0x16 */
     [CS_FORWARD] = BIT(CS_REQUEST) | BIT(CS_UPGRADING) | BIT(CS_FINISHING),
     [CS_UPGRADING] = BIT(CS_TUNNEL) | BIT(CS_FINISHING),
+    [CS_ICPT_UPSTREAM] = BIT(CS_ICPT_CLIENT) | BIT(CS_FINISHING),
+    [CS_ICPT_CLIENT] = BIT(CS_REQUEST) | BIT(CS_FINISHING),
     [CS_FINISHING] = 0,
     [CS_CLOSED] = 0,
 };

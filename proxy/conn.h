@@ -63,6 +63,8 @@ struct hello;
 struct relay;
 struct fwd;
 struct pphdr;
+struct icpt;
+struct icpt_ca;
 
 enum conn_state {
 	CS_PROXY_HEADER, /* proxyhdr.c: reading a load balancer's PROXY header; its deadline armed */
@@ -76,6 +78,8 @@ enum conn_state {
 	CS_FORWARD,    /* forward.c: one plain-HTTP exchange moving; idle and lifetime deadlines */
 	CS_UPGRADING,  /* forward.c: a 101 is going to the client; the relay takes over once it is
 	                  out */
+	CS_ICPT_UPSTREAM, /* intercepted.c: TLS to the upstream, verified, before the 200 */
+	CS_ICPT_CLIENT, /* intercepted.c: 200 sent; the client's handshake, a minted certificate */
 	CS_FINISHING,  /* conn.c: nothing more is read; what was let through is flushed, then close
 	                */
 	CS_CLOSED, /* conn.c: recorded and released; the object is freed when the loop unwinds */
@@ -141,6 +145,7 @@ struct conn_env {
 	struct worker_metrics *metrics; /* this worker's counters */
 	struct metrics_tiers *tiers;    /* process-wide tier label slots */
 	struct linger_pool *linger;
+	struct icpt_ca *icpt_ca;     /* interception's CA and TLS contexts, or NULL (process-wide) */
 	const char *hostname;        /* observer.hostname */
 	unsigned v6_prefix;          /* identity.ipv6_source_prefix, fixed at start-up */
 	atomic_uint *n_open;         /* open connections, process-wide (max_connections) */
@@ -239,6 +244,7 @@ struct conn {
 	struct relay *relay;
 	struct fwd *fwd;
 	struct pphdr *pphdr;
+	struct icpt *icpt; /* intercepted.c: an intercepted tunnel, from its CONNECT to the close */
 	bool peek_first; /* relay.c: not a TLS port; inspect if the first client byte is 0x16 */
 	struct http_head_watch head_watch; /* request.c: when the head is worth parsing */
 };
@@ -382,6 +388,12 @@ void conn_audit_tunnel_start(struct conn *c);
  * nanoseconds until the next one (UINT64_MAX: none).  conn_audit.c
  */
 uint64_t conn_audit_interim(struct conn *c, uint64_t now);
+/*
+ * An intercepted tunnel's session opened (its client handshake completed):
+ * the CONNECT's record, a start record (the requests inside get their own),
+ * in the room promised to it.  conn_audit.c
+ */
+void conn_audit_session(struct conn *c);
 /* The record of a refusal at accept, before a connection object exists. conn_audit.c */
 void conn_audit_raw(struct conn_env *env, const struct sockaddr *sa, enum reason why);
 /* The next exchange on this connection (keep-alive): reset what belonged to the last one. */

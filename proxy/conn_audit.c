@@ -10,6 +10,7 @@
 #include "certid.h"
 #include "oidc.h"
 #include "clock.h"
+#include "intercepted.h"
 #include "podmap.h"
 #include "sockaddr.h"
 
@@ -184,6 +185,10 @@ static void build(const struct conn *c, enum reason why, bool allowed, struct au
 		r.url_path = c->url_path;
 		r.url_port = c->port;
 	}
+	if (c->icpt != NULL) {
+		r.intercepted = true;
+		r.intercept_rule = intercept_rule(c);
+	}
 	if (c->host.kind != HOST_NAME && c->host.kind != 0 && !c->have_dst)
 		r.dst_ip = &c->host.addr;
 	if (c->pod != NULL) {
@@ -270,6 +275,21 @@ static void tunnel_record(struct conn *c, enum audit_phase phase)
 	r.phase = phase;
 	r.tunnel_end = false;
 	submit(c->env, &r, 0);
+}
+
+void conn_audit_session(struct conn *c)
+{
+	if (c->audited || !c->have_request)
+		return;
+	c->audited = true;
+	struct audit_rec r;
+	build(c, R_ALLOWED, true, &r);
+	r.phase = AUDIT_START;
+	r.tunnel_end = false;
+	metrics_add(&c->env->metrics->conns[c->tier_slot][R_ALLOWED][MDEC_ALLOW], 1);
+	size_t reserved = c->audit_reserved;
+	c->audit_reserved = 0;
+	submit(c->env, &r, reserved);
 }
 
 static uint64_t interim_ns(const struct conn *c)

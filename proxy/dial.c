@@ -105,6 +105,11 @@ static void connected(struct conn *c, evutil_socket_t fd)
 	c->dst = d->addrs[d->idx];
 	dial_release(c);
 	conn_disarm(c);
+	/* An intercepted tunnel: TLS to the upstream first, and the 200 only once it verified. */
+	if (c->icpt != NULL) {
+		conn_enter(c, CS_ICPT_UPSTREAM);
+		return;
+	}
 	if (conn_buffered(c) != 0) {
 		conn_close(c, R_INTERNAL_ERROR);
 		return;

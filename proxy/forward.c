@@ -11,6 +11,7 @@
 
 #include "http_msg.h"
 #include "http_parse.h"
+#include "intercepted.h"
 
 /* Same buffering bound as tunnels: stop reading a side above HIGH, resume at LOW. */
 #define FWD_HIGH (256u * 1024u)
@@ -74,7 +75,11 @@ static void done(struct conn *c)
 		conn_finish(c, R_ALLOWED);
 		return;
 	}
-	conn_upstream_done(c);
+	/* An intercepted tunnel keeps its upstream session (same host, and it said keep-alive). */
+	if (c->icpt != NULL)
+		intercept_keep(c);
+	else
+		conn_upstream_done(c);
 	fwd_release(c);
 	/* Keep-alive: the next request on this connection is decided on its own. */
 	conn_next_exchange(c);
@@ -119,6 +124,8 @@ static int body(struct conn *c, struct evbuffer *in, struct evbuffer *out, bool 
 	}
 	}
 	enum reason cut;
+	if (upload && c->icpt != NULL && (cut = intercept_body(c, take)) != R_ALLOWED)
+		return -(int)cut;
 	uint64_t pass = conn_charge(c, upload, take, true, &cut);
 	evbuffer_remove_buffer(in, out, (size_t)pass);
 	if (cut != R_ALLOWED)
@@ -199,7 +206,9 @@ static bool response_head(struct conn *c)
 			               (size_t)r); /* RFC 9110 §15.2: never to an HTTP/1.0 client */
 			continue;
 		}
-		bool keep = h->keep_alive && h->resp_f.kind != HTTP_FRAMING_CLOSE;
+		/* An intercepted tunnel's upstream session is kept only if it says it will stay. */
+		bool keep = h->keep_alive && h->resp_f.kind != HTTP_FRAMING_CLOSE &&
+		            (c->icpt == NULL || http_resp_keep_alive(&resp, &h->resp_f));
 		enum http_conn_mode mode = resp.status == 101 ? HTTP_CONN_UPGRADE
 		                           : keep             ? HTTP_CONN_KEEP_ALIVE
 		                                              : HTTP_CONN_CLOSE;
@@ -349,7 +358,9 @@ static void forward_enter(struct conn *c)
 	struct http_req req;
 	struct http_target t;
 	int head_in = p != NULL ? http_parse_request(p, look, &lim, &req) : HTTP_NEED_MORE;
-	if (head_in <= 0 || http_target_parse(req.target.p, req.target.len, &t) != 0 ||
+	if (head_in <= 0 ||
+	    (c->icpt != NULL ? intercept_target(c, &req, &t)
+	                     : http_target_parse(req.target.p, req.target.len, &t)) != 0 ||
 	    http_req_framing(&req, &h->req_f) != 0) {
 		conn_refuse(c, R_INTERNAL_ERROR); /* decided from these bytes a moment ago */
 		return;
@@ -362,12 +373,13 @@ static void forward_enter(struct conn *c)
 	chunked_init(&h->req_chunk);
 	size_t cap = s->max_header_bytes + HEAD_SLACK;
 	char *head = malloc(cap);
-	/* One upstream connection per request: never reused for another target. */
-	size_t n = head == NULL
-	               ? 0
-	               : http_forward_request_head(&req, &t, &h->req_f,
-	                                           h->upgrade ? HTTP_CONN_UPGRADE : HTTP_CONN_CLOSE,
-	                                           head, cap);
+	/* One upstream connection per request, never reused for another target; an intercepted
+	 * tunnel's one upstream session serves only its own host. */
+	enum http_conn_mode mode = h->upgrade        ? HTTP_CONN_UPGRADE
+	                           : c->icpt != NULL ? HTTP_CONN_KEEP_ALIVE
+	                                             : HTTP_CONN_CLOSE;
+	size_t n =
+	    head == NULL ? 0 : http_forward_request_head(&req, &t, &h->req_f, mode, head, cap);
 	/* The request head is upload like its body (the budget), not body (the cap). */
 	enum reason cut = n == 0 ? R_HEADERS_TOO_LARGE : R_ALLOWED;
 	if (n == 0 || !conn_charge_whole(c, true, n, false, &cut)) {

@@ -281,6 +281,28 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 		evbuffer_add_printf(out, "portcullis_tls_listener_cert_not_after_seconds %lld\n",
 		                    (long long)p->tls_not_after);
 	}
+	if (p->icpt_enabled) {
+		scalar(out, "portcullis_intercept_certs_minted_total", "counter",
+		       "Certificates minted for intercepted hosts (signed by the interception CA).",
+		       p->icpt_minted);
+		scalar(out, "portcullis_intercept_cert_cache_hits_total", "counter",
+		       "Intercepted handshakes served a certificate from the cache.",
+		       p->icpt_cache_hits);
+		scalar(out, "portcullis_intercept_certs_cached", "gauge",
+		       "Minted certificates in the cache now.", p->icpt_cached);
+		family(out, "portcullis_intercept_ca_reloads_total", "counter",
+		       "Interception CA reloads by result (a failure keeps the previous CA).");
+		evbuffer_add_printf(
+		    out, "portcullis_intercept_ca_reloads_total{result=\"success\"} %llu\n",
+		    (unsigned long long)p->icpt_reloads_ok);
+		evbuffer_add_printf(
+		    out, "portcullis_intercept_ca_reloads_total{result=\"failure\"} %llu\n",
+		    (unsigned long long)p->icpt_reloads_failed);
+		family(out, "portcullis_intercept_ca_not_after_seconds", "gauge",
+		       "When the interception CA certificate expires (unix seconds).");
+		evbuffer_add_printf(out, "portcullis_intercept_ca_not_after_seconds %lld\n",
+		                    (long long)p->icpt_ca_not_after);
+	}
 	if (p->oidc_enabled) {
 		family(out, "portcullis_oidc_tokens_total", "counter",
 		       "OIDC tokens presented, by result: verified, leased (after exp, from the "

@@ -81,6 +81,10 @@ struct metrics_process {
 	bool tls_enabled; /* listen.https: the three below are rendered */
 	uint64_t tls_reloads_ok, tls_reloads_failed;
 	int64_t tls_not_after; /* the serving certificate's notAfter, unix seconds */
+	bool icpt_enabled;     /* interception: the five below are rendered */
+	uint64_t icpt_minted, icpt_cache_hits, icpt_reloads_ok, icpt_reloads_failed;
+	int64_t icpt_ca_not_after; /* the interception CA's notAfter, unix seconds */
+	uint64_t icpt_cached;
 	bool oidc_enabled; /* identity.oidc: the OIDC families are rendered */
 	uint64_t oidc_verified, oidc_leased, oidc_refused; /* tokens by result */
 	uint64_t oidc_bindings, oidc_evictions, oidc_replays;

@@ -4,6 +4,7 @@
 #include "dial.h"
 #include "forward.h"
 #include "hello.h"
+#include "intercepted.h"
 #include "proxyhdr.h"
 #include "relay.h"
 #include "request.h"
@@ -19,6 +20,8 @@ const struct conn_phase *const conn_phases[CS__COUNT] = {
     [CS_TUNNEL] = &relay_phase,
     [CS_FORWARD] = &forward_phase,
     [CS_UPGRADING] = &upgrading_phase,
+    [CS_ICPT_UPSTREAM] = &intercept_upstream_phase,
+    [CS_ICPT_CLIENT] = &intercept_client_phase,
     [CS_FINISHING] = NULL, /* conn.c: conn_finish */
     [CS_CLOSED] = NULL,    /* conn.c: conn_close */
 };

@@ -13,6 +13,7 @@
 
 #include "http_msg.h"
 #include "http_parse.h"
+#include "intercepted.h"
 #include "jsonw.h"
 #include "proxy_proto.h"
 #include "transport.h"
@@ -56,6 +57,19 @@ static enum reason target_reason(int st)
 	}
 }
 
+int request_keep_path(struct conn *c, const char *path, size_t len)
+{
+	/* url.path of the record, never the query; long paths are cut. */
+	size_t plen = len < REQUEST_PATH_MAX ? len : REQUEST_PATH_MAX;
+	free(c->url_path);
+	c->url_path = malloc(plen + 1);
+	if (c->url_path == NULL)
+		return -1;
+	memcpy(c->url_path, path, plen);
+	c->url_path[plen] = '\0';
+	return 0;
+}
+
 /*
  * A plain-HTTP request (absolute-form, any method but CONNECT): the target
  * is the only thing decided and dialled.  R_ALLOWED so far, or why not.
@@ -70,13 +84,8 @@ static enum reason plain_target(struct conn *c, const struct http_req *req)
 		return target_reason(st);
 	c->host = t.host;
 	c->port = t.port;
-	/* url.path of the record, never the query; long paths are cut. */
-	size_t plen = t.path.len < REQUEST_PATH_MAX ? t.path.len : REQUEST_PATH_MAX;
-	c->url_path = malloc(plen + 1);
-	if (c->url_path == NULL)
+	if (request_keep_path(c, t.path.p, t.path.len) != 0)
 		return R_INTERNAL_ERROR;
-	memcpy(c->url_path, t.path.p, plen);
-	c->url_path[plen] = '\0';
 	/* RFC 9112 §3.2.2: the target decides; a Host naming anything else is refused. */
 	if (!http_host_header_matches(req, &t))
 		return R_HOST_MISMATCH;
@@ -130,13 +139,21 @@ static void credentials(const struct http_req *req, struct conn_credentials *cre
 static void decide(struct conn *c, const struct http_req *req, size_t head_len)
 {
 	struct conn_credentials cred;
-	credentials(req, &cred);
+	/* Inside an intercepted tunnel the CONNECT's credentials identify every request. */
+	if (intercept_active(c))
+		intercept_credentials(c, &cred);
+	else
+		credentials(req, &cred);
 	enum reason why = conn_decide_begin(c, req->method.p, req->method.len, &cred);
 	keep_user_agent(c, req);
 	bool plain = req->method_kind != HTTP_M_CONNECT;
 	c->plain = plain;
 	if (why != R_ALLOWED) {
 		conn_refuse(c, why); /* identity: a certificate or a token that may not pass */
+		return;
+	}
+	if (intercept_active(c)) {
+		intercept_request(c, req);
 		return;
 	}
 	/* RFC 9112 §3.2: an HTTP/1.1 request without Host is refused (1.0 clients may omit it). */
@@ -157,6 +174,9 @@ static void decide(struct conn *c, const struct http_req *req, size_t head_len)
 	if (c->verdict.would_deny)
 		conn_would_deny(c, c->verdict.reason);
 	why = c->verdict.allow ? conn_admit(c, plain) : c->verdict.reason;
+	/* A CONNECT to a host its rule intercepts: the session's state, before the dial. */
+	if (why == R_ALLOWED && !plain && c->verdict.intercept != NULL)
+		why = intercept_prepare(c, &cred);
 	if (why != R_ALLOWED) {
 		conn_refuse(c, why);
 		return;

@@ -28,6 +28,7 @@
 #include "oidc.h"
 #include "oidcbind.h"
 #include "stats.h"
+#include "intercept.h"
 #include "tls_listener.h"
 #include "worker.h"
 
@@ -58,6 +59,7 @@ struct server {
 	struct podmap *podmap;    /* pod IP -> pod (identity.kubernetes), or NULL */
 	struct kube_client *kube; /* feeds podmap */
 	struct tls_listener *tls; /* listen.https's context, or NULL */
+	struct icpt_ca *icpt;     /* interception's CA and contexts, or NULL (fixed at start-up) */
 	struct metrics_tiers tiers;
 	atomic_ullong reloads_ok, reloads_failed;
 	pthread_mutex_t
@@ -144,6 +146,17 @@ static void stats_snapshot(void *arg, struct proxy_stats *out)
 		p->tls_reloads_ok = ts.reloads_ok;
 		p->tls_reloads_failed = ts.reloads_failed;
 		p->tls_not_after = ts.not_after;
+	}
+	if (s->icpt != NULL) {
+		struct icpt_stats is;
+		icpt_ca_get_stats(s->icpt, &is);
+		p->icpt_enabled = true;
+		p->icpt_minted = is.minted;
+		p->icpt_cache_hits = is.cache_hits;
+		p->icpt_cached = is.cached;
+		p->icpt_reloads_ok = is.reloads_ok;
+		p->icpt_reloads_failed = is.reloads_failed;
+		p->icpt_ca_not_after = is.ca_not_after;
 	}
 	pthread_mutex_lock(&s->info_lock);
 	memcpy(p->policy_sha256, s->policy_sha256, sizeof(p->policy_sha256));
@@ -237,6 +250,23 @@ struct server *server_create(struct policy *p, const char *path, const char *sha
 			goto fail;
 		sh.tls = s->tls;
 	}
+	if (ps->interception.enabled) {
+		const struct policy_interception *pi = &ps->interception;
+		struct icpt_ca_conf ic = {
+		    .ca_cert_file = pi->ca_cert,
+		    .ca_key_file = pi->ca_key,
+		    .upstream_ca_file = pi->upstream_ca,
+		    .leaf_lifetime_s = pi->leaf_lifetime_ms / 1000u,
+		    .cache_size = pi->cache_size,
+		};
+		char why[200];
+		s->icpt = icpt_ca_create(&ic, why, sizeof(why));
+		if (s->icpt == NULL) {
+			snprintf(errmsg, errlen, "interception: %s", why);
+			goto fail;
+		}
+		sh.icpt_ca = s->icpt;
+	}
 	if (ps->kube.enabled) {
 		s->kube = kube_client_start(&ps->kube, s->podmap, errmsg, errlen);
 		if (s->kube == NULL)
@@ -317,6 +347,13 @@ static void report_static_changes(const struct policy_settings *o, const struct 
 	            !same_str(o->listen_tls.client_ca, n->listen_tls.client_ca) ||
 	            !same_str(o->listen_tls.crl, n->listen_tls.crl),
 	        "listen.tls (the files' contents do reload)");
+	CHANGED(n->interception.enabled &&
+	            (!same_str(o->interception.ca_cert, n->interception.ca_cert) ||
+	             !same_str(o->interception.ca_key, n->interception.ca_key) ||
+	             !same_str(o->interception.upstream_ca, n->interception.upstream_ca) ||
+	             o->interception.leaf_lifetime_ms != n->interception.leaf_lifetime_ms ||
+	             o->interception.cache_size != n->interception.cache_size),
+	        "interception (the files' contents do reload)");
 	CHANGED(o->max_sources != n->max_sources, "limits.max_sources");
 	CHANGED(o->ipv6_source_prefix != n->ipv6_source_prefix, "identity.ipv6_source_prefix");
 	CHANGED(!same_sockaddrs(o->resolvers, o->n_resolvers, n->resolvers, n->n_resolvers) ||
@@ -386,8 +423,10 @@ static void reload_apply(struct server *s, struct reload_job *j)
 	                               *tn = &policy_settings(p)->listen_tls;
 	bool certs_changed = to->client_certs != tn->client_certs ||
 	                     !same_str(to->client_ca, tn->client_ca) || !same_str(to->crl, tn->crl);
+	/* Interception's CA is loaded at start-up: a policy that intercepts needs one running. */
+	bool icpt_missing = policy_settings(p)->interception.enabled && s->icpt == NULL;
 	if (ko->enabled != kn->enabled || !same_str(ko->tier_label, kn->tier_label) ||
-	    certs_changed) {
+	    certs_changed || icpt_missing) {
 		/* The running watch decides which pods are in the map: a policy that reads
 		 * them another way would give them the wrong tiers.  Refuse it whole. */
 		policy_unref(p);
@@ -407,8 +446,9 @@ static void reload_apply(struct server *s, struct reload_job *j)
 		      "policy reload (%s) refused: %s changed, which needs a restart; the "
 		      "previous policy stays",
 		      j->why,
-		      certs_changed ? "listen.tls.client_certs (or its client_ca or crl)"
-		                    : "identity.kubernetes on/off or its tier_label");
+		      icpt_missing    ? "interception (its CA is loaded at start-up)"
+		      : certs_changed ? "listen.tls.client_certs (or its client_ca or crl)"
+		                      : "identity.kubernetes on/off or its tier_label");
 		return;
 	}
 	char ferr[160];
@@ -606,6 +646,9 @@ static void sig_hup_cb(evutil_socket_t sig, short what, void *arg)
 	server_reload(s, "SIGHUP", false);
 	if (s->tls != NULL)
 		(void)tls_listener_reload(s->tls, "SIGHUP");
+	/* A failure is logged and counted there: the running CA stays. */
+	if (s->icpt != NULL && icpt_ca_reload(s->icpt, "SIGHUP") != 0)
+		return;
 }
 
 static void sig_usr1_cb(evutil_socket_t sig, short what, void *arg)
@@ -670,6 +713,8 @@ int server_run(struct server *s)
 		watch_policy(s);
 		if (s->tls != NULL)
 			tls_listener_watch(s->tls, s->sigbase);
+		if (s->icpt != NULL)
+			icpt_ca_watch(s->icpt, s->sigbase);
 		oplog("info", "portcullis serving with %u workers", s->n_workers);
 		event_base_dispatch(s->sigbase);
 	}
@@ -714,6 +759,7 @@ void server_destroy(struct server *s)
 	for (unsigned i = 0; i < s->n_workers; i++)
 		worker_destroy(s->workers[i]);
 	tls_listener_destroy(s->tls); /* its watch is on sigbase, freed below */
+	icpt_ca_destroy(s->icpt);
 	srclimit_destroy(s->srclimit);
 	if (s->oidc_ready)
 		oidc_state_fini(&s->oidc);

@@ -284,6 +284,7 @@ struct worker *worker_create(unsigned id, const struct worker_shared *sh, struct
 	env->metrics = w->metrics;
 	env->tiers = sh->tiers;
 	env->hostname = sh->hostname;
+	env->icpt_ca = sh->icpt_ca;
 	env->v6_prefix = ps->ipv6_source_prefix;
 	env->n_open = sh->n_open;
 	env->draining = sh->draining;

@@ -29,6 +29,7 @@ struct worker_shared {
 	atomic_uint *workers_done; /* incremented when a worker's loop ends */
 	struct tls_listener *tls;  /* listen.https's context, or NULL without TLS listeners */
 	struct oidc_state *oidc;   /* OIDC job bindings and counters */
+	struct icpt_ca *icpt_ca;   /* interception's CA (certs/intercept.h), or NULL without it */
 };
 
 /*
