@@ -4,13 +4,15 @@
 #include "policy_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "urlpath.h"
 
 static const char *const interception_keys[] = {"ca_cert",       "ca_key",     "upstream_ca",
                                                 "leaf_lifetime", "cache_size", NULL};
-static const char *const intercept_keys[] = {"default", "max_request_body", "requests", NULL};
+static const char *const intercept_keys[] = {"default", "max_request_body", "encoded_slash",
+                                             "requests", NULL};
 static const char *const request_keys[] = {"name", "methods", "path", "action", NULL};
 
 /* ---- loading ---- */
@@ -173,6 +175,18 @@ void policy_load_intercept(struct policy_loader *L, const struct policy_node *v,
 	if (x != NULL &&
 	    !policy_want_unit(L, x, false, 1, UINT64_MAX, "1", "16EiB", &ic->max_request_body))
 		ok = false;
+	x = policy_get(v, "encoded_slash");
+	if (x != NULL && !x->bad) {
+		char t[40];
+		if (policy_is_word(x, "decode") || policy_is_word(x, "refuse")) {
+			ic->decode_encoded_slash = x->s[0] == 'd';
+		} else {
+			policy_diag(L, x, "expected refuse or decode, got \"%s\"",
+			            x->kind == PN_SCALAR ? policy_clip(x->s, x->len, t, sizeof(t))
+			                                 : "?");
+			ok = false;
+		}
+	}
 	x = policy_get(v, "requests");
 	if (x != NULL && policy_container(L, x, PN_SEQ)) {
 		if (x->n > POLICY_MAX_INTERCEPT_REQS) {
@@ -214,6 +228,32 @@ static bool method_listed(const struct policy_intercept_req *e, const char *m, s
 	return false;
 }
 
+/*
+ * A copy of target whose path part has every "%2F" (either case) as '/'
+ * (*len: its length); the query is copied as it is.  NULL: out of memory.
+ */
+static char *slash_decoded(const char *target, size_t tlen, size_t *len)
+{
+	char *out = malloc(tlen + 1);
+	size_t o = 0, i = 0;
+	if (out == NULL)
+		return NULL;
+	while (i < tlen && target[i] != '?') {
+		if (target[i] == '%' && tlen - i >= 3 && target[i + 1] == '2' &&
+		    (target[i + 2] == 'f' || target[i + 2] == 'F')) {
+			out[o++] = '/';
+			i += 3;
+		} else {
+			out[o++] = target[i++];
+		}
+	}
+	while (i < tlen)
+		out[o++] = target[i++];
+	out[o] = '\0';
+	*len = o;
+	return out;
+}
+
 enum reason policy_intercept_decide(const struct policy_intercept *ic, const char *method,
                                     size_t mlen, const char *target, size_t tlen,
                                     const char **rule_name)
@@ -226,17 +266,29 @@ enum reason policy_intercept_decide(const struct policy_intercept *ic, const cha
 	*rule_name = "";
 	if (ic == NULL)
 		return R_INTERCEPT_DENIED;
-	if (urlpath_check(target, tlen, false, &plen) != URLPATH_OK)
-		return R_INTERCEPT_BAD_PATH;
+	char *decoded = NULL;
+	if (ic->decode_encoded_slash) {
+		if ((decoded = slash_decoded(target, tlen, &tlen)) == NULL)
+			return R_INTERCEPT_BAD_PATH; /* out of memory: fail closed */
+		target = decoded;
+	}
+	enum reason why = ic->default_allow ? R_ALLOWED : R_INTERCEPT_DENIED;
+	if (urlpath_check(target, tlen, false, &plen) != URLPATH_OK) {
+		why = R_INTERCEPT_BAD_PATH;
+		goto out;
+	}
+	*rule_name = "default";
 	for (size_t i = 0; i < ic->n_requests; i++) {
 		const struct policy_intercept_req *e = &ic->requests[i];
 		if (method_listed(e, method, mlen) && urlpath_glob_match(e->glob, target, plen)) {
 			*rule_name = e->name;
-			return e->allow ? R_ALLOWED : R_INTERCEPT_DENIED;
+			why = e->allow ? R_ALLOWED : R_INTERCEPT_DENIED;
+			break;
 		}
 	}
-	*rule_name = "default";
-	return ic->default_allow ? R_ALLOWED : R_INTERCEPT_DENIED;
+out:
+	free(decoded);
+	return why;
 }
 
 uint64_t policy_intercept_max_body(const struct policy_intercept *ic)

@@ -437,6 +437,9 @@ struct policy_intercept_req; /* one requests: entry (opaque) */
 struct policy_intercept {
 	bool default_allow;        /* default: allow (else deny, the default) */
 	uint64_t max_request_body; /* max_request_body in bytes; 0: none */
+	/* encoded_slash: decode: a "%2F" in a path is a '/' for the checks and the match (npm's
+	 * scoped packages, "/@scope%2Fname"); else (refuse, the default) a bad path. */
+	bool decode_encoded_slash;
 	/* requests:, in file order: the first match decides */
 	const struct policy_intercept_req *requests;
 	size_t n_requests;
@@ -479,6 +482,8 @@ void policy_decide_host(const struct policy *p, int tier, const struct pc_host *
  * methods hold method (exact, case-sensitive; no list: any) and whose path
  * glob matches the path (query ignored, ASCII case-insensitive) decides by its
  * action, *rule_name its name; none: default decides, *rule_name "default".
+ * With encoded_slash: decode, every "%2F" of the path is a '/' first (a
+ * copy: out of memory is R_INTERCEPT_BAD_PATH).
  * ic NULL fails closed (R_INTERCEPT_DENIED).  rule_name may be NULL; the name
  * points into the snapshot.  Audit mode is the caller's (would_deny).
  */

@@ -277,6 +277,8 @@ static const struct ecase cases[] = {
     {"default not a scalar", HEAD "          default: [allow]\n", 13, 20, "expected allow or deny"},
     {"bad body size", HEAD "          max_request_body: 10 MB\n", 13, 29, "invalid size \"10 MB\""},
     {"zero body size", HEAD "          max_request_body: 0\n", 13, 29, "out of range (1 to 16EiB)"},
+    {"bad encoded_slash", HEAD "          encoded_slash: keep\n", 13, 26,
+     "intercept.encoded_slash: expected refuse or decode, got \"keep\""},
     {"requests not a list", HEAD "          requests: {a: 1}\n", 13, 21,
      "expected a sequence, got a mapping"},
     {"request not a mapping", HEAD "          requests: [x]\n", 13, 22,
@@ -993,6 +995,53 @@ static void test_glob_reference(void **state)
 }
 
 /* Long paths against many stars: linear in the path, no backtracking blow-up. */
+/* encoded_slash: decode (npm's scoped packages): "%2F" is a '/' for the checks and the match,
+ * so it can neither dodge a rule nor smuggle a dot segment; refuse (the default) keeps it bad. */
+static void test_encoded_slash(void **state)
+{
+	(void)state;
+	struct policy *p =
+	    load_ok(HEAD "          default: allow\n          encoded_slash: decode\n"
+	                 "          requests:\n"
+	                 "            - {methods: [PUT], path: \"/**\", action: deny}\n"
+	                 "            - {path: \"/@evil/*\", action: deny}\n"
+	                 "      - host: registry.npmjs.org\n"
+	                 "        intercept: {default: allow}\n");
+	const struct policy_intercept *ic = rules_of(p, 0, "github.com", 443);
+	const struct policy_intercept *strict = rules_of(p, 0, "registry.npmjs.org", 443);
+	assert_non_null(ic);
+	assert_non_null(strict);
+	assert_true(ic->decode_encoded_slash);
+	assert_false(strict->decode_encoded_slash);
+	static const struct {
+		const char *method, *target;
+		enum reason with, without;
+	} c[] = {
+	    {"GET", "/@types%2fnode", R_ALLOWED, R_INTERCEPT_BAD_PATH},
+	    {"GET", "/@types%2Fnode?write=true", R_ALLOWED, R_INTERCEPT_BAD_PATH},
+	    {"PUT", "/@types%2fnode", R_INTERCEPT_DENIED, R_INTERCEPT_BAD_PATH},
+	    {"GET", "/@evil%2fpkg", R_INTERCEPT_DENIED, R_INTERCEPT_BAD_PATH},
+	    {"GET", "/@EVIL%2Fpkg", R_INTERCEPT_DENIED, R_INTERCEPT_BAD_PATH},
+	    {"GET", "/@good%2f..%2f@evil%2fpkg", R_INTERCEPT_BAD_PATH, R_INTERCEPT_BAD_PATH},
+	    {"GET", "/a%2f%2fb", R_INTERCEPT_BAD_PATH, R_INTERCEPT_BAD_PATH},
+	    {"GET", "/a%2f%2e%2e/b", R_INTERCEPT_BAD_PATH, R_INTERCEPT_BAD_PATH},
+	    {"GET", "/a%5cb", R_INTERCEPT_BAD_PATH, R_INTERCEPT_BAD_PATH},
+	    {"GET", "/a?x=%2F..%2F", R_ALLOWED, R_ALLOWED}, /* the query is never matched */
+	    {"GET", "/a%2", R_INTERCEPT_BAD_PATH, R_INTERCEPT_BAD_PATH},
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		enum reason with = policy_intercept_decide(ic, c[i].method, strlen(c[i].method),
+		                                           c[i].target, strlen(c[i].target), NULL);
+		enum reason without =
+		    policy_intercept_decide(strict, c[i].method, strlen(c[i].method), c[i].target,
+		                            strlen(c[i].target), NULL);
+		if (with != c[i].with || without != c[i].without)
+			fail_msg("%s %s: got %s / %s", c[i].method, c[i].target, reason_name(with),
+			         reason_name(without));
+	}
+	policy_unref(p);
+}
+
 static void test_glob_no_blowup(void **state)
 {
 	(void)state;
@@ -1036,6 +1085,7 @@ int main(void)
 	    cmocka_unit_test(test_normal_form),
 	    cmocka_unit_test(test_glob_reference),
 	    cmocka_unit_test(test_glob_no_blowup),
+	    cmocka_unit_test(test_encoded_slash),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
