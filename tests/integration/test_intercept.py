@@ -95,8 +95,9 @@ SECRET_RULES = {
          "action": "allow"},
         {"name": "read", "methods": ["GET", "HEAD"], "path": "/**", "action": "allow"},
     ]}
-NPM_RULES = {"default": "allow",
-             "requests": [{"methods": ["PUT", "DELETE"], "path": "/**", "action": "deny"}]}
+NPM_RULES = {"default": "allow", "encoded_slash": "decode",
+             "requests": [{"methods": ["PUT", "DELETE"], "path": "/**", "action": "deny"},
+                          {"path": "/@evil/*", "action": "deny"}]}
 API_RULES = {"default": "allow", "max_request_body": "64KiB"}
 
 
@@ -643,6 +644,25 @@ with ctx:
         harness.check_denied_record(recs[0], "intercept_denied", 403)
         expect(get(recs[0], "http.request.method") == "PUT" and get(recs[0], "url.path") == "/left-pad",
                "record method %r path %r" % (get(recs[0], "http.request.method"), get(recs[0], "url.path")))
+
+    with ctx.case("registry.test with encoded_slash: decode: a scoped package's GET /@types%2fnode is "
+                  "served as sent; /@evil%2fpkg meets the /@evil/* deny; %2f..%2f is a bad path"):
+        mk = "it-%s" % uuid.uuid4().hex[:16]
+        rc, err, res, hdrs = icurl("https://registry.test/@types%2fnode", args=["-H", "X-It-Id: %s" % mk])
+        expect(res and res[0]["code"] == "200", "GET scoped: rc %d %s %s" % (rc, res, err))
+        got = reached(mk)
+        expect(got and got[0]["target"] == "/@types%2fnode", "the origin saw %r" % [h["target"] for h in got])
+        for target, reason, status in (("/@evil%2fpkg", "intercept_denied", "403"),
+                                       ("/@EVIL%2Fpkg", "intercept_denied", "403"),
+                                       ("/@types%2f..%2f@evil%2fpkg", "intercept_bad_path", "400")):
+            mk = "it-%s" % uuid.uuid4().hex[:16]
+            REFUSED.append(mk)
+            rc, err, res, hdrs = icurl("https://registry.test" + target,
+                                       args=["--path-as-is", "-H", "X-It-Id: %s" % mk])
+            expect(res and res[0]["code"] == status, "GET %s: rc %d %s %s" % (target, rc, res, err))
+            expect(ps_details(hval(hdrs, "Proxy-Status") or "") == reason,
+                   "GET %s: Proxy-Status %r" % (target, hval(hdrs, "Proxy-Status")))
+            expect(not reached(mk), "the origin received %s" % target)
 
     with ctx.case("real npm publish through the proxy (https-proxy, cafile = interception CA): fails "
                   "with 403, the origin got no PUT, record intercept_denied PUT /portcullis-it-pkg"):
