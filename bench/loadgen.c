@@ -1,5 +1,5 @@
-/* bench load generator: tunnel setup rate and latency (closed and open loop), TLS setup, bulk
- * throughput, idle tunnels. */
+/* bench load generator: tunnel setup rate and latency (closed and open loop), TLS setup, HTTPS
+ * requests through an intercepting proxy, bulk throughput, idle tunnels. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -44,6 +44,15 @@
  *          to --timeout each), so the slow tail is not dropped.
  *   tls    the same with a TLS handshake (SNI host) inside the tunnel and
  *          the echo through TLS.
+ *   icpt   HTTPS requests through a tunnel, as a client of an intercepting
+ *          proxy sees them: TLS inside the tunnel (SNI host, ALPN http/1.1,
+ *          the certificate verified against --cafile for the name host, no
+ *          resumption), then --requests K requests `GET --path` one after
+ *          the other on that connection (keep-alive), each response read
+ *          whole (status 200, Content-Length body), then close.  The rate
+ *          and latencies count requests: the first request's latency runs
+ *          from the connect (it includes the TCP, CONNECT and TLS set-up a
+ *          client pays for it), the others' from when they were sent.
  *   bulk   --streams tunnels moving bytes one way (--direction down: the
  *          upstream's source port sends; up: we send to its sink port)
  *          for --duration; throughput over the window after --warmup.
@@ -66,7 +75,7 @@
 #define RESP_MAX 1024
 #define SWEEP_MS 200
 
-enum scenario { SC_SETUP, SC_TLS, SC_BULK, SC_IDLE };
+enum scenario { SC_SETUP, SC_TLS, SC_BULK, SC_IDLE, SC_ICPT };
 
 enum st {
 	ST_FREE,       /* no connection */
@@ -80,11 +89,14 @@ enum st {
 	ST_BULK,       /* moving bulk bytes */
 	ST_IDLE,       /* holding an open tunnel */
 	ST_DEAD,       /* idle scenario: this tunnel failed */
+	ST_SEND_HTTP,  /* icpt: writing a request */
+	ST_READ_HTTP,  /* icpt: reading its response */
 };
 
 static const char *const st_names[] = {"free",      "connecting", "proxy_tls", "send_req",
 				       "read_resp", "tls",        "send_echo", "read_echo",
-				       "bulk",      "idle",       "dead"};
+				       "bulk",      "idle",       "dead",      "send_http",
+				       "read_http"};
 
 struct slot {
 	struct lg *lg;
@@ -97,6 +109,9 @@ struct slot {
 	bool verifying;   /* idle: the final echo check */
 	bool counted;     /* open: this arrival was scheduled inside the measurement window */
 	uint64_t t_start; /* open: the scheduled arrival time */
+	uint64_t t_req;   /* icpt: when the current request's latency started */
+	int reqs;         /* icpt: requests completed on this connection */
+	uint64_t body_left; /* icpt: response body bytes still to read */
 	size_t off;
 	size_t blen;
 	off_t foff;
@@ -119,6 +134,11 @@ struct lg {
 	bool open; /* setup exchange, open loop (--scenario open, or --rate) */
 	double rate; /* open: arrivals per second */
 	int pool;    /* open: connection slots */
+	int requests; /* icpt: requests per connection */
+	const char *cafile; /* icpt: verify the server's certificate against this bundle */
+	char path[512];     /* icpt: the request target */
+	char req[1024];     /* icpt: the request, formatted once */
+	size_t req_len;
 	char tags[1024];
 	/* state */
 	struct event_base *base;
@@ -132,6 +152,7 @@ struct lg {
 	bool stopping;
 	/* results */
 	uint64_t done_total, done_window, errors;
+	uint64_t sessions_total; /* icpt: connections that completed all their requests */
 	uint64_t bytes_total, bytes_window;
 	uint64_t *lat;
 	size_t n_lat, cap_lat;
@@ -324,7 +345,13 @@ static ssize_t io_recv(struct slot *s, char *p, size_t n)
 		arm(s, e == SSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ);
 		return 0;
 	}
-	slot_fail(s, "SSL_read", 0);
+	char what[120];
+	snprintf(what, sizeof(what), "SSL_read: %s",
+		 e == SSL_ERROR_ZERO_RETURN ? "close_notify"
+		 : e == SSL_ERROR_SYSCALL   ? "EOF or socket error"
+		 : ERR_peek_error() != 0    ? ERR_reason_error_string(ERR_peek_error())
+					    : "SSL error");
+	slot_fail(s, what, 0);
 	return -1;
 }
 
@@ -337,6 +364,7 @@ static void slot_start(struct slot *s)
 		s->t_start = now_ns(); /* open: the arrival's scheduled time, set by the caller */
 	s->off = s->blen = 0;
 	s->verifying = false;
+	s->reqs = 0;
 	s->st = ST_CONNECTING;
 	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->fd < 0) {
@@ -376,6 +404,8 @@ static void begin_tls(struct slot *s)
 			io_ok = true;
 		}
 	}
+	if (io_ok && s->lg->cafile != NULL && SSL_set1_host(s->ssl, s->lg->host) != 1)
+		io_ok = false;
 	if (!io_ok || SSL_set_tlsext_host_name(s->ssl, s->lg->host) != 1) {
 		slot_fail(s, "SSL_new", 0);
 		return;
@@ -390,7 +420,8 @@ static void tunnel_up(struct slot *s)
 	switch (lg->sc) {
 	case SC_SETUP:
 	case SC_IDLE: begin_echo(s); break;
-	case SC_TLS: begin_tls(s); break;
+	case SC_TLS:
+	case SC_ICPT: begin_tls(s); break;
 	case SC_BULK: s->st = ST_BULK; s->foff = 0; break;
 	}
 }
@@ -540,12 +571,110 @@ static bool step_read_resp(struct slot *s)
 	return true;
 }
 
+/* icpt: the next request on this connection; the first one's latency runs from the connect. */
+static void begin_request(struct slot *s)
+{
+	s->t_req = s->reqs == 0 ? s->t_start : now_ns();
+	s->off = s->blen = 0;
+	s->body_left = UINT64_MAX; /* the head is not read yet */
+	s->st = ST_SEND_HTTP;
+}
+
+/* icpt: a response was read whole. Returns true when the slot goes on with its next request. */
+static bool request_done(struct slot *s)
+{
+	struct lg *lg = s->lg;
+	uint64_t t = now_ns();
+	s->reqs++;
+	lg->done_total++;
+	if (t >= lg->t_warm && t <= lg->t_end) {
+		lg->done_window++;
+		push_sample(&lg->lat, &lg->n_lat, &lg->cap_lat, t - s->t_req);
+	}
+	if (s->reqs < lg->requests) {
+		begin_request(s);
+		return true;
+	}
+	lg->sessions_total++;
+	slot_teardown(s);
+	s->st = ST_FREE;
+	if (!lg->stopping)
+		slot_start(s);
+	return false;
+}
+
+/* icpt: read the response head (into buf), check it, then read and drop its body. */
+static bool step_read_http(struct slot *s)
+{
+	static char scratch[16384];
+	struct lg *lg = s->lg;
+	if (s->body_left == UINT64_MAX) {
+		ssize_t r = io_recv(s, s->buf + s->blen, sizeof(s->buf) - 1 - s->blen);
+		if (r <= 0)
+			return false;
+		s->blen += (size_t)r;
+		s->buf[s->blen] = '\0';
+		char *end = strstr(s->buf, "\r\n\r\n");
+		if (end == NULL) {
+			if (s->blen >= sizeof(s->buf) - 1) {
+				slot_fail(s, "response head too long", 0);
+				return false;
+			}
+			return true;
+		}
+		char what[160];
+		if (strncmp(s->buf, "HTTP/1.1 200 ", 13) != 0) {
+			int n = (int)strcspn(s->buf, "\r\n");
+			snprintf(what, sizeof(what), "response to request %d: %.*s", s->reqs + 1,
+				 n > 100 ? 100 : n, s->buf);
+			slot_fail(s, what, 0);
+			return false;
+		}
+		long long cl = -1;
+		bool conn_close = false;
+		for (char *l = strstr(s->buf, "\r\n"); l != NULL && l < end; l = strstr(l + 2, "\r\n")) {
+			const char *h = l + 2;
+			if (strncasecmp(h, "content-length:", 15) == 0) {
+				cl = strtoll(h + 15, NULL, 10);
+			} else if (strncasecmp(h, "connection:", 11) == 0) {
+				h += 11;
+				h += strspn(h, " \t");
+				conn_close = strncasecmp(h, "close", 5) == 0;
+			}
+		}
+		size_t extra = s->blen - (size_t)(end + 4 - s->buf);
+		if (cl < 0 || (unsigned long long)cl < extra) {
+			slot_fail(s, cl < 0 ? "response without Content-Length" : "bytes after the response",
+				  0);
+			return false;
+		}
+		if (conn_close && s->reqs + 1 < lg->requests) {
+			snprintf(what, sizeof(what), "Connection: close on response %d of %d", s->reqs + 1,
+				 lg->requests);
+			slot_fail(s, what, 0);
+			return false;
+		}
+		s->body_left = (uint64_t)cl - extra;
+	}
+	while (s->body_left > 0) {
+		size_t want = s->body_left < sizeof(scratch) ? (size_t)s->body_left : sizeof(scratch);
+		ssize_t r = io_recv(s, scratch, want);
+		if (r <= 0)
+			return false;
+		s->body_left -= (uint64_t)r;
+	}
+	return request_done(s);
+}
+
 static bool step_tls(struct slot *s)
 {
 	ERR_clear_error();
 	int r = SSL_connect(s->ssl);
 	if (r == 1) {
-		begin_echo(s);
+		if (s->lg->sc == SC_ICPT)
+			begin_request(s);
+		else
+			begin_echo(s);
 		return true;
 	}
 	int e = SSL_get_error(s->ssl, r);
@@ -553,8 +682,10 @@ static bool step_tls(struct slot *s)
 		arm(s, e == SSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ);
 		return false;
 	}
-	char what[120];
-	snprintf(what, sizeof(what), "TLS handshake: %s", ERR_reason_error_string(ERR_peek_error()));
+	char what[160];
+	long v = SSL_get_verify_result(s->ssl);
+	snprintf(what, sizeof(what), "TLS handshake: %s%s%s", ERR_reason_error_string(ERR_peek_error()),
+		 v != X509_V_OK ? ": " : "", v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
 	slot_fail(s, what, 0);
 	return false;
 }
@@ -680,6 +811,20 @@ static void slot_step(struct slot *s)
 			break;
 		case ST_READ_ECHO:
 			if (!step_read_echo(s))
+				return;
+			break;
+		case ST_SEND_HTTP:
+			r = io_send(s, s->lg->req + s->off, s->lg->req_len - s->off);
+			if (r <= 0)
+				return;
+			s->off += (size_t)r;
+			if (s->off == s->lg->req_len) {
+				s->st = ST_READ_HTTP;
+				s->blen = 0;
+			}
+			break;
+		case ST_READ_HTTP:
+			if (!step_read_http(s))
 				return;
 			break;
 		case ST_BULK:
@@ -832,7 +977,8 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 			slot_fail(s, "timeout", 0);
 	}
 	/* Slots left free by a failed socket() get another chance here. */
-	if (!lg->stopping && !lg->open && (lg->sc == SC_SETUP || lg->sc == SC_TLS))
+	if (!lg->stopping && !lg->open &&
+	    (lg->sc == SC_SETUP || lg->sc == SC_TLS || lg->sc == SC_ICPT))
 		for (int i = 0; i < lg->n_slots; i++)
 			if (lg->slots[i].st == ST_FREE)
 				slot_start(&lg->slots[i]);
@@ -908,6 +1054,19 @@ static void report(struct lg *lg)
 		       pct_us(lg->lat, lg->n_lat, 0.50), pct_us(lg->lat, lg->n_lat, 0.90),
 		       pct_us(lg->lat, lg->n_lat, 0.99), pct_us(lg->lat, lg->n_lat, 1.0));
 		break;
+	case SC_ICPT:
+		qsort(lg->lat, lg->n_lat, sizeof(*lg->lat), cmp_u64);
+		printf("{\"scenario\":\"icpt\",\"via\":\"%s\",\"concurrency\":%d,"
+		       "\"requests_per_conn\":%d,\"window_s\":%.3f,\"completed\":%llu,"
+		       "\"completed_total\":%llu,\"sessions_total\":%llu,\"errors\":%llu,"
+		       "\"rate_per_s\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
+		       "\"max_us\":%.1f",
+		       via, lg->concurrency, lg->requests, win, (unsigned long long)lg->done_window,
+		       (unsigned long long)lg->done_total, (unsigned long long)lg->sessions_total,
+		       (unsigned long long)lg->errors, (double)lg->done_window / win,
+		       pct_us(lg->lat, lg->n_lat, 0.50), pct_us(lg->lat, lg->n_lat, 0.90),
+		       pct_us(lg->lat, lg->n_lat, 0.99), pct_us(lg->lat, lg->n_lat, 1.0));
+		break;
 	case SC_BULK:
 		printf("{\"scenario\":\"bulk\",\"via\":\"%s\",\"direction\":\"%s\",\"streams\":%d,"
 		       "\"window_s\":%.3f,\"bytes\":%llu,\"bytes_total\":%llu,\"errors\":%llu,"
@@ -974,16 +1133,18 @@ static bool parse_addr(const char *s, struct sockaddr_in *out)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: loadgen --scenario setup|open|tls|bulk|idle (--proxy IP:PORT | --direct IP)\n"
+		"usage: loadgen --scenario setup|open|tls|icpt|bulk|idle (--proxy IP:PORT | --direct IP)\n"
 		"               --host NAME --port PORT [--concurrency N] [--duration S]\n"
 		"               [--rate R] [--pool N]\n"
 		"               [--warmup S] [--streams N] [--direction up|down] [--tunnels N]\n"
 		"               [--hold S] [--open-inflight N] [--timeout S] [--copy] [--proxy-tls]\n"
-		"               [--tag KEY=VALUE]...\n"
+		"               [--requests K] [--cafile FILE] [--path PATH] [--tag KEY=VALUE]...\n"
 		"  --copy: bulk bytes go through user space (recv/send of 256 KiB) instead of\n"
 		"          sendfile(2) and recv(MSG_TRUNC)\n"
 		"  --rate R: open loop (setup's exchange): R arrivals per second on a fixed schedule,\n"
 		"          each on a free slot of --pool N (default 512); no free slot: missed\n"
+		"  icpt: HTTPS through the tunnel, K requests `GET PATH` (default /bench/1k) per\n"
+		"          connection, keep-alive; --cafile: verify the server certificate (name --host)\n"
 		"       loadgen --version\n");
 }
 
@@ -1029,6 +1190,8 @@ static int parse_args(struct lg *lg, int argc, char **argv)
 		{"timeout", required_argument, NULL, 't'},   {"tag", required_argument, NULL, 'T'},
 		{"copy", no_argument, NULL, 'C'},            {"proxy-tls", no_argument, NULL, 'L'},
 		{"rate", required_argument, NULL, 'R'},      {"pool", required_argument, NULL, 'O'},
+		{"requests", required_argument, NULL, 'K'},  {"cafile", required_argument, NULL, 'A'},
+		{"path", required_argument, NULL, 'Q'},
 		{"version", no_argument, NULL, 'V'},         {"help", no_argument, NULL, 'X'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1055,6 +1218,9 @@ static int parse_args(struct lg *lg, int argc, char **argv)
 		case 'L': lg->proxy_tls = true; break;
 		case 'R': lg->rate = atof(optarg); break;
 		case 'O': lg->pool = atoi(optarg); break;
+		case 'K': lg->requests = atoi(optarg); break;
+		case 'A': lg->cafile = optarg; break;
+		case 'Q': snprintf(lg->path, sizeof(lg->path), "%s", optarg); break;
 		case 'V':
 			printf("{\"libevent\":\"%s\",\"openssl\":\"%s\"}\n", event_get_version(),
 			       OpenSSL_version(OPENSSL_VERSION));
@@ -1070,6 +1236,8 @@ static int parse_args(struct lg *lg, int argc, char **argv)
 		lg->sc = SC_SETUP;
 	else if (strcmp(scen, "tls") == 0)
 		lg->sc = SC_TLS;
+	else if (strcmp(scen, "icpt") == 0)
+		lg->sc = SC_ICPT;
 	else if (strcmp(scen, "bulk") == 0)
 		lg->sc = SC_BULK;
 	else if (strcmp(scen, "idle") == 0)
@@ -1095,6 +1263,17 @@ static int parse_args(struct lg *lg, int argc, char **argv)
 	}
 	if (lg->warmup < 0 || lg->warmup >= lg->duration)
 		lg->warmup = lg->duration * 0.1;
+	if (lg->sc == SC_ICPT) {
+		if (lg->requests <= 0 || lg->path[0] != '/')
+			return -1;
+		int n = snprintf(lg->req, sizeof(lg->req),
+				 "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: portcullis-bench\r\n"
+				 "Accept: */*\r\n\r\n",
+				 lg->path, lg->host, lg->port);
+		if (n < 0 || (size_t)n >= sizeof(lg->req))
+			return -1;
+		lg->req_len = (size_t)n;
+	}
 	return 0;
 }
 
@@ -1109,11 +1288,13 @@ int main(int argc, char **argv)
 		.tunnels = 1000,
 		.open_inflight = 128,
 		.pool = 512,
+		.requests = 1,
 		.memfd = -1,
 		.tfd = -1,
 	};
 	struct lg *lg = &L;
 	snprintf(lg->host, sizeof(lg->host), "bench.example");
+	snprintf(lg->path, sizeof(lg->path), "/bench/1k");
 	if (parse_args(lg, argc, argv) != 0) {
 		usage(stderr);
 		return 2;
@@ -1128,7 +1309,7 @@ int main(int argc, char **argv)
 	lg->base = event_base_new();
 	if (lg->slots == NULL || lg->base == NULL)
 		return 1;
-	if (lg->sc == SC_TLS) {
+	if (lg->sc == SC_TLS || lg->sc == SC_ICPT) {
 		lg->tls = SSL_CTX_new(TLS_client_method());
 		if (lg->tls == NULL)
 			return 1;
@@ -1136,6 +1317,19 @@ int main(int argc, char **argv)
 		SSL_CTX_set_verify(lg->tls, SSL_VERIFY_NONE, NULL);
 		SSL_CTX_set_session_cache_mode(lg->tls, SSL_SESS_CACHE_OFF);
 		SSL_CTX_set_options(lg->tls, SSL_OP_NO_TICKET);
+	}
+	if (lg->sc == SC_ICPT) {
+		/* A client of an intercepting proxy: it trusts the proxy's CA (--cafile) and checks
+		 * the name, as curl or git would; it offers HTTP/1.1 only. */
+		static const unsigned char h11[] = "\x08http/1.1";
+		SSL_CTX_set_alpn_protos(lg->tls, h11, sizeof(h11) - 1);
+		if (lg->cafile != NULL) {
+			if (SSL_CTX_load_verify_locations(lg->tls, lg->cafile, NULL) != 1) {
+				fprintf(stderr, "loadgen: cannot load %s\n", lg->cafile);
+				return 2;
+			}
+			SSL_CTX_set_verify(lg->tls, SSL_VERIFY_PEER, NULL);
+		}
 	}
 	if (lg->proxy_tls) {
 		/* The bench measures the proxy, not certificate checks: no verification. */

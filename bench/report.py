@@ -85,7 +85,7 @@ def busy_load(r):
 # p50 / p99), "added" (open-loop latency added to direct's), "openrate" (achieved / offered,
 # missed), "perround" (median of per-round ratios to direct), "plain" (a median, no ratios).
 # (row label, result key, metric function, digits, proxy_only, kind)
-def rows(idle_counts, open_rate):
+def rows(idle_counts, open_rate, icpt_requests=()):
     out = [
         ("dripped request head (64 KiB): proxy CPU each (µs)", "drip_head", cpu_per_tunnel, 0, True,
          "value"),
@@ -111,6 +111,20 @@ def rows(idle_counts, open_rate):
         ("floor: endpoints' CPU per direct TLS connection (µs)", "tls", endpoints_cpu_per_conn, 1,
          False, "floor"),
     ]
+    # icpt: HTTPS requests through an intercepting proxy (direct: straight to the origin).  The
+    # loadgen counts requests, so completed_total divides the CPU per request.
+    for k in icpt_requests:
+        key = "icpt_%d" % k
+        out += [
+            ("intercepted HTTPS, %d request%s per connection: requests/s" % (k, "s" if k > 1 else ""),
+             key, field("rate_per_s"), 0, False, "value"),
+            ("  request latency p50 (µs)", key, field("p50_us"), 0, False, "value"),
+            ("  request latency p99 (µs)", key, field("p99_us"), 0, False, "value"),
+            ("  proxy CPU per request (µs)", key, cpu_per_tunnel, 1, True, "value"),
+            ("  CPU busy: proxy (CPU 0) / load side (CPU 1)", key, None, 0, False, "busy"),
+            ("  floor: endpoints' CPU per direct request (µs)", key, endpoints_cpu_per_conn, 1,
+             False, "floor"),
+        ]
     for s in (1, 8):
         for d, word in (("down", "download"), ("up", "upload")):
             key = "bulk_%s_%d" % (d, s)
@@ -149,6 +163,7 @@ def main():
     ap.add_argument("--targets", default=",".join(TARGET_ORDER))
     ap.add_argument("--scenarios", default="setup,open,tls,bulk,idle,drip")
     ap.add_argument("--idle", default="1000,10000")
+    ap.add_argument("--icpt-requests", default="1,10")
     ap.add_argument("--open-rate", default=None, help="label for the open-loop rows (default: "
                     "from the results)")
     ap.add_argument("--smoke", default="0")
@@ -157,6 +172,7 @@ def main():
 
     targets = [t for t in TARGET_ORDER if t in a.targets.split(",")]
     idle_counts = [int(x) for x in a.idle.split(",") if x]
+    icpt_requests = [int(x) for x in a.icpt_requests.split(",") if x]
     machine = {}
     with open(a.machine) as f:
         for ln in f:
@@ -233,7 +249,7 @@ def main():
     lines.append(hdr)
     lines.append("|---" * (len(targets) + 1) + "|")
     scen = a.scenarios.split(",")
-    for label, key, fn, digits, proxy_only, kind in rows(idle_counts, open_label):
+    for label, key, fn, digits, proxy_only, kind in rows(idle_counts, open_label, icpt_requests):
         base = key.split("_")[0]
         if base not in scen:
             continue
@@ -284,7 +300,8 @@ def main():
         else:
             d = med("direct", key, fn) if not proxy_only else None
             sq = med("squid", key, fn) if "squid" in targets else None
-            f = floor(key) if fn is cpu_per_tunnel and key in ("setup", "tls") else None
+            f = floor(key) if fn is cpu_per_tunnel and key.split("_")[0] in ("setup", "tls",
+                                                                              "icpt") else None
             for t in targets:
                 v = med(t, key, fn)
                 if proxy_only and t == "direct":
@@ -318,6 +335,13 @@ def main():
         notes.append("Open loop: %s arrivals/s on a fixed schedule, each timed from when it was due; "
                      "an arrival that finds all %s slots busy is missed, not queued." %
                      (open_label, next((r.get("pool") for r in results if r.get("key") == "open"), "?")))
+    if "icpt" in scen and icpt_requests:
+        ic = next((r for r in results if str(r.get("key", "")).startswith("icpt_")), {})
+        notes.append("Interception: %s concurrent clients, closed loop, HTTPS through a CONNECT "
+                     "tunnel, %s keep-alive request(s) per connection (GET, 1 KiB response); "
+                     "latency per request, the first from the connect; portcullis with "
+                     "intercept:, Squid with ssl_bump, direct straight to the origin." %
+                     (ic.get("concurrency", "?"), " or ".join(str(k) for k in icpt_requests)))
     if notes:
         lines.append("")
         lines.append(" ".join(notes))
@@ -385,6 +409,8 @@ def main():
             v = pc("idle_%d" % n, rss_per_tunnel)
             target("RSS per idle tunnel at %s ≤ 1.5 KiB" % f"{n:,}", v, 1.5, True,
                    v is not None and "%.2f KiB" % v)
+        if lines[-1] == "Targets, portcullis:":
+            del lines[-2:]  # none of the scenarios run has a target (icpt alone)
 
     text = "\n".join(lines)
     print(text)
@@ -407,6 +433,8 @@ def main():
                 keys += [("bulk_%s_%d" % (d, s), "bytes_total") for s in (1, 8) for d in ("down", "up")]
             if "idle" in scen and t != "direct":
                 keys += [("idle_%d" % n, "alive") for n in idle_counts]
+            if "icpt" in scen and t in ("direct", "portcullis", "squid"):
+                keys += [("icpt_%d" % k, "completed") for k in icpt_requests]
             if "drip" in scen and t != "direct":
                 keys += [("drip_head", "completed_total"), ("drip_hello", "completed_total")]
             for key, fld in keys:

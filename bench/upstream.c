@@ -1,4 +1,5 @@
-/* bench upstream: echo, bulk source, bulk sink and TLS echo servers on one edge-triggered epoll loop. */
+/* bench upstream: echo, bulk source, bulk sink, TLS echo and HTTPS servers on one edge-triggered
+ * epoll loop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -27,6 +28,12 @@
  * with recv(MSG_TRUNC) (no copy into user space), echo and TLS echo read and
  * write in one pass per readiness edge.  --copy makes source and sink copy
  * through a 256 KiB user buffer instead, as an ordinary server does.
+ *
+ * --https: an HTTP/1.1 origin over TLS (the same certificate as --tls) for
+ * the interception scenario: every request head gets 200 with a fixed
+ * 1 KiB body and Content-Length, keep-alive unless the request says
+ * "Connection: close"; pipelined heads are answered in order.  Request
+ * bodies are not expected (the bench sends GETs).
  */
 
 #define SOURCE_FILE_BYTES (16u << 20)
@@ -35,8 +42,10 @@
 #define COPY_CHUNK (256u << 10)
 #define ECHO_BUF 65536
 #define MAX_EVENTS 512
+#define HTTP_HEAD_MAX 16384
+#define HTTP_BODY 1024
 
-enum kind { K_LISTEN, K_ECHO, K_SOURCE, K_SINK, K_TLS };
+enum kind { K_LISTEN, K_ECHO, K_SOURCE, K_SINK, K_TLS, K_HTTPS };
 
 struct ep {
 	enum kind kind;
@@ -44,8 +53,11 @@ struct ep {
 	int fd;
 	SSL *ssl;
 	bool hs_done;
-	char *pend; /* echo bytes not yet written back */
+	char *pend; /* echo bytes (https: responses) not yet written back */
 	size_t pend_len;
+	char *in; /* https: request bytes not yet answered */
+	size_t in_len;
+	bool close_after; /* https: a request said Connection: close; close once answered */
 	off_t foff; /* source: offset in the memfd */
 };
 
@@ -54,6 +66,8 @@ static int epfd = -1;
 static int memfd = -1;
 static SSL_CTX *tls_ctx;
 static char echo_buf[ECHO_BUF];
+static char http_resp[256 + HTTP_BODY];
+static size_t http_resp_len;
 static char *sink_buf;
 static bool copy_mode; /* --copy: send/recv through user space instead of sendfile/MSG_TRUNC */
 
@@ -75,6 +89,7 @@ static void ep_close(struct ep *e)
 		SSL_free(e->ssl);
 	close(e->fd);
 	free(e->pend);
+	free(e->in);
 	free(e);
 }
 
@@ -117,7 +132,7 @@ static int echo_flush(struct ep *e)
 {
 	while (e->pend_len > 0) {
 		ssize_t n;
-		if (e->kind == K_TLS) {
+		if (e->ssl != NULL) {
 			n = SSL_write(e->ssl, e->pend, (int)e->pend_len);
 			if (n <= 0) {
 				int err = SSL_get_error(e->ssl, (int)n);
@@ -198,6 +213,65 @@ static bool handle_tls(struct ep *e)
 	}
 }
 
+/* Answer every complete request head in e->in. Returns false when the connection is done. */
+static bool http_answer(struct ep *e)
+{
+	size_t off = 0;
+	for (;;) {
+		char *end = memmem(e->in + off, e->in_len - off, "\r\n\r\n", 4);
+		if (end == NULL)
+			break;
+		size_t hlen = (size_t)(end + 4 - (e->in + off));
+		/* Connection: close, as a whole header line (case-insensitive). */
+		for (const char *p = e->in + off; p + 19 <= end + 2; p++)
+			if (p[0] == '\n' && strncasecmp(p + 1, "connection: close\r", 18) == 0)
+				e->close_after = true;
+		off += hlen;
+		if (echo_queue(e, http_resp, http_resp_len) < 0)
+			return false;
+		if (e->close_after)
+			break;
+	}
+	memmove(e->in, e->in + off, e->in_len - off);
+	e->in_len -= off;
+	return e->in_len < HTTP_HEAD_MAX;
+}
+
+static bool handle_https(struct ep *e)
+{
+	if (!e->hs_done) {
+		ERR_clear_error();
+		int r = SSL_accept(e->ssl);
+		if (r != 1) {
+			int err = SSL_get_error(e->ssl, r);
+			return err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE;
+		}
+		e->hs_done = true;
+	}
+	for (;;) {
+		int f = echo_flush(e);
+		if (f < 0)
+			return false;
+		if (f == 0)
+			return true;
+		if (e->close_after) {
+			SSL_shutdown(e->ssl);
+			return false;
+		}
+		if (e->in == NULL && (e->in = malloc(HTTP_HEAD_MAX + 1)) == NULL)
+			return false;
+		ERR_clear_error();
+		int n = SSL_read(e->ssl, e->in + e->in_len, (int)(HTTP_HEAD_MAX + 1 - e->in_len));
+		if (n <= 0) {
+			int err = SSL_get_error(e->ssl, n);
+			return err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE;
+		}
+		e->in_len += (size_t)n;
+		if (!http_answer(e))
+			return false;
+	}
+}
+
 /* Discard everything readable. Returns false at EOF or error. */
 static bool drain(struct ep *e)
 {
@@ -251,9 +325,9 @@ static void accept_all(struct ep *l)
 		e->kind = l->serves;
 		e->fd = fd;
 		int one = 1;
-		if (e->kind == K_ECHO || e->kind == K_TLS)
+		if (e->kind == K_ECHO || e->kind == K_TLS || e->kind == K_HTTPS)
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (e->kind == K_TLS) {
+		if (e->kind == K_TLS || e->kind == K_HTTPS) {
 			e->ssl = SSL_new(tls_ctx);
 			if (e->ssl == NULL || SSL_set_fd(e->ssl, fd) != 1) {
 				ep_close(e);
@@ -275,15 +349,33 @@ static void dispatch(struct ep *e, uint32_t events)
 	case K_LISTEN: accept_all(e); return;
 	case K_ECHO: keep = handle_echo(e); break;
 	case K_TLS: keep = handle_tls(e); break;
+	case K_HTTPS: keep = handle_https(e); break;
 	case K_SINK: keep = drain(e); break;
 	case K_SOURCE: keep = handle_source(e, events); break;
 	}
 	if (keep && (events & (EPOLLERR | EPOLLHUP)))
 		keep = false;
-	if (keep && (events & EPOLLRDHUP) && e->kind != K_ECHO && e->kind != K_TLS)
+	if (keep && (events & EPOLLRDHUP) && e->kind != K_ECHO && e->kind != K_TLS &&
+	    e->kind != K_HTTPS)
 		keep = drain(e);
 	if (!keep)
 		ep_close(e);
+}
+
+/* ALPN: http/1.1 when the client offers it (as a real origin answers); otherwise none. */
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		   const unsigned char *in, unsigned int inlen, void *arg)
+{
+	(void)ssl;
+	(void)arg;
+	for (unsigned int i = 0; i < inlen; i += 1u + in[i]) {
+		if (in[i] == 8 && i + 9 <= inlen && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+			*out = in + i + 1;
+			*outlen = 8;
+			return SSL_TLSEXT_ERR_OK;
+		}
+	}
+	return SSL_TLSEXT_ERR_NOACK;
 }
 
 static SSL_CTX *make_tls_ctx(const char *cert, const char *key)
@@ -296,6 +388,7 @@ static SSL_CTX *make_tls_ctx(const char *cert, const char *key)
 	SSL_CTX_set_num_tickets(ctx, 0); /* every bench handshake is a full one */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
 		ERR_print_errors_fp(stderr);
@@ -325,8 +418,10 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: upstream --addr IP [--echo PORT] [--source PORT] [--sink PORT]\n"
-		"                [--tls PORT --cert FILE --key FILE] [--max-seconds N] [--copy]\n"
+		"                [--tls PORT] [--https PORT] [--cert FILE --key FILE]\n"
+		"                [--max-seconds N] [--copy]\n"
 		"--copy: bulk through user space (send/recv of 256 KiB), not sendfile/MSG_TRUNC.\n"
+		"--https: HTTP/1.1 over TLS, 200 with a 1 KiB body to every request, keep-alive.\n"
 		"Prints one JSON line {\"ready\":true} on stdout once every port listens.\n");
 }
 
@@ -337,11 +432,12 @@ int main(int argc, char **argv)
 		{"source", required_argument, NULL, 's'}, {"sink", required_argument, NULL, 'k'},
 		{"tls", required_argument, NULL, 't'},    {"cert", required_argument, NULL, 'c'},
 		{"key", required_argument, NULL, 'K'},    {"max-seconds", required_argument, NULL, 'm'},
-		{"copy", no_argument, NULL, 'C'},         {"help", no_argument, NULL, 'h'},
+		{"copy", no_argument, NULL, 'C'},         {"https", required_argument, NULL, 'H'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *addr = "127.0.0.1", *cert = NULL, *key = NULL;
-	int p_echo = 0, p_source = 0, p_sink = 0, p_tls = 0;
+	int p_echo = 0, p_source = 0, p_sink = 0, p_tls = 0, p_https = 0;
 	long max_seconds = 3600;
 	int o;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -351,6 +447,7 @@ int main(int argc, char **argv)
 		case 's': p_source = atoi(optarg); break;
 		case 'k': p_sink = atoi(optarg); break;
 		case 't': p_tls = atoi(optarg); break;
+		case 'H': p_https = atoi(optarg); break;
 		case 'c': cert = optarg; break;
 		case 'K': key = optarg; break;
 		case 'm': max_seconds = atol(optarg); break;
@@ -359,7 +456,7 @@ int main(int argc, char **argv)
 		default: usage(); return 2;
 		}
 	}
-	if (p_tls > 0 && (cert == NULL || key == NULL)) {
+	if ((p_tls > 0 || p_https > 0) && (cert == NULL || key == NULL)) {
 		usage();
 		return 2;
 	}
@@ -373,7 +470,13 @@ int main(int argc, char **argv)
 		die("mmap");
 	memset(sink_buf, 'S', SINK_CHUNK); /* the --copy source sends this: never 0x16 */
 	memfd = make_memfd();
-	if (p_tls > 0) {
+	http_resp_len = (size_t)snprintf(http_resp, sizeof(http_resp),
+					 "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+					 "Cache-Control: no-store\r\nContent-Length: %d\r\n\r\n",
+					 HTTP_BODY);
+	memset(http_resp + http_resp_len, 'b', HTTP_BODY);
+	http_resp_len += HTTP_BODY;
+	if (p_tls > 0 || p_https > 0) {
 		tls_ctx = make_tls_ctx(cert, key);
 		if (tls_ctx == NULL) {
 			fprintf(stderr, "upstream: cannot load %s / %s\n", cert, key);
@@ -387,6 +490,7 @@ int main(int argc, char **argv)
 	add_listener(addr, p_source, K_SOURCE);
 	add_listener(addr, p_sink, K_SINK);
 	add_listener(addr, p_tls, K_TLS);
+	add_listener(addr, p_https, K_HTTPS);
 	printf("{\"ready\":true,\"pid\":%d}\n", (int)getpid());
 	fflush(stdout);
 
