@@ -145,8 +145,12 @@ int leafcache_put(struct leafcache *lc, const char *key, X509 *leaf, int64_t ref
 	push_newest(lc, n);
 	lc->count++;
 	while (lc->count > lc->size) {
+		/* Never NULL while count > size; said so for the compiler (-Wnull-dereference). */
 		struct entry *old = lc->oldest;
-		drop(lc, find(lc, old->key, old->keylen));
+		struct entry **op = old != NULL ? find(lc, old->key, old->keylen) : NULL;
+		if (op == NULL || *op == NULL)
+			break;
+		drop(lc, op);
 	}
 	pthread_mutex_unlock(&lc->mu);
 	return 0;
