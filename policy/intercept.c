@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "urlpath.h"
 
@@ -221,37 +222,87 @@ static bool method_listed(const struct policy_intercept_req *e, const char *m, s
 		return true;
 	if (m == NULL)
 		return false;
-	/* Exact bytes: methods are case-sensitive (RFC 9110 §9.1). */
+	/* Methods are case-sensitive (RFC 9110 §9.1), but some servers upper-case what they get:
+	 * "put" must meet a PUT deny, and an allowed GET lets "get" by (which means GET or
+	 * nothing). */
 	for (size_t i = 0; i < e->n_methods; i++)
-		if (strlen(e->methods[i]) == len && memcmp(e->methods[i], m, len) == 0)
+		if (strlen(e->methods[i]) == len && strncasecmp(e->methods[i], m, len) == 0)
 			return true;
 	return false;
 }
 
-/*
- * A copy of target whose path part has every "%2F" (either case) as '/'
- * (*len: its length); the query is copied as it is.  NULL: out of memory.
- */
-static char *slash_decoded(const char *target, size_t tlen, size_t *len)
+/* The decision on one reading of a path (no query): the checks, then the first entry. */
+static enum reason decide_one(const struct policy_intercept *ic, const char *method, size_t mlen,
+                              const char *path, size_t len, const char **rule_name, bool *entry)
 {
-	char *out = malloc(tlen + 1);
-	size_t o = 0, i = 0;
-	if (out == NULL)
-		return NULL;
-	while (i < tlen && target[i] != '?') {
-		if (target[i] == '%' && tlen - i >= 3 && target[i + 1] == '2' &&
-		    (target[i + 2] == 'f' || target[i + 2] == 'F')) {
-			out[o++] = '/';
-			i += 3;
-		} else {
-			out[o++] = target[i++];
+	size_t plen;
+	*rule_name = "";
+	*entry = false;
+	if (urlpath_check(path, len, false, &plen) != URLPATH_OK)
+		return R_INTERCEPT_BAD_PATH;
+	for (size_t i = 0; i < ic->n_requests; i++) {
+		const struct policy_intercept_req *e = &ic->requests[i];
+		if (method_listed(e, method, mlen) && urlpath_glob_match(e->glob, path, plen)) {
+			*rule_name = e->name;
+			*entry = true;
+			return e->allow ? R_ALLOWED : R_INTERCEPT_DENIED;
 		}
 	}
-	while (i < tlen)
-		out[o++] = target[i++];
-	out[o] = '\0';
-	*len = o;
-	return out;
+	*rule_name = "default";
+	return ic->default_allow ? R_ALLOWED : R_INTERCEPT_DENIED;
+}
+
+/* One reading of a path: its bytes (NUL included, if the path has one) and length. */
+struct reading {
+	const char *p;
+	size_t len;
+};
+
+/*
+ * The readings of a path a server may act on, written one after another into
+ * out (*n: how many, at most 4): the path as sent (with encoded_slash: decode,
+ * "%2F" as '/'); without the ";parameters" of its segments, as servlet
+ * containers read it; and either without a trailing '/', as many frameworks
+ * route it.  out needs 4 * len bytes.
+ */
+static void readings(const struct policy_intercept *ic, const char *path, size_t len, char *out,
+                     struct reading rd[4], size_t *n)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (ic->decode_encoded_slash && path[i] == '%' && len - i >= 3 &&
+		    path[i + 1] == '2' && (path[i + 2] == 'f' || path[i + 2] == 'F')) {
+			out[o++] = '/';
+			i += 2;
+		} else {
+			out[o++] = path[i];
+		}
+	}
+	rd[0] = (struct reading){out, o};
+	*n = 1;
+	char *next = out + o;
+	if (memchr(out, ';', o) != NULL) {
+		size_t k = 0;
+		bool skip = false;
+		for (size_t i = 0; i < o; i++) {
+			if (out[i] == '/')
+				skip = false;
+			else if (out[i] == ';')
+				skip = true;
+			if (!skip)
+				next[k++] = out[i];
+		}
+		rd[(*n)++] = (struct reading){next, k};
+		next += k;
+	}
+	size_t have = *n;
+	for (size_t j = 0; j < have; j++) {
+		if (rd[j].len > 1 && rd[j].p[rd[j].len - 1] == '/') {
+			memcpy(next, rd[j].p, rd[j].len - 1);
+			rd[(*n)++] = (struct reading){next, rd[j].len - 1};
+			next += rd[j].len - 1;
+		}
+	}
 }
 
 enum reason policy_intercept_decide(const struct policy_intercept *ic, const char *method,
@@ -259,35 +310,37 @@ enum reason policy_intercept_decide(const struct policy_intercept *ic, const cha
                                     const char **rule_name)
 {
 	const char *unused;
-	size_t plen;
 
 	if (rule_name == NULL)
 		rule_name = &unused;
 	*rule_name = "";
 	if (ic == NULL)
 		return R_INTERCEPT_DENIED;
-	char *decoded = NULL;
-	if (ic->decode_encoded_slash) {
-		if ((decoded = slash_decoded(target, tlen, &tlen)) == NULL)
-			return R_INTERCEPT_BAD_PATH; /* out of memory: fail closed */
-		target = decoded;
-	}
-	enum reason why = ic->default_allow ? R_ALLOWED : R_INTERCEPT_DENIED;
-	if (urlpath_check(target, tlen, false, &plen) != URLPATH_OK) {
-		why = R_INTERCEPT_BAD_PATH;
-		goto out;
-	}
-	*rule_name = "default";
-	for (size_t i = 0; i < ic->n_requests; i++) {
-		const struct policy_intercept_req *e = &ic->requests[i];
-		if (method_listed(e, method, mlen) && urlpath_glob_match(e->glob, target, plen)) {
-			*rule_name = e->name;
-			why = e->allow ? R_ALLOWED : R_INTERCEPT_DENIED;
-			break;
+	/* The query is never matched; a '#' anywhere is refused (urlpath_check). */
+	const char *q = target != NULL ? memchr(target, '?', tlen) : NULL;
+	if (target == NULL || tlen == 0 || memchr(target, '#', tlen) != NULL)
+		return R_INTERCEPT_BAD_PATH;
+	size_t len = q != NULL ? (size_t)(q - target) : tlen;
+	char *buf = malloc(4 * len + 1);
+	if (buf == NULL)
+		return R_INTERCEPT_BAD_PATH; /* out of memory: fail closed */
+	struct reading rd[4];
+	size_t n;
+	readings(ic, target, len, buf, rd, &n);
+	/* The path as sent decides, unless another reading is a bad path or meets a deny entry
+	 * (a reading that only falls to default: deny does not refuse: "/org/" allowed by an
+	 * entry is not refused because "/org" is not). */
+	bool entry;
+	enum reason why = decide_one(ic, method, mlen, rd[0].p, rd[0].len, rule_name, &entry);
+	for (size_t i = 1; i < n && why != R_INTERCEPT_BAD_PATH; i++) {
+		const char *name;
+		enum reason one = decide_one(ic, method, mlen, rd[i].p, rd[i].len, &name, &entry);
+		if (one == R_INTERCEPT_BAD_PATH || (one == R_INTERCEPT_DENIED && entry)) {
+			why = one;
+			*rule_name = name;
 		}
 	}
-out:
-	free(decoded);
+	free(buf);
 	return why;
 }
 

@@ -473,17 +473,19 @@ void policy_decide_host(const struct policy *p, int tier, const struct pc_host *
 			struct verdict *out);
 
 /*
- * One request inside an intercepted tunnel → R_ALLOWED, R_INTERCEPT_DENIED or
+ * One request to an intercepted host → R_ALLOWED, R_INTERCEPT_DENIED or
  * R_INTERCEPT_BAD_PATH.  target (tlen bytes) is the raw origin-form
- * request-target; a target urlpath_check refuses (no leading '/', '#',
- * a bad or forbidden escape, a dot or empty segment, a raw backslash, control or
- * non-ASCII byte: policy/urlpath.h) is R_INTERCEPT_BAD_PATH whatever the
- * rules say, *rule_name "".  Otherwise the first requests: entry whose
- * methods hold method (exact, case-sensitive; no list: any) and whose path
- * glob matches the path (query ignored, ASCII case-insensitive) decides by its
- * action, *rule_name its name; none: default decides, *rule_name "default".
- * With encoded_slash: decode, every "%2F" of the path is a '/' first (a
- * copy: out of memory is R_INTERCEPT_BAD_PATH).
+ * request-target (the query is never matched).  Its path is read the ways
+ * servers read it: as sent (with encoded_slash: decode, every "%2F" a '/'),
+ * without the segments' ";parameters", and either without a trailing '/'.
+ * A reading urlpath_check refuses (no leading '/', '#', a bad or forbidden
+ * escape, a dot or empty segment, a raw backslash, control or non-ASCII byte:
+ * policy/urlpath.h) is R_INTERCEPT_BAD_PATH whatever the rules say,
+ * *rule_name "".  Otherwise the path as sent decides by the first requests:
+ * entry whose methods hold method (ASCII case aside; no list: any) and whose
+ * glob matches (ASCII case-insensitive), *rule_name its name; none: default,
+ * *rule_name "default"; but another reading that meets a deny entry refuses,
+ * naming it.  Out of memory (the readings are a copy) is R_INTERCEPT_BAD_PATH.
  * ic NULL fails closed (R_INTERCEPT_DENIED).  rule_name may be NULL; the name
  * points into the snapshot.  Audit mode is the caller's (would_deny).
  */

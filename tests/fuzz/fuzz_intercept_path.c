@@ -117,22 +117,39 @@ static void decide_invariants(const struct urlpath_glob *g, const char *pat, con
 	struct policy_intercept ic = {.default_allow = false, .requests = &e, .n_requests = 1};
 	const char *rule = NULL;
 
+	/* Other readings of the path (without ";params", without a trailing '/') exist only when
+	 * its path part has a ';' or ends with '/'; without them the path as sent decides alone. */
+	const char *q = memchr(t, '?', tl);
+	size_t pl = q != NULL ? (size_t)(q - t) : tl;
+	bool single = memchr(t, ';', pl) == NULL && !(pl > 1 && t[pl - 1] == '/');
 	for (int round = 0; round < 2; round++) {
 		enum reason r = policy_intercept_decide(&ic, "GET", 3, t, tl, &rule);
 		require(rule != NULL, "a rule name always");
 		require(r == R_ALLOWED || r == R_INTERCEPT_DENIED || r == R_INTERCEPT_BAD_PATH,
 		        "one of three answers");
-		require((r == R_INTERCEPT_BAD_PATH) == !t_ok,
-		        "bad path exactly when check refuses");
+		require(t_ok || r == R_INTERCEPT_BAD_PATH,
+		        "a path the check refuses is a bad path");
+		if (single)
+			require((r == R_INTERCEPT_BAD_PATH) == !t_ok,
+			        "bad path exactly when check refuses");
 		if (r == R_INTERCEPT_BAD_PATH)
 			require(rule[0] == '\0', "no rule for a bad path");
+		else if (matched && e.allow)
+			require(r == R_ALLOWED && strcmp(rule, "e") == 0,
+			        "the matching allow entry decides");
 		else if (matched)
-			require(strcmp(rule, "e") == 0 && (r == R_ALLOWED) == e.allow,
-			        "the matching entry decides");
-		else
-			require(strcmp(rule, "default") == 0 &&
-			            (r == R_ALLOWED) == ic.default_allow,
+			require(r == R_INTERCEPT_DENIED && strcmp(rule, "e") == 0,
+			        "the matching deny entry decides");
+		else if (e.allow)
+			require(r == R_INTERCEPT_DENIED && strcmp(rule, "default") == 0,
+			        "default deny decides when no allow entry matched");
+		else if (single)
+			require(r == R_ALLOWED && strcmp(rule, "default") == 0,
 			        "default decides when nothing matched");
+		else
+			require(r == R_ALLOWED ? strcmp(rule, "default") == 0
+			                       : strcmp(rule, "e") == 0,
+			        "another reading meeting the deny entry refuses, naming it");
 		/* ALLOWED means the path passed the checks (its normal form was checked above). */
 		if (r == R_ALLOWED)
 			require(t_ok, "allowed only a checked path");
@@ -143,8 +160,9 @@ static void decide_invariants(const struct urlpath_glob *g, const char *pat, con
 	static const char *const post[] = {"POST"};
 	e.methods = post;
 	e.n_methods = 1;
-	require(policy_intercept_decide(&ic, "GET", 3, t, tl, &rule) ==
-	            (t_ok ? R_ALLOWED : R_INTERCEPT_BAD_PATH),
+	enum reason r = policy_intercept_decide(&ic, "GET", 3, t, tl, &rule);
+	require(r == (t_ok ? R_ALLOWED : R_INTERCEPT_BAD_PATH) ||
+	            (!single && r == R_INTERCEPT_BAD_PATH),
 	        "an entry for other methods is skipped");
 }
 
