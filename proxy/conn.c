@@ -220,22 +220,16 @@ int conn_buffered(struct conn *c)
 	           : -1;
 }
 
-/* Free a bufferevent that never touches its socket again (the transport owns it). */
-static void bev_drop(struct bufferevent *bev)
-{
-	transport_unbuffer(NULL, bev);
-}
-
 void conn_unbuffered(struct conn *c)
 {
 	transport_unbuffer(c->client, c->cbev);
-	bev_drop(c->ubev);
+	transport_unbuffer(c->upstream, c->ubev);
 	c->cbev = c->ubev = NULL;
 }
 
 void conn_upstream_done(struct conn *c)
 {
-	bev_drop(c->ubev);
+	transport_unbuffer(c->upstream, c->ubev);
 	c->ubev = NULL;
 	transport_destroy(c->upstream);
 	c->upstream = NULL;
@@ -575,7 +569,7 @@ void conn_close_all(struct conn_env *env)
 static void finish_check(struct conn *c)
 {
 	if (c->ubev != NULL && evbuffer_get_length(bufferevent_get_output(c->ubev)) == 0) {
-		bev_drop(c->ubev);
+		transport_unbuffer(c->upstream, c->ubev);
 		c->ubev = NULL;
 		transport_destroy(c->upstream);
 		c->upstream = NULL;
@@ -627,7 +621,7 @@ void conn_finish(struct conn *c, enum reason why)
 		return;
 	if (c->reset_upstream && c->upstream != NULL) {
 		/* A refusal after 200: the upstream gets nothing more, and a reset. */
-		bev_drop(c->ubev);
+		transport_unbuffer(c->upstream, c->ubev);
 		c->ubev = NULL;
 		transport_reset(c->upstream);
 		c->upstream = NULL;

@@ -37,6 +37,7 @@ struct fwd {
 	struct http_framing req_f, resp_f;
 	struct chunked_state req_chunk, resp_chunk; /* CHUNKED framing validators */
 	uint64_t req_left, resp_left;               /* LENGTH framing: body bytes still to move */
+	uint64_t req_body; /* request body bytes moved (max_request_body) */
 	bool req_done;                              /* the request body ended by its framing */
 	bool resp_started;                          /* a final response head went to the client */
 	bool is_head;                               /* HEAD: the response has no body */
@@ -76,16 +77,39 @@ static void done(struct conn *c)
 		return;
 	}
 	/* An intercepted tunnel keeps its upstream session (same host, and it said keep-alive). */
-	if (c->icpt != NULL)
-		intercept_keep(c);
-	else
+	if (c->icpt == NULL)
 		conn_upstream_done(c);
+	else if (!intercept_keep(c)) {
+		conn_finish(c, R_ALLOWED);
+		return;
+	}
 	fwd_release(c);
 	/* Keep-alive: the next request on this connection is decided on its own. */
 	conn_next_exchange(c);
 }
 
 /* ---- bodies ---- */
+
+/*
+ * n more request body bytes are about to go upstream: R_ALLOWED, or
+ * R_INTERCEPT_BODY_TOO_LARGE past the host rule's intercept.max_request_body
+ * (the upstream is then reset, never sent a short body it could take as
+ * whole).  Audit mode notes it and lets it pass.
+ */
+static enum reason body_cap(struct conn *c, uint64_t n)
+{
+	uint64_t max = policy_intercept_max_body(c->verdict.intercept);
+	struct fwd *h = c->fwd;
+	h->req_body += n;
+	if (max == 0 || h->req_body <= max)
+		return R_ALLOWED;
+	if (conn_audit_mode(c)) {
+		conn_would_deny(c, R_INTERCEPT_BODY_TOO_LARGE);
+		return R_ALLOWED;
+	}
+	c->reset_upstream = true;
+	return R_INTERCEPT_BODY_TOO_LARGE;
+}
 
 /*
  * Move one body's bytes per its framing, each charged to every cap and
@@ -124,7 +148,7 @@ static int body(struct conn *c, struct evbuffer *in, struct evbuffer *out, bool 
 	}
 	}
 	enum reason cut;
-	if (upload && c->icpt != NULL && (cut = intercept_body(c, take)) != R_ALLOWED)
+	if (upload && (cut = body_cap(c, take)) != R_ALLOWED)
 		return -(int)cut;
 	uint64_t pass = conn_charge(c, upload, take, true, &cut);
 	evbuffer_remove_buffer(in, out, (size_t)pass);

@@ -132,6 +132,10 @@ static enum reason verdict(struct conn *c, const struct tls_hello *h, bool secon
 	policy_decide_host(c->policy, c->tier, &sni, c->port, &v);
 	if (!v.allow || v.would_deny)
 		return R_TLS_SNI_NOT_ALLOWED;
+	/* A host whose rule intercepts is reached through interception only: never by naming it
+	 * in the hello of a tunnel to another host (or to an address), relayed unread. */
+	if (v.intercept != NULL)
+		return R_TLS_SNI_NOT_ALLOWED;
 	return R_ALLOWED;
 }
 

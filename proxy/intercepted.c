@@ -29,9 +29,7 @@ struct icpt {
 	char *cred;
 	size_t cred_len;
 	bool cred_present, cred_repeated;
-	const char *rule;  /* the request rule that decided this request (in c->policy), or NULL */
-	uint64_t max_body; /* this request's max_request_body (0: none) */
-	uint64_t body;     /* ... and its body bytes so far */
+	const char *rule; /* the request rule that decided this request (in c->policy), or NULL */
 };
 
 static void icpt_release(struct conn *c)
@@ -152,6 +150,10 @@ static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
 		bufferevent_setcb(c->cbev, NULL, client_out_cb, client_wait_event_cb, c);
 		bufferevent_enable(c->cbev, EV_WRITE);
+		/* A client that does not take its 200 holds an upstream session: not for long. */
+		const struct policy_tier *t = conn_tier(c);
+		conn_arm_ms(c, t != NULL ? t->hello_timeout_ms
+		                         : policy_settings(c->policy)->header_timeout_ms);
 		return;
 	}
 	char why[256] = "";
@@ -198,7 +200,11 @@ static void upstream_enter(struct conn *c)
 
 static void upstream_timeout(struct conn *c)
 {
-	conn_refuse(c, R_UPSTREAM_TIMEOUT);
+	/* The upstream's handshake did not complete; or (200 queued) the client took no 200. */
+	if (c->status == 200)
+		conn_cut(c, R_INTERCEPT_HANDSHAKE_FAILED);
+	else
+		conn_refuse(c, R_UPSTREAM_TIMEOUT);
 }
 
 /* ---- between requests: the upstream session waits for the next one ---- */
@@ -219,13 +225,17 @@ static void idle_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
-void intercept_keep(struct conn *c)
+bool intercept_keep(struct conn *c)
 {
 	c->icpt->rule = NULL; /* it points into a snapshot the next request may let go */
+	/* Bytes past the response's framing would be taken for the next request's answer. */
+	if (evbuffer_get_length(bufferevent_get_input(c->ubev)) != 0)
+		return false;
 	bufferevent_setcb(c->ubev, idle_read_cb, NULL, idle_event_cb, c);
 	bufferevent_setwatermark(c->ubev, EV_WRITE, 0, 0);
 	bufferevent_setwatermark(c->ubev, EV_READ, 0, 0);
 	bufferevent_enable(c->ubev, EV_READ);
+	return true;
 }
 
 /* ---- CS_ICPT_CLIENT: the client's handshake, with a minted certificate ---- */
@@ -331,17 +341,76 @@ int intercept_target(const struct conn *c, const struct http_req *req, struct ht
 	                                c->icpt->port, t);
 }
 
-/* A refusal the tier's mode may turn into a would-deny: true when the request stops. */
-static bool refuse_or_note(struct conn *c, enum reason why)
+/* Does the header name a method a server may act on instead of the request's own? */
+static bool method_override(struct http_view n)
 {
-	if (why == R_ALLOWED)
+	return http_token_ieq(n, "x-http-method-override") || http_token_ieq(n, "x-http-method") ||
+	       http_token_ieq(n, "x-method-override");
+}
+
+/* ... or a path it may act on instead of the target's? */
+static bool url_override(struct http_view n)
+{
+	return http_token_ieq(n, "x-original-url") || http_token_ieq(n, "x-rewrite-url");
+}
+
+/* A method override's value: one method of letters (anything else is refused). */
+static bool one_method(struct http_view v)
+{
+	if (v.len == 0 || v.len > 16)
 		return false;
-	if (conn_audit_mode(c)) {
-		conn_would_deny(c, why);
-		return false;
+	for (size_t i = 0; i < v.len; i++) {
+		char ch = v.p[i];
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z')))
+			return false;
 	}
-	conn_refuse(c, why);
 	return true;
+}
+
+/*
+ * The rules on one request: its method and path, and every other method or
+ * path a server may act on instead (the override headers that Rails, Express,
+ * Symfony and IIS honour), each of which must be allowed as well.
+ */
+static enum reason rules_decide(const struct policy_intercept *rules, const struct http_req *req,
+                                const char *path, size_t len, const char **rule)
+{
+	enum reason why =
+	    policy_intercept_decide(rules, req->method.p, req->method.len, path, len, rule);
+	for (size_t i = 0; why == R_ALLOWED && i < req->n_headers; i++) {
+		struct http_view n = req->headers[i].name, v = req->headers[i].value;
+		const char *r2 = NULL;
+		if (method_override(n))
+			why = one_method(v)
+			          ? policy_intercept_decide(rules, v.p, v.len, path, len, &r2)
+			          : R_INTERCEPT_DENIED;
+		else if (url_override(n))
+			why = policy_intercept_decide(rules, req->method.p, req->method.len, v.p,
+			                              v.len, &r2);
+		if (why != R_ALLOWED && r2 != NULL)
+			*rule = r2;
+	}
+	return why;
+}
+
+enum reason intercept_rules(struct conn *c, const struct http_req *req, const char *path,
+                            size_t len, const struct http_framing *f)
+{
+	const struct policy_intercept *rules = c->verdict.intercept;
+	if (rules == NULL)
+		return R_ALLOWED;
+	const char *rule = NULL;
+	enum reason why = rules_decide(rules, req, path, len, &rule);
+	if (c->icpt != NULL)
+		c->icpt->rule = rule != NULL && rule[0] != '\0' ? rule : NULL;
+	uint64_t max = policy_intercept_max_body(rules);
+	if (why == R_ALLOWED && max != 0 && f->kind == HTTP_FRAMING_LENGTH && f->length > max)
+		why = R_INTERCEPT_BODY_TOO_LARGE;
+	if (why != R_ALLOWED && conn_audit_mode(c)) {
+		conn_would_deny(c, why);
+		return R_ALLOWED;
+	}
+	return why;
 }
 
 void intercept_request(struct conn *c, const struct http_req *req)
@@ -352,8 +421,6 @@ void intercept_request(struct conn *c, const struct http_req *req)
 	c->port = ic->port;
 	c->have_dst = true;
 	c->dst = ic->dst;
-	ic->body = 0;
-	ic->max_body = 0;
 	ic->rule = NULL;
 	enum reason why = R_ALLOWED;
 	struct http_target t;
@@ -386,18 +453,10 @@ void intercept_request(struct conn *c, const struct http_req *req)
 		conn_refuse(c, c->verdict.reason);
 		return;
 	}
-	const struct policy_intercept *rules = c->verdict.intercept;
-	if (rules != NULL) {
-		const char *rule = NULL;
-		why = policy_intercept_decide(rules, req->method.p, req->method.len, req->target.p,
-		                              req->target.len, &rule);
-		ic->rule = rule != NULL && rule[0] != '\0' ? rule : NULL;
-		if (refuse_or_note(c, why))
-			return;
-		ic->max_body = policy_intercept_max_body(rules);
-		if (ic->max_body != 0 && f.kind == HTTP_FRAMING_LENGTH && f.length > ic->max_body &&
-		    refuse_or_note(c, R_INTERCEPT_BODY_TOO_LARGE))
-			return;
+	why = intercept_rules(c, req, t.path.p, t.path.len, &f);
+	if (why != R_ALLOWED) {
+		conn_refuse(c, why);
+		return;
 	}
 	why = conn_admit(c, false);
 	if (why != R_ALLOWED) {
@@ -408,20 +467,6 @@ void intercept_request(struct conn *c, const struct http_req *req)
 	bufferevent_disable(c->cbev, EV_READ);
 	bufferevent_setwatermark(c->cbev, EV_READ, 0, 0);
 	conn_enter(c, CS_FORWARD);
-}
-
-enum reason intercept_body(struct conn *c, uint64_t n)
-{
-	struct icpt *ic = c->icpt;
-	ic->body += n;
-	if (ic->max_body == 0 || ic->body <= ic->max_body)
-		return R_ALLOWED;
-	if (conn_audit_mode(c)) {
-		conn_would_deny(c, R_INTERCEPT_BODY_TOO_LARGE);
-		return R_ALLOWED;
-	}
-	c->reset_upstream = true;
-	return R_INTERCEPT_BODY_TOO_LARGE;
 }
 
 const struct conn_phase intercept_upstream_phase = {

@@ -11,6 +11,7 @@
 
 #include "conn.h"
 
+struct http_framing;
 struct http_req;
 struct http_target;
 
@@ -45,16 +46,24 @@ int intercept_target(const struct conn *c, const struct http_req *req, struct ht
     __attribute__((warn_unused_result));
 
 /*
- * n more bytes of this request's body are about to go upstream: R_ALLOWED,
- * or R_INTERCEPT_BODY_TOO_LARGE past the rule's max_request_body (the
- * upstream is then reset, never sent a short body it could take as whole).
+ * The request rules of the host decision c->verdict (its rule's intercept:
+ * block; none: R_ALLOWED) on a request to that host, intercepted or plain
+ * http://: its method and path (len bytes, origin-form), the methods and
+ * paths its override headers name, a Content-Length over max_request_body.
+ * R_ALLOWED (audit mode: a refusal noted as would-deny) or the refusal.
  */
-enum reason intercept_body(struct conn *c, uint64_t n);
+enum reason intercept_rules(struct conn *c, const struct http_req *req, const char *path,
+                            size_t len, const struct http_framing *f)
+    __attribute__((warn_unused_result));
 
 /* The request rule that decided this exchange, for its record; NULL: none (the session's own). */
 const char *intercept_rule(const struct conn *c);
 
-/* An exchange ended with both sides willing to go on: keep the upstream session for the next. */
-void intercept_keep(struct conn *c);
+/*
+ * An exchange ended with both sides willing to go on: keep the upstream
+ * session for the next.  False: it cannot be kept (the upstream sent more
+ * than its response): end the connection.
+ */
+bool intercept_keep(struct conn *c) __attribute__((warn_unused_result));
 
 #endif

@@ -103,6 +103,17 @@ static enum reason plain_target(struct conn *c, const struct http_req *req)
 	return R_ALLOWED;
 }
 
+/* A plain request to a host whose rule intercepts: its method and path decided by the rule. */
+static enum reason plain_rules(struct conn *c, const struct http_req *req)
+{
+	struct http_target t;
+	struct http_framing f;
+	if (http_target_parse(req->target.p, req->target.len, &t) != 0 ||
+	    http_req_framing(req, &f) != 0)
+		return R_BAD_REQUEST; /* plain_target accepted both a moment ago */
+	return intercept_rules(c, req, t.path.p, t.path.len, &f);
+}
+
 /* The request's User-Agent for the record (the first one; long values are cut). */
 static void keep_user_agent(struct conn *c, const struct http_req *req)
 {
@@ -174,9 +185,10 @@ static void decide(struct conn *c, const struct http_req *req, size_t head_len)
 	if (c->verdict.would_deny)
 		conn_would_deny(c, c->verdict.reason);
 	why = c->verdict.allow ? conn_admit(c, plain) : c->verdict.reason;
-	/* A CONNECT to a host its rule intercepts: the session's state, before the dial. */
-	if (why == R_ALLOWED && !plain && c->verdict.intercept != NULL)
-		why = intercept_prepare(c, &cred);
+	/* A host its rule intercepts: a CONNECT gets the session's state before the dial; a
+	 * plain request, whose head is here to read, gets the rule's request rules now. */
+	if (why == R_ALLOWED && c->verdict.intercept != NULL)
+		why = plain ? plain_rules(c, req) : intercept_prepare(c, &cred);
 	if (why != R_ALLOWED) {
 		conn_refuse(c, why);
 		return;
