@@ -184,7 +184,6 @@ struct conn {
 	/* ---- core: list, state, deadline, the two peers ---- */
 	struct conn_env *env;
 	struct conn *prev, *next; /* env's open list; `next` links the reap list once closed */
-	enum conn_state state;
 	struct event *timer;             /* the one deadline of the current state */
 	struct transport *client;        /* the client, until closed */
 	struct transport *upstream;      /* the upstream, once connected */
@@ -193,6 +192,8 @@ struct conn {
 	bool client_eof, upstream_eof;   /* each peer has sent its FIN */
 	bool client_shut, upstream_shut; /* our write side towards each is shut */
 	bool reset_upstream;             /* close the upstream with a RST (a refusal after 200) */
+	/* (fields are ordered so that an idle tunnel's object has no holes to speak of) */
+	enum conn_state state;
 	enum reason first_eof;           /* the close reason once both sides are done */
 	enum reason finish_reason;       /* CS_FINISHING: why it ends */
 
@@ -206,8 +207,7 @@ struct conn {
 	struct cert_identity *peer; /* TLS listener with client_certs: the client's certificate */
 	size_t listener;            /* the worker's listen.proxy index, or CONN_LISTENER_TLS */
 	struct oidc_ident *oidc;    /* this exchange's OIDC token, for its record (malloc'd), or NULL */
-	struct src_slot *slot;  /* per-source hold, accept to close */
-	bool over_source_limit; /* audit mode: admitted past connections_per_source */
+	struct src_slot *slot;  /* per-source hold, accept to close (over_source_limit below) */
 
 	/* ---- the exchange: one request, decided and recorded on its own ---- */
 	struct policy *policy; /* the snapshot current when this request's head completed */
@@ -217,9 +217,12 @@ struct conn {
 	bool plain;          /* a plain-HTTP request (else CONNECT) */
 	bool have_request;   /* a request head was parsed: the exchange gets a record */
 	bool audited;        /* its record was written */
+	bool counted_active; /* counted in tunnels_active */
+	bool over_source_limit; /* identity: audit mode, admitted past connections_per_source */
 	size_t audit_reserved; /* room promised to its record in the audit queue (conn_admit) */
 	struct pc_host host; /* the target */
 	uint16_t port;
+	bool peek_first; /* relay.c: not a TLS port; inspect if the first client byte is 0x16 */
 	struct verdict verdict; /* the host decision; reason overwritten by a later refusal */
 	bool have_dst;
 	struct pc_addr dst;            /* the vetted address connected to */
@@ -227,7 +230,6 @@ struct conn {
 	enum reason would_deny_reason; /* ... for this reason (the first one) */
 	int status;                    /* HTTP status the client saw */
 	uint32_t retry_after;          /* Retry-After seconds of a 429 / 503 (0: none) */
-	bool counted_active;           /* counted in tunnels_active */
 	uint64_t t0_mono, t0_wall;     /* start of the exchange */
 	uint64_t t_head;               /* its request head completed (monotonic ns) */
 	uint64_t last_active;          /* coarse monotonic ns of the last byte moved */
@@ -245,7 +247,6 @@ struct conn {
 	struct fwd *fwd;
 	struct pphdr *pphdr;
 	struct icpt *icpt; /* intercepted.c: an intercepted tunnel, from its CONNECT to the close */
-	bool peek_first; /* relay.c: not a TLS port; inspect if the first client byte is 0x16 */
 	struct http_head_watch head_watch; /* request.c: when the head is worth parsing */
 };
 
