@@ -10,6 +10,7 @@ SPEC is a JSON object:
      "listeners": [{"name": "gh", "host": "198.51.100.10", "port": 443,
                     "cert": "gh.pem", "key": "gh.key",    # leaf then its CA
                     "alpn": ["h2", "http/1.1"]}]}        # optional: what it offers
+                                         # "plain": true: http://, no certificate
 
 Every event is one JSON line appended to EVENTS, written whole under a lock:
 
@@ -294,6 +295,9 @@ def serve(lsock, spec, tctx):
 
 def handshake_then_serve(c, spec, tctx, peer):
     c.settimeout(IO_TIMEOUT)
+    if tctx is None:  # a plain http:// listener ("plain": true): the same answers, no TLS
+        Conn(c, spec, peer).run()
+        return
     s = None
     try:
         s = tctx.wrap_socket(c, server_side=True, do_handshake_on_connect=False)
@@ -338,7 +342,8 @@ def main():
         s.bind((ls["host"], ls["port"]))
         s.listen(128)
         keep.append(s)
-        threading.Thread(target=serve, args=(s, ls, make_ctx(ls)), daemon=True).start()
+        tctx = None if ls.get("plain") else make_ctx(ls)
+        threading.Thread(target=serve, args=(s, ls, tctx), daemon=True).start()
     emit(event="ready", pid=os.getpid(), listeners=[ls["name"] for ls in spec["listeners"]])
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
 

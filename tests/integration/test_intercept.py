@@ -194,7 +194,8 @@ with ctx:
         {"name": "rogue", "host": ROGUE, "port": 443, "cert": os.path.join(rogue, "rogue.pem"),
          "key": os.path.join(rogue, "rogue.key")},
         {"name": "expired", "host": EXPIRED, "port": 443, "cert": os.path.join(pub, "expired.pem"),
-         "key": os.path.join(pub, "expired.key")}]}
+         "key": os.path.join(pub, "expired.key")},
+        {"name": "http80", "host": GH, "port": 80, "plain": True}]}
     spec_path = ctx.path("origin.json")
     ev_path = ctx.path("origin-events.jsonl")
     with open(spec_path, "w") as f:
@@ -237,6 +238,12 @@ with ctx:
         "watchers": {"mode": "audit", "sources": ["127.0.0.6/32"],
                      "allow": [rule("github.test", SECRET_RULES)]},
         "plainonly": {"sources": ["127.0.0.7/32"], "allow": [rule("plain.test")]},
+        # plain http:// to a host whose rule intercepts (its ports include 80)
+        "http80": {"sources": ["127.0.0.8/32"], "allow": [
+            {"host": "registry.test", "ports": [80, 443], "intercept": NPM_RULES}]},
+        # a tunnel to another host whose TLS names an intercepted one
+        "nosnimatch": {"sources": ["127.0.0.9/32"], "tls": {"sni_must_match": False}, "allow": [
+            rule("github.test", SECRET_RULES), rule("plain.test")]},
     }
     px = harness.Proxy(ctx, "proxy", TIERS, interception={
         "ca_cert": ICA, "ca_key": os.path.join(ica, "ca.key"), "upstream_ca": PUB}).start()
@@ -1203,6 +1210,63 @@ with ctx:
         expect(rc == 0 and res and res[0]["code"] == "200", "trusting the new CA: rc %d %s %s" % (rc, res, err))
         rc, err, res, hdrs = icurl("https://github.test/pub/oldca", cacert=old_ca)
         expect(rc == 60, "trusting only the old CA: curl exit %d, want 60: %s" % (rc, err))
+
+    # ================================================================== other readings of a request
+    with ctx.case("plain http:// PUT to registry.test:80, whose rule (ports 80, 443) intercepts: the "
+                  "request rules decide it too (403 intercept_denied); a GET passes"):
+        mk = "it-%s" % uuid.uuid4().hex[:16]
+        REFUSED.append(mk)
+        r = harness.send_raw(("PUT http://registry.test/pkg HTTP/1.1\r\nHost: registry.test\r\n"
+                              "X-It-Id: %s\r\nContent-Length: 4\r\n\r\nDATA" % mk).encode(),
+                             src="127.0.0.8")
+        expect(r.status == 403 and r.reason == "intercept_denied", "plain PUT: %s" % r.describe())
+        recs = records_for(r.src_port, lambda x: get(x, "event.reason") == "intercept_denied")
+        expect(get(recs[0], "http.request.method") == "PUT" and get(recs[0], "url.path") == "/pkg",
+               "plain PUT record: %s" % json.dumps(recs[0])[:300])
+        mk = "it-%s" % uuid.uuid4().hex[:16]
+        r = harness.send_raw(("GET http://registry.test/pkg HTTP/1.1\r\nHost: registry.test\r\n"
+                              "X-It-Id: %s\r\nConnection: close\r\n\r\n" % mk).encode(), src="127.0.0.8")
+        expect(r.status == 200 and reached(mk), "plain GET: %s, origin saw %s" % (r.status, reached(mk)))
+
+    for label, target, method, host, extra, reason in (
+            ("a lowercase 'put' meets the PUT deny", "/pkg", "put", "registry.test", [], "intercept_denied"),
+            ("POST with X-HTTP-Method-Override: PUT meets the PUT deny", "/pkg", "POST", "registry.test",
+             ["X-HTTP-Method-Override: PUT"], "intercept_denied"),
+            ("an override naming two methods is refused", "/pkg", "POST", "registry.test",
+             ["X-HTTP-Method-Override: GET, PUT"], "intercept_denied"),
+            ("an allowed GET with X-Original-URL naming a denied path", "/org/app.git/info/refs", "GET",
+             "github.test", ["X-Original-URL: /secret/vault.git/info/refs"], "intercept_denied"),
+            ("/secret;x/... is /secret/... to a servlet container: the deny meets it",
+             "/secret;x/vault.git/info/refs", "GET", "github.test", [], "intercept_denied"),
+            ("/org/..;/secret/... is a dot segment to a servlet container", "/org/..;/secret/vault.git/info/refs",
+             "GET", "github.test", [], "intercept_bad_path")):
+        with ctx.case("inside interception: %s (%s)" % (label, reason)):
+            body = b"DATA" if method in ("put", "POST") else b""
+            rep, mk = request(target, method=method, host=host, body=body,
+                              headers=["Host: %s" % host] + extra)
+            REFUSED.append(mk)
+            refused_inside(rep, 403 if reason == "intercept_denied" else 400, reason, mk, method=method)
+
+    with ctx.case("a tunnel to plain.test (not intercepted) whose TLS names github.test (intercepted) is "
+                  "cut before anything reaches github.test's origin: tls_sni_not_allowed"):
+        mk = "it-%s" % uuid.uuid4().hex[:16]
+        REFUSED.append(mk)
+        r = harness.connect("plain.test:443", src="127.0.0.9")
+        expect(r.status == 200, "CONNECT: %s" % r.status)
+        c = ssl.create_default_context(cafile=PUB)
+        c.check_hostname = False
+        c.set_alpn_protocols(["http/1.1"])
+        got = None
+        try:
+            s = c.wrap_socket(r.sock, server_hostname="github.test")
+            s.sendall(("POST /secret/vault.git/git-receive-pack HTTP/1.1\r\nHost: github.test\r\n"
+                       "X-It-Id: %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % mk).encode())
+            got = s.recv(65536)
+        except (OSError, ssl.SSLError):
+            pass
+        expect(not got, "the tunnel answered %r" % got[:80] if got else "")
+        recs = records_for(r.src_port, lambda x: get(x, "event.reason") == "tls_sni_not_allowed")
+        expect(recs, "no tls_sni_not_allowed record")
 
     # ================================================================== sweep
     with ctx.case("none of the %d refused requests ever reached the origin (at least 40 refusals "
