@@ -219,10 +219,10 @@ struct conn {
 	bool audited;        /* its record was written */
 	bool counted_active; /* counted in tunnels_active */
 	bool over_source_limit; /* identity: audit mode, admitted past connections_per_source */
-	size_t audit_reserved; /* room promised to its record in the audit queue (conn_admit) */
-	struct pc_host host; /* the target */
-	uint16_t port;
 	bool peek_first; /* relay.c: not a TLS port; inspect if the first client byte is 0x16 */
+	uint16_t port;   /* the target's (`host` below) */
+	size_t audit_reserved; /* room promised to its record in the audit queue (conn_admit) */
+	struct pc_host host; /* the target (its port above) */
 	struct verdict verdict; /* the host decision; reason overwritten by a later refusal */
 	bool have_dst;
 	struct pc_addr dst;            /* the vetted address connected to */
