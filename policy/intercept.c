@@ -225,9 +225,14 @@ static bool method_listed(const struct policy_intercept_req *e, const char *m, s
 	/* Methods are case-sensitive (RFC 9110 §9.1), but some servers upper-case what they get:
 	 * "put" must meet a PUT deny, and an allowed GET lets "get" by (which means GET or
 	 * nothing). */
-	for (size_t i = 0; i < e->n_methods; i++)
+	for (size_t i = 0; i < e->n_methods; i++) {
 		if (strlen(e->methods[i]) == len && strncasecmp(e->methods[i], m, len) == 0)
 			return true;
+		/* Most frameworks answer HEAD with the GET handler: a deny of GET covers it. */
+		if (!e->allow && strcmp(e->methods[i], "GET") == 0 && len == 4 &&
+		    strncasecmp(m, "HEAD", 4) == 0)
+			return true;
+	}
 	return false;
 }
 
@@ -252,10 +257,16 @@ static enum reason decide_one(const struct policy_intercept *ic, const char *met
 	return ic->default_allow ? R_ALLOWED : R_INTERCEPT_DENIED;
 }
 
-/* One reading of a path: its bytes (NUL included, if the path has one) and length. */
+/*
+ * One reading of a path: its bytes (NUL included, if the path has one) and
+ * length; lenient: a trailing-slash reading, which refuses only as a bad path
+ * or by meeting a deny entry (not by falling to default: deny: "/org/"
+ * allowed by an entry for everything under /org/ is not refused because "/org" is not).
+ */
 struct reading {
 	const char *p;
 	size_t len;
+	bool lenient;
 };
 
 /*
@@ -278,7 +289,7 @@ static void readings(const struct policy_intercept *ic, const char *path, size_t
 			out[o++] = path[i];
 		}
 	}
-	rd[0] = (struct reading){out, o};
+	rd[0] = (struct reading){out, o, false};
 	*n = 1;
 	char *next = out + o;
 	if (memchr(out, ';', o) != NULL) {
@@ -292,14 +303,14 @@ static void readings(const struct policy_intercept *ic, const char *path, size_t
 			if (!skip)
 				next[k++] = out[i];
 		}
-		rd[(*n)++] = (struct reading){next, k};
+		rd[(*n)++] = (struct reading){next, k, false};
 		next += k;
 	}
 	size_t have = *n;
 	for (size_t j = 0; j < have; j++) {
 		if (rd[j].len > 1 && rd[j].p[rd[j].len - 1] == '/') {
 			memcpy(next, rd[j].p, rd[j].len - 1);
-			rd[(*n)++] = (struct reading){next, rd[j].len - 1};
+			rd[(*n)++] = (struct reading){next, rd[j].len - 1, true};
 			next += rd[j].len - 1;
 		}
 	}
@@ -327,15 +338,15 @@ enum reason policy_intercept_decide(const struct policy_intercept *ic, const cha
 	struct reading rd[4];
 	size_t n;
 	readings(ic, target, len, buf, rd, &n);
-	/* The path as sent decides, unless another reading is a bad path or meets a deny entry
-	 * (a reading that only falls to default: deny does not refuse: "/org/" allowed by an
-	 * entry is not refused because "/org" is not). */
+	/* The path as sent decides; every other reading must be allowed too, but a lenient one
+	 * refuses only as a bad path or by meeting a deny entry. */
 	bool entry;
 	enum reason why = decide_one(ic, method, mlen, rd[0].p, rd[0].len, rule_name, &entry);
 	for (size_t i = 1; i < n && why != R_INTERCEPT_BAD_PATH; i++) {
 		const char *name;
 		enum reason one = decide_one(ic, method, mlen, rd[i].p, rd[i].len, &name, &entry);
-		if (one == R_INTERCEPT_BAD_PATH || (one == R_INTERCEPT_DENIED && entry)) {
+		if (one == R_INTERCEPT_BAD_PATH ||
+		    (one == R_INTERCEPT_DENIED && (entry || !rd[i].lenient))) {
 			why = one;
 			*rule_name = name;
 		}

@@ -28,7 +28,7 @@ const char *urlpath_status_str(int status)
 	case URLPATH_ERR_ESCAPE:
 		return "'%' must be followed by two hex digits";
 	case URLPATH_ERR_ENCODED:
-		return "an encoded '/', '\\', NUL or control byte";
+		return "an encoded '/', '\\', NUL or control byte, or a double escape (%25XX)";
 	case URLPATH_ERR_CHAR:
 		return "a raw '\\', space, control byte or non-ASCII byte (escape it)";
 	case URLPATH_ERR_DOT_SEGMENT:
@@ -83,6 +83,31 @@ static int end_segment(struct seg *g, bool last)
 	return URLPATH_OK;
 }
 
+/* The byte at u[*j] once decoded (a valid escape counts as its byte), or -1 at end or for a
+ * bad escape; *j moves past it. */
+static int unit_at(const unsigned char *u, size_t *j, size_t end)
+{
+	if (*j >= end)
+		return -1;
+	if (u[*j] != '%') {
+		return u[(*j)++];
+	}
+	int hi = *j + 2 < end ? hexval(u[*j + 1]) : -1;
+	int lo = *j + 2 < end ? hexval(u[*j + 2]) : -1;
+	if (hi < 0 || lo < 0)
+		return -1;
+	*j += 3;
+	return hi << 4 | lo;
+}
+
+/* Do the next two units from u[j] decode to hex digits (a '%' before them is an escape)? */
+static bool escape_follows(const unsigned char *u, size_t j, size_t end)
+{
+	int a = unit_at(u, &j, end);
+	int b = a >= 0 ? unit_at(u, &j, end) : -1;
+	return a >= 0 && b >= 0 && hexval((unsigned char)a) >= 0 && hexval((unsigned char)b) >= 0;
+}
+
 int urlpath_check(const char *s, size_t len, bool pattern, size_t *path_len)
 {
 	const unsigned char *u = (const unsigned char *)s;
@@ -114,6 +139,10 @@ int urlpath_check(const char *s, size_t len, bool pattern, size_t *path_len)
 				return URLPATH_ERR_ESCAPE;
 			c = (unsigned char)(hi << 4 | lo);
 			if (c == '/' || c == '\\' || c < 0x20 || c == 0x7f)
+				return URLPATH_ERR_ENCODED;
+			/* "%252e" (or "%25%32e"): a server, or two, that decodes twice reads "%2e",
+			 * then '.': an escaped '%' before two hex digits, either escaped or not. */
+			if (c == '%' && escape_follows(u, i + 3, end))
 				return URLPATH_ERR_ENCODED;
 			i += 2;
 			g.all_dots = g.all_dots && c == '.';

@@ -14,7 +14,7 @@ enum urlpath_status {
 	URLPATH_ERR_START = -1,         /* does not start with '/' (or is empty) */
 	URLPATH_ERR_FRAGMENT = -2,      /* '#' anywhere (a client never sends a fragment) */
 	URLPATH_ERR_ESCAPE = -3,        /* '%' not followed by two hex digits */
-	URLPATH_ERR_ENCODED = -4,       /* an escape of '/', '\\', NUL or a control byte */
+	URLPATH_ERR_ENCODED = -4,       /* an escape of '/', '\\', NUL or a control byte; "%25XX" */
 	URLPATH_ERR_CHAR = -5,          /* a raw '\\', space, control byte or byte >= 0x80 */
 	URLPATH_ERR_DOT_SEGMENT = -6,   /* a segment "." or ".." (after decoding) */
 	URLPATH_ERR_EMPTY_SEGMENT = -7, /* "//": an empty segment other than the last */
@@ -35,8 +35,9 @@ const char *urlpath_status_str(int status);
  *  - every '%' is followed by two hex digits (RFC 3986 §2.1); an escape of an
  *    unreserved byte (ALPHA DIGIT - . _ ~, RFC 3986 §2.3) is the byte itself
  *    (§6.2.2.2); an escape of '/', '\\', NUL or another control byte is
- *    refused; any other escape stays an escape, its hex digits uppercased
- *    (§6.2.2.1);
+ *    refused, and so is a double escape ("%25" then two hex digits: a server
+ *    that decodes twice reads "%2e" as '.'); any other escape stays an escape, its hex digits
+ * uppercased (§6.2.2.1);
  *  - a raw '\\', space, control byte or byte >= 0x80 is refused;
  *  - after decoding, no segment is "." or ".." (RFC 3986 §5.2.4 would remove
  *    them), and no segment is empty except the last ("/a/" is fine, "/a//b"

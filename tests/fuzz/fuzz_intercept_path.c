@@ -135,8 +135,11 @@ static void decide_invariants(const struct urlpath_glob *g, const char *pat, con
 		if (r == R_INTERCEPT_BAD_PATH)
 			require(rule[0] == '\0', "no rule for a bad path");
 		else if (matched && e.allow)
-			require(r == R_ALLOWED && strcmp(rule, "e") == 0,
-			        "the matching allow entry decides");
+			require((r == R_ALLOWED && strcmp(rule, "e") == 0) ||
+			            (!single && r == R_INTERCEPT_DENIED &&
+			             strcmp(rule, "default") == 0),
+			        "the matching allow entry decides (unless the ;-less reading is "
+			        "not allowed)");
 		else if (matched)
 			require(r == R_INTERCEPT_DENIED && strcmp(rule, "e") == 0,
 			        "the matching deny entry decides");

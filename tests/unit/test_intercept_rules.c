@@ -1081,6 +1081,48 @@ static void test_readings(void **state)
 			         reason_name(r), rule, reason_name(c[i].want), c[i].rule);
 	}
 	policy_unref(p);
+
+	/* default: deny: the reading without ";params" must itself be allowed (a servlet
+	 * container serves /files/secret for /files/secret;.txt); a trailing-slash reading
+	 * that only falls to the default does not refuse. */
+	p = load_ok(HEAD
+	            "          requests:\n"
+	            "            - {name: txt, methods: [GET, POST], path: \"/files/*.txt\", "
+	            "action: allow}\n"
+	            "            - {name: org, path: \"/org/**\", action: allow}\n"
+	            "            - {name: noget, methods: [GET], path: /priv/x, action: deny}\n"
+	            "            - {name: pub, methods: [GET, HEAD], path: \"/priv/**\", "
+	            "action: allow}\n");
+	ic = rules_of(p, 0, "github.com", 443);
+	assert_non_null(ic);
+	static const struct {
+		const char *method, *target;
+		enum reason want;
+		const char *rule;
+	} d[] = {
+	    {"GET", "/files/a.txt", R_ALLOWED, "txt"},
+	    {"GET", "/files/secret;.txt", R_INTERCEPT_DENIED, "default"},
+	    {"GET", "/files/a.txt;v=1", R_INTERCEPT_DENIED, "default"}, /* as sent: no match */
+	    {"GET", "/org/", R_ALLOWED, "org"},
+	    {"GET", "/org;x/", R_INTERCEPT_DENIED, "default"},
+	    {"GET", "/org/a/", R_ALLOWED, "org"},
+	    {"GET", "/org/%252e%252e/x", R_INTERCEPT_BAD_PATH, ""}, /* decoded twice: ".." */
+	    {"GET", "/org/%25%32e%2E/x", R_INTERCEPT_BAD_PATH,
+	     ""},                                             /* the same, hex digits escaped */
+	    {"GET", "/org/%25zz", R_ALLOWED, "org"},          /* one escape, not two */
+	    {"HEAD", "/priv/x", R_INTERCEPT_DENIED, "noget"}, /* a GET deny covers HEAD */
+	    {"head", "/priv/x", R_INTERCEPT_DENIED, "noget"},
+	    {"HEAD", "/priv/y", R_ALLOWED, "pub"},
+	};
+	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+		const char *rule = NULL;
+		enum reason r = policy_intercept_decide(ic, d[i].method, strlen(d[i].method),
+		                                        d[i].target, strlen(d[i].target), &rule);
+		if (r != d[i].want || strcmp(rule, d[i].rule) != 0)
+			fail_msg("%s %s: got %s (%s), want %s (%s)", d[i].method, d[i].target,
+			         reason_name(r), rule, reason_name(d[i].want), d[i].rule);
+	}
+	policy_unref(p);
 }
 
 static void test_glob_no_blowup(void **state)
