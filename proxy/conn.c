@@ -648,8 +648,8 @@ void conn_refuse(struct conn *c, enum reason why)
 	c->have_request = true;
 	conn_audit(c, why, false);
 	char resp[512];
-	size_t n = refusal_format(why, c->status, c->retry_after, strcmp(c->method, "HEAD") == 0,
-	                          resp, sizeof(resp));
+	size_t n = refusal_format(why, c->status, c->retry_after,
+	                          strcasecmp(c->method, "HEAD") == 0, resp, sizeof(resp));
 	if (n == 0 || conn_buffered(c) != 0 || bufferevent_write(c->cbev, resp, n) != 0) {
 		conn_close(c, why);
 		return;

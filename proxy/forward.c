@@ -390,7 +390,8 @@ static void forward_enter(struct conn *c)
 		return;
 	}
 	h->upgrade = http_req_has_upgrade(&req);
-	h->is_head = req.method.len == 4 && memcmp(req.method.p, "HEAD", 4) == 0;
+	/* Any case: an origin that upper-cases the method sends HEAD's bodiless answer. */
+	h->is_head = http_token_ieq(req.method, "head");
 	h->keep_alive = http_req_keep_alive(&req);
 	h->client_10 = req.version_minor == 0;
 	h->req_left = h->req_f.kind == HTTP_FRAMING_LENGTH ? h->req_f.length : 0;

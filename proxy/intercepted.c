@@ -1,8 +1,10 @@
 /* Phase "intercept" (CS_ICPT_UPSTREAM, CS_ICPT_CLIENT) and the decision of each request inside. */
 #include "intercepted.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -12,6 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "ascii.h"
 #include "clock.h"
 #include "http_msg.h"
 #include "http_parse.h"
@@ -341,17 +344,33 @@ int intercept_target(const struct conn *c, const struct http_req *req, struct ht
 	                                c->icpt->port, t);
 }
 
+/*
+ * Is field name n the (lowercase) name w, ASCII case aside and with '_' for
+ * '-' (CGI, WSGI and some servers map both to the same HTTP_X_... variable)?
+ */
+static bool name_is(struct http_view n, const char *w)
+{
+	size_t i = 0;
+	for (; i < n.len && w[i] != '\0'; i++) {
+		char a = n.p[i];
+		a = a == '_' ? '-' : (a >= 'A' && a <= 'Z') ? (char)(a - 'A' + 'a') : a;
+		if (a != w[i])
+			return false;
+	}
+	return i == n.len && w[i] == '\0';
+}
+
 /* Does the header name a method a server may act on instead of the request's own? */
 static bool method_override(struct http_view n)
 {
-	return http_token_ieq(n, "x-http-method-override") || http_token_ieq(n, "x-http-method") ||
-	       http_token_ieq(n, "x-method-override");
+	return name_is(n, "x-http-method-override") || name_is(n, "x-http-method") ||
+	       name_is(n, "x-method-override");
 }
 
 /* ... or a path it may act on instead of the target's? */
 static bool url_override(struct http_view n)
 {
-	return http_token_ieq(n, "x-original-url") || http_token_ieq(n, "x-rewrite-url");
+	return name_is(n, "x-original-url") || name_is(n, "x-rewrite-url");
 }
 
 /* A method override's value: one method of letters (anything else is refused). */
@@ -367,6 +386,68 @@ static bool one_method(struct http_view v)
 	return true;
 }
 
+/* One query parameter's name or value, percent-decoded: its decoded length (of which the first
+ * cap bytes go to out), or SIZE_MAX for a bad escape (the target's check refused those). */
+static size_t query_part(const char *p, size_t len, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		int ch = (unsigned char)p[i];
+		if (ch == '+')
+			ch = ' ';
+		else if (ch == '%') {
+			int hi = i + 2 < len ? ascii_hex_value((unsigned char)p[i + 1]) : -1;
+			int lo = i + 2 < len ? ascii_hex_value((unsigned char)p[i + 2]) : -1;
+			if (hi < 0 || lo < 0)
+				return SIZE_MAX;
+			ch = hi << 4 | lo;
+			i += 2;
+		}
+		if (o < cap)
+			out[o] = (char)ch;
+		o++;
+	}
+	return o;
+}
+
+/*
+ * The rules on the methods the query's "_method" parameters name (Symfony and
+ * Laravel read it from the query as well as a form body): R_ALLOWED when there
+ * is none or each is an allowed method on the path.  A "_method" whose name
+ * or value cannot be read plainly is refused.
+ */
+static enum reason query_methods(const struct policy_intercept *rules, const char *target,
+                                 size_t tlen, const char *path, size_t len, const char **rule)
+{
+	const char *q = memchr(target, '?', tlen);
+	if (q == NULL)
+		return R_ALLOWED;
+	const char *end = target + tlen;
+	for (const char *p = q + 1; p < end;) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *pe = amp != NULL ? amp : end;
+		const char *eq = memchr(p, '=', (size_t)(pe - p));
+		const char *ne = eq != NULL ? eq : pe;
+		char name[8], val[16];
+		size_t nl = query_part(p, (size_t)(ne - p), name, sizeof(name));
+		/* A name that cannot be read, or that reads as _method: its value must be one
+		 * method, allowed on the path. */
+		if (nl == SIZE_MAX || (nl == 7 && strncasecmp(name, "_method", 7) == 0)) {
+			size_t vl =
+			    eq != NULL ? query_part(eq + 1, (size_t)(pe - eq - 1), val, sizeof(val))
+			               : 0;
+			struct http_view v = {val, vl};
+			if (nl == SIZE_MAX || vl > sizeof(val) || !one_method(v))
+				return R_INTERCEPT_DENIED;
+			enum reason why = policy_intercept_decide(rules, val, vl, path, len, rule);
+			if (why != R_ALLOWED)
+				return why;
+		}
+		p = pe + 1;
+	}
+	return R_ALLOWED;
+}
+
 /*
  * The rules on one request: its method and path, and every other method or
  * path a server may act on instead (the override headers that Rails, Express,
@@ -377,6 +458,12 @@ static enum reason rules_decide(const struct policy_intercept *rules, const stru
 {
 	enum reason why =
 	    policy_intercept_decide(rules, req->method.p, req->method.len, path, len, rule);
+	const char *r1 = NULL;
+	if (why == R_ALLOWED &&
+	    (why = query_methods(rules, req->target.p, req->target.len, path, len, &r1)) !=
+	        R_ALLOWED &&
+	    r1 != NULL)
+		*rule = r1;
 	for (size_t i = 0; why == R_ALLOWED && i < req->n_headers; i++) {
 		struct http_view n = req->headers[i].name, v = req->headers[i].value;
 		const char *r2 = NULL;
@@ -406,6 +493,9 @@ enum reason intercept_rules(struct conn *c, const struct http_req *req, const ch
 	uint64_t max = policy_intercept_max_body(rules);
 	if (why == R_ALLOWED && max != 0 && f->kind == HTTP_FRAMING_LENGTH && f->length > max)
 		why = R_INTERCEPT_BODY_TOO_LARGE;
+	/* After a 101 the bytes would be relayed unread (h2c: a whole HTTP/2 connection). */
+	if (why == R_ALLOWED && http_req_has_upgrade(req))
+		why = R_UPGRADE_NOT_ALLOWED;
 	if (why != R_ALLOWED && conn_audit_mode(c)) {
 		conn_would_deny(c, why);
 		return R_ALLOWED;
