@@ -239,7 +239,7 @@ with ctx:
                      "allow": [rule("github.test", SECRET_RULES)]},
         "plainonly": {"sources": ["127.0.0.7/32"], "allow": [rule("plain.test")]},
         # plain http:// to a host whose rule intercepts (its ports include 80)
-        "http80": {"sources": ["127.0.0.8/32"], "allow": [
+        "http80": {"sources": ["127.0.0.8/32"], "http": {"allow_upgrade": True}, "allow": [
             {"host": "registry.test", "ports": [80, 443], "intercept": NPM_RULES}]},
         # a tunnel to another host whose TLS names an intercepted one
         "nosnimatch": {"sources": ["127.0.0.9/32"], "tls": {"sni_must_match": False}, "allow": [
@@ -1227,6 +1227,14 @@ with ctx:
         r = harness.send_raw(("GET http://registry.test/pkg HTTP/1.1\r\nHost: registry.test\r\n"
                               "X-It-Id: %s\r\nConnection: close\r\n\r\n" % mk).encode(), src="127.0.0.8")
         expect(r.status == 200 and reached(mk), "plain GET: %s, origin saw %s" % (r.status, reached(mk)))
+        # The tier allows Upgrade, but after a 101 nothing would be decided any more (h2c).
+        mk = "it-%s" % uuid.uuid4().hex[:16]
+        REFUSED.append(mk)
+        r = harness.send_raw(("GET http://registry.test/pkg HTTP/1.1\r\nHost: registry.test\r\n"
+                              "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                              "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-It-Id: %s\r\n\r\n" % mk).encode(),
+                             src="127.0.0.8")
+        expect(r.status == 403 and r.reason == "upgrade_not_allowed", "plain h2c upgrade: %s" % r.describe())
 
     for label, target, method, host, extra, reason in (
             ("a lowercase 'put' meets the PUT deny", "/pkg", "put", "registry.test", [], "intercept_denied"),
@@ -1239,6 +1247,16 @@ with ctx:
             ("/secret;x/... is /secret/... to a servlet container: the deny meets it",
              "/secret;x/vault.git/info/refs", "GET", "github.test", [], "intercept_denied"),
             ("/org/..;/secret/... is a dot segment to a servlet container", "/org/..;/secret/vault.git/info/refs",
+             "GET", "github.test", [], "intercept_bad_path"),
+            ("/org/evil;.git/git-receive-pack matches the org push glob as sent, but a servlet "
+             "container reads /org/evil/git-receive-pack, which no entry allows", "/org/evil;.git/git-receive-pack",
+             "POST", "github.test", [], "intercept_denied"),
+            ("X_HTTP_Method_Override (underscores: CGI and WSGI read it as the same variable)", "/pkg", "POST",
+             "registry.test", ["X_HTTP_Method_Override: PUT"], "intercept_denied"),
+            ("POST /pkg?_method=PUT (Symfony, Laravel read _method from the query)", "/pkg?a=1&_method=PUT",
+             "POST", "registry.test", [], "intercept_denied"),
+            ("POST /pkg?%5Fmethod=put", "/pkg?%5Fmethod=put", "POST", "registry.test", [], "intercept_denied"),
+            ("a double escape (%252e%252e: '..' to a server that decodes twice)", "/pub/%252e%252e/secret/x",
              "GET", "github.test", [], "intercept_bad_path")):
         with ctx.case("inside interception: %s (%s)" % (label, reason)):
             body = b"DATA" if method in ("put", "POST") else b""
