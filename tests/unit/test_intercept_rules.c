@@ -1042,6 +1042,25 @@ static void test_encoded_slash(void **state)
 	policy_unref(p);
 }
 
+/* One decision to check: method, target, and the outcome with the entry that decided. */
+struct dcase {
+	const char *method, *target;
+	enum reason want;
+	const char *rule;
+};
+
+static void check_decisions(const struct policy_intercept *ic, const struct dcase *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *rule = NULL;
+		enum reason r = policy_intercept_decide(ic, c[i].method, strlen(c[i].method),
+		                                        c[i].target, strlen(c[i].target), &rule);
+		if (r != c[i].want || strcmp(rule, c[i].rule) != 0)
+			fail_msg("%s %s: got %s (%s), want %s (%s)", c[i].method, c[i].target,
+			         reason_name(r), rule, reason_name(c[i].want), c[i].rule);
+	}
+}
+
 /* Every reading a server may give a path must pass: without ";params" (servlet containers),
  * without a trailing '/' (many frameworks); a deny entry any reading meets refuses. */
 static void test_readings(void **state)
@@ -1055,11 +1074,7 @@ static void test_readings(void **state)
 	                 "action: deny}\n");
 	const struct policy_intercept *ic = rules_of(p, 0, "github.com", 443);
 	assert_non_null(ic);
-	static const struct {
-		const char *method, *target;
-		enum reason want;
-		const char *rule;
-	} c[] = {
+	static const struct dcase c[] = {
 	    {"GET", "/secret;x/vault.git/info/refs", R_INTERCEPT_DENIED, "s"},
 	    {"GET", "/secret;jsessionid=1/a", R_INTERCEPT_DENIED, "s"},
 	    {"GET", "/x/", R_INTERCEPT_DENIED, "x"},
@@ -1072,14 +1087,7 @@ static void test_readings(void **state)
 	    {"GET", "/xy", R_ALLOWED, "default"},
 	    {"GET", "/pub;v=1/a/", R_ALLOWED, "default"},
 	};
-	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
-		const char *rule = NULL;
-		enum reason r = policy_intercept_decide(ic, c[i].method, strlen(c[i].method),
-		                                        c[i].target, strlen(c[i].target), &rule);
-		if (r != c[i].want || strcmp(rule, c[i].rule) != 0)
-			fail_msg("%s %s: got %s (%s), want %s (%s)", c[i].method, c[i].target,
-			         reason_name(r), rule, reason_name(c[i].want), c[i].rule);
-	}
+	check_decisions(ic, c, sizeof(c) / sizeof(c[0]));
 	policy_unref(p);
 
 	/* default: deny: the reading without ";params" must itself be allowed (a servlet
@@ -1095,11 +1103,7 @@ static void test_readings(void **state)
 	            "action: allow}\n");
 	ic = rules_of(p, 0, "github.com", 443);
 	assert_non_null(ic);
-	static const struct {
-		const char *method, *target;
-		enum reason want;
-		const char *rule;
-	} d[] = {
+	static const struct dcase d[] = {
 	    {"GET", "/files/a.txt", R_ALLOWED, "txt"},
 	    {"GET", "/files/secret;.txt", R_INTERCEPT_DENIED, "default"},
 	    {"GET", "/files/a.txt;v=1", R_INTERCEPT_DENIED, "default"}, /* as sent: no match */
@@ -1114,14 +1118,7 @@ static void test_readings(void **state)
 	    {"head", "/priv/x", R_INTERCEPT_DENIED, "noget"},
 	    {"HEAD", "/priv/y", R_ALLOWED, "pub"},
 	};
-	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
-		const char *rule = NULL;
-		enum reason r = policy_intercept_decide(ic, d[i].method, strlen(d[i].method),
-		                                        d[i].target, strlen(d[i].target), &rule);
-		if (r != d[i].want || strcmp(rule, d[i].rule) != 0)
-			fail_msg("%s %s: got %s (%s), want %s (%s)", d[i].method, d[i].target,
-			         reason_name(r), rule, reason_name(d[i].want), d[i].rule);
-	}
+	check_decisions(ic, d, sizeof(d) / sizeof(d[0]));
 	policy_unref(p);
 }
 
