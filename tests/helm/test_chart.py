@@ -629,6 +629,72 @@ def assert_tls_files(r):
     check(used == {m["name"] for m in tls_mounts}, f"TLS mounts {sorted(m['name'] for m in tls_mounts)} not all used")
 
 
+def intercept_rules(values, policy):
+    """[(tier, host)] of the policy's allow rules that have intercept:."""
+    return [(name, rule.get("host")) for name, tier in (policy.get("tiers") or {}).items()
+            for rule in ((tier or {}).get("allow") or []) if isinstance(rule, dict) and "intercept" in rule]
+
+
+def assert_interception(r):
+    """interception.caSecretName: the policy's interception section names the Secret's tls.crt and
+    tls.key (and the upstream CA bundle's key) in directories mounted read-only from the Secret or
+    ConfigMap the values name, without subPath, so that the daemon's directory watch sees a renewed
+    CA; leaf_lifetime and cache_size follow the values; the pods carry checksum/interception.
+    Without it: no section, no volumes, no annotation, and no tier intercepts."""
+    _, _, policy = policy_of(r)
+    _, meta, pod = gateway_pod(r)
+    i = r.values["interception"]
+    c = pod["containers"][0]
+    mounts = [m for m in c["volumeMounts"] if m["name"].startswith("intercept-")]
+    volumes = [v for v in pod["volumes"] if v["name"].startswith("intercept-")]
+    annotations = meta.get("annotations") or {}
+    if not i["caSecretName"]:
+        check("interception" not in policy, "an interception section although interception.caSecretName is empty")
+        check(not mounts and not volumes, "interception volumes although interception.caSecretName is empty")
+        check("checksum/interception" not in annotations, "checksum/interception although interception is off")
+        check(not intercept_rules(r.values, policy), "a tier intercepts, but the chart rendered no interception CA")
+        return
+    ic = policy.get("interception")
+    check(isinstance(ic, dict), "no interception section although interception.caSecretName is set")
+    upstream = i["upstreamCA"]
+    want = {"ca_cert": ("tls.crt", {"secretName": i["caSecretName"], "configMapName": "", "key": "tls.crt"}),
+            "ca_key": ("tls.key", {"secretName": i["caSecretName"], "configMapName": "", "key": "tls.key"})}
+    if upstream["secretName"] or upstream["configMapName"]:
+        want["upstream_ca"] = (upstream["key"], upstream)
+    check(set(ic) == set(want) | {"leaf_lifetime", "cache_size"}, f"interception has {sorted(ic)}")
+    check(ic["leaf_lifetime"] == i["leafLifetime"], f"interception.leaf_lifetime is {ic['leaf_lifetime']}")
+    check(ic["cache_size"] == i["cacheSize"], f"interception.cache_size is {ic['cache_size']}")
+    used = set()
+    for key, (fname, src) in want.items():
+        path = ic[key]
+        d, name = os.path.dirname(path), os.path.basename(path)
+        check(name == fname, f"interception.{key}: file {name}, the values name key {fname}")
+        ms = [m for m in c["volumeMounts"] if m["mountPath"] == d]
+        check(len(ms) == 1, f"interception.{key} {path}: its directory is not mounted (exactly once)")
+        m = ms[0]
+        check(m.get("readOnly") is True and "subPath" not in m and "subPathExpr" not in m,
+              f"interception.{key}: {d} must be mounted read-only as a directory (no subPath) for rotation")
+        vol = [v for v in pod["volumes"] if v["name"] == m["name"]][0]
+        used.add(m["name"])
+        if src["secretName"]:
+            check(vol.get("secret", {}).get("secretName") == src["secretName"],
+                  f"interception.{key}: volume is not Secret {src['secretName']}: {vol}")
+            items = vol["secret"].get("items")
+        else:
+            check(vol.get("configMap", {}).get("name") == src["configMapName"],
+                  f"interception.{key}: volume is not ConfigMap {src['configMapName']}: {vol}")
+            items = vol["configMap"].get("items")
+        check(items is None or {"key": src["key"], "path": name} in items,
+              f"interception.{key}: the volume does not project {src['key']} as {name}")
+        if key == "ca_cert":
+            check(items is not None and {it["key"] for it in items} == {"tls.crt", "tls.key"},
+                  f"the CA volume projects {items}: only tls.crt and tls.key belong in the pod")
+    check(used == {m["name"] for m in mounts}, f"interception mounts {sorted(m['name'] for m in mounts)} not all used")
+    check({v["name"] for v in volumes} == used, f"interception volumes {sorted(v['name'] for v in volumes)} not all mounted")
+    check(re.fullmatch(r"[0-9a-f]{64}", annotations.get("checksum/interception", "")),
+          "no checksum/interception annotation: a changed section would not roll the pods")
+
+
 def expected_kube_identity(k):
     """identity.kubernetes as the chart must write it from the kubernetesIdentity values."""
     out = {}
@@ -870,6 +936,18 @@ def assert_notes(r):
               "NOTES.txt does not give the PROXY protocol port and its trusted peers")
     else:
         check("PROXY protocol" not in notes, "NOTES.txt talks about PROXY protocol although it is off")
+    ic = r.values["interception"]
+    if ic["caSecretName"]:
+        check(f"TLS interception: the CA in Secret {ic['caSecretName']}" in notes and "interception.md" in notes,
+              "NOTES.txt does not say that interception is on, with which CA, and that runners must trust it")
+        rules = intercept_rules(r.values, policy_of(r)[2])
+        for tier in {t for t, _ in rules}:
+            hosts = ", ".join(h for t, h in rules if t == tier)
+            check(f"tier {tier}: {hosts}" in notes, f"NOTES.txt does not list what tier {tier} intercepts ({hosts})")
+        check(("nothing is intercepted" in notes) == (not rules),
+              "NOTES.txt and the tiers disagree on whether anything is intercepted")
+    else:
+        check("TLS interception" not in notes, "NOTES.txt talks about interception although it is off")
     kube = r.values["kubernetesIdentity"]
     sync = ("kubernetes pod map not synced", "/readyz", "portcullis_kube_synced")
     if kube["enabled"]:
@@ -1184,6 +1262,8 @@ def run_render_group(args, t):
                assert_audit_stream, r)
         t.case(f"{name}: the TLS listener's certificate, key, client CA and CRL are directories mounted read-only "
                "from the Secret, ConfigMap or SPIFFE CSI volume the values name", assert_tls_files, r)
+        t.case(f"{name}: the interception CA's certificate and key (and the upstream CA bundle) are directories "
+               "mounted read-only from the Secret or ConfigMap the values name", assert_interception, r)
         t.case(f"{name}: identity.kubernetes in the policy follows kubernetesIdentity", assert_kube_identity, r)
         t.case(f"{name}: gateway NetworkPolicy (ingress by namespace, egress to resolvers and upstreams only)",
                assert_gateway_netpol, r)
@@ -1199,6 +1279,7 @@ def run_render_group(args, t):
                assert_monitoring, args, r, out)
     run_kube_watch_group(args, t)
     run_tls_listener_restart_group(args, t)
+    run_interception_restart_group(args, t)
 
 
 def render_objects(args, value_files, tag):
@@ -1275,6 +1356,40 @@ def run_tls_listener_restart_group(args, t):
         check("checksum/tls-listener" not in (gateway_pod(r)[1].get("annotations") or {}),
               "checksum/tls-listener although tls is off")
     t.case("no checksum/tls-listener without the TLS listener", absent)
+
+
+def run_interception_restart_group(args, t):
+    """checksum/interception changes exactly when the policy's interception section changes (read
+    at start-up: paths, leaf_lifetime, cache_size), and stays when only the tiers' intercept:
+    rules (reloaded) change."""
+    base = os.path.join(args.here, "values", "interception.yaml")
+    cases = [
+        ("a tier's intercept: rules (they reload)",
+         {"tiers": {"standard": {"sources": ["10.244.0.0/16"], "allow": [
+             {"host": "github.com", "intercept": {"default": "allow"}}]}}}, False),
+        ("leafLifetime", {"interception": {"leafLifetime": "48h"}}, True),
+        ("cacheSize", {"interception": {"cacheSize": 100}}, True),
+        ("the upstream CA's key (its path)", {"interception": {"upstreamCA": {"key": "roots.pem"}}}, True),
+        ("no upstream CA (the system trust store)",
+         {"interception": {"upstreamCA": {"configMapName": ""}}}, True),
+    ]
+    for what, override, restarts in cases:
+        def compare(override=override, restarts=restarts):
+            tag = "interception-" + re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-")
+            extra = os.path.join(args.workdir, tag + ".yaml")
+            with open(extra, "w") as fh:
+                yaml.safe_dump(override, fh)
+            a = render_objects(args, [base], tag + "-a")
+            b = render_objects(args, [base, extra], tag + "-b")
+            ann = [(gateway_pod(x)[1].get("annotations") or {}).get("checksum/interception") for x in (a, b)]
+            pol = [policy_of(x)[2] for x in (a, b)]
+            check(pol[0] != pol[1], "the override did not change the policy")
+            check(all(re.fullmatch(r"[0-9a-f]{64}", x or "") for x in ann), f"no checksum/interception: {ann}")
+            if restarts:
+                check(ann[0] != ann[1], "checksum/interception unchanged: the pods would keep the old section")
+            else:
+                check(ann[0] == ann[1], "checksum/interception changed, although the daemon reloads this")
+        t.case(f"checksum/interception {'changes' if restarts else 'stays'} with {what}", compare)
 
 
 # Single changes to a valid kubernetesIdentity: values.schema.json must accept
@@ -1499,6 +1614,111 @@ def run_tls_pp_agreement_group(args, t):
                f"{'only' if accepted == 'strict' else 'and by portcullis --check'}", agree)
 
 
+def _ic(**kw):
+    return {"interception": kw}
+
+
+def _icpt(**kw):
+    return {"intercept": kw}
+
+
+def _req(**kw):
+    req = {"path": "/our-org/**", "action": "allow"}
+    req.update(kw)
+    return _icpt(default="deny", requests=[req])
+
+
+INTERCEPT_AGREEMENT = [
+    # (what, changes to interception (values) or to one rule's intercept: block, accepted:
+    #  True, False or "strict" = the schema only)
+    ("leafLifetime 1h", _ic(leafLifetime="1h"), True),
+    ("leafLifetime 720h", _ic(leafLifetime="720h"), True),
+    ("leafLifetime 721h", _ic(leafLifetime="721h"), False),
+    ("leafLifetime 60m", _ic(leafLifetime="60m"), True),
+    ("leafLifetime 59m", _ic(leafLifetime="59m"), False),
+    ("leafLifetime 43200m", _ic(leafLifetime="43200m"), True),
+    ("leafLifetime 43201m", _ic(leafLifetime="43201m"), False),
+    ("leafLifetime 0", _ic(leafLifetime="0"), False),
+    ("leafLifetime 3600s (hours or minutes only)", _ic(leafLifetime="3600s"), "strict"),
+    ("cacheSize 1", _ic(cacheSize=1), True),
+    ("cacheSize 100000", _ic(cacheSize=100000), True),
+    ("cacheSize 100001", _ic(cacheSize=100001), False),
+    ("cacheSize 0", _ic(cacheSize=0), False),
+    ("an empty intercept: block", _icpt(), True),
+    ("default allow", _icpt(default="allow"), True),
+    ("default maybe", _icpt(default="maybe"), False),
+    ("encoded_slash decode", _icpt(encoded_slash="decode"), True),
+    ("encoded_slash keep", _icpt(encoded_slash="keep"), False),
+    ("max_request_body 1MiB", _icpt(max_request_body="1MiB"), True),
+    ("max_request_body 1", _icpt(max_request_body=1), True),
+    ("max_request_body 0", _icpt(max_request_body=0), False),
+    ("an unknown key", _icpt(defualt="deny"), False),
+    ("a request entry", _req(), True),
+    ("methods any", _req(methods="any"), True),
+    ("methods [GET, POST]", _req(methods=["GET", "POST"]), True),
+    ("a lowercase method", _req(methods=["get"]), False),
+    ("methods CONNECT", _req(methods=["CONNECT"]), False),
+    ("a method listed twice", _req(methods=["GET", "GET"]), False),
+    ("an empty methods list", _req(methods=[]), False),
+    ("action deny", _req(action="deny"), True),
+    ("action maybe", _req(action="maybe"), False),
+    ("a path without a leading /", _req(path="our-org/**"), False),
+    ("a path with a query", _req(path="/a?b"), False),
+    ("a path with a #", _req(path="/a#b"), False),
+    ("a path with a backslash", _req(path="/a\\b"), False),
+    ("a path of 1024 bytes", _req(path="/" + "a" * 1023), True),
+    ("a path of 1025 bytes", _req(path="/" + "a" * 1024), False),
+    ("a request without a path", {"intercept": {"requests": [{"action": "allow"}]}}, False),
+    ("a request without an action", {"intercept": {"requests": [{"path": "/a"}]}}, False),
+    ("a 128-character name", _req(name="n" * 128), True),
+    ("a 129-character name", _req(name="n" * 129), False),
+    ("256 request entries", _icpt(requests=[{"path": f"/p{i}", "action": "allow"} for i in range(256)]), True),
+    ("257 request entries", _icpt(requests=[{"path": f"/p{i}", "action": "allow"} for i in range(257)]), False),
+]
+
+
+def run_intercept_agreement_group(args, t):
+    """Single changes to interception and to a rule's intercept: block: values.schema.json and
+    portcullis --check (on the policy the chart writes from them) accept or refuse alike."""
+    schema = load_schema(args)
+    p, out, defaults = render(args, [os.path.join(args.here, "values", "defaults.yaml")], "intercept-agreement")
+    policy = yaml.safe_load(policy_of(Rendered("defaults", [], load_all(p.stdout), defaults, ""))[1]) \
+        if p.returncode == 0 else None
+    for i, (what, changes, accepted) in enumerate(INTERCEPT_AGREEMENT):
+        def agree(i=i, changes=changes, accepted=accepted):
+            check(policy is not None, f"the defaults do not render:\n{p.stderr}")
+            check(args.portcullis, "no portcullis binary given (--portcullis)")
+            values = copy.deepcopy(defaults)
+            values["interception"]["caSecretName"] = "portcullis-intercept-ca"
+            values["interception"].update(copy.deepcopy(changes.get("interception", {})))
+            rule = {"host": "github.com", "intercept": copy.deepcopy(changes.get("intercept", {"default": "deny"}))}
+            values["tiers"] = {"standard": {"sources": ["10.244.0.0/16"], "allow": [rule]}}
+            ic = values["interception"]
+            pol = copy.deepcopy(policy)
+            pol["interception"] = {"ca_cert": "/etc/portcullis-intercept/ca/tls.crt",
+                                   "ca_key": "/etc/portcullis-intercept/ca/tls.key",
+                                   "leaf_lifetime": ic["leafLifetime"], "cache_size": ic["cacheSize"]}
+            pol["tiers"] = copy.deepcopy(values["tiers"])
+            errs = schema_errors(schema, values)
+            path = os.path.join(out, f"policy-{i}.yaml")
+            with open(path, "w") as fh:
+                yaml.safe_dump(pol, fh)
+            d = subprocess.run([args.portcullis, "--check", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+            daemon_ok = d.returncode == 0
+            schema_ok = not errs
+            if accepted == "strict":
+                check(not schema_ok and daemon_ok,
+                      f"expected the schema to refuse what the daemon accepts; schema: {errs}, daemon: {d.stdout}")
+                return
+            check(schema_ok == accepted, f"values.schema.json {'refuses' if errs else 'accepts'} it: {errs}")
+            check(daemon_ok == accepted, f"portcullis --check {'accepts' if daemon_ok else 'refuses'} it: {d.stdout}")
+            check(daemon_ok or "interception" in d.stdout or "intercept" in d.stdout,
+                  f"portcullis --check refuses something else:\n{d.stdout}")
+        t.case(f"interception: {what} is {'accepted' if accepted is True else 'refused'} by the schema "
+               f"{'only' if accepted == 'strict' else 'and by portcullis --check'}", agree)
+
+
 def expectation(path):
     with open(path) as fh:
         first = fh.readline()
@@ -1561,6 +1781,7 @@ def run_negative_group(args, t):
 
     run_kube_agreement_group(args, t)
     run_tls_pp_agreement_group(args, t)
+    run_intercept_agreement_group(args, t)
 
 
 def run_monitoring_group(args, t):

@@ -85,8 +85,9 @@ app.kubernetes.io/component: gateway
 {{/*
 The policy file (docs/policy.md), as YAML. The chart owns
 version, listen (with tls and proxyProtocol), resolver, timeouts.drain,
-audit.output (from audit), tiers, identity.kubernetes (from kubernetesIdentity)
-and identity.client_certs (from tls.clientCertRules); `policy:` supplies the rest.
+audit.output (from audit), tiers, identity.kubernetes (from kubernetesIdentity),
+identity.client_certs (from tls.clientCertRules) and interception (from
+interception); `policy:` supplies the rest.
 */}}
 {{- define "portcullis.policy" -}}
 {{- $v := .Values }}
@@ -126,6 +127,9 @@ and identity.client_certs (from tls.clientCertRules); `policy:` supplies the res
 {{- $identity := deepCopy (default (dict) $policy.identity) }}
 {{- $_ := set $identity "client_certs" $v.tls.clientCertRules }}
 {{- $_ := set $policy "identity" $identity }}
+{{- end }}
+{{- with include "portcullis.interception" . | fromYaml }}
+{{- $_ := set $policy "interception" . }}
 {{- end }}
 {{- toYaml $policy }}
 {{- end }}
@@ -441,4 +445,57 @@ identity.client_certs reload), for the pods' checksum/tls-listener annotation.
 {{- define "portcullis.tlsListenerStartup" -}}
 {{- $v := .Values }}
 {{- toYaml (dict "https" (include "portcullis.listen" (list $v.listenAddress $v.tls.port)) "tls" (include "portcullis.listenTLS" . | fromYaml)) }}
+{{- end }}
+
+{{/*
+Where the interception CA's files are mounted: "ca" (the Secret's tls.crt,
+tls.key) and "upstreamCA" (one key of a Secret or ConfigMap). Directories: the
+daemon watches them, so a Secret's ..data swap reloads the CA.
+*/}}
+{{- define "portcullis.interceptDirs" -}}
+ca: /etc/portcullis-intercept/ca
+upstreamCA: /etc/portcullis-intercept/upstream-ca
+{{- end }}
+
+{{/*
+The tiers' allow rules that have intercept:, as "tier host, tier host, ..."
+(empty when none has).
+*/}}
+{{- define "portcullis.interceptRules" -}}
+{{- $out := list }}
+{{- $tiers := include "portcullis.tiers" . | fromYaml }}
+{{- range $name := keys $tiers | sortAlpha }}
+{{- range $i, $rule := (default (list) (default (dict) (index $tiers $name)).allow) }}
+{{- if and (kindIs "map" $rule) (hasKey $rule "intercept") }}
+{{- $out = append $out (printf "tiers.%s.allow[%d] (%s)" $name $i (toString $rule.host)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- join ", " $out }}
+{{- end }}
+
+{{/*
+The policy's interception section, as YAML (empty when interception.caSecretName
+is): the CA from the Secret's tls.crt and tls.key, the optional upstream CA
+bundle, leaf_lifetime and cache_size. Fails when a tier intercepts without a CA,
+or when an upstream CA is given without one.
+*/}}
+{{- define "portcullis.interception" -}}
+{{- $i := .Values.interception }}
+{{- $d := include "portcullis.interceptDirs" . | fromYaml }}
+{{- $upstream := or $i.upstreamCA.secretName $i.upstreamCA.configMapName }}
+{{- if $i.caSecretName }}
+{{- $out := dict "ca_cert" (printf "%s/tls.crt" $d.ca) "ca_key" (printf "%s/tls.key" $d.ca) "leaf_lifetime" $i.leafLifetime "cache_size" (int $i.cacheSize) }}
+{{- if $upstream }}
+{{- $_ := set $out "upstream_ca" (printf "%s/%s" $d.upstreamCA $i.upstreamCA.key) }}
+{{- end }}
+{{- toYaml $out }}
+{{- else }}
+{{- with include "portcullis.interceptRules" . }}
+{{- fail (printf "%s: intercept: needs interception.caSecretName, a kubernetes.io/tls Secret (tls.crt, tls.key) with the CA that signs the certificates portcullis presents for intercepted hosts (chart README: TLS interception); or remove the intercept: blocks" .) }}
+{{- end }}
+{{- if $upstream }}
+{{- fail "interception.upstreamCA is set, but interception.caSecretName is empty: nothing would use it (set caSecretName to turn interception on, or clear upstreamCA)" }}
+{{- end }}
+{{- end }}
 {{- end }}
