@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "ascii.h"
+
 #define GLOB_WORDS (URLPATH_PATTERN_MAX / 64 + 1)
 
 /* Token kinds of a compiled glob, besides a literal byte. */
@@ -44,27 +46,11 @@ const char *urlpath_status_str(int status)
 	}
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* RFC 3986 §2.3. */
 static bool unreserved(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-static unsigned char fold(unsigned char c)
-{
-	return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
+	return ascii_is_alpha(c) || ascii_is_digit(c) || c == '-' || c == '.' || c == '_' ||
+	       c == '~';
 }
 
 /* One segment's decoded text, as far as the checks need it. */
@@ -92,8 +78,8 @@ static int unit_at(const unsigned char *u, size_t *j, size_t end)
 	if (u[*j] != '%') {
 		return u[(*j)++];
 	}
-	int hi = *j + 2 < end ? hexval(u[*j + 1]) : -1;
-	int lo = *j + 2 < end ? hexval(u[*j + 2]) : -1;
+	int hi = *j + 2 < end ? ascii_hex_value(u[*j + 1]) : -1;
+	int lo = *j + 2 < end ? ascii_hex_value(u[*j + 2]) : -1;
 	if (hi < 0 || lo < 0)
 		return -1;
 	*j += 3;
@@ -105,7 +91,8 @@ static bool escape_follows(const unsigned char *u, size_t j, size_t end)
 {
 	int a = unit_at(u, &j, end);
 	int b = a >= 0 ? unit_at(u, &j, end) : -1;
-	return a >= 0 && b >= 0 && hexval((unsigned char)a) >= 0 && hexval((unsigned char)b) >= 0;
+	return a >= 0 && b >= 0 && ascii_hex_value((unsigned char)a) >= 0 &&
+	       ascii_hex_value((unsigned char)b) >= 0;
 }
 
 int urlpath_check(const char *s, size_t len, bool pattern, size_t *path_len)
@@ -133,8 +120,8 @@ int urlpath_check(const char *s, size_t len, bool pattern, size_t *path_len)
 			continue;
 		}
 		if (c == '%') {
-			int hi = i + 2 < end ? hexval(u[i + 1]) : -1;
-			int lo = i + 2 < end ? hexval(u[i + 2]) : -1;
+			int hi = i + 2 < end ? ascii_hex_value(u[i + 1]) : -1;
+			int lo = i + 2 < end ? ascii_hex_value(u[i + 2]) : -1;
 			if (hi < 0 || lo < 0)
 				return URLPATH_ERR_ESCAPE;
 			c = (unsigned char)(hi << 4 | lo);
@@ -167,26 +154,25 @@ int urlpath_check(const char *s, size_t len, bool pattern, size_t *path_len)
  */
 static size_t next_unit(const unsigned char *s, size_t *i, unsigned char out[3], bool folded)
 {
-	static const char hex[] = "0123456789ABCDEF";
 	unsigned char c = s[*i];
 
 	if (c != '%') {
-		out[0] = folded ? fold(c) : c;
+		out[0] = folded ? ascii_lower(c) : c;
 		++*i;
 		return 1;
 	}
-	c = (unsigned char)(hexval(s[*i + 1]) << 4 | hexval(s[*i + 2]));
+	c = (unsigned char)(ascii_hex_value(s[*i + 1]) << 4 | ascii_hex_value(s[*i + 2]));
 	*i += 3;
 	if (unreserved(c)) {
-		out[0] = folded ? fold(c) : c;
+		out[0] = folded ? ascii_lower(c) : c;
 		return 1;
 	}
 	out[0] = '%';
-	out[1] = (unsigned char)hex[c >> 4];
-	out[2] = (unsigned char)hex[c & 15];
+	out[1] = (unsigned char)ascii_hex_digit(c >> 4, true);
+	out[2] = (unsigned char)ascii_hex_digit(c & 15, true);
 	if (folded) {
-		out[1] = fold(out[1]);
-		out[2] = fold(out[2]);
+		out[1] = ascii_lower(out[1]);
+		out[2] = ascii_lower(out[2]);
 	}
 	return 3;
 }
