@@ -399,6 +399,11 @@ enum reason conn_decide_begin(struct conn *c, const char *method, size_t method_
 
 enum reason conn_admit(struct conn *c, bool plain)
 {
+	policy_decide_host(c->policy, c->tier, &c->host, c->port, &c->verdict);
+	if (c->verdict.would_deny)
+		conn_would_deny(c, c->verdict.reason);
+	if (!c->verdict.allow)
+		return c->verdict.reason;
 	const struct policy_tier *t = conn_tier(c);
 	if (t == NULL)
 		return R_UNKNOWN_SOURCE; /* a backstop: the host decision refuses it first */

@@ -345,11 +345,14 @@ enum reason conn_decide_begin(struct conn *c, const char *method, size_t method_
                               const struct conn_credentials *cred)
     __attribute__((warn_unused_result));
 /*
- * The checks every allowed request must pass after its host decision,
- * whatever the path: the TLS-port rule (a CONNECT is inspected there; plain
- * HTTP and Upgrade are refused), the source's upload budget, an audit log
- * that can take the record.  R_ALLOWED or the refusal (audit mode records
- * would-deny for what it may).  plain: not a CONNECT.
+ * The host decision of the exchange's target (c->host, c->port) under its
+ * snapshot, into c->verdict (an audit-mode would-deny noted), then the
+ * checks every allowed request must pass, whatever the path: the TLS-port
+ * rule (a CONNECT is inspected there; plain HTTP and Upgrade are refused),
+ * the source's upload budget, an audit log that can take the record.
+ * R_ALLOWED or the refusal (audit mode records would-deny for what it may).
+ * plain: not a CONNECT (a request inside an intercepted tunnel is not plain:
+ * it arrived over TLS).
  */
 enum reason conn_admit(struct conn *c, bool plain);
 /* Remember a would-deny (audit mode) without blocking: the first reason wins. */

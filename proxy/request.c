@@ -181,10 +181,7 @@ static void decide(struct conn *c, const struct http_req *req, size_t head_len)
 		conn_refuse(c, why);
 		return;
 	}
-	policy_decide_host(c->policy, c->tier, &c->host, c->port, &c->verdict);
-	if (c->verdict.would_deny)
-		conn_would_deny(c, c->verdict.reason);
-	why = c->verdict.allow ? conn_admit(c, plain) : c->verdict.reason;
+	why = conn_admit(c, plain);
 	/* A host its rule intercepts: a CONNECT gets the session's state before the dial; a
 	 * plain request, whose head is here to read, gets the rule's request rules now. */
 	if (why == R_ALLOWED && c->verdict.intercept != NULL)
