@@ -108,6 +108,27 @@ static void clear_errors(struct bufferevent *bev)
 	ERR_clear_error();
 }
 
+/*
+ * Put TLS (ssl, taken) over a peer's socket, which has no bufferevent now,
+ * and make the peers' bufferevents: the handshake runs in the new one.  An
+ * end without close_notify is an end (many origins and clients just close; a
+ * body cut short is still seen by its framing, forward.c).  False: out of
+ * memory (the socket is closed, *peer NULL).
+ */
+static bool over_tls(struct conn *c, struct transport **peer, SSL *ssl)
+{
+	evutil_socket_t fd = transport_release(*peer);
+	*peer = transport_tls_over(fd, ssl);
+	if (*peer == NULL) {
+		close(fd);
+		return false;
+	}
+	if (conn_buffered(c) != 0)
+		return false;
+	bufferevent_openssl_set_allow_dirty_shutdown(*peer == c->client ? c->cbev : c->ubev, 1);
+	return true;
+}
+
 /* ---- CS_ICPT_UPSTREAM: TLS to the upstream, verified as a browser would ---- */
 
 static void client_out_cb(struct bufferevent *bev, void *arg)
@@ -179,21 +200,11 @@ static void upstream_enter(struct conn *c)
 		conn_refuse(c, R_INTERCEPT_UNAVAILABLE);
 		return;
 	}
-	/* An end without close_notify is an end (many origins just close); a body cut short is
-	 * still seen by its framing (forward.c), as over plain TCP. */
-	SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
-	evutil_socket_t fd = transport_release(c->upstream);
-	c->upstream = transport_tls_over(fd, ssl);
-	if (c->upstream == NULL) {
-		close(fd);
-		conn_refuse(c, R_INTERNAL_ERROR);
+	SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF); /* see over_tls */
+	if (!over_tls(c, &c->upstream, ssl)) {
+		conn_refuse(c, R_INTERNAL_ERROR); /* before the 200: the client can be told */
 		return;
 	}
-	if (conn_buffered(c) != 0) {
-		conn_close(c, R_INTERNAL_ERROR);
-		return;
-	}
-	bufferevent_openssl_set_allow_dirty_shutdown(c->ubev, 1);
 	bufferevent_setcb(c->ubev, NULL, NULL, upstream_event_cb, c);
 	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
 	const struct policy_tier *t = conn_tier(c);
@@ -313,18 +324,10 @@ static void client_enter(struct conn *c)
 	}
 	transport_unbuffer(c->client, c->cbev);
 	c->cbev = NULL;
-	evutil_socket_t fd = transport_release(c->client);
-	c->client = transport_tls_over(fd, ssl);
-	if (c->client == NULL) {
-		close(fd);
+	if (!over_tls(c, &c->client, ssl)) {
 		conn_close(c, R_INTERNAL_ERROR);
 		return;
 	}
-	if (conn_buffered(c) != 0) {
-		conn_close(c, R_INTERNAL_ERROR);
-		return;
-	}
-	bufferevent_openssl_set_allow_dirty_shutdown(c->cbev, 1);
 	bufferevent_setcb(c->cbev, NULL, NULL, client_event_cb, c);
 	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
 	conn_arm_ms(c, t != NULL ? t->hello_timeout_ms
@@ -352,9 +355,8 @@ static bool name_is(struct http_view n, const char *w)
 {
 	size_t i = 0;
 	for (; i < n.len && w[i] != '\0'; i++) {
-		char a = n.p[i];
-		a = a == '_' ? '-' : (a >= 'A' && a <= 'Z') ? (char)(a - 'A' + 'a') : a;
-		if (a != w[i])
+		unsigned char a = (unsigned char)n.p[i];
+		if ((a == '_' ? '-' : ascii_lower(a)) != (unsigned char)w[i])
 			return false;
 	}
 	return i == n.len && w[i] == '\0';
@@ -378,11 +380,9 @@ static bool one_method(struct http_view v)
 {
 	if (v.len == 0 || v.len > 16)
 		return false;
-	for (size_t i = 0; i < v.len; i++) {
-		char ch = v.p[i];
-		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z')))
+	for (size_t i = 0; i < v.len; i++)
+		if (!ascii_is_alpha((unsigned char)v.p[i]))
 			return false;
-	}
 	return true;
 }
 
@@ -535,20 +535,11 @@ void intercept_request(struct conn *c, const struct http_req *req)
 		conn_refuse(c, why);
 		return;
 	}
-	/* The host, under the policy current now: a reload may have taken it away. */
-	policy_decide_host(c->policy, c->tier, &c->host, c->port, &c->verdict);
-	if (c->verdict.would_deny)
-		conn_would_deny(c, c->verdict.reason);
-	if (!c->verdict.allow) {
-		conn_refuse(c, c->verdict.reason);
-		return;
-	}
-	why = intercept_rules(c, req, t.path.p, t.path.len, &f);
-	if (why != R_ALLOWED) {
-		conn_refuse(c, why);
-		return;
-	}
+	/* The host, under the policy current now (a reload may have taken it away), then the
+	 * rule's request rules, as for a plain request. */
 	why = conn_admit(c, false);
+	if (why == R_ALLOWED)
+		why = intercept_rules(c, req, t.path.p, t.path.len, &f);
 	if (why != R_ALLOWED) {
 		conn_refuse(c, why);
 		return;
