@@ -92,6 +92,19 @@ static void scalar(struct evbuffer *out, const char *name, const char *type, con
 	evbuffer_add_printf(out, "%s %llu\n", name, (unsigned long long)v);
 }
 
+/* A certificate that reloads from files: its reloads by result, and when it expires. */
+static void reloaded_cert(struct evbuffer *out, const char *reloads, const char *reloads_help,
+                          uint64_t ok, uint64_t failed, const char *expiry, const char *expiry_help,
+                          int64_t not_after)
+{
+	family(out, reloads, "counter", reloads_help);
+	evbuffer_add_printf(out, "%s{result=\"success\"} %llu\n", reloads, (unsigned long long)ok);
+	evbuffer_add_printf(out, "%s{result=\"failure\"} %llu\n", reloads,
+	                    (unsigned long long)failed);
+	family(out, expiry, "gauge", expiry_help);
+	evbuffer_add_printf(out, "%s %lld\n", expiry, (long long)not_after);
+}
+
 static void render_hist(struct evbuffer *out, const char *name, const char *help,
 			struct worker_metrics *const *w, size_t nw, size_t off)
 {
@@ -267,19 +280,13 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 	       "Admin connections closed early so that a newer one (a probe) is answered.",
 	       p->admin_evictions);
 	if (p->tls_enabled) {
-		family(out, "portcullis_tls_listener_reloads_total", "counter",
-		       "TLS listener certificate reloads by result (a failure keeps the previous "
-		       "one).");
-		evbuffer_add_printf(
-		    out, "portcullis_tls_listener_reloads_total{result=\"success\"} %llu\n",
-		    (unsigned long long)p->tls_reloads_ok);
-		evbuffer_add_printf(
-		    out, "portcullis_tls_listener_reloads_total{result=\"failure\"} %llu\n",
-		    (unsigned long long)p->tls_reloads_failed);
-		family(out, "portcullis_tls_listener_cert_not_after_seconds", "gauge",
-		       "When the TLS listener's serving certificate expires (unix seconds).");
-		evbuffer_add_printf(out, "portcullis_tls_listener_cert_not_after_seconds %lld\n",
-		                    (long long)p->tls_not_after);
+		reloaded_cert(out, "portcullis_tls_listener_reloads_total",
+		              "TLS listener certificate reloads by result (a failure keeps the "
+		              "previous one).",
+		              p->tls_reloads_ok, p->tls_reloads_failed,
+		              "portcullis_tls_listener_cert_not_after_seconds",
+		              "When the TLS listener's serving certificate expires (unix seconds).",
+		              p->tls_not_after);
 	}
 	if (p->icpt_enabled) {
 		scalar(out, "portcullis_intercept_certs_minted_total", "counter",
@@ -290,18 +297,13 @@ int metrics_render(struct evbuffer *out, const struct metrics_tiers *tiers,
 		       p->icpt_cache_hits);
 		scalar(out, "portcullis_intercept_certs_cached", "gauge",
 		       "Minted certificates in the cache now.", p->icpt_cached);
-		family(out, "portcullis_intercept_ca_reloads_total", "counter",
-		       "Interception CA reloads by result (a failure keeps the previous CA).");
-		evbuffer_add_printf(
-		    out, "portcullis_intercept_ca_reloads_total{result=\"success\"} %llu\n",
-		    (unsigned long long)p->icpt_reloads_ok);
-		evbuffer_add_printf(
-		    out, "portcullis_intercept_ca_reloads_total{result=\"failure\"} %llu\n",
-		    (unsigned long long)p->icpt_reloads_failed);
-		family(out, "portcullis_intercept_ca_not_after_seconds", "gauge",
-		       "When the interception CA certificate expires (unix seconds).");
-		evbuffer_add_printf(out, "portcullis_intercept_ca_not_after_seconds %lld\n",
-		                    (long long)p->icpt_ca_not_after);
+		reloaded_cert(
+		    out, "portcullis_intercept_ca_reloads_total",
+		    "Interception CA reloads by result (a failure keeps the previous CA).",
+		    p->icpt_reloads_ok, p->icpt_reloads_failed,
+		    "portcullis_intercept_ca_not_after_seconds",
+		    "When the interception CA certificate expires (unix seconds).",
+		    p->icpt_ca_not_after);
 	}
 	if (p->oidc_enabled) {
 		family(out, "portcullis_oidc_tokens_total", "counter",
