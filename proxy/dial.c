@@ -296,11 +296,14 @@ static void resolving_enter(struct conn *c)
 		conn_refuse(c, R_INTERNAL_ERROR);
 		return;
 	}
+	d->t_step = mono_ns();
+	/* A name in the cache is decided now, in this pass of the loop (dns_done runs inside). */
+	if (dns_lookup_cached(c->env->dns, c->host.name, dns_done, c))
+		return;
 	const struct policy_settings *s = policy_settings(c->policy);
 	uint64_t n = s->n_resolvers ? s->n_resolvers : 1;
 	conn_arm_ms(c, (uint64_t)s->resolver_timeout_ms * (s->resolver_attempts + 1) * n +
 	                   RESOLVE_BACKSTOP_MS);
-	d->t_step = mono_ns();
 	d->dq = dns_lookup(c->env->dns, c->host.name, dns_done, c);
 	if (d->dq == NULL)
 		conn_refuse(c, R_DNS_ERROR);

@@ -776,14 +776,34 @@ void dns_resolver_destroy(struct dns_resolver *r)
 	free(r);
 }
 
+/* The cache key of a lookup of name (key: DNS_NAME_MAX + 1 bytes); SPECIAL_REFUSE: no lookup. */
+static enum special lookup_key(const struct dns_resolver *r, const char *name, dns_cb cb, char *key)
+{
+	if (r == NULL || name == NULL || cb == NULL || r->destroying || canon_name(name, key) != 0)
+		return SPECIAL_REFUSE;
+	return special_name(key);
+}
+
+bool dns_lookup_cached(struct dns_resolver *r, const char *name, dns_cb cb, void *arg)
+{
+	char key[DNS_NAME_MAX + 1];
+	if (lookup_key(r, name, cb, key) != SPECIAL_NONE)
+		return false;
+	/* Held for the call: the callback may start lookups that evict this entry. */
+	struct dns_answer *hit = answer_ref(cache_get(r, key, name_hash(r, key)));
+	if (hit == NULL)
+		return false;
+	r->stats.lookups++;
+	r->stats.cache_hits++;
+	cb(arg, DNS_OK, hit->a, hit->n);
+	answer_unref(hit);
+	return true;
+}
+
 struct dns_query *dns_lookup(struct dns_resolver *r, const char *name, dns_cb cb, void *arg)
 {
 	char key[DNS_NAME_MAX + 1];
-	if (r == NULL || name == NULL || cb == NULL || r->destroying)
-		return NULL;
-	if (canon_name(name, key) != 0)
-		return NULL;
-	enum special sp = special_name(key);
+	enum special sp = lookup_key(r, name, cb, key);
 	if (sp == SPECIAL_REFUSE)
 		return NULL;
 	struct dns_query *q = calloc(1, sizeof(*q));

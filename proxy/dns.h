@@ -2,6 +2,7 @@
 #ifndef PORTCULLIS_DNS_H
 #define PORTCULLIS_DNS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "addr.h"
@@ -50,6 +51,14 @@ void dns_resolver_destroy(struct dns_resolver *r);
  */
 struct dns_query *dns_lookup(struct dns_resolver *r, const char *name, dns_cb cb, void *arg);
 
+/*
+ * The cache's answer at once: when it holds a fresh answer for name, calls cb
+ * with it from inside this call and returns true (counted as a lookup and a
+ * cache hit); otherwise calls nothing and returns false (start dns_lookup).
+ * It saves a pass of the event loop per connection to a name in the cache.
+ */
+bool dns_lookup_cached(struct dns_resolver *r, const char *name, dns_cb cb, void *arg);
+
 /* After this the callback is never called. The handle is invalid afterwards. */
 void dns_cancel(struct dns_query *q);
 
@@ -82,8 +91,9 @@ const char *dns_last_failure(const struct dns_resolver *r);
  * on every use, hits included.  An entry lives for the smallest TTL of the
  * answer (CNAMEs included), clamped to [DNS_CACHE_TTL_MIN_S, DNS_CACHE_TTL_MAX_S];
  * at most DNS_CACHE_MAX_ENTRIES, least recently used evicted first.  NXDOMAIN,
- * NODATA, errors and timeouts are never cached.  Hits are delivered like misses:
- * from the event loop, never from inside dns_lookup().  Concurrent lookups of
+ * NODATA, errors and timeouts are never cached.  dns_lookup delivers hits like
+ * misses, from the event loop; dns_lookup_cached is the synchronous way to a
+ * hit.  Concurrent lookups of
  * one name share one c-ares query.
  */
 #define DNS_CACHE_MAX_ENTRIES 4096

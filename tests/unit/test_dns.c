@@ -679,6 +679,83 @@ static void test_cache_ttl(void **state)
 	assert_int_equal(st.cache_entries, 0);
 }
 
+/* dns_lookup_cached: a fresh hit calls back at once; anything else calls nothing. */
+struct sync_result {
+	struct result r;
+	struct dns_resolver *flush; /* the callback flushes the cache that holds the answer */
+};
+
+static void sync_cb(void *arg, enum dns_result res, const struct pc_addr *addrs, size_t n)
+{
+	struct sync_result *out = arg;
+	if (out->flush != NULL)
+		dns_cache_flush(out->flush); /* the answer must outlive its own entry */
+	out->r.calls++;
+	out->r.res = res;
+	out->r.n = n;
+	assert_true(n > 0 && n <= 64);
+	memcpy(out->r.a, addrs, n * sizeof(*addrs));
+}
+
+static void test_cache_sync(void **state)
+{
+	struct fixture *fx = *state;
+	struct sync_result s = {0};
+	struct dns_stats st;
+
+	/* nothing cached yet: false, no callback, no query */
+	assert_false(dns_lookup_cached(fx->r, "ttl.test", sync_cb, &s));
+	assert_int_equal(s.r.calls, 0);
+	assert_int_equal(seen_count(fx->rs, "ttl.test", T_A), 0);
+
+	struct result r1 = {0};
+	assert_non_null(lookup(fx, "ttl.test", &r1));
+	assert_int_equal(run(fx, 1, 3000), 1);
+	assert_int_equal(r1.res, DNS_OK);
+	dns_resolver_stats(fx->r, &st);
+	unsigned long long lookups = st.lookups, hits = st.cache_hits;
+
+	/* cached: answered inside the call, same name in any case and with a trailing dot */
+	assert_true(dns_lookup_cached(fx->r, "TTL.test.", sync_cb, &s));
+	assert_int_equal(s.r.calls, 1);
+	assert_int_equal(s.r.res, DNS_OK);
+	assert_true(has_addr(&s.r, "192.0.2.10"));
+	assert_int_equal(seen_count(fx->rs, "ttl.test", T_A), 1);
+	dns_resolver_stats(fx->r, &st);
+	assert_int_equal(st.lookups, lookups + 1);
+	assert_int_equal(st.cache_hits, hits + 1);
+
+	/* a callback that empties the cache still gets the whole answer (ASan checks the rest) */
+	s.flush = fx->r;
+	assert_true(dns_lookup_cached(fx->r, "ttl.test", sync_cb, &s));
+	assert_int_equal(s.r.calls, 2);
+	assert_true(has_addr(&s.r, "192.0.2.10"));
+	s.flush = NULL;
+	assert_false(dns_lookup_cached(fx->r, "ttl.test", sync_cb, &s));
+	assert_int_equal(s.r.calls, 2);
+
+	/* names dns_lookup answers or refuses without the cache never call back from here */
+	assert_false(dns_lookup_cached(fx->r, "localhost", sync_cb, &s));
+	assert_false(dns_lookup_cached(fx->r, "x.onion", sync_cb, &s));
+	assert_false(dns_lookup_cached(fx->r, "192.0.2.1", sync_cb, &s));
+	assert_false(dns_lookup_cached(fx->r, "bad name", sync_cb, &s));
+	assert_false(dns_lookup_cached(NULL, "ttl.test", sync_cb, &s));
+	assert_false(dns_lookup_cached(fx->r, "ttl.test", NULL, &s));
+	assert_int_equal(s.r.calls, 2);
+
+	/* an entry past its TTL (1 s) is not an answer */
+	struct result r2 = {0};
+	assert_non_null(lookup(fx, "ttl.test", &r2));
+	assert_int_equal(run(fx, 1, 3000), 1);
+	assert_true(dns_lookup_cached(fx->r, "ttl.test", sync_cb, &s));
+	assert_int_equal(s.r.calls, 3);
+	usleep(1200 * 1000);
+	assert_false(dns_lookup_cached(fx->r, "ttl.test", sync_cb, &s));
+	assert_int_equal(s.r.calls, 3);
+	dns_resolver_stats(fx->r, &st);
+	assert_int_equal(st.cache_entries, 0);
+}
+
 static void test_shared_query(void **state)
 {
 	struct fixture *fx = *state;
@@ -830,6 +907,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_destroy_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_from_callback, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cache_ttl, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cache_sync, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_shared_query, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_special_names, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_environment_ignored, setup, teardown),
