@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "oplog.h"
 #include "sockaddr.h"
+#include "thread.h"
 
 /*
  * Kubernetes restarts a pod whose probes go unanswered, so a client that holds
@@ -413,6 +414,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 static void *admin_main(void *arg)
 {
 	struct admin *a = arg;
+	thread_role("pc-admin", 1);
 	event_base_dispatch(a->base);
 	return NULL;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "thread.h"
 
 #define AUDIT_IDLE_WAKE_MS     1000 /* an idle writer still notices a reopen request this often */
 #define AUDIT_ERROR_BACKOFF_MS 100
@@ -198,6 +199,7 @@ static void wait_for_records(struct audit_log *l)
 static void *writer_main(void *arg)
 {
 	struct audit_log *l = arg;
+	thread_role("pc-audit", 1);
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
 		wait_for_records(l);

@@ -39,6 +39,7 @@
 #include "oplog.h"
 #include "sockaddr.h"
 #include "tls_client.h"
+#include "thread.h"
 
 #define SLOTS            (2 * POLICY_MAX_OIDC_PROVIDERS) /* the old policy's URLs and the new one's */
 #define MAX_HEAD         16384
@@ -883,6 +884,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 static void *fetch_main(void *arg)
 {
 	struct jwksfetch *f = arg;
+	thread_role("pc-jwks", 1);
 	event_base_dispatch(f->base);
 	return NULL;
 }

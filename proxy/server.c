@@ -31,6 +31,7 @@
 #include "intercept.h"
 #include "tls_listener.h"
 #include "worker.h"
+#include "thread.h"
 
 /* File-change reloads wait for the writes to settle. */
 #define RELOAD_DEBOUNCE_MS 200
@@ -393,6 +394,7 @@ struct reload_job {
 static void *reload_main(void *arg)
 {
 	struct reload_job *j = arg;
+	thread_role("pc-reload", 1);
 	j->p = policyfile_reload(j->s->policy_path, j->refused_sha, j->sha, &j->repeated);
 	uint64_t one = 1;
 	if (write(j->s->reload_done_fd, &one, sizeof(one)) != sizeof(one))

@@ -21,6 +21,7 @@
 #include "oplog.h"
 #include "policy.h"
 #include "sockaddr.h"
+#include "thread.h"
 
 /* How long accepting pauses after EMFILE/ENFILE instead of spinning on the error. */
 #define ACCEPT_BACKOFF_MS 100
@@ -191,6 +192,9 @@ uint64_t worker_audit_lost(const struct worker *w)
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "pc-worker%u", w->id % 100000u);
+	thread_role(name, 0);
 	event_base_dispatch(w->base);
 	atomic_fetch_add(w->sh.workers_done, 1);
 	return NULL;

@@ -497,6 +497,23 @@ with ctx:
         expect(cpu0 - 0.1 <= cpu <= cpu1 + 0.1, "process_cpu_seconds_total %s, /proc says %.2f..%.2f" %
                (cpu, cpu0, cpu1))
 
+    with ctx.case("threads named by role; the audit writer and admin never preempt a worker"):
+        # /proc/PID/task/TID/stat field 41 is the scheduling policy: 0 SCHED_OTHER, 3 SCHED_BATCH
+        pid = px.proc.pid
+        roles = {}
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                comm = f.read().strip()
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                policy = int(f.read().rsplit(")", 1)[1].split()[38])
+            roles.setdefault(comm, []).append(policy)
+        expect(roles.get("portcullis") == [0], "main thread (the process name): %r" % roles)
+        workers = {k: v for k, v in roles.items() if k.startswith("pc-worker")}
+        expect(workers and all(v == [0] for v in workers.values()),
+               "workers must stay SCHED_OTHER: %r" % roles)
+        for bg in ("pc-audit", "pc-admin"):
+            expect(roles.get(bg) == [3], "%s must be one SCHED_BATCH thread: %r" % (bg, roles))
+
     # ------------------------------------------------------------ exact deltas
     # Traffic: 3 tunnels in alpha and 1 in beta (HOLD + payload, closed by the client),
     # host_not_allowed, port_not_allowed, an unknown source, nxdomain, nodata, an unknown method.
