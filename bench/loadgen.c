@@ -109,6 +109,7 @@ struct slot {
 	bool verifying;   /* idle: the final echo check */
 	bool counted;     /* open: this arrival was scheduled inside the measurement window */
 	uint64_t t_start; /* open: the scheduled arrival time */
+	uint64_t t_began, t_conn, t_up; /* --trace: slot_start ran, TCP connected, tunnel up */
 	uint64_t t_req;   /* icpt: when the current request's latency started */
 	int reqs;         /* icpt: requests completed on this connection */
 	uint64_t body_left; /* icpt: response body bytes still to read */
@@ -128,6 +129,7 @@ struct lg {
 	int port;
 	int concurrency;
 	double duration, warmup, hold, timeout;
+	FILE *trace; /* --trace: one line per exchange counted in the latencies */
 	int tunnels, open_inflight;
 	bool upload;
 	bool copy; /* bulk: copy through user space like an ordinary client (no sendfile/MSG_TRUNC) */
@@ -362,6 +364,8 @@ static void slot_start(struct slot *s)
 	struct lg *lg = s->lg;
 	if (!lg->open)
 		s->t_start = now_ns(); /* open: the arrival's scheduled time, set by the caller */
+	s->t_began = lg->trace != NULL ? now_ns() : 0;
+	s->t_conn = s->t_up = 0;
 	s->off = s->blen = 0;
 	s->verifying = false;
 	s->reqs = 0;
@@ -417,6 +421,8 @@ static void begin_tls(struct slot *s)
 static void tunnel_up(struct slot *s)
 {
 	struct lg *lg = s->lg;
+	if (lg->trace != NULL)
+		s->t_up = now_ns();
 	switch (lg->sc) {
 	case SC_SETUP:
 	case SC_IDLE: begin_echo(s); break;
@@ -452,6 +458,12 @@ static void iteration_done(struct slot *s)
 	if (in) {
 		lg->done_window++;
 		push_sample(&lg->lat, &lg->n_lat, &lg->cap_lat, t - s->t_start);
+		if (lg->trace != NULL) /* µs: when it was due (CLOCK_MONOTONIC), then each step */
+			fprintf(lg->trace, "%.1f %.1f %.1f %.1f %.1f\n", (double)s->t_start / 1e3,
+			        (double)(s->t_began - s->t_start) / 1e3,
+			        (double)(s->t_conn - s->t_start) / 1e3,
+			        (double)(s->t_up - s->t_start) / 1e3,
+			        (double)(t - s->t_start) / 1e3);
 	}
 	if (lg->open)
 		open_release(s);
@@ -490,6 +502,8 @@ static bool step_connecting(struct slot *s)
 		slot_fail(s, "connect", err);
 		return false;
 	}
+	if (s->lg->trace != NULL)
+		s->t_conn = now_ns();
 	if (!s->lg->via_proxy) {
 		tunnel_up(s);
 		return true;
@@ -1139,10 +1153,14 @@ static void usage(FILE *f)
 		"               [--warmup S] [--streams N] [--direction up|down] [--tunnels N]\n"
 		"               [--hold S] [--open-inflight N] [--timeout S] [--copy] [--proxy-tls]\n"
 		"               [--requests K] [--cafile FILE] [--path PATH] [--tag KEY=VALUE]...\n"
+		"               [--trace FILE]\n"
 		"  --copy: bulk bytes go through user space (recv/send of 256 KiB) instead of\n"
 		"          sendfile(2) and recv(MSG_TRUNC)\n"
 		"  --rate R: open loop (setup's exchange): R arrivals per second on a fixed schedule,\n"
 		"          each on a free slot of --pool N (default 512); no free slot: missed\n"
+		"  --trace FILE: setup and open: one line per exchange counted in the latencies,\n"
+		"          µs: due (CLOCK_MONOTONIC), then from due: started, TCP connected,\n"
+		"          tunnel up (the 200 read; direct: connected), done\n"
 		"  icpt: HTTPS through the tunnel, K requests `GET PATH` (default /bench/1k) per\n"
 		"          connection, keep-alive; --cafile: verify the server certificate (name --host)\n"
 		"       loadgen --version\n");
@@ -1191,7 +1209,7 @@ static int parse_args(struct lg *lg, int argc, char **argv)
 		{"copy", no_argument, NULL, 'C'},            {"proxy-tls", no_argument, NULL, 'L'},
 		{"rate", required_argument, NULL, 'R'},      {"pool", required_argument, NULL, 'O'},
 		{"requests", required_argument, NULL, 'K'},  {"cafile", required_argument, NULL, 'A'},
-		{"path", required_argument, NULL, 'Q'},
+		{"path", required_argument, NULL, 'Q'},      {"trace", required_argument, NULL, 'Z'},
 		{"version", no_argument, NULL, 'V'},         {"help", no_argument, NULL, 'X'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1221,6 +1239,13 @@ static int parse_args(struct lg *lg, int argc, char **argv)
 		case 'K': lg->requests = atoi(optarg); break;
 		case 'A': lg->cafile = optarg; break;
 		case 'Q': snprintf(lg->path, sizeof(lg->path), "%s", optarg); break;
+		case 'Z':
+			lg->trace = fopen(optarg, "w");
+			if (lg->trace == NULL) {
+				fprintf(stderr, "loadgen: %s: %s\n", optarg, strerror(errno));
+				exit(2);
+			}
+			break;
 		case 'V':
 			printf("{\"libevent\":\"%s\",\"openssl\":\"%s\"}\n", event_get_version(),
 			       OpenSSL_version(OPENSSL_VERSION));
@@ -1400,5 +1425,7 @@ int main(int argc, char **argv)
 	report(lg);
 	for (int i = 0; i < lg->n_slots; i++)
 		slot_teardown(&lg->slots[i]);
+	if (lg->trace != NULL && fclose(lg->trace) != 0)
+		fprintf(stderr, "loadgen: --trace: %s\n", strerror(errno));
 	return lg->errors > 0 && lg->done_total == 0 && lg->bytes_total == 0 && lg->alive == 0 ? 1 : 0;
 }
