@@ -12,7 +12,7 @@ import json
 import statistics
 import sys
 
-TARGET_ORDER = ["direct", "portcullis", "portcullis_tls", "baseline", "squid", "tinyproxy"]
+TARGET_ORDER = ["direct", "portcullis", "relay", "portcullis_tls", "baseline", "squid", "tinyproxy"]
 
 
 def cpu_per_tunnel(r):
@@ -241,8 +241,9 @@ def main():
                      (100 * statistics.median(other), 100 * max(other), machine.get("loadavg", "?")))
     lines.append("")
     lines.append("Each cell: median over rounds; (×d = ratio to direct, ×s = ratio to Squid, "
-                 "×f = ratio to the floor, the CPU the two endpoints spend per direct connection%s%s)." %
-                 (", ×b = portcullis to the baseline build" if "baseline" in targets else "",
+                 "×f = ratio to the floor, the CPU the two endpoints spend per direct connection%s%s%s)." %
+                 (", ×r = portcullis to the floor relay (bench/relay.c)" if "relay" in targets else "",
+                  ", ×b = portcullis to the baseline build" if "baseline" in targets else "",
                   ", ×p = the TLS listener to the plain one" if "portcullis_tls" in targets else ""))
     lines.append("")
     hdr = "| metric | " + " | ".join(targets) + " |"
@@ -318,6 +319,9 @@ def main():
                 rq = ratio(v, sq)
                 if rq is not None and t not in ("squid", "direct"):
                     rs.append("%.2f×s" % rq)
+                rr = ratio(v, med("relay", key, fn)) if t == "portcullis" else None
+                if rr is not None:
+                    rs.append("%.2f×r" % rr)
                 rb = ratio(v, med("baseline", key, fn)) if t == "portcullis" else None
                 if rb is not None:
                     rs.append("%.2f×b" % rb)
