@@ -37,6 +37,7 @@
 #include "clock.h"
 #include "oplog.h"
 #include "sockaddr.h"
+#include "thread.h"
 
 /*
  * Pages and watch streams are read as a stream of objects (kube_stream), so a
@@ -672,6 +673,7 @@ static void stale_cb(evutil_socket_t fd, short what, void *arg)
 static void *kube_main(void *arg)
 {
 	struct kube_client *k = arg;
+	thread_role("pc-kube", 1);
 	for (size_t i = 0; i < k->n_w; i++)
 		kw_start(&k->w[i]);
 	event_base_dispatch(k->base);
