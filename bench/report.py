@@ -439,7 +439,7 @@ def main():
                 keys += [("idle_%d" % n, "alive") for n in idle_counts]
             if "icpt" in scen and t in ("direct", "portcullis", "squid"):
                 keys += [("icpt_%d" % k, "completed") for k in icpt_requests]
-            if "drip" in scen and t != "direct":
+            if "drip" in scen and t not in ("direct", "relay", "portcullis_tls"):
                 keys += [("drip_head", "completed_total"), ("drip_hello", "completed_total")]
             for key, fld in keys:
                 rs = by.get((t, key), [])
