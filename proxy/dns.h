@@ -93,8 +93,7 @@ const char *dns_last_failure(const struct dns_resolver *r);
  * at most DNS_CACHE_MAX_ENTRIES, least recently used evicted first.  NXDOMAIN,
  * NODATA, errors and timeouts are never cached.  dns_lookup delivers hits like
  * misses, from the event loop; dns_lookup_cached is the synchronous way to a
- * hit.  Concurrent lookups of
- * one name share one c-ares query.
+ * hit.  Concurrent lookups of one name share one c-ares query.
  */
 #define DNS_CACHE_MAX_ENTRIES 4096
 #define DNS_CACHE_TTL_MIN_S   1
@@ -102,7 +101,7 @@ const char *dns_last_failure(const struct dns_resolver *r);
 
 /* Counters of one resolver (for /metrics). */
 struct dns_stats {
-	unsigned long long lookups;    /* dns_lookup calls that returned a handle */
+	unsigned long long lookups;    /* dns_lookup calls that returned a handle, cached hits */
 	unsigned long long cache_hits; /* answered from the cache */
 	unsigned long long shared;     /* joined a query already in flight for the same name */
 	unsigned long long queries;    /* ares_getaddrinfo calls (an A and an AAAA query each) */
