@@ -1158,7 +1158,7 @@ static void usage(FILE *f)
 		"          sendfile(2) and recv(MSG_TRUNC)\n"
 		"  --rate R: open loop (setup's exchange): R arrivals per second on a fixed schedule,\n"
 		"          each on a free slot of --pool N (default 512); no free slot: missed\n"
-		"  --trace FILE: setup and open: one line per exchange counted in the latencies,\n"
+		"  --trace FILE: setup, open, tls: one line per exchange counted in the latencies,\n"
 		"          µs: due (CLOCK_MONOTONIC), then from due: started, TCP connected,\n"
 		"          tunnel up (the 200 read; direct: connected), done\n"
 		"  icpt: HTTPS through the tunnel, K requests `GET PATH` (default /bench/1k) per\n"
