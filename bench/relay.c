@@ -78,7 +78,11 @@ static bool pending(const struct tun *t, int d)
 	return t->poff[d] < t->plen[d];
 }
 
-/* Register for exactly what each socket waits for now. */
+/*
+ * Register for exactly what each socket waits for now.  A socket that waits
+ * for nothing leaves the set, so a hang-up or an error is only ever reported
+ * on one that reads (the recv then sees it) or sends (the send does).
+ */
 static void rearm(struct tun *t)
 {
 	for (int s = 0; s < 2; s++) {
