@@ -1472,28 +1472,22 @@ KUBE_AGREEMENT = [
 ]
 
 
-def run_kube_agreement_group(args, t):
+def run_agreement(args, t, tag, section, cases, build):
+    """values.schema.json and portcullis --check judge single changes alike.  Each case is
+    (what, *params, accepted): build(values, policy, *params) applies it to copies of the chart's
+    defaults and of the policy the chart writes from them, and returns what --check's message
+    must name when it refuses.  accepted: True, False, or "strict" (the schema alone refuses)."""
     schema = load_schema(args)
-    p, out, defaults = render(args, [os.path.join(args.here, "values", "defaults.yaml")], "kube-agreement")
+    p, out, defaults = render(args, [os.path.join(args.here, "values", "defaults.yaml")], tag)
     policy = yaml.safe_load(policy_of(Rendered("defaults", [], load_all(p.stdout), defaults, ""))[1]) \
         if p.returncode == 0 else None
-    for i, (what, base, changes, accepted) in enumerate(KUBE_AGREEMENT):
-        def agree(i=i, base=base, changes=changes, accepted=accepted):
+    for i, (what, *params, accepted) in enumerate(cases):
+        def agree(i=i, params=params, accepted=accepted):
             check(policy is not None, f"the defaults do not render:\n{p.stderr}")
             check(args.portcullis, "no portcullis binary given (--portcullis)")
-            values = copy.deepcopy(defaults)
-            kube = values["kubernetesIdentity"]
-            kube.update({"enabled": True, "apiServerEndpoints": [{"cidr": "10.0.0.2/32", "port": 6443}]})
-            kube.update(copy.deepcopy(base))
-            kube.update(copy.deepcopy(changes))
+            values, pol = copy.deepcopy(defaults), copy.deepcopy(policy)
+            where = build(values, pol, *params)
             errs = schema_errors(schema, values)
-            k = {key: val for key, val in kube.items() if val not in ("", {}, [], None)}
-            pol = copy.deepcopy(policy)
-            pol["identity"]["kubernetes"] = {
-                {"apiServer": "api_server", "namespaces": "namespaces", "tierLabel": "tier_label",
-                 "labelSelector": "label_selector", "auditLabels": "audit_labels", "watchTimeout": "watch_timeout",
-                 "backoffMax": "backoff_max", "maxPods": "max_pods"}[key]: val
-                for key, val in k.items() if key not in ("enabled", "apiServerEndpoints", "clusterWide")}
             path = os.path.join(out, f"policy-{i}.yaml")
             with open(path, "w") as fh:
                 yaml.safe_dump(pol, fh)
@@ -1507,9 +1501,27 @@ def run_kube_agreement_group(args, t):
                 return
             check(schema_ok == accepted, f"values.schema.json {'refuses' if errs else 'accepts'} it: {errs}")
             check(daemon_ok == accepted, f"portcullis --check {'accepts' if daemon_ok else 'refuses'} it: {d.stdout}")
-            check(daemon_ok or "identity.kubernetes" in d.stdout, f"portcullis --check refuses something else:\n{d.stdout}")
-        t.case(f"kubernetesIdentity: {what} is {'accepted' if accepted is True else 'refused'} by the schema "
+            check(daemon_ok or where in d.stdout, f"portcullis --check refuses something else:\n{d.stdout}")
+        t.case(f"{section}: {what} is {'accepted' if accepted is True else 'refused'} by the schema "
                f"{'only' if accepted == 'strict' else 'and by portcullis --check'}", agree)
+
+
+def kube_change(values, pol, base, changes):
+    kube = values["kubernetesIdentity"]
+    kube.update({"enabled": True, "apiServerEndpoints": [{"cidr": "10.0.0.2/32", "port": 6443}]})
+    kube.update(copy.deepcopy(base))
+    kube.update(copy.deepcopy(changes))
+    k = {key: val for key, val in kube.items() if val not in ("", {}, [], None)}
+    pol["identity"]["kubernetes"] = {
+        {"apiServer": "api_server", "namespaces": "namespaces", "tierLabel": "tier_label",
+         "labelSelector": "label_selector", "auditLabels": "audit_labels", "watchTimeout": "watch_timeout",
+         "backoffMax": "backoff_max", "maxPods": "max_pods"}[key]: val
+        for key, val in k.items() if key not in ("enabled", "apiServerEndpoints", "clusterWide")}
+    return "identity.kubernetes"
+
+
+def run_kube_agreement_group(args, t):
+    run_agreement(args, t, "kube-agreement", "kubernetesIdentity", KUBE_AGREEMENT, kube_change)
 
 
 def _rule(kind, val):
@@ -1565,53 +1577,31 @@ TLS_PP_AGREEMENT = [
 ]
 
 
+def tls_pp_change(values, pol, changes):
+    if "tls" in changes:
+        values["tls"].update({"enabled": True, "secretName": "portcullis-tls", "clientCerts": "require",
+                              "clientCA": {"secretName": "ci-client-ca", "configMapName": "", "key": "ca.crt"}})
+        values["tls"].update(copy.deepcopy(changes["tls"]))
+        pol["listen"]["https"] = "0.0.0.0:3129"
+        pol["listen"]["tls"] = {"cert": "/etc/portcullis-tls/server/tls.crt",
+                                "key": "/etc/portcullis-tls/server/tls.key", "client_certs": "require",
+                                "client_ca": "/etc/portcullis-tls/client-ca/ca.crt"}
+        pol["identity"]["client_certs"] = values["tls"]["clientCertRules"]
+        where = "identity.client_certs"
+    else:
+        values["proxyProtocol"].update({"enabled": True})
+        values["proxyProtocol"].update(copy.deepcopy(changes["proxyProtocol"]))
+        pp = values["proxyProtocol"]
+        pol["listen"]["proxy"] = [pol["listen"]["proxy"], {"address": "0.0.0.0:3130", "proxy_protocol": {
+            "mode": pp["mode"], "trusted": pp["trusted"], "timeout": pp["timeout"]}}]
+        where = "proxy_protocol"
+    return where
+
+
 def run_tls_pp_agreement_group(args, t):
     """Single changes to tls.clientCertRules and proxyProtocol: values.schema.json and
     portcullis --check (on the policy keys the chart writes from them) accept or refuse alike."""
-    schema = load_schema(args)
-    p, out, defaults = render(args, [os.path.join(args.here, "values", "defaults.yaml")], "tls-pp-agreement")
-    policy = yaml.safe_load(policy_of(Rendered("defaults", [], load_all(p.stdout), defaults, ""))[1]) \
-        if p.returncode == 0 else None
-    for i, (what, changes, accepted) in enumerate(TLS_PP_AGREEMENT):
-        def agree(i=i, changes=changes, accepted=accepted):
-            check(policy is not None, f"the defaults do not render:\n{p.stderr}")
-            check(args.portcullis, "no portcullis binary given (--portcullis)")
-            values = copy.deepcopy(defaults)
-            pol = copy.deepcopy(policy)
-            if "tls" in changes:
-                values["tls"].update({"enabled": True, "secretName": "portcullis-tls", "clientCerts": "require",
-                                      "clientCA": {"secretName": "ci-client-ca", "configMapName": "", "key": "ca.crt"}})
-                values["tls"].update(copy.deepcopy(changes["tls"]))
-                pol["listen"]["https"] = "0.0.0.0:3129"
-                pol["listen"]["tls"] = {"cert": "/etc/portcullis-tls/server/tls.crt",
-                                        "key": "/etc/portcullis-tls/server/tls.key", "client_certs": "require",
-                                        "client_ca": "/etc/portcullis-tls/client-ca/ca.crt"}
-                pol["identity"]["client_certs"] = values["tls"]["clientCertRules"]
-                where = "identity.client_certs"
-            else:
-                values["proxyProtocol"].update({"enabled": True})
-                values["proxyProtocol"].update(copy.deepcopy(changes["proxyProtocol"]))
-                pp = values["proxyProtocol"]
-                pol["listen"]["proxy"] = [pol["listen"]["proxy"], {"address": "0.0.0.0:3130", "proxy_protocol": {
-                    "mode": pp["mode"], "trusted": pp["trusted"], "timeout": pp["timeout"]}}]
-                where = "proxy_protocol"
-            errs = schema_errors(schema, values)
-            path = os.path.join(out, f"policy-{i}.yaml")
-            with open(path, "w") as fh:
-                yaml.safe_dump(pol, fh)
-            d = subprocess.run([args.portcullis, "--check", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-            daemon_ok = d.returncode == 0
-            schema_ok = not errs
-            if accepted == "strict":
-                check(not schema_ok and daemon_ok,
-                      f"expected the schema to refuse what the daemon accepts; schema: {errs}, daemon: {d.stdout}")
-                return
-            check(schema_ok == accepted, f"values.schema.json {'refuses' if errs else 'accepts'} it: {errs}")
-            check(daemon_ok == accepted, f"portcullis --check {'accepts' if daemon_ok else 'refuses'} it: {d.stdout}")
-            check(daemon_ok or where in d.stdout, f"portcullis --check refuses something else:\n{d.stdout}")
-        t.case(f"tls/proxyProtocol: {what} is {'accepted' if accepted is True else 'refused'} by the schema "
-               f"{'only' if accepted == 'strict' else 'and by portcullis --check'}", agree)
+    run_agreement(args, t, "tls-pp-agreement", "tls/proxyProtocol", TLS_PP_AGREEMENT, tls_pp_change)
 
 
 def _ic(**kw):
@@ -1677,46 +1667,23 @@ INTERCEPT_AGREEMENT = [
 ]
 
 
+def intercept_change(values, pol, changes):
+    values["interception"]["caSecretName"] = "portcullis-intercept-ca"
+    values["interception"].update(copy.deepcopy(changes.get("interception", {})))
+    rule = {"host": "github.com", "intercept": copy.deepcopy(changes.get("intercept", {"default": "deny"}))}
+    values["tiers"] = {"standard": {"sources": ["10.244.0.0/16"], "allow": [rule]}}
+    ic = values["interception"]
+    pol["interception"] = {"ca_cert": "/etc/portcullis-intercept/ca/tls.crt",
+                           "ca_key": "/etc/portcullis-intercept/ca/tls.key",
+                           "leaf_lifetime": ic["leafLifetime"], "cache_size": ic["cacheSize"]}
+    pol["tiers"] = copy.deepcopy(values["tiers"])
+    return "intercept"  # names interception: and a rule's intercept: alike
+
+
 def run_intercept_agreement_group(args, t):
     """Single changes to interception and to a rule's intercept: block: values.schema.json and
     portcullis --check (on the policy the chart writes from them) accept or refuse alike."""
-    schema = load_schema(args)
-    p, out, defaults = render(args, [os.path.join(args.here, "values", "defaults.yaml")], "intercept-agreement")
-    policy = yaml.safe_load(policy_of(Rendered("defaults", [], load_all(p.stdout), defaults, ""))[1]) \
-        if p.returncode == 0 else None
-    for i, (what, changes, accepted) in enumerate(INTERCEPT_AGREEMENT):
-        def agree(i=i, changes=changes, accepted=accepted):
-            check(policy is not None, f"the defaults do not render:\n{p.stderr}")
-            check(args.portcullis, "no portcullis binary given (--portcullis)")
-            values = copy.deepcopy(defaults)
-            values["interception"]["caSecretName"] = "portcullis-intercept-ca"
-            values["interception"].update(copy.deepcopy(changes.get("interception", {})))
-            rule = {"host": "github.com", "intercept": copy.deepcopy(changes.get("intercept", {"default": "deny"}))}
-            values["tiers"] = {"standard": {"sources": ["10.244.0.0/16"], "allow": [rule]}}
-            ic = values["interception"]
-            pol = copy.deepcopy(policy)
-            pol["interception"] = {"ca_cert": "/etc/portcullis-intercept/ca/tls.crt",
-                                   "ca_key": "/etc/portcullis-intercept/ca/tls.key",
-                                   "leaf_lifetime": ic["leafLifetime"], "cache_size": ic["cacheSize"]}
-            pol["tiers"] = copy.deepcopy(values["tiers"])
-            errs = schema_errors(schema, values)
-            path = os.path.join(out, f"policy-{i}.yaml")
-            with open(path, "w") as fh:
-                yaml.safe_dump(pol, fh)
-            d = subprocess.run([args.portcullis, "--check", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-            daemon_ok = d.returncode == 0
-            schema_ok = not errs
-            if accepted == "strict":
-                check(not schema_ok and daemon_ok,
-                      f"expected the schema to refuse what the daemon accepts; schema: {errs}, daemon: {d.stdout}")
-                return
-            check(schema_ok == accepted, f"values.schema.json {'refuses' if errs else 'accepts'} it: {errs}")
-            check(daemon_ok == accepted, f"portcullis --check {'accepts' if daemon_ok else 'refuses'} it: {d.stdout}")
-            check(daemon_ok or "interception" in d.stdout or "intercept" in d.stdout,
-                  f"portcullis --check refuses something else:\n{d.stdout}")
-        t.case(f"interception: {what} is {'accepted' if accepted is True else 'refused'} by the schema "
-               f"{'only' if accepted == 'strict' else 'and by portcullis --check'}", agree)
+    run_agreement(args, t, "intercept-agreement", "interception", INTERCEPT_AGREEMENT, intercept_change)
 
 
 def expectation(path):
